@@ -1,0 +1,1 @@
+"""Reach D. Box: the domain and the queue (config, jobs, send task, reconciler, CLI)."""

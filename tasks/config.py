@@ -1,0 +1,229 @@
+"""Settings: the one place environment variables become configuration.
+
+Every setting has a default and a row in the README. ``load()`` validates them
+all at start so a bad value stops the process with a message naming it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+import urllib.parse
+from collections.abc import Mapping
+from email.headerregistry import Address
+from email.utils import parseaddr
+
+from tasks import errors
+
+_DOMAIN = re.compile(r"(?i)(?=.{1,253}$)([a-z0-9](?:[a-z0-9-]*[a-z0-9])?\.)*[a-z0-9](?:[a-z0-9-]*[a-z0-9])?")
+TRANSPORT_SCHEMES = ("smtp", "smtps", "devmail")
+_LOOPBACK = ("localhost", "127.0.0.1", "::1")
+APP_ENVS = ("development", "production", "test")
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class TransportSpec:
+    """One entry of ``MAIL_TRANSPORTS``, parsed; ``repr`` never shows the password."""
+
+    scheme: str
+    host: str = ""
+    port: int = 0
+    username: str | None = None
+    password: str | None = dataclasses.field(default=None, repr=False)
+    starttls: bool = False
+    #: Per-transport SMTP timeout override (seconds), ``?timeout=``.
+    timeout: float | None = None
+
+    @property
+    def name(self) -> str:
+        """Name the transport in logs, events and metrics (no credentials)."""
+        if self.scheme == "devmail":
+            return f"{self.scheme}://"
+        user = f"{self.username}@" if self.username else ""
+        return f"{self.scheme}://{user}{self.host}:{self.port}"
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class Settings:
+    """The validated configuration of one process."""
+
+    app_env: str = "development"
+    database_url: str = "postgresql://postgres@127.0.0.1:5432/reachdbox"
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    mail_transports: tuple[TransportSpec, ...] = ()
+    mail_from: str = "Reach D. Box <noreply@localhost>"
+    mail_domain: str = "reachdbox.localhost"
+    secret_key: str = dataclasses.field(default="dev-insecure-secret-key", repr=False)
+    devmail_host: str = "127.0.0.1"
+    devmail_port: int = 2525
+    dev_user_email: str = "dev@localhost"
+    worker_concurrency: int = 5
+    worker_heartbeat: float = 2.0
+    worker_stalled_after: float = 10.0
+    worker_shutdown_timeout: float = 30.0
+    worker_poll_interval: float = 5.0
+    schedule_horizon: float = 600.0
+    smtp_timeout: float = 30.0
+    retry_backoff_base: float = 30.0
+    retry_backoff_max: float = 3600.0
+    max_attempts: int = 10
+    log_level: str = "INFO"
+    log_format: str = "auto"
+
+    @property
+    def mail_from_address(self) -> str:
+        """Return the bare address of ``MAIL_FROM`` (the SMTP envelope sender)."""
+        return parseaddr(self.mail_from)[1]
+
+
+def _int(name: str, raw: str, low: int, high: int) -> int:
+    try:
+        value = int(raw)
+    except ValueError:
+        raise errors.ConfigError(name, f"must be an integer, got {raw!r}") from None
+    if not low <= value <= high:
+        raise errors.ConfigError(name, f"must be between {low} and {high}, got {value}")
+    return value
+
+
+def _seconds(name: str, raw: str, low: float, high: float) -> float:
+    try:
+        value = float(raw)
+    except ValueError:
+        raise errors.ConfigError(name, f"must be a number of seconds, got {raw!r}") from None
+    if not low <= value <= high:
+        raise errors.ConfigError(name, f"must be between {low} and {high} seconds, got {value}")
+    return value
+
+
+def _url(name: str, raw: str, schemes: tuple[str, ...]) -> str:
+    parsed = urllib.parse.urlsplit(raw)
+    if parsed.scheme not in schemes:
+        raise errors.ConfigError(name, f"must be a URL starting with {' or '.join(s + '://' for s in schemes)}")
+    return raw
+
+
+def parse_transport(raw: str) -> TransportSpec:
+    """Parse one transport URL such as ``smtp://user:pass@host:587?starttls=1``."""
+    parsed = urllib.parse.urlsplit(raw)
+    scheme = parsed.scheme
+    if scheme not in TRANSPORT_SCHEMES:
+        raise errors.ConfigError(
+            "MAIL_TRANSPORTS",
+            f"unknown transport {scheme + '://' if scheme else raw!r}; "
+            f"use one of {', '.join(s + '://' for s in TRANSPORT_SCHEMES)}",
+        )
+    if scheme == "devmail":
+        return TransportSpec(scheme=scheme)
+    if not parsed.hostname:
+        raise errors.ConfigError("MAIL_TRANSPORTS", f"{scheme}:// needs a host")
+    try:
+        port = parsed.port or (465 if scheme == "smtps" else 25)
+    except ValueError:
+        raise errors.ConfigError("MAIL_TRANSPORTS", f"{scheme}:// has an invalid port") from None
+    query = dict(urllib.parse.parse_qsl(parsed.query))
+    unknown = set(query) - {"starttls", "timeout"}
+    if unknown:
+        raise errors.ConfigError("MAIL_TRANSPORTS", f"unknown option(s) {', '.join(sorted(unknown))}")
+    starttls = query.get("starttls", "0").lower() in ("1", "true", "yes", "on")
+    if starttls and scheme == "smtps":
+        raise errors.ConfigError("MAIL_TRANSPORTS", "smtps:// is already TLS; drop ?starttls")
+    timeout = _seconds("MAIL_TRANSPORTS", query["timeout"], 0.1, 600) if "timeout" in query else None
+    if parsed.password and scheme == "smtp" and not starttls and parsed.hostname not in _LOOPBACK:
+        raise errors.ConfigError(
+            "MAIL_TRANSPORTS",
+            f"smtp://{parsed.hostname} would send the password in clear text; add ?starttls=1 or use smtps://",
+        )
+    return TransportSpec(
+        scheme=scheme,
+        host=parsed.hostname,
+        port=port,
+        username=urllib.parse.unquote(parsed.username) if parsed.username else None,
+        password=urllib.parse.unquote(parsed.password) if parsed.password else None,
+        starttls=starttls,
+        timeout=timeout,
+    )
+
+
+def _mail_from(raw: str) -> str:
+    if "\r" in raw or "\n" in raw:
+        raise errors.ConfigError("MAIL_FROM", "must not contain a line break")
+    name, addr = parseaddr(raw)
+    if "@" not in addr:
+        raise errors.ConfigError("MAIL_FROM", f"must be an address like 'Name <noreply@example.com>', got {raw!r}")
+    try:
+        Address(display_name=name, addr_spec=addr)
+    except (ValueError, IndexError) as exc:
+        raise errors.ConfigError("MAIL_FROM", f"is not a valid address: {exc}") from None
+    return raw
+
+
+def _hostport(name: str, raw: str) -> tuple[str, int]:
+    host, _, port = raw.rpartition(":")
+    if not host:
+        raise errors.ConfigError(name, f"must be HOST:PORT, got {raw!r}")
+    return host, _int(name, port, 1, 65535)
+
+
+def load(environ: Mapping[str, str] | None = None) -> Settings:
+    """Read and validate every setting from ``environ`` (default: ``os.environ``)."""
+    env = os.environ if environ is None else environ
+    d = Settings()
+
+    def get(name: str, default: object) -> str:
+        value = env.get(name)
+        return str(default) if value is None or value.strip() == "" else value.strip()
+
+    app_env = get("APP_ENV", d.app_env)
+    if app_env not in APP_ENVS:
+        raise errors.ConfigError("APP_ENV", f"must be one of {', '.join(APP_ENVS)}, got {app_env!r}")
+    secret_key = get("SECRET_KEY", d.secret_key)
+    if app_env == "production" and (secret_key == d.secret_key or len(secret_key) < 32):
+        raise errors.ConfigError("SECRET_KEY", "must be set to a random value of 32+ characters in production")
+    transports = tuple(parse_transport(t) for t in get("MAIL_TRANSPORTS", "devmail://").split())
+    devmail_host, devmail_port = _hostport("DEVMAIL_ADDR", get("DEVMAIL_ADDR", f"{d.devmail_host}:{d.devmail_port}"))
+    log_level = get("LOG_LEVEL", d.log_level).upper()
+    if log_level not in ("DEBUG", "INFO", "WARNING", "ERROR"):
+        raise errors.ConfigError("LOG_LEVEL", f"must be DEBUG, INFO, WARNING or ERROR, got {log_level!r}")
+    log_format = get("LOG_FORMAT", d.log_format).lower()
+    if log_format not in ("auto", "json", "console"):
+        raise errors.ConfigError("LOG_FORMAT", f"must be auto, json or console, got {log_format!r}")
+    mail_domain = get("MAIL_DOMAIN", d.mail_domain)
+    if not _DOMAIN.fullmatch(mail_domain):
+        raise errors.ConfigError("MAIL_DOMAIN", f"must be a domain name, got {mail_domain!r}")
+    settings = Settings(
+        app_env=app_env,
+        database_url=_url("DATABASE_URL", get("DATABASE_URL", d.database_url), ("postgresql", "postgres")),
+        redis_url=_url("REDIS_URL", get("REDIS_URL", d.redis_url), ("redis", "rediss", "unix")),
+        mail_transports=transports,
+        mail_from=_mail_from(get("MAIL_FROM", d.mail_from)),
+        mail_domain=mail_domain,
+        secret_key=secret_key,
+        devmail_host=devmail_host,
+        devmail_port=devmail_port,
+        dev_user_email=get("DEV_USER_EMAIL", d.dev_user_email),
+        worker_concurrency=_int("WORKER_CONCURRENCY", get("WORKER_CONCURRENCY", d.worker_concurrency), 1, 500),
+        worker_heartbeat=_seconds("WORKER_HEARTBEAT", get("WORKER_HEARTBEAT", d.worker_heartbeat), 0.5, 60),
+        worker_stalled_after=_seconds(
+            "WORKER_STALLED_AFTER", get("WORKER_STALLED_AFTER", d.worker_stalled_after), 2, 3600
+        ),
+        worker_shutdown_timeout=_seconds(
+            "WORKER_SHUTDOWN_TIMEOUT", get("WORKER_SHUTDOWN_TIMEOUT", d.worker_shutdown_timeout), 0, 3600
+        ),
+        worker_poll_interval=_seconds(
+            "WORKER_POLL_INTERVAL", get("WORKER_POLL_INTERVAL", d.worker_poll_interval), 0.05, 60
+        ),
+        schedule_horizon=_seconds("SCHEDULE_HORIZON", get("SCHEDULE_HORIZON", d.schedule_horizon), 30, 86400),
+        smtp_timeout=_seconds("SMTP_TIMEOUT", get("SMTP_TIMEOUT", d.smtp_timeout), 0.1, 600),
+        retry_backoff_base=_seconds("RETRY_BACKOFF_BASE", get("RETRY_BACKOFF_BASE", d.retry_backoff_base), 0.01, 86400),
+        retry_backoff_max=_seconds("RETRY_BACKOFF_MAX", get("RETRY_BACKOFF_MAX", d.retry_backoff_max), 0.01, 7 * 86400),
+        max_attempts=_int("MAX_ATTEMPTS", get("MAX_ATTEMPTS", d.max_attempts), 1, 100),
+        log_level=log_level,
+        log_format=log_format,
+    )
+    if settings.worker_stalled_after <= 2 * settings.worker_heartbeat:
+        raise errors.ConfigError("WORKER_STALLED_AFTER", "must be more than twice WORKER_HEARTBEAT")
+    if settings.retry_backoff_max < settings.retry_backoff_base:
+        raise errors.ConfigError("RETRY_BACKOFF_MAX", "must not be below RETRY_BACKOFF_BASE")
+    return settings

@@ -1,0 +1,78 @@
+"""Settings: defaults, and a clear error naming any invalid setting."""
+
+from __future__ import annotations
+
+import pytest
+
+from tasks import config, errors
+
+
+def test_defaults_need_no_environment() -> None:
+    """Every setting has a default; the default transport is the dev mailbox."""
+    settings = config.load({})
+
+    assert settings.worker_concurrency == 5
+    assert [t.scheme for t in settings.mail_transports] == ["devmail"]
+    assert settings.mail_from_address == "noreply@localhost"
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("WORKER_CONCURRENCY", "zero"),
+        ("WORKER_CONCURRENCY", "0"),
+        ("DATABASE_URL", "mysql://localhost/x"),
+        ("REDIS_URL", "http://localhost"),
+        ("MAIL_TRANSPORTS", "carrier-pigeon://coop"),
+        ("MAIL_TRANSPORTS", "smtp://"),
+        ("MAIL_TRANSPORTS", "smtp://host:99999"),
+        ("MAIL_TRANSPORTS", "smtp://h:25?bogus=1"),
+        ("MAIL_FROM", "not an address"),
+        ("MAIL_DOMAIN", "bad domain"),
+        ("SMTP_TIMEOUT", "-1"),
+        ("APP_ENV", "staging"),
+        ("LOG_LEVEL", "LOUD"),
+        ("DEVMAIL_ADDR", "nohostport"),
+    ],
+)
+def test_an_invalid_setting_is_named_in_the_error(name: str, value: str) -> None:
+    """The process stops at start with a message that names the bad setting."""
+    with pytest.raises(errors.ConfigError) as info:
+        config.load({name: value})
+
+    assert info.value.field == name
+    assert info.value.message.startswith(f"{name}: ")
+
+
+def test_production_requires_a_real_secret_key() -> None:
+    with pytest.raises(errors.ConfigError) as info:
+        config.load({"APP_ENV": "production"})
+
+    assert info.value.field == "SECRET_KEY"
+
+
+def test_transport_urls_are_parsed_in_order() -> None:
+    settings = config.load(
+        {
+            "MAIL_TRANSPORTS": "smtp://u%40x:p%3Ass@mail.example.com:587?starttls=1&timeout=7 smtps://relay:465 devmail://"
+        }
+    )
+
+    first, second, third = settings.mail_transports
+    assert (first.host, first.port, first.username, first.password) == ("mail.example.com", 587, "u@x", "p:ss")
+    assert first.starttls and first.timeout == 7.0
+    assert (second.scheme, second.port) == ("smtps", 465)
+    assert third.name == "devmail://"
+
+
+def test_a_transport_never_shows_its_password() -> None:
+    spec = config.parse_transport("smtps://user:hunter2@mail.example.com")
+
+    assert "hunter2" not in repr(spec)
+    assert "hunter2" not in spec.name
+
+
+def test_a_password_over_plain_smtp_to_a_remote_host_is_refused() -> None:
+    """Credentials would cross the network in clear text."""
+    with pytest.raises(errors.ConfigError, match="clear text"):
+        config.parse_transport("smtp://user:pw@mail.example.com:587")
