@@ -1,0 +1,105 @@
+"""PostgreSQL access: the named queries of ``sql/queries.sql`` and connection pools.
+
+Pools hand out autocommit connections; a unit of work that must be atomic says
+so with ``with conn.transaction():``, so single statements cost one round trip.
+"""
+
+from __future__ import annotations
+
+import pathlib
+import re
+from typing import Any, LiteralString, cast
+
+import psycopg
+import psycopg_pool
+from psycopg.rows import dict_row
+
+SQL_DIR = pathlib.Path(__file__).resolve().parent.parent / "sql"
+_NAME = re.compile(r"^-- ([a-z0-9_]+) --$", re.MULTILINE)
+
+
+def _load_queries(path: pathlib.Path) -> dict[str, LiteralString]:
+    parts = _NAME.split(path.read_text(encoding="utf-8"))
+    # parts = [preamble, name1, body1, name2, body2, ...]
+    return {name: cast(LiteralString, body.strip()) for name, body in zip(parts[1::2], parts[2::2], strict=True)}
+
+
+queries: dict[str, LiteralString] = _load_queries(SQL_DIR / "queries.sql")
+
+Row = dict[str, Any]
+
+
+def connect(conninfo: str, **kwargs: Any) -> psycopg.Connection[Row]:
+    """Open one autocommit connection returning dict rows."""
+    return psycopg.connect(conninfo, autocommit=True, row_factory=dict_row, **kwargs)
+
+
+# Set by a configure hook rather than the connect kwargs: Procrastinate opens its
+# LISTEN connection with the pool's kwargs plus its own autocommit=True.
+def _autocommit(conn: psycopg.Connection[Any]) -> None:
+    conn.autocommit = True
+
+
+async def _autocommit_async(conn: psycopg.AsyncConnection[Any]) -> None:
+    await conn.set_autocommit(True)
+
+
+def pool(conninfo: str, *, max_size: int = 10, name: str = "reachdbox") -> psycopg_pool.ConnectionPool[Any]:
+    """Open a thread-safe pool for the web app and the CLI."""
+    return psycopg_pool.ConnectionPool(
+        conninfo,
+        min_size=1,
+        max_size=max_size,
+        name=name,
+        kwargs={"row_factory": dict_row},
+        configure=_autocommit,
+        check=psycopg_pool.ConnectionPool.check_connection,
+        open=True,
+    )
+
+
+def async_pool(conninfo: str, *, size: int, name: str = "reachdbox-worker") -> psycopg_pool.AsyncConnectionPool[Any]:
+    """Create (unopened) the worker's pool, shared by Procrastinate and the tasks."""
+    return psycopg_pool.AsyncConnectionPool(
+        conninfo,
+        min_size=size,
+        max_size=size,
+        name=name,
+        kwargs={"row_factory": dict_row},
+        configure=_autocommit_async,
+        check=psycopg_pool.AsyncConnectionPool.check_connection,
+        open=False,
+    )
+
+
+def run(conn: psycopg.Connection[Row], query: str, /, **params: Any) -> int:
+    """Run the named statement; return how many rows it touched."""
+    return conn.execute(queries[query], params).rowcount
+
+
+async def run_async(conn: psycopg.AsyncConnection[Row], query: str, /, **params: Any) -> int:
+    """Run the named statement; return how many rows it touched."""
+    cursor = await conn.execute(queries[query], params)
+    return cursor.rowcount
+
+
+def one(conn: psycopg.Connection[Row], query: str, /, **params: Any) -> Row | None:
+    """Run the named query and return its first row, if any."""
+    return conn.execute(queries[query], params).fetchone()
+
+
+def all_rows(conn: psycopg.Connection[Row], query: str, /, **params: Any) -> list[Row]:
+    """Run the named query and return every row."""
+    return conn.execute(queries[query], params).fetchall()
+
+
+async def one_async(conn: psycopg.AsyncConnection[Row], query: str, /, **params: Any) -> Row | None:
+    """Run the named query and return its first row, if any."""
+    cursor = await conn.execute(queries[query], params)
+    return await cursor.fetchone()
+
+
+async def all_async(conn: psycopg.AsyncConnection[Row], query: str, /, **params: Any) -> list[Row]:
+    """Run the named query and return every row."""
+    cursor = await conn.execute(queries[query], params)
+    return await cursor.fetchall()

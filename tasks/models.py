@@ -1,0 +1,121 @@
+"""Rows as frozen dataclasses, and the scope a caller acts in."""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import uuid
+from typing import Any
+
+#: Statuses from which nothing more happens without someone acting.
+TERMINAL = frozenset({"sent", "failed", "cancelled", "uncertain"})
+STATUSES = ("scheduled", "sending", "sent", "failed", "cancelled", "uncertain")
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class Scope:
+    """Whose emails a caller may touch: one owner's, or (operators) everyone's."""
+
+    owner_id: int | None
+
+    @property
+    def any_owner(self) -> bool:
+        return self.owner_id is None
+
+    def params(self) -> dict[str, Any]:
+        """Return the query parameters that scope a query to this caller."""
+        return {"any_owner": self.owner_id is None, "owner_id": self.owner_id or 0}
+
+
+#: The operator's scope (CLI): every email.
+OPERATOR = Scope(owner_id=None)
+
+
+def owner(user_id: int) -> Scope:
+    """Return the scope of one signed-in user."""
+    return Scope(owner_id=user_id)
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class User:
+    id: int
+    email: str
+    name: str
+    google_sub: str | None
+    session_version: int
+
+    @classmethod
+    def from_row(cls, row: dict[str, Any]) -> User:
+        return cls(**{f.name: row[f.name] for f in dataclasses.fields(cls)})
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class Email:
+    id: uuid.UUID
+    owner_id: int
+    from_addr: str
+    reply_to: str | None
+    to_addrs: list[str]
+    cc_addrs: list[str]
+    bcc_addrs: list[str]
+    subject: str
+    body_text: str
+    body_html: str | None
+    send_at: dt.datetime
+    send_tz: str
+    status: str
+    attempts: int
+    next_attempt_at: dt.datetime
+    waiting_reason: str | None
+    last_error: str | None
+    message_id: str
+    transport: str | None
+    provider_reply: str | None
+    refused_recipients: dict[str, str]
+    job_id: int | None
+    idempotency_key: str | None
+    created_at: dt.datetime
+    updated_at: dt.datetime
+    data_started_at: dt.datetime | None
+    sent_at: dt.datetime | None
+
+    @classmethod
+    def from_row(cls, row: dict[str, Any]) -> Email:
+        return cls(**{f.name: row[f.name] for f in dataclasses.fields(cls)})
+
+    @property
+    def recipients(self) -> list[str]:
+        """Return every envelope recipient: To, Cc and Bcc."""
+        return [*self.to_addrs, *self.cc_addrs, *self.bcc_addrs]
+
+    def as_dict(self, *, with_body: bool = True) -> dict[str, Any]:
+        """Return the email as JSON-ready data (the body only when asked)."""
+        data = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        if not with_body:
+            data.pop("body_text")
+            data.pop("body_html")
+        return {k: _json(v) for k, v in data.items()}
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class Event:
+    id: int
+    at: dt.datetime
+    kind: str
+    job_id: int | None
+    detail: dict[str, Any]
+
+    @classmethod
+    def from_row(cls, row: dict[str, Any]) -> Event:
+        return cls(**{f.name: row[f.name] for f in dataclasses.fields(cls)})
+
+    def as_dict(self) -> dict[str, Any]:
+        return {f.name: _json(getattr(self, f.name)) for f in dataclasses.fields(self)}
+
+
+def _json(value: Any) -> Any:
+    if isinstance(value, dt.datetime):
+        return value.isoformat()
+    if isinstance(value, uuid.UUID):
+        return str(value)
+    return value
