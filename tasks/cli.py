@@ -1,0 +1,236 @@
+"""``python -m tasks``: the worker, migrations and the operator's commands.
+
+Bad arguments and invalid input exit 2 with a message; an email that does not
+exist or cannot change any more exits 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import datetime as dt
+import json
+import re
+import sys
+from typing import Any
+
+import psycopg
+
+from tasks import config, db, emails, errors, logs, models, validation
+from tasks.config import Settings
+
+_DURATION = re.compile(r"^(\d+(?:\.\d+)?)(s|m|h|d)$")
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def duration(text: str) -> dt.timedelta:
+    """Parse ``90s``, ``5m``, ``2h`` or ``1d``."""
+    match = _DURATION.match(text.strip())
+    if not match:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a duration like 90s, 5m, 2h or 1d")
+    return dt.timedelta(seconds=float(match[1]) * _UNITS[match[2]])
+
+
+def positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError("must be at least 1")
+    return value
+
+
+def _print_json(data: Any) -> None:
+    print(json.dumps(data, indent=2, default=str))
+
+
+def cmd_migrate(args: argparse.Namespace, settings: Settings) -> int:
+    from tasks import migrate
+
+    applied = migrate.migrate(settings.database_url)
+    print("applied: " + ", ".join(applied) if applied else "up to date")
+    return 0
+
+
+def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
+    from tasks import worker
+
+    asyncio.run(worker.run(settings, concurrency=args.concurrency))
+    return 0
+
+
+def cmd_devmail(args: argparse.Namespace, settings: Settings) -> int:
+    from tasks import devmail
+
+    asyncio.run(devmail.serve(settings))
+    return 0
+
+
+def cmd_schedule(args: argparse.Namespace, settings: Settings) -> int:
+    if args.body_file == "-":
+        body = sys.stdin.read()
+    elif args.body_file is not None:
+        try:
+            with open(args.body_file, encoding="utf-8") as f:
+                body = f.read()
+        except (OSError, UnicodeDecodeError) as exc:
+            raise errors.ValidationError(f"cannot read {args.body_file}: {exc}", field="body-file") from None
+    else:
+        body = args.body
+    send_at: Any = args.at
+    if args.in_ is not None:
+        send_at = dt.datetime.now(dt.UTC) + args.in_
+    draft = validation.validate(
+        to=args.to,
+        cc=args.cc,
+        bcc=args.bcc,
+        subject=args.subject,
+        body_text=body,
+        send_at=send_at,
+        send_tz=args.tz,
+        send_now=args.now,
+        idempotency_key=args.idempotency_key,
+    )
+    with db.connect(settings.database_url) as conn:
+        owner = emails.ensure_user(conn, email=args.owner or settings.dev_user_email)
+        email, _created = emails.schedule(conn, owner=owner, draft=draft, settings=settings)
+    print(email.id)
+    return 0
+
+
+def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
+    with db.connect(settings.database_url) as conn:
+        counts = emails.status_counts(conn)
+        next_due = emails.next_due(conn)
+    counts = {status: counts.get(status, 0) for status in models.STATUSES}
+    if args.json:
+        _print_json({"emails": counts, "next_due": next_due})
+        return 0
+    for status, n in counts.items():
+        print(f"{status:<10} {n:>8}")
+    print(f"next due   {next_due.isoformat() if next_due else '-'}")
+    return 0
+
+
+def cmd_inspect(args: argparse.Namespace, settings: Settings) -> int:
+    with db.connect(settings.database_url) as conn:
+        email = emails.get(conn, models.OPERATOR, args.id)
+        events = emails.timeline(conn, models.OPERATOR, args.id)
+    _print_json({"email": email.as_dict(with_body=args.body), "events": [e.as_dict() for e in events]})
+    return 0
+
+
+def cmd_cancel(args: argparse.Namespace, settings: Settings) -> int:
+    with db.connect(settings.database_url) as conn:
+        email = emails.cancel(conn, models.OPERATOR, args.id)
+    print(f"{email.id} {email.status}")
+    return 0
+
+
+def cmd_reschedule(args: argparse.Namespace, settings: Settings) -> int:
+    send_at: Any = args.at if args.in_ is None else dt.datetime.now(dt.UTC) + args.in_
+    with db.connect(settings.database_url) as conn:
+        email = emails.reschedule(conn, models.OPERATOR, args.id, send_at=send_at, send_tz=args.tz, settings=settings)
+    print(f"{email.id} {email.status} {email.send_at.isoformat()}")
+    return 0
+
+
+def cmd_send_now(args: argparse.Namespace, settings: Settings) -> int:
+    with db.connect(settings.database_url) as conn:
+        email = emails.send_now(conn, models.OPERATOR, args.id, settings=settings)
+    print(f"{email.id} {email.status} {email.next_attempt_at.isoformat()}")
+    return 0
+
+
+def cmd_retry(args: argparse.Namespace, settings: Settings) -> int:
+    with db.connect(settings.database_url) as conn:
+        email = emails.retry(conn, models.OPERATOR, args.id, settings=settings)
+    print(f"{email.id} {email.status} {email.next_attempt_at.isoformat()}")
+    return 0
+
+
+def _when(parser: argparse.ArgumentParser, *, now: bool) -> None:
+    group = parser.add_mutually_exclusive_group(required=True)
+    group.add_argument("--at", metavar="ISO8601", help="send time with an offset, e.g. 2026-12-01T09:00:00+01:00")
+    group.add_argument("--in", dest="in_", type=duration, metavar="DURATION", help="send after 90s, 5m, 2h, 1d")
+    if now:
+        group.add_argument("--now", action="store_true", help="send as soon as possible")
+    parser.add_argument("--tz", metavar="ZONE", help="IANA time zone the time was chosen in (default UTC)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m tasks", description="Reach D. Box: scheduler and operator tools")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    sub.add_parser("migrate", help="install or upgrade the database schema").set_defaults(func=cmd_migrate)
+
+    p = sub.add_parser("worker", help="run a worker (SIGTERM stops it gracefully)")
+    p.add_argument("--concurrency", type=positive_int, help="parallel sends (default WORKER_CONCURRENCY)")
+    p.set_defaults(func=cmd_worker)
+
+    sub.add_parser("devmail", help="run the dev mailbox SMTP sink on DEVMAIL_ADDR").set_defaults(func=cmd_devmail)
+
+    p = sub.add_parser("schedule", help="schedule an email; prints its id")
+    p.add_argument("--to", action="append", required=True, metavar="ADDR", help="recipient (repeatable)")
+    p.add_argument("--cc", action="append", metavar="ADDR")
+    p.add_argument("--bcc", action="append", metavar="ADDR")
+    p.add_argument("--subject", required=True)
+    body = p.add_mutually_exclusive_group(required=True)
+    body.add_argument("--body", help="plain-text body")
+    body.add_argument("--body-file", metavar="PATH", help="read the body from a file ('-' for stdin)")
+    _when(p, now=True)
+    p.add_argument("--owner", metavar="EMAIL", help="the user it is sent for (default DEV_USER_EMAIL)")
+    p.add_argument("--idempotency-key", metavar="KEY", help="repeat-safe key: the same key returns the same email")
+    p.set_defaults(func=cmd_schedule)
+
+    p = sub.add_parser("status", help="counts per status and the next due time")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_status)
+
+    p = sub.add_parser("inspect", help="an email and its timeline, as JSON")
+    p.add_argument("id")
+    p.add_argument("--body", action="store_true", help="include the body")
+    p.set_defaults(func=cmd_inspect)
+
+    for name, func, help_text in (
+        ("cancel", cmd_cancel, "cancel a scheduled email"),
+        ("send-now", cmd_send_now, "send a scheduled email at once"),
+        ("retry", cmd_retry, "send a failed or uncertain email again"),
+    ):
+        p = sub.add_parser(name, help=help_text)
+        p.add_argument("id")
+        p.set_defaults(func=func)
+
+    p = sub.add_parser("reschedule", help="move a scheduled email to another time")
+    p.add_argument("id")
+    _when(p, now=False)
+    p.set_defaults(func=cmd_reschedule)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run one command; return the process exit code."""
+    args = build_parser().parse_args(argv)
+    try:
+        settings = config.load()
+    except errors.ConfigError as exc:
+        print(f"configuration error: {exc.message}", file=sys.stderr)
+        return 2
+    logs.configure(settings.log_level, settings.log_format)
+    try:
+        return args.func(args, settings)
+    except errors.ValidationError as exc:
+        lines = [f"{d['field']}: {d['message']}" for d in exc.details] or [exc.message]
+        for line in lines:
+            print(f"error: {line}", file=sys.stderr)
+        return 2
+    except errors.ReachError as exc:
+        print(f"error: {exc.message}", file=sys.stderr)
+        return 1
+    except OSError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except psycopg.OperationalError as exc:
+        print(f"error: cannot reach the database: {str(exc).strip()}", file=sys.stderr)
+        return 1

@@ -1,0 +1,41 @@
+"""What a worker process holds while it runs: settings, its pool, its transports."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import psycopg_pool
+
+from tasks import transports
+from tasks.config import Settings
+
+
+@dataclasses.dataclass(kw_only=True)
+class Runtime:
+    settings: Settings
+    pool: psycopg_pool.AsyncConnectionPool[Any]
+    transports: list[transports.Transport]
+    #: A label for this process in events and logs (host:pid).
+    worker_name: str
+
+    @classmethod
+    def create(cls, settings: Settings, pool: psycopg_pool.AsyncConnectionPool[Any], worker_name: str) -> Runtime:
+        return cls(
+            settings=settings,
+            pool=pool,
+            transports=[transports.build(spec, settings) for spec in settings.mail_transports],
+            worker_name=worker_name,
+        )
+
+    async def close(self) -> None:
+        for transport in self.transports:
+            await transport.close()
+
+
+def of(context: Any) -> Runtime:
+    """Return the runtime a Procrastinate job context carries."""
+    runtime = context.additional_context.get("runtime")
+    if not isinstance(runtime, Runtime):
+        raise RuntimeError("run this task with `python -m tasks worker`, which provides its runtime")
+    return runtime

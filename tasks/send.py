@@ -1,0 +1,232 @@
+"""The send task: one job, one attempt (DESIGN.md, status machine).
+
+claim (guarded UPDATE) -> transport: MAIL, RCPT -> commit data_started_at -> DATA
+-> sent | failed | uncertain | back to scheduled with a NEW job after a backoff.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import random
+import time
+from typing import Any
+
+import psycopg
+import structlog
+from procrastinate import JobContext
+from psycopg.types.json import Jsonb
+
+from tasks import db, jobs, message, runtime, transports
+from tasks.app import app
+from tasks.config import Settings
+from tasks.models import Email
+
+log = structlog.get_logger("tasks.send")
+
+RETRY_REASON = "retrying after a temporary error"
+
+
+class _RowMoved(Exception):
+    """The email is no longer this job's to change."""
+
+
+def backoff(attempts: int, settings: Settings) -> float:
+    """Return the wait before the next attempt: exponential, capped, with jitter.
+
+    Half the delay is fixed and half random ("equal jitter"), so retries spread
+    out without ever coming back immediately.
+    """
+    delay = min(settings.retry_backoff_max, settings.retry_backoff_base * 2 ** max(attempts - 1, 0))
+    return delay / 2 + random.uniform(0, delay / 2)
+
+
+async def requeue(
+    conn: psycopg.AsyncConnection[Any],
+    settings: Settings,
+    *,
+    email_id: Any,
+    job_id: int,
+    attempts: int,
+    error: str,
+    reason: str = RETRY_REASON,
+    kind: str = "retry_scheduled",
+    delay: float | None = None,
+) -> str:
+    """Put a ``sending`` email back to wait, with the job of its next attempt; or fail it
+    when its attempts are spent. Returns the new status.
+
+    The wait is the backoff for ``attempts`` unless ``delay`` says otherwise.
+    """
+    if attempts >= settings.max_attempts:
+        await finish(
+            conn,
+            email_id=email_id,
+            job_id=job_id,
+            status="failed",
+            error=f"gave up after {attempts} attempts; last error: {error}",
+        )
+        return "failed"
+    wait = backoff(attempts, settings) if delay is None else delay
+    at = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=wait)
+    try:
+        async with conn.transaction():
+            new_job = None
+            if jobs.within_horizon(at, settings.schedule_horizon):
+                [new_job] = await jobs.defer_sends_async(conn, [(email_id, at)])
+            row = await db.one_async(
+                conn,
+                "requeue_email",
+                email_id=email_id,
+                job_id=job_id,
+                new_job_id=new_job,
+                at=at,
+                reason=reason,
+                error=error,
+                kind=kind,
+            )
+            if row is None:
+                raise _RowMoved
+    except _RowMoved:
+        return "moved"
+    return "scheduled"
+
+
+async def finish(
+    conn: psycopg.AsyncConnection[Any],
+    *,
+    email_id: Any,
+    job_id: int,
+    status: str,
+    reply: str | None = None,
+    error: str | None = None,
+    transport: str | None = None,
+    refused: dict[str, str] | None = None,
+) -> bool:
+    """End the attempt with a final status; False if the row was no longer ours.
+
+    A result that arrives after the email was moved (its worker was presumed dead)
+    is still written to the timeline, so the operator can resolve it.
+    """
+    row = await db.one_async(
+        conn,
+        "finish_email",
+        email_id=email_id,
+        job_id=job_id,
+        status=status,
+        reply=reply,
+        error=error,
+        transport=transport,
+        refused=Jsonb(refused or {}),
+    )
+    if row is None:
+        await db.run_async(
+            conn,
+            "insert_event",
+            email_id=email_id,
+            kind="late_outcome",
+            job_id=job_id,
+            detail=Jsonb({"outcome": status, "reply": reply, "error": error, "transport": transport}),
+        )
+        return False
+    return True
+
+
+@dataclasses.dataclass
+class _Attempt:
+    outcome: str = "obsolete"
+    transport: str | None = None
+    code: int | None = None
+    error: str | None = None
+    data_started: bool = False
+
+
+async def _attempt(rt: runtime.Runtime, conn: psycopg.AsyncConnection[Any], email: Email, job_id: int) -> _Attempt:
+    result = _Attempt()
+    transport = rt.transports[0]
+    result.transport = transport.name
+
+    async def before_data(refused: dict[str, str]) -> bool:
+        row = await db.one_async(
+            conn, "start_data", email_id=email.id, job_id=job_id, transport=transport.name, refused=Jsonb(refused)
+        )
+        result.data_started = row is not None
+        return result.data_started
+
+    try:
+        delivery = await transport.send(
+            sender=rt.settings.mail_from_address,
+            recipients=email.recipients,
+            message=message.build(email),
+            before_data=before_data,
+        )
+    except transports.Transient as exc:
+        result.code, result.error = exc.code, exc.message
+        result.outcome = await requeue(
+            conn, rt.settings, email_id=email.id, job_id=job_id, attempts=email.attempts, error=exc.message
+        )
+    except transports.Permanent as exc:
+        result.code, result.error, result.outcome = exc.code, exc.message, "failed"
+        await finish(
+            conn,
+            email_id=email.id,
+            job_id=job_id,
+            status="failed",
+            error=exc.message,
+            transport=transport.name,
+            refused=exc.refused,
+        )
+    except transports.Uncertain as exc:
+        result.error, result.outcome = exc.message, "uncertain"
+        await finish(
+            conn,
+            email_id=email.id,
+            job_id=job_id,
+            status="uncertain",
+            error=exc.message,
+            transport=transport.name,
+            refused=exc.refused,
+        )
+    except transports.Aborted as exc:
+        result.error, result.outcome = exc.message, "aborted"
+    else:
+        result.outcome = "sent"
+        await finish(
+            conn,
+            email_id=email.id,
+            job_id=job_id,
+            status="sent",
+            reply=delivery.reply,
+            transport=transport.name,
+            refused=delivery.refused,
+        )
+    return result
+
+
+@app.task(name=jobs.SEND_TASK, queue=jobs.SEND_QUEUE, pass_context=True)
+async def send_email(context: JobContext, email_id: str) -> str:
+    """Make one attempt to send the email, if this job is still the one responsible for it."""
+    rt = runtime.of(context)
+    job_id = context.job.id
+    assert job_id is not None
+    started = time.perf_counter()
+    async with rt.pool.connection() as conn:
+        row = await db.one_async(conn, "claim_email", email_id=email_id, job_id=job_id, worker=rt.worker_name)
+        if row is None:
+            # Cancelled, rescheduled or already handled: this job is obsolete.
+            log.debug("obsolete job", email_id=email_id, job_id=job_id)
+            return "obsolete"
+        email = Email.from_row(row)
+        result = await _attempt(rt, conn, email, job_id)
+    log.info(
+        "attempt",
+        email_id=email_id,
+        job_id=job_id,
+        attempt=email.attempts,
+        transport=result.transport,
+        outcome=result.outcome,
+        code=result.code,
+        error=result.error,
+        duration_ms=round((time.perf_counter() - started) * 1000, 1),
+    )
+    return result.outcome

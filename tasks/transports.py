@@ -1,0 +1,186 @@
+"""Mail transports: where a worker hands a message over, and what the reply means.
+
+A transport either returns a ``Delivery`` or raises one of the ``SendError``
+kinds below; the send task turns those into the email's next status. The line
+that matters is DATA: before it nothing can have been delivered (retry freely),
+after it a lost reply leaves the outcome unknown (``Uncertain``, never re-sent).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+from collections.abc import Awaitable, Callable
+from typing import Protocol
+
+import aiosmtplib
+
+from tasks.config import Settings, TransportSpec
+
+#: Called with the individually refused recipients once every RCPT is answered;
+#: returns False if the email may no longer be sent (nothing is sent then).
+BeforeData = Callable[[dict[str, str]], Awaitable[bool]]
+
+
+class SendError(Exception):
+    """The transport did not deliver the email."""
+
+    def __init__(self, message: str, *, code: int | None = None, refused: dict[str, str] | None = None):
+        super().__init__(message)
+        self.message = message
+        self.code = code
+        self.refused = refused or {}
+
+
+class Transient(SendError):
+    """Not delivered, and safe to try again later (4xx, refused connection, timeout before DATA)."""
+
+
+class Permanent(SendError):
+    """Refused for good (5xx): retrying would not help."""
+
+
+class Uncertain(SendError):
+    """The connection failed after DATA began: the provider may or may not have the email."""
+
+
+class Aborted(SendError):
+    """The email changed (cancelled, recovered elsewhere) before DATA: nothing was sent."""
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class Delivery:
+    reply: str
+    refused: dict[str, str]
+
+
+class Transport(Protocol):
+    name: str
+
+    async def send(self, *, sender: str, recipients: list[str], message: bytes, before_data: BeforeData) -> Delivery:
+        """Deliver one message, or raise a ``SendError``."""
+        ...
+
+    async def close(self) -> None:
+        """Release every connection."""
+        ...
+
+
+def _reply(exc: aiosmtplib.SMTPResponseException) -> str:
+    return f"{exc.code} {exc.message}".strip()
+
+
+def _by_code(exc: aiosmtplib.SMTPResponseException, context: str, refused: dict[str, str] | None = None) -> SendError:
+    kind = Transient if 400 <= exc.code < 500 else Permanent
+    return kind(f"{context}: {_reply(exc)}", code=exc.code, refused=refused)
+
+
+_CONNECTION_ERRORS = (aiosmtplib.SMTPServerDisconnected, aiosmtplib.SMTPTimeoutError, ConnectionError, OSError)
+
+
+class SmtpTransport:
+    """SMTP (plain, STARTTLS or implicit TLS) with reused connections, one transaction per connection at a time."""
+
+    def __init__(self, spec: TransportSpec, *, name: str, timeout: float, pool_size: int):
+        self.spec = spec
+        self.name = name
+        self.timeout = spec.timeout or timeout
+        self._idle: list[aiosmtplib.SMTP] = []
+        self._slots = asyncio.Semaphore(pool_size)
+
+    async def _connect(self) -> aiosmtplib.SMTP:
+        smtp = aiosmtplib.SMTP(
+            hostname=self.spec.host,
+            port=self.spec.port,
+            username=self.spec.username,
+            password=self.spec.password,
+            use_tls=self.spec.scheme == "smtps",
+            start_tls=self.spec.starttls,
+            timeout=self.timeout,
+        )
+        try:
+            await smtp.connect()
+        except aiosmtplib.SMTPAuthenticationError as exc:
+            # Our credentials, not the email, are wrong: wait and retry, never fail the email.
+            raise Transient(f"authentication failed: {_reply(exc)}", code=exc.code) from exc
+        except aiosmtplib.SMTPResponseException as exc:
+            raise Transient(f"connect: {_reply(exc)}", code=exc.code) from exc
+        except _CONNECTION_ERRORS as exc:
+            raise Transient(f"cannot connect to {self.name}: {exc or type(exc).__name__}") from exc
+        return smtp
+
+    async def send(self, *, sender: str, recipients: list[str], message: bytes, before_data: BeforeData) -> Delivery:
+        async with self._slots:
+            smtp = self._idle.pop() if self._idle else None
+            if smtp is not None:
+                try:
+                    await smtp.mail(sender)
+                except (aiosmtplib.SMTPResponseException, *_CONNECTION_ERRORS):
+                    # The server dropped the idle connection: start afresh, once.
+                    smtp.close()
+                    smtp = None
+            if smtp is None:
+                smtp = await self._connect()
+                try:
+                    await smtp.mail(sender)
+                except aiosmtplib.SMTPResponseException as exc:
+                    smtp.close()
+                    raise _by_code(exc, "MAIL FROM refused") from exc
+                except _CONNECTION_ERRORS as exc:
+                    smtp.close()
+                    raise Transient(f"connection lost before DATA: {exc or type(exc).__name__}") from exc
+            try:
+                delivery = await self._transaction(smtp, recipients, message, before_data)
+            except BaseException:
+                smtp.close()
+                raise
+            self._idle.append(smtp)
+            return delivery
+
+    async def _transaction(
+        self, smtp: aiosmtplib.SMTP, recipients: list[str], message: bytes, before_data: BeforeData
+    ) -> Delivery:
+        refused: dict[str, str] = {}
+        deferred: dict[str, str] = {}
+        try:
+            for rcpt in recipients:
+                try:
+                    await smtp.rcpt(rcpt)
+                except aiosmtplib.SMTPRecipientRefused as exc:
+                    (deferred if 400 <= exc.code < 500 else refused)[rcpt] = _reply(exc)
+        except _CONNECTION_ERRORS as exc:
+            raise Transient(f"connection lost before DATA: {exc or type(exc).__name__}") from exc
+        if deferred:
+            raise Transient(f"recipient(s) refused for now: {'; '.join(deferred.values())}", refused=refused)
+        if len(refused) == len(recipients):
+            raise Permanent(f"every recipient was refused: {'; '.join(refused.values())}", refused=refused)
+        if not await before_data(refused):
+            raise Aborted("the email changed before DATA; nothing was sent", refused=refused)
+        try:
+            response = await smtp.data(message)
+        except aiosmtplib.SMTPDataError as exc:
+            # An explicit refusal: the provider did not take the message.
+            raise _by_code(exc, "DATA refused", refused=refused) from exc
+        except _CONNECTION_ERRORS as exc:
+            raise Uncertain(f"connection failed during DATA: {exc or type(exc).__name__}", refused=refused) from exc
+        return Delivery(reply=f"{response.code} {response.message}".strip(), refused=refused)
+
+    async def close(self) -> None:
+        idle, self._idle = self._idle, []
+        for smtp in idle:
+            try:
+                await smtp.quit(timeout=2)
+            except (aiosmtplib.SMTPException, OSError):
+                smtp.close()
+
+
+def build(spec: TransportSpec, settings: Settings) -> Transport:
+    """Create the transport a ``MAIL_TRANSPORTS`` entry names."""
+    pool_size = settings.worker_concurrency
+    if spec.scheme == "devmail":
+        # The built-in dev mailbox is an SMTP sink at DEVMAIL_ADDR.
+        target = TransportSpec(scheme="smtp", host=settings.devmail_host, port=settings.devmail_port)
+        return SmtpTransport(target, name=spec.name, timeout=settings.smtp_timeout, pool_size=pool_size)
+    if spec.scheme in ("smtp", "smtps"):
+        return SmtpTransport(spec, name=spec.name, timeout=settings.smtp_timeout, pool_size=pool_size)
+    raise ValueError(f"no transport for {spec.scheme}://")

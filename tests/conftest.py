@@ -1,0 +1,138 @@
+"""Shared fixtures: a migrated template database cloned per test, a real SMTP
+sink, and real worker processes. Nothing here is a mock."""
+
+from __future__ import annotations
+
+import datetime as dt
+import itertools
+import os
+import pathlib
+import urllib.parse
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import psycopg
+import pytest
+
+from tasks import config, db, emails, migrate, validation
+from tasks.config import Settings
+from tasks.models import User
+from tests.support import procs
+from tests.support.smtp_sink import Sink
+
+# Settings from the developer's shell must not leak into tests (Procrastinate's habit).
+_KEEP = ("PATH", "HOME", "LANG", "LC_ALL", "TMPDIR", "PYTHONPATH", "VIRTUAL_ENV")
+_counter = itertools.count()
+
+
+def _server_url(dbname: str) -> str:
+    base = os.environ.get("DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
+    parts = urllib.parse.urlsplit(base)
+    return urllib.parse.urlunsplit(parts._replace(path="/" + dbname))
+
+
+def _admin(sql: str) -> None:
+    with psycopg.connect(_server_url("postgres"), autocommit=True) as conn:
+        conn.execute(sql)  # type: ignore[arg-type]  # names are generated here, never user input
+
+
+@pytest.fixture(scope="session")
+def template_db() -> Iterator[str]:
+    """A database migrated once per session, cloned for each test."""
+    name = f"rdbx_tpl_{os.getpid()}"
+    _admin(f"DROP DATABASE IF EXISTS {name}")
+    _admin(f"CREATE DATABASE {name}")
+    migrate.migrate(_server_url(name))
+    yield name
+    _admin(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+
+
+@pytest.fixture
+def database_url(template_db: str) -> Iterator[str]:
+    """A fresh, migrated database of this test's own."""
+    name = f"rdbx_t_{os.getpid()}_{next(_counter)}"
+    _admin(f"CREATE DATABASE {name} TEMPLATE {template_db}")
+    yield _server_url(name)
+    _admin(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+
+
+@pytest.fixture
+def conn(database_url: str) -> Iterator[psycopg.Connection[dict[str, Any]]]:
+    with db.connect(database_url) as connection:
+        yield connection
+
+
+@pytest.fixture
+def sink() -> Iterator[Sink]:
+    server = Sink().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def env(database_url: str, sink: Sink) -> dict[str, str]:
+    """The environment of this test's processes: its database, its sink, quick retries."""
+    base = {k: v for k, v in os.environ.items() if k in _KEEP}
+    return base | {
+        "APP_ENV": "test",
+        "DATABASE_URL": database_url,
+        "REDIS_URL": os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0"),
+        "MAIL_TRANSPORTS": f"smtp://127.0.0.1:{sink.port}",
+        "MAIL_DOMAIN": "test.reachdbox.localhost",
+        "RETRY_BACKOFF_BASE": "0.2",
+        "RETRY_BACKOFF_MAX": "1",
+        "SMTP_TIMEOUT": "5",
+        "LOG_FORMAT": "json",
+        "PYTHONUNBUFFERED": "1",
+    }
+
+
+@pytest.fixture
+def settings(env: dict[str, str]) -> Settings:
+    return config.load(env)
+
+
+@pytest.fixture
+def owner(conn: psycopg.Connection[dict[str, Any]]) -> User:
+    return emails.ensure_user(conn, email="alice@example.com", name="Alice")
+
+
+@pytest.fixture
+def make_draft() -> Callable[..., validation.Draft]:
+    """Build a valid draft; keyword arguments override its fields."""
+
+    def make(**overrides: Any) -> validation.Draft:
+        fields: dict[str, Any] = {
+            "to": ["bob@example.com"],
+            "subject": "Hello",
+            "body_text": "Hi Bob",
+            "send_at": dt.datetime.now(dt.UTC) + dt.timedelta(seconds=30),
+        }
+        return validation.validate(**(fields | overrides))
+
+    return make
+
+
+@pytest.fixture
+def workers(env: dict[str, str], tmp_path: pathlib.Path, database_url: str) -> Iterator[Callable[..., procs.Process]]:
+    """Start real worker processes; each call returns once its worker is registered."""
+    started: list[procs.Process] = []
+
+    def newest() -> int:
+        with db.connect(database_url) as c:
+            row = c.execute("SELECT coalesce(max(id), 0) AS n FROM procrastinate_workers").fetchone()
+        return row["n"] if row else 0
+
+    def start(*args: str, extra_env: dict[str, str] | None = None) -> procs.Process:
+        before = newest()
+        worker = procs.start_worker(env | (extra_env or {}), tmp_path, *args)
+        started.append(worker)
+        procs.wait_until(
+            lambda: newest() > before or worker.proc.poll() is not None, timeout=30, what="the worker to register"
+        )
+        assert worker.proc.poll() is None, worker.output()
+        return worker
+
+    yield start
+    for worker in started:
+        worker.stop()

@@ -1,0 +1,120 @@
+"""A real SMTP server (aiosmtpd, in a thread) that records what it receives and
+answers as a test scripts it: 4xx/5xx replies, refused connections, stalls."""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import dataclasses
+import email.parser
+import email.policy
+import socket
+import threading
+import time
+from typing import Any
+
+from aiosmtpd.controller import Controller
+
+_headers = email.parser.BytesHeaderParser(policy=email.policy.default)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@dataclasses.dataclass(frozen=True)
+class Received:
+    at: float
+    message_id: str | None
+    mail_from: str
+    rcpt_tos: tuple[str, ...]
+    subject: str
+    raw: bytes
+
+
+class Sink:
+    """Record messages; replies come from the scripts, else 250."""
+
+    def __init__(self, port: int | None = None):
+        self.port = port or free_port()
+        self.messages: list[Received] = []
+        #: Replies for the next RCPT commands / DATA ends, e.g. "451 4.3.0 busy".
+        self.rcpt_replies: collections.deque[str] = collections.deque()
+        self.data_replies: collections.deque[str] = collections.deque()
+        #: Per-recipient refusals: address -> reply, applied on every attempt.
+        self.refuse_rcpt: dict[str, str] = {}
+        #: Seconds to wait before answering DATA (to catch emails mid-send).
+        self.data_delay = 0.0
+        #: When set, DATA is never answered (the client times out).
+        self.stall_data = threading.Event()
+        self.data_started = threading.Event()
+        self._cond = threading.Condition()
+        self._controller: Controller | None = None
+        self._stall_release: asyncio.Event | None = None
+
+    # aiosmtpd handler hooks -------------------------------------------------
+    async def handle_RCPT(self, server: Any, session: Any, envelope: Any, address: str, options: Any) -> str:
+        if address in self.refuse_rcpt:
+            return self.refuse_rcpt[address]
+        if self.rcpt_replies:
+            reply = self.rcpt_replies.popleft()
+            if not reply.startswith("2"):
+                return reply
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        self.data_started.set()
+        if self.stall_data.is_set():
+            await asyncio.sleep(3600)
+        if self.data_delay:
+            await asyncio.sleep(self.data_delay)
+        if self.data_replies:
+            reply = self.data_replies.popleft()
+            if not reply.startswith("2"):
+                return reply
+        raw = envelope.original_content or b""
+        headers = _headers.parsebytes(raw)
+        received = Received(
+            at=time.time(),
+            message_id=headers.get("Message-ID"),
+            mail_from=envelope.mail_from,
+            rcpt_tos=tuple(envelope.rcpt_tos),
+            subject=str(headers.get("Subject", "")),
+            raw=raw,
+        )
+        with self._cond:
+            self.messages.append(received)
+            self._cond.notify_all()
+        return "250 2.0.0 OK queued"
+
+    # control ----------------------------------------------------------------
+    def start(self) -> Sink:
+        self._controller = Controller(
+            self, hostname="127.0.0.1", port=self.port, server_hostname="sink.localhost", ready_timeout=10
+        )
+        self._controller.start()
+        return self
+
+    def stop(self) -> None:
+        """Stop listening: new connections are refused until ``start`` again."""
+        if self._controller is not None:
+            self._controller.stop()
+            self._controller = None
+
+    def wait_for(self, count: int, timeout: float) -> list[Received]:
+        """Wait until at least ``count`` messages have arrived; return them all."""
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while len(self.messages) < count:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise AssertionError(f"sink got {len(self.messages)} of {count} messages in {timeout}s")
+                self._cond.wait(left)
+            return list(self.messages)
+
+    def by_message_id(self) -> collections.Counter[str | None]:
+        with self._cond:
+            return collections.Counter(m.message_id for m in self.messages)

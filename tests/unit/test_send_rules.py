@@ -1,0 +1,74 @@
+"""The send task's pure rules: backoff, and the message it puts on the wire."""
+
+from __future__ import annotations
+
+import datetime as dt
+import email
+import email.policy
+import uuid
+
+from tasks import config, message
+from tasks.models import Email
+from tasks.send import backoff
+
+
+def test_backoff_doubles_with_jitter_and_is_capped() -> None:
+    settings = config.load({"RETRY_BACKOFF_BASE": "10", "RETRY_BACKOFF_MAX": "60"})
+
+    waits = {n: [backoff(n, settings) for _ in range(200)] for n in (1, 2, 3, 10)}
+
+    assert all(5 <= w <= 10 for w in waits[1])
+    assert all(10 <= w <= 20 for w in waits[2])
+    assert all(20 <= w <= 40 for w in waits[3])
+    assert all(30 <= w <= 60 for w in waits[10])
+    assert len(set(waits[1])) > 100  # jittered, not a fixed delay
+
+
+def make_email(**overrides: object) -> Email:
+    email_id = uuid.uuid4()
+    now = dt.datetime.now(dt.UTC)
+    fields: dict[str, object] = dict(
+        id=email_id,
+        owner_id=1,
+        from_addr="Reach D. Box <noreply@example.com>",
+        reply_to="alice@example.com",
+        to_addrs=["bob@example.com"],
+        cc_addrs=["carol@example.com"],
+        bcc_addrs=["secret@example.com"],
+        subject="Héllo",
+        body_text="Hi Bob",
+        body_html="<p>Hi Bob</p>",
+        send_at=now,
+        send_tz="UTC",
+        status="sending",
+        attempts=1,
+        next_attempt_at=now,
+        waiting_reason=None,
+        last_error=None,
+        message_id=f"<{email_id}@mail.example.com>",
+        transport=None,
+        provider_reply=None,
+        refused_recipients={},
+        job_id=1,
+        idempotency_key=None,
+        created_at=now,
+        updated_at=now,
+        data_started_at=None,
+        sent_at=None,
+    )
+    return Email(**(fields | overrides))  # type: ignore[arg-type]
+
+
+def test_the_message_carries_its_fixed_id_and_hides_bcc() -> None:
+    row = make_email()
+
+    parsed = email.message_from_bytes(message.build(row), policy=email.policy.default)
+
+    assert parsed["Message-ID"] == row.message_id
+    assert str(row.id) in parsed["Message-ID"]
+    assert parsed["Bcc"] is None and b"secret@example.com" not in message.build(row)
+    assert parsed["Reply-To"] == "alice@example.com"
+    assert parsed["Subject"] == "Héllo"
+    assert parsed.get_body(("plain",)).get_content().strip() == "Hi Bob"
+    assert parsed.get_body(("html",)).get_content().strip() == "<p>Hi Bob</p>"
+    assert row.recipients == ["bob@example.com", "carol@example.com", "secret@example.com"]
