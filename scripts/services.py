@@ -34,10 +34,16 @@ def say(message: str) -> None:
     print(f"[reachdbox] {message}", flush=True)
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+def free_port(preferred: int = 0) -> int:
+    """Return ``preferred`` if it is free (stable URLs across runs), else any free port."""
+    for port in (preferred, 0) if preferred else (0,):
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return s.getsockname()[1]
+    raise OSError("no free port")
 
 
 def wait_for(check: Callable[[], bool], timeout: float, what: str) -> None:
@@ -146,6 +152,7 @@ def start_private_postgres(started: Started, datadir: pathlib.Path, port: int | 
         )
         say(f"started PostgreSQL ({bindir.parent.name}) on 127.0.0.1:{port}, data in {datadir}")
         return f"postgresql://postgres@127.0.0.1:{port}/reachdbox"
+    datadir.parent.mkdir(parents=True, exist_ok=True)
     pgserver = _embedded("pgserver")
     server = pgserver.get_server(str(datadir), cleanup_mode="stop")
     started.stops.append(server.cleanup)
@@ -218,11 +225,11 @@ def services() -> Iterator[dict[str, str]]:
         parts = urllib.parse.urlsplit(database_url)
         if not pg_answers(urllib.parse.urlunsplit(parts._replace(path="/postgres"))):
             say(f"no PostgreSQL at {parts.hostname}:{parts.port or 5432}; starting a private one")
-            database_url = start_private_postgres(started, DATA / "postgres")
+            database_url = start_private_postgres(started, DATA / "postgres", free_port(55432))
         ensure_database(database_url)
         if not redis_answers(redis_url):
             say(f"no Redis at {redis_url}; starting a private one")
-            redis_url = start_private_redis(started, DATA / "redis")
+            redis_url = start_private_redis(started, DATA / "redis", free_port(56379))
         yield {"DATABASE_URL": database_url, "REDIS_URL": redis_url}
     finally:
         started.stop_all()

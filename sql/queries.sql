@@ -145,7 +145,7 @@ SELECT id FROM moved;
 -- stalled_sending --
 -- Emails left 'sending' by a job that is no longer running, or by a worker
 -- whose heartbeat stopped.
-SELECT e.id, e.job_id, e.attempts, e.data_started_at
+SELECT e.id, e.owner_id, e.job_id, e.attempts, e.data_started_at
   FROM emails e
   LEFT JOIN procrastinate_jobs j ON j.id = e.job_id
   LEFT JOIN procrastinate_workers w ON w.id = j.worker_id

@@ -51,6 +51,8 @@ class Settings:
     app_env: str = "development"
     database_url: str = "postgresql://postgres@127.0.0.1:5432/reachdbox"
     redis_url: str = "redis://127.0.0.1:6379/0"
+    #: Prefix of every Redis key and channel, so deployments (and tests) can share a Redis.
+    redis_prefix: str = "reachdbox:"
     mail_transports: tuple[TransportSpec, ...] = ()
     mail_from: str = "Reach D. Box <noreply@localhost>"
     mail_domain: str = "reachdbox.localhost"
@@ -196,6 +198,7 @@ def load(environ: Mapping[str, str] | None = None) -> Settings:
         app_env=app_env,
         database_url=_url("DATABASE_URL", get("DATABASE_URL", d.database_url), ("postgresql", "postgres")),
         redis_url=_url("REDIS_URL", get("REDIS_URL", d.redis_url), ("redis", "rediss", "unix")),
+        redis_prefix=get("REDIS_PREFIX", d.redis_prefix),
         mail_transports=transports,
         mail_from=_mail_from(get("MAIL_FROM", d.mail_from)),
         mail_domain=mail_domain,

@@ -42,8 +42,10 @@ async def recover_sending(rt: runtime.Runtime) -> dict[str, int]:
                     error="the attempt stopped after DATA began: the provider may or may not have the email",
                 )
                 counts["uncertain"] += moved
+                if moved:
+                    rt.live.changed(row["owner_id"], row["id"], "uncertain")
             else:
-                status = await send.requeue(
+                status, at = await send.requeue(
                     conn,
                     rt.settings,
                     email_id=row["id"],
@@ -54,7 +56,9 @@ async def recover_sending(rt: runtime.Runtime) -> dict[str, int]:
                     kind="recovered",
                     delay=0.0,
                 )
-                counts["recovered"] += status == "scheduled"
+                if status != "moved":
+                    counts["recovered"] += status == "scheduled"
+                    rt.live.changed(row["owner_id"], row["id"], status, next_attempt_at=at)
     return counts
 
 

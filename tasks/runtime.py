@@ -7,7 +7,7 @@ from typing import Any
 
 import psycopg_pool
 
-from tasks import transports
+from tasks import live, transports
 from tasks.config import Settings
 
 
@@ -16,6 +16,7 @@ class Runtime:
     settings: Settings
     pool: psycopg_pool.AsyncConnectionPool[Any]
     transports: list[transports.Transport]
+    live: live.Publisher
     #: A label for this process in events and logs (host:pid).
     worker_name: str
 
@@ -25,12 +26,14 @@ class Runtime:
             settings=settings,
             pool=pool,
             transports=[transports.build(spec, settings) for spec in settings.mail_transports],
+            live=live.Publisher(settings.redis_url, settings.redis_prefix),
             worker_name=worker_name,
         )
 
     async def close(self) -> None:
         for transport in self.transports:
             await transport.close()
+        await self.live.close()
 
 
 def of(context: Any) -> Runtime:

@@ -52,21 +52,21 @@ async def requeue(
     reason: str = RETRY_REASON,
     kind: str = "retry_scheduled",
     delay: float | None = None,
-) -> str:
+) -> tuple[str, dt.datetime | None]:
     """Put a ``sending`` email back to wait, with the job of its next attempt; or fail it
-    when its attempts are spent. Returns the new status.
+    when its attempts are spent. Returns the new status and, if waiting, until when.
 
     The wait is the backoff for ``attempts`` unless ``delay`` says otherwise.
     """
     if attempts >= settings.max_attempts:
-        await finish(
+        done = await finish(
             conn,
             email_id=email_id,
             job_id=job_id,
             status="failed",
             error=f"gave up after {attempts} attempts; last error: {error}",
         )
-        return "failed"
+        return ("failed" if done else "moved"), None
     wait = backoff(attempts, settings) if delay is None else delay
     at = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=wait)
     try:
@@ -88,8 +88,8 @@ async def requeue(
             if row is None:
                 raise _RowMoved
     except _RowMoved:
-        return "moved"
-    return "scheduled"
+        return "moved", None
+    return "scheduled", at
 
 
 async def finish(
@@ -135,6 +135,7 @@ async def finish(
 @dataclasses.dataclass
 class _Attempt:
     outcome: str = "obsolete"
+    next_attempt_at: dt.datetime | None = None
     transport: str | None = None
     code: int | None = None
     error: str | None = None
@@ -162,7 +163,7 @@ async def _attempt(rt: runtime.Runtime, conn: psycopg.AsyncConnection[Any], emai
         )
     except transports.Transient as exc:
         result.code, result.error = exc.code, exc.message
-        result.outcome = await requeue(
+        result.outcome, result.next_attempt_at = await requeue(
             conn, rt.settings, email_id=email.id, job_id=job_id, attempts=email.attempts, error=exc.message
         )
     except transports.Permanent as exc:
@@ -217,7 +218,16 @@ async def send_email(context: JobContext, email_id: str) -> str:
             log.debug("obsolete job", email_id=email_id, job_id=job_id)
             return "obsolete"
         email = Email.from_row(row)
+        rt.live.changed(email.owner_id, email.id, "sending", attempt=email.attempts)
         result = await _attempt(rt, conn, email, job_id)
+    if result.outcome in ("sent", "failed", "uncertain", "scheduled"):
+        rt.live.changed(
+            email.owner_id,
+            email.id,
+            result.outcome,
+            next_attempt_at=result.next_attempt_at,
+            waiting_reason=RETRY_REASON if result.outcome == "scheduled" else None,
+        )
     log.info(
         "attempt",
         email_id=email_id,

@@ -77,6 +77,7 @@ def env(database_url: str, sink: Sink) -> dict[str, str]:
         "APP_ENV": "test",
         "DATABASE_URL": database_url,
         "REDIS_URL": os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0"),
+        "REDIS_PREFIX": f"rdbx-test-{os.getpid()}-{next(_counter)}:",
         "MAIL_TRANSPORTS": f"smtp://127.0.0.1:{sink.port}",
         "MAIL_DOMAIN": "test.reachdbox.localhost",
         "RETRY_BACKOFF_BASE": "0.2",
