@@ -18,6 +18,7 @@ from tasks import errors
 
 _DOMAIN = re.compile(r"(?i)(?=.{1,253}$)([a-z0-9](?:[a-z0-9-]*[a-z0-9])?\.)*[a-z0-9](?:[a-z0-9-]*[a-z0-9])?")
 TRANSPORT_SCHEMES = ("smtp", "smtps", "devmail")
+_LABELLED = re.compile(r"([a-z][a-z0-9_-]{0,30})=([a-z]+://.*)")
 _LOOPBACK = ("localhost", "127.0.0.1", "::1")
 APP_ENVS = ("development", "production", "test")
 
@@ -27,6 +28,9 @@ class TransportSpec:
     """One entry of ``MAIL_TRANSPORTS``, parsed; ``repr`` never shows the password."""
 
     scheme: str
+    #: Short name for rate limits, breakers and metrics: ``primary=smtp://…`` in
+    #: MAIL_TRANSPORTS, else the scheme (``smtp``, then ``smtp-2`` for a second one).
+    label: str = ""
     host: str = ""
     port: int = 0
     username: str | None = None
@@ -106,6 +110,28 @@ def _url(name: str, raw: str, schemes: tuple[str, ...]) -> str:
     return raw
 
 
+def parse_transports(raw: str) -> tuple[TransportSpec, ...]:
+    """Parse MAIL_TRANSPORTS: space-separated ``[label=]URL`` entries, tried in order."""
+    specs: list[TransportSpec] = []
+    for entry in raw.split():
+        label, url = "", entry
+        if match := _LABELLED.fullmatch(entry):
+            label, url = match[1], match[2]
+        spec = parse_transport(url)
+        if not label:
+            label = spec.scheme
+            taken = {s.label for s in specs}
+            n = 2
+            while label in taken:
+                label, n = f"{spec.scheme}-{n}", n + 1
+        if label in {s.label for s in specs}:
+            raise errors.ConfigError("MAIL_TRANSPORTS", f"the label {label!r} is used twice")
+        specs.append(dataclasses.replace(spec, label=label))
+    if not specs:
+        raise errors.ConfigError("MAIL_TRANSPORTS", "needs at least one transport")
+    return tuple(specs)
+
+
 def parse_transport(raw: str) -> TransportSpec:
     """Parse one transport URL such as ``smtp://user:pass@host:587?starttls=1``."""
     parsed = urllib.parse.urlsplit(raw)
@@ -117,7 +143,7 @@ def parse_transport(raw: str) -> TransportSpec:
             f"use one of {', '.join(s + '://' for s in TRANSPORT_SCHEMES)}",
         )
     if scheme == "devmail":
-        return TransportSpec(scheme=scheme)
+        return TransportSpec(scheme=scheme, label=scheme)
     if not parsed.hostname:
         raise errors.ConfigError("MAIL_TRANSPORTS", f"{scheme}:// needs a host")
     try:
@@ -139,6 +165,7 @@ def parse_transport(raw: str) -> TransportSpec:
         )
     return TransportSpec(
         scheme=scheme,
+        label=scheme,
         host=parsed.hostname,
         port=port,
         username=urllib.parse.unquote(parsed.username) if parsed.username else None,
@@ -183,7 +210,7 @@ def load(environ: Mapping[str, str] | None = None) -> Settings:
     secret_key = get("SECRET_KEY", d.secret_key)
     if app_env == "production" and (secret_key == d.secret_key or len(secret_key) < 32):
         raise errors.ConfigError("SECRET_KEY", "must be set to a random value of 32+ characters in production")
-    transports = tuple(parse_transport(t) for t in get("MAIL_TRANSPORTS", "devmail://").split())
+    transports = parse_transports(get("MAIL_TRANSPORTS", "devmail://"))
     devmail_host, devmail_port = _hostport("DEVMAIL_ADDR", get("DEVMAIL_ADDR", f"{d.devmail_host}:{d.devmail_port}"))
     log_level = get("LOG_LEVEL", d.log_level).upper()
     if log_level not in ("DEBUG", "INFO", "WARNING", "ERROR"):

@@ -55,7 +55,10 @@ class Delivery:
 
 
 class Transport(Protocol):
+    #: Display name for events and logs (``smtp://user@host:587``, never a password).
     name: str
+    #: Short key for rate limits, breakers and metrics (see ``TransportSpec.label``).
+    label: str
 
     async def send(self, *, sender: str, recipients: list[str], message: bytes, before_data: BeforeData) -> Delivery:
         """Deliver one message, or raise a ``SendError``."""
@@ -81,9 +84,10 @@ _CONNECTION_ERRORS = (aiosmtplib.SMTPServerDisconnected, aiosmtplib.SMTPTimeoutE
 class SmtpTransport:
     """SMTP (plain, STARTTLS or implicit TLS) with reused connections, one transaction per connection at a time."""
 
-    def __init__(self, spec: TransportSpec, *, name: str, timeout: float, pool_size: int):
+    def __init__(self, spec: TransportSpec, *, name: str, label: str, timeout: float, pool_size: int):
         self.spec = spec
         self.name = name
+        self.label = label
         self.timeout = spec.timeout or timeout
         self._idle: list[aiosmtplib.SMTP] = []
         self._slots = asyncio.Semaphore(pool_size)
@@ -180,7 +184,9 @@ def build(spec: TransportSpec, settings: Settings) -> Transport:
     if spec.scheme == "devmail":
         # The built-in dev mailbox is an SMTP sink at DEVMAIL_ADDR.
         target = TransportSpec(scheme="smtp", host=settings.devmail_host, port=settings.devmail_port)
-        return SmtpTransport(target, name=spec.name, timeout=settings.smtp_timeout, pool_size=pool_size)
+        return SmtpTransport(
+            target, name=spec.name, label=spec.label, timeout=settings.smtp_timeout, pool_size=pool_size
+        )
     if spec.scheme in ("smtp", "smtps"):
-        return SmtpTransport(spec, name=spec.name, timeout=settings.smtp_timeout, pool_size=pool_size)
+        return SmtpTransport(spec, name=spec.name, label=spec.label, timeout=settings.smtp_timeout, pool_size=pool_size)
     raise ValueError(f"no transport for {spec.scheme}://")

@@ -65,6 +65,14 @@ def test_transport_urls_are_parsed_in_order() -> None:
     assert third.name == "devmail://"
 
 
+def test_transports_get_labels_for_limits_and_breakers() -> None:
+    settings = config.load({"MAIL_TRANSPORTS": "smtp://a:25 smtp://b:25 backup=smtps://c devmail://"})
+
+    assert [t.label for t in settings.mail_transports] == ["smtp", "smtp-2", "backup", "devmail"]
+    with pytest.raises(errors.ConfigError, match="used twice"):
+        config.load({"MAIL_TRANSPORTS": "x=smtp://a:25 x=smtp://b:25"})
+
+
 def test_a_transport_never_shows_its_password() -> None:
     spec = config.parse_transport("smtps://user:hunter2@mail.example.com")
 
