@@ -145,11 +145,11 @@ class _Attempt:
 async def _attempt(rt: runtime.Runtime, conn: psycopg.AsyncConnection[Any], email: Email, job_id: int) -> _Attempt:
     result = _Attempt()
     transport = rt.transports[0]
-    result.transport = transport.name
+    result.transport = transport.label
 
     async def before_data(refused: dict[str, str]) -> bool:
         row = await db.one_async(
-            conn, "start_data", email_id=email.id, job_id=job_id, transport=transport.name, refused=Jsonb(refused)
+            conn, "start_data", email_id=email.id, job_id=job_id, transport=transport.label, refused=Jsonb(refused)
         )
         result.data_started = row is not None
         return result.data_started
@@ -174,7 +174,7 @@ async def _attempt(rt: runtime.Runtime, conn: psycopg.AsyncConnection[Any], emai
             job_id=job_id,
             status="failed",
             error=exc.message,
-            transport=transport.name,
+            transport=transport.label,
             refused=exc.refused,
         )
     except transports.Uncertain as exc:
@@ -185,7 +185,7 @@ async def _attempt(rt: runtime.Runtime, conn: psycopg.AsyncConnection[Any], emai
             job_id=job_id,
             status="uncertain",
             error=exc.message,
-            transport=transport.name,
+            transport=transport.label,
             refused=exc.refused,
         )
     except transports.Aborted as exc:
@@ -198,7 +198,7 @@ async def _attempt(rt: runtime.Runtime, conn: psycopg.AsyncConnection[Any], emai
             job_id=job_id,
             status="sent",
             reply=delivery.reply,
-            transport=transport.name,
+            transport=transport.label,
             refused=delivery.refused,
         )
     return result
