@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import zoneinfo
 
 from tasks.models import Email
 
@@ -26,11 +27,20 @@ def relative(at: dt.datetime, now: dt.datetime) -> str:
     return f"in {text}" if future else f"{text} ago"
 
 
+def moment(at: dt.datetime, zone: str) -> str:
+    """Write an instant as a person reads it, in the zone they chose: ``Mon 1 Dec 2026 09:00 CET``."""
+    try:
+        local = at.astimezone(zoneinfo.ZoneInfo(zone))
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        local = at.astimezone(dt.UTC)
+    return f"{local:%a} {local.day} {local:%b %Y %H:%M:%S} {local.tzname()}"
+
+
 def why(email: Email, now: dt.datetime | None = None) -> str:
-    """Explain the email's state to the person who sent it."""
+    """Explain the email's state to the person who sent it (times in the zone they chose)."""
     now = now or dt.datetime.now(dt.UTC)
     at = email.next_attempt_at
-    when = f"{at.isoformat(timespec='seconds')} ({relative(at, now)})"
+    when = f"{moment(at, email.send_tz)} ({relative(at, now)})"
     reason = (email.waiting_reason or "").strip()
     if email.status == "scheduled":
         if at > now:
@@ -54,7 +64,7 @@ def why(email: Email, now: dt.datetime | None = None) -> str:
     if email.status == "sending":
         return f"Being sent right now (attempt {email.attempts})."
     if email.status == "sent":
-        sent = email.sent_at.isoformat(timespec="seconds") if email.sent_at else "?"
+        sent = moment(email.sent_at, email.send_tz) if email.sent_at else "?"
         via = f" via {email.transport}" if email.transport else ""
         reply = f"; the server answered {email.provider_reply!r}" if email.provider_reply else ""
         return f"Sent at {sent}{via}{reply}."

@@ -12,7 +12,7 @@ from typing import Any
 
 import requests
 import structlog
-from flask import Blueprint, Flask, redirect, render_template, request, session, url_for
+from flask import Blueprint, Flask, make_response, redirect, render_template, request, session, url_for
 from flask_dance.consumer import OAuth2ConsumerBlueprint, oauth_authorized, oauth_error
 from oauthlib.oauth2 import OAuth2Error
 
@@ -83,7 +83,8 @@ def allowed(settings: Settings, email: str) -> bool:
 
 def refused(reason: str, status: int = 403) -> Any:
     """Answer a sign-in that may not proceed, saying why."""
-    return render_template("refused.html", reason=reason), status
+    # A Response object, not a tuple: flask-dance only passes those through from its signals.
+    return make_response(render_template("refused.html", reason=reason), status)
 
 
 @bp.get("/login")
