@@ -8,6 +8,7 @@ receives another user's changes; a stream asked for one email checks it is their
 from __future__ import annotations
 
 import json
+import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -28,6 +29,9 @@ bp = Blueprint("live", __name__, url_prefix="/live")
 STREAM_SECONDS = 300.0
 KEEPALIVE_SECONDS = 15.0
 MAX_IDS = 200
+#: Set when the server process is stopping (gunicorn.conf.py), so open streams end at once
+#: instead of holding a graceful shutdown until their next keep-alive.
+shutting_down = threading.Event()
 
 
 @bp.before_request
@@ -60,11 +64,14 @@ def stream() -> Any:
 def _relay(pubsub: Any, only: str | None) -> Iterator[str]:
     try:
         yield "retry: 2000\n: connected\n\n"
-        deadline = time.monotonic() + STREAM_SECONDS
-        while time.monotonic() < deadline:
-            message = pubsub.get_message(timeout=KEEPALIVE_SECONDS)
+        now = time.monotonic()
+        deadline, quiet_since = now + STREAM_SECONDS, now
+        while time.monotonic() < deadline and not shutting_down.is_set():
+            message = pubsub.get_message(timeout=1.0)
             if message is None:
-                yield ": keep-alive\n\n"
+                if time.monotonic() - quiet_since >= KEEPALIVE_SECONDS:
+                    quiet_since = time.monotonic()
+                    yield ": keep-alive\n\n"
                 continue
             data = message["data"]
             text = data.decode() if isinstance(data, bytes) else str(data)
