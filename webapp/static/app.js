@@ -6,6 +6,7 @@
   const $$ = (sel, root) => Array.from((root || document).querySelectorAll(sel));
   const zone = (Intl.DateTimeFormat().resolvedOptions().timeZone) || "UTC";
   const dateFmt = new Intl.DateTimeFormat(undefined, { weekday: "short", day: "numeric", month: "short", year: "numeric", hour: "2-digit", minute: "2-digit" });
+  const preciseFmt = new Intl.DateTimeFormat(undefined, { day: "numeric", month: "short", hour: "2-digit", minute: "2-digit", second: "2-digit" });
   const rtf = new Intl.RelativeTimeFormat(undefined, { numeric: "auto" });
   const BADGES = { scheduled: ["◷", "Scheduled"], sending: ["➤", "Sending"], sent: ["✓", "Sent"], failed: ["✕", "Failed"], uncertain: ["?", "Uncertain"], cancelled: ["⊘", "Cancelled"] };
   const POLL_MS = 5000, RETRY_LIVE_MS = 60000;
@@ -38,7 +39,7 @@
   function renderTimes(root) {
     $$("[data-ts]", root).forEach((el) => {
       const d = new Date(el.dataset.ts); if (isNaN(d)) return;
-      el.textContent = dateFmt.format(d); el.title = d.toISOString() + " · shown in " + zone;
+      el.textContent = (el.classList.contains("precise") ? preciseFmt : dateFmt).format(d); el.title = d.toISOString() + " · shown in " + zone;
     });
     $$("[data-rel]", root).forEach((el) => {
       const d = new Date(el.dataset.rel); el.textContent = isNaN(d) || !el.dataset.rel ? "" : relative(d);
@@ -58,11 +59,12 @@
     $(".icon", badge).textContent = BADGES[status][0];
     $(".label", badge).textContent = BADGES[status][1];
   }
-  function updateEmail(id, status) {
+  function updateEmail(id, status, at) {
     let changed = false;
     $$('li.row[data-email-id="' + CSS.escape(id) + '"]').forEach((row) => {
       if (row.dataset.status === status) return;
       row.dataset.status = status; setBadge($("[data-badge]", row), status);
+      if (at) { const ts = $("[data-ts]", row), rel = $("[data-rel]", row); if (ts) ts.dataset.ts = at; if (rel) rel.dataset.rel = at; renderTimes(row); }
       row.classList.remove("flash-change"); void row.offsetWidth; row.classList.add("flash-change");
       changed = true;
     });
@@ -88,7 +90,7 @@
   }
   function applySnapshot(data, poll) {
     Object.entries(data.counts || {}).forEach(([view, n]) => { $$('[data-count-for="' + view + '"]').forEach((el) => { el.textContent = n; }); });
-    if (poll) (data.emails || []).forEach((e) => updateEmail(e.id, e.status));
+    if (poll) (data.emails || []).forEach((e) => updateEmail(e.id, e.status, e.status === "sent" ? e.sent_at : null));
     (data.batches || []).forEach((b) => {
       $$('[data-batch-id="' + CSS.escape(b.id) + '"]').forEach((box) => {
         const text = $("[data-batch-progress]", box); if (text) text.textContent = b.sent + " of " + b.total + " sent";
@@ -124,7 +126,7 @@
     source.onopen = () => { failures = 0; stopPolling(); setLive("live"); scheduleSnapshot(true); };
     source.onmessage = (ev) => {
       let msg; try { msg = JSON.parse(ev.data); } catch (e) { return; }
-      if (msg.email_id) updateEmail(msg.email_id, msg.status);
+      if (msg.email_id) updateEmail(msg.email_id, msg.status, msg.status === "sent" ? msg.at : null);
       window.dispatchEvent(new CustomEvent("reach:live", { detail: msg }));
       scheduleSnapshot(false);
     };
