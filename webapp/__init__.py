@@ -7,7 +7,7 @@ from typing import Any
 
 from flask import Flask
 
-from tasks import config
+from tasks import config, logs
 
 
 def create_app(test_config: dict[str, Any] | None = None) -> Flask:
@@ -18,6 +18,8 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     Flask's own settings.
     """
     settings = config.load(test_config.get("ENV") if test_config else None)
+    if not (test_config and test_config.get("TESTING")):
+        logs.configure(settings.log_level, settings.log_format)
     app = Flask(__name__)
     app.config.from_mapping(
         SECRET_KEY=settings.secret_key,

@@ -7,6 +7,7 @@ domain (or list) gets in; everyone else sees a refusal page.
 
 from __future__ import annotations
 
+import logging
 import os
 from typing import Any
 
@@ -55,6 +56,9 @@ def make_google_blueprint(settings: Settings) -> OAuth2ConsumerBlueprint:
 def init_app(app: Flask, settings: Settings) -> None:
     """Register sign-in: Google when configured, else (outside production) the dev login."""
     app.register_blueprint(bp)
+    # These libraries log client secrets, codes and tokens at DEBUG: never let them.
+    for name in ("flask_dance", "oauthlib", "requests_oauthlib"):
+        logging.getLogger(name).setLevel(logging.WARNING)
     if settings.google_login:
         # oauthlib reads these switches only from the environment. Google reports
         # the granted scopes in its own spelling; plain http is allowed only

@@ -136,3 +136,26 @@ def test_the_make_run_path_dev_login_to_the_dev_mailbox(page: Any, env: dict[str
         server.stop()
         worker.stop()
         devmail.stop()
+
+
+def test_compose_shows_errors_beside_their_field_and_a_double_click_creates_one_email(
+    page: Any, server: Server, oauth_provider: OAuthProvider, conn: Any
+) -> None:
+    oauth_provider.account = Account(email="ada@example.com")
+    sign_in_with_google(page, server)
+    page.get_by_role("button", name="Compose").first.click()
+    page.fill("#c-to", "not-an-address")
+    page.fill("#c-subject", "Twice?")
+    page.fill("#c-body", "Once.")
+
+    page.click("#c-submit")
+
+    expect(page.locator('[data-error-for="to"]')).to_contain_text("not a valid email address")
+    assert page.locator("#c-to.invalid").count() == 1
+    page.fill("#c-to", "grace@example.com")
+    page.check("#c-now")
+    page.dblclick("#c-submit")
+    page.locator("li.row").first.wait_for()
+    expect(page.locator("#compose")).not_to_be_visible()
+    assert conn.execute("SELECT count(*) AS n FROM emails WHERE subject = 'Twice?'").fetchone()["n"] == 1
+    assert page.locator("li.row").count() == 1

@@ -127,8 +127,8 @@
     source.onmessage = (ev) => {
       let msg; try { msg = JSON.parse(ev.data); } catch (e) { return; }
       if (msg.email_id) updateEmail(msg.email_id, msg.status, msg.status === "sent" ? msg.at : null);
-      window.dispatchEvent(new CustomEvent("reach:live", { detail: msg }));
-      scheduleSnapshot(false);
+      // A batch-wide change (created, cancelled) names no single email: refresh every row on screen.
+      scheduleSnapshot(!msg.email_id);
     };
     source.addEventListener("unavailable", () => { source.close(); startPolling(); });
     source.onerror = () => {
