@@ -323,12 +323,18 @@ def prepare(
             rejected.append(Rejected(line=line, value=raw[:200], reason="the subject would be too long"))
             continue
         row_body = render(body, fields)
+        if "\x00" in row_body:
+            rejected.append(Rejected(line=line, value=raw[:200], reason="the body would contain a NUL character"))
+            continue
         if len(row_body.encode("utf-8", "surrogatepass")) > validation.MAX_BODY_BYTES:
             rejected.append(Rejected(line=line, value=raw[:200], reason="the body would be over 1 MB"))
             continue
         seen[addr.lower()] = line
         accepted.append((line, addr, row_subject, row_body))
-    times = spacing(start, len(accepted), delay, cap)
+    try:
+        times = spacing(start, len(accepted), delay, cap)
+    except OverflowError:
+        raise errors.ValidationError("start_at: the batch would run past the year 9999", field="start_at") from None
     fingerprint.update(
         repr((subject, body, name, tz, "now" if start is now else start.isoformat(), delay, cap)).encode()
     )

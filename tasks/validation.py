@@ -128,7 +128,10 @@ def parse_send_at(raw: Any) -> dt.datetime:
             "send_at: must include a time zone offset (a naive time is ambiguous), e.g. +01:00 or Z",
             field="send_at",
         )
-    return raw.astimezone(dt.UTC)
+    try:
+        return raw.astimezone(dt.UTC)
+    except OverflowError:
+        raise errors.ValidationError("send_at: is out of range", field="send_at") from None
 
 
 def valid_time_zone(name: str) -> bool:

@@ -460,3 +460,56 @@ def test_the_openapi_document_is_valid_and_covers_every_route(app: Any, client: 
     }
 
     assert documented == served
+
+
+def test_a_lone_surrogate_is_400_not_a_crash(api: Api, conn: Conn) -> None:
+    data = b'{"to": ["bob@example.com"], "subject": "\\ud800", "body_text": "x", "send_now": true}'
+
+    response = api.client.post("/api/v1/emails", data=data, headers=api.headers | {"Content-Type": "application/json"})
+
+    assert response.status_code == 400
+    assert invariants.counts(conn) == {}
+
+
+@pytest.mark.parametrize("send_at", ["9999-12-31T23:00:00-05:00", "0001-01-01T00:30:00+05:00"])
+def test_a_send_time_out_of_range_is_422(api: Api, send_at: str) -> None:
+    response = api.create(send_at=send_at)
+
+    assert response.status_code == 422
+    assert response.get_json()["error"]["field"] == "send_at"
+
+
+def test_a_batch_running_past_year_9999_is_422(api: Api) -> None:
+    response = api.call(
+        "POST",
+        "/api/v1/batches",
+        "/batches",
+        json=_batch(start_at="9999-12-31T23:00:00Z", min_delay_seconds=86400),
+    )
+
+    assert response.status_code == 422
+    assert response.get_json()["error"]["field"] == "start_at"
+
+
+def test_a_nul_character_in_a_list_value_rejects_that_line_only(api: Api, conn: Conn) -> None:
+    recipients = [
+        {"email": "ann@example.com", "first_name": "Ann"},
+        {"email": "bob@example.com", "first_name": "B\x00"},
+    ]
+
+    body = api.call(
+        "POST",
+        "/api/v1/batches",
+        "/batches",
+        json={"recipients": recipients, "subject": "Hi", "body_text": "{{first_name}}"},
+    ).get_json()
+
+    assert body["accepted"] == 1
+    assert [(r["line"], r["reason"]) for r in body["rejected"]] == [(2, "the body would contain a NUL character")]
+    assert invariants.counts(conn) == {"scheduled": 1}
+
+
+def test_null_cc_means_none(api: Api) -> None:
+    body = api.create(cc=None, bcc=None, time_zone=None, idempotency_key=None).get_json()
+
+    assert (body["cc"], body["bcc"], body["time_zone"]) == ([], [], "UTC")

@@ -153,4 +153,3 @@ def page_csrf(session: requests.Session, url: str) -> str:
     return match[1]
 
 
-Factory = Callable[..., Any]

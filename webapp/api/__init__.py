@@ -8,6 +8,7 @@ The OpenAPI document at ``/api/v1/openapi.json`` describes exactly this.
 from __future__ import annotations
 
 import datetime as dt
+import json
 import zoneinfo
 from typing import Any
 
@@ -38,6 +39,11 @@ def json_body() -> dict[str, Any]:
     data = request.get_json(silent=True, force=True) if request.data else None
     if not isinstance(data, dict):
         abort(400, "the body must be a JSON object")
+    try:
+        # JSON may spell lone surrogates (\ud800) that no UTF-8 text, and so no database, can hold.
+        json.dumps(data, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        abort(400, "the body must be valid Unicode text (no lone surrogates)")
     return data
 
 

@@ -36,6 +36,8 @@ def _errors(*codes: int) -> dict[str, Any]:
 
 
 _ADDRESSES = {"type": "array", "items": {"type": "string", "format": "email"}, "maxItems": validation.MAX_RECIPIENTS}
+#: cc and bcc may be null (none).
+_MAYBE_ADDRESSES = {**_ADDRESSES, "type": ["array", "null"]}
 _ID = {"name": "email_id", "in": "path", "required": True, "schema": {"type": "string", "format": "uuid"}}
 _BATCH_ID = {"name": "batch_id", "in": "path", "required": True, "schema": {"type": "string", "format": "uuid"}}
 _IDEMPOTENCY = {
@@ -131,19 +133,17 @@ SCHEMAS: dict[str, Any] = {
         "additionalProperties": False,
         "properties": {
             "to": _ADDRESSES,
-            "cc": _ADDRESSES,
-            "bcc": _ADDRESSES,
+            "cc": _MAYBE_ADDRESSES,
+            "bcc": _MAYBE_ADDRESSES,
             "subject": {"type": "string", "maxLength": validation.MAX_SUBJECT_CHARS},
             "body_text": {"type": "string"},
             "body_html": _nullable("string"),
-            "send_at": {
-                "type": "string",
-                "format": "date-time",
-                "description": "ISO 8601 with an offset; required unless send_now.",
-            },
-            "time_zone": {"type": "string", "description": "IANA zone, e.g. Europe/Paris (default UTC)."},
+            "send_at": _nullable(
+                "string", format="date-time", description="ISO 8601 with an offset; required unless send_now."
+            ),
+            "time_zone": _nullable("string", description="IANA zone, e.g. Europe/Paris (default UTC)."),
             "send_now": {"type": "boolean"},
-            "idempotency_key": {"type": "string", "description": "Same as the Idempotency-Key header."},
+            "idempotency_key": _nullable("string", description="Same as the Idempotency-Key header."),
         },
     },
     "EmailChanges": {
@@ -152,13 +152,13 @@ SCHEMAS: dict[str, Any] = {
         "additionalProperties": False,
         "properties": {
             "to": _ADDRESSES,
-            "cc": _ADDRESSES,
-            "bcc": _ADDRESSES,
+            "cc": _MAYBE_ADDRESSES,
+            "bcc": _MAYBE_ADDRESSES,
             "subject": {"type": "string"},
             "body_text": {"type": "string"},
             "body_html": _nullable("string"),
-            "send_at": {"type": "string", "format": "date-time"},
-            "time_zone": {"type": "string"},
+            "send_at": _nullable("string", format="date-time", description="null: keep the time"),
+            "time_zone": _nullable("string"),
         },
     },
     "BatchRequest": {
@@ -167,10 +167,10 @@ SCHEMAS: dict[str, Any] = {
         "additionalProperties": False,
         "description": "Exactly one of csv, addresses or recipients.",
         "properties": {
-            "csv": {"type": "string", "description": "CSV text; a header row with an email column."},
-            "addresses": {"type": "string", "description": "Addresses, one per line or comma-separated."},
+            "csv": _nullable("string", description="CSV text; a header row with an email column."),
+            "addresses": _nullable("string", description="Addresses, one per line or comma-separated."),
             "recipients": {
-                "type": "array",
+                "type": ["array", "null"],
                 "items": {
                     "oneOf": [{"type": "string"}, {"type": "object", "additionalProperties": {"type": "string"}}]
                 },
@@ -178,12 +178,12 @@ SCHEMAS: dict[str, Any] = {
             "subject": {"type": "string", "description": "May use {{column}} placeholders."},
             "body_text": {"type": "string", "description": "May use {{column}} placeholders."},
             "start_at": _nullable("string", description="ISO 8601 with an offset; default now."),
-            "time_zone": {"type": "string"},
-            "min_delay_seconds": {"type": "number", "minimum": 0, "maximum": batches.MAX_DELAY},
+            "time_zone": _nullable("string"),
+            "min_delay_seconds": _nullable("number", minimum=0, maximum=batches.MAX_DELAY),
             "hourly_cap": _nullable("integer", minimum=1, maximum=batches.MAX_HOURLY_CAP),
             "name": {"type": "string", "maxLength": 200},
             "dry_run": {"type": "boolean", "description": "Only preview: nothing is created."},
-            "idempotency_key": {"type": "string"},
+            "idempotency_key": _nullable("string"),
         },
     },
     "Batch": {
