@@ -159,3 +159,33 @@ def test_compose_shows_errors_beside_their_field_and_a_double_click_creates_one_
     expect(page.locator("#compose")).not_to_be_visible()
     assert conn.execute("SELECT count(*) AS n FROM emails WHERE subject = 'Twice?'").fetchone()["n"] == 1
     assert page.locator("li.row").count() == 1
+
+
+def test_send_to_a_list_from_a_csv_previews_rejects_and_confirms_once(
+    page: Any, server: Server, oauth_provider: OAuthProvider, conn: Any, tmp_path: pathlib.Path
+) -> None:
+    csv_file = tmp_path / "list.csv"
+    csv_file.write_text("email,first_name\nann@example.com,Ann\nnope,Bad\nbob@example.com,<b>Bob</b>\n")
+    oauth_provider.account = Account(email="ada@example.com")
+    sign_in_with_google(page, server)
+    page.get_by_role("link", name="Send to a list", exact=True).click()
+    page.check('input[name="source"][value="csv"]')
+    page.set_input_files('input[name="csv_file"]', str(csv_file))
+    page.fill("#b-subject", "Hi {{first_name}}")
+    page.fill("#b-body", "Hello {{first_name}}")
+    page.fill("#b-delay", "60")
+
+    page.click("#b-preview")
+
+    expect(page.locator("#bp-summary")).to_contain_text("2 email(s) will be scheduled")
+    assert page.locator("#bp-emails li strong").all_inner_texts() == ["Hi Ann", "Hi <b>Bob</b>"]
+    assert page.locator("#bp-emails b").count() == 0  # shown as text
+    assert page.locator("#bp-rejected tr td").all_inner_texts()[:2] == ["3", "nope"]
+    assert conn.execute("SELECT count(*) AS n FROM emails").fetchone()["n"] == 0
+
+    page.dblclick("#bp-confirm")
+
+    page.wait_for_url(re.compile(r"/batches/[0-9a-f-]+$"))
+    expect(page.locator("[data-batch-progress]").first).to_have_text("0 of 2 sent")
+    assert conn.execute("SELECT count(*) AS n FROM batches").fetchone()["n"] == 1
+    assert conn.execute("SELECT count(*) AS n FROM emails").fetchone()["n"] == 2

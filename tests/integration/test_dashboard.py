@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from flask.testing import FlaskClient
 
-from tasks import batches, db, emails, models, tokens
+from tasks import batch_plan, batches, db, emails, models, tokens
 from tasks.models import User
 from tests.support import procs
 from tests.support.web import csrf_token
@@ -74,7 +74,7 @@ def test_the_list_is_newest_first_and_paginated(
 
 
 def test_a_batch_is_one_row_with_its_progress(client: FlaskClient, alice: User, conn: Conn, settings: Any) -> None:
-    plan = batches.prepare(
+    plan = batch_plan.prepare(
         settings=settings,
         addresses="a@example.com\nb@example.com\nc@example.com",
         subject="Hi",
@@ -95,7 +95,7 @@ def test_a_batch_is_one_row_with_its_progress(client: FlaskClient, alice: User, 
 
 
 def test_the_batch_page_cancels_the_rest(client: FlaskClient, alice: User, conn: Conn, settings: Any) -> None:
-    plan = batches.prepare(settings=settings, addresses="a@example.com, b@example.com", subject="S", body_text="B")
+    plan = batch_plan.prepare(settings=settings, addresses="a@example.com, b@example.com", subject="S", body_text="B")
     batch, _ = batches.create(conn, owner=alice, plan=plan, settings=settings)
 
     response = client.post(

@@ -18,11 +18,11 @@ Conn = Any
 @pytest.fixture
 def bobs(conn: Conn, settings: Any, make_draft: Callable[..., Any]) -> dict[str, str]:
     """Bob's email and batch, which Alice will try to reach."""
-    from tasks import batches
+    from tasks import batch_plan, batches
 
     bob = emails.ensure_user(conn, email="bob@example.com", name="Bob")
     email, _ = emails.schedule(conn, owner=bob, draft=make_draft(subject="Bob's secret"), settings=settings)
-    plan = batches.prepare(settings=settings, addresses="x@example.com\ny@example.com", subject="S", body_text="B")
+    plan = batch_plan.prepare(settings=settings, addresses="x@example.com\ny@example.com", subject="S", body_text="B")
     batch, _ = batches.create(conn, owner=bob, plan=plan, settings=settings)
     return {"email": str(email.id), "batch": str(batch.id)}
 

@@ -11,7 +11,6 @@ import re
 import sys
 import urllib.parse
 from collections.abc import Callable, Iterator
-from typing import Any
 
 import pytest
 import requests
@@ -151,5 +150,3 @@ def page_csrf(session: requests.Session, url: str) -> str:
     match = _META_CSRF.search(session.get(url, timeout=10).text)
     assert match
     return match[1]
-
-

@@ -6,7 +6,7 @@ from typing import Any
 
 from flask import g, url_for
 
-from tasks import batches, errors
+from tasks import batch_plan, batches, errors
 from webapp import ext
 from webapp.api import bp, idempotency_key, json_body, scope
 
@@ -28,12 +28,12 @@ FIELDS = frozenset(
 )
 
 
-def plan_from(data: dict[str, Any]) -> batches.Plan:
+def plan_from(data: dict[str, Any]) -> batch_plan.Plan:
     """Check a batch request body and plan it."""
     for name in data:
         if name not in FIELDS:
             raise errors.ValidationError(f"{name}: unknown field", field=name)
-    return batches.prepare(
+    return batch_plan.prepare(
         settings=ext.settings(),
         csv_text=data.get("csv"),
         addresses=data.get("addresses"),
