@@ -30,6 +30,8 @@ VIEWS: dict[str, tuple[str, ...]] = {
     "cancelled": ("cancelled",),
     "all": STATUSES,
 }
+#: What ``?status=`` accepts: a view, or one exact status.
+FILTERS = (*VIEWS, *(s for s in STATUSES if s not in VIEWS))
 MAX_LIMIT = 200
 MAX_QUERY = 200
 
@@ -68,7 +70,9 @@ def statuses_for(view: str | None) -> tuple[str, ...]:
         return STATUSES
     if view in VIEWS:
         return VIEWS[view]
-    raise errors.ValidationError(f"status: must be one of {', '.join(VIEWS)}", field="status")
+    if view in STATUSES:
+        return (view,)
+    raise errors.ValidationError(f"status: must be one of {', '.join(FILTERS)}", field="status")
 
 
 def search_pattern(q: str | None) -> str | None:

@@ -99,7 +99,7 @@ def document() -> dict[str, Any]:
                     "operationId": "listEmails",
                     "summary": "List emails, newest first",
                     "parameters": [
-                        {"name": "status", "in": "query", "schema": {"type": "string", "enum": list(listing.VIEWS)}},
+                        {"name": "status", "in": "query", "schema": {"type": "string", "enum": list(listing.FILTERS)}},
                         {"name": "q", "in": "query", "schema": {"type": "string", "maxLength": listing.MAX_QUERY}},
                         {"name": "cursor", "in": "query", "schema": {"type": "string"}},
                         {

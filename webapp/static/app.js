@@ -59,18 +59,18 @@
     $(".icon", badge).textContent = BADGES[status][0];
     $(".label", badge).textContent = BADGES[status][1];
   }
-  function updateEmail(id, status, at) {
-    let changed = false;
+  // One email changed: its badge (and time) on every row showing it, and the open detail.
+  // ``at`` is the instant to show now (sent time, or the new due time), if any.
+  function updateEmail(id, status, at, fromStream) {
     $$('li.row[data-email-id="' + CSS.escape(id) + '"]').forEach((row) => {
+      if (at) { const ts = $("[data-ts]", row), rel = $("[data-rel]", row); if (ts) ts.dataset.ts = at; if (rel) rel.dataset.rel = at; renderTimes(row); }
       if (row.dataset.status === status) return;
       row.dataset.status = status; setBadge($("[data-badge]", row), status);
-      if (at) { const ts = $("[data-ts]", row), rel = $("[data-rel]", row); if (ts) ts.dataset.ts = at; if (rel) rel.dataset.rel = at; renderTimes(row); }
       row.classList.remove("flash-change"); void row.offsetWidth; row.classList.add("flash-change");
-      changed = true;
     });
     const detail = $("#detail");
-    if (detail && detail.dataset.emailId === id && detail.dataset.status !== status) { refreshDetail(); changed = true; }
-    return changed;
+    // A streamed event may change more than the status (a new time, an attempt): always refresh then.
+    if (detail && detail.dataset.emailId === id && (fromStream || detail.dataset.status !== status)) refreshDetail();
   }
   let detailBusy = false, detailAgain = false;
   async function refreshDetail() {
@@ -90,7 +90,7 @@
   }
   function applySnapshot(data, poll) {
     Object.entries(data.counts || {}).forEach(([view, n]) => { $$('[data-count-for="' + view + '"]').forEach((el) => { el.textContent = n; }); });
-    if (poll) (data.emails || []).forEach((e) => updateEmail(e.id, e.status, e.status === "sent" ? e.sent_at : null));
+    if (poll) (data.emails || []).forEach((e) => updateEmail(e.id, e.status, e.status === "sent" ? e.sent_at : null, false));
     (data.batches || []).forEach((b) => {
       $$('[data-batch-id="' + CSS.escape(b.id) + '"]').forEach((box) => {
         const text = $("[data-batch-progress]", box); if (text) text.textContent = b.sent + " of " + b.total + " sent";
@@ -126,7 +126,7 @@
     source.onopen = () => { failures = 0; stopPolling(); setLive("live"); scheduleSnapshot(true); };
     source.onmessage = (ev) => {
       let msg; try { msg = JSON.parse(ev.data); } catch (e) { return; }
-      if (msg.email_id) updateEmail(msg.email_id, msg.status, msg.status === "sent" ? msg.at : null);
+      if (msg.email_id) updateEmail(msg.email_id, msg.status, msg.status === "sent" ? msg.at : msg.next_attempt_at, true);
       // A batch-wide change (created, cancelled) names no single email: refresh every row on screen.
       scheduleSnapshot(!msg.email_id);
     };
