@@ -55,16 +55,25 @@ def test_a_tampered_state_is_refused(client: FlaskClient, oauth_provider: OAuthP
 
 
 def test_a_reused_code_is_refused(app: Any, oauth_provider: OAuthProvider) -> None:
+    """A code already exchanged is refused by the provider, even with a state valid for this browser."""
     first = app.test_client()
-    callback = start_oauth(first, oauth_provider, Account(email="ada@example.com"))
-    assert first.get(callback).status_code == 302
-    # An attacker replays the same code and state in a browser with the same pending state.
+    used = dict(
+        urllib.parse.parse_qsl(
+            urllib.parse.urlsplit(start_oauth(first, oauth_provider, Account(email="ada@example.com"))).query
+        )
+    )
+    assert first.get(f"/auth/google/authorized?{urllib.parse.urlencode(used)}").status_code == 302
+    # Another browser starts its own sign-in, then presents the stolen code with its own state.
     second = app.test_client()
-    second.get("/auth/google")
-    with second.session_transaction() as sess:
-        sess["google_oauth_state"] = dict(urllib.parse.parse_qsl(urllib.parse.urlsplit(callback).query))["state"]
+    own = dict(
+        urllib.parse.parse_qsl(
+            urllib.parse.urlsplit(start_oauth(second, oauth_provider, Account(email="x@example.com"))).query
+        )
+    )
 
-    response = second.get(callback)
+    response = second.get(
+        f"/auth/google/authorized?{urllib.parse.urlencode({'code': used['code'], 'state': own['state']})}"
+    )
 
     assert response.status_code == 400
     assert "invalid_grant" in response.get_data(as_text=True)
