@@ -176,7 +176,10 @@ def test_list_filters_by_status_and_searches_recipient_and_subject(api: Api) -> 
     assert subjects("q=_") == []  # matched literally, not as a wildcard
 
 
-@pytest.mark.parametrize("query", ["status=bogus", "cursor=garbage", "limit=0", "limit=1000", "limit=x"])
+@pytest.mark.parametrize(
+    "query",
+    ["status=bogus", "status=", "cursor=garbage", "limit=0", "limit=1000", "limit=x", "batch_id=", "batch_id=x"],
+)
 def test_bad_list_parameters_are_422(api: Api, query: str) -> None:
     assert api.call("GET", f"/api/v1/emails?{query}", "/emails").status_code == 422
 

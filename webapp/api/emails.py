@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import uuid
 from typing import Any
 
 from flask import g, request, url_for
 
-from tasks import emails, errors, listing, validation
+from tasks import batches, emails, errors, listing, validation
 from webapp import ext
 from webapp.api import bp, email_json, idempotency_key, json_body, scope
 
@@ -57,14 +58,19 @@ def list_emails() -> Any:
     if not raw_limit.isdigit():
         raise errors.ValidationError("limit: must be a whole number", field="limit")
     batch_id = None
-    if request.args.get("batch_id"):
-        from tasks import batches
-
-        batch_id = batches.get(ext.conn(), scope(), request.args["batch_id"]).id
+    if "batch_id" in request.args:
+        try:
+            wanted = uuid.UUID(request.args["batch_id"])
+        except ValueError:
+            raise errors.ValidationError("batch_id: must be a batch id (a UUID)", field="batch_id") from None
+        batch_id = batches.get(ext.conn(), scope(), wanted).id
+    status = request.args.get("status")
+    if status is not None and status not in listing.FILTERS:
+        raise errors.ValidationError(f"status: must be one of {', '.join(listing.FILTERS)}", field="status")
     page = listing.emails_page(
         ext.conn(),
         scope(),
-        view=request.args.get("status") or None,
+        view=status,
         q=request.args.get("q"),
         cursor=request.args.get("cursor") or None,
         limit=int(raw_limit),

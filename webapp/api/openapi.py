@@ -21,6 +21,11 @@ def _json(schema: dict[str, Any], description: str, headers: dict[str, Any] | No
     return out
 
 
+def _links(param: str, *operations: str) -> dict[str, Any]:
+    """Say where a created resource's id goes next (for clients and stateful testers)."""
+    return {op: {"operationId": op, "parameters": {param: "$response.body#/id"}} for op in operations}
+
+
 def _errors(*codes: int) -> dict[str, Any]:
     return {str(c): {"$ref": f"{R}E{c}"} for c in codes}
 
@@ -89,7 +94,10 @@ def document() -> dict[str, Any]:
                         "content": {"application/json": {"schema": schemas.ref("NewEmail")}},
                     },
                     "responses": {
-                        "201": _json(schemas.ref("Email"), "Scheduled.", _LOCATION),
+                        "201": {
+                            **_json(schemas.ref("Email"), "Scheduled.", _LOCATION),
+                            "links": _links("email_id", "getEmail", "editEmail", "cancelEmail", "sendEmailNow"),
+                        },
                         "200": _json(schemas.ref("Email"), "Already created with this Idempotency-Key.", _REPLAYED),
                         **write,
                         **_errors(409, 422),
@@ -155,7 +163,13 @@ def document() -> dict[str, Any]:
                         "content": {"application/json": {"schema": schemas.ref("BatchRequest")}},
                     },
                     "responses": {
-                        "201": _json(schemas.ref("BatchPreview"), "Created; rejected lines listed.", _LOCATION),
+                        "201": {
+                            **_json(schemas.ref("BatchPreview"), "Created; rejected lines listed.", _LOCATION),
+                            "links": {
+                                op: {"operationId": op, "parameters": {"batch_id": "$response.body#/batch/id"}}
+                                for op in ("getBatch", "cancelBatch")
+                            },
+                        },
                         "200": _json(
                             schemas.ref("BatchPreview"), "A dry run, or a repeated Idempotency-Key.", _REPLAYED
                         ),

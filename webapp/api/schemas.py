@@ -102,10 +102,10 @@ SCHEMAS: dict[str, Any] = {
         "required": ["to", "subject", "body_text"],
         "additionalProperties": False,
         "properties": {
-            "to": _ADDRESSES,
+            "to": {**_ADDRESSES, "minItems": 1},
             "cc": _MAYBE_ADDRESSES,
             "bcc": _MAYBE_ADDRESSES,
-            "subject": {"type": "string", "maxLength": validation.MAX_SUBJECT_CHARS},
+            "subject": {"type": "string", "maxLength": validation.MAX_SUBJECT_CHARS, "pattern": "^[^\\r\\n]*$"},
             "body_text": {"type": "string"},
             "body_html": nullable("string"),
             "send_at": nullable(
@@ -121,7 +121,7 @@ SCHEMAS: dict[str, Any] = {
         "minProperties": 1,
         "additionalProperties": False,
         "properties": {
-            "to": _ADDRESSES,
+            "to": {**_ADDRESSES, "minItems": 1},
             "cc": _MAYBE_ADDRESSES,
             "bcc": _MAYBE_ADDRESSES,
             "subject": {"type": "string"},
