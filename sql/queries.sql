@@ -325,3 +325,68 @@ UPDATE transport_breakers
  WHERE label = %(label)s AND state = 'half_open' AND trial_token = %(trial)s
 RETURNING label, state, failures, opened_count, last_error, changed_at, retry_at, trial_by,
           0::float8 AS retry_in, NULL::float8 AS trial_age;
+
+-- count_finished_jobs --
+SELECT count(*) AS n FROM procrastinate_jobs WHERE status IN ('succeeded', 'failed', 'cancelled', 'aborted');
+
+-- prune_email_events --
+-- Delete one batch of old events of finished emails, adding them to the totals
+-- first (same statement) so that counters computed from events never go down.
+WITH gone AS (
+    DELETE FROM email_events
+     WHERE id IN (SELECT ev.id
+                    FROM email_events ev JOIN emails e ON e.id = ev.email_id
+                   WHERE ev.at < %(before)s AND e.status = ANY(%(terminal)s::text[])
+                   LIMIT %(batch)s)
+    RETURNING kind, detail
+), totals AS (
+    INSERT INTO email_event_totals AS t (kind, transport, late_le, n, late_sum)
+    SELECT kind, transport,
+           CASE WHEN late IS NULL THEN 'Infinity'::float8
+                ELSE coalesce((%(bounds)s::float8[])[width_bucket(late, %(bounds)s::float8[]) + 1], 'Infinity')
+           END AS late_le,
+           count(*), coalesce(sum(late), 0)
+      FROM (SELECT kind, coalesce(detail->>'transport', '') AS transport,
+                   CASE WHEN kind = 'claimed' THEN (detail->>'late_ms')::float8 / 1000 END AS late
+              FROM gone) g
+     GROUP BY 1, 2, 3
+    ON CONFLICT (kind, transport, late_le) DO UPDATE
+       SET n = t.n + EXCLUDED.n, late_sum = t.late_sum + EXCLUDED.late_sum
+)
+SELECT count(*) AS n FROM gone;
+
+-- metrics_emails --
+-- One pass over emails: counts by status, rate-limit waits, due backlog.
+SELECT status, count(*) AS n,
+       count(*) FILTER (WHERE waiting_reason ILIKE %(rate_limit_reason)s) AS rate_limited,
+       count(*) FILTER (WHERE next_attempt_at <= now()) AS due,
+       extract(epoch FROM now() - min(next_attempt_at))::float8 AS oldest_age
+  FROM emails
+ GROUP BY status;
+
+-- metrics_event_counts --
+-- Events of the given kinds by transport: those in email_events plus those pruned.
+SELECT kind, transport, sum(n)::bigint AS n
+  FROM (SELECT kind, coalesce(detail->>'transport', '') AS transport, count(*) AS n
+          FROM email_events WHERE kind = ANY(%(kinds)s::text[]) GROUP BY 1, 2
+        UNION ALL
+        SELECT kind, transport, n FROM email_event_totals WHERE kind = ANY(%(kinds)s::text[])) x
+ GROUP BY 1, 2;
+
+-- metrics_lateness --
+-- Claim lateness (claimed - due) by bucket: late_le is the bucket's upper bound.
+SELECT late_le, sum(n)::bigint AS n, sum(late_sum)::float8 AS late_sum
+  FROM (SELECT coalesce((%(bounds)s::float8[])[width_bucket(late, %(bounds)s::float8[]) + 1], 'Infinity') AS late_le,
+               count(*) AS n, sum(late) AS late_sum
+          FROM (SELECT (detail->>'late_ms')::float8 / 1000 AS late FROM email_events WHERE kind = 'claimed') c
+         GROUP BY 1
+        UNION ALL
+        SELECT late_le, n, late_sum FROM email_event_totals WHERE kind = 'claimed') x
+ GROUP BY 1;
+
+-- metrics_jobs --
+SELECT queue_name, status::text AS status, count(*) AS n,
+       count(*) FILTER (WHERE scheduled_at IS NULL OR scheduled_at <= now()) AS due
+  FROM procrastinate_jobs
+ WHERE status IN ('todo', 'doing')
+ GROUP BY 1, 2;

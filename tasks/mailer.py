@@ -180,6 +180,7 @@ class Mailer:
         if choice.offline:
             return
         label = choice.transport.label
+        await self.breakers(conn)  # makes sure the rows exist; usually cached
         if is_provider_fault(error):
             assert error is not None
             row = await db.one_async(
