@@ -15,6 +15,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
+import procrastinate
 import psycopg
 import structlog
 from procrastinate import JobContext, builtin_tasks
@@ -48,9 +49,12 @@ async def delete_old_jobs(database_url: str, hours: int) -> None:
     """Delete finished jobs (any final state) older than ``hours``, with Procrastinate's own query."""
     pool = db.async_pool(database_url, size=1, name="reachdbox-prune")
     await pool.open(wait=True, timeout=30)
+    # A throwaway App: opening the shared one asynchronously would switch this
+    # process's synchronous defers (web, CLI) onto the async connector.
+    prune_app = procrastinate.App(connector=procrastinate.PsycopgConnector())
     try:
-        async with app.open_async(pool):
-            await app.job_manager.delete_old_jobs(
+        async with prune_app.open_async(pool):
+            await prune_app.job_manager.delete_old_jobs(
                 nb_hours=hours, include_failed=True, include_cancelled=True, include_aborted=True
             )
     finally:

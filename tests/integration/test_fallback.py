@@ -188,9 +188,7 @@ def test_the_breaker_closes_after_a_successful_trial_and_traffic_returns(
     assert [m.subject for m in sink.messages] == ["trial", "after"]
 
 
-def go_offline(
-    conn: Conn, owner: User, settings: Settings, make_draft: Callable[..., Any], n: int
-) -> list[Email]:
+def go_offline(conn: Conn, owner: User, settings: Settings, make_draft: Callable[..., Any], n: int) -> list[Email]:
     batch = [schedule(conn, owner, settings, make_draft, subject=f"#{i}", body_text=f"body of #{i}") for i in range(n)]
     return [final(conn, email, "offline") for email in batch]
 
@@ -259,27 +257,24 @@ def test_an_interrupted_replay_run_again_delivers_each_email_once(
     sink.start()
     backup.start()
 
-    with db.connect(database_url) as blocker:
-        with blocker.transaction():
-            # Hold the 5th email: the replay hands over four, then waits on it and is killed there.
-            blocker.execute("SELECT 1 FROM emails WHERE id = %s FOR UPDATE", (order[4],))
-            cli = subprocess.Popen(
-                [sys.executable, "-m", "tasks", "replay-offline"],
-                env=replay_env,
-                cwd=procs.ROOT,
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL,
-            )
-            wait_until(lambda: invariant_count(conn, "offline") == 4, timeout=30, what="four emails handed over")
-            cli.send_signal(signal.SIGKILL)
-            cli.wait(10)
+    with db.connect(database_url) as blocker, blocker.transaction():
+        # Hold the 5th email: the replay hands over four, then waits on it and is killed there.
+        blocker.execute("SELECT 1 FROM emails WHERE id = %s FOR UPDATE", (order[4],))
+        cli = subprocess.Popen(
+            [sys.executable, "-m", "tasks", "replay-offline"],
+            env=replay_env,
+            cwd=procs.ROOT,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        wait_until(lambda: invariant_count(conn, "offline") == 4, timeout=30, what="four emails handed over")
+        cli.send_signal(signal.SIGKILL)
+        cli.wait(10)
     sink.data_started.wait(30)
     first_worker.kill()  # mid-DATA, most likely
     workers(extra_env=replay_env)
     again = run_cli(replay_env, "replay-offline", "--timeout", "60s")
-    wait_until(
-        lambda: set(invariant_statuses(conn)) <= {"sent", "uncertain"}, timeout=60, what="every email to finish"
-    )
+    wait_until(lambda: set(invariant_statuses(conn)) <= {"sent", "uncertain"}, timeout=60, what="every email to finish")
 
     assert "handed 4 offline email(s) back" in again.stdout
     rows = conn.execute("SELECT status, message_id FROM emails").fetchall()

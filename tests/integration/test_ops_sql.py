@@ -13,11 +13,11 @@ from typing import Any
 
 import psycopg
 import pytest
-from psycopg.types.json import Jsonb
 
-from tasks import db, emails, jobs
+from tasks import emails, jobs
 from tasks.config import Settings
 from tasks.models import Email, User
+from tests.support.flow import attempt
 
 Conn = psycopg.Connection[dict[str, Any]]
 OPS = pathlib.Path(__file__).resolve().parents[2] / "sql" / "ops"
@@ -34,24 +34,6 @@ def psql(database_url: str, name: str, *args: str) -> list[dict[str, str]]:
     )
     assert result.returncode == 0 and not result.stderr, result.stderr
     return list(csv.DictReader(io.StringIO(result.stdout)))
-
-
-def attempt(conn: Conn, email: Email, status: str, transport: str = "primary", error: str | None = None) -> None:
-    """Take the email through one attempt with the worker's own queries."""
-    assert db.one(conn, "claim_email", email_id=email.id, job_id=email.job_id, worker="test") is not None
-    db.one(conn, "start_data", email_id=email.id, job_id=email.job_id, transport=transport, refused=Jsonb({}))
-    reply = "250 OK" if status == "sent" else None
-    db.one(
-        conn,
-        "finish_email",
-        email_id=email.id,
-        job_id=email.job_id,
-        status=status,
-        reply=reply,
-        error=error,
-        transport=transport,
-        refused=Jsonb({}),
-    )
 
 
 @pytest.fixture
@@ -81,9 +63,7 @@ def populated(conn: Conn, owner: User, settings: Settings, make_draft: Callable[
     attempt(conn, made["nouser"], "failed", error="every recipient was refused: 550 5.1.1 No such user")
     attempt(conn, made["uncertain"], "uncertain", error="connection failed during DATA: Connection lost")
     attempt(conn, made["offline"], "offline", transport="jsonl")
-    conn.execute(
-        "UPDATE emails SET waiting_reason = 'waiting for a rate-limit slot' WHERE id = %s", (made["rate"].id,)
-    )
+    conn.execute("UPDATE emails SET waiting_reason = 'waiting for a rate-limit slot' WHERE id = %s", (made["rate"].id,))
     # Claimed two minutes ago and never finished (email_events is append-only: the event is inserted old).
     stuck = made["stuck"]
     conn.execute("UPDATE emails SET status = 'sending', attempts = 1 WHERE id = %s", (stuck.id,))
@@ -96,9 +76,7 @@ def populated(conn: Conn, owner: User, settings: Settings, make_draft: Callable[
 
 
 @pytest.mark.parametrize("name", FILES)
-def test_every_ops_file_runs_on_a_populated_database(
-    database_url: str, populated: dict[str, Email], name: str
-) -> None:
+def test_every_ops_file_runs_on_a_populated_database(database_url: str, populated: dict[str, Email], name: str) -> None:
     rows = psql(database_url, name)
 
     assert isinstance(rows, list)
