@@ -43,6 +43,8 @@ class Sink:
     def __init__(self, port: int | None = None, *, auth: tuple[str, str] | None = None):
         self.port = port or free_port()
         self.auth = auth
+        #: Successful SMTP AUTH logins.
+        self.logins = 0
         self.messages: list[Received] = []
         #: Replies for the next RCPT commands / DATA ends, e.g. "451 4.3.0 busy".
         self.rcpt_replies: collections.deque[str] = collections.deque()
@@ -106,12 +108,14 @@ class Sink:
             auth_data.login.decode(),
             auth_data.password.decode(),
         )
+        if ok:
+            self.logins += 1
         return AuthResult(success=ok)
 
     def start(self) -> Sink:
         extra: dict[str, Any] = {}
         if self.auth is not None:
-            extra = {"authenticator": self._authenticate, "auth_required": True, "auth_require_tls": False}
+            extra = {"authenticator": self._authenticate, "auth_require_tls": False}
         self._controller = Controller(
             self, hostname="127.0.0.1", port=self.port, server_hostname="sink.localhost", ready_timeout=10, **extra
         )
