@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import pathlib
+import re
+
 import pytest
 
 from tasks import config, errors
@@ -76,3 +79,28 @@ def test_an_invalid_chain_setting_is_named_in_the_error(name: str, value: str) -
         config.load({name: value})
 
     assert info.value.field == name
+
+
+def test_every_provider_example_in_the_readme_is_a_valid_chain() -> None:
+    """The README's examples (Ethereal, SES, SendGrid, Mailgun, Postmark, Gmail) parse, with TLS."""
+    readme = (pathlib.Path(__file__).resolve().parents[2] / "README.md").read_text()
+    examples = re.findall(r'^MAIL_TRANSPORTS="([^"]+)"$', readme, flags=re.MULTILINE)
+
+    chains = [config.parse_transports(example) for example in examples]
+
+    hosts = {spec.host for chain in chains for spec in chain}
+    assert {
+        "smtp.ethereal.email",
+        "email-smtp.eu-west-1.amazonaws.com",
+        "smtp.sendgrid.net",
+        "smtp.mailgun.org",
+        "smtp.postmarkapp.com",
+        "smtp.gmail.com",
+        "smtp-relay.gmail.com",
+    } <= hosts
+    for spec in (spec for chain in chains for spec in chain if spec.scheme in ("smtp", "smtps")):
+        assert spec.starttls or spec.scheme == "smtps", spec.name
+    mailgun = next(s for chain in chains for s in chain if s.host == "smtp.mailgun.org")
+    assert mailgun.username == "postmaster@mg.example.com"
+    ses = next(s for chain in chains for s in chain if s.scheme == "smtps")
+    assert ses.password == "SES+SMTP/password" and ses.port == 465
