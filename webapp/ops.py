@@ -103,6 +103,12 @@ def prometheus_metrics() -> Response:
 @bp.get("/ops/status")
 def status() -> Response:
     """Return the operators' overview as JSON: counts, next due, transports and breakers, workers."""
-    with _connect(METRICS_STATEMENT_TIMEOUT_MS) as conn:
-        data = ops.overview(conn, _settings())
+    try:
+        with _connect(METRICS_STATEMENT_TIMEOUT_MS) as conn:
+            data = ops.overview(conn, _settings())
+    except psycopg.Error as exc:
+        error = {"code": "unavailable", "message": f"database unavailable: {type(exc).__name__}", "field": None}
+        response = jsonify({"error": error})
+        response.status_code = 503
+        return response
     return jsonify(data)

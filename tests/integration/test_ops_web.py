@@ -77,13 +77,15 @@ def test_readyz_is_200_while_both_answer_and_503_while_redis_is_down(
     assert down.get_json()["checks"]["redis"].startswith("unavailable")
 
 
-def test_readyz_is_503_while_postgres_is_down(env: dict[str, str]) -> None:
+def test_readyz_metrics_and_status_answer_503_while_postgres_is_down(env: dict[str, str]) -> None:
     web = client(env, DATABASE_URL=f"postgresql://postgres@127.0.0.1:{free_port()}/nothing")
 
-    response = web.get("/readyz")
+    ready, scrape, status = web.get("/readyz"), web.get("/metrics"), web.get("/ops/status")
 
-    assert response.status_code == 503
-    assert response.get_json()["checks"] == {"postgres": "unavailable: OperationalError", "redis": "ok"}
+    assert ready.status_code == 503
+    assert ready.get_json()["checks"] == {"postgres": "unavailable: OperationalError", "redis": "ok"}
+    assert scrape.status_code == 503 and status.status_code == 503
+    assert status.get_json()["error"]["code"] == "unavailable"
 
 
 def test_metrics_and_ops_status_require_the_ops_token_when_one_is_set(env: dict[str, str]) -> None:
