@@ -291,3 +291,35 @@ def invariant_statuses(conn: Conn) -> list[str]:
 
 def invariant_count(conn: Conn, status: str) -> int:
     return invariant_statuses(conn).count(status)
+
+
+def test_without_an_offline_log_an_email_waits_for_the_trial_without_spending_attempts(
+    conn: Conn,
+    env: dict[str, str],
+    owner: User,
+    settings: Settings,
+    make_draft: Callable[..., Any],
+    sink: Sink,
+    workers: Any,
+) -> None:
+    sink.stop()
+    workers(extra_env={"BREAKER_THRESHOLD": "1", "BREAKER_COOLDOWN": "3"})
+
+    email = schedule(conn, owner, settings, make_draft)
+    waiting = wait_until(
+        lambda: (
+            (e := emails.get(conn, models.OPERATOR, email.id)).waiting_reason
+            == "waiting for a mail transport: every circuit breaker is open"
+            and e
+        ),
+        timeout=20,
+        what="the email to wait for a transport",
+    )
+    sink.start()
+    sent = final(conn, email, "sent")
+
+    assert waiting.status == "scheduled" and waiting.attempts == 1
+    assert events(conn, email, "transport_unavailable")
+    assert sent.attempts == 2  # the failed attempt and the trial: waiting spent none
+    assert breaker(conn, "smtp")["state"] == "closed"
+    assert sink.by_message_id()[email.message_id] == 1
