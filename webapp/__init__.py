@@ -17,7 +17,8 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     if test_config:
         app.config.update({k: v for k, v in test_config.items() if k != "ENV"})
 
-    from webapp import health
+    from webapp import health, ops
 
     app.register_blueprint(health.bp)
+    app.register_blueprint(ops.bp)
     return app
