@@ -47,7 +47,7 @@ SELECT id, at, kind, job_id, detail FROM email_events WHERE email_id = %(id)s OR
 
 -- set_cancelled --
 UPDATE emails SET status = 'cancelled', waiting_reason = NULL
- WHERE id = %(id)s AND status = 'scheduled'
+ WHERE id = %(id)s AND status IN ('scheduled', 'offline')
   RETURNING *;
 
 -- set_next_attempt --
@@ -102,23 +102,25 @@ WITH started AS (
 SELECT id FROM started;
 
 -- finish_email --
--- End an attempt: sent, failed or uncertain. The event's kind is the new status.
+-- End an attempt: sent, failed, uncertain or offline. The event's kind is the new
+-- status and names the transport the row records (the one DATA started on).
 WITH done AS (
     UPDATE emails
        SET status = %(status)s,
            sent_at = CASE WHEN %(status)s = 'sent' THEN clock_timestamp() END,
+           offline_at = CASE WHEN %(status)s = 'offline' THEN clock_timestamp() ELSE offline_at END,
            provider_reply = %(reply)s,
            last_error = %(error)s,
            transport = coalesce(%(transport)s, transport),
            refused_recipients = %(refused)s,
            waiting_reason = NULL
      WHERE id = %(email_id)s AND status = 'sending' AND job_id = %(job_id)s
-    RETURNING id, attempts
+    RETURNING id, attempts, transport
 ), event AS (
     INSERT INTO email_events (email_id, kind, job_id, detail)
     SELECT id, %(status)s, %(job_id)s,
            jsonb_strip_nulls(jsonb_build_object(
-               'attempt', attempts, 'transport', %(transport)s::text, 'reply', %(reply)s::text,
+               'attempt', attempts, 'transport', transport, 'reply', %(reply)s::text,
                'error', %(error)s::text, 'refused', %(refused)s::jsonb))
       FROM done
 )
@@ -136,8 +138,25 @@ WITH moved AS (
     INSERT INTO email_events (email_id, kind, job_id, detail)
     SELECT id, %(kind)s, %(job_id)s,
            jsonb_strip_nulls(jsonb_build_object(
-               'attempt', attempts, 'next_attempt_at', %(at)s::timestamptz,
+               'attempt', attempts, 'next_attempt_at', %(at)s::timestamptz, 'transport', %(transport)s::text,
                'reason', %(reason)s::text, 'error', %(error)s::text))
+      FROM moved
+)
+SELECT id FROM moved;
+
+-- requeue_uncounted --
+-- Back to 'scheduled' without spending an attempt: no provider was contacted
+-- (every transport's circuit breaker is open).
+WITH moved AS (
+    UPDATE emails
+       SET status = 'scheduled', attempts = attempts - 1, next_attempt_at = %(at)s,
+           waiting_reason = %(reason)s, job_id = %(new_job_id)s, data_started_at = NULL
+     WHERE id = %(email_id)s AND status = 'sending' AND job_id = %(job_id)s
+    RETURNING id
+), event AS (
+    INSERT INTO email_events (email_id, kind, job_id, detail)
+    SELECT id, %(kind)s, %(job_id)s,
+           jsonb_build_object('next_attempt_at', %(at)s::timestamptz, 'reason', %(reason)s::text)
       FROM moved
 )
 SELECT id FROM moved;
@@ -198,7 +217,7 @@ INSERT INTO devmail_messages (mail_from, rcpt_tos, message_id, subject, raw)
      VALUES (%(mail_from)s, %(rcpt_tos)s, %(message_id)s, %(subject)s, %(raw)s)
   RETURNING id;
 
--- ===================== web (issue 3): users, tokens, lists, batches =====================
+-- ===================== web (issue 3): users, tokens, lists, batches ==============
 -- (A comment in a block's body is part of that block; this one is harmless.)
 
 -- user_by_google_sub --
@@ -369,3 +388,177 @@ SELECT id, received_at, mail_from, rcpt_tos, message_id, subject, raw
   FROM devmail_messages
  ORDER BY id DESC
  LIMIT %(limit)s;
+=======
+-- offline_emails --
+-- Emails in the offline log, oldest first (the order replay hands them back in).
+SELECT id FROM emails WHERE status = 'offline' ORDER BY offline_at, id LIMIT %(limit)s;
+
+-- lock_offline_email --
+SELECT id FROM emails WHERE id = %(id)s AND status = 'offline' FOR UPDATE;
+
+-- replay_offline_email --
+WITH moved AS (
+    UPDATE emails
+       SET status = 'scheduled', next_attempt_at = %(at)s, waiting_reason = %(reason)s,
+           job_id = %(job_id)s, data_started_at = NULL
+     WHERE id = %(id)s AND status = 'offline'
+    RETURNING id, offline_at
+), event AS (
+    INSERT INTO email_events (email_id, kind, job_id, detail)
+    SELECT id, 'replayed', %(job_id)s, jsonb_build_object('offline_at', offline_at) FROM moved
+)
+SELECT id FROM moved;
+
+-- status_counts_of --
+SELECT status, count(*) AS n FROM emails WHERE id = ANY(%(ids)s::uuid[]) GROUP BY status;
+
+-- workers_alive --
+-- Procrastinate workers whose heartbeat is recent.
+SELECT id, last_heartbeat, extract(epoch FROM now() - last_heartbeat)::float8 AS age_seconds
+  FROM procrastinate_workers
+ WHERE last_heartbeat > now() - make_interval(secs => %(stalled_after)s)
+ ORDER BY id;
+
+-- ensure_breakers --
+INSERT INTO transport_breakers (label) SELECT unnest(%(labels)s::text[]) ON CONFLICT DO NOTHING;
+
+-- breaker_states --
+-- Times are relative to the database's clock, so hosts' clocks need not agree.
+SELECT label, state, failures, opened_count, last_error, changed_at, retry_at, trial_by,
+       extract(epoch FROM retry_at - now())::float8 AS retry_in,
+       extract(epoch FROM now() - trial_started_at)::float8 AS trial_age
+  FROM transport_breakers
+ WHERE label = ANY(%(labels)s::text[]);
+
+-- breaker_trial --
+-- Take the one trial send of an open breaker whose cool-down is over (or whose
+-- trial was abandoned by a dead worker). No row back: someone else has it.
+UPDATE transport_breakers
+   SET state = 'half_open', trial_token = %(token)s, trial_by = %(worker)s,
+       trial_started_at = now(), changed_at = now()
+ WHERE label = %(label)s
+   AND ((state = 'open' AND retry_at <= now())
+        OR (state = 'half_open' AND trial_started_at < now() - make_interval(secs => %(stale_after)s)))
+RETURNING label, state, failures, opened_count, last_error, changed_at, retry_at, trial_by,
+          extract(epoch FROM retry_at - now())::float8 AS retry_in,
+          extract(epoch FROM now() - trial_started_at)::float8 AS trial_age;
+
+-- breaker_failure --
+-- Count a provider failure. Closed: open after `threshold` in a row. Half-open:
+-- the trial failed, open again for another cool-down. Open: just counted.
+WITH old AS (
+    SELECT label, state,
+           CASE WHEN state = 'closed' AND failures + 1 >= %(threshold)s THEN 'open'
+                WHEN state = 'half_open' AND trial_token = %(trial)s THEN 'open'
+                ELSE state END AS next_state
+      FROM transport_breakers WHERE label = %(label)s FOR UPDATE
+)
+UPDATE transport_breakers b
+   SET failures = b.failures + 1,
+       last_error = %(error)s,
+       last_failure_at = now(),
+       state = old.next_state,
+       retry_at = CASE WHEN old.next_state = 'open' AND old.state <> 'open'
+                       THEN now() + make_interval(secs => %(cooldown)s) ELSE b.retry_at END,
+       opened_count = b.opened_count + (old.next_state = 'open' AND old.state <> 'open')::int,
+       trial_token = CASE WHEN old.next_state = 'half_open' THEN b.trial_token END,
+       trial_by = CASE WHEN old.next_state = 'half_open' THEN b.trial_by END,
+       trial_started_at = CASE WHEN old.next_state = 'half_open' THEN b.trial_started_at END,
+       changed_at = CASE WHEN old.next_state <> old.state THEN now() ELSE b.changed_at END
+  FROM old
+ WHERE b.label = old.label
+RETURNING b.label, b.state, b.failures, b.opened_count, b.last_error, b.changed_at, b.retry_at, b.trial_by,
+          extract(epoch FROM b.retry_at - now())::float8 AS retry_in,
+          extract(epoch FROM now() - b.trial_started_at)::float8 AS trial_age,
+          old.state AS previous_state;
+
+-- breaker_success --
+-- The provider answered: reset the count; a half-open breaker closes. (An open
+-- one stays open: only its trial decides.)
+WITH old AS (
+    SELECT label, state FROM transport_breakers
+     WHERE label = %(label)s AND (state = 'half_open' OR (state = 'closed' AND failures > 0))
+       FOR UPDATE
+)
+UPDATE transport_breakers b
+   SET failures = 0, state = 'closed', retry_at = NULL,
+       trial_token = NULL, trial_by = NULL, trial_started_at = NULL,
+       changed_at = CASE WHEN old.state <> 'closed' THEN now() ELSE b.changed_at END
+  FROM old
+ WHERE b.label = old.label
+RETURNING b.label, b.state, b.failures, b.opened_count, b.last_error, b.changed_at, b.retry_at, b.trial_by,
+          NULL::float8 AS retry_in, NULL::float8 AS trial_age, old.state AS previous_state;
+
+-- breaker_release --
+-- A trial that was taken but not used (e.g. the send had to wait): open again, due now.
+UPDATE transport_breakers
+   SET state = 'open', retry_at = now(), trial_token = NULL, trial_by = NULL,
+       trial_started_at = NULL, changed_at = now()
+ WHERE label = %(label)s AND state = 'half_open' AND trial_token = %(trial)s
+RETURNING label, state, failures, opened_count, last_error, changed_at, retry_at, trial_by,
+          0::float8 AS retry_in, NULL::float8 AS trial_age;
+
+-- count_finished_jobs --
+SELECT count(*) AS n FROM procrastinate_jobs WHERE status IN ('succeeded', 'failed', 'cancelled', 'aborted');
+
+-- prune_email_events --
+-- Delete one batch of old events of finished emails, adding them to the totals
+-- first (same statement) so that counters computed from events never go down.
+WITH gone AS (
+    DELETE FROM email_events
+     WHERE id IN (SELECT ev.id
+                    FROM email_events ev JOIN emails e ON e.id = ev.email_id
+                   WHERE ev.at < %(before)s AND e.status = ANY(%(terminal)s::text[])
+                   LIMIT %(batch)s)
+    RETURNING kind, detail
+), totals AS (
+    INSERT INTO email_event_totals AS t (kind, transport, late_le, n, late_sum)
+    SELECT kind, transport,
+           CASE WHEN late IS NULL THEN 'Infinity'::float8
+                ELSE coalesce((%(bounds)s::float8[])[width_bucket(late, %(bounds)s::float8[]) + 1], 'Infinity')
+           END AS late_le,
+           count(*), coalesce(sum(late), 0)
+      FROM (SELECT kind, coalesce(detail->>'transport', '') AS transport,
+                   CASE WHEN kind = 'claimed' THEN (detail->>'late_ms')::float8 / 1000 END AS late
+              FROM gone) g
+     GROUP BY 1, 2, 3
+    ON CONFLICT (kind, transport, late_le) DO UPDATE
+       SET n = t.n + EXCLUDED.n, late_sum = t.late_sum + EXCLUDED.late_sum
+)
+SELECT count(*) AS n FROM gone;
+
+-- metrics_emails --
+-- One pass over emails: counts by status, rate-limit waits, due backlog.
+SELECT status, count(*) AS n,
+       count(*) FILTER (WHERE waiting_reason ILIKE %(rate_limit_reason)s) AS rate_limited,
+       count(*) FILTER (WHERE next_attempt_at <= now()) AS due,
+       extract(epoch FROM now() - min(next_attempt_at))::float8 AS oldest_age
+  FROM emails
+ GROUP BY status;
+
+-- metrics_event_counts --
+-- Events of the given kinds by transport: those in email_events plus those pruned.
+SELECT kind, transport, sum(n)::bigint AS n
+  FROM (SELECT kind, coalesce(detail->>'transport', '') AS transport, count(*) AS n
+          FROM email_events WHERE kind = ANY(%(kinds)s::text[]) GROUP BY 1, 2
+        UNION ALL
+        SELECT kind, transport, n FROM email_event_totals WHERE kind = ANY(%(kinds)s::text[])) x
+ GROUP BY 1, 2;
+
+-- metrics_lateness --
+-- Claim lateness (claimed - due) by bucket: late_le is the bucket's upper bound.
+SELECT late_le, sum(n)::bigint AS n, sum(late_sum)::float8 AS late_sum
+  FROM (SELECT coalesce((%(bounds)s::float8[])[width_bucket(late, %(bounds)s::float8[]) + 1], 'Infinity') AS late_le,
+               count(*) AS n, sum(late) AS late_sum
+          FROM (SELECT (detail->>'late_ms')::float8 / 1000 AS late FROM email_events WHERE kind = 'claimed') c
+         GROUP BY 1
+        UNION ALL
+        SELECT late_le, n, late_sum FROM email_event_totals WHERE kind = 'claimed') x
+ GROUP BY 1;
+
+-- metrics_jobs --
+SELECT queue_name, status::text AS status, count(*) AS n,
+       count(*) FILTER (WHERE scheduled_at IS NULL OR scheduled_at <= now()) AS due
+  FROM procrastinate_jobs
+ WHERE status IN ('todo', 'doing')
+ GROUP BY 1, 2;

@@ -8,5 +8,5 @@ import procrastinate
 #: async pool (``tasks.worker``), so there is no pool of Procrastinate's own here.
 app = procrastinate.App(
     connector=procrastinate.PsycopgConnector(),
-    import_paths=["tasks.send", "tasks.reconcile"],
+    import_paths=["tasks.send", "tasks.reconcile", "tasks.retention"],
 )

@@ -12,6 +12,7 @@ import datetime as dt
 import json
 import re
 import sys
+import time
 from typing import Any
 
 import psycopg
@@ -100,16 +101,33 @@ def cmd_schedule(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
+    from tasks import ops
+
     with db.connect(settings.database_url) as conn:
-        counts = emails.status_counts(conn)
-        next_due = emails.next_due(conn)
-    counts = {status: counts.get(status, 0) for status in models.STATUSES}
+        data = ops.overview(conn, settings)
     if args.json:
-        _print_json({"emails": counts, "next_due": next_due})
+        _print_json(data)
         return 0
-    for status, n in counts.items():
+    for status, n in data["emails"].items():
         print(f"{status:<10} {n:>8}")
-    print(f"next due   {next_due.isoformat() if next_due else '-'}")
+    print(f"next due   {data['next_due'] or '-'}")
+    print("transports (in the order they are tried)")
+    for t in data["transports"]:
+        if t["offline_log"]:
+            print(f"  {t['label']:<12} {'offline log':<11} {t['name']}")
+            continue
+        line = f"  {t['label']:<12} {t['state']:<11} {t['name']}"
+        if t["state"] == "open":
+            line += f"  trial in {t['retry_in_seconds']}s"
+        if t["failures"]:
+            line += f"  failures in a row: {t['failures']}"
+        if t["state"] != "closed" and t["last_error"]:
+            line += f"  last error: {t['last_error']}"
+        print(line)
+    workers = data["workers"]
+    print(
+        f"workers    {len(workers)} alive" + (f" (ids {', '.join(str(w['id']) for w in workers)})" if workers else "")
+    )
     return 0
 
 
@@ -189,6 +207,51 @@ def _add_token_parser(sub: Any) -> None:
 
 
 # --- end token ---
+def cmd_replay_offline(args: argparse.Namespace, settings: Settings) -> int:
+    from tasks import offline
+
+    if not any(not spec.offline for spec in settings.mail_transports):
+        raise errors.ValidationError(
+            "MAIL_TRANSPORTS has no transport but the offline log: nothing to replay to", field="MAIL_TRANSPORTS"
+        )
+    with db.connect(settings.database_url) as conn:
+        ids = offline.replay(conn, settings, limit=args.limit)
+        print(f"handed {len(ids)} offline email(s) back to the real transports")
+        if not ids or args.no_wait:
+            return 0
+        deadline = time.monotonic() + args.timeout.total_seconds()
+        while True:
+            counts = offline.progress(conn, ids)
+            pending = counts.get("scheduled", 0) + counts.get("sending", 0)
+            if not pending or time.monotonic() > deadline:
+                break
+            time.sleep(0.2)
+        alive = len(db.all_rows(conn, "workers_alive", stalled_after=settings.worker_stalled_after))
+    print(", ".join(f"{status} {n}" for status, n in sorted(counts.items())))
+    if pending:
+        hint = "" if alive else " (no worker is running: start `python -m tasks worker`)"
+        print(f"{pending} still waiting; the workers carry on{hint}")
+    return 0 if counts.get("sent", 0) == len(ids) else 1
+
+
+def cmd_prune(args: argparse.Namespace, settings: Settings) -> int:
+    from tasks import retention
+
+    hours = int(args.older_than.total_seconds() // 3600)
+    if hours < 1:
+        raise errors.ValidationError("--older-than: must be at least 1h", field="older-than")
+    before = dt.datetime.now(dt.UTC) - args.older_than
+    with db.connect(settings.database_url) as conn:
+        jobs_before = retention.count_finished_jobs(conn)
+        asyncio.run(retention.delete_old_jobs(settings.database_url, hours))
+        jobs_deleted = jobs_before - retention.count_finished_jobs(conn)
+        events_deleted = retention.prune_events(conn, before)
+    age = args.older_than.total_seconds()
+    print(
+        f"deleted {max(jobs_deleted, 0)} finished job(s) and {events_deleted} event(s) older than "
+        + (f"{age / 86400:g}d" if age % 86400 == 0 else f"{age / 3600:g}h")
+    )
+    return 0
 
 
 def _when(parser: argparse.ArgumentParser, *, now: bool) -> None:
@@ -225,7 +288,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--idempotency-key", metavar="KEY", help="repeat-safe key: the same key returns the same email")
     p.set_defaults(func=cmd_schedule)
 
-    p = sub.add_parser("status", help="counts per status and the next due time")
+    p = sub.add_parser("status", help="counts per status, next due time, transports' breakers, workers alive")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_status)
 
@@ -248,6 +311,20 @@ def build_parser() -> argparse.ArgumentParser:
     _when(p, now=False)
     p.set_defaults(func=cmd_reschedule)
     _add_token_parser(sub)
+
+    p = sub.add_parser("replay-offline", help="send the emails of the offline log through the real transports")
+    p.add_argument("--limit", type=positive_int, help="replay at most this many (oldest first)")
+    p.add_argument("--no-wait", action="store_true", help="hand them over and return at once")
+    p.add_argument(
+        "--timeout", type=duration, default=dt.timedelta(minutes=10), metavar="DURATION", help="wait at most (10m)"
+    )
+    p.set_defaults(func=cmd_replay_offline)
+
+    p = sub.add_parser("prune", help="delete finished jobs and old events (emails are kept)")
+    p.add_argument(
+        "--older-than", type=duration, default=dt.timedelta(days=30), metavar="DURATION", help="age, e.g. 30d (default)"
+    )
+    p.set_defaults(func=cmd_prune)
     return parser
 
 

@@ -18,7 +18,8 @@ from typing import Any
 from tasks import errors
 
 _DOMAIN = re.compile(r"(?i)(?=.{1,253}$)([a-z0-9](?:[a-z0-9-]*[a-z0-9])?\.)*[a-z0-9](?:[a-z0-9-]*[a-z0-9])?")
-TRANSPORT_SCHEMES = ("smtp", "smtps", "devmail")
+#: ``jsonl://`` is the offline log: it may only end the chain (DESIGN.md, "Provider trouble").
+TRANSPORT_SCHEMES = ("smtp", "smtps", "devmail", "console", "jsonl")
 _LABELLED = re.compile(r"([a-z][a-z0-9_-]{0,30})=([a-z]+://.*)")
 _LOOPBACK = ("localhost", "127.0.0.1", "::1")
 APP_ENVS = ("development", "production", "test")
@@ -39,12 +40,21 @@ class TransportSpec:
     starttls: bool = False
     #: Per-transport SMTP timeout override (seconds), ``?timeout=``.
     timeout: float | None = None
+    #: The file of ``jsonl:///path`` (an absolute path).
+    path: str = ""
+
+    @property
+    def offline(self) -> bool:
+        """Tell whether this is the offline log (used only when every real transport is down)."""
+        return self.scheme == "jsonl"
 
     @property
     def name(self) -> str:
         """Name the transport in logs, events and metrics (no credentials)."""
-        if self.scheme == "devmail":
+        if self.scheme in ("devmail", "console"):
             return f"{self.scheme}://"
+        if self.scheme == "jsonl":
+            return f"jsonl://{self.path}"
         user = f"{self.username}@" if self.username else ""
         return f"{self.scheme}://{user}{self.host}:{self.port}"
 
@@ -75,6 +85,14 @@ class Settings:
     retry_backoff_base: float = 30.0
     retry_backoff_max: float = 3600.0
     max_attempts: int = 10
+    #: Consecutive connection failures or timeouts that open a transport's circuit breaker.
+    breaker_threshold: int = 5
+    #: Seconds a breaker stays open before one trial send decides whether it closes.
+    breaker_cooldown: float = 60.0
+    #: Finished Procrastinate jobs older than this are deleted every hour (emails are kept).
+    job_retention_hours: int = 24
+    #: Bearer token that /metrics and /ops/ require when set.
+    ops_token: str = dataclasses.field(default="", repr=False)
     log_level: str = "INFO"
     log_format: str = "auto"
     # --- web (issue 3) ---
@@ -152,6 +170,8 @@ def parse_transports(raw: str) -> tuple[TransportSpec, ...]:
         specs.append(dataclasses.replace(spec, label=label))
     if not specs:
         raise errors.ConfigError("MAIL_TRANSPORTS", "needs at least one transport")
+    if any(spec.offline for spec in specs[:-1]):
+        raise errors.ConfigError("MAIL_TRANSPORTS", "jsonl:// (the offline log) can only be the last transport")
     return tuple(specs)
 
 
@@ -165,8 +185,17 @@ def parse_transport(raw: str) -> TransportSpec:
             f"unknown transport {scheme + '://' if scheme else raw!r}; "
             f"use one of {', '.join(s + '://' for s in TRANSPORT_SCHEMES)}",
         )
-    if scheme == "devmail":
+    if scheme in ("devmail", "console"):
+        if parsed.netloc or parsed.path or parsed.query:
+            raise errors.ConfigError("MAIL_TRANSPORTS", f"{scheme}:// takes no host, path or options")
         return TransportSpec(scheme=scheme, label=scheme)
+    if scheme == "jsonl":
+        if parsed.netloc or not parsed.path.startswith("/") or parsed.path.endswith("/") or parsed.query:
+            raise errors.ConfigError(
+                "MAIL_TRANSPORTS",
+                f"jsonl:// needs an absolute file path, e.g. jsonl:///var/lib/reachdbox/offline.jsonl; got {raw!r}",
+            )
+        return TransportSpec(scheme=scheme, label=scheme, path=urllib.parse.unquote(parsed.path))
     if not parsed.hostname:
         raise errors.ConfigError("MAIL_TRANSPORTS", f"{scheme}:// needs a host")
     try:
@@ -208,6 +237,12 @@ def _mail_from(raw: str) -> str:
         Address(display_name=name, addr_spec=addr)
     except (ValueError, IndexError) as exc:
         raise errors.ConfigError("MAIL_FROM", f"is not a valid address: {exc}") from None
+    return raw
+
+
+def _ops_token(raw: str) -> str:
+    if raw and len(raw) < 16:
+        raise errors.ConfigError("OPS_TOKEN", "must be at least 16 characters (or empty to leave /metrics open)")
     return raw
 
 
@@ -334,6 +369,10 @@ def load(environ: Mapping[str, str] | None = None) -> Settings:
         retry_backoff_base=_seconds("RETRY_BACKOFF_BASE", get("RETRY_BACKOFF_BASE", d.retry_backoff_base), 0.01, 86400),
         retry_backoff_max=_seconds("RETRY_BACKOFF_MAX", get("RETRY_BACKOFF_MAX", d.retry_backoff_max), 0.01, 7 * 86400),
         max_attempts=_int("MAX_ATTEMPTS", get("MAX_ATTEMPTS", d.max_attempts), 1, 100),
+        breaker_threshold=_int("BREAKER_THRESHOLD", get("BREAKER_THRESHOLD", d.breaker_threshold), 1, 1000),
+        breaker_cooldown=_seconds("BREAKER_COOLDOWN", get("BREAKER_COOLDOWN", d.breaker_cooldown), 0.1, 86400),
+        job_retention_hours=_int("JOB_RETENTION_HOURS", get("JOB_RETENTION_HOURS", d.job_retention_hours), 1, 24 * 366),
+        ops_token=_ops_token(env.get("OPS_TOKEN", "").strip()),
         log_level=log_level,
         log_format=log_format,
         **_web(get, d, app_env),

@@ -138,7 +138,7 @@ def _too_late(email: Email, action: str) -> errors.TooLate:
 
 
 def cancel(conn: Conn, scope: Scope, email_id: str | uuid.UUID) -> Email:
-    """Cancel a scheduled email; cancelling a cancelled one is a no-op.
+    """Cancel a scheduled (or offline-logged) email; cancelling a cancelled one is a no-op.
 
     Raises ``TooLate`` once a worker has claimed it.
     """
@@ -146,7 +146,7 @@ def cancel(conn: Conn, scope: Scope, email_id: str | uuid.UUID) -> Email:
         email = _lock(conn, scope, email_id)
         if email.status == "cancelled":
             return email
-        if email.status != "scheduled":
+        if email.status not in ("scheduled", "offline"):
             raise _too_late(email, "cancel")
         row = db.one(conn, "set_cancelled", id=email.id)
         assert row is not None

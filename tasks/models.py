@@ -8,8 +8,9 @@ import uuid
 from typing import Any
 
 #: Statuses from which nothing more happens without someone acting.
-TERMINAL = frozenset({"sent", "failed", "cancelled", "uncertain"})
-STATUSES = ("scheduled", "sending", "sent", "failed", "cancelled", "uncertain")
+TERMINAL = frozenset({"sent", "failed", "cancelled", "uncertain", "offline"})
+#: ``offline``: written to the offline log while every real transport was down (not sent).
+STATUSES = ("scheduled", "sending", "sent", "failed", "cancelled", "uncertain", "offline")
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -80,6 +81,8 @@ class Email:
     sent_at: dt.datetime | None
     #: The batch (send to a list) it belongs to, if any (migration 0002).
     batch_id: uuid.UUID | None = None
+    #: When it was written to the offline log (kept after a replay).
+    offline_at: dt.datetime | None = None
 
     @classmethod
     def from_row(cls, row: dict[str, Any]) -> Email:

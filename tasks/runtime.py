@@ -1,4 +1,4 @@
-"""What a worker process holds while it runs: settings, its pool, its transports."""
+"""What a worker process holds while it runs: settings, its pool, its transports and their chain."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from typing import Any
 
 import psycopg_pool
 
-from tasks import live, transports
+from tasks import live, mailer, transports
 from tasks.config import Settings
 
 
@@ -16,16 +16,20 @@ class Runtime:
     settings: Settings
     pool: psycopg_pool.AsyncConnectionPool[Any]
     transports: list[transports.Transport]
+    #: Picks the transport of each attempt (the chain and its circuit breakers).
+    mailer: mailer.Mailer
     live: live.Publisher
     #: A label for this process in events and logs (host:pid).
     worker_name: str
 
     @classmethod
     def create(cls, settings: Settings, pool: psycopg_pool.AsyncConnectionPool[Any], worker_name: str) -> Runtime:
+        chain = [transports.build(spec, settings) for spec in settings.mail_transports]
         return cls(
             settings=settings,
             pool=pool,
-            transports=[transports.build(spec, settings) for spec in settings.mail_transports],
+            transports=chain,
+            mailer=mailer.Mailer(chain, settings, worker_name),
             live=live.Publisher(settings.redis_url, settings.redis_prefix),
             worker_name=worker_name,
         )

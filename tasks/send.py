@@ -1,7 +1,8 @@
 """The send task: one job, one attempt (DESIGN.md, status machine).
 
-claim (guarded UPDATE) -> transport: MAIL, RCPT -> commit data_started_at -> DATA
--> sent | failed | uncertain | back to scheduled with a NEW job after a backoff.
+claim (guarded UPDATE) -> pick a transport (the chain, its breakers) -> MAIL, RCPT
+-> commit data_started_at -> DATA -> sent | failed | uncertain | offline | back to
+scheduled with a NEW job after a backoff.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import structlog
 from procrastinate import JobContext
 from psycopg.types.json import Jsonb
 
-from tasks import db, jobs, message, runtime, transports
+from tasks import db, jobs, mailer, message, runtime, transports
 from tasks.app import app
 from tasks.config import Settings
 from tasks.models import Email
@@ -25,6 +26,7 @@ from tasks.models import Email
 log = structlog.get_logger("tasks.send")
 
 RETRY_REASON = "retrying after a temporary error"
+NO_TRANSPORT_REASON = "waiting for a mail transport: every circuit breaker is open"
 
 
 class _RowMoved(Exception):
@@ -52,6 +54,7 @@ async def requeue(
     reason: str = RETRY_REASON,
     kind: str = "retry_scheduled",
     delay: float | None = None,
+    transport: str | None = None,
 ) -> tuple[str, dt.datetime | None]:
     """Put a ``sending`` email back to wait, with the job of its next attempt; or fail it
     when its attempts are spent. Returns the new status and, if waiting, until when.
@@ -65,6 +68,7 @@ async def requeue(
             job_id=job_id,
             status="failed",
             error=f"gave up after {attempts} attempts; last error: {error}",
+            transport=transport,
         )
         return ("failed" if done else "moved"), None
     wait = backoff(attempts, settings) if delay is None else delay
@@ -83,6 +87,41 @@ async def requeue(
                 at=at,
                 reason=reason,
                 error=error,
+                kind=kind,
+                transport=transport,
+            )
+            if row is None:
+                raise _RowMoved
+    except _RowMoved:
+        return "moved", None
+    return "scheduled", at
+
+
+async def wait_uncounted(
+    conn: psycopg.AsyncConnection[Any],
+    settings: Settings,
+    *,
+    email_id: Any,
+    job_id: int,
+    delay: float,
+    reason: str,
+    kind: str,
+) -> tuple[str, dt.datetime | None]:
+    """Put a ``sending`` email back to wait without spending an attempt (nothing was tried)."""
+    at = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=delay)
+    try:
+        async with conn.transaction():
+            new_job = None
+            if jobs.within_horizon(at, settings.schedule_horizon):
+                [new_job] = await jobs.defer_sends_async(conn, [(email_id, at)])
+            row = await db.one_async(
+                conn,
+                "requeue_uncounted",
+                email_id=email_id,
+                job_id=job_id,
+                new_job_id=new_job,
+                at=at,
+                reason=reason,
                 kind=kind,
             )
             if row is None:
@@ -144,7 +183,23 @@ class _Attempt:
 
 async def _attempt(rt: runtime.Runtime, conn: psycopg.AsyncConnection[Any], email: Email, job_id: int) -> _Attempt:
     result = _Attempt()
-    transport = rt.transports[0]
+    # --- the transport: first in the chain whose breaker allows it; the offline log last.
+    try:
+        choice = await rt.mailer.pick(conn, offline_ok=email.offline_at is None)
+    except mailer.NoTransport as exc:
+        result.error = str(exc)
+        status, result.next_attempt_at = await wait_uncounted(
+            conn,
+            rt.settings,
+            email_id=email.id,
+            job_id=job_id,
+            delay=exc.retry_in + random.uniform(0, 1),
+            reason=NO_TRANSPORT_REASON,
+            kind="transport_unavailable",
+        )
+        result.outcome = "no_transport" if status == "scheduled" else status
+        return result
+    transport = choice.transport
     result.transport = transport.label
 
     async def before_data(refused: dict[str, str]) -> bool:
@@ -154,6 +209,7 @@ async def _attempt(rt: runtime.Runtime, conn: psycopg.AsyncConnection[Any], emai
         result.data_started = row is not None
         return result.data_started
 
+    failure: transports.SendError | None = None
     try:
         delivery = await transport.send(
             sender=rt.settings.mail_from_address,
@@ -162,11 +218,19 @@ async def _attempt(rt: runtime.Runtime, conn: psycopg.AsyncConnection[Any], emai
             before_data=before_data,
         )
     except transports.Transient as exc:
+        failure = exc
         result.code, result.error = exc.code, exc.message
         result.outcome, result.next_attempt_at = await requeue(
-            conn, rt.settings, email_id=email.id, job_id=job_id, attempts=email.attempts, error=exc.message
+            conn,
+            rt.settings,
+            email_id=email.id,
+            job_id=job_id,
+            attempts=email.attempts,
+            error=exc.message,
+            transport=transport.label,
         )
     except transports.Permanent as exc:
+        failure = exc
         result.code, result.error, result.outcome = exc.code, exc.message, "failed"
         await finish(
             conn,
@@ -178,6 +242,7 @@ async def _attempt(rt: runtime.Runtime, conn: psycopg.AsyncConnection[Any], emai
             refused=exc.refused,
         )
     except transports.Uncertain as exc:
+        failure = exc
         result.error, result.outcome = exc.message, "uncertain"
         await finish(
             conn,
@@ -189,18 +254,22 @@ async def _attempt(rt: runtime.Runtime, conn: psycopg.AsyncConnection[Any], emai
             refused=exc.refused,
         )
     except transports.Aborted as exc:
+        failure = exc
         result.error, result.outcome = exc.message, "aborted"
     else:
-        result.outcome = "sent"
+        # The offline log is an outcome of its own: written down, not sent.
+        result.outcome = "offline" if choice.offline else "sent"
         await finish(
             conn,
             email_id=email.id,
             job_id=job_id,
-            status="sent",
+            status=result.outcome,
             reply=delivery.reply,
             transport=transport.label,
             refused=delivery.refused,
         )
+    # --- the breaker learns how it went (a provider fault counts; anything else resets).
+    await rt.mailer.record(conn, choice, failure)
     return result
 
 
@@ -220,13 +289,14 @@ async def send_email(context: JobContext, email_id: str) -> str:
         email = Email.from_row(row)
         rt.live.changed(email.owner_id, email.id, "sending", attempt=email.attempts)
         result = await _attempt(rt, conn, email, job_id)
-    if result.outcome in ("sent", "failed", "uncertain", "scheduled"):
+    if result.outcome in ("sent", "failed", "uncertain", "scheduled", "offline", "no_transport"):
+        waiting = {"scheduled": RETRY_REASON, "no_transport": NO_TRANSPORT_REASON}.get(result.outcome)
         rt.live.changed(
             email.owner_id,
             email.id,
-            result.outcome,
+            "scheduled" if waiting else result.outcome,
             next_attempt_at=result.next_attempt_at,
-            waiting_reason=RETRY_REASON if result.outcome == "scheduled" else None,
+            waiting_reason=waiting,
         )
     log.info(
         "attempt",

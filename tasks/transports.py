@@ -4,12 +4,19 @@ A transport either returns a ``Delivery`` or raises one of the ``SendError``
 kinds below; the send task turns those into the email's next status. The line
 that matters is DATA: before it nothing can have been delivered (retry freely),
 after it a lost reply leaves the outcome unknown (``Uncertain``, never re-sent).
+
+Which transport is used, and when one is skipped, is ``tasks.mailer``'s business:
+each error says whether it is the provider's fault (``provider_fault``), which is
+what its circuit breaker counts.
 """
 
 from __future__ import annotations
 
 import asyncio
 import dataclasses
+import email.parser
+import email.policy
+import sys
 from collections.abc import Awaitable, Callable
 from typing import Protocol
 
@@ -25,15 +32,33 @@ BeforeData = Callable[[dict[str, str]], Awaitable[bool]]
 class SendError(Exception):
     """The transport did not deliver the email."""
 
-    def __init__(self, message: str, *, code: int | None = None, refused: dict[str, str] | None = None):
+    #: Whether the provider itself is in trouble (what a circuit breaker counts),
+    #: as opposed to a reply about this one message.
+    provider_fault = False
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        code: int | None = None,
+        refused: dict[str, str] | None = None,
+        provider_fault: bool | None = None,
+    ):
         super().__init__(message)
         self.message = message
         self.code = code
         self.refused = refused or {}
+        if provider_fault is not None:
+            self.provider_fault = provider_fault
 
 
 class Transient(SendError):
-    """Not delivered, and safe to try again later (4xx, refused connection, timeout before DATA)."""
+    """Not delivered, and safe to try again later (4xx, refused connection, timeout before DATA).
+
+    Connection failures, timeouts, 421 ("closing the channel") and refusals before
+    RCPT are the provider's fault; a 4xx about one recipient or one message (451
+    greylisting, 452 mailbox full) is not.
+    """
 
 
 class Permanent(SendError):
@@ -42,6 +67,8 @@ class Permanent(SendError):
 
 class Uncertain(SendError):
     """The connection failed after DATA began: the provider may or may not have the email."""
+
+    provider_fault = True
 
 
 class Aborted(SendError):
@@ -59,6 +86,8 @@ class Transport(Protocol):
     name: str
     #: Short key for rate limits, breakers and metrics (see ``TransportSpec.label``).
     label: str
+    #: True for the offline log: used only when every real transport is down.
+    offline: bool
 
     async def send(self, *, sender: str, recipients: list[str], message: bytes, before_data: BeforeData) -> Delivery:
         """Deliver one message, or raise a ``SendError``."""
@@ -73,9 +102,21 @@ def _reply(exc: aiosmtplib.SMTPResponseException) -> str:
     return f"{exc.code} {exc.message}".strip()
 
 
-def _by_code(exc: aiosmtplib.SMTPResponseException, context: str, refused: dict[str, str] | None = None) -> SendError:
-    kind = Transient if 400 <= exc.code < 500 else Permanent
-    return kind(f"{context}: {_reply(exc)}", code=exc.code, refused=refused)
+#: "Service not available, closing transmission channel" (RFC 5321): the server, not the message.
+_SERVICE_UNAVAILABLE = 421
+
+
+def _by_code(
+    exc: aiosmtplib.SMTPResponseException,
+    context: str,
+    refused: dict[str, str] | None = None,
+    *,
+    provider_fault: bool = False,
+) -> SendError:
+    if 400 <= exc.code < 500:
+        fault = provider_fault or exc.code == _SERVICE_UNAVAILABLE
+        return Transient(f"{context}: {_reply(exc)}", code=exc.code, refused=refused, provider_fault=fault)
+    return Permanent(f"{context}: {_reply(exc)}", code=exc.code, refused=refused)
 
 
 _CONNECTION_ERRORS = (aiosmtplib.SMTPServerDisconnected, aiosmtplib.SMTPTimeoutError, ConnectionError, OSError)
@@ -83,6 +124,8 @@ _CONNECTION_ERRORS = (aiosmtplib.SMTPServerDisconnected, aiosmtplib.SMTPTimeoutE
 
 class SmtpTransport:
     """SMTP (plain, STARTTLS or implicit TLS) with reused connections, one transaction per connection at a time."""
+
+    offline = False
 
     def __init__(self, spec: TransportSpec, *, name: str, label: str, timeout: float, pool_size: int):
         self.spec = spec
@@ -106,11 +149,11 @@ class SmtpTransport:
             await smtp.connect()
         except aiosmtplib.SMTPAuthenticationError as exc:
             # Our credentials, not the email, are wrong: wait and retry, never fail the email.
-            raise Transient(f"authentication failed: {_reply(exc)}", code=exc.code) from exc
+            raise Transient(f"authentication failed: {_reply(exc)}", code=exc.code, provider_fault=True) from exc
         except aiosmtplib.SMTPResponseException as exc:
-            raise Transient(f"connect: {_reply(exc)}", code=exc.code) from exc
+            raise Transient(f"connect: {_reply(exc)}", code=exc.code, provider_fault=True) from exc
         except _CONNECTION_ERRORS as exc:
-            raise Transient(f"cannot connect to {self.name}: {exc or type(exc).__name__}") from exc
+            raise Transient(f"cannot connect to {self.name}: {exc or type(exc).__name__}", provider_fault=True) from exc
         return smtp
 
     async def send(self, *, sender: str, recipients: list[str], message: bytes, before_data: BeforeData) -> Delivery:
@@ -129,10 +172,13 @@ class SmtpTransport:
                     await smtp.mail(sender)
                 except aiosmtplib.SMTPResponseException as exc:
                     smtp.close()
-                    raise _by_code(exc, "MAIL FROM refused") from exc
+                    # Before any recipient, a temporary refusal is about the server or our account.
+                    raise _by_code(exc, "MAIL FROM refused", provider_fault=True) from exc
                 except _CONNECTION_ERRORS as exc:
                     smtp.close()
-                    raise Transient(f"connection lost before DATA: {exc or type(exc).__name__}") from exc
+                    raise Transient(
+                        f"connection lost before DATA: {exc or type(exc).__name__}", provider_fault=True
+                    ) from exc
             try:
                 delivery = await self._transaction(smtp, recipients, message, before_data)
             except BaseException:
@@ -153,9 +199,13 @@ class SmtpTransport:
                 except aiosmtplib.SMTPRecipientRefused as exc:
                     (deferred if 400 <= exc.code < 500 else refused)[rcpt] = _reply(exc)
         except _CONNECTION_ERRORS as exc:
-            raise Transient(f"connection lost before DATA: {exc or type(exc).__name__}") from exc
+            raise Transient(f"connection lost before DATA: {exc or type(exc).__name__}", provider_fault=True) from exc
         if deferred:
-            raise Transient(f"recipient(s) refused for now: {'; '.join(deferred.values())}", refused=refused)
+            raise Transient(
+                f"recipient(s) refused for now: {'; '.join(deferred.values())}",
+                refused=refused,
+                provider_fault=any(r.startswith(str(_SERVICE_UNAVAILABLE)) for r in deferred.values()),
+            )
         if len(refused) == len(recipients):
             raise Permanent(f"every recipient was refused: {'; '.join(refused.values())}", refused=refused)
         if not await before_data(refused):
@@ -178,9 +228,43 @@ class SmtpTransport:
                 smtp.close()
 
 
+_headers = email.parser.BytesHeaderParser(policy=email.policy.default)
+
+
+class ConsoleTransport:
+    """Print each message's headers and body size to stdout (never the body): for development."""
+
+    offline = False
+
+    def __init__(self, *, name: str, label: str):
+        self.name = name
+        self.label = label
+
+    async def send(self, *, sender: str, recipients: list[str], message: bytes, before_data: BeforeData) -> Delivery:
+        if not await before_data({}):
+            raise Aborted("the email changed before it was printed; nothing was printed")
+        head, _, body = message.partition(b"\r\n\r\n")
+        headers = _headers.parsebytes(head + b"\r\n\r\n")
+        lines = [f"----- {self.name} {headers.get('Message-ID', '')}"]
+        lines += [f"{key}: {value}" for key, value in headers.items()]
+        lines += [f"Envelope-From: {sender}", f"Envelope-To: {', '.join(recipients)}"]
+        lines.append(f"(body: {len(body)} bytes, not shown)")
+        print("\n".join(lines), file=sys.stdout, flush=True)
+        return Delivery(reply="250 printed to the console", refused={})
+
+    async def close(self) -> None:
+        """Nothing to release."""
+
+
 def build(spec: TransportSpec, settings: Settings) -> Transport:
     """Create the transport a ``MAIL_TRANSPORTS`` entry names."""
     pool_size = settings.worker_concurrency
+    if spec.scheme == "console":
+        return ConsoleTransport(name=spec.name, label=spec.label)
+    if spec.scheme == "jsonl":
+        from tasks import offline
+
+        return offline.JsonlTransport(path=spec.path, name=spec.name, label=spec.label)
     if spec.scheme == "devmail":
         # The built-in dev mailbox is an SMTP sink at DEVMAIL_ADDR.
         target = TransportSpec(scheme="smtp", host=settings.devmail_host, port=settings.devmail_port)

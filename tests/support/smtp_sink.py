@@ -35,10 +35,16 @@ class Received:
 
 
 class Sink:
-    """Record messages; replies come from the scripts, else 250."""
+    """Record messages; replies come from the scripts, else 250.
 
-    def __init__(self, port: int | None = None):
+    With ``auth=(user, password)`` it requires SMTP AUTH (over plain text: loopback only).
+    """
+
+    def __init__(self, port: int | None = None, *, auth: tuple[str, str] | None = None):
         self.port = port or free_port()
+        self.auth = auth
+        #: Successful SMTP AUTH logins.
+        self.logins = 0
         self.messages: list[Received] = []
         #: Replies for the next RCPT commands / DATA ends, e.g. "451 4.3.0 busy".
         self.rcpt_replies: collections.deque[str] = collections.deque()
@@ -49,6 +55,8 @@ class Sink:
         self.data_delay = 0.0
         #: When set, DATA is never answered (the client times out).
         self.stall_data = threading.Event()
+        #: When set, RCPT is never answered: a timeout before DATA.
+        self.stall_rcpt = threading.Event()
         self.data_started = threading.Event()
         self._cond = threading.Condition()
         self._controller: Controller | None = None
@@ -56,6 +64,8 @@ class Sink:
 
     # aiosmtpd handler hooks -------------------------------------------------
     async def handle_RCPT(self, server: Any, session: Any, envelope: Any, address: str, options: Any) -> str:
+        if self.stall_rcpt.is_set():
+            await asyncio.sleep(3600)
         if address in self.refuse_rcpt:
             return self.refuse_rcpt[address]
         if self.rcpt_replies:
@@ -91,9 +101,23 @@ class Sink:
         return "250 2.0.0 OK queued"
 
     # control ----------------------------------------------------------------
+    def _authenticate(self, server: Any, session: Any, envelope: Any, mechanism: str, auth_data: Any) -> Any:
+        from aiosmtpd.smtp import AuthResult, LoginPassword
+
+        ok = isinstance(auth_data, LoginPassword) and self.auth == (
+            auth_data.login.decode(),
+            auth_data.password.decode(),
+        )
+        if ok:
+            self.logins += 1
+        return AuthResult(success=ok)
+
     def start(self) -> Sink:
+        extra: dict[str, Any] = {}
+        if self.auth is not None:
+            extra = {"authenticator": self._authenticate, "auth_require_tls": False}
         self._controller = Controller(
-            self, hostname="127.0.0.1", port=self.port, server_hostname="sink.localhost", ready_timeout=10
+            self, hostname="127.0.0.1", port=self.port, server_hostname="sink.localhost", ready_timeout=10, **extra
         )
         self._controller.start()
         return self

@@ -1,0 +1,31 @@
+"""Take emails through the worker's own queries without a worker, to set up states quickly."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import psycopg
+from psycopg.types.json import Jsonb
+
+from tasks import db
+from tasks.models import Email
+
+Conn = psycopg.Connection[dict[str, Any]]
+
+
+def attempt(conn: Conn, email: Email, status: str, transport: str = "primary", error: str | None = None) -> None:
+    """Take the email through one attempt with the worker's own queries."""
+    assert db.one(conn, "claim_email", email_id=email.id, job_id=email.job_id, worker="test") is not None
+    db.one(conn, "start_data", email_id=email.id, job_id=email.job_id, transport=transport, refused=Jsonb({}))
+    reply = "250 OK" if status == "sent" else None
+    db.one(
+        conn,
+        "finish_email",
+        email_id=email.id,
+        job_id=email.job_id,
+        status=status,
+        reply=reply,
+        error=error,
+        transport=transport,
+        refused=Jsonb({}),
+    )
