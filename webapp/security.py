@@ -60,16 +60,26 @@ def _refuse_oversize() -> None:
         abort(413)
 
 
+def _bearer() -> str | None:
+    """Return the bearer token of the request, if it carries one."""
+    scheme, _, secret = request.headers.get("Authorization", "").partition(" ")
+    return secret.strip() if scheme.lower() == "bearer" else None
+
+
 def _identify() -> None:
-    g.user, g.auth = None, None
-    header = request.headers.get("Authorization")
-    if header is not None:
-        scheme, _, secret = header.partition(" ")
-        if scheme.lower() != "bearer" or not secret.strip():
-            abort(401, "use 'Authorization: Bearer <personal access token>'")
-        found = tokens.authenticate(ext.conn(), secret.strip())
+    g.user, g.auth, g.token_problem = None, None, None
+    if "Authorization" in request.headers:
+        # A request with credentials of its own is judged by them alone, never by a cookie
+        # (so it needs no CSRF token). Credentials that are not a personal access token
+        # (e.g. /metrics' OPS_TOKEN) are left to the endpoint; the API answers 401.
+        secret = _bearer()
+        if secret is None:
+            g.token_problem = "use 'Authorization: Bearer <personal access token>'"
+            return
+        found = tokens.authenticate(ext.conn(), secret) if secret.startswith(tokens.PREFIX) else None
         if found is None:
-            abort(401, "the token is unknown or revoked")
+            g.token_problem = "the token is unknown or revoked"
+            return
         g.user, g.auth = found, "token"
         return
     user_id = session.get("user_id")
@@ -84,7 +94,9 @@ def _identify() -> None:
 
 
 def _check_csrf() -> None:
-    if request.method in SAFE_METHODS or g.get("auth") == "token":
+    # A browser never adds an Authorization header on its own, so a request with one
+    # cannot be a cross-site forgery; it is authenticated (or refused) by its token.
+    if request.method in SAFE_METHODS or "Authorization" in request.headers:
         return
     csrf.protect()
 

@@ -122,3 +122,13 @@ def test_a_bearer_token_request_needs_no_csrf_token(client: FlaskClient, conn: C
     response = client.post("/api/v1/emails", json=NEW, headers={"Authorization": f"Bearer {secret}"})
 
     assert response.status_code == 201
+
+
+def test_a_request_with_other_credentials_is_not_signed_in_by_its_cookie(alice: FlaskClient, conn: Conn) -> None:
+    """Credentials in the request replace the cookie (so skipping CSRF for them is safe)."""
+    for header in ("Basic YWxpY2U6cHc=", "Bearer not-a-personal-token", "Bearer rdbx_revoked"):
+        response = alice.post("/api/v1/emails", json=NEW, headers={"Authorization": header})
+
+        assert response.status_code == 401, header
+    assert alice.get("/api/v1/emails", headers={"Authorization": "Basic eA=="}).status_code == 401
+    assert invariants.counts(conn) == {}

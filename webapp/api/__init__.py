@@ -26,7 +26,7 @@ def _require_user() -> None:
     if request.endpoint in PUBLIC_ENDPOINTS:
         return
     if g.get("user") is None:
-        abort(401, "sign in, or send 'Authorization: Bearer <personal access token>'")
+        abort(401, g.get("token_problem") or "sign in, or send 'Authorization: Bearer <personal access token>'")
 
 
 def scope() -> Scope:
