@@ -217,7 +217,7 @@ INSERT INTO devmail_messages (mail_from, rcpt_tos, message_id, subject, raw)
      VALUES (%(mail_from)s, %(rcpt_tos)s, %(message_id)s, %(subject)s, %(raw)s)
   RETURNING id;
 
--- ===================== web (issue 3): users, tokens, lists, batches ==============
+-- ---- Web (issue 3): users, tokens, lists, batches ----
 -- (A comment in a block's body is part of that block; this one is harmless.)
 
 -- user_by_google_sub --
@@ -388,7 +388,6 @@ SELECT id, received_at, mail_from, rcpt_tos, message_id, subject, raw
   FROM devmail_messages
  ORDER BY id DESC
  LIMIT %(limit)s;
-=======
 -- offline_emails --
 -- Emails in the offline log, oldest first (the order replay hands them back in).
 SELECT id FROM emails WHERE status = 'offline' ORDER BY offline_at, id LIMIT %(limit)s;
