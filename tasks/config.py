@@ -273,10 +273,6 @@ def _web(env_get: Any, d: Settings, app_env: str) -> dict[str, Any]:
     if bool(client_id) != bool(client_secret):
         missing = "GOOGLE_OAUTH_CLIENT_SECRET" if client_id else "GOOGLE_OAUTH_CLIENT_ID"
         raise errors.ConfigError(missing, "must be set together with the other Google OAuth setting")
-    if app_env == "production" and not client_id:
-        raise errors.ConfigError(
-            "GOOGLE_OAUTH_CLIENT_ID", "must be set in production (the dev login exists only outside production)"
-        )
     urls = {
         key: _url(name, env_get(name, getattr(d, key)), ("https", "http"))
         for key, name in (
@@ -291,10 +287,6 @@ def _web(env_get: Any, d: Settings, app_env: str) -> dict[str, Any]:
                 raise errors.ConfigError(key.upper(), "must be an https:// URL in production")
     domains = _csv("ALLOWED_EMAIL_DOMAINS", env_get("ALLOWED_EMAIL_DOMAINS", ""), _DOMAIN, "a domain name")
     emails = _csv("ALLOWED_EMAILS", env_get("ALLOWED_EMAILS", ""), _EMAIL, "an email address")
-    if app_env == "production" and not (domains or emails):
-        raise errors.ConfigError(
-            "ALLOWED_EMAIL_DOMAINS", "set it (or ALLOWED_EMAILS) in production, or any Google account could sign in"
-        )
     rate = env_get("API_RATE_LIMIT", d.api_rate_limit)
     if not _RATE.fullmatch(rate):
         raise errors.ConfigError("API_RATE_LIMIT", f"must look like '600/minute' or '10/second;600/hour', got {rate!r}")
@@ -313,6 +305,23 @@ def _web(env_get: Any, d: Settings, app_env: str) -> dict[str, Any]:
             "BATCH_MAX_RECIPIENTS", env_get("BATCH_MAX_RECIPIENTS", d.batch_max_recipients), 1, 1_000_000
         ),
     }
+
+
+def require_web_sign_in(settings: Settings) -> None:
+    """Refuse to serve the web app in production without Google sign-in and an allow-list.
+
+    Only the web calls this: workers and the CLI never sign anyone in.
+    """
+    if settings.app_env != "production":
+        return
+    if not settings.google_login:
+        raise errors.ConfigError(
+            "GOOGLE_OAUTH_CLIENT_ID", "must be set in production (the dev login exists only outside production)"
+        )
+    if not (settings.allowed_email_domains or settings.allowed_emails):
+        raise errors.ConfigError(
+            "ALLOWED_EMAIL_DOMAINS", "set it (or ALLOWED_EMAILS) in production, or any Google account could sign in"
+        )
 
 
 def load(environ: Mapping[str, str] | None = None) -> Settings:

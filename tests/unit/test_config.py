@@ -101,15 +101,23 @@ def test_the_api_rate_limit_accepts_what_the_limiter_parses(rate: str) -> None:
     assert limits.parse_many(rate)
 
 
-def test_production_needs_google_sign_in_and_an_allow_list() -> None:
-    base = {"APP_ENV": "production", "SECRET_KEY": "s" * 40}
+def test_the_web_in_production_needs_google_sign_in_and_an_allow_list() -> None:
+    base = config.load({"APP_ENV": "production", "SECRET_KEY": "s" * 40})
     google = {"GOOGLE_OAUTH_CLIENT_ID": "id", "GOOGLE_OAUTH_CLIENT_SECRET": "secret"}
+    with_client = config.load({"APP_ENV": "production", "SECRET_KEY": "s" * 40} | google)
 
     with pytest.raises(errors.ConfigError) as no_client:
-        config.load(base)
+        config.require_web_sign_in(base)
     with pytest.raises(errors.ConfigError) as no_list:
-        config.load(base | google)
+        config.require_web_sign_in(with_client)
 
     assert no_client.value.field == "GOOGLE_OAUTH_CLIENT_ID"
     assert no_list.value.field == "ALLOWED_EMAIL_DOMAINS"
-    assert config.load(base | google | {"ALLOWED_EMAILS": "Ada@Example.com"}).allowed_emails == ("ada@example.com",)
+    ready = config.load({"APP_ENV": "production", "SECRET_KEY": "s" * 40, "ALLOWED_EMAILS": "Ada@Example.com"} | google)
+    config.require_web_sign_in(ready)
+    assert ready.allowed_emails == ("ada@example.com",)
+
+
+def test_workers_in_production_need_no_sign_in_settings() -> None:
+    """Only the web signs people in; a worker starts with the core settings alone."""
+    assert config.load({"APP_ENV": "production", "SECRET_KEY": "s" * 40}).google_login is False
