@@ -217,6 +217,177 @@ INSERT INTO devmail_messages (mail_from, rcpt_tos, message_id, subject, raw)
      VALUES (%(mail_from)s, %(rcpt_tos)s, %(message_id)s, %(subject)s, %(raw)s)
   RETURNING id;
 
+-- ---- Web (issue 3): users, tokens, lists, batches ----
+-- (A comment in a block's body is part of that block; this one is harmless.)
+
+-- user_by_google_sub --
+SELECT * FROM users WHERE google_sub = %(google_sub)s;
+
+-- user_by_email --
+SELECT * FROM users WHERE lower(email) = lower(%(email)s);
+
+-- upsert_google_user --
+-- Sign-in with Google: create the user, or refresh name and Google subject.
+INSERT INTO users (email, name, google_sub)
+     VALUES (%(email)s, %(name)s, %(google_sub)s)
+ON CONFLICT ((lower(email))) DO UPDATE
+        SET name = CASE WHEN EXCLUDED.name <> '' THEN EXCLUDED.name ELSE users.name END,
+            google_sub = EXCLUDED.google_sub,
+            updated_at = now()
+  RETURNING *;
+
+-- bump_session_version --
+-- Sign-out: every session cookie issued before now stops working.
+UPDATE users SET session_version = session_version + 1, updated_at = now()
+ WHERE id = %(id)s
+  RETURNING session_version;
+
+-- insert_token --
+INSERT INTO api_tokens (user_id, name, token_hash, prefix)
+     VALUES (%(user_id)s, %(name)s, %(token_hash)s, %(prefix)s)
+  RETURNING id, user_id, name, prefix, created_at, last_used_at, revoked_at;
+
+-- user_by_token_hash --
+SELECT u.*, t.id AS token_id, t.last_used_at AS token_last_used_at
+  FROM api_tokens t JOIN users u ON u.id = t.user_id
+ WHERE t.token_hash = %(token_hash)s AND t.revoked_at IS NULL;
+
+-- touch_token --
+-- At most one write a minute per token, whatever the request rate.
+UPDATE api_tokens SET last_used_at = now()
+ WHERE id = %(id)s AND (last_used_at IS NULL OR last_used_at < now() - interval '1 minute');
+
+-- list_tokens --
+SELECT id, user_id, name, prefix, created_at, last_used_at, revoked_at
+  FROM api_tokens WHERE user_id = %(user_id)s ORDER BY id DESC;
+
+-- revoke_token --
+UPDATE api_tokens SET revoked_at = now()
+ WHERE id = %(id)s AND user_id = %(user_id)s AND revoked_at IS NULL
+  RETURNING id;
+
+-- list_emails --
+-- One page of emails, newest first, keyset-paginated on (created_at, id) so
+-- rows inserted meanwhile never shift a page.
+SELECT * FROM emails
+ WHERE (%(any_owner)s OR owner_id = %(owner_id)s)
+   AND status = ANY(%(statuses)s::text[])
+   AND (%(batch_id)s::uuid IS NULL OR batch_id = %(batch_id)s::uuid)
+   AND (%(pattern)s::text IS NULL
+        OR subject ILIKE %(pattern)s
+        OR array_to_string(to_addrs || cc_addrs || bcc_addrs, ' ') ILIKE %(pattern)s)
+   AND (%(before_created)s::timestamptz IS NULL
+        OR (created_at, id) < (%(before_created)s::timestamptz, %(before_id)s::uuid))
+ ORDER BY created_at DESC, id DESC
+ LIMIT %(limit)s;
+
+-- list_items --
+-- The dashboard's list: single emails, and each batch as one item (when it has
+-- an email in the list's statuses). Same keyset as list_emails.
+SELECT kind, id, created_at FROM (
+    SELECT 'email' AS kind, e.id, e.created_at
+      FROM emails e
+     WHERE (%(any_owner)s OR e.owner_id = %(owner_id)s) AND e.batch_id IS NULL
+       AND e.status = ANY(%(statuses)s::text[])
+    UNION ALL
+    SELECT 'batch', b.id, b.created_at
+      FROM batches b
+     WHERE (%(any_owner)s OR b.owner_id = %(owner_id)s)
+       AND EXISTS (SELECT 1 FROM emails e WHERE e.batch_id = b.id AND e.status = ANY(%(statuses)s::text[]))
+) items
+ WHERE (%(before_created)s::timestamptz IS NULL
+        OR (created_at, id) < (%(before_created)s::timestamptz, %(before_id)s::uuid))
+ ORDER BY created_at DESC, id DESC
+ LIMIT %(limit)s;
+
+-- emails_by_ids --
+SELECT * FROM emails
+ WHERE id = ANY(%(ids)s::uuid[]) AND (%(any_owner)s OR owner_id = %(owner_id)s);
+
+-- statuses_by_ids --
+-- The live page's polling fallback: current status of the emails on screen.
+SELECT id, status, next_attempt_at, sent_at, waiting_reason FROM emails
+ WHERE id = ANY(%(ids)s::uuid[]) AND (%(any_owner)s OR owner_id = %(owner_id)s);
+
+-- owner_status_counts --
+SELECT status, count(*) AS n FROM emails
+ WHERE (%(any_owner)s OR owner_id = %(owner_id)s)
+ GROUP BY status;
+
+-- edit_email --
+-- Edit a scheduled email's content (the caller holds the row lock).
+UPDATE emails
+   SET to_addrs = %(to_addrs)s, cc_addrs = %(cc_addrs)s, bcc_addrs = %(bcc_addrs)s,
+       subject = %(subject)s, body_text = %(body_text)s, body_html = %(body_html)s,
+       send_tz = %(send_tz)s
+ WHERE id = %(id)s AND status = 'scheduled'
+  RETURNING *;
+
+-- insert_batch --
+INSERT INTO batches (id, owner_id, name, subject_template, total, start_at, send_tz,
+                     min_delay_seconds, hourly_cap, idempotency_key, request_hash)
+     VALUES (%(id)s, %(owner_id)s, %(name)s, %(subject_template)s, %(total)s, %(start_at)s,
+             %(send_tz)s, %(min_delay_seconds)s, %(hourly_cap)s, %(idempotency_key)s,
+             %(request_hash)s)
+ON CONFLICT (owner_id, idempotency_key) DO NOTHING
+  RETURNING *;
+
+-- batch_by_idempotency_key --
+SELECT * FROM batches WHERE owner_id = %(owner_id)s AND idempotency_key = %(idempotency_key)s;
+
+-- insert_batch_emails --
+-- Every email of a batch in one statement (one recipient each).
+INSERT INTO emails (id, owner_id, batch_id, from_addr, reply_to, to_addrs, subject, body_text,
+                    send_at, send_tz, next_attempt_at, message_id, job_id)
+SELECT v.id, %(owner_id)s, %(batch_id)s, %(from_addr)s, %(reply_to)s, ARRAY[v.to_addr],
+       v.subject, v.body_text, v.send_at, %(send_tz)s, v.send_at,
+       '<' || v.id || '@' || %(mail_domain)s || '>', v.job_id
+  FROM unnest(%(ids)s::uuid[], %(to_addrs)s::text[], %(subjects)s::text[], %(bodies)s::text[],
+              %(send_ats)s::timestamptz[], %(job_ids)s::bigint[])
+       AS v(id, to_addr, subject, body_text, send_at, job_id);
+
+-- insert_batch_events --
+INSERT INTO email_events (email_id, kind, job_id, detail)
+SELECT id, 'scheduled', job_id,
+       jsonb_build_object('send_at', next_attempt_at, 'time_zone', send_tz, 'recipients', 1,
+                          'batch_id', batch_id)
+  FROM emails WHERE batch_id = %(batch_id)s;
+
+-- get_batch --
+SELECT * FROM batches WHERE id = %(id)s AND (%(any_owner)s OR owner_id = %(owner_id)s);
+
+-- batch_progress --
+-- Per batch: how many emails are in each status and when the next one goes.
+SELECT batch_id,
+       count(*) FILTER (WHERE status = 'sent') AS sent,
+       count(*) FILTER (WHERE status IN ('scheduled', 'sending')) AS pending,
+       count(*) FILTER (WHERE status = 'failed') AS failed,
+       count(*) FILTER (WHERE status = 'uncertain') AS uncertain,
+       count(*) FILTER (WHERE status = 'cancelled') AS cancelled,
+       count(*) AS total,
+       min(next_attempt_at) FILTER (WHERE status = 'scheduled') AS next_at,
+       max(next_attempt_at) FILTER (WHERE status = 'scheduled') AS last_at
+  FROM emails
+ WHERE batch_id = ANY(%(ids)s::uuid[])
+ GROUP BY batch_id;
+
+-- cancel_batch_rest --
+-- Cancel every email of the batch that has not been claimed yet.
+WITH cancelled AS (
+    UPDATE emails SET status = 'cancelled', waiting_reason = NULL
+     WHERE batch_id = %(batch_id)s AND status = 'scheduled'
+    RETURNING id, job_id
+), event AS (
+    INSERT INTO email_events (email_id, kind, job_id, detail)
+    SELECT id, 'cancelled', job_id, jsonb_build_object('batch_id', %(batch_id)s::uuid) FROM cancelled
+)
+SELECT id, job_id FROM cancelled;
+
+-- list_devmail --
+SELECT id, received_at, mail_from, rcpt_tos, message_id, subject, raw
+  FROM devmail_messages
+ ORDER BY id DESC
+ LIMIT %(limit)s;
 -- offline_emails --
 -- Emails in the offline log, oldest first (the order replay hands them back in).
 SELECT id FROM emails WHERE status = 'offline' ORDER BY offline_at, id LIMIT %(limit)s;

@@ -168,6 +168,45 @@ def cmd_retry(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+# --- token (issue 3) ---
+def cmd_token(args: argparse.Namespace, settings: Settings) -> int:
+    from tasks import tokens
+
+    with db.connect(settings.database_url) as conn:
+        if args.token_command == "create":
+            address = validation.user_address(args.user, field="user")
+            user = emails.ensure_user(conn, email=address)
+            token, secret = tokens.create(conn, user, args.name or "")
+            print(f"token {token.id} for {user.email} (shown once, keep it secret):", file=sys.stderr)
+            print(secret)
+            return 0
+        row = db.one(conn, "user_by_email", email=args.user)
+        if row is None:
+            raise errors.NotFound(f"no user {args.user!r}")
+        user = models.User.from_row(row)
+        if args.token_command == "revoke":
+            tokens.revoke(conn, user, args.id)
+            print(f"token {args.id} revoked")
+            return 0
+        _print_json([t.as_dict() for t in tokens.list_for(conn, user)])
+        return 0
+
+
+def _add_token_parser(sub: Any) -> None:
+    p = sub.add_parser("token", help="personal access tokens for the API")
+    tsub = p.add_subparsers(dest="token_command", required=True, metavar="ACTION")
+    c = tsub.add_parser("create", help="create a token; prints it once")
+    c.add_argument("--user", required=True, metavar="EMAIL", help="the user the token acts as")
+    c.add_argument("--name", help="a label, e.g. 'deploy script'")
+    r = tsub.add_parser("revoke", help="revoke a token")
+    r.add_argument("id", type=positive_int)
+    r.add_argument("--user", required=True, metavar="EMAIL")
+    ls = tsub.add_parser("list", help="the user's tokens, as JSON (never the secrets)")
+    ls.add_argument("--user", required=True, metavar="EMAIL")
+    p.set_defaults(func=cmd_token)
+
+
+# --- end token ---
 def cmd_replay_offline(args: argparse.Namespace, settings: Settings) -> int:
     from tasks import offline
 
@@ -271,6 +310,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("id")
     _when(p, now=False)
     p.set_defaults(func=cmd_reschedule)
+    _add_token_parser(sub)
 
     p = sub.add_parser("replay-offline", help="send the emails of the offline log through the real transports")
     p.add_argument("--limit", type=positive_int, help="replay at most this many (oldest first)")

@@ -13,6 +13,7 @@ import urllib.parse
 from collections.abc import Mapping
 from email.headerregistry import Address
 from email.utils import parseaddr
+from typing import Any
 
 from tasks import errors
 
@@ -94,6 +95,28 @@ class Settings:
     ops_token: str = dataclasses.field(default="", repr=False)
     log_level: str = "INFO"
     log_format: str = "auto"
+    # --- web (issue 3) ---
+    google_oauth_client_id: str = ""
+    google_oauth_client_secret: str = dataclasses.field(default="", repr=False)
+    google_oauth_authorize_url: str = "https://accounts.google.com/o/oauth2/v2/auth"
+    google_oauth_token_url: str = "https://oauth2.googleapis.com/token"
+    google_oauth_userinfo_url: str = "https://openidconnect.googleapis.com/v1/userinfo"
+    #: Who may sign in: these domains and/or these addresses (both empty: anyone, not in production).
+    allowed_email_domains: tuple[str, ...] = ()
+    allowed_emails: tuple[str, ...] = ()
+    #: Requests per user (or per address when signed out) to /api/v1, in the limits library's notation.
+    api_rate_limit: str = "600/minute"
+    #: Largest request body accepted, checked before anything else happens.
+    web_max_request_bytes: int = 16 * 1024 * 1024
+    #: How many reverse proxies in front of the app set X-Forwarded-* (0: trust none).
+    web_trusted_proxies: int = 0
+    #: Most recipients one batch (send to a list) may have.
+    batch_max_recipients: int = 50_000
+
+    @property
+    def google_login(self) -> bool:
+        """Tell whether Google sign-in is configured (otherwise the dev login may be offered)."""
+        return bool(self.google_oauth_client_id)
 
     @property
     def mail_from_address(self) -> str:
@@ -230,6 +253,77 @@ def _hostport(name: str, raw: str) -> tuple[str, int]:
     return host, _int(name, port, 1, 65535)
 
 
+def _csv(name: str, raw: str, check: re.Pattern[str], what: str) -> tuple[str, ...]:
+    items = tuple(item.strip().lower() for item in raw.split(",") if item.strip())
+    for item in items:
+        if not check.fullmatch(item):
+            raise errors.ConfigError(name, f"{item!r} is not {what}")
+    return items
+
+
+_EMAIL = re.compile(r"[^@\s,]+@[^@\s,]+")
+_ONE_RATE = r"\d+\s*(/|per)\s*\d*\s*(second|minute|hour|day)s?"
+_RATE = re.compile(rf"{_ONE_RATE}(\s*[;,]\s*{_ONE_RATE})*")
+
+
+def _web(env_get: Any, d: Settings, app_env: str) -> dict[str, Any]:
+    """Read and check the web app's settings (sign-in, API limits)."""
+    client_id = env_get("GOOGLE_OAUTH_CLIENT_ID", d.google_oauth_client_id)
+    client_secret = env_get("GOOGLE_OAUTH_CLIENT_SECRET", d.google_oauth_client_secret)
+    if bool(client_id) != bool(client_secret):
+        missing = "GOOGLE_OAUTH_CLIENT_SECRET" if client_id else "GOOGLE_OAUTH_CLIENT_ID"
+        raise errors.ConfigError(missing, "must be set together with the other Google OAuth setting")
+    urls = {
+        key: _url(name, env_get(name, getattr(d, key)), ("https", "http"))
+        for key, name in (
+            ("google_oauth_authorize_url", "GOOGLE_OAUTH_AUTHORIZE_URL"),
+            ("google_oauth_token_url", "GOOGLE_OAUTH_TOKEN_URL"),
+            ("google_oauth_userinfo_url", "GOOGLE_OAUTH_USERINFO_URL"),
+        )
+    }
+    if app_env == "production":
+        for key, url in urls.items():
+            if not url.startswith("https://"):
+                raise errors.ConfigError(key.upper(), "must be an https:// URL in production")
+    domains = _csv("ALLOWED_EMAIL_DOMAINS", env_get("ALLOWED_EMAIL_DOMAINS", ""), _DOMAIN, "a domain name")
+    emails = _csv("ALLOWED_EMAILS", env_get("ALLOWED_EMAILS", ""), _EMAIL, "an email address")
+    rate = env_get("API_RATE_LIMIT", d.api_rate_limit)
+    if not _RATE.fullmatch(rate):
+        raise errors.ConfigError("API_RATE_LIMIT", f"must look like '600/minute' or '10/second;600/hour', got {rate!r}")
+    return {
+        "google_oauth_client_id": client_id,
+        "google_oauth_client_secret": client_secret,
+        **urls,
+        "allowed_email_domains": domains,
+        "allowed_emails": emails,
+        "api_rate_limit": rate,
+        "web_max_request_bytes": _int(
+            "WEB_MAX_REQUEST_BYTES", env_get("WEB_MAX_REQUEST_BYTES", d.web_max_request_bytes), 1024, 1024**3
+        ),
+        "web_trusted_proxies": _int("WEB_TRUSTED_PROXIES", env_get("WEB_TRUSTED_PROXIES", d.web_trusted_proxies), 0, 5),
+        "batch_max_recipients": _int(
+            "BATCH_MAX_RECIPIENTS", env_get("BATCH_MAX_RECIPIENTS", d.batch_max_recipients), 1, 1_000_000
+        ),
+    }
+
+
+def require_web_sign_in(settings: Settings) -> None:
+    """Refuse to serve the web app in production without Google sign-in and an allow-list.
+
+    Only the web calls this: workers and the CLI never sign anyone in.
+    """
+    if settings.app_env != "production":
+        return
+    if not settings.google_login:
+        raise errors.ConfigError(
+            "GOOGLE_OAUTH_CLIENT_ID", "must be set in production (the dev login exists only outside production)"
+        )
+    if not (settings.allowed_email_domains or settings.allowed_emails):
+        raise errors.ConfigError(
+            "ALLOWED_EMAIL_DOMAINS", "set it (or ALLOWED_EMAILS) in production, or any Google account could sign in"
+        )
+
+
 def load(environ: Mapping[str, str] | None = None) -> Settings:
     """Read and validate every setting from ``environ`` (default: ``os.environ``)."""
     env = os.environ if environ is None else environ
@@ -290,6 +384,7 @@ def load(environ: Mapping[str, str] | None = None) -> Settings:
         ops_token=_ops_token(env.get("OPS_TOKEN", "").strip()),
         log_level=log_level,
         log_format=log_format,
+        **_web(get, d, app_env),
     )
     if settings.worker_stalled_after <= 2 * settings.worker_heartbeat:
         raise errors.ConfigError("WORKER_STALLED_AFTER", "must be more than twice WORKER_HEARTBEAT")

@@ -223,6 +223,69 @@ def retry(conn: Conn, scope: Scope, email_id: str | uuid.UUID, *, settings: Sett
         return _wait_again(conn, email, at=dt.datetime.now(dt.UTC), settings=settings, kind="retry", move_send_at=False)
 
 
+#: What ``edit`` may change while an email is still scheduled.
+EDITABLE = frozenset({"to", "cc", "bcc", "subject", "body_text", "body_html", "send_at", "time_zone"})
+
+
+def edit(conn: Conn, scope: Scope, email_id: str | uuid.UUID, *, changes: dict[str, Any], settings: Settings) -> Email:
+    """Change a scheduled email's recipients, content or time, validated like a new one.
+
+    A new ``send_at`` moves it (a new job, like ``reschedule``); the rest keeps its job.
+    Raises ``TooLate`` once a worker has claimed it.
+    """
+    for name in changes:
+        if name not in EDITABLE:
+            raise errors.ValidationError(f"{name}: cannot be changed", field=name)
+    with conn.transaction():
+        email = _lock(conn, scope, email_id)
+        if email.status != "scheduled":
+            raise _too_late(email, "edit")
+        moving = changes.get("send_at") is not None
+        draft = validation.validate(
+            to=changes.get("to", list(email.to_addrs)),
+            cc=changes.get("cc", list(email.cc_addrs)),
+            bcc=changes.get("bcc", list(email.bcc_addrs)),
+            subject=changes.get("subject", email.subject),
+            body_text=changes.get("body_text", email.body_text),
+            body_html=changes.get("body_html", email.body_html),
+            send_at=changes["send_at"] if moving else None,
+            send_now=not moving,
+            send_tz=changes.get("time_zone", email.send_tz),
+        )
+        changed = sorted(
+            name
+            for name, old, new in (
+                ("to", email.to_addrs, list(draft.to)),
+                ("cc", email.cc_addrs, list(draft.cc)),
+                ("bcc", email.bcc_addrs, list(draft.bcc)),
+                ("subject", email.subject, draft.subject),
+                ("body_text", email.body_text, draft.body_text),
+                ("body_html", email.body_html, draft.body_html),
+                ("time_zone", email.send_tz, draft.send_tz),
+            )
+            if old != new
+        )
+        if changed:
+            row = db.one(
+                conn,
+                "edit_email",
+                id=email.id,
+                to_addrs=list(draft.to),
+                cc_addrs=list(draft.cc),
+                bcc_addrs=list(draft.bcc),
+                subject=draft.subject,
+                body_text=draft.body_text,
+                body_html=draft.body_html,
+                send_tz=draft.send_tz,
+            )
+            assert row is not None
+            email = Email.from_row(row)
+            add_event(conn, email.id, "edited", email.job_id, fields=changed)
+        if moving:
+            email = _wait_again(conn, email, at=draft.send_at, settings=settings, kind="rescheduled")
+    return email
+
+
 def status_counts(conn: Conn) -> dict[str, int]:
     """Count every email by status (operators)."""
     return {row["status"]: row["n"] for row in db.all_rows(conn, "status_counts")}

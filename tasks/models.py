@@ -79,12 +79,14 @@ class Email:
     updated_at: dt.datetime
     data_started_at: dt.datetime | None
     sent_at: dt.datetime | None
+    #: The batch (send to a list) it belongs to, if any (migration 0002).
+    batch_id: uuid.UUID | None = None
     #: When it was written to the offline log (kept after a replay).
     offline_at: dt.datetime | None = None
 
     @classmethod
     def from_row(cls, row: dict[str, Any]) -> Email:
-        return cls(**{f.name: row[f.name] for f in dataclasses.fields(cls)})
+        return cls(**{f.name: row[f.name] for f in dataclasses.fields(cls) if f.name in row})
 
     @property
     def recipients(self) -> list[str]:

@@ -97,6 +97,18 @@ def _addresses(field: str, raw: Any, errs: _Errors) -> list[str]:
     return out
 
 
+def user_address(raw: Any, *, field: str = "email") -> str:
+    """Return a user's normalised email address, or raise ``ValidationError``."""
+    if not isinstance(raw, str) or header_problem(raw):
+        raise errors.ValidationError(f"{field}: must be an email address", field=field)
+    try:
+        return email_validator.validate_email(raw.strip(), check_deliverability=False).normalized
+    except email_validator.EmailNotValidError as exc:
+        raise errors.ValidationError(
+            f"{field}: {raw[:80]!r} is not a valid email address: {exc}", field=field
+        ) from None
+
+
 def parse_send_at(raw: Any) -> dt.datetime:
     """Return an aware datetime from a datetime or an ISO 8601 string with an offset."""
     if isinstance(raw, str):
@@ -116,7 +128,10 @@ def parse_send_at(raw: Any) -> dt.datetime:
             "send_at: must include a time zone offset (a naive time is ambiguous), e.g. +01:00 or Z",
             field="send_at",
         )
-    return raw.astimezone(dt.UTC)
+    try:
+        return raw.astimezone(dt.UTC)
+    except OverflowError:
+        raise errors.ValidationError("send_at: is out of range", field="send_at") from None
 
 
 def valid_time_zone(name: str) -> bool:

@@ -20,6 +20,9 @@ from tasks.models import User
 from tests.support import procs
 from tests.support.smtp_sink import Sink
 
+# Web fixtures (app, client, sign_in, oauth_provider, server): issue 3.
+pytest_plugins = ["tests.support.web"]
+
 # Settings from the developer's shell must not leak into tests (Procrastinate's habit).
 _KEEP = ("PATH", "HOME", "LANG", "LC_ALL", "TMPDIR", "PYTHONPATH", "VIRTUAL_ENV")
 _counter = itertools.count()

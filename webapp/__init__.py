@@ -1,24 +1,60 @@
-"""The Flask web app: ``gunicorn 'webapp:create_app()'``."""
+"""The Flask web app: ``gunicorn -c gunicorn.conf.py 'webapp:create_app()'``."""
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import Any
 
 from flask import Flask
 
-from tasks import config
+from tasks import config, logs
 
 
 def create_app(test_config: dict[str, Any] | None = None) -> Flask:
-    """Create and configure an instance of the Flask application."""
+    """Create and configure an instance of the Flask application.
+
+    The only place the web reads configuration: ``tasks.config.load`` (the
+    environment, or ``test_config["ENV"]``); other ``test_config`` keys override
+    Flask's own settings.
+    """
     settings = config.load(test_config.get("ENV") if test_config else None)
+    config.require_web_sign_in(settings)
+    if not (test_config and test_config.get("TESTING")):
+        logs.configure(settings.log_level, settings.log_format)
     app = Flask(__name__)
-    app.config.from_mapping(SECRET_KEY=settings.secret_key, SETTINGS=settings)
+    app.config.from_mapping(
+        SECRET_KEY=settings.secret_key,
+        SETTINGS=settings,
+        MAX_CONTENT_LENGTH=settings.web_max_request_bytes,
+        SESSION_COOKIE_NAME="reachdbox_session",
+        SESSION_COOKIE_HTTPONLY=True,
+        SESSION_COOKIE_SAMESITE="Lax",
+        # Always Secure in production; elsewhere whenever the request came over HTTPS (security.py).
+        SESSION_COOKIE_SECURE=settings.app_env == "production",
+        PERMANENT_SESSION_LIFETIME=dt.timedelta(days=14),
+        # CSRF is checked in security.py, so requests with a bearer token can skip it.
+        WTF_CSRF_CHECK_DEFAULT=False,
+        WTF_CSRF_TIME_LIMIT=None,
+    )
+    app.json.sort_keys = False  # type: ignore[attr-defined]  # keep the documented field order
     if test_config:
         app.config.update({k: v for k, v in test_config.items() if k != "ENV"})
 
-    from webapp import health, ops
+    from webapp import api, auth, batches, dashboard, devmail, errors, ext, health, limits, live, ops, security, tokens
 
+    ext.init_app(app, settings)
+    security.init_app(app, settings)
+    limits.init_app(app, settings)
+    errors.init_app(app)
+    auth.init_app(app, settings)
     app.register_blueprint(health.bp)
+    app.register_blueprint(dashboard.bp)
+    app.register_blueprint(batches.bp)
+    app.register_blueprint(tokens.bp)
+    app.register_blueprint(live.bp)
+    app.register_blueprint(api.bp)
+    if settings.app_env != "production":
+        app.register_blueprint(devmail.bp)
     app.register_blueprint(ops.bp)
+    dashboard.init_app(app)
     return app

@@ -33,6 +33,13 @@ def test_defaults_need_no_environment() -> None:
         ("APP_ENV", "staging"),
         ("LOG_LEVEL", "LOUD"),
         ("DEVMAIL_ADDR", "nohostport"),
+        ("GOOGLE_OAUTH_TOKEN_URL", "ftp://example.com/token"),
+        ("ALLOWED_EMAIL_DOMAINS", "example.com, not a domain"),
+        ("ALLOWED_EMAILS", "nobody"),
+        ("API_RATE_LIMIT", "lots"),
+        ("WEB_MAX_REQUEST_BYTES", "10"),
+        ("WEB_TRUSTED_PROXIES", "-1"),
+        ("BATCH_MAX_RECIPIENTS", "0"),
     ],
 )
 def test_an_invalid_setting_is_named_in_the_error(name: str, value: str) -> None:
@@ -84,3 +91,33 @@ def test_a_password_over_plain_smtp_to_a_remote_host_is_refused() -> None:
     """Credentials would cross the network in clear text."""
     with pytest.raises(errors.ConfigError, match="clear text"):
         config.parse_transport("smtp://user:pw@mail.example.com:587")
+
+
+@pytest.mark.parametrize("rate", ["600/minute", "10/second;600/hour", "5 per minute", "100/5minutes"])
+def test_the_api_rate_limit_accepts_what_the_limiter_parses(rate: str) -> None:
+    import limits
+
+    assert config.load({"API_RATE_LIMIT": rate}).api_rate_limit == rate
+    assert limits.parse_many(rate)
+
+
+def test_the_web_in_production_needs_google_sign_in_and_an_allow_list() -> None:
+    base = config.load({"APP_ENV": "production", "SECRET_KEY": "s" * 40})
+    google = {"GOOGLE_OAUTH_CLIENT_ID": "id", "GOOGLE_OAUTH_CLIENT_SECRET": "secret"}
+    with_client = config.load({"APP_ENV": "production", "SECRET_KEY": "s" * 40} | google)
+
+    with pytest.raises(errors.ConfigError) as no_client:
+        config.require_web_sign_in(base)
+    with pytest.raises(errors.ConfigError) as no_list:
+        config.require_web_sign_in(with_client)
+
+    assert no_client.value.field == "GOOGLE_OAUTH_CLIENT_ID"
+    assert no_list.value.field == "ALLOWED_EMAIL_DOMAINS"
+    ready = config.load({"APP_ENV": "production", "SECRET_KEY": "s" * 40, "ALLOWED_EMAILS": "Ada@Example.com"} | google)
+    config.require_web_sign_in(ready)
+    assert ready.allowed_emails == ("ada@example.com",)
+
+
+def test_workers_in_production_need_no_sign_in_settings() -> None:
+    """Only the web signs people in; a worker starts with the core settings alone."""
+    assert config.load({"APP_ENV": "production", "SECRET_KEY": "s" * 40}).google_login is False

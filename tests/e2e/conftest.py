@@ -1,0 +1,57 @@
+"""A real headless Chromium (Debian's package) driven by Playwright; no browser download."""
+
+from __future__ import annotations
+
+import pathlib
+import shutil
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+#: Screenshots and other artefacts of a test run (gitignored).
+OUTPUT = ROOT / "test-output"
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--no-first-run",
+]
+
+
+def chromium_path() -> str:
+    found = shutil.which("chromium") or shutil.which("chromium-browser")
+    if not found:
+        raise RuntimeError("Debian's chromium is required for browser tests: apt-get install -y chromium")
+    return found
+
+
+# Module-scoped, not session-scoped: Playwright's sync API runs an event loop in this
+# thread while it is open, and later tests call asyncio.run().
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        launched = playwright.chromium.launch(executable_path=chromium_path(), args=CHROMIUM_ARGS)
+        yield launched
+        launched.close()
+
+
+@pytest.fixture
+def page(browser: Any) -> Iterator[Any]:
+    """A fresh browser context in a zone that is not the server's, so time handling is tested."""
+    context = browser.new_context(viewport={"width": 1200, "height": 800}, timezone_id="Europe/Paris")
+    opened = context.new_page()
+    opened.set_default_timeout(20_000)
+    yield opened
+    context.close()
+
+
+@pytest.fixture
+def output_dir() -> pathlib.Path:
+    OUTPUT.mkdir(exist_ok=True)
+    return OUTPUT

@@ -1,0 +1,81 @@
+"""Why an email has not gone yet, in plain words."""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import uuid
+
+import pytest
+
+from tasks import explain
+from tasks.models import Email
+
+NOW = dt.datetime(2030, 1, 7, 8, 0, tzinfo=dt.UTC)
+
+
+def email(**changes: object) -> Email:
+    base = Email(
+        id=uuid.uuid4(),
+        owner_id=1,
+        from_addr="f@x",
+        reply_to=None,
+        to_addrs=["a@example.com"],
+        cc_addrs=[],
+        bcc_addrs=[],
+        subject="S",
+        body_text="B",
+        body_html=None,
+        send_at=NOW,
+        send_tz="Europe/Paris",
+        status="scheduled",
+        attempts=0,
+        next_attempt_at=NOW + dt.timedelta(minutes=3),
+        waiting_reason=None,
+        last_error=None,
+        message_id="<m@x>",
+        transport=None,
+        provider_reply=None,
+        refused_recipients={},
+        job_id=None,
+        idempotency_key=None,
+        created_at=NOW,
+        updated_at=NOW,
+        data_started_at=None,
+        sent_at=None,
+    )
+    return dataclasses.replace(base, **changes)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("changes", "expected"),
+    [
+        ({}, "Waiting for its time: it goes out at Mon 7 Jan 2030 09:03:00 CET (in 3 min)."),
+        (
+            {"waiting_reason": "waiting for a rate-limit slot"},
+            "Waiting for a rate-limit slot until Mon 7 Jan 2030 09:03:00 CET",
+        ),
+        (
+            {"waiting_reason": "retrying after a temporary error", "attempts": 2, "last_error": "451 try later"},
+            "Retrying after a temporary error; the next attempt is at Mon 7 Jan 2030 09:03:00 CET (in 3 min). "
+            "Last error: 451 try later.",
+        ),
+        ({"next_attempt_at": NOW - dt.timedelta(minutes=5)}, "no worker seems to be running"),
+        ({"status": "sending", "attempts": 1}, "Being sent right now (attempt 1)."),
+        (
+            {"status": "uncertain", "last_error": "The connection dropped after DATA"},
+            "Uncertain because the connection dropped",
+        ),
+        ({"status": "failed", "last_error": "550 no such user"}, "Failed: 550 no such user."),
+        ({"status": "cancelled"}, "Cancelled: it will not be sent."),
+    ],
+)
+def test_each_state_is_explained(changes: dict[str, object], expected: str) -> None:
+    assert expected in explain.why(email(**changes), now=NOW)
+
+
+@pytest.mark.parametrize(
+    ("seconds", "text"), [(30, "in 30 s"), (-90, "1 min ago"), (7260, "in 2 h 1 min"), (3 * 86400, "in 3 d")]
+)
+def test_relative_times(seconds: float, text: str) -> None:
+    assert explain.relative(NOW + dt.timedelta(seconds=seconds), NOW) == text

@@ -1,0 +1,117 @@
+"""``/api/v1/emails``: create (idempotent), list, read, edit, cancel, send now."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from flask import g, request, url_for
+
+from tasks import batches, emails, errors, listing, validation
+from webapp import ext
+from webapp.api import bp, email_json, idempotency_key, json_body, scope
+
+CREATE_FIELDS = frozenset(
+    {"to", "cc", "bcc", "subject", "body_text", "body_html", "send_at", "time_zone", "send_now", "idempotency_key"}
+)
+
+
+def _check_fields(data: dict[str, Any], allowed: frozenset[str]) -> None:
+    for name in data:
+        if name not in allowed:
+            raise errors.ValidationError(f"{name}: unknown field", field=name)
+
+
+@bp.post("/emails")
+def create_email() -> Any:
+    """Schedule an email; the same Idempotency-Key returns the first one."""
+    data = json_body()
+    _check_fields(data, CREATE_FIELDS)
+    send_now = data.get("send_now", False)
+    if not isinstance(send_now, bool):
+        raise errors.ValidationError("send_now: must be true or false", field="send_now")
+    draft = validation.validate(
+        to=data.get("to"),
+        cc=data.get("cc"),
+        bcc=data.get("bcc"),
+        subject=data.get("subject"),
+        body_text=data.get("body_text"),
+        body_html=data.get("body_html"),
+        send_at=data.get("send_at"),
+        send_tz=data.get("time_zone"),
+        send_now=send_now,
+        idempotency_key=idempotency_key(data),
+    )
+    email, created = emails.schedule(ext.conn(), owner=g.user, draft=draft, settings=ext.settings())
+    if created:
+        ext.publish(email.owner_id, email.id, email.status, next_attempt_at=email.next_attempt_at)
+    headers = {"Location": url_for("api.get_email", email_id=email.id)}
+    if not created:
+        headers["Idempotent-Replayed"] = "true"
+    return email_json(email, with_body=True), 201 if created else 200, headers
+
+
+@bp.get("/emails")
+def list_emails() -> Any:
+    """List the caller's emails, newest first, one page at a time."""
+    raw_limit = request.args.get("limit", "50")
+    if not raw_limit.isdigit():
+        raise errors.ValidationError("limit: must be a whole number", field="limit")
+    batch_id = None
+    if "batch_id" in request.args:
+        try:
+            wanted = uuid.UUID(request.args["batch_id"])
+        except ValueError:
+            raise errors.ValidationError("batch_id: must be a batch id (a UUID)", field="batch_id") from None
+        batch_id = batches.get(ext.conn(), scope(), wanted).id
+    status = request.args.get("status")
+    if status is not None and status not in listing.FILTERS:
+        raise errors.ValidationError(f"status: must be one of {', '.join(listing.FILTERS)}", field="status")
+    page = listing.emails_page(
+        ext.conn(),
+        scope(),
+        view=status,
+        q=request.args.get("q"),
+        cursor=request.args.get("cursor") or None,
+        limit=int(raw_limit),
+        batch_id=batch_id,
+    )
+    return {"emails": [email_json(e) for e in page.emails], "next_cursor": page.next_cursor}
+
+
+@bp.get("/emails/<email_id>")
+def get_email(email_id: str) -> Any:
+    """Return one email with its body and timeline."""
+    conn = ext.conn()
+    email = emails.get(conn, scope(), email_id)
+    return email_json(email, with_body=True, events=emails.timeline(conn, scope(), email.id))
+
+
+@bp.patch("/emails/<email_id>")
+def edit_email(email_id: str) -> Any:
+    """Reschedule or edit an email that is still scheduled."""
+    data = json_body()
+    _check_fields(data, emails.EDITABLE)
+    if not data:
+        raise errors.ValidationError("give at least one field to change", field=None)
+    conn = ext.conn()
+    emails.get(conn, scope(), email_id)  # 404 before any validation message about the body
+    email = emails.edit(conn, scope(), email_id, changes=data, settings=ext.settings())
+    ext.publish(email.owner_id, email.id, email.status, next_attempt_at=email.next_attempt_at)
+    return email_json(email, with_body=True)
+
+
+@bp.post("/emails/<email_id>/cancel")
+def cancel_email(email_id: str) -> Any:
+    """Cancel a scheduled email (cancelling a cancelled one changes nothing)."""
+    email = emails.cancel(ext.conn(), scope(), email_id)
+    ext.publish(email.owner_id, email.id, email.status)
+    return email_json(email)
+
+
+@bp.post("/emails/<email_id>/send-now")
+def send_email_now(email_id: str) -> Any:
+    """Send a scheduled email at once."""
+    email = emails.send_now(ext.conn(), scope(), email_id, settings=ext.settings())
+    ext.publish(email.owner_id, email.id, email.status, next_attempt_at=email.next_attempt_at)
+    return email_json(email)

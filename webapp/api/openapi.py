@@ -1,0 +1,208 @@
+"""The OpenAPI 3.1 document of ``/api/v1``, served at ``/api/v1/openapi.json``.
+
+Written by hand next to the routes it describes; tests check that every route is
+documented and that the answers match these schemas.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from tasks import listing
+from webapp.api import bp, schemas
+
+R = "#/components/responses/"
+
+
+def _json(schema: dict[str, Any], description: str, headers: dict[str, Any] | None = None) -> dict[str, Any]:
+    out: dict[str, Any] = {"description": description, "content": {"application/json": {"schema": schema}}}
+    if headers:
+        out["headers"] = headers
+    return out
+
+
+def _links(param: str, *operations: str) -> dict[str, Any]:
+    """Say where a created resource's id goes next (for clients and stateful testers)."""
+    return {op: {"operationId": op, "parameters": {param: "$response.body#/id"}} for op in operations}
+
+
+def _errors(*codes: int) -> dict[str, Any]:
+    return {str(c): {"$ref": f"{R}E{c}"} for c in codes}
+
+
+_ID = {"name": "email_id", "in": "path", "required": True, "schema": {"type": "string", "format": "uuid"}}
+_BATCH_ID = {"name": "batch_id", "in": "path", "required": True, "schema": {"type": "string", "format": "uuid"}}
+_IDEMPOTENCY = {
+    "name": "Idempotency-Key",
+    "in": "header",
+    "required": False,
+    "description": "Repeat-safe key: the same key and body return the first result; another body is 409.",
+    "schema": {"type": "string", "pattern": "^[\\x21-\\x7e]{1,255}$"},
+}
+_LOCATION = {"Location": {"schema": {"type": "string"}, "description": "URL of the created resource"}}
+_REPLAYED = {
+    "Location": {"schema": {"type": "string"}},
+    "Idempotent-Replayed": {"schema": {"type": "string", "enum": ["true"]}},
+}
+
+_ERROR_TEXT = {
+    400: "The body is not a JSON object (or the request is malformed).",
+    401: "Not signed in, or the token is unknown or revoked.",
+    403: "A session request without a valid CSRF token.",
+    404: "No such resource (or it belongs to someone else).",
+    409: "The state does not allow it (already sent, key reused with another body).",
+    413: "The request body is too large.",
+    422: "Invalid input; field names the first problem.",
+    429: "Too many requests; wait Retry-After seconds.",
+}
+
+
+def _error_response(code: int) -> dict[str, Any]:
+    headers = {"Retry-After": {"schema": {"type": "integer"}}} if code == 429 else None
+    return _json(schemas.ref("Error"), _ERROR_TEXT[code], headers)
+
+
+def document() -> dict[str, Any]:
+    """Return the OpenAPI document."""
+    write = _errors(400, 401, 403, 413, 429)
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "Reach D. Box API",
+            "version": "1",
+            "description": "Schedule emails and follow them. Times are ISO 8601 with an offset, plus time_zone.",
+        },
+        "servers": [{"url": "/api/v1"}],
+        "security": [{"bearerAuth": []}, {"sessionCookie": [], "csrfToken": []}],
+        "components": {
+            "securitySchemes": {
+                "bearerAuth": {"type": "http", "scheme": "bearer", "description": "A personal access token."},
+                "sessionCookie": {"type": "apiKey", "in": "cookie", "name": "reachdbox_session"},
+                "csrfToken": {"type": "apiKey", "in": "header", "name": "X-CSRF-Token"},
+            },
+            "schemas": schemas.SCHEMAS,
+            "responses": {f"E{c}": _error_response(c) for c in _ERROR_TEXT},
+        },
+        "paths": {
+            "/emails": {
+                "post": {
+                    "operationId": "createEmail",
+                    "summary": "Schedule an email",
+                    "parameters": [_IDEMPOTENCY],
+                    "requestBody": {
+                        "required": True,
+                        "content": {"application/json": {"schema": schemas.ref("NewEmail")}},
+                    },
+                    "responses": {
+                        "201": {
+                            **_json(schemas.ref("Email"), "Scheduled.", _LOCATION),
+                            "links": _links("email_id", "getEmail", "editEmail", "cancelEmail", "sendEmailNow"),
+                        },
+                        "200": _json(schemas.ref("Email"), "Already created with this Idempotency-Key.", _REPLAYED),
+                        **write,
+                        **_errors(409, 422),
+                    },
+                },
+                "get": {
+                    "operationId": "listEmails",
+                    "summary": "List emails, newest first",
+                    "parameters": [
+                        {"name": "status", "in": "query", "schema": {"type": "string", "enum": list(listing.FILTERS)}},
+                        {"name": "q", "in": "query", "schema": {"type": "string", "maxLength": listing.MAX_QUERY}},
+                        {"name": "cursor", "in": "query", "schema": {"type": "string"}},
+                        {
+                            "name": "limit",
+                            "in": "query",
+                            "schema": {"type": "integer", "minimum": 1, "maximum": listing.MAX_LIMIT, "default": 50},
+                        },
+                        {"name": "batch_id", "in": "query", "schema": {"type": "string", "format": "uuid"}},
+                    ],
+                    "responses": {"200": _json(schemas.ref("EmailList"), "One page."), **_errors(401, 404, 422, 429)},
+                },
+            },
+            "/emails/{email_id}": {
+                "parameters": [_ID],
+                "get": {
+                    "operationId": "getEmail",
+                    "summary": "An email, its body and timeline",
+                    "responses": {"200": _json(schemas.ref("Email"), "The email."), **_errors(401, 404, 429)},
+                },
+                "patch": {
+                    "operationId": "editEmail",
+                    "summary": "Reschedule or edit a scheduled email",
+                    "requestBody": {
+                        "required": True,
+                        "content": {"application/json": {"schema": schemas.ref("EmailChanges")}},
+                    },
+                    "responses": {"200": _json(schemas.ref("Email"), "Changed."), **write, **_errors(404, 409, 422)},
+                },
+            },
+            "/emails/{email_id}/cancel": {
+                "parameters": [_ID],
+                "post": {
+                    "operationId": "cancelEmail",
+                    "summary": "Cancel a scheduled email",
+                    "responses": {"200": _json(schemas.ref("Email"), "Cancelled."), **write, **_errors(404, 409)},
+                },
+            },
+            "/emails/{email_id}/send-now": {
+                "parameters": [_ID],
+                "post": {
+                    "operationId": "sendEmailNow",
+                    "summary": "Send a scheduled email at once",
+                    "responses": {"200": _json(schemas.ref("Email"), "Due now."), **write, **_errors(404, 409)},
+                },
+            },
+            "/batches": {
+                "post": {
+                    "operationId": "createBatch",
+                    "summary": "Send to a list (or preview it with dry_run)",
+                    "parameters": [_IDEMPOTENCY],
+                    "requestBody": {
+                        "required": True,
+                        "content": {"application/json": {"schema": schemas.ref("BatchRequest")}},
+                    },
+                    "responses": {
+                        "201": {
+                            **_json(schemas.ref("BatchPreview"), "Created; rejected lines listed.", _LOCATION),
+                            "links": {
+                                op: {"operationId": op, "parameters": {"batch_id": "$response.body#/batch/id"}}
+                                for op in ("getBatch", "cancelBatch")
+                            },
+                        },
+                        "200": _json(
+                            schemas.ref("BatchPreview"), "A dry run, or a repeated Idempotency-Key.", _REPLAYED
+                        ),
+                        **write,
+                        **_errors(409, 422),
+                    },
+                },
+            },
+            "/batches/{batch_id}": {
+                "parameters": [_BATCH_ID],
+                "get": {
+                    "operationId": "getBatch",
+                    "summary": "A batch and its progress",
+                    "responses": {"200": _json(schemas.ref("BatchResult"), "The batch."), **_errors(401, 404, 429)},
+                },
+            },
+            "/batches/{batch_id}/cancel": {
+                "parameters": [_BATCH_ID],
+                "post": {
+                    "operationId": "cancelBatch",
+                    "summary": "Cancel the batch's emails not yet sending",
+                    "responses": {
+                        "200": _json(schemas.ref("BatchResult"), "Cancelled the rest."),
+                        **write,
+                        **_errors(404),
+                    },
+                },
+            },
+        },
+    }
+
+
+@bp.get("/openapi.json")
+def openapi() -> Any:
+    """Serve the OpenAPI document (no sign-in needed)."""
+    return document()

@@ -1,0 +1,223 @@
+"""The JSON schemas of the API's bodies (the OpenAPI document's ``components.schemas``)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from tasks import batch_plan, validation
+from tasks.models import STATUSES
+
+S = "#/components/schemas/"
+
+
+def nullable(kind: str, **extra: Any) -> dict[str, Any]:
+    """Return a schema of ``kind`` that also allows null."""
+    return {"type": [kind, "null"], **extra}
+
+
+def ref(name: str) -> dict[str, str]:
+    """Point at one of these schemas."""
+    return {"$ref": S + name}
+
+
+_ADDRESSES = {"type": "array", "items": {"type": "string", "format": "email"}, "maxItems": validation.MAX_RECIPIENTS}
+#: cc and bcc may be null (none).
+_MAYBE_ADDRESSES = {**_ADDRESSES, "type": ["array", "null"]}
+SCHEMAS: dict[str, Any] = {
+    "Error": {
+        "type": "object",
+        "required": ["error"],
+        "properties": {
+            "error": {
+                "type": "object",
+                "required": ["code", "message", "field"],
+                "properties": {
+                    "code": {"type": "string", "examples": ["invalid", "not_found", "too_late"]},
+                    "message": {"type": "string"},
+                    "field": nullable("string"),
+                    "details": {
+                        "type": "array",
+                        "items": {
+                            "type": "object",
+                            "properties": {"field": {"type": "string"}, "message": {"type": "string"}},
+                        },
+                    },
+                },
+            }
+        },
+    },
+    "Event": {
+        "type": "object",
+        "required": ["id", "at", "kind", "job_id", "detail"],
+        "properties": {
+            "id": {"type": "integer"},
+            "at": {"type": "string", "format": "date-time"},
+            "kind": {"type": "string", "examples": ["scheduled", "claimed", "sent"]},
+            "job_id": nullable("integer"),
+            "detail": {"type": "object"},
+        },
+    },
+    "Email": {
+        "type": "object",
+        "required": ["id", "status", "to", "cc", "bcc", "subject", "send_at", "time_zone", "next_attempt_at", "why"],
+        "properties": {
+            "id": {"type": "string", "format": "uuid"},
+            "status": {"type": "string", "enum": list(STATUSES)},
+            "to": {"type": "array", "items": {"type": "string"}},
+            "cc": {"type": "array", "items": {"type": "string"}},
+            "bcc": {"type": "array", "items": {"type": "string"}},
+            "subject": {"type": "string"},
+            "send_at": {"type": "string", "format": "date-time", "description": "The instant asked for (UTC)."},
+            "send_at_local": nullable("string", description="The same instant in time_zone."),
+            "time_zone": {"type": "string", "description": "IANA zone the time was chosen in."},
+            "next_attempt_at": {"type": "string", "format": "date-time"},
+            "waiting_reason": nullable("string"),
+            "why": {"type": "string", "description": "Where it stands, in plain words."},
+            "attempts": {"type": "integer"},
+            "last_error": nullable("string"),
+            "message_id": {"type": "string"},
+            "transport": nullable("string"),
+            "provider_reply": nullable("string"),
+            "refused_recipients": {"type": "object", "additionalProperties": {"type": "string"}},
+            "batch_id": nullable("string"),
+            "idempotency_key": nullable("string"),
+            "created_at": {"type": "string", "format": "date-time"},
+            "updated_at": {"type": "string", "format": "date-time"},
+            "sent_at": nullable("string"),
+            "body_text": {"type": "string"},
+            "body_html": nullable("string"),
+            "events": {"type": "array", "items": ref("Event")},
+        },
+    },
+    "EmailList": {
+        "type": "object",
+        "required": ["emails", "next_cursor"],
+        "properties": {
+            "emails": {"type": "array", "items": ref("Email")},
+            "next_cursor": nullable("string", description="Pass as ?cursor= for the next (older) page."),
+        },
+    },
+    "NewEmail": {
+        "type": "object",
+        "required": ["to", "subject", "body_text"],
+        "additionalProperties": False,
+        "properties": {
+            "to": {**_ADDRESSES, "minItems": 1},
+            "cc": _MAYBE_ADDRESSES,
+            "bcc": _MAYBE_ADDRESSES,
+            "subject": {"type": "string", "maxLength": validation.MAX_SUBJECT_CHARS, "pattern": "^[^\\r\\n]*$"},
+            "body_text": {"type": "string"},
+            "body_html": nullable("string"),
+            "send_at": nullable(
+                "string", format="date-time", description="ISO 8601 with an offset; required unless send_now."
+            ),
+            "time_zone": nullable("string", description="IANA zone, e.g. Europe/Paris (default UTC)."),
+            "send_now": {"type": "boolean"},
+            "idempotency_key": nullable("string", description="Same as the Idempotency-Key header."),
+        },
+    },
+    "EmailChanges": {
+        "type": "object",
+        "minProperties": 1,
+        "additionalProperties": False,
+        "properties": {
+            "to": {**_ADDRESSES, "minItems": 1},
+            "cc": _MAYBE_ADDRESSES,
+            "bcc": _MAYBE_ADDRESSES,
+            "subject": {"type": "string"},
+            "body_text": {"type": "string"},
+            "body_html": nullable("string"),
+            "send_at": nullable("string", format="date-time", description="null: keep the time"),
+            "time_zone": nullable("string"),
+        },
+    },
+    "BatchRequest": {
+        "type": "object",
+        "required": ["subject", "body_text"],
+        "additionalProperties": False,
+        "description": "Exactly one of csv, addresses or recipients.",
+        "properties": {
+            "csv": nullable("string", description="CSV text; a header row with an email column."),
+            "addresses": nullable("string", description="Addresses, one per line or comma-separated."),
+            "recipients": {
+                "type": ["array", "null"],
+                "items": {
+                    "oneOf": [{"type": "string"}, {"type": "object", "additionalProperties": {"type": "string"}}]
+                },
+            },
+            "subject": {"type": "string", "description": "May use {{column}} placeholders."},
+            "body_text": {"type": "string", "description": "May use {{column}} placeholders."},
+            "start_at": nullable("string", description="ISO 8601 with an offset; default now."),
+            "time_zone": nullable("string"),
+            "min_delay_seconds": nullable("number", minimum=0, maximum=batch_plan.MAX_DELAY),
+            "hourly_cap": nullable("integer", minimum=1, maximum=batch_plan.MAX_HOURLY_CAP),
+            "name": {"type": "string", "maxLength": 200},
+            "dry_run": {"type": "boolean", "description": "Only preview: nothing is created."},
+            "idempotency_key": nullable("string"),
+        },
+    },
+    "Batch": {
+        "type": "object",
+        "required": ["id", "total", "sent", "pending", "next_at"],
+        "properties": {
+            "id": {"type": "string", "format": "uuid"},
+            "owner_id": {"type": "integer"},
+            "name": {"type": "string"},
+            "subject_template": {"type": "string"},
+            "total": {"type": "integer"},
+            "start_at": {"type": "string", "format": "date-time"},
+            "send_tz": {"type": "string"},
+            "min_delay_seconds": {"type": "number"},
+            "hourly_cap": nullable("integer"),
+            "created_at": {"type": "string", "format": "date-time"},
+            "sent": {"type": "integer"},
+            "pending": {"type": "integer"},
+            "failed": {"type": "integer"},
+            "uncertain": {"type": "integer"},
+            "cancelled": {"type": "integer"},
+            "next_at": nullable("string"),
+            "last_at": nullable("string"),
+        },
+    },
+    "BatchPreview": {
+        "type": "object",
+        "required": ["accepted", "rejected", "preview", "first_send_at", "last_send_at"],
+        "properties": {
+            "dry_run": {"type": "boolean"},
+            "batch": ref("Batch"),
+            "accepted": {"type": "integer"},
+            "first_send_at": nullable("string"),
+            "last_send_at": nullable("string"),
+            "rejected": {
+                "type": "array",
+                "items": {
+                    "type": "object",
+                    "required": ["line", "value", "reason"],
+                    "properties": {
+                        "line": {"type": "integer"},
+                        "value": {"type": "string"},
+                        "reason": {"type": "string"},
+                    },
+                },
+            },
+            "preview": {
+                "type": "array",
+                "items": {
+                    "type": "object",
+                    "properties": {
+                        "line": {"type": "integer"},
+                        "to": {"type": "string"},
+                        "subject": {"type": "string"},
+                        "body_text": {"type": "string"},
+                        "send_at": {"type": "string", "format": "date-time"},
+                    },
+                },
+            },
+        },
+    },
+    "BatchResult": {
+        "type": "object",
+        "required": ["batch"],
+        "properties": {"batch": ref("Batch"), "cancelled": {"type": "integer"}},
+    },
+}

@@ -1,0 +1,172 @@
+"""The dashboard: lists with counts and search, an email's detail, and its actions."""
+
+from __future__ import annotations
+
+import datetime as dt
+import functools
+import uuid
+import zoneinfo
+from collections.abc import Callable
+from typing import Any
+
+from flask import Blueprint, Flask, flash, redirect, render_template, request, url_for
+
+from tasks import emails, errors, explain, listing
+from tasks.models import Email, Scope
+from webapp import ext
+
+bp = Blueprint("dashboard", __name__)
+
+BADGES = {
+    "scheduled": ("◷", "Scheduled"),
+    "sending": ("➤", "Sending"),
+    "sent": ("✓", "Sent"),
+    "failed": ("✕", "Failed"),
+    "uncertain": ("?", "Uncertain"),
+    "cancelled": ("⊘", "Cancelled"),
+}
+TABS = [("scheduled", "Scheduled"), ("sent", "Sent"), ("failed", "Failed"), ("uncertain", "Uncertain")]
+TABS += [("cancelled", "Cancelled"), ("all", "All")]
+
+
+def login_required(view: Callable[..., Any]) -> Callable[..., Any]:
+    """Send visitors who are not signed in to the sign-in page, then back."""
+
+    @functools.wraps(view)
+    def wrapped(*args: Any, **kwargs: Any) -> Any:
+        if ext.user() is None:
+            return redirect(url_for("auth.login", next=request.full_path.rstrip("?")))
+        return view(*args, **kwargs)
+
+    return wrapped
+
+
+def scope() -> Scope:
+    user = ext.user()
+    assert user is not None
+    return Scope(owner_id=user.id)
+
+
+def init_app(app: Flask) -> None:
+    """Give every template the helpers it shares."""
+
+    @app.context_processor
+    def _helpers() -> dict[str, Any]:
+        settings = ext.settings()
+        return {
+            "badges": BADGES,
+            "current_user": ext.user(),
+            "app_env": settings.app_env,
+            "dev_login": not settings.google_login and settings.app_env != "production",
+            "relative": lambda at: explain.relative(at, dt.datetime.now(dt.UTC)) if at else "",
+        }
+
+
+@bp.get("/")
+@login_required
+def index() -> Any:
+    """Show a list (a tab), searchable, newest first, batches grouped."""
+    view = request.args.get("view", "scheduled")
+    if view not in listing.VIEWS:
+        view = "scheduled"
+    q = request.args.get("q", "").strip()
+    cursor = request.args.get("cursor") or None
+    conn = ext.conn()
+    try:
+        if q:
+            page = listing.emails_page(conn, scope(), view=view, q=q, cursor=cursor, limit=25)
+            items, next_cursor = [listing.Item(kind="email", email=e) for e in page.emails], page.next_cursor
+        else:
+            items, next_cursor = listing.items_page(conn, scope(), view=view, cursor=cursor, limit=25)
+    except errors.ValidationError as exc:
+        flash(exc.message, "error")
+        return redirect(url_for("dashboard.index", view=view))
+    return render_template(
+        "dashboard.html",
+        view=view,
+        q=q,
+        tabs=TABS,
+        counts=listing.counts(conn, scope()),
+        items=items,
+        next_cursor=next_cursor,
+        first_page=cursor is None,
+    )
+
+
+def local_time(text: str, zone: str) -> dt.datetime | str:
+    """Read a browser's ``datetime-local`` value as a time in ``zone`` (left as is if unreadable)."""
+    try:
+        naive = dt.datetime.fromisoformat(text)
+        return naive.replace(tzinfo=zoneinfo.ZoneInfo(zone)) if naive.tzinfo is None else naive
+    except (ValueError, zoneinfo.ZoneInfoNotFoundError):
+        return text
+
+
+def _actions(email: Email) -> list[str]:
+    """Return what can be done to the email now."""
+    if email.status == "scheduled":
+        return ["send_now", "reschedule", "cancel"]
+    if email.status in ("failed", "uncertain"):
+        return ["resend"]
+    return []
+
+
+@bp.get("/emails/<email_id>")
+@login_required
+def detail(email_id: str) -> Any:
+    """Show everything about one email, its timeline and why it has not gone yet."""
+    conn = ext.conn()
+    email = emails.get(conn, scope(), email_id)
+    return render_template(
+        "email.html",
+        email=email,
+        events=emails.timeline(conn, scope(), email.id),
+        why=explain.why(email),
+        actions=_actions(email),
+    )
+
+
+def _act(email_id: str, action: Callable[[uuid.UUID], Email], done: str) -> Any:
+    email = emails.get(ext.conn(), scope(), email_id)  # 404 for anyone else's
+    try:
+        changed = action(email.id)
+    except (errors.Conflict, errors.ValidationError) as exc:
+        flash(exc.message, "error")
+    else:
+        ext.publish(changed.owner_id, changed.id, changed.status, next_attempt_at=changed.next_attempt_at)
+        flash(done, "ok")
+    return redirect(url_for("dashboard.detail", email_id=email.id))
+
+
+@bp.post("/emails/<email_id>/cancel")
+@login_required
+def cancel(email_id: str) -> Any:
+    """Cancel a scheduled email."""
+    return _act(email_id, lambda i: emails.cancel(ext.conn(), scope(), i), "Cancelled: it will not be sent.")
+
+
+@bp.post("/emails/<email_id>/send-now")
+@login_required
+def send_now(email_id: str) -> Any:
+    """Send a scheduled email at once."""
+    return _act(email_id, lambda i: emails.send_now(ext.conn(), scope(), i, settings=ext.settings()), "Sending it now.")
+
+
+@bp.post("/emails/<email_id>/resend")
+@login_required
+def resend(email_id: str) -> Any:
+    """Send a failed or uncertain email again."""
+    return _act(email_id, lambda i: emails.retry(ext.conn(), scope(), i, settings=ext.settings()), "Sending it again.")
+
+
+@bp.post("/emails/<email_id>/reschedule")
+@login_required
+def reschedule(email_id: str) -> Any:
+    """Move a scheduled email to the time picked (in the browser's zone)."""
+    zone = request.form.get("time_zone") or None
+    send_at: Any = request.form.get("send_at") or local_time(request.form.get("local", ""), zone or "UTC")
+    return _act(
+        email_id,
+        lambda i: emails.reschedule(ext.conn(), scope(), i, send_at=send_at, send_tz=zone, settings=ext.settings()),
+        "Rescheduled.",
+    )

@@ -1,0 +1,44 @@
+"""The dev mailbox page (not in production): what the built-in SMTP sink captured."""
+
+from __future__ import annotations
+
+import email.parser
+import email.policy
+from typing import Any
+
+from flask import Blueprint, render_template
+
+from tasks import db
+from webapp import ext
+from webapp.dashboard import login_required
+
+bp = Blueprint("devmail", __name__, url_prefix="/devmail")
+_parser = email.parser.BytesParser(policy=email.policy.default)
+SHOWN = 100
+HEADERS = ("From", "Reply-To", "To", "Cc", "Subject", "Date", "Message-ID")
+
+
+def parse(row: dict[str, Any]) -> dict[str, Any]:
+    """Turn a stored message into its headers, text body and HTML body."""
+    msg = _parser.parsebytes(bytes(row["raw"]))
+    text = msg.get_body(preferencelist=("plain",))
+    html = msg.get_body(preferencelist=("html",))
+    return {
+        "id": row["id"],
+        "received_at": row["received_at"],
+        "rcpt_tos": row["rcpt_tos"],
+        "mail_from": row["mail_from"],
+        "subject": row["subject"] or "(no subject)",
+        "headers": [(name, str(msg[name])) for name in HEADERS if msg[name] is not None],
+        "text": text.get_content() if text is not None else "",
+        "html": html.get_content() if html is not None else None,
+        "size": len(row["raw"]),
+    }
+
+
+@bp.get("/")
+@login_required
+def index() -> Any:
+    """List captured mail, newest first, with headers and body."""
+    rows = db.all_rows(ext.conn(), "list_devmail", limit=SHOWN)
+    return render_template("devmail.html", messages=[parse(r) for r in rows], shown=SHOWN)

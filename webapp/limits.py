@@ -1,0 +1,42 @@
+"""Request-rate limits for the API (Flask-Limiter on Redis, keys under REDIS_PREFIX).
+
+The limit is per user (token or session), else per client address. If Redis is
+unreachable the limiter counts in memory instead of failing requests.
+"""
+
+from __future__ import annotations
+
+from flask import Flask, g, request
+from flask_limiter import Limiter
+
+from tasks.config import Settings
+
+
+def _key() -> str:
+    user = g.get("user")
+    return f"user:{user.id}" if user is not None else f"addr:{request.remote_addr}"
+
+
+def _storage_uri(redis_url: str) -> str:
+    # The limits library spells Redis over a Unix socket redis+unix://.
+    return "redis+unix://" + redis_url.removeprefix("unix://") if redis_url.startswith("unix://") else redis_url
+
+
+def init_app(app: Flask, settings: Settings) -> Limiter:
+    """Limit the API blueprint (call after security.init_app, whose before_request sets ``g.user``).
+
+    One limiter per app: Flask-Limiter keeps its storage on the instance.
+    """
+    from webapp import api
+
+    app.config.update(
+        RATELIMIT_STORAGE_URI=_storage_uri(settings.redis_url),
+        RATELIMIT_STORAGE_OPTIONS={"key_prefix": f"{settings.redis_prefix}ratelimit", "socket_timeout": 2},
+        RATELIMIT_KEY_PREFIX="api",
+        RATELIMIT_SWALLOW_ERRORS=True,
+        RATELIMIT_IN_MEMORY_FALLBACK_ENABLED=True,
+        RATELIMIT_HEADERS_ENABLED=True,
+    )
+    limiter = Limiter(key_func=_key, default_limits=[], app=app)
+    limiter.limit(settings.api_rate_limit)(api.bp)
+    return limiter
