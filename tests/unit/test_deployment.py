@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 import yaml
 
-from tasks import cli
+from tasks import cli, config
 from webapp import create_app
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
@@ -22,13 +22,24 @@ SERVICES: dict[str, Any] = COMPOSE["services"]
 OURS = sorted(name for name, service in SERVICES.items() if "build" in service)
 
 
+class _Recording(dict[str, str]):
+    """An empty environment that remembers every name asked of it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.asked: set[str] = set()
+
+    def get(self, key: str, default: Any = None) -> Any:
+        self.asked.add(key)
+        return default
+
+
 def settings_read() -> set[str]:
-    """Every environment variable tasks/config.py or gunicorn.conf.py reads."""
-    config = (ROOT / "tasks" / "config.py").read_text()
+    """Every environment variable tasks/config.py (as load() asks) or gunicorn.conf.py reads."""
+    env = _Recording()
+    config.load(env)
     gunicorn = (ROOT / "gunicorn.conf.py").read_text()
-    return set(re.findall(r'\bget\("([A-Z][A-Z0-9_]*)"', config)) | set(
-        re.findall(r'environ\.get\("([A-Z][A-Z0-9_]*)"', gunicorn)
-    )
+    return env.asked | set(re.findall(r'environ\.get\("([A-Z][A-Z0-9_]*)"', gunicorn))
 
 
 def command(service: dict[str, Any]) -> list[str]:
