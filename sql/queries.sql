@@ -121,6 +121,10 @@ WITH done AS (
                'attempt', attempts, 'transport', %(transport)s::text, 'reply', %(reply)s::text,
                'error', %(error)s::text, 'refused', %(refused)s::jsonb))
       FROM done
+), job AS (
+    -- The send task ends its own Procrastinate job here, saving a round trip
+    -- (tasks/worker.py skips Procrastinate's own finish for it).
+    DELETE FROM procrastinate_jobs WHERE %(end_job)s AND id = %(job_id)s AND status = 'doing'
 )
 SELECT id FROM done;
 
@@ -139,6 +143,8 @@ WITH moved AS (
                'attempt', attempts, 'next_attempt_at', %(at)s::timestamptz,
                'reason', %(reason)s::text, 'error', %(error)s::text))
       FROM moved
+), job AS (
+    DELETE FROM procrastinate_jobs WHERE %(end_job)s AND id = %(job_id)s AND status = 'doing'
 )
 SELECT id FROM moved;
 
@@ -197,3 +203,61 @@ SELECT extract(epoch FROM min(scheduled_at) - clock_timestamp())::float8 AS seco
 INSERT INTO devmail_messages (mail_from, rcpt_tos, message_id, subject, raw)
      VALUES (%(mail_from)s, %(rcpt_tos)s, %(message_id)s, %(subject)s, %(raw)s)
   RETURNING id;
+
+-- rate_wait_email --
+-- Back to 'scheduled' without having contacted the provider: a rate-limit slot
+-- was reserved (slot) or the limiter was unavailable (no slot). The claim's
+-- attempt is given back: waiting is not an attempt (MAX_ATTEMPTS counts sends).
+WITH moved AS (
+    UPDATE emails
+       SET status = 'scheduled', attempts = attempts - 1, next_attempt_at = %(at)s,
+           waiting_reason = %(reason)s, job_id = %(new_job_id)s,
+           rate_slot = %(slot)s, rate_transport = %(rate_transport)s
+     WHERE id = %(email_id)s AND status = 'sending' AND job_id = %(job_id)s
+       AND data_started_at IS NULL
+    RETURNING id, attempts
+), event AS (
+    INSERT INTO email_events (email_id, kind, job_id, detail)
+    SELECT id, %(kind)s, %(job_id)s,
+           jsonb_strip_nulls(jsonb_build_object(
+               'slot', %(slot)s::timestamptz, 'next_attempt_at', %(at)s::timestamptz,
+               'transport', %(transport)s::text, 'limit', %(limit)s::text,
+               'reason', %(reason)s::text, 'error', %(error)s::text))
+      FROM moved
+), job AS (
+    DELETE FROM procrastinate_jobs WHERE %(end_job)s AND id = %(job_id)s AND status = 'doing'
+)
+SELECT id FROM moved;
+
+-- rate_entries_transport --
+-- What a transport's bucket held, rebuilt from the truth: each email whose DATA
+-- began within the window on this transport, each slot still reserved on it,
+-- and (conservatively, at now) every attempt in flight that has not reached DATA.
+-- Members are "<email id>:<attempt>", as the live bucket names them.
+SELECT id::text || ':' || attempts AS member, data_started_at AS at
+  FROM emails
+ WHERE transport = %(label)s AND data_started_at > now() - make_interval(secs => %(span)s)
+UNION ALL
+SELECT id::text || ':' || (attempts + 1), rate_slot
+  FROM emails
+ WHERE status = 'scheduled' AND rate_slot IS NOT NULL AND rate_slot = next_attempt_at
+   AND rate_transport = %(label)s
+UNION ALL
+SELECT id::text || ':' || attempts, clock_timestamp()
+  FROM emails
+ WHERE status = 'sending' AND data_started_at IS NULL;
+
+-- rate_entries_user --
+-- The same for one user's own bucket (every transport together).
+SELECT id::text || ':' || attempts AS member, data_started_at AS at
+  FROM emails
+ WHERE owner_id = %(owner_id)s AND data_started_at > now() - make_interval(secs => %(span)s)
+UNION ALL
+SELECT id::text || ':' || (attempts + 1), rate_slot
+  FROM emails
+ WHERE owner_id = %(owner_id)s AND status = 'scheduled' AND rate_slot IS NOT NULL
+   AND rate_slot = next_attempt_at
+UNION ALL
+SELECT id::text || ':' || attempts, clock_timestamp()
+  FROM emails
+ WHERE owner_id = %(owner_id)s AND status = 'sending' AND data_started_at IS NULL;

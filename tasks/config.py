@@ -20,6 +20,13 @@ _DOMAIN = re.compile(r"(?i)(?=.{1,253}$)([a-z0-9](?:[a-z0-9-]*[a-z0-9])?\.)*[a-z
 TRANSPORT_SCHEMES = ("smtp", "smtps", "devmail")
 _LABELLED = re.compile(r"([a-z][a-z0-9_-]{0,30})=([a-z]+://.*)")
 _LOOPBACK = ("localhost", "127.0.0.1", "::1")
+_WINDOW = re.compile(r"(\d+)\s*/\s*(\d+(?:\.\d+)?)?\s*([a-z]+)")
+_UNITS = {
+    **dict.fromkeys(("s", "sec", "second", "seconds"), 1),
+    **dict.fromkeys(("m", "min", "minute", "minutes"), 60),
+    **dict.fromkeys(("h", "hour", "hours"), 3600),
+    **dict.fromkeys(("d", "day", "days"), 86400),
+}
 APP_ENVS = ("development", "production", "test")
 
 
@@ -48,6 +55,17 @@ class TransportSpec:
         return f"{self.scheme}://{user}{self.host}:{self.port}"
 
 
+@dataclasses.dataclass(frozen=True)
+class RateWindow:
+    """At most ``count`` sends in any window of ``seconds`` (``50/hour``, ``20/10s``)."""
+
+    count: int
+    seconds: float
+
+    def __str__(self) -> str:
+        return f"{self.count}/{self.seconds:g}s"
+
+
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class Settings:
     """The validated configuration of one process."""
@@ -74,8 +92,18 @@ class Settings:
     retry_backoff_base: float = 30.0
     retry_backoff_max: float = 3600.0
     max_attempts: int = 10
+    #: Provider limits per transport label: ``(("smtp", (RateWindow(50, 3600), ...)), ...)``.
+    rate_limits: tuple[tuple[str, tuple[RateWindow, ...]], ...] = ()
+    #: Each user's own limit (every transport together); empty means none.
+    user_rate_limit: tuple[RateWindow, ...] = ()
+    #: Slack added to every window against the jitter between a slot and the send.
+    rate_limit_margin: float = 0.2
     log_level: str = "INFO"
     log_format: str = "auto"
+
+    def transport_limits(self, label: str) -> tuple[RateWindow, ...]:
+        """Return the rate-limit windows of a transport label (none if unlimited)."""
+        return dict(self.rate_limits).get(label, ())
 
     @property
     def mail_from_address(self) -> str:
@@ -175,6 +203,46 @@ def parse_transport(raw: str) -> TransportSpec:
     )
 
 
+def parse_windows(name: str, raw: str) -> tuple[RateWindow, ...]:
+    """Parse comma-separated windows such as ``50/hour,5/second`` or ``20/10s``."""
+    windows: list[RateWindow] = []
+    for part in raw.split(","):
+        match = _WINDOW.fullmatch(part.strip().lower())
+        if not match or match[3] not in _UNITS:
+            raise errors.ConfigError(
+                name, f"{part.strip()!r} is not a limit like 50/hour, 5/second or 20/10s (units: s, m, h, d)"
+            )
+        count, seconds = int(match[1]), float(match[2] or 1) * _UNITS[match[3]]
+        if count < 1 or not 0.01 <= seconds <= 31 * 86400:
+            raise errors.ConfigError(name, f"{part.strip()!r}: need at least 1 send per 0.01 s to 31 days")
+        windows.append(RateWindow(count, seconds))
+    if len({w.seconds for w in windows}) != len(windows):
+        raise errors.ConfigError(name, f"{raw!r} names the same window twice")
+    return tuple(windows)
+
+
+RateLimits = tuple[tuple[str, tuple[RateWindow, ...]], ...]
+
+
+def parse_rate_limits(raw: str, transports: tuple[TransportSpec, ...]) -> RateLimits:
+    """Parse RATE_LIMITS: ``label=windows`` entries separated by ``;``."""
+    labels = [t.label for t in transports]
+    limits: dict[str, tuple[RateWindow, ...]] = {}
+    for entry in filter(None, (e.strip() for e in raw.split(";"))):
+        label, sep, windows = entry.partition("=")
+        label = label.strip()
+        if not sep or not label:
+            raise errors.ConfigError("RATE_LIMITS", f"{entry!r} is not label=limits, e.g. smtp=50/hour,5/second")
+        if label not in labels:
+            raise errors.ConfigError(
+                "RATE_LIMITS", f"no transport is labelled {label!r}; MAIL_TRANSPORTS labels: {', '.join(labels)}"
+            )
+        if label in limits:
+            raise errors.ConfigError("RATE_LIMITS", f"{label!r} appears twice")
+        limits[label] = parse_windows("RATE_LIMITS", windows)
+    return tuple(limits.items())
+
+
 def _mail_from(raw: str) -> str:
     if "\r" in raw or "\n" in raw:
         raise errors.ConfigError("MAIL_FROM", "must not contain a line break")
@@ -218,6 +286,7 @@ def load(environ: Mapping[str, str] | None = None) -> Settings:
     log_format = get("LOG_FORMAT", d.log_format).lower()
     if log_format not in ("auto", "json", "console"):
         raise errors.ConfigError("LOG_FORMAT", f"must be auto, json or console, got {log_format!r}")
+    user_limit = get("USER_RATE_LIMIT", "")
     mail_domain = get("MAIL_DOMAIN", d.mail_domain)
     if not _DOMAIN.fullmatch(mail_domain):
         raise errors.ConfigError("MAIL_DOMAIN", f"must be a domain name, got {mail_domain!r}")
@@ -249,6 +318,9 @@ def load(environ: Mapping[str, str] | None = None) -> Settings:
         retry_backoff_base=_seconds("RETRY_BACKOFF_BASE", get("RETRY_BACKOFF_BASE", d.retry_backoff_base), 0.01, 86400),
         retry_backoff_max=_seconds("RETRY_BACKOFF_MAX", get("RETRY_BACKOFF_MAX", d.retry_backoff_max), 0.01, 7 * 86400),
         max_attempts=_int("MAX_ATTEMPTS", get("MAX_ATTEMPTS", d.max_attempts), 1, 100),
+        rate_limits=parse_rate_limits(get("RATE_LIMITS", ""), transports),
+        user_rate_limit=parse_windows("USER_RATE_LIMIT", user_limit) if user_limit else (),
+        rate_limit_margin=_seconds("RATE_LIMIT_MARGIN", get("RATE_LIMIT_MARGIN", d.rate_limit_margin), 0.01, 60),
         log_level=log_level,
         log_format=log_format,
     )

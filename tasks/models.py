@@ -78,6 +78,10 @@ class Email:
     updated_at: dt.datetime
     data_started_at: dt.datetime | None
     sent_at: dt.datetime | None
+    #: The rate-limit slot reserved for this email (it is sent then) and the
+    #: transport label it was reserved on (None: only the user's own limit).
+    rate_slot: dt.datetime | None = None
+    rate_transport: str | None = None
 
     @classmethod
     def from_row(cls, row: dict[str, Any]) -> Email:

@@ -17,7 +17,7 @@ import structlog
 from procrastinate import JobContext
 from psycopg.types.json import Jsonb
 
-from tasks import db, jobs, message, runtime, transports
+from tasks import db, gate, jobs, message, runtime, transports
 from tasks.app import app
 from tasks.config import Settings
 from tasks.models import Email
@@ -52,11 +52,14 @@ async def requeue(
     reason: str = RETRY_REASON,
     kind: str = "retry_scheduled",
     delay: float | None = None,
+    end_job: bool = False,
 ) -> tuple[str, dt.datetime | None]:
     """Put a ``sending`` email back to wait, with the job of its next attempt; or fail it
     when its attempts are spent. Returns the new status and, if waiting, until when.
 
     The wait is the backoff for ``attempts`` unless ``delay`` says otherwise.
+    ``end_job`` also deletes the running job ``job_id`` in the same statement
+    (not when the email had moved: then nothing is written).
     """
     if attempts >= settings.max_attempts:
         done = await finish(
@@ -65,6 +68,7 @@ async def requeue(
             job_id=job_id,
             status="failed",
             error=f"gave up after {attempts} attempts; last error: {error}",
+            end_job=end_job,
         )
         return ("failed" if done else "moved"), None
     wait = backoff(attempts, settings) if delay is None else delay
@@ -84,6 +88,7 @@ async def requeue(
                 reason=reason,
                 error=error,
                 kind=kind,
+                end_job=end_job,
             )
             if row is None:
                 raise _RowMoved
@@ -102,11 +107,13 @@ async def finish(
     error: str | None = None,
     transport: str | None = None,
     refused: dict[str, str] | None = None,
+    end_job: bool = False,
 ) -> bool:
     """End the attempt with a final status; False if the row was no longer ours.
 
     A result that arrives after the email was moved (its worker was presumed dead)
     is still written to the timeline, so the operator can resolve it.
+    ``end_job`` also deletes the running job ``job_id`` in the same statement.
     """
     row = await db.one_async(
         conn,
@@ -118,6 +125,7 @@ async def finish(
         error=error,
         transport=transport,
         refused=Jsonb(refused or {}),
+        end_job=end_job,
     )
     if row is None:
         await db.run_async(
@@ -140,12 +148,23 @@ class _Attempt:
     code: int | None = None
     error: str | None = None
     data_started: bool = False
+    #: The outcome's statement also ended this job (see ``Runtime.ended_jobs``).
+    ended: bool = False
+    waiting_reason: str | None = None
 
 
 async def _attempt(rt: runtime.Runtime, conn: psycopg.AsyncConnection[Any], email: Email, job_id: int) -> _Attempt:
-    result = _Attempt()
+    result = _Attempt(ended=True)
     transport = rt.transports[0]
     result.transport = transport.label
+
+    # --- rate limits (issue 4): reserve this attempt's slot, or wait for it ---
+    held = await gate.gate(rt, conn, email, job_id, transport.label)
+    if held is not None:
+        result.outcome, result.next_attempt_at, result.error = held.outcome, held.next_attempt_at, held.error
+        result.waiting_reason, result.ended = held.reason, False  # gate.gate records the ended job itself
+        return result
+    # --- end of rate limits ---
 
     async def before_data(refused: dict[str, str]) -> bool:
         row = await db.one_async(
@@ -162,10 +181,18 @@ async def _attempt(rt: runtime.Runtime, conn: psycopg.AsyncConnection[Any], emai
             before_data=before_data,
         )
     except transports.Transient as exc:
-        result.code, result.error = exc.code, exc.message
+        result.code, result.error, result.waiting_reason = exc.code, exc.message, RETRY_REASON
         result.outcome, result.next_attempt_at = await requeue(
-            conn, rt.settings, email_id=email.id, job_id=job_id, attempts=email.attempts, error=exc.message
+            conn,
+            rt.settings,
+            email_id=email.id,
+            job_id=job_id,
+            attempts=email.attempts,
+            error=exc.message,
+            end_job=True,
         )
+        # A "moved" from the requeue transaction wrote (and deleted) nothing.
+        result.ended = result.outcome != "moved" or email.attempts >= rt.settings.max_attempts
     except transports.Permanent as exc:
         result.code, result.error, result.outcome = exc.code, exc.message, "failed"
         await finish(
@@ -176,6 +203,7 @@ async def _attempt(rt: runtime.Runtime, conn: psycopg.AsyncConnection[Any], emai
             error=exc.message,
             transport=transport.label,
             refused=exc.refused,
+            end_job=True,
         )
     except transports.Uncertain as exc:
         result.error, result.outcome = exc.message, "uncertain"
@@ -187,9 +215,10 @@ async def _attempt(rt: runtime.Runtime, conn: psycopg.AsyncConnection[Any], emai
             error=exc.message,
             transport=transport.label,
             refused=exc.refused,
+            end_job=True,
         )
     except transports.Aborted as exc:
-        result.error, result.outcome = exc.message, "aborted"
+        result.error, result.outcome, result.ended = exc.message, "aborted", False
     else:
         result.outcome = "sent"
         await finish(
@@ -200,6 +229,7 @@ async def _attempt(rt: runtime.Runtime, conn: psycopg.AsyncConnection[Any], emai
             reply=delivery.reply,
             transport=transport.label,
             refused=delivery.refused,
+            end_job=True,
         )
     return result
 
@@ -220,13 +250,16 @@ async def send_email(context: JobContext, email_id: str) -> str:
         email = Email.from_row(row)
         rt.live.changed(email.owner_id, email.id, "sending", attempt=email.attempts)
         result = await _attempt(rt, conn, email, job_id)
-    if result.outcome in ("sent", "failed", "uncertain", "scheduled"):
+    if result.ended:
+        rt.ended_jobs.add(job_id)
+    if result.outcome in ("sent", "failed", "uncertain", "scheduled", "rate_limited", "limiter_unavailable"):
+        waiting = result.outcome not in ("sent", "failed", "uncertain")
         rt.live.changed(
             email.owner_id,
             email.id,
-            result.outcome,
+            "scheduled" if waiting else result.outcome,
             next_attempt_at=result.next_attempt_at,
-            waiting_reason=RETRY_REASON if result.outcome == "scheduled" else None,
+            waiting_reason=result.waiting_reason if waiting else None,
         )
     log.info(
         "attempt",

@@ -35,10 +35,22 @@ class Worker(procrastinate_worker.Worker):
     until the earliest ``scheduled_at`` and wakes the fetch loop then.
     """
 
-    def __init__(self, *, pool: Any, **kwargs: Any):
+    def __init__(self, *, pool: Any, runtime: Runtime, **kwargs: Any):
         super().__init__(**kwargs)
         self._pool = pool
+        self._runtime = runtime
         self._jobs_changed = asyncio.Event()
+
+    async def _persist_job_status(
+        self, job: Any, status: Any, retry_decision: Any, context: Any, job_result: Any
+    ) -> None:
+        # The send task already deleted its job in the statement that recorded the
+        # email's outcome (one round trip instead of two).
+        if job.id in self._runtime.ended_jobs:
+            self._runtime.ended_jobs.discard(job.id)
+            self._job_ids_to_abort.pop(job.id, None)
+            return
+        await super()._persist_job_status(job, status, retry_decision, context, job_result)
 
     async def _handle_notification(self, *, channel: str, notification: Any) -> None:
         await super()._handle_notification(channel=channel, notification=notification)
@@ -85,6 +97,7 @@ async def run(settings: Settings, *, concurrency: int | None = None) -> None:
             worker = Worker(
                 app=app,
                 pool=pool,
+                runtime=rt,
                 name=name,
                 concurrency=concurrency,
                 fetch_job_polling_interval=settings.worker_poll_interval,
