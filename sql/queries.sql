@@ -99,7 +99,9 @@ WITH started AS (
                               'refused', %(refused)s::jsonb)
       FROM started
 )
-SELECT id FROM started;
+-- The worker's connections commit asynchronously (tasks/db.py); this commit is
+-- the one that must be on disk before DATA, so it waits for the flush.
+SELECT id FROM started WHERE set_config('synchronous_commit', 'on', true) = 'on';
 
 -- finish_email --
 -- End an attempt: sent, failed or uncertain. The event's kind is the new status.
@@ -232,7 +234,8 @@ SELECT id FROM moved;
 -- rate_entries_transport --
 -- What a transport's bucket held, rebuilt from the truth: each email whose DATA
 -- began within the window on this transport, each slot still reserved on it,
--- and (conservatively, at now) every attempt in flight that has not reached DATA.
+-- and (conservatively, at now) every attempt in flight that has not reached DATA
+-- (as "<id>:<attempt>:flight": one still waiting at the gate drops its own).
 -- Members are "<email id>:<attempt>", as the live bucket names them.
 SELECT id::text || ':' || attempts AS member, data_started_at AS at
   FROM emails
@@ -243,7 +246,7 @@ SELECT id::text || ':' || (attempts + 1), rate_slot
  WHERE status = 'scheduled' AND rate_slot IS NOT NULL AND rate_slot = next_attempt_at
    AND rate_transport = %(label)s
 UNION ALL
-SELECT id::text || ':' || attempts, clock_timestamp()
+SELECT id::text || ':' || attempts || ':flight', clock_timestamp()
   FROM emails
  WHERE status = 'sending' AND data_started_at IS NULL;
 
@@ -258,6 +261,6 @@ SELECT id::text || ':' || (attempts + 1), rate_slot
  WHERE owner_id = %(owner_id)s AND status = 'scheduled' AND rate_slot IS NOT NULL
    AND rate_slot = next_attempt_at
 UNION ALL
-SELECT id::text || ':' || attempts, clock_timestamp()
+SELECT id::text || ':' || attempts || ':flight', clock_timestamp()
   FROM emails
  WHERE owner_id = %(owner_id)s AND status = 'sending' AND data_started_at IS NULL;

@@ -42,7 +42,13 @@ if #uw > 0 then buckets[#buckets + 1] = {KEYS[2], uw} end
 
 local missing = {}
 for i, b in ipairs({{KEYS[1], tw}, {KEYS[2], uw}}) do
-  if #b[2] > 0 and not redis.call('ZSCORE', b[1], SENTINEL) then missing[#missing + 1] = i end
+  if #b[2] > 0 and not redis.call('ZSCORE', b[1], SENTINEL) then
+    missing[#missing + 1] = i
+    -- Say this attempt is waiting here, not in flight: the rebuild must not
+    -- count it as a send (see the load script in ratelimit.py).
+    redis.call('SADD', b[1] .. ':blocked', member)
+    redis.call('PEXPIRE', b[1] .. ':blocked', 60000)
+  end
 end
 if #missing > 0 then
   return {2, 0, now, 0, unpack(missing)}
@@ -50,6 +56,11 @@ end
 
 -- Scores go to Redis as exact integer strings (tostring() would keep only 14 digits).
 local function us(value) return string.format('%.0f', value) end
+
+-- A rebuild counts every attempt in flight as a send "now" (member ..":flight")
+-- except those it knows were waiting here; one that is back here was waiting:
+-- it drops its own.
+for _, b in ipairs(buckets) do redis.call('ZREM', b[1], member .. ':flight') end
 
 local function longest(list)
   local span = 0

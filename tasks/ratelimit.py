@@ -38,8 +38,18 @@ from tasks.config import RateWindow, Settings
 log = structlog.get_logger("tasks.ratelimit")
 
 _ACQUIRE = (pathlib.Path(__file__).with_name("ratelimit.lua")).read_text(encoding="utf-8")
+#: Fill a rebuilt bucket: only adds or raises (ZADD GT), so a late or duplicate
+#: rebuild can never lower a slot; attempts known to be waiting at the gate
+#: (KEYS[3]) are not in flight and are not counted.
 _LOAD = """
-for i = 2, #ARGV, 2 do redis.call('ZADD', KEYS[1], 'GT', ARGV[i], ARGV[i + 1]) end
+for i = 2, #ARGV, 2 do
+  local member = ARGV[i + 1]
+  local flight = string.match(member, '^(.*):flight$')
+  if not (flight and redis.call('SISMEMBER', KEYS[3], flight) == 1) then
+    redis.call('ZADD', KEYS[1], 'GT', ARGV[i], member)
+  end
+end
+redis.call('DEL', KEYS[3])
 redis.call('ZADD', KEYS[1], '-inf', '!built')
 local last = redis.call('ZREVRANGE', KEYS[1], 0, 0, 'WITHSCORES')
 local top = tonumber(last[2]) or 0
@@ -187,7 +197,7 @@ class Limiter:
             args: list[Any] = [span_us]
             for row in rows:
                 args += [_us(row["at"]), row["member"]]
-            await self._load(keys=[key, lock], args=args)
+            await self._load(keys=[key, lock, f"{key}:blocked"], args=args)
         except (redis.RedisError, OSError) as exc:
             self.failures += 1
             raise Unavailable(f"rate limiter unavailable: {exc}") from exc
