@@ -196,10 +196,11 @@ INSERT INTO email_events (email_id, kind, job_id, detail)
 SELECT id, 'queued', job_id, jsonb_build_object('due_at', next_attempt_at) FROM attached;
 
 -- seconds_to_next_job --
--- How long until the next future job is due, for the worker's wake-up timer.
+-- How long until the next scheduled job is due (negative: one is due and not
+-- yet fetched), for the worker's wake-up timer (index reach_jobs_future_idx).
 SELECT extract(epoch FROM min(scheduled_at) - clock_timestamp())::float8 AS seconds
   FROM procrastinate_jobs
- WHERE status = 'todo' AND scheduled_at > clock_timestamp();
+ WHERE status = 'todo' AND scheduled_at IS NOT NULL;
 
 -- insert_devmail --
 INSERT INTO devmail_messages (mail_from, rcpt_tos, message_id, subject, raw)

@@ -57,11 +57,6 @@ end
 -- Scores go to Redis as exact integer strings (tostring() would keep only 14 digits).
 local function us(value) return string.format('%.0f', value) end
 
--- A rebuild counts every attempt in flight as a send "now" (member ..":flight")
--- except those it knows were waiting here; one that is back here was waiting:
--- it drops its own.
-for _, b in ipairs(buckets) do redis.call('ZREM', b[1], member .. ':flight') end
-
 local function longest(list)
   local span = 0
   for _, w in ipairs(list) do if w[2] > span then span = w[2] end end
@@ -88,6 +83,31 @@ local function reserve(key, list, slot)
   -- An idle bucket expires once its last slot has left every window; the next
   -- use rebuilds it (cheaply: nothing is left in the window).
   redis.call('PEXPIREAT', key, us(math.floor((slot + longest(list)) / 1000) + 1000))
+end
+
+-- A rebuild counts every attempt in flight as a send "now" (member ..":flight"),
+-- except those it knows were waiting here. One that is back here was waiting
+-- after all: its entry becomes its reservation if it is a legal slot in every
+-- bucket (no window holds more than COUNT up to it), else it is dropped.
+local flight = member .. ':flight'
+local legal = #buckets > 0
+for _, b in ipairs(buckets) do
+  local at = redis.call('ZSCORE', b[1], flight)
+  if not at then
+    legal = false
+  else
+    for _, w in ipairs(b[2]) do
+      local before = redis.call('ZCOUNT', b[1], '(' .. us(tonumber(at) - w[2]), us(tonumber(at)))
+      if before > w[1] then legal = false end
+    end
+  end
+end
+for _, b in ipairs(buckets) do
+  local at = redis.call('ZSCORE', b[1], flight)
+  if at then
+    redis.call('ZREM', b[1], flight)
+    if legal then redis.call('ZADD', b[1], at, member) end
+  end
 end
 
 -- A reservation this email already holds: use it, or give it back if stale.

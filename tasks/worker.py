@@ -23,6 +23,8 @@ from tasks.runtime import Runtime
 
 log = structlog.get_logger("tasks.worker")
 
+#: How soon the wake-up timer looks again at a due job nobody has fetched.
+RECHECK = 0.02
 #: Connections beyond the job slots: fetch/finish, heartbeat, periodic deferrer, wake-up timer.
 EXTRA_CONNECTIONS = 4
 
@@ -69,6 +71,7 @@ class Worker(procrastinate_worker.Worker):
 
     async def _wake_when_due(self) -> None:
         poll = self.fetch_job_polling_interval
+        recheck = RECHECK
         while True:
             self._jobs_changed.clear()
             try:
@@ -76,11 +79,22 @@ class Worker(procrastinate_worker.Worker):
             except Exception as exc:  # a database outage must not stop the worker
                 log.warning("wake-up timer: cannot read the next due job", error=str(exc))
                 seconds = None
-            timeout = poll if seconds is None else min(seconds, poll)
+            if seconds is not None and seconds <= 0:
+                # A due job nobody has fetched. Procrastinate clears its wake-up
+                # event when a fetch comes back empty, so a wake that lands during
+                # such a fetch is lost: wake it again if we have room, and look
+                # again soon (less often while the job stays: it may be another
+                # worker's to take).
+                if len(self._running_jobs) < self.concurrency:
+                    self._new_job_event.set()
+                timeout, recheck = recheck, min(recheck * 2, poll)
+            else:
+                recheck = RECHECK
+                timeout = poll if seconds is None else min(seconds, poll)
             try:
                 await asyncio.wait_for(self._jobs_changed.wait(), timeout=max(timeout, 0) + 0.0005)
             except TimeoutError:
-                if seconds is not None and seconds <= poll:
+                if seconds is not None and 0 < seconds <= poll:
                     self._new_job_event.set()
 
 

@@ -18,8 +18,8 @@ ALTER FUNCTION procrastinate_fetch_job_v2(character varying[], bigint)
     SET plan_cache_mode = force_generic_plan;
 
 -- 0001's index for the wake-up timer also matched the fetch's
--- "scheduled_at IS NULL OR scheduled_at <= now()"; this one serves only
--- "the next future job" (scheduled_at > now() implies NOT NULL).
+-- "scheduled_at IS NULL OR scheduled_at <= now()"; this one serves only the
+-- timer's "earliest scheduled todo job" (queries.sql, seconds_to_next_job).
 DROP INDEX IF EXISTS reach_jobs_todo_scheduled_at_idx;
 CREATE INDEX reach_jobs_future_idx ON procrastinate_jobs (scheduled_at)
     WHERE status = 'todo' AND scheduled_at IS NOT NULL;

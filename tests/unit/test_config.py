@@ -33,6 +33,13 @@ def test_defaults_need_no_environment() -> None:
         ("APP_ENV", "staging"),
         ("LOG_LEVEL", "LOUD"),
         ("DEVMAIL_ADDR", "nohostport"),
+        ("RATE_LIMITS", "smtp=5/second"),
+        ("RATE_LIMITS", "devmail=5/fortnight"),
+        ("RATE_LIMITS", "devmail"),
+        ("RATE_LIMITS", "devmail=5/s;devmail=6/s"),
+        ("USER_RATE_LIMIT", "0/day"),
+        ("USER_RATE_LIMIT", "500/day,20/1d"),
+        ("RATE_LIMIT_MARGIN", "-1"),
     ],
 )
 def test_an_invalid_setting_is_named_in_the_error(name: str, value: str) -> None:
@@ -84,3 +91,20 @@ def test_a_password_over_plain_smtp_to_a_remote_host_is_refused() -> None:
     """Credentials would cross the network in clear text."""
     with pytest.raises(errors.ConfigError, match="clear text"):
         config.parse_transport("smtp://user:pw@mail.example.com:587")
+
+
+def test_rate_limits_name_a_transport_and_several_windows() -> None:
+    """`label=LIMIT[,LIMIT]` per transport, `;` between transports; the user's limit alike."""
+    settings = config.load(
+        {
+            "MAIL_TRANSPORTS": "primary=smtp://a:25 backup=smtp://b:25",
+            "RATE_LIMITS": "primary=50/hour, 5/second; backup=20/10s",
+            "USER_RATE_LIMIT": "500/day,100/15m",
+        }
+    )
+
+    assert settings.transport_limits("primary") == (config.RateWindow(50, 3600), config.RateWindow(5, 1))
+    assert settings.transport_limits("backup") == (config.RateWindow(20, 10),)
+    assert settings.transport_limits("other") == ()
+    assert settings.user_rate_limit == (config.RateWindow(500, 86400), config.RateWindow(100, 900))
+    assert config.load({}).rate_limits == () and config.load({}).user_rate_limit == ()
