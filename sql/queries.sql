@@ -235,7 +235,7 @@ SELECT id FROM moved;
 -- rate_entries_transport --
 -- What a transport's bucket held, rebuilt from the truth: each email whose DATA
 -- began within the window on this transport, each slot still reserved on it,
--- and (conservatively, at now) every attempt in flight that has not reached DATA
+-- and, if Redis was emptied (in_flight), every attempt in flight that has not reached DATA
 -- (as "<id>:<attempt>:flight": one still waiting at the gate drops its own).
 -- Members are "<email id>:<attempt>", as the live bucket names them.
 SELECT id::text || ':' || attempts AS member, data_started_at AS at
@@ -249,7 +249,7 @@ SELECT id::text || ':' || (attempts + 1), rate_slot
 UNION ALL
 SELECT id::text || ':' || attempts || ':flight', clock_timestamp()
   FROM emails
- WHERE status = 'sending' AND data_started_at IS NULL;
+ WHERE %(in_flight)s AND status = 'sending' AND data_started_at IS NULL;
 
 -- rate_entries_user --
 -- The same for one user's own bucket (every transport together).
@@ -264,4 +264,4 @@ SELECT id::text || ':' || (attempts + 1), rate_slot
 UNION ALL
 SELECT id::text || ':' || attempts || ':flight', clock_timestamp()
   FROM emails
- WHERE owner_id = %(owner_id)s AND status = 'sending' AND data_started_at IS NULL;
+ WHERE %(in_flight)s AND owner_id = %(owner_id)s AND status = 'sending' AND data_started_at IS NULL;

@@ -11,11 +11,11 @@
 -- bucket's last one, so a new slot s is legal for a window when the COUNT-th
 -- latest slot is at or before s - SPAN: that is exact for sliding windows.
 --
--- KEYS[1] transport bucket, KEYS[2] user bucket (either may be unused)
+-- KEYS[1] transport bucket, KEYS[2] user bucket (either may be unused), KEYS[3] the "alive" marker
 -- ARGV: member, validity_us, n_transport_windows, (count, span_us)..., n_user_windows, (count, span_us)...
 -- Reply: {kind, slot_us, now_us, phase}
 --   kind 0 = go (slot <= now: send now), 1 = wait (slot reserved in the future),
---        2 = missing (then the indexes of the buckets to rebuild follow),
+--        2 = missing (phase = 1 if Redis was emptied; the indexes of the buckets to rebuild follow),
 --        3 = early (a reservation held for a later slot)
 --   phase 1 = only the user bucket holds the slot, 2 = every bucket holds it
 
@@ -51,11 +51,19 @@ for i, b in ipairs({{KEYS[1], tw}, {KEYS[2], uw}}) do
   end
 end
 if #missing > 0 then
-  return {2, 0, now, 0, unpack(missing)}
+  -- KEYS[3] lives as long as Redis's data: without it, Redis was emptied and
+  -- attempts may be in flight past this gate; with it, the bucket merely
+  -- expired (idle) or never existed, and nothing can be in flight in it.
+  return {2, 0, now, redis.call('EXISTS', KEYS[3]) == 0 and 1 or 0, unpack(missing)}
 end
 
 -- Scores go to Redis as exact integer strings (tostring() would keep only 14 digits).
 local function us(value) return string.format('%.0f', value) end
+
+-- A rebuild counts every attempt in flight as a send "now" (member ..":flight")
+-- except those it knows were waiting here; one that is back here was waiting:
+-- it drops its own.
+for _, b in ipairs(buckets) do redis.call('ZREM', b[1], member .. ':flight') end
 
 local function longest(list)
   local span = 0
@@ -83,31 +91,6 @@ local function reserve(key, list, slot)
   -- An idle bucket expires once its last slot has left every window; the next
   -- use rebuilds it (cheaply: nothing is left in the window).
   redis.call('PEXPIREAT', key, us(math.floor((slot + longest(list)) / 1000) + 1000))
-end
-
--- A rebuild counts every attempt in flight as a send "now" (member ..":flight"),
--- except those it knows were waiting here. One that is back here was waiting
--- after all: its entry becomes its reservation if it is a legal slot in every
--- bucket (no window holds more than COUNT up to it), else it is dropped.
-local flight = member .. ':flight'
-local legal = #buckets > 0
-for _, b in ipairs(buckets) do
-  local at = redis.call('ZSCORE', b[1], flight)
-  if not at then
-    legal = false
-  else
-    for _, w in ipairs(b[2]) do
-      local before = redis.call('ZCOUNT', b[1], '(' .. us(tonumber(at) - w[2]), us(tonumber(at)))
-      if before > w[1] then legal = false end
-    end
-  end
-end
-for _, b in ipairs(buckets) do
-  local at = redis.call('ZSCORE', b[1], flight)
-  if at then
-    redis.call('ZREM', b[1], flight)
-    if legal then redis.call('ZADD', b[1], at, member) end
-  end
 end
 
 -- A reservation this email already holds: use it, or give it back if stale.

@@ -128,6 +128,11 @@ class Limiter:
             out.append((w.count, round((w.seconds + margin) * 1_000_000), margin))
         return out
 
+    @property
+    def alive_key(self) -> str:
+        """A key set by every rebuild and never expired: its absence means Redis was emptied."""
+        return f"{self.prefix}alive"
+
     def transport_key(self, label: str) -> str:
         return f"{self.prefix}t:{label}"
 
@@ -147,7 +152,7 @@ class Limiter:
         # A held slot is honoured only if used within half the margin: the other
         # half absorbs the delay between this check and the provider's clock.
         validity = round(min(margins) / 2 * 1_000_000)
-        keys = [self.transport_key(label), self.user_key(owner_id)]
+        keys = [self.transport_key(label), self.user_key(owner_id), self.alive_key]
         args: list[Any] = [member, validity, len(tw)]
         for count, span, _ in tw:
             args += [count, span]
@@ -166,11 +171,12 @@ class Limiter:
                 transport = label if phase == 2 and tw else None
                 waited = _limit_name(tw if transport else uw, self.settings, label if transport else None)
                 return Decision(kind, _time(slot), _time(now), transport, waited if kind != GO else None)
+            emptied = phase == 1
             for index in reply[4:]:
                 if int(index) == 1:
-                    await self.rebuild(conn, keys[0], tw, "rate_entries_transport", label=label)
+                    await self.rebuild(conn, keys[0], tw, "rate_entries_transport", emptied, label=label)
                 else:
-                    await self.rebuild(conn, keys[1], uw, "rate_entries_user", owner_id=owner_id)
+                    await self.rebuild(conn, keys[1], uw, "rate_entries_user", emptied, owner_id=owner_id)
         raise Unavailable("rate limiter unavailable: its buckets keep disappearing")
 
     async def rebuild(
@@ -179,9 +185,15 @@ class Limiter:
         key: str,
         windows: list[tuple[int, int, float]],
         query: str,
+        emptied: bool,
         **params: Any,
     ) -> None:
-        """Refill an emptied bucket from the sends PostgreSQL recorded, before anyone reserves in it."""
+        """Refill a missing bucket from the sends PostgreSQL recorded, before anyone reserves in it.
+
+        ``emptied``: Redis lost its data, so attempts that had passed the gate
+        may be in flight; they count as sent now (those known to be waiting at
+        the gate excepted). A bucket that merely expired or is new has none.
+        """
         span_us = max(span for _, span, _ in windows)
         lock = f"{key}:rebuilding"
         token = uuid.uuid4().hex
@@ -193,15 +205,34 @@ class Limiter:
                     if await self._client.zscore(key, "!built") is not None:
                         return
                 return
-            rows = await db.all_async(conn, query, span=span_us / 1_000_000, **params)
+            rows = await db.all_async(conn, query, span=span_us / 1_000_000, in_flight=emptied, **params)
             args: list[Any] = [span_us]
             for row in rows:
                 args += [_us(row["at"]), row["member"]]
-            await self._load(keys=[key, lock, f"{key}:blocked"], args=args)
+            await self._load(keys=[key, lock, f"{key}:blocked", self.alive_key], args=args)
         except (redis.RedisError, OSError) as exc:
             self.failures += 1
             raise Unavailable(f"rate limiter unavailable: {exc}") from exc
-        log.info("rate-limit bucket rebuilt from the database", bucket=key, entries=len(rows))
+        log.info("rate-limit bucket rebuilt from the database", bucket=key, entries=len(rows), emptied=emptied)
+
+    async def prepare(self, pool: Any) -> None:
+        """Make sure every limited transport's bucket exists before this worker takes any job.
+
+        Created here, a bucket starts with no attempt of ours in flight; created
+        at the first send of a fresh deployment, every email claimed at that
+        moment would count as a send in flight and could cost a window.
+        """
+        try:
+            emptied = not await self._client.exists(self.alive_key)
+            async with pool.connection() as conn:
+                for label, windows in self.settings.rate_limits:
+                    key = self.transport_key(label)
+                    if await self._client.zscore(key, "!built") is None:
+                        await self.rebuild(
+                            conn, key, self._windows(windows), "rate_entries_transport", emptied, label=label
+                        )
+        except (redis.RedisError, OSError, Unavailable) as exc:
+            log.warning("rate limiter unavailable at start; sends will wait for it", error=str(exc))
 
     async def close(self) -> None:
         await self._client.aclose()

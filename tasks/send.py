@@ -6,6 +6,7 @@ claim (guarded UPDATE) -> transport: MAIL, RCPT -> commit data_started_at -> DAT
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import datetime as dt
 import random
@@ -240,6 +241,11 @@ async def send_email(context: JobContext, email_id: str) -> str:
     rt = runtime.of(context)
     job_id = context.job.id
     assert job_id is not None
+    if context.job.scheduled_at is not None:
+        # Jobs come due jobs.LEAD early: wait here for the exact instant.
+        early = (context.job.scheduled_at + jobs.LEAD - dt.datetime.now(dt.UTC)).total_seconds()
+        if early > 0:
+            await asyncio.sleep(early)
     started = time.perf_counter()
     async with rt.pool.connection() as conn:
         row = await db.one_async(conn, "claim_email", email_id=email_id, job_id=job_id, worker=rt.worker_name)

@@ -105,6 +105,7 @@ async def run(settings: Settings, *, concurrency: int | None = None) -> None:
     pool = db.async_pool(settings.database_url, size=concurrency + EXTRA_CONNECTIONS)
     await pool.open(wait=True, timeout=30)
     rt = Runtime.create(settings, pool, worker_name=name)
+    await rt.limiter.prepare(pool)
     try:
         async with app.open_async(pool):
             app.perform_import_paths()
