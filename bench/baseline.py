@@ -214,10 +214,15 @@ def crash(base: Baseline, *, n: int, wait: float) -> dict[str, Any]:
         received = [mid for _, mid in r.sink.received()]
         counts = {mid: received.count(mid) for mid in set(received)}
         delivered = len(counts)
+        with psycopg.connect(r.database_url) as conn:
+            row = conn.execute("SELECT count(*) FROM procrastinate_jobs WHERE status = 'doing'").fetchone()
+        stuck = row[0] if row else 0
         return {
             "sent": delivered,
             "uncertain": 0,
             "lost": n - delivered,
             "duplicated": sum(1 for c in counts.values() if c > 1),
-            "resume_s": float("inf") if delivered < n else time.time() - killed,
+            # The killed worker's jobs stay 'doing' for ever: nothing ever recovers them.
+            "stuck_jobs": stuck,
+            "resume_s": float("inf") if stuck or delivered < n else time.time() - killed,
         }

@@ -50,12 +50,14 @@ def crash(ours: Ours, *, n: int, env: dict[str, str] | None = None) -> dict[str,
         lost = sum(1 for mid, (_, status) in due.items() if status == "sent" and received[mid] == 0)
         with db.connect(d.database_url) as conn:
             row = conn.execute(rig.queries["first_recovery"]).fetchone()
+            stuck = conn.execute(rig.queries["doing_jobs"]).fetchone()
         resumed = row["at"].timestamp() - killed if row and row["at"] else float("nan")
         return {
             "sent": counts.get("sent", 0),
             "uncertain": counts.get("uncertain", 0),
             "lost": lost + n - sum(counts.values()),
             "duplicated": sum(1 for c in received.values() if c > 1),
+            "stuck_jobs": stuck["n"] if stuck else 0,
             "resume_s": resumed,
         }
 

@@ -42,3 +42,6 @@ SELECT min(at) AS at FROM email_events WHERE kind IN ('recovered', 'uncertain');
 
 -- registered_workers --
 SELECT count(*) AS n FROM procrastinate_workers;
+
+-- doing_jobs --
+SELECT count(*) AS n FROM procrastinate_jobs WHERE status = 'doing';

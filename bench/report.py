@@ -116,6 +116,7 @@ def table(results: dict[str, dict[str, Any]], size: dict[str, Any], runs: int) -
             ("uncertain", "uncertain (said so, not re-sent)", ""),
             ("lost", "lost", "0"),
             ("duplicated", "duplicated", "0"),
+            ("stuck_jobs", "jobs left 'doing' at the end", "0"),
             ("resume_s", "seconds from the kill to recovery", ""),
         ):
             add("crash", label, key, "", target)
