@@ -63,6 +63,10 @@ class RateWindow:
     seconds: float
 
     def __str__(self) -> str:
+        for unit, name, short in ((86400, "day", "d"), (3600, "hour", "h"), (60, "minute", "m"), (1, "second", "s")):
+            if self.seconds % unit == 0:
+                n = int(self.seconds // unit)
+                return f"{self.count}/{name}" if n == 1 else f"{self.count}/{n}{short}"
         return f"{self.count}/{self.seconds:g}s"
 
 

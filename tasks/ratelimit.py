@@ -170,7 +170,7 @@ class Limiter:
             kind, slot, now, phase = (int(x) for x in reply[:4])
             if kind != MISSING:
                 transport = label if phase == 2 and tw else None
-                waited = _limit_name(tw if transport else uw, self.settings, label if transport else None)
+                waited = _limit_name(self.settings, transport)
                 return Decision(kind, _time(slot), _time(now), transport, waited if kind != GO else None)
             emptied = phase == 1
             for index in reply[4:]:
@@ -239,7 +239,8 @@ class Limiter:
         await self._client.aclose()
 
 
-def _limit_name(windows: list[tuple[int, int, float]], settings: Settings, label: str | None) -> str:
+def _limit_name(settings: Settings, label: str | None) -> str:
+    """Name the limit that holds a slot, for people: ``smtp: 50/3600s`` or ``user: 500/86400s``."""
     configured = settings.transport_limits(label) if label else settings.user_rate_limit
     name = ",".join(str(w) for w in configured)
     return f"{label}: {name}" if label else f"user: {name}"
