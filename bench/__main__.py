@@ -51,12 +51,21 @@ QUICK = {
 }
 
 
+#: Failures are not averaged away: for these the table shows the worst run.
+WORST = frozenset({"lost", "duplicated", "stuck_jobs", "uncertain", "resume_s"})
+#: Every run of every scenario, for the per-run section of RESULTS.md.
+RUNS: list[tuple[str, dict[str, Any]]] = []
+
+
 def median_of(runs: list[dict[str, Any]]) -> dict[str, Any]:
-    """Per-metric median over runs (non-numbers: the first run's)."""
+    """Per-metric median over runs (failure counts: the worst run; non-numbers: the first run's)."""
     out: dict[str, Any] = {}
     for key in runs[0]:
         values = [r[key] for r in runs]
-        out[key] = statistics.median(values) if all(isinstance(v, int | float) for v in values) else values[0]
+        if not all(isinstance(v, int | float) for v in values):
+            out[key] = values[0]
+        else:
+            out[key] = max(values) if key in WORST else statistics.median(values)
     return out
 
 
@@ -65,6 +74,7 @@ def repeat(times: int, label: str, run: Callable[[], dict[str, Any]]) -> dict[st
     for i in range(times):
         started = time.perf_counter()
         results.append(run())
+        RUNS.append((label, results[-1]))
         print(f"  {label} run {i + 1}/{times}: {results[-1]} ({time.perf_counter() - started:.0f}s)", flush=True)
     return median_of(results)
 
@@ -157,7 +167,7 @@ def main(argv: list[str] | None = None) -> int:
     print(table)
     print(f"\n(bench took {time.perf_counter() - started:.0f}s)")
     if out is not None:
-        out.write_text(report.document(table, machine, size, runs, quick=args.quick), encoding="utf-8")
+        out.write_text(report.document(table, machine, RUNS, quick=args.quick), encoding="utf-8")
         print(f"wrote {out}")
     return 0
 

@@ -156,7 +156,8 @@ def table(results: dict[str, dict[str, Any]], size: dict[str, Any], runs: int) -
         if base_rss is not None:
             rows.append(("rss", "baseline worker RSS after its throughput run", (None, ""), (base_rss, " MB"), ""))
     lines = [
-        f"Medians of {runs} run(s). Ratio = ours / baseline (raw Procrastinate, smtplib, default settings).",
+        f"Medians of {runs} run(s) (crash: the worst run; rss: one run over all its emails). "
+        "Ratio = ours / baseline (raw Procrastinate, smtplib, default settings).",
         "",
         "| scenario | metric | ours | baseline | ratio | target |",
         "|---|---|---:|---:|---:|---|",
@@ -168,7 +169,9 @@ def table(results: dict[str, dict[str, Any]], size: dict[str, Any], runs: int) -
     return "\n".join(lines)
 
 
-def document(table_text: str, machine_info: dict[str, str], size: dict[str, Any], runs: int, *, quick: bool) -> str:
+def document(
+    table_text: str, machine_info: dict[str, str], runs: list[tuple[str, dict[str, Any]]], *, quick: bool
+) -> str:
     """The whole of bench/RESULTS.md: machine, table, then the hand-written analysis."""
     notes = pathlib.Path(__file__).with_name("ANALYSIS.md")
     parts = [
@@ -187,5 +190,9 @@ def document(table_text: str, machine_info: dict[str, str], size: dict[str, Any]
         "",
     ]
     if notes.exists():
-        parts += [notes.read_text(encoding="utf-8")]
+        parts += [notes.read_text(encoding="utf-8"), ""]
+    parts += ["## Every run", "", "```"]
+    for label, result in runs:
+        parts.append(f"{label}: " + ", ".join(f"{k}={_fmt(v)}" for k, v in result.items()))
+    parts += ["```", ""]
     return "\n".join(parts)
