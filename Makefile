@@ -6,7 +6,7 @@ RUNTIME := $(VENV)/.runtime-installed
 DEV := $(VENV)/.dev-installed
 PYTEST_ARGS ?=
 
-.PHONY: run test test-unit lint format bench clean
+.PHONY: run test test-unit lint format bench bench-quick clean
 
 $(RUNTIME): requirements.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -27,13 +27,19 @@ test: $(DEV)  ## the whole suite, against real PostgreSQL, Redis and SMTP
 test-unit: $(DEV)
 	$(PY) -m pytest tests/unit $(PYTEST_ARGS)
 
+bench: $(DEV)  ## every scenario 3x, medians vs raw Procrastinate; writes bench/RESULTS.md (~20 min)
+	$(PY) -m scripts.services -- $(PY) -m bench $(BENCH_ARGS)
+
+bench-quick: $(DEV)  ## one short run of each scenario (also run by `make test`)
+	$(PY) -m scripts.services -- $(PY) -m bench --quick $(BENCH_ARGS)
+
 lint: $(DEV)
 	$(VENV)/bin/ruff check .
-	$(VENV)/bin/ruff format --check tasks webapp scripts
+	$(VENV)/bin/ruff format --check tasks webapp scripts tests bench
 
 format: $(DEV)
 	$(VENV)/bin/ruff check --fix .
-	$(VENV)/bin/ruff format tasks webapp scripts
+	$(VENV)/bin/ruff format tasks webapp scripts tests bench
 
 clean:
 	rm -rf .data .pytest_cache

@@ -99,7 +99,9 @@ WITH started AS (
                               'refused', %(refused)s::jsonb)
       FROM started
 )
-SELECT id FROM started;
+-- The worker's connections commit asynchronously (tasks/db.py); this commit is
+-- the one that must be on disk before DATA, so it waits for the flush.
+SELECT id FROM started WHERE set_config('synchronous_commit', 'on', true) = 'on';
 
 -- finish_email --
 -- End an attempt: sent, failed, uncertain or offline. The event's kind is the new
@@ -123,6 +125,10 @@ WITH done AS (
                'attempt', attempts, 'transport', transport, 'reply', %(reply)s::text,
                'error', %(error)s::text, 'refused', %(refused)s::jsonb))
       FROM done
+), job AS (
+    -- The send task ends its own Procrastinate job here, saving a round trip
+    -- (tasks/worker.py skips Procrastinate's own finish for it).
+    DELETE FROM procrastinate_jobs WHERE %(end_job)s AND id = %(job_id)s AND status = 'doing'
 )
 SELECT id FROM done;
 
@@ -141,23 +147,8 @@ WITH moved AS (
                'attempt', attempts, 'next_attempt_at', %(at)s::timestamptz, 'transport', %(transport)s::text,
                'reason', %(reason)s::text, 'error', %(error)s::text))
       FROM moved
-)
-SELECT id FROM moved;
-
--- requeue_uncounted --
--- Back to 'scheduled' without spending an attempt: no provider was contacted
--- (every transport's circuit breaker is open).
-WITH moved AS (
-    UPDATE emails
-       SET status = 'scheduled', attempts = attempts - 1, next_attempt_at = %(at)s,
-           waiting_reason = %(reason)s, job_id = %(new_job_id)s, data_started_at = NULL
-     WHERE id = %(email_id)s AND status = 'sending' AND job_id = %(job_id)s
-    RETURNING id
-), event AS (
-    INSERT INTO email_events (email_id, kind, job_id, detail)
-    SELECT id, %(kind)s, %(job_id)s,
-           jsonb_build_object('next_attempt_at', %(at)s::timestamptz, 'reason', %(reason)s::text)
-      FROM moved
+), job AS (
+    DELETE FROM procrastinate_jobs WHERE %(end_job)s AND id = %(job_id)s AND status = 'doing'
 )
 SELECT id FROM moved;
 
@@ -207,10 +198,11 @@ INSERT INTO email_events (email_id, kind, job_id, detail)
 SELECT id, 'queued', job_id, jsonb_build_object('due_at', next_attempt_at) FROM attached;
 
 -- seconds_to_next_job --
--- How long until the next future job is due, for the worker's wake-up timer.
+-- How long until the next scheduled job is due (negative: one is due and not
+-- yet fetched), for the worker's wake-up timer (index reach_jobs_future_idx).
 SELECT extract(epoch FROM min(scheduled_at) - clock_timestamp())::float8 AS seconds
   FROM procrastinate_jobs
- WHERE status = 'todo' AND scheduled_at > clock_timestamp();
+ WHERE status = 'todo' AND scheduled_at IS NOT NULL;
 
 -- insert_devmail --
 INSERT INTO devmail_messages (mail_from, rcpt_tos, message_id, subject, raw)
@@ -561,3 +553,62 @@ SELECT queue_name, status::text AS status, count(*) AS n,
   FROM procrastinate_jobs
  WHERE status IN ('todo', 'doing')
  GROUP BY 1, 2;
+-- wait_without_attempt --
+-- Back to 'scheduled' without having contacted the provider: a rate-limit slot
+-- was reserved (slot), the limiter was unavailable, or every transport's breaker
+-- is open (no slot). The claim's attempt is given back: waiting is not an
+-- attempt (MAX_ATTEMPTS counts tries at a provider).
+WITH moved AS (
+    UPDATE emails
+       SET status = 'scheduled', attempts = attempts - 1, next_attempt_at = %(at)s,
+           waiting_reason = %(reason)s, job_id = %(new_job_id)s,
+           rate_slot = %(slot)s, rate_transport = %(rate_transport)s
+     WHERE id = %(email_id)s AND status = 'sending' AND job_id = %(job_id)s
+       AND data_started_at IS NULL
+    RETURNING id, attempts
+), event AS (
+    INSERT INTO email_events (email_id, kind, job_id, detail)
+    SELECT id, %(kind)s, %(job_id)s,
+           jsonb_strip_nulls(jsonb_build_object(
+               'slot', %(slot)s::timestamptz, 'next_attempt_at', %(at)s::timestamptz,
+               'transport', %(transport)s::text, 'limit', %(limit)s::text,
+               'reason', %(reason)s::text, 'error', %(error)s::text))
+      FROM moved
+), job AS (
+    DELETE FROM procrastinate_jobs WHERE %(end_job)s AND id = %(job_id)s AND status = 'doing'
+)
+SELECT id FROM moved;
+
+-- rate_entries_transport --
+-- What a transport's bucket held, rebuilt from the truth: each email whose DATA
+-- began within the window on this transport, each slot still reserved on it,
+-- and, if Redis was emptied (in_flight), every attempt in flight that has not reached DATA
+-- (as "<id>:<attempt>:flight": one still waiting at the gate drops its own).
+-- Members are "<email id>:<attempt>", as the live bucket names them.
+SELECT id::text || ':' || attempts AS member, data_started_at AS at
+  FROM emails
+ WHERE transport = %(label)s AND data_started_at > now() - make_interval(secs => %(span)s)
+UNION ALL
+SELECT id::text || ':' || (attempts + 1), rate_slot
+  FROM emails
+ WHERE status = 'scheduled' AND rate_slot IS NOT NULL AND rate_slot = next_attempt_at
+   AND rate_transport = %(label)s
+UNION ALL
+SELECT id::text || ':' || attempts || ':flight', clock_timestamp()
+  FROM emails
+ WHERE %(in_flight)s AND status = 'sending' AND data_started_at IS NULL;
+
+-- rate_entries_user --
+-- The same for one user's own bucket (every transport together).
+SELECT id::text || ':' || attempts AS member, data_started_at AS at
+  FROM emails
+ WHERE owner_id = %(owner_id)s AND data_started_at > now() - make_interval(secs => %(span)s)
+UNION ALL
+SELECT id::text || ':' || (attempts + 1), rate_slot
+  FROM emails
+ WHERE owner_id = %(owner_id)s AND status = 'scheduled' AND rate_slot IS NOT NULL
+   AND rate_slot = next_attempt_at
+UNION ALL
+SELECT id::text || ':' || attempts || ':flight', clock_timestamp()
+  FROM emails
+ WHERE %(in_flight)s AND owner_id = %(owner_id)s AND status = 'sending' AND data_started_at IS NULL;

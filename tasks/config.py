@@ -22,6 +22,13 @@ _DOMAIN = re.compile(r"(?i)(?=.{1,253}$)([a-z0-9](?:[a-z0-9-]*[a-z0-9])?\.)*[a-z
 TRANSPORT_SCHEMES = ("smtp", "smtps", "devmail", "console", "jsonl")
 _LABELLED = re.compile(r"([a-z][a-z0-9_-]{0,30})=([a-z]+://.*)")
 _LOOPBACK = ("localhost", "127.0.0.1", "::1")
+_WINDOW = re.compile(r"(\d+)\s*/\s*(\d+(?:\.\d+)?)?\s*([a-z]+)")
+_UNITS = {
+    **dict.fromkeys(("s", "sec", "second", "seconds"), 1),
+    **dict.fromkeys(("m", "min", "minute", "minutes"), 60),
+    **dict.fromkeys(("h", "hour", "hours"), 3600),
+    **dict.fromkeys(("d", "day", "days"), 86400),
+}
 APP_ENVS = ("development", "production", "test")
 
 
@@ -59,6 +66,21 @@ class TransportSpec:
         return f"{self.scheme}://{user}{self.host}:{self.port}"
 
 
+@dataclasses.dataclass(frozen=True)
+class RateWindow:
+    """At most ``count`` sends in any window of ``seconds`` (``50/hour``, ``20/10s``)."""
+
+    count: int
+    seconds: float
+
+    def __str__(self) -> str:
+        for unit, name, short in ((86400, "day", "d"), (3600, "hour", "h"), (60, "minute", "m"), (1, "second", "s")):
+            if self.seconds % unit == 0:
+                n = int(self.seconds // unit)
+                return f"{self.count}/{name}" if n == 1 else f"{self.count}/{n}{short}"
+        return f"{self.count}/{self.seconds:g}s"
+
+
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class Settings:
     """The validated configuration of one process."""
@@ -93,6 +115,12 @@ class Settings:
     job_retention_hours: int = 24
     #: Bearer token that /metrics and /ops/ require when set.
     ops_token: str = dataclasses.field(default="", repr=False)
+    #: Provider limits per transport label: ``(("smtp", (RateWindow(50, 3600), ...)), ...)``.
+    rate_limits: tuple[tuple[str, tuple[RateWindow, ...]], ...] = ()
+    #: Each user's own limit (every transport together); empty means none.
+    user_rate_limit: tuple[RateWindow, ...] = ()
+    #: Slack added to every window against the jitter between a slot and the send.
+    rate_limit_margin: float = 0.2
     log_level: str = "INFO"
     log_format: str = "auto"
     # --- web (issue 3) ---
@@ -117,6 +145,10 @@ class Settings:
     def google_login(self) -> bool:
         """Tell whether Google sign-in is configured (otherwise the dev login may be offered)."""
         return bool(self.google_oauth_client_id)
+
+    def transport_limits(self, label: str) -> tuple[RateWindow, ...]:
+        """Return the rate-limit windows of a transport label (none if unlimited)."""
+        return dict(self.rate_limits).get(label, ())
 
     @property
     def mail_from_address(self) -> str:
@@ -225,6 +257,46 @@ def parse_transport(raw: str) -> TransportSpec:
         starttls=starttls,
         timeout=timeout,
     )
+
+
+def parse_windows(name: str, raw: str) -> tuple[RateWindow, ...]:
+    """Parse comma-separated windows such as ``50/hour,5/second`` or ``20/10s``."""
+    windows: list[RateWindow] = []
+    for part in raw.split(","):
+        match = _WINDOW.fullmatch(part.strip().lower())
+        if not match or match[3] not in _UNITS:
+            raise errors.ConfigError(
+                name, f"{part.strip()!r} is not a limit like 50/hour, 5/second or 20/10s (units: s, m, h, d)"
+            )
+        count, seconds = int(match[1]), float(match[2] or 1) * _UNITS[match[3]]
+        if count < 1 or not 0.01 <= seconds <= 31 * 86400:
+            raise errors.ConfigError(name, f"{part.strip()!r}: need at least 1 send per 0.01 s to 31 days")
+        windows.append(RateWindow(count, seconds))
+    if len({w.seconds for w in windows}) != len(windows):
+        raise errors.ConfigError(name, f"{raw!r} names the same window twice")
+    return tuple(windows)
+
+
+RateLimits = tuple[tuple[str, tuple[RateWindow, ...]], ...]
+
+
+def parse_rate_limits(raw: str, transports: tuple[TransportSpec, ...]) -> RateLimits:
+    """Parse RATE_LIMITS: ``label=windows`` entries separated by ``;``."""
+    labels = [t.label for t in transports]
+    limits: dict[str, tuple[RateWindow, ...]] = {}
+    for entry in filter(None, (e.strip() for e in raw.split(";"))):
+        label, sep, windows = entry.partition("=")
+        label = label.strip()
+        if not sep or not label:
+            raise errors.ConfigError("RATE_LIMITS", f"{entry!r} is not label=limits, e.g. smtp=50/hour,5/second")
+        if label not in labels:
+            raise errors.ConfigError(
+                "RATE_LIMITS", f"no transport is labelled {label!r}; MAIL_TRANSPORTS labels: {', '.join(labels)}"
+            )
+        if label in limits:
+            raise errors.ConfigError("RATE_LIMITS", f"{label!r} appears twice")
+        limits[label] = parse_windows("RATE_LIMITS", windows)
+    return tuple(limits.items())
 
 
 def _mail_from(raw: str) -> str:
@@ -347,6 +419,7 @@ def load(environ: Mapping[str, str] | None = None) -> Settings:
     log_format = get("LOG_FORMAT", d.log_format).lower()
     if log_format not in ("auto", "json", "console"):
         raise errors.ConfigError("LOG_FORMAT", f"must be auto, json or console, got {log_format!r}")
+    user_limit = get("USER_RATE_LIMIT", "")
     mail_domain = get("MAIL_DOMAIN", d.mail_domain)
     if not _DOMAIN.fullmatch(mail_domain):
         raise errors.ConfigError("MAIL_DOMAIN", f"must be a domain name, got {mail_domain!r}")
@@ -382,6 +455,9 @@ def load(environ: Mapping[str, str] | None = None) -> Settings:
         breaker_cooldown=_seconds("BREAKER_COOLDOWN", get("BREAKER_COOLDOWN", d.breaker_cooldown), 0.1, 86400),
         job_retention_hours=_int("JOB_RETENTION_HOURS", get("JOB_RETENTION_HOURS", d.job_retention_hours), 1, 24 * 366),
         ops_token=_ops_token(env.get("OPS_TOKEN", "").strip()),
+        rate_limits=parse_rate_limits(get("RATE_LIMITS", ""), transports),
+        user_rate_limit=parse_windows("USER_RATE_LIMIT", user_limit) if user_limit else (),
+        rate_limit_margin=_seconds("RATE_LIMIT_MARGIN", get("RATE_LIMIT_MARGIN", d.rate_limit_margin), 0.01, 60),
         log_level=log_level,
         log_format=log_format,
         **_web(get, d, app_env),

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import pathlib
 import re
+import time
 from typing import Any, LiteralString, cast
 
 import psycopg
@@ -18,13 +19,14 @@ SQL_DIR = pathlib.Path(__file__).resolve().parent.parent / "sql"
 _NAME = re.compile(r"^-- ([a-z0-9_]+) --$", re.MULTILINE)
 
 
-def _load_queries(path: pathlib.Path) -> dict[str, LiteralString]:
+def load_queries(path: pathlib.Path) -> dict[str, LiteralString]:
+    """Parse a file of ``-- name --`` blocks into ``{name: SQL}``."""
     parts = _NAME.split(path.read_text(encoding="utf-8"))
     # parts = [preamble, name1, body1, name2, body2, ...]
     return {name: cast(LiteralString, body.strip()) for name, body in zip(parts[1::2], parts[2::2], strict=True)}
 
 
-queries: dict[str, LiteralString] = _load_queries(SQL_DIR / "queries.sql")
+queries: dict[str, LiteralString] = load_queries(SQL_DIR / "queries.sql")
 
 Row = dict[str, Any]
 
@@ -58,16 +60,52 @@ def pool(conninfo: str, *, max_size: int = 10, name: str = "reachdbox") -> psyco
     )
 
 
-def async_pool(conninfo: str, *, size: int, name: str = "reachdbox-worker") -> psycopg_pool.AsyncConnectionPool[Any]:
-    """Create (unopened) the worker's pool, shared by Procrastinate and the tasks."""
+class _IdleCheck:
+    """Check a pooled connection with a round trip only if it sat idle for a while.
+
+    A worker takes a connection from the pool several times per email; checking
+    each time (``AsyncConnectionPool.check_connection``) was one extra round
+    trip per take. A connection used moments ago is trusted; one idle for
+    ``idle_after`` seconds (long enough for the server to have restarted) is
+    checked before use.
+    """
+
+    def __init__(self, idle_after: float):
+        self.idle_after = idle_after
+        self._returned: dict[int, float] = {}
+
+    async def check(self, conn: psycopg.AsyncConnection[Any]) -> None:
+        if conn.broken or conn.closed:
+            raise psycopg.OperationalError("the connection is closed")
+        if time.monotonic() - self._returned.pop(id(conn), 0.0) > self.idle_after:
+            await psycopg_pool.AsyncConnectionPool.check_connection(conn)
+
+    async def returned(self, conn: psycopg.AsyncConnection[Any]) -> None:
+        self._returned[id(conn)] = time.monotonic()
+
+
+def async_pool(
+    conninfo: str, *, size: int, name: str = "reachdbox-worker", check_idle_after: float = 2.0
+) -> psycopg_pool.AsyncConnectionPool[Any]:
+    """Create (unopened) the worker's pool, shared by Procrastinate and the tasks.
+
+    Its commits do not wait for the WAL flush (``synchronous_commit=off``): a
+    database crash may forget the last fraction of a second of claims and
+    outcomes, which recovery turns back into a retry (nothing was sent) or
+    ``uncertain`` (DATA had begun), never into a silent resend, because the one
+    commit that must be durable first, ``start_data``, waits for its flush
+    (and so for every commit before it). Measured: -20% CPU per email.
+    """
+    idle = _IdleCheck(check_idle_after)
     return psycopg_pool.AsyncConnectionPool(
         conninfo,
         min_size=size,
         max_size=size,
         name=name,
-        kwargs={"row_factory": dict_row},
+        kwargs={"row_factory": dict_row, "options": "-c synchronous_commit=off"},
         configure=_autocommit_async,
-        check=psycopg_pool.AsyncConnectionPool.check_connection,
+        check=idle.check,
+        reset=idle.returned,
         open=False,
     )
 

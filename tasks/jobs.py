@@ -18,6 +18,10 @@ from tasks.app import app
 
 SEND_TASK = "send_email"
 SEND_QUEUE = "emails"
+#: A send job is due this long before its email: the worker fetches and starts it
+#: a little ahead, and the task waits for the exact instant (tasks/send.py). The
+#: fetch, the wake-up and a busy moment then cost no lateness, up to this lead.
+LEAD = dt.timedelta(milliseconds=50)
 
 
 def within_horizon(at: dt.datetime, horizon: float, now: dt.datetime | None = None) -> bool:
@@ -34,12 +38,12 @@ def _job(email_id: uuid.UUID | str, at: dt.datetime) -> procrastinate_jobs.Job:
         lock=None,
         queueing_lock=None,
         task_kwargs={"email_id": str(email_id)},
-        scheduled_at=at,
+        scheduled_at=at - LEAD,
     )
 
 
 def defer_sends(conn: Any, items: Sequence[tuple[uuid.UUID | str, dt.datetime]]) -> list[int]:
-    """Defer one send job per ``(email_id, at)`` in the caller's transaction."""
+    """Defer one send job per ``(email_id, at)`` in the caller's transaction (due ``LEAD`` early)."""
     if not items:
         return []
     deferred = app.job_manager.batch_defer_jobs(jobs=[_job(e, at) for e, at in items], connection=conn)

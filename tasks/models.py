@@ -83,6 +83,10 @@ class Email:
     batch_id: uuid.UUID | None = None
     #: When it was written to the offline log (kept after a replay).
     offline_at: dt.datetime | None = None
+    #: The rate-limit slot reserved for this email (it is sent then) and the
+    #: transport label it was reserved on (None: only the user's own limit).
+    rate_slot: dt.datetime | None = None
+    rate_transport: str | None = None
 
     @classmethod
     def from_row(cls, row: dict[str, Any]) -> Email:

@@ -7,7 +7,7 @@ from typing import Any
 
 import psycopg_pool
 
-from tasks import live, mailer, transports
+from tasks import live, mailer, ratelimit, transports
 from tasks.config import Settings
 
 
@@ -21,6 +21,11 @@ class Runtime:
     live: live.Publisher
     #: A label for this process in events and logs (host:pid).
     worker_name: str
+    #: The shared rate-limit buckets (Redis).
+    limiter: ratelimit.Limiter
+    #: Jobs the send task ended itself, in the statement that recorded the outcome
+    #: (tasks/worker.py then skips Procrastinate's own finish round trip).
+    ended_jobs: set[int] = dataclasses.field(default_factory=set)
 
     @classmethod
     def create(cls, settings: Settings, pool: psycopg_pool.AsyncConnectionPool[Any], worker_name: str) -> Runtime:
@@ -32,12 +37,14 @@ class Runtime:
             mailer=mailer.Mailer(chain, settings, worker_name),
             live=live.Publisher(settings.redis_url, settings.redis_prefix),
             worker_name=worker_name,
+            limiter=ratelimit.Limiter(settings),
         )
 
     async def close(self) -> None:
         for transport in self.transports:
             await transport.close()
         await self.live.close()
+        await self.limiter.close()
 
 
 def of(context: Any) -> Runtime:

@@ -1,12 +1,13 @@
 """The send task: one job, one attempt (DESIGN.md, status machine).
 
-claim (guarded UPDATE) -> pick a transport (the chain, its breakers) -> MAIL, RCPT
--> commit data_started_at -> DATA -> sent | failed | uncertain | offline | back to
-scheduled with a NEW job after a backoff.
+claim (guarded UPDATE) -> pick a transport (the chain, its breakers) -> rate-limit
+slot -> MAIL, RCPT -> commit data_started_at -> DATA -> sent | failed | uncertain |
+offline | back to scheduled with a NEW job (backoff, reserved slot, breaker trial).
 """
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import datetime as dt
 import random
@@ -18,7 +19,7 @@ import structlog
 from procrastinate import JobContext
 from psycopg.types.json import Jsonb
 
-from tasks import db, jobs, mailer, message, runtime, transports
+from tasks import db, gate, jobs, mailer, message, runtime, transports
 from tasks.app import app
 from tasks.config import Settings
 from tasks.models import Email
@@ -55,11 +56,14 @@ async def requeue(
     kind: str = "retry_scheduled",
     delay: float | None = None,
     transport: str | None = None,
+    end_job: bool = False,
 ) -> tuple[str, dt.datetime | None]:
     """Put a ``sending`` email back to wait, with the job of its next attempt; or fail it
     when its attempts are spent. Returns the new status and, if waiting, until when.
 
     The wait is the backoff for ``attempts`` unless ``delay`` says otherwise.
+    ``end_job`` also deletes the running job ``job_id`` in the same statement
+    (not when the email had moved: then nothing is written).
     """
     if attempts >= settings.max_attempts:
         done = await finish(
@@ -69,6 +73,7 @@ async def requeue(
             status="failed",
             error=f"gave up after {attempts} attempts; last error: {error}",
             transport=transport,
+            end_job=end_job,
         )
         return ("failed" if done else "moved"), None
     wait = backoff(attempts, settings) if delay is None else delay
@@ -89,6 +94,7 @@ async def requeue(
                 error=error,
                 kind=kind,
                 transport=transport,
+                end_job=end_job,
             )
             if row is None:
                 raise _RowMoved
@@ -106,6 +112,7 @@ async def wait_uncounted(
     delay: float,
     reason: str,
     kind: str,
+    end_job: bool = False,
 ) -> tuple[str, dt.datetime | None]:
     """Put a ``sending`` email back to wait without spending an attempt (nothing was tried)."""
     at = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=delay)
@@ -116,13 +123,19 @@ async def wait_uncounted(
                 [new_job] = await jobs.defer_sends_async(conn, [(email_id, at)])
             row = await db.one_async(
                 conn,
-                "requeue_uncounted",
+                "wait_without_attempt",
                 email_id=email_id,
                 job_id=job_id,
                 new_job_id=new_job,
                 at=at,
-                reason=reason,
+                slot=None,
+                rate_transport=None,
+                transport=None,
                 kind=kind,
+                reason=reason,
+                limit=None,
+                error=None,
+                end_job=end_job,
             )
             if row is None:
                 raise _RowMoved
@@ -141,11 +154,13 @@ async def finish(
     error: str | None = None,
     transport: str | None = None,
     refused: dict[str, str] | None = None,
+    end_job: bool = False,
 ) -> bool:
     """End the attempt with a final status; False if the row was no longer ours.
 
     A result that arrives after the email was moved (its worker was presumed dead)
     is still written to the timeline, so the operator can resolve it.
+    ``end_job`` also deletes the running job ``job_id`` in the same statement.
     """
     row = await db.one_async(
         conn,
@@ -157,6 +172,7 @@ async def finish(
         error=error,
         transport=transport,
         refused=Jsonb(refused or {}),
+        end_job=end_job,
     )
     if row is None:
         await db.run_async(
@@ -179,15 +195,17 @@ class _Attempt:
     code: int | None = None
     error: str | None = None
     data_started: bool = False
+    #: The outcome's statement also ended this job (see ``Runtime.ended_jobs``).
+    ended: bool = False
+    waiting_reason: str | None = None
 
 
 async def _attempt(rt: runtime.Runtime, conn: psycopg.AsyncConnection[Any], email: Email, job_id: int) -> _Attempt:
-    result = _Attempt()
+    result = _Attempt(ended=True)
     # --- the transport: first in the chain whose breaker allows it; the offline log last.
     try:
         choice = await rt.mailer.pick(conn, offline_ok=email.offline_at is None)
     except mailer.NoTransport as exc:
-        result.error = str(exc)
         status, result.next_attempt_at = await wait_uncounted(
             conn,
             rt.settings,
@@ -196,11 +214,22 @@ async def _attempt(rt: runtime.Runtime, conn: psycopg.AsyncConnection[Any], emai
             delay=exc.retry_in + random.uniform(0, 1),
             reason=NO_TRANSPORT_REASON,
             kind="transport_unavailable",
+            end_job=True,
         )
+        result.error, result.waiting_reason, result.ended = str(exc), NO_TRANSPORT_REASON, status != "moved"
         result.outcome = "no_transport" if status == "scheduled" else status
         return result
     transport = choice.transport
     result.transport = transport.label
+
+    # --- the rate limits of the transport actually used (the offline log has none):
+    # reserve this attempt's slot, or wait for it as a new job.
+    held = None if choice.offline else await gate.gate(rt, conn, email, job_id, transport.label)
+    if held is not None:
+        await rt.mailer.release(conn, choice)  # hand a breaker trial back unused
+        result.outcome, result.next_attempt_at, result.error = held.outcome, held.next_attempt_at, held.error
+        result.waiting_reason, result.ended = held.reason, False  # gate.gate records the ended job itself
+        return result
 
     async def before_data(refused: dict[str, str]) -> bool:
         row = await db.one_async(
@@ -219,7 +248,7 @@ async def _attempt(rt: runtime.Runtime, conn: psycopg.AsyncConnection[Any], emai
         )
     except transports.Transient as exc:
         failure = exc
-        result.code, result.error = exc.code, exc.message
+        result.code, result.error, result.waiting_reason = exc.code, exc.message, RETRY_REASON
         result.outcome, result.next_attempt_at = await requeue(
             conn,
             rt.settings,
@@ -228,7 +257,10 @@ async def _attempt(rt: runtime.Runtime, conn: psycopg.AsyncConnection[Any], emai
             attempts=email.attempts,
             error=exc.message,
             transport=transport.label,
+            end_job=True,
         )
+        # A "moved" from the requeue transaction wrote (and deleted) nothing.
+        result.ended = result.outcome != "moved" or email.attempts >= rt.settings.max_attempts
     except transports.Permanent as exc:
         failure = exc
         result.code, result.error, result.outcome = exc.code, exc.message, "failed"
@@ -240,6 +272,7 @@ async def _attempt(rt: runtime.Runtime, conn: psycopg.AsyncConnection[Any], emai
             error=exc.message,
             transport=transport.label,
             refused=exc.refused,
+            end_job=True,
         )
     except transports.Uncertain as exc:
         failure = exc
@@ -252,10 +285,11 @@ async def _attempt(rt: runtime.Runtime, conn: psycopg.AsyncConnection[Any], emai
             error=exc.message,
             transport=transport.label,
             refused=exc.refused,
+            end_job=True,
         )
     except transports.Aborted as exc:
         failure = exc
-        result.error, result.outcome = exc.message, "aborted"
+        result.error, result.outcome, result.ended = exc.message, "aborted", False
     else:
         # The offline log is an outcome of its own: written down, not sent.
         result.outcome = "offline" if choice.offline else "sent"
@@ -267,6 +301,7 @@ async def _attempt(rt: runtime.Runtime, conn: psycopg.AsyncConnection[Any], emai
             reply=delivery.reply,
             transport=transport.label,
             refused=delivery.refused,
+            end_job=True,
         )
     # --- the breaker learns how it went (a provider fault counts; anything else resets).
     await rt.mailer.record(conn, choice, failure)
@@ -279,6 +314,11 @@ async def send_email(context: JobContext, email_id: str) -> str:
     rt = runtime.of(context)
     job_id = context.job.id
     assert job_id is not None
+    if context.job.scheduled_at is not None:
+        # Jobs come due jobs.LEAD early: wait here for the exact instant.
+        early = (context.job.scheduled_at + jobs.LEAD - dt.datetime.now(dt.UTC)).total_seconds()
+        if early > 0:
+            await asyncio.sleep(early)
     started = time.perf_counter()
     async with rt.pool.connection() as conn:
         row = await db.one_async(conn, "claim_email", email_id=email_id, job_id=job_id, worker=rt.worker_name)
@@ -289,14 +329,17 @@ async def send_email(context: JobContext, email_id: str) -> str:
         email = Email.from_row(row)
         rt.live.changed(email.owner_id, email.id, "sending", attempt=email.attempts)
         result = await _attempt(rt, conn, email, job_id)
-    if result.outcome in ("sent", "failed", "uncertain", "scheduled", "offline", "no_transport"):
-        waiting = {"scheduled": RETRY_REASON, "no_transport": NO_TRANSPORT_REASON}.get(result.outcome)
+    if result.ended:
+        rt.ended_jobs.add(job_id)
+    final = ("sent", "failed", "uncertain", "offline")
+    if result.outcome in (*final, "scheduled", "no_transport", "rate_limited", "limiter_unavailable"):
+        waiting = result.outcome not in final
         rt.live.changed(
             email.owner_id,
             email.id,
             "scheduled" if waiting else result.outcome,
             next_attempt_at=result.next_attempt_at,
-            waiting_reason=waiting,
+            waiting_reason=result.waiting_reason if waiting else None,
         )
     log.info(
         "attempt",

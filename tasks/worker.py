@@ -23,6 +23,8 @@ from tasks.runtime import Runtime
 
 log = structlog.get_logger("tasks.worker")
 
+#: How soon the wake-up timer looks again at a due job nobody has fetched.
+RECHECK = 0.02
 #: Connections beyond the job slots: fetch/finish, heartbeat, periodic deferrer, wake-up timer.
 EXTRA_CONNECTIONS = 4
 
@@ -35,10 +37,22 @@ class Worker(procrastinate_worker.Worker):
     until the earliest ``scheduled_at`` and wakes the fetch loop then.
     """
 
-    def __init__(self, *, pool: Any, **kwargs: Any):
+    def __init__(self, *, pool: Any, runtime: Runtime, **kwargs: Any):
         super().__init__(**kwargs)
         self._pool = pool
+        self._runtime = runtime
         self._jobs_changed = asyncio.Event()
+
+    async def _persist_job_status(
+        self, job: Any, status: Any, retry_decision: Any, context: Any, job_result: Any
+    ) -> None:
+        # The send task already deleted its job in the statement that recorded the
+        # email's outcome (one round trip instead of two).
+        if job.id in self._runtime.ended_jobs:
+            self._runtime.ended_jobs.discard(job.id)
+            self._job_ids_to_abort.pop(job.id, None)
+            return
+        await super()._persist_job_status(job, status, retry_decision, context, job_result)
 
     async def _handle_notification(self, *, channel: str, notification: Any) -> None:
         await super()._handle_notification(channel=channel, notification=notification)
@@ -57,6 +71,7 @@ class Worker(procrastinate_worker.Worker):
 
     async def _wake_when_due(self) -> None:
         poll = self.fetch_job_polling_interval
+        recheck = RECHECK
         while True:
             self._jobs_changed.clear()
             try:
@@ -64,11 +79,22 @@ class Worker(procrastinate_worker.Worker):
             except Exception as exc:  # a database outage must not stop the worker
                 log.warning("wake-up timer: cannot read the next due job", error=str(exc))
                 seconds = None
-            timeout = poll if seconds is None else min(seconds, poll)
+            if seconds is not None and seconds <= 0:
+                # A due job nobody has fetched. Procrastinate clears its wake-up
+                # event when a fetch comes back empty, so a wake that lands during
+                # such a fetch is lost: wake it again if we have room, and look
+                # again soon (less often while the job stays: it may be another
+                # worker's to take).
+                if len(self._running_jobs) < self.concurrency:
+                    self._new_job_event.set()
+                timeout, recheck = recheck, min(recheck * 2, poll)
+            else:
+                recheck = RECHECK
+                timeout = poll if seconds is None else min(seconds, poll)
             try:
                 await asyncio.wait_for(self._jobs_changed.wait(), timeout=max(timeout, 0) + 0.0005)
             except TimeoutError:
-                if seconds is not None and seconds <= poll:
+                if seconds is not None and 0 < seconds <= poll:
                     self._new_job_event.set()
 
 
@@ -79,12 +105,14 @@ async def run(settings: Settings, *, concurrency: int | None = None) -> None:
     pool = db.async_pool(settings.database_url, size=concurrency + EXTRA_CONNECTIONS)
     await pool.open(wait=True, timeout=30)
     rt = Runtime.create(settings, pool, worker_name=name)
+    await rt.limiter.prepare(pool)
     try:
         async with app.open_async(pool):
             app.perform_import_paths()
             worker = Worker(
                 app=app,
                 pool=pool,
+                runtime=rt,
                 name=name,
                 concurrency=concurrency,
                 fetch_job_polling_interval=settings.worker_poll_interval,

@@ -10,7 +10,7 @@ from typing import Any
 import psycopg
 import pytest
 
-from tasks import db, emails, errors, models
+from tasks import db, emails, errors, jobs, models
 from tasks.config import Settings
 from tasks.models import User
 from tests.support import invariants
@@ -40,7 +40,7 @@ def test_a_scheduled_email_and_its_job_commit_together(
     job = job_of(conn, email.job_id)
     assert created and email.status == "scheduled"
     assert job is not None and job["status"] == "todo"
-    assert job["args"] == {"email_id": str(email.id)} and job["scheduled_at"] == email.send_at
+    assert job["args"] == {"email_id": str(email.id)} and job["scheduled_at"] == email.send_at - jobs.LEAD
     assert email.message_id == f"<{email.id}@{settings.mail_domain}>"
     assert invariants.jobs_without_email(conn) == []
 
@@ -171,7 +171,7 @@ def test_reschedule_replaces_the_job(
     assert moved.send_at == new_time == moved.next_attempt_at
     assert moved.job_id != email.job_id
     assert job_of(conn, email.job_id)["status"] == "cancelled"  # type: ignore[index]
-    assert job_of(conn, moved.job_id)["scheduled_at"] == new_time  # type: ignore[index]
+    assert job_of(conn, moved.job_id)["scheduled_at"] == new_time - jobs.LEAD  # type: ignore[index]
     far = emails.reschedule(
         conn, models.OPERATOR, email.id, send_at=new_time + dt.timedelta(days=40), settings=settings
     )

@@ -28,4 +28,5 @@ def attempt(conn: Conn, email: Email, status: str, transport: str = "primary", e
         error=error,
         transport=transport,
         refused=Jsonb({}),
+        end_job=False,
     )

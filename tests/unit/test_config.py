@@ -40,6 +40,13 @@ def test_defaults_need_no_environment() -> None:
         ("WEB_MAX_REQUEST_BYTES", "10"),
         ("WEB_TRUSTED_PROXIES", "-1"),
         ("BATCH_MAX_RECIPIENTS", "0"),
+        ("RATE_LIMITS", "smtp=5/second"),
+        ("RATE_LIMITS", "devmail=5/fortnight"),
+        ("RATE_LIMITS", "devmail"),
+        ("RATE_LIMITS", "devmail=5/s;devmail=6/s"),
+        ("USER_RATE_LIMIT", "0/day"),
+        ("USER_RATE_LIMIT", "500/day,20/1d"),
+        ("RATE_LIMIT_MARGIN", "-1"),
     ],
 )
 def test_an_invalid_setting_is_named_in_the_error(name: str, value: str) -> None:
@@ -121,3 +128,20 @@ def test_the_web_in_production_needs_google_sign_in_and_an_allow_list() -> None:
 def test_workers_in_production_need_no_sign_in_settings() -> None:
     """Only the web signs people in; a worker starts with the core settings alone."""
     assert config.load({"APP_ENV": "production", "SECRET_KEY": "s" * 40}).google_login is False
+
+
+def test_rate_limits_name_a_transport_and_several_windows() -> None:
+    """`label=LIMIT[,LIMIT]` per transport, `;` between transports; the user's limit alike."""
+    settings = config.load(
+        {
+            "MAIL_TRANSPORTS": "primary=smtp://a:25 backup=smtp://b:25",
+            "RATE_LIMITS": "primary=50/hour, 5/second; backup=20/10s",
+            "USER_RATE_LIMIT": "500/day,100/15m",
+        }
+    )
+
+    assert settings.transport_limits("primary") == (config.RateWindow(50, 3600), config.RateWindow(5, 1))
+    assert settings.transport_limits("backup") == (config.RateWindow(20, 10),)
+    assert settings.transport_limits("other") == ()
+    assert settings.user_rate_limit == (config.RateWindow(500, 86400), config.RateWindow(100, 900))
+    assert config.load({}).rate_limits == () and config.load({}).user_rate_limit == ()

@@ -1,0 +1,209 @@
+"""Scenarios run against Reach D. Box itself: real ``python -m tasks worker`` processes."""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import datetime as dt
+import os
+import pathlib
+import time
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+from bench import rig
+from tasks import config as config_module
+from tasks import db, emails, jobs, migrate
+from tasks.config import Settings
+
+CHUNK = 2000
+
+
+@dataclasses.dataclass
+class Deployment:
+    """One run's world: a private database, the sink, worker processes."""
+
+    database_url: str
+    sink: rig.Sink
+    env: dict[str, str]
+    settings: Settings
+    logs: pathlib.Path
+    owner_id: int = 0
+    workers: list[rig.Proc] = dataclasses.field(default_factory=list)
+
+    def start_workers(self, n: int, *args: str, extra_env: dict[str, str] | None = None) -> list[rig.Proc]:
+        """Start ``n`` workers and wait until each has registered."""
+        before = self.registered()
+        started = [
+            rig.Proc(
+                [rig.PYTHON, "-m", "tasks", "worker", *args],
+                self.env | (extra_env or {}),
+                self.logs / f"worker-{len(self.workers) + i}.log",
+            )
+            for i in range(n)
+        ]
+        self.workers += started
+        rig.wait_until(lambda: self.registered() >= before + n, timeout=60, what="workers to register")
+        return started
+
+    def registered(self) -> int:
+        with db.connect(self.database_url) as conn:
+            row = conn.execute(rig.queries["registered_workers"]).fetchone()
+        return row["n"] if row else 0
+
+    def schedule(self, send_ats: list[dt.datetime]) -> None:
+        """Schedule one email per send time, with jobs, as ``emails.schedule`` would (in bulk)."""
+        with db.connect(self.database_url) as conn:
+            for start in range(0, len(send_ats), CHUNK):
+                chunk = send_ats[start : start + CHUNK]
+                ids = [uuid.uuid4() for _ in chunk]
+                with conn.transaction():
+                    near = [(i, at) for i, at in zip(ids, chunk, strict=True) if jobs.within_horizon(at, 600)]
+                    job_of = dict(zip([i for i, _ in near], jobs.defer_sends(conn, near), strict=True))
+                    conn.execute(
+                        rig.queries["bulk_insert_emails"],
+                        {
+                            "owner_id": self.owner_id,
+                            "from_addr": self.settings.mail_from,
+                            "to_addr": "rcpt@example.com",
+                            "subject": "bench",
+                            "body": "A benchmark email.\n",
+                            "domain": self.settings.mail_domain,
+                            "ids": ids,
+                            "ats": chunk,
+                            "job_ids": [job_of.get(i) for i in ids],
+                        },
+                    )
+
+    def send_times(self) -> dict[str, tuple[dt.datetime, str]]:
+        with db.connect(self.database_url) as conn:
+            rows = conn.execute("SELECT message_id, send_at, status FROM emails WHERE subject = 'bench'").fetchall()
+        return {r["message_id"]: (r["send_at"], r["status"]) for r in rows}
+
+    def lateness(self) -> list[float]:
+        due = self.send_times()
+        return [at - due[mid][0].timestamp() for at, mid in self.sink.received() if mid in due]
+
+    def stop(self) -> None:
+        for worker in self.workers:
+            worker.stop()
+        self.workers.clear()
+
+
+class Ours:
+    """Builds the template databases once; each run gets its own copy."""
+
+    def __init__(self, work: pathlib.Path, redis_url: str):
+        self.work = work
+        self.redis_url = redis_url
+        self.template = rig.unique_name("tpl")
+        self.backlog_template: str | None = None
+        self._runs = 0
+
+    def prepare(self) -> None:
+        url = rig.create_database(self.template)
+        migrate.migrate(url)
+
+    def prepare_backlog(self, count: int) -> float:
+        """Build a template with ``count`` emails due next month; return the seconds it took."""
+        started = time.perf_counter()
+        name = rig.unique_name("backlog")
+        url = rig.create_database(name, self.template)
+        with db.connect(url) as conn:
+            owner = emails.ensure_user(conn, email="backlog@example.com")
+            for start in range(0, count, 250_000):
+                conn.execute(
+                    rig.queries["insert_backlog"],
+                    {
+                        "owner_id": owner.id,
+                        "from_addr": "Reach D. Box <noreply@localhost>",
+                        "count": min(250_000, count - start),
+                        "tag": str(start),
+                    },
+                )
+            conn.execute("VACUUM ANALYZE")
+        self.backlog_template = name
+        return time.perf_counter() - started
+
+    def cleanup(self) -> None:
+        for name in (self.template, self.backlog_template):
+            if name:
+                rig.drop_database(name)
+
+    @contextlib.contextmanager
+    def deployment(self, *, backlog: bool = False, env: dict[str, str] | None = None) -> Iterator[Deployment]:
+        """A fresh database (with the backlog if asked), a sink and this run's settings."""
+        self._runs += 1
+        name = rig.unique_name("run")
+        template = self.backlog_template if backlog else self.template
+        assert template is not None
+        url = rig.create_database(name, template)
+        run_dir = self.work / f"ours-{self._runs}"
+        run_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            with rig.sink(run_dir / "sink") as sink:
+                worker_env = {k: v for k, v in os.environ.items() if k in ("PATH", "HOME", "LANG", "PYTHONPATH")}
+                worker_env |= {
+                    "DATABASE_URL": url,
+                    "REDIS_URL": self.redis_url,
+                    "REDIS_PREFIX": f"rdbx-bench-{os.getpid()}-{self._runs}:",
+                    "MAIL_TRANSPORTS": f"bench=smtp://127.0.0.1:{sink.port}",
+                    "MAIL_DOMAIN": "bench.localhost",
+                    "LOG_FORMAT": "json",
+                } | (env or {})
+                settings = config_module.load(worker_env)
+                with db.connect(url) as conn:
+                    owner = emails.ensure_user(conn, email="bench@example.com")
+                deployment = Deployment(
+                    database_url=url, sink=sink, env=worker_env, settings=settings, logs=run_dir, owner_id=owner.id
+                )
+                try:
+                    yield deployment
+                finally:
+                    deployment.stop()
+        finally:
+            rig.drop_database(name)
+
+
+def at_once(n: int, lead: float) -> tuple[dt.datetime, list[dt.datetime]]:
+    """``n`` send times all equal to now + ``lead`` seconds."""
+    t0 = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=lead)
+    return t0, [t0] * n
+
+
+def spread(n: int, seconds: float, lead: float) -> tuple[dt.datetime, list[dt.datetime]]:
+    """``n`` send times evenly spread over ``seconds``, starting now + ``lead``."""
+    t0 = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=lead)
+    return t0, [t0 + dt.timedelta(seconds=seconds * i / n) for i in range(n)]
+
+
+def throughput(ours: Ours, *, n: int, workers: int = 2, backlog: bool = False) -> dict[str, Any]:
+    """``n`` emails due at one instant; emails/s from that instant to the last delivery."""
+    with ours.deployment(backlog=backlog) as d:
+        d.start_workers(workers)
+        t0, times = at_once(n, lead=3 + n / 4000)
+        d.schedule(times)
+        late = time.time() - t0.timestamp()
+        last = d.sink.wait_for(n, timeout=60 + n / 50)
+        return {"emails_s": n / (last - t0.timestamp()), "scheduled_late_s": max(late, 0.0)}
+
+
+def burst(ours: Ours, *, n: int, workers: int = 2, backlog: bool = False) -> dict[str, Any]:
+    """``n`` emails due at the same instant: how long after it the last one arrives."""
+    with ours.deployment(backlog=backlog) as d:
+        d.start_workers(workers)
+        t0, times = at_once(n, lead=3)
+        d.schedule(times)
+        last = d.sink.wait_for(n, timeout=60)
+        return {"last_s": last - t0.timestamp(), **rig.lateness_stats(d.lateness())}
+
+
+def spread_run(ours: Ours, *, n: int, seconds: float, workers: int = 2, backlog: bool = False) -> dict[str, Any]:
+    """``n`` emails evenly spread over ``seconds``: lateness of each at the sink."""
+    with ours.deployment(backlog=backlog) as d:
+        d.start_workers(workers)
+        _, times = spread(n, seconds, lead=3)
+        d.schedule(times)
+        d.sink.wait_for(n, timeout=seconds + 60)
+        return rig.lateness_stats(d.lateness())

@@ -1,0 +1,246 @@
+"""Shared rate limits: one bucket per transport label and per user, in Redis.
+
+Every worker on every host reserves send slots through one Lua script
+(``ratelimit.lua``) on Redis's clock, so they all agree. A bucket holds the
+slots reserved in it; a limit ``N/T`` means at most N slots in any window of
+T (+ a margin), slots are appended in time order, and an email over the limit
+gets the earliest legal future slot, reserved at once: it is re-deferred to
+exactly that slot and sends then without asking again (touched twice, never
+polled). Over the user's own limit, only the user's slot is reserved: the
+provider's capacity is not held meanwhile.
+
+Redis down: ``Unavailable`` (fail closed: the caller sends nothing and waits).
+A bucket without its sentinel (Redis restarted empty, FLUSHALL, eviction, or
+idle expiry) is rebuilt from PostgreSQL before any slot is reserved in it;
+a lock spares the other workers the same queries, and the load only ever adds
+(ZADD GT), so racing rebuilds are harmless.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import datetime as dt
+import pathlib
+import uuid
+from typing import Any
+
+import psycopg
+import redis
+import redis.asyncio
+import structlog
+from redis.asyncio.retry import Retry
+from redis.backoff import ExponentialBackoff
+
+from tasks import db
+from tasks.config import RateWindow, Settings
+
+log = structlog.get_logger("tasks.ratelimit")
+
+_ACQUIRE = (pathlib.Path(__file__).with_name("ratelimit.lua")).read_text(encoding="utf-8")
+#: Fill a rebuilt bucket: only adds or raises (ZADD GT), so a late or duplicate
+#: rebuild can never lower a slot; attempts known to be waiting at the gate
+#: (KEYS[3]) are not in flight and are not counted.
+_LOAD = """
+for i = 2, #ARGV, 2 do
+  local member = ARGV[i + 1]
+  local flight = string.match(member, '^(.*):flight$')
+  if not (flight and redis.call('SISMEMBER', KEYS[3], flight) == 1) then
+    redis.call('ZADD', KEYS[1], 'GT', ARGV[i], member)
+  end
+end
+redis.call('DEL', KEYS[3])
+redis.call('ZADD', KEYS[1], '-inf', '!built')
+local last = redis.call('ZREVRANGE', KEYS[1], 0, 0, 'WITHSCORES')
+local top = tonumber(last[2]) or 0
+local clock = redis.call('TIME')
+local now = tonumber(clock[1]) * 1000000 + tonumber(clock[2])
+if top < now then top = now end
+redis.call('PEXPIREAT', KEYS[1], string.format('%.0f', math.floor((top + tonumber(ARGV[1])) / 1000) + 1000))
+redis.call('DEL', KEYS[2])
+return 1
+"""
+
+GO, WAIT, MISSING, EARLY = 0, 1, 2, 3
+#: How long a rebuild may hold its lock, and how long others wait for it.
+REBUILD_LOCK_MS = 30_000
+REBUILD_WAIT = 5.0
+
+
+class Unavailable(Exception):
+    """Redis did not answer: no slot can be reserved (fail closed)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Decision:
+    """What the limiter answered for one email."""
+
+    #: GO (send now), WAIT (a future slot is reserved) or EARLY (a held slot is still ahead).
+    kind: int
+    slot: dt.datetime
+    #: Redis's clock when it answered.
+    now: dt.datetime
+    #: The label whose bucket holds the slot; None when only the user's bucket does.
+    transport: str | None
+    #: The window that made it wait, for people ("20/10s").
+    limit: str | None = None
+
+    @property
+    def wait_seconds(self) -> float:
+        return (self.slot - self.now).total_seconds()
+
+
+def _time(us: int) -> dt.datetime:
+    return dt.datetime.fromtimestamp(us / 1_000_000, dt.UTC)
+
+
+def _us(at: dt.datetime) -> int:
+    return round(at.timestamp() * 1_000_000)
+
+
+class Limiter:
+    """A worker process's handle on the shared buckets."""
+
+    def __init__(self, settings: Settings):
+        self.settings = settings
+        self.prefix = f"{settings.redis_prefix}rl:"
+        self._client = redis.asyncio.Redis.from_url(
+            settings.redis_url,
+            socket_timeout=2,
+            socket_connect_timeout=2,
+            # One quick retry covers a pooled connection that a Redis restart closed.
+            retry=Retry(ExponentialBackoff(cap=0.05, base=0.01), 1),
+        )
+        self._acquire = self._client.register_script(_ACQUIRE)
+        self._load = self._client.register_script(_LOAD)
+        #: Consecutive failures to reach Redis, for the backoff of the emails that wait.
+        self.failures = 0
+
+    def enabled(self, label: str) -> bool:
+        """Tell whether a send on this transport is limited at all (if not, Redis is not asked)."""
+        return bool(self.settings.transport_limits(label) or self.settings.user_rate_limit)
+
+    def _windows(self, windows: tuple[RateWindow, ...]) -> list[tuple[int, int, float]]:
+        """(count, span in µs, margin in s) per window: span = window + min(margin, 5% of it)."""
+        out = []
+        for w in windows:
+            margin = min(self.settings.rate_limit_margin, w.seconds / 20)
+            out.append((w.count, round((w.seconds + margin) * 1_000_000), margin))
+        return out
+
+    @property
+    def alive_key(self) -> str:
+        """A key set by every rebuild and never expired: its absence means Redis was emptied."""
+        return f"{self.prefix}alive"
+
+    def transport_key(self, label: str) -> str:
+        return f"{self.prefix}t:{label}"
+
+    def user_key(self, owner_id: int) -> str:
+        return f"{self.prefix}u:{owner_id}"
+
+    async def acquire(self, conn: psycopg.AsyncConnection[Any], label: str, owner_id: int, member: str) -> Decision:
+        """Reserve (or find) this attempt's slot on ``label`` and in the owner's bucket.
+
+        ``member`` names the attempt (``<email id>:<attempt>``): the job that runs
+        at the slot finds the reservation under the same name. Rebuilds missing
+        buckets from PostgreSQL (on ``conn``) first. Raises ``Unavailable``.
+        """
+        tw = self._windows(self.settings.transport_limits(label))
+        uw = self._windows(self.settings.user_rate_limit)
+        margins = [m for _, _, m in tw + uw]
+        # A held slot is honoured only if used within 3/4 of the margin (a job a
+        # little late); the last quarter absorbs the delay between this check and
+        # the provider's clock (MAIL, RCPT, DATA: milliseconds).
+        validity = round(min(margins) * 0.75 * 1_000_000)
+        keys = [self.transport_key(label), self.user_key(owner_id), self.alive_key]
+        args: list[Any] = [member, validity, len(tw)]
+        for count, span, _ in tw:
+            args += [count, span]
+        args.append(len(uw))
+        for count, span, _ in uw:
+            args += [count, span]
+        for _ in range(3):
+            try:
+                reply = await self._acquire(keys=keys, args=args)
+            except (redis.RedisError, OSError) as exc:
+                self.failures += 1
+                raise Unavailable(f"rate limiter unavailable: {exc}") from exc
+            self.failures = 0
+            kind, slot, now, phase = (int(x) for x in reply[:4])
+            if kind != MISSING:
+                transport = label if phase == 2 and tw else None
+                waited = _limit_name(self.settings, transport)
+                return Decision(kind, _time(slot), _time(now), transport, waited if kind != GO else None)
+            emptied = phase == 1
+            for index in reply[4:]:
+                if int(index) == 1:
+                    await self.rebuild(conn, keys[0], tw, "rate_entries_transport", emptied, label=label)
+                else:
+                    await self.rebuild(conn, keys[1], uw, "rate_entries_user", emptied, owner_id=owner_id)
+        raise Unavailable("rate limiter unavailable: its buckets keep disappearing")
+
+    async def rebuild(
+        self,
+        conn: psycopg.AsyncConnection[Any],
+        key: str,
+        windows: list[tuple[int, int, float]],
+        query: str,
+        emptied: bool,
+        **params: Any,
+    ) -> None:
+        """Refill a missing bucket from the sends PostgreSQL recorded, before anyone reserves in it.
+
+        ``emptied``: Redis lost its data, so attempts that had passed the gate
+        may be in flight; they count as sent now (those known to be waiting at
+        the gate excepted). A bucket that merely expired or is new has none.
+        """
+        span_us = max(span for _, span, _ in windows)
+        lock = f"{key}:rebuilding"
+        token = uuid.uuid4().hex
+        try:
+            if not await self._client.set(lock, token, nx=True, px=REBUILD_LOCK_MS):
+                # Another worker is rebuilding it: wait for its sentinel (a bounded wait).
+                for _ in range(int(REBUILD_WAIT / 0.02)):
+                    await asyncio.sleep(0.02)
+                    if await self._client.zscore(key, "!built") is not None:
+                        return
+                return
+            rows = await db.all_async(conn, query, span=span_us / 1_000_000, in_flight=emptied, **params)
+            args: list[Any] = [span_us]
+            for row in rows:
+                args += [_us(row["at"]), row["member"]]
+            await self._load(keys=[key, lock, f"{key}:blocked", self.alive_key], args=args)
+        except (redis.RedisError, OSError) as exc:
+            self.failures += 1
+            raise Unavailable(f"rate limiter unavailable: {exc}") from exc
+        log.info("rate-limit bucket rebuilt from the database", bucket=key, entries=len(rows), emptied=emptied)
+
+    async def prepare(self, pool: Any) -> None:
+        """Make sure every limited transport's bucket exists before this worker takes any job.
+
+        Created here, a bucket starts with no attempt of ours in flight; created
+        at the first send of a fresh deployment, every email claimed at that
+        moment would count as a send in flight and could cost a window.
+        """
+        try:
+            emptied = not await self._client.exists(self.alive_key)
+            async with pool.connection() as conn:
+                for label, windows in self.settings.rate_limits:
+                    key = self.transport_key(label)
+                    if await self._client.zscore(key, "!built") is None:
+                        await self.rebuild(
+                            conn, key, self._windows(windows), "rate_entries_transport", emptied, label=label
+                        )
+        except (redis.RedisError, OSError, Unavailable) as exc:
+            log.warning("rate limiter unavailable at start; sends will wait for it", error=str(exc))
+
+    async def close(self) -> None:
+        await self._client.aclose()
+
+
+def _limit_name(settings: Settings, label: str | None) -> str:
+    """Name the limit that holds a slot, for people: ``smtp: 50/3600s`` or ``user: 500/86400s``."""
+    configured = settings.transport_limits(label) if label else settings.user_rate_limit
+    name = ",".join(str(w) for w in configured)
+    return f"{label}: {name}" if label else f"user: {name}"

@@ -1,0 +1,42 @@
+"""The benchmark harness itself, in one short run of each scenario, so it cannot rot."""
+
+from __future__ import annotations
+
+import os
+import pathlib
+import subprocess
+import sys
+
+import pytest
+
+from tests.support.procs import ROOT
+
+pytestmark = pytest.mark.slow
+
+
+def test_the_quick_benchmark_runs_every_scenario_and_writes_its_table(tmp_path: pathlib.Path) -> None:
+    """`python -m bench --quick` measures us and the baseline and prints one row per figure."""
+    out = tmp_path / "RESULTS.md"
+
+    result = subprocess.run(
+        [sys.executable, "-m", "bench", "--quick", "--out", str(out)],
+        cwd=ROOT,
+        env=os.environ | {"PYTHONPATH": str(ROOT)},
+        capture_output=True,
+        text=True,
+        timeout=280,
+    )
+
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    text = out.read_text()
+    for scenario in ("throughput", "burst", "spread", "backlog", "crash", "rate", "api", "rss"):
+        assert f"| {scenario} |" in text, scenario
+    assert "## Machine" in text and "sink alone" in text
+    rows = [line for line in text.splitlines() if line.startswith("| throughput |")]
+    [throughput] = rows
+    ours, base = (cell.strip() for cell in throughput.split("|")[3:5])
+    assert float(ours.replace(",", "")) > 0 and float(base.replace(",", "")) > 0
+    crash = {
+        line.split("|")[2].strip(): line.split("|")[3].strip() for line in text.splitlines() if "| crash |" in line
+    }
+    assert crash["lost"] == "0" and crash["duplicated"] == "0"

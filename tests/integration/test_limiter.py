@@ -1,0 +1,121 @@
+"""The shared buckets, driven directly: slots, windows, reservations and rebuilds."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import psycopg
+import pytest
+import redis
+
+from tasks import config, ratelimit
+
+
+@pytest.fixture
+def limits(env: dict[str, str]) -> Iterator[Any]:
+    """Build a Limiter for some RATE_LIMITS / USER_RATE_LIMIT; delete its keys afterwards."""
+
+    def make(**extra: str) -> ratelimit.Limiter:
+        return ratelimit.Limiter(config.load(env | extra))
+
+    yield make
+    client = redis.Redis.from_url(env["REDIS_URL"])
+    for key in client.scan_iter(f"{env['REDIS_PREFIX']}*"):
+        client.delete(key)
+
+
+async def _acquire(limiter: ratelimit.Limiter, database_url: str, owner: int, members: list[str]) -> list[Any]:
+    async with await psycopg.AsyncConnection.connect(database_url, autocommit=True) as conn:
+        conn.row_factory = psycopg.rows.dict_row
+        out = [await limiter.acquire(conn, "smtp", owner, m) for m in members]
+    await limiter.close()
+    return out
+
+
+def acquire(limiter: ratelimit.Limiter, database_url: str, members: list[str], owner: int = 1) -> list[Any]:
+    return asyncio.run(_acquire(limiter, database_url, owner, members))
+
+
+def test_a_burst_gets_the_window_then_slots_one_window_later(limits: Any, database_url: str) -> None:
+    """20/10s: twenty go now, the next five get slots ten seconds (+ margin) after the first five."""
+    members = [f"{uuid.uuid4()}:1" for _ in range(25)]
+
+    decisions = acquire(limits(RATE_LIMITS="smtp=20/10s"), database_url, members)
+
+    assert [d.kind for d in decisions] == [ratelimit.GO] * 20 + [ratelimit.WAIT] * 5
+    for early, late in zip(decisions[:5], decisions[20:], strict=True):
+        gap = (late.slot - early.slot).total_seconds()
+        assert gap == pytest.approx(10.2, abs=0.001)
+    assert decisions[-1].limit == "smtp: 20/10s" and decisions[-1].transport == "smtp"
+
+
+def test_every_window_of_a_transport_holds(limits: Any, database_url: str) -> None:
+    """5/second and 8/minute together: the minute limit takes over after eight."""
+    decisions = acquire(limits(RATE_LIMITS="smtp=5/second,8/minute"), database_url, [f"m{i}:1" for i in range(10)])
+
+    slots = [d.slot for d in decisions]
+    assert [d.kind for d in decisions][:5] == [ratelimit.GO] * 5
+    assert (slots[5] - slots[0]).total_seconds() == pytest.approx(1.05, abs=0.001)
+    assert (slots[8] - slots[0]).total_seconds() == pytest.approx(60.2, abs=0.001)
+
+
+def test_a_held_reservation_is_found_again_not_doubled(limits: Any, database_url: str) -> None:
+    """The job that runs at the slot asks again under the same name and gets the same slot."""
+    limiter_settings = {"RATE_LIMITS": "smtp=1/10s"}
+    first, second = acquire(limits(**limiter_settings), database_url, ["a:1", "b:1"])
+    [again] = acquire(limits(**limiter_settings), database_url, ["b:1"])
+
+    assert first.kind == ratelimit.GO and second.kind == ratelimit.WAIT
+    assert again.kind == ratelimit.EARLY and again.slot == second.slot
+
+
+def test_over_the_users_limit_only_the_users_slot_is_held(limits: Any, database_url: str, env: dict[str, str]) -> None:
+    """The third email of a user allowed 2/10s waits; the provider's bucket keeps its capacity."""
+    limiter = limits(RATE_LIMITS="smtp=100/10s", USER_RATE_LIMIT="2/10s")
+    prefix = limiter.settings.redis_prefix
+
+    decisions = acquire(limiter, database_url, ["a:1", "b:1", "c:1"], owner=7)
+    [other_user] = acquire(limits(RATE_LIMITS="smtp=100/10s", USER_RATE_LIMIT="2/10s"), database_url, ["d:1"], owner=8)
+
+    assert [d.kind for d in decisions] == [ratelimit.GO, ratelimit.GO, ratelimit.WAIT]
+    assert decisions[2].transport is None and decisions[2].limit == "user: 2/10s"
+    assert other_user.kind == ratelimit.GO
+    client = redis.Redis.from_url(env["REDIS_URL"])
+    assert client.zscore(f"{prefix}rl:t:smtp", "c:1") is None
+    assert client.zscore(f"{prefix}rl:u:7", "c:1") is not None
+
+
+def test_an_emptied_bucket_is_rebuilt_from_the_sends_in_the_database(
+    limits: Any, database_url: str, conn: psycopg.Connection[Any], owner: Any, env: dict[str, str]
+) -> None:
+    """Two DATA-started sends recorded in PostgreSQL fill a 2/10s window: the next email waits."""
+    now = dt.datetime.now(dt.UTC)
+    for i in range(2):
+        conn.execute(
+            """INSERT INTO emails (owner_id, from_addr, to_addrs, subject, body_text, send_at, next_attempt_at,
+                                   message_id, status, transport, data_started_at, sent_at, attempts)
+               VALUES (%s, 'a@example.com', '{b@example.com}', 's', 'b', %s, %s, %s, 'sent', 'smtp', %s, %s, 1)""",
+            (owner.id, now, now, f"<{i}@x>", now - dt.timedelta(seconds=i), now),
+        )
+    limiter = limits(RATE_LIMITS="smtp=2/10s")
+
+    [decision] = acquire(limiter, database_url, ["new:1"], owner=owner.id)
+
+    assert decision.kind == ratelimit.WAIT
+    assert (decision.slot - now).total_seconds() == pytest.approx(10.2 - 1, abs=0.05)
+    client = redis.Redis.from_url(env["REDIS_URL"])
+    assert client.zcard(f"{limiter.settings.redis_prefix}rl:t:smtp") == 4  # 2 sends + the new slot + sentinel
+
+
+def test_redis_unreachable_raises_unavailable(limits: Any, database_url: str) -> None:
+    """Fail closed: no answer from Redis is never taken as permission."""
+    from tests.support.smtp_sink import free_port
+
+    limiter = limits(RATE_LIMITS="smtp=2/10s", REDIS_URL=f"redis://127.0.0.1:{free_port()}/0")
+
+    with pytest.raises(ratelimit.Unavailable):
+        acquire(limiter, database_url, ["a:1"])
