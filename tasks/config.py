@@ -140,11 +140,19 @@ class Settings:
     web_trusted_proxies: int = 0
     #: Most recipients one batch (send to a list) may have.
     batch_max_recipients: int = 50_000
+    #: Signed-in users who see the operators' page (transports, breakers, workers).
+    operator_emails: tuple[str, ...] = ()
 
     @property
     def google_login(self) -> bool:
         """Tell whether Google sign-in is configured (otherwise the dev login may be offered)."""
         return bool(self.google_oauth_client_id)
+
+    def is_operator(self, email: str) -> bool:
+        """Tell whether this user may see the operators' page (outside production, the dev user may)."""
+        address = email.lower()
+        dev = self.app_env != "production" and address == self.dev_user_email.lower()
+        return dev or address in self.operator_emails
 
     def transport_limits(self, label: str) -> tuple[RateWindow, ...]:
         """Return the rate-limit windows of a transport label (none if unlimited)."""
@@ -376,6 +384,7 @@ def _web(env_get: Any, d: Settings, app_env: str) -> dict[str, Any]:
         "batch_max_recipients": _int(
             "BATCH_MAX_RECIPIENTS", env_get("BATCH_MAX_RECIPIENTS", d.batch_max_recipients), 1, 1_000_000
         ),
+        "operator_emails": _csv("OPERATOR_EMAILS", env_get("OPERATOR_EMAILS", ""), _EMAIL, "an email address"),
     }
 
 

@@ -78,4 +78,10 @@ def why(email: Email, now: dt.datetime | None = None) -> str:
         )
     if email.status == "cancelled":
         return "Cancelled: it will not be sent."
+    if email.status == "offline":
+        return (
+            "Logged offline: every mail transport was down, so it was written to the offline log instead of "
+            "being sent. It goes out, once, when an operator replays the log after the provider is back "
+            "(`python -m tasks replay-offline`); you can still cancel it."
+        )
     return email.status

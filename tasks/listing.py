@@ -27,6 +27,7 @@ VIEWS: dict[str, tuple[str, ...]] = {
     "sent": ("sent",),
     "failed": ("failed",),
     "uncertain": ("uncertain",),
+    "offline": ("offline",),
     "cancelled": ("cancelled",),
     "all": STATUSES,
 }

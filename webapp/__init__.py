@@ -40,7 +40,22 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     if test_config:
         app.config.update({k: v for k, v in test_config.items() if k != "ENV"})
 
-    from webapp import api, auth, batches, dashboard, devmail, errors, ext, health, limits, live, ops, security, tokens
+    from webapp import (
+        api,
+        auth,
+        batches,
+        dashboard,
+        devmail,
+        errors,
+        ext,
+        health,
+        limits,
+        live,
+        operators,
+        ops,
+        security,
+        tokens,
+    )
 
     ext.init_app(app, settings)
     security.init_app(app, settings)
@@ -56,5 +71,6 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     if settings.app_env != "production":
         app.register_blueprint(devmail.bp)
     app.register_blueprint(ops.bp)
+    app.register_blueprint(operators.bp)
     dashboard.init_app(app)
     return app

@@ -24,9 +24,10 @@ BADGES = {
     "failed": ("✕", "Failed"),
     "uncertain": ("?", "Uncertain"),
     "cancelled": ("⊘", "Cancelled"),
+    "offline": ("⎙", "Logged offline"),
 }
 TABS = [("scheduled", "Scheduled"), ("sent", "Sent"), ("failed", "Failed"), ("uncertain", "Uncertain")]
-TABS += [("cancelled", "Cancelled"), ("all", "All")]
+TABS += [("offline", "Offline"), ("cancelled", "Cancelled"), ("all", "All")]
 
 
 def login_required(view: Callable[..., Any]) -> Callable[..., Any]:
@@ -56,6 +57,7 @@ def init_app(app: Flask) -> None:
         return {
             "badges": BADGES,
             "current_user": ext.user(),
+            "operator": ext.is_operator(),
             "app_env": settings.app_env,
             "dev_login": not settings.google_login and settings.app_env != "production",
             "relative": lambda at: explain.relative(at, dt.datetime.now(dt.UTC)) if at else "",
@@ -108,6 +110,8 @@ def _actions(email: Email) -> list[str]:
         return ["send_now", "reschedule", "cancel"]
     if email.status in ("failed", "uncertain"):
         return ["resend"]
+    if email.status == "offline":
+        return ["cancel"]  # an operator replays the offline log (python -m tasks replay-offline)
     return []
 
 

@@ -71,3 +71,9 @@ def user() -> User | None:
 def publish(owner_id: int, email_id: Any, status: str, **extra: Any) -> None:
     """Tell the owner's open pages about a change this request committed (best effort)."""
     live.publish(resources().redis, settings().redis_prefix, owner_id, email_id, status, **extra)
+
+
+def is_operator() -> bool:
+    """Tell whether the signed-in user may see the operators' page (OPERATOR_EMAILS)."""
+    current = user()
+    return current is not None and settings().is_operator(current.email)

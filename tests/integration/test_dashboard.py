@@ -12,7 +12,7 @@ from flask.testing import FlaskClient
 
 from tasks import batch_plan, batches, db, emails, models, tokens
 from tasks.models import User
-from tests.support import procs
+from tests.support import flow, procs
 from tests.support.web import csrf_token
 
 Conn = Any
@@ -237,3 +237,21 @@ def test_there_is_no_dev_mailbox_in_production(env: dict[str, str], oauth_provid
         assert "Dev login" not in app.test_client().get("/auth/login").get_data(as_text=True)
     finally:
         app.extensions["reachdbox"].close()
+
+
+def test_an_email_logged_offline_has_its_own_tab_badge_explanation_and_can_be_cancelled(
+    client: FlaskClient, alice: User, conn: Conn, settings: Any, make_draft: Callable[..., Any]
+) -> None:
+    """Offline (issue 5) is a visible outcome of its own, not 'sent', and the user can still cancel it."""
+    email = _schedule(conn, alice, settings, make_draft, subject="Written down", send_at=dt.datetime.now(dt.UTC))
+    flow.attempt(conn, email, "offline", transport="offline")
+
+    listed = client.get("/?view=offline").get_data(as_text=True)
+    page = client.get(f"/emails/{email.id}").get_data(as_text=True)
+    response = client.post(f"/emails/{email.id}/cancel", data={"csrf_token": csrf_token(client)})
+
+    assert _ids(listed) == [str(email.id)]
+    assert 'class="badge badge-offline"' in listed and 'data-count-for="offline">1<' in listed
+    assert "Logged offline" in page and "replay-offline" in page
+    assert response.status_code == 302
+    assert emails.get(conn, models.OPERATOR, email.id).status == "cancelled"
