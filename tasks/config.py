@@ -121,6 +121,9 @@ class Settings:
     user_rate_limit: tuple[RateWindow, ...] = ()
     #: Slack added to every window against the jitter between a slot and the send.
     rate_limit_margin: float = 0.2
+    #: Each user's mail first queues in the user's own lane, paced at the transport's limit, and takes
+    #: a transport slot only when its turn comes: one user's burst cannot push everyone else's mail back.
+    rate_limit_fair_share: bool = True
     log_level: str = "INFO"
     log_format: str = "auto"
     # --- web (issue 3) ---
@@ -286,6 +289,15 @@ def parse_windows(name: str, raw: str) -> tuple[RateWindow, ...]:
 
 
 RateLimits = tuple[tuple[str, tuple[RateWindow, ...]], ...]
+
+
+def _flag(name: str, raw: str) -> bool:
+    value = raw.strip().lower()
+    if value in ("1", "true", "yes", "on"):
+        return True
+    if value in ("0", "false", "no", "off"):
+        return False
+    raise errors.ConfigError(name, f"must be 1 or 0 (true/false, yes/no, on/off), got {raw!r}")
 
 
 def parse_rate_limits(raw: str, transports: tuple[TransportSpec, ...]) -> RateLimits:
@@ -467,6 +479,7 @@ def load(environ: Mapping[str, str] | None = None) -> Settings:
         rate_limits=parse_rate_limits(get("RATE_LIMITS", ""), transports),
         user_rate_limit=parse_windows("USER_RATE_LIMIT", user_limit) if user_limit else (),
         rate_limit_margin=_seconds("RATE_LIMIT_MARGIN", get("RATE_LIMIT_MARGIN", d.rate_limit_margin), 0.01, 60),
+        rate_limit_fair_share=_flag("RATE_LIMIT_FAIR_SHARE", get("RATE_LIMIT_FAIR_SHARE", "1")),
         log_level=log_level,
         log_format=log_format,
         **_web(get, d, app_env),

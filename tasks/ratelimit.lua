@@ -73,10 +73,12 @@ end
 
 -- The earliest slot that may be appended to a bucket: after its last slot and
 -- after every window's COUNT-th latest slot has left the window.
-local function earliest(key, list)
+-- BASE (default now) is the earliest time wanted: a user's slot that has come
+-- asks for the transport from that slot, not from the moment its job ran.
+local function earliest(key, list, base)
   -- (one extra second: entries just out of the window are harmless, too few are not)
   redis.call('ZREMRANGEBYSCORE', key, '(-inf', '(' .. us(now - longest(list) - 1000000))
-  local at = now
+  local at = base or now
   local last = redis.call('ZREVRANGE', key, 0, 0, 'WITHSCORES')
   if last[1] and last[1] ~= SENTINEL then at = math.max(at, tonumber(last[2])) end
   for _, w in ipairs(list) do
@@ -105,15 +107,21 @@ elseif held_u and tonumber(held_u) > now then
   return {3, tonumber(held_u), now, 1}
 elseif held_u and now <= tonumber(held_u) + validity then
   -- The user's slot has come: the transport serves it now, or it queues again.
-  if earliest(KEYS[1], tw) <= now then
-    reserve(KEYS[1], tw, now)
-    return {0, now, now, 2}
+  -- The transport slot is recorded at the user's slot (not the later moment the
+  -- job ran), as a held slot is: a lane paced at the transport's own limit then
+  -- finds the transport free at each of its slots, and the margin covers the lag.
+  local slot = earliest(KEYS[1], tw, tonumber(held_u))
+  if slot <= now then
+    reserve(KEYS[1], tw, slot)
+    return {0, slot, now, 2}
   end
 end
 for _, b in ipairs(buckets) do redis.call('ZREM', b[1], member) end
 
--- A fresh reservation. Over the user's own limit: hold only the user's slot
--- (the provider's capacity is not taken from anyone meanwhile).
+-- A fresh reservation. Over the user's own limit (with fair share, the user's
+-- lane carries the transport's windows too): hold only the user's slot, so the
+-- provider's capacity is not taken from anyone meanwhile and a burst from one
+-- user queues in its own lane instead of ahead of everyone else's mail.
 if #uw > 0 then
   local user_slot = earliest(KEYS[2], uw)
   if user_slot > now then

@@ -120,6 +120,19 @@ class Limiter:
         """Tell whether a send on this transport is limited at all (if not, Redis is not asked)."""
         return bool(self.settings.transport_limits(label) or self.settings.user_rate_limit)
 
+    def user_limits(self, label: str) -> tuple[RateWindow, ...]:
+        """The windows of a user's own lane for a send on ``label``.
+
+        The user's own limit, plus (fair share) the transport's: a user's mail is
+        paced in its own lane at the provider's rate and takes a provider slot
+        only when its turn comes, so one user's burst never holds the provider's
+        future slots and another user's email waits one slot, not the burst.
+        """
+        own = self.settings.user_rate_limit
+        if not self.settings.rate_limit_fair_share:
+            return own
+        return own + tuple(w for w in self.settings.transport_limits(label) if w not in own)
+
     def _windows(self, windows: tuple[RateWindow, ...]) -> list[tuple[int, int, float]]:
         """(count, span in µs, margin in s) per window: span = window + min(margin, 5% of it)."""
         out = []
@@ -147,7 +160,7 @@ class Limiter:
         buckets from PostgreSQL (on ``conn``) first. Raises ``Unavailable``.
         """
         tw = self._windows(self.settings.transport_limits(label))
-        uw = self._windows(self.settings.user_rate_limit)
+        uw = self._windows(self.user_limits(label))
         margins = [m for _, _, m in tw + uw]
         # A held slot is honoured only if used within 3/4 of the margin (a job a
         # little late); the last quarter absorbs the delay between this check and
@@ -170,7 +183,7 @@ class Limiter:
             kind, slot, now, phase = (int(x) for x in reply[:4])
             if kind != MISSING:
                 transport = label if phase == 2 and tw else None
-                waited = _limit_name(self.settings, transport)
+                waited = _limit_name(self.settings, transport or label, own=transport is None)
                 return Decision(kind, _time(slot), _time(now), transport, waited if kind != GO else None)
             emptied = phase == 1
             for index in reply[4:]:
@@ -239,8 +252,10 @@ class Limiter:
         await self._client.aclose()
 
 
-def _limit_name(settings: Settings, label: str | None) -> str:
-    """Name the limit that holds a slot, for people: ``smtp: 50/3600s`` or ``user: 500/86400s``."""
-    configured = settings.transport_limits(label) if label else settings.user_rate_limit
-    name = ",".join(str(w) for w in configured)
-    return f"{label}: {name}" if label else f"user: {name}"
+def _limit_name(settings: Settings, label: str, *, own: bool) -> str:
+    """Name the limit that holds a slot, for people: ``smtp: 50/3600s``, ``user: 500/86400s``
+    or, for a user's lane paced at the provider's rate, ``smtp: 50/3600s (your share)``."""
+    if own and settings.user_rate_limit:
+        return "user: " + ",".join(str(w) for w in settings.user_rate_limit)
+    name = f"{label}: " + ",".join(str(w) for w in settings.transport_limits(label))
+    return f"{name} (your share)" if own else name

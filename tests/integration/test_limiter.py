@@ -40,17 +40,43 @@ def acquire(limiter: ratelimit.Limiter, database_url: str, members: list[str], o
     return asyncio.run(_acquire(limiter, database_url, owner, members))
 
 
-def test_a_burst_gets_the_window_then_slots_one_window_later(limits: Any, database_url: str) -> None:
-    """20/10s: twenty go now, the next five get slots ten seconds (+ margin) after the first five."""
-    members = [f"{uuid.uuid4()}:1" for _ in range(25)]
+@pytest.mark.parametrize(
+    ("fair", "transport", "limit"), [("1", None, "smtp: 20/10s (your share)"), ("0", "smtp", "smtp: 20/10s")]
+)
+def test_a_burst_gets_the_window_then_slots_one_window_later(
+    limits: Any, database_url: str, env: dict[str, str], fair: str, transport: str | None, limit: str
+) -> None:
+    """20/10s: twenty go now, the next five get slots ten seconds (+ margin) after the first five.
 
-    decisions = acquire(limits(RATE_LIMITS="smtp=20/10s"), database_url, members)
+    With fair share (the default) the five hold their slots in the user's own lane only."""
+    members = [f"{uuid.uuid4()}:1" for _ in range(25)]
+    limiter = limits(RATE_LIMITS="smtp=20/10s", RATE_LIMIT_FAIR_SHARE=fair)
+
+    decisions = acquire(limiter, database_url, members)
 
     assert [d.kind for d in decisions] == [ratelimit.GO] * 20 + [ratelimit.WAIT] * 5
     for early, late in zip(decisions[:5], decisions[20:], strict=True):
         gap = (late.slot - early.slot).total_seconds()
         assert gap == pytest.approx(10.2, abs=0.001)
-    assert decisions[-1].limit == "smtp: 20/10s" and decisions[-1].transport == "smtp"
+    assert decisions[-1].limit == limit and decisions[-1].transport == transport
+    held = redis.Redis.from_url(env["REDIS_URL"]).zscore(f"{limiter.settings.redis_prefix}rl:t:smtp", members[-1])
+    assert (held is None) == (fair == "1")
+
+
+@pytest.mark.parametrize(("fair", "behind"), [("1", 0), ("0", 80)])
+def test_another_users_email_waits_one_window_not_the_burst(
+    limits: Any, database_url: str, fair: str, behind: int
+) -> None:
+    """User 1 asks for 100 slots at 20/10s, then user 2 for one: with fair share it gets the first
+    slot of the next window; without, it queues behind user 1's eighty waiting emails."""
+    settings = {"RATE_LIMITS": "smtp=20/10s", "RATE_LIMIT_FAIR_SHARE": fair}
+    burst = acquire(limits(**settings), database_url, [f"a{i}:1" for i in range(100)], owner=1)
+    [other] = acquire(limits(**settings), database_url, ["b:1"], owner=2)
+
+    assert other.kind == ratelimit.WAIT and other.transport == "smtp"
+    ahead = sum(1 for d in burst[20:] if d.slot < other.slot)
+    assert ahead == behind
+    assert (other.slot - burst[0].slot).total_seconds() == pytest.approx(10.2 * (1 + behind // 20), abs=0.01)
 
 
 def test_every_window_of_a_transport_holds(limits: Any, database_url: str) -> None:
@@ -108,7 +134,9 @@ def test_an_emptied_bucket_is_rebuilt_from_the_sends_in_the_database(
     assert decision.kind == ratelimit.WAIT
     assert (decision.slot - now).total_seconds() == pytest.approx(10.2 - 1, abs=0.05)
     client = redis.Redis.from_url(env["REDIS_URL"])
-    assert client.zcard(f"{limiter.settings.redis_prefix}rl:t:smtp") == 4  # 2 sends + the new slot + sentinel
+    # The transport bucket: 2 sends + sentinel; the new slot is held in the user's lane (fair share).
+    assert client.zcard(f"{limiter.settings.redis_prefix}rl:t:smtp") == 3
+    assert client.zcard(f"{limiter.settings.redis_prefix}rl:u:{owner.id}") == 4
 
 
 def test_redis_unreachable_raises_unavailable(limits: Any, database_url: str) -> None:
