@@ -40,7 +40,8 @@ log = structlog.get_logger("tasks.ratelimit")
 _ACQUIRE = (pathlib.Path(__file__).with_name("ratelimit.lua")).read_text(encoding="utf-8")
 #: Fill a rebuilt bucket: only adds or raises (ZADD GT), so a late or duplicate
 #: rebuild can never lower a slot; attempts known to be waiting at the gate
-#: (KEYS[3]) are not in flight and are not counted.
+#: (KEYS[3]) are not in flight and are not counted. Sets the "alive" marker
+#: (KEYS[4]): from then on a missing bucket merely expired, Redis kept its data.
 _LOAD = """
 for i = 2, #ARGV, 2 do
   local member = ARGV[i + 1]
@@ -51,6 +52,8 @@ for i = 2, #ARGV, 2 do
 end
 redis.call('DEL', KEYS[3])
 redis.call('ZADD', KEYS[1], '-inf', '!built')
+-- Redis holds our data from now on: a bucket missing later merely expired.
+redis.call('SET', KEYS[4], '1')
 local last = redis.call('ZREVRANGE', KEYS[1], 0, 0, 'WITHSCORES')
 local top = tonumber(last[2]) or 0
 local clock = redis.call('TIME')

@@ -147,3 +147,27 @@ def test_redis_unreachable_raises_unavailable(limits: Any, database_url: str) ->
 
     with pytest.raises(ratelimit.Unavailable):
         acquire(limiter, database_url, ["a:1"])
+
+
+def test_an_idle_bucket_is_rebuilt_without_counting_attempts_in_flight_but_an_emptied_redis_counts_them(
+    limits: Any, database_url: str, conn: psycopg.Connection[Any], owner: Any, env: dict[str, str]
+) -> None:
+    """An email claimed but not yet at DATA may be past the gate: after a FLUSHALL it counts as a send,
+    after a bucket merely expired (Redis kept its data, the "alive" marker says so) it does not."""
+    now = dt.datetime.now(dt.UTC)
+    conn.execute(
+        """INSERT INTO emails (owner_id, from_addr, to_addrs, subject, body_text, send_at, next_attempt_at,
+                               message_id, status, transport, attempts, job_id)
+           VALUES (%s, 'a@example.com', '{b@example.com}', 's', 'b', %s, %s, '<f@x>', 'sending', 'smtp', 1, 1)""",
+        (owner.id, now, now),
+    )
+    settings = {"RATE_LIMITS": "smtp=1/10s", "RATE_LIMIT_FAIR_SHARE": "0"}
+    client = redis.Redis.from_url(env["REDIS_URL"])
+    prefix = env["REDIS_PREFIX"]
+
+    [emptied] = acquire(limits(**settings), database_url, ["after-flush:1"], owner=owner.id)
+    client.delete(f"{prefix}rl:t:smtp")  # as if it had expired, idle
+    [expired] = acquire(limits(**settings), database_url, ["after-expiry:1"], owner=owner.id)
+
+    assert emptied.kind == ratelimit.WAIT  # the attempt in flight took the window
+    assert expired.kind == ratelimit.GO
