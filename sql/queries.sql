@@ -612,3 +612,41 @@ UNION ALL
 SELECT id::text || ':' || attempts || ':flight', clock_timestamp()
   FROM emails
  WHERE %(in_flight)s AND owner_id = %(owner_id)s AND status = 'sending' AND data_started_at IS NULL;
+
+-- spread_candidates --
+-- A user's other emails due now that have no rate-limit slot yet, and their
+-- jobs, locked (a worker fetching one skips it, and we skip those it holds):
+-- a burst's rest, to be queued at their turns in the user's lane in bulk.
+SELECT e.id, e.attempts, e.job_id
+  FROM emails e
+  JOIN procrastinate_jobs j ON j.id = e.job_id
+ WHERE e.owner_id = %(owner_id)s AND e.status = 'scheduled' AND e.rate_slot IS NULL
+   AND e.next_attempt_at <= now() + make_interval(secs => %(ahead)s)
+   AND j.status = 'todo'
+ ORDER BY e.next_attempt_at, e.id
+ LIMIT %(limit)s
+   FOR UPDATE OF e, j SKIP LOCKED;
+
+-- spread_move --
+-- Move each email's job to its slot in the lane (it stays the same job: it will
+-- be claimed once, at its turn) and record the slot and the reason. The moved
+-- jobs go one priority below the rest: when the workers fall behind, another
+-- user's email due meanwhile is fetched before the backlog of a burst (the
+-- fetch takes the highest priority first, then the lowest id).
+WITH input AS (
+    SELECT * FROM unnest(%(ids)s::uuid[], %(job_ids)s::bigint[], %(slots)s::timestamptz[]) AS t(id, job_id, slot)
+), job AS (
+    UPDATE procrastinate_jobs j SET scheduled_at = i.slot - %(lead)s, priority = -1
+      FROM input i WHERE j.id = i.job_id AND j.status = 'todo'
+), moved AS (
+    UPDATE emails e
+       SET next_attempt_at = i.slot, rate_slot = i.slot, rate_transport = NULL, waiting_reason = %(reason)s
+      FROM input i
+     WHERE e.id = i.id AND e.status = 'scheduled' AND e.job_id = i.job_id
+    RETURNING e.id, i.job_id, i.slot
+)
+INSERT INTO email_events (email_id, kind, job_id, detail)
+SELECT id, 'rate_limited', job_id,
+       jsonb_build_object('slot', slot, 'next_attempt_at', slot, 'transport', %(transport)s::text,
+                          'limit', %(limit)s::text, 'reason', %(reason)s::text, 'spread', true)
+  FROM moved;

@@ -18,14 +18,23 @@ import random
 from typing import Any
 
 import psycopg
+import structlog
 
 from tasks import db, jobs, ratelimit, runtime
 from tasks.models import Email
+
+log = structlog.get_logger("tasks.gate")
 
 RATE_REASON = "waiting for a rate-limit slot"
 UNAVAILABLE_REASON = "rate limiter unavailable"
 #: A slot this close is waited for inside the job rather than by a new job.
 SLEEP_MAX = 0.25
+#: How long a send may wait just before DATA for the limits to allow it (else: a new slot).
+CONFIRM_WAIT_MAX = 2.0
+#: How many of a user's other due emails one full lane queues at their turns at once.
+SPREAD_BATCH = 500
+#: Emails due within this many seconds count as part of the burst.
+SPREAD_AHEAD = 1.0
 #: Backoff while Redis is unreachable: from 1 s, doubling, at most 60 s (both
 #: capped by RETRY_BACKOFF_BASE / RETRY_BACKOFF_MAX), half of it random.
 UNAVAILABLE_BASE, UNAVAILABLE_MAX = 1.0, 60.0
@@ -71,10 +80,89 @@ async def gate(
         # Cheaper than a new job, and the slot is ours.
         await asyncio.sleep(max(decision.wait_seconds, 0))
         return None
-    return await _wait(
-        rt, conn, email, job_id, at=decision.slot, slot=decision.slot, rate_transport=decision.transport,
+    slot = decision.slot if decision.reserved else None
+    held = await _wait(
+        rt, conn, email, job_id, at=decision.slot, slot=slot, rate_transport=decision.transport,
         transport=label, kind="rate_limited", reason=RATE_REASON, limit=decision.limit, error=None,
     )  # fmt: skip
+    if held.outcome == "rate_limited" and decision.reserved and decision.transport is None:
+        # The owner's lane is full: the rest of the burst is queued at its turns now,
+        # in bulk, rather than each email claimed only to learn that it must wait.
+        await spread(rt, conn, email.owner_id, label, decision.limit)
+    return held
+
+
+async def spread(
+    rt: runtime.Runtime, conn: psycopg.AsyncConnection[Any], owner_id: int, label: str, limit: str | None
+) -> int:
+    """Queue up to SPREAD_BATCH of the owner's other due emails at their turns in the owner's lane.
+
+    Each keeps its job, moved to its slot: it is claimed once, when its turn
+    comes. Emails the lane has room for, or whose turn lies beyond the
+    scheduling horizon, are left as they are. Returns how many were moved;
+    any failure moves none (each email then goes through the gate by itself).
+    """
+    reserved: list[str] = []
+    try:
+        async with conn.transaction():
+            rows = await db.all_async(
+                conn, "spread_candidates", owner_id=owner_id, ahead=SPREAD_AHEAD, limit=SPREAD_BATCH
+            )
+            if not rows:
+                return 0
+            members = [f"{r['id']}:{r['attempts'] + 1}" for r in rows]
+            slots = await rt.limiter.spread(label, owner_id, members)
+            reserved = members[: len(slots)]
+            keep = [s for s in slots if jobs.within_horizon(s, rt.settings.schedule_horizon)]
+            if len(keep) < len(slots):
+                await rt.limiter.give_back(owner_id, reserved[len(keep) :])
+                reserved = reserved[: len(keep)]
+            if not keep:
+                return 0
+            moved = rows[: len(keep)]
+            await db.run_async(
+                conn,
+                "spread_move",
+                ids=[r["id"] for r in moved],
+                job_ids=[r["job_id"] for r in moved],
+                slots=keep,
+                lead=jobs.LEAD,
+                transport=label,
+                limit=limit,
+                reason=RATE_REASON,
+            )
+    except ratelimit.Unavailable:
+        return 0
+    except psycopg.Error as exc:
+        log.warning("could not queue a burst at its turns; each email will wait by itself", error=str(exc))
+        if reserved:
+            await rt.limiter.give_back(owner_id, reserved)
+        return 0
+    log.info("burst queued at its turns in the user's lane", owner_id=owner_id, emails=len(keep), transport=label)
+    return len(keep)
+
+
+async def confirm(
+    rt: runtime.Runtime, conn: psycopg.AsyncConnection[Any], email: Email, job_id: int, label: str
+) -> Held | None:
+    """Just before DATA, check that the limits still allow this send now; None means go.
+
+    A worker may take a while from the gate to DATA (a busy machine, a slow
+    provider), and an earlier email may have reached DATA late too: the check
+    here is the one the provider's windows see. Over the limit, it waits in
+    place (up to CONFIRM_WAIT_MAX in all); longer, it goes back to the gate,
+    which gives it its next slot as a new job.
+    """
+    limiter = rt.limiter
+    if not limiter.enabled(label):
+        return None
+    member, waited = f"{email.id}:{email.attempts}", 0.0
+    while (wait := await limiter.confirm(label, email.owner_id, member)) > 0:
+        if waited + wait > CONFIRM_WAIT_MAX:
+            return await gate(rt, conn, email, job_id, label)
+        await asyncio.sleep(wait)
+        waited += wait
+    return None
 
 
 async def _wait(

@@ -12,15 +12,29 @@
 -- latest slot is at or before s - SPAN: that is exact for sliding windows.
 --
 -- KEYS[1] transport bucket, KEYS[2] user bucket (either may be unused), KEYS[3] the "alive" marker
--- ARGV: member, validity_us, n_transport_windows, (count, span_us)..., n_user_windows, (count, span_us)...
+-- ARGV: member, validity_us, n_transport_windows, (count, span_us)..., n_user_windows, (count, span_us)...,
+--       soft (1: the user's windows only pace a fair share, no limit of the user's own is among them)
+-- Member "*spread": ARGV continues with more members, each given the user's next slot while the
+-- user's lane is full (a burst queued in bulk); reply: their slots, fewer when the lane has room.
 -- Reply: {kind, slot_us, now_us, phase}
 --   kind 0 = go (slot <= now: send now), 1 = wait (slot reserved in the future),
 --        2 = missing (phase = 1 if Redis was emptied; the indexes of the buckets to rebuild follow),
 --        3 = early (a reservation held for a later slot)
---   phase 1 = only the user bucket holds the slot, 2 = every bucket holds it
+--   phase 1 = only the user bucket holds the slot, 2 = every bucket holds it,
+--         0 = nothing is reserved: the provider's windows free up then (a soft lane's turn has come)
 
 local SENTINEL = '!built'
 local member = ARGV[1]
+-- "*confirm:<member>": the send of <member> is about to begin DATA (see below).
+local confirming = string.sub(member, 1, 9) == '*confirm:'
+if confirming then member = string.sub(member, 10) end
+-- "*sent:<member>": its DATA has ended; its entries move up to now (never down).
+if string.sub(member, 1, 6) == '*sent:' then
+  local clock = redis.call('TIME')
+  local score = string.format('%.0f', tonumber(clock[1]) * 1000000 + tonumber(clock[2]))
+  for _, key in ipairs(KEYS) do redis.call('ZADD', key, 'XX', 'GT', score, string.sub(member, 7)) end
+  return 1
+end
 local validity = tonumber(ARGV[2])
 local clock = redis.call('TIME')
 local now = tonumber(clock[1]) * 1000000 + tonumber(clock[2])
@@ -35,13 +49,15 @@ local function windows(at)
 end
 
 local tw, next_at = windows(3)
-local uw = windows(next_at)
+local uw, after = windows(next_at)
+local soft = ARGV[after] == '1'
 local buckets = {}
 if #tw > 0 then buckets[#buckets + 1] = {KEYS[1], tw} end
 if #uw > 0 then buckets[#buckets + 1] = {KEYS[2], uw} end
 
 local missing = {}
-for i, b in ipairs({{KEYS[1], tw}, {KEYS[2], uw}}) do
+local special = confirming or member == '*spread'
+for i, b in ipairs(special and {} or {{KEYS[1], tw}, {KEYS[2], uw}}) do
   if #b[2] > 0 and not redis.call('ZSCORE', b[1], SENTINEL) then
     missing[#missing + 1] = i
     -- Say this attempt is waiting here, not in flight: the rebuild must not
@@ -88,11 +104,86 @@ local function earliest(key, list, base)
   return at
 end
 
-local function reserve(key, list, slot)
-  redis.call('ZADD', key, us(slot), member)
+-- How long a send at T must wait to keep every window (0: it may go), this
+-- member's own entry aside: the N-th latest other entry at or before T must
+-- have left the window. Sends are recorded when their DATA begins (confirm
+-- below), so an earlier email that was slow to reach DATA may have moved into
+-- the window of a slot reserved before it did.
+local function wait_for(key, list, t)
+  local wait = 0
+  for _, w in ipairs(list) do
+    local latest = redis.call('ZREVRANGEBYSCORE', key, us(t), '(' .. us(t - w[2]), 'WITHSCORES', 'LIMIT', 0, w[1] + 1)
+    local seen = 0
+    for i = 1, #latest, 2 do
+      local score = tonumber(latest[i + 1])
+      if latest[i] ~= member then
+        seen = seen + 1
+        if seen == w[1] then wait = math.max(wait, score + w[2] - t) end
+      end
+    end
+  end
+  return wait
+end
+
+local function reserve(key, list, slot, name)
+  redis.call('ZADD', key, us(slot), name or member)
   -- An idle bucket expires once its last slot has left every window; the next
   -- use rebuilds it (cheaply: nothing is left in the window).
-  redis.call('PEXPIREAT', key, us(math.floor((slot + longest(list)) / 1000) + 1000))
+  redis.call('PEXPIREAT', key, us(math.floor((slot + longest(list)) / 1000) + 1000), 'GT')
+end
+
+if confirming then
+  -- The last word before DATA: only limits bind here (a soft lane merely paces
+  -- a fair share); a missing bucket is left to its rebuild, which counts this
+  -- attempt as in flight. Go: the entries move to now. Else: how long to wait.
+  local wait = 0
+  for _, b in ipairs(buckets) do
+    if redis.call('ZSCORE', b[1], SENTINEL) and not (soft and b[1] == KEYS[2]) then
+      wait = math.max(wait, wait_for(b[1], b[2], now))
+    end
+  end
+  if wait > 0 then return {1, us(now + wait), now, 2} end
+  for _, b in ipairs(buckets) do
+    if redis.call('ZSCORE', b[1], SENTINEL) then reserve(b[1], b[2], now) end
+  end
+  return {0, now, now, 2}
+end
+
+if member == '*spread' then
+  -- Only into a whole lane (the caller's own acquire has just built it), and
+  -- only future slots: an email the lane has room for goes by itself.
+  if #uw == 0 or not redis.call('ZSCORE', KEYS[2], SENTINEL) then return {} end
+  local slots = {}
+  for i = after + 1, #ARGV do
+    local slot = earliest(KEYS[2], uw)
+    if slot <= now then break end
+    reserve(KEYS[2], uw, slot, ARGV[i])
+    slots[#slots + 1] = us(slot)
+  end
+  return slots
+end
+
+if soft and #tw > 0 then
+  -- Fair share without a limit of the user's own: the user's lane paces the
+  -- user's mail at the provider's rate (future turns reserved there), and the
+  -- provider's bucket holds only sends, never plans. An email whose turn has
+  -- come (now or long ago: a busy worker is late, never penalised) goes as soon
+  -- as the provider's windows allow, exactly then; nothing reserved ahead can
+  -- go unused while everyone runs late.
+  local turn = redis.call('ZSCORE', KEYS[2], member)
+  if turn and tonumber(turn) > now then return {3, tonumber(turn), now, 1} end
+  if not turn then
+    local slot = earliest(KEYS[2], uw)
+    reserve(KEYS[2], uw, slot)
+    if slot > now then return {1, slot, now, 1} end
+  end
+  local wait = wait_for(KEYS[1], tw, now)
+  if wait == 0 then
+    reserve(KEYS[1], tw, now)
+    return {0, now, now, 2}
+  end
+  redis.call('ZREM', KEYS[1], member)
+  return {1, now + wait, now, 0}
 end
 
 -- A reservation this email already holds: use it, or give it back if stale.
@@ -102,7 +193,7 @@ local held = held_t or (#tw == 0 and held_u)
 if held then
   held = tonumber(held)
   if held > now then return {3, held, now, 2} end
-  if now <= held + validity then return {0, held, now, 2} end
+  if now <= held + validity and (#tw == 0 or wait_for(KEYS[1], tw, now) == 0) then return {0, held, now, 2} end
 elseif held_u and tonumber(held_u) > now then
   return {3, tonumber(held_u), now, 1}
 elseif held_u and now <= tonumber(held_u) + validity then

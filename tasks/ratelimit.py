@@ -87,6 +87,8 @@ class Decision:
     transport: str | None
     #: The window that made it wait, for people ("20/10s").
     limit: str | None = None
+    #: Whether the slot is reserved (False: the provider's windows free up then, first come first served).
+    reserved: bool = True
 
     @property
     def wait_seconds(self) -> float:
@@ -136,6 +138,81 @@ class Limiter:
             return own
         return own + tuple(w for w in self.settings.transport_limits(label) if w not in own)
 
+    def _keys(self, label: str, owner_id: int) -> list[str]:
+        return [self.transport_key(label), self.user_key(owner_id), self.alive_key]
+
+    def _args(
+        self, label: str, member: str, validity: int, tw: list[tuple[int, int, float]], uw: list[tuple[int, int, float]]
+    ) -> list[Any]:
+        """The script's ARGV: member, validity, each bucket's windows, whether the lane is soft."""
+        args: list[Any] = [member, validity]
+        for windows in (tw, uw):
+            args.append(len(windows))
+            for count, span, _ in windows:
+                args += [count, span]
+        args.append(1 if self.soft_lane(label) else 0)
+        return args
+
+    def soft_lane(self, label: str) -> bool:
+        """Tell whether the user's lane on ``label`` only paces a fair share (no limit of the user's own).
+
+        Such a lane may be overrun a little: an email late for its turn still
+        takes the provider's next slot instead of going to the end of its lane.
+        """
+        return self.settings.rate_limit_fair_share and not self.settings.user_rate_limit
+
+    async def spread(self, label: str, owner_id: int, members: list[str]) -> list[dt.datetime]:
+        """Give each of ``members`` (the owner's other due emails) its next slot in the owner's lane.
+
+        For a burst: one call queues hundreds of emails at their turns, instead
+        of each being claimed only to learn that it must wait. Stops at the
+        first member the lane has room for now (it goes by itself); an empty
+        answer when the lane is not built. Raises ``Unavailable``.
+        """
+        args = self._args(label, "*spread", 0, [], self._windows(self.user_limits(label))) + members
+        try:
+            reply = await self._acquire(keys=self._keys(label, owner_id), args=args)
+        except (redis.RedisError, OSError) as exc:
+            raise Unavailable(f"rate limiter unavailable: {exc}") from exc
+        return [_time(int(x)) for x in reply]
+
+    async def confirm(self, label: str, owner_id: int, member: str) -> float:
+        """The last word before DATA: 0 means go (the attempt's entries now say "sent now"),
+        else the seconds to wait until every limit allows it.
+
+        The gate's slot is a plan; a worker may take a while from the gate to
+        DATA, and meanwhile an earlier email that was slow too may have moved
+        into the window. Checked here, the provider never sees more than the
+        limit. Redis unreachable: 0 (the gate's reservation stands).
+        """
+        tw = self._windows(self.settings.transport_limits(label))
+        uw = self._windows(self.user_limits(label))
+        args = self._args(label, f"*confirm:{member}", 0, tw, uw)
+        try:
+            kind, slot, now, _ = (int(x) for x in await self._acquire(keys=self._keys(label, owner_id), args=args))
+        except (redis.RedisError, OSError) as exc:
+            log.warning("rate limiter: could not confirm a send before DATA", error=str(exc))
+            return 0.0
+        return 0.0 if kind == GO else (slot - now) / 1_000_000
+
+    async def sent(self, label: str, owner_id: int, member: str) -> None:
+        """Say that this attempt's DATA has ended: its entries move up to now (best effort).
+
+        The provider counts a message when it takes it; a DATA that took a
+        while is then counted from its end by every later check.
+        """
+        try:
+            await self._acquire(keys=self._keys(label, owner_id)[:2], args=[f"*sent:{member}"])
+        except (redis.RedisError, OSError) as exc:
+            log.warning("rate limiter: could not record the end of a send", error=str(exc))
+
+    async def give_back(self, owner_id: int, members: list[str]) -> None:
+        """Remove reservations that were never used (best effort: they would only expire later)."""
+        try:
+            await self._client.zrem(self.user_key(owner_id), *members)
+        except (redis.RedisError, OSError) as exc:
+            log.warning("rate limiter: could not give back unused slots", error=str(exc), count=len(members))
+
     def _windows(self, windows: tuple[RateWindow, ...]) -> list[tuple[int, int, float]]:
         """(count, span in µs, margin in s) per window: span = window + min(margin, 5% of it)."""
         out = []
@@ -169,13 +246,8 @@ class Limiter:
         # little late); the last quarter absorbs the delay between this check and
         # the provider's clock (MAIL, RCPT, DATA: milliseconds).
         validity = round(min(margins) * 0.75 * 1_000_000)
-        keys = [self.transport_key(label), self.user_key(owner_id), self.alive_key]
-        args: list[Any] = [member, validity, len(tw)]
-        for count, span, _ in tw:
-            args += [count, span]
-        args.append(len(uw))
-        for count, span, _ in uw:
-            args += [count, span]
+        keys = self._keys(label, owner_id)
+        args = self._args(label, member, validity, tw, uw)
         for _ in range(3):
             try:
                 reply = await self._acquire(keys=keys, args=args)
@@ -186,8 +258,8 @@ class Limiter:
             kind, slot, now, phase = (int(x) for x in reply[:4])
             if kind != MISSING:
                 transport = label if phase == 2 and tw else None
-                waited = _limit_name(self.settings, transport or label, own=transport is None)
-                return Decision(kind, _time(slot), _time(now), transport, waited if kind != GO else None)
+                waited = _limit_name(self.settings, label, own=phase == 1 or not tw)
+                return Decision(kind, _time(slot), _time(now), transport, waited if kind != GO else None, phase > 0)
             emptied = phase == 1
             for index in reply[4:]:
                 if int(index) == 1:

@@ -231,7 +231,14 @@ async def _attempt(rt: runtime.Runtime, conn: psycopg.AsyncConnection[Any], emai
         result.waiting_reason, result.ended = held.reason, False  # gate.gate records the ended job itself
         return result
 
+    over_limit: list[gate.Held] = []
+
     async def before_data(refused: dict[str, str]) -> bool:
+        if not choice.offline:
+            held = await gate.confirm(rt, conn, email, job_id, transport.label)
+            if held is not None:
+                over_limit.append(held)
+                return False
         row = await db.one_async(
             conn, "start_data", email_id=email.id, job_id=job_id, transport=transport.label, refused=Jsonb(refused)
         )
@@ -288,6 +295,13 @@ async def _attempt(rt: runtime.Runtime, conn: psycopg.AsyncConnection[Any], emai
             end_job=True,
         )
     except transports.Aborted as exc:
+        if over_limit:
+            # The limits did not allow DATA in time: it waits for its next slot (not an attempt).
+            [held] = over_limit
+            await rt.mailer.release(conn, choice)
+            result.outcome, result.next_attempt_at, result.error = held.outcome, held.next_attempt_at, held.error
+            result.waiting_reason, result.ended = held.reason, False
+            return result
         failure = exc
         result.error, result.outcome, result.ended = exc.message, "aborted", False
     else:
@@ -303,6 +317,9 @@ async def _attempt(rt: runtime.Runtime, conn: psycopg.AsyncConnection[Any], emai
             refused=delivery.refused,
             end_job=True,
         )
+    if result.data_started and not choice.offline and rt.limiter.enabled(transport.label):
+        # The provider counted it (or may have) when DATA ended: later checks count from then.
+        await rt.limiter.sent(transport.label, email.owner_id, f"{email.id}:{email.attempts}")
     # --- the breaker learns how it went (a provider fault counts; anything else resets).
     await rt.mailer.record(conn, choice, failure)
     return result

@@ -67,13 +67,14 @@ def test_a_burst_gets_the_window_then_slots_one_window_later(
 def test_another_users_email_waits_one_window_not_the_burst(
     limits: Any, database_url: str, fair: str, behind: int
 ) -> None:
-    """User 1 asks for 100 slots at 20/10s, then user 2 for one: with fair share it gets the first
-    slot of the next window; without, it queues behind user 1's eighty waiting emails."""
+    """User 1 asks for 100 slots at 20/10s, then user 2 for one: with fair share it goes as soon as
+    the provider's window frees up; without, it queues behind user 1's eighty waiting emails."""
     settings = {"RATE_LIMITS": "smtp=20/10s", "RATE_LIMIT_FAIR_SHARE": fair}
     burst = acquire(limits(**settings), database_url, [f"a{i}:1" for i in range(100)], owner=1)
     [other] = acquire(limits(**settings), database_url, ["b:1"], owner=2)
 
-    assert other.kind == ratelimit.WAIT and other.transport == "smtp"
+    # Fair share: nothing is reserved ahead on the provider, it goes when its window frees up.
+    assert other.kind == ratelimit.WAIT and other.reserved == (fair == "0")
     ahead = sum(1 for d in burst[20:] if d.slot < other.slot)
     assert ahead == behind
     assert (other.slot - burst[0].slot).total_seconds() == pytest.approx(10.2 * (1 + behind // 20), abs=0.01)
@@ -171,3 +172,43 @@ def test_an_idle_bucket_is_rebuilt_without_counting_attempts_in_flight_but_an_em
 
     assert emptied.kind == ratelimit.WAIT  # the attempt in flight took the window
     assert expired.kind == ratelimit.GO
+
+
+async def _confirm(limiter: ratelimit.Limiter, member: str, owner: int = 1) -> float:
+    wait = await limiter.confirm("smtp", owner, member)
+    await limiter.close()
+    return wait
+
+
+def test_the_check_before_data_counts_sends_from_when_they_happened(limits: Any, database_url: str) -> None:
+    """2/10s: two go; a third that the gate let through (a rebuilt, emptied bucket) must wait at DATA
+    for the first send to leave the window, and sends that ended later are counted from their end."""
+    settings = {"RATE_LIMITS": "smtp=2/10s"}
+    first, second = acquire(limits(**settings), database_url, ["a:1", "b:1"])
+    assert asyncio.run(_confirm(limits(**settings), "a:1")) == 0  # a's DATA begins: its entry moves to now
+    assert asyncio.run(_confirm(limits(**settings), "b:1")) == 0
+
+    wait = asyncio.run(_confirm(limits(**settings), "c:1"))
+
+    assert first.kind == second.kind == ratelimit.GO
+    assert wait == pytest.approx(10.2, abs=0.2)
+
+
+def test_a_late_email_whose_turn_has_come_goes_when_the_provider_allows_not_to_the_end_of_its_lane(
+    limits: Any, database_url: str, env: dict[str, str]
+) -> None:
+    """Fair share: an email whose turn in the lane passed long ago (a busy worker) is not sent back
+    behind its own backlog: the provider's windows allow it now, so it goes now."""
+    settings = {"RATE_LIMITS": "smtp=2/10s"}
+    client = redis.Redis.from_url(env["REDIS_URL"])
+    prefix = env["REDIS_PREFIX"]
+    acquire(limits(**settings), database_url, ["warm:1"])  # builds both buckets
+    lane, provider = f"{prefix}rl:u:1", f"{prefix}rl:t:smtp"
+    client.zrem(provider, "warm:1")
+    now_us = int(client.time()[0]) * 1_000_000
+    client.zadd(lane, {"late:1": now_us - 60_000_000, "backlog:1": now_us + 30_000_000})
+
+    [late] = acquire(limits(**settings), database_url, ["late:1"])
+
+    assert late.kind == ratelimit.GO
+    assert client.zscore(provider, "late:1") is not None
