@@ -110,7 +110,7 @@ def test_7_sigterm_mid_send_finishes_in_flight_sends_and_nothing_stalls(
     wait_until(lambda: len(sink.messages) >= 10, timeout=30, what="the first deliveries")
     wait_until(lambda: sending(fault_conn) > 0, timeout=10, what="an email in flight")
     fault = guarantees.inject(fault_conn, lambda: old.signal(signal.SIGTERM))
-    new = fault_workers()  # the deploy starts the next version alongside
+    fault_workers()  # the deploy starts the next version alongside
     assert old.wait(30) == 0, old.output()
 
     finished = fault_conn.execute(
