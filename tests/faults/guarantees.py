@@ -116,7 +116,7 @@ def _not_terminal(conn: psycopg.Connection[Any]) -> int:
     return row["n"] if row else 0
 
 
-def record(figures: Figures, path: pathlib.Path = RESULTS) -> None:
+def save(figures: Figures, path: pathlib.Path = RESULTS) -> None:
     """Merge these figures into the results file, by scenario name."""
     path.parent.mkdir(parents=True, exist_ok=True)
     try:
@@ -139,6 +139,7 @@ def check(
     limit: tuple[int, float] | None = None,
     expect: Collection[str] = ("sent", "uncertain"),
     horizon: float = 600.0,
+    record: bool = True,
 ) -> Figures:
     """Wait until every email is terminal (up to ``deadline_s`` after ``started_at``), assert, record."""
     deadline = started_at + deadline_s
@@ -175,7 +176,8 @@ def check(
     )
     if figures.seconds_to_recover is not None:
         figures = dataclasses.replace(figures, seconds_to_recover=round(figures.seconds_to_recover, 1))
-    record(figures)
+    if record:
+        save(figures)
     print(f"\n[guarantees] {json.dumps(dataclasses.asdict(figures))}")
 
     assert not not_terminal, f"{len(not_terminal)} emails not terminal {deadline_s}s after the start: {dict(by_status)}"
