@@ -68,14 +68,20 @@ class Fault:
 
     at: float
     in_flight: tuple[Any, ...] = ()
+    #: Of those, the ones whose DATA had begun.
+    in_data: tuple[Any, ...] = ()
 
 
 def inject(conn: psycopg.Connection[Any], action: Callable[[], object]) -> Fault:
     """Note the emails in flight, then run ``action`` (the fault); return what was noted."""
-    in_flight = tuple(r["id"] for r in conn.execute("SELECT id FROM emails WHERE status = 'sending'"))
+    rows = conn.execute("SELECT id, data_started_at FROM emails WHERE status = 'sending'").fetchall()
     at = time.time()
     action()
-    return Fault(at=at, in_flight=in_flight)
+    return Fault(
+        at=at,
+        in_flight=tuple(r["id"] for r in rows),
+        in_data=tuple(r["id"] for r in rows if r["data_started_at"] is not None),
+    )
 
 
 def recovery_seconds(conn: psycopg.Connection[Any], sink: Sink, faults: Sequence[Fault]) -> float | None:
