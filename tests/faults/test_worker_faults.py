@@ -76,6 +76,7 @@ def test_2_two_workers_the_survivor_takes_over_a_killed_ones_work(
         what="the victim to hold an email",
     )
     fault = guarantees.inject(fault_conn, victim.kill)
+    killed_at = time.time()
 
     figures = guarantees.check(
         fault_conn,
@@ -92,7 +93,7 @@ def test_2_two_workers_the_survivor_takes_over_a_killed_ones_work(
         SELECT count(*) FILTER (WHERE detail->>'worker' LIKE %s) AS survivor, count(*) AS n FROM email_events
          WHERE kind = 'claimed' AND at > to_timestamp(%s)
         """,
-        (f"%:{survivor.pid}", fault.at),
+        (f"%:{survivor.pid}", killed_at),
     ).fetchone()
     assert figures.emails == 300 and fault.in_flight
     assert after["n"] > 0 and after["survivor"] == after["n"], "only the survivor claims after the kill"
