@@ -68,14 +68,20 @@ class Fault:
 
     at: float
     in_flight: tuple[Any, ...] = ()
+    #: Of those, the ones whose DATA had begun.
+    in_data: tuple[Any, ...] = ()
 
 
 def inject(conn: psycopg.Connection[Any], action: Callable[[], object]) -> Fault:
     """Note the emails in flight, then run ``action`` (the fault); return what was noted."""
-    in_flight = tuple(r["id"] for r in conn.execute("SELECT id FROM emails WHERE status = 'sending'"))
+    rows = conn.execute("SELECT id, data_started_at FROM emails WHERE status = 'sending'").fetchall()
     at = time.time()
     action()
-    return Fault(at=at, in_flight=in_flight)
+    return Fault(
+        at=at,
+        in_flight=tuple(r["id"] for r in rows),
+        in_data=tuple(r["id"] for r in rows if r["data_started_at"] is not None),
+    )
 
 
 def recovery_seconds(conn: psycopg.Connection[Any], sink: Sink, faults: Sequence[Fault]) -> float | None:
@@ -116,7 +122,7 @@ def _not_terminal(conn: psycopg.Connection[Any]) -> int:
     return row["n"] if row else 0
 
 
-def record(figures: Figures, path: pathlib.Path = RESULTS) -> None:
+def save(figures: Figures, path: pathlib.Path = RESULTS) -> None:
     """Merge these figures into the results file, by scenario name."""
     path.parent.mkdir(parents=True, exist_ok=True)
     try:
@@ -139,6 +145,7 @@ def check(
     limit: tuple[int, float] | None = None,
     expect: Collection[str] = ("sent", "uncertain"),
     horizon: float = 600.0,
+    record: bool = True,
 ) -> Figures:
     """Wait until every email is terminal (up to ``deadline_s`` after ``started_at``), assert, record."""
     deadline = started_at + deadline_s
@@ -175,7 +182,8 @@ def check(
     )
     if figures.seconds_to_recover is not None:
         figures = dataclasses.replace(figures, seconds_to_recover=round(figures.seconds_to_recover, 1))
-    record(figures)
+    if record:
+        save(figures)
     print(f"\n[guarantees] {json.dumps(dataclasses.asdict(figures))}")
 
     assert not not_terminal, f"{len(not_terminal)} emails not terminal {deadline_s}s after the start: {dict(by_status)}"
