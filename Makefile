@@ -6,7 +6,7 @@ RUNTIME := $(VENV)/.runtime-installed
 DEV := $(VENV)/.dev-installed
 PYTEST_ARGS ?=
 
-.PHONY: run test test-unit lint format bench bench-quick clean
+.PHONY: run test test-faults guarantees test-unit lint format bench bench-quick clean
 
 $(RUNTIME): requirements.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -23,6 +23,13 @@ run: $(RUNTIME)  ## start PostgreSQL/Redis if needed, migrate, run web + worker 
 
 test: $(DEV)  ## the whole suite, against real PostgreSQL, Redis and SMTP
 	$(PY) -m scripts.services -- $(PY) -m pytest $(PYTEST_ARGS)
+
+test-faults: $(DEV)  ## kill and restart workers, PostgreSQL, Redis, SMTP; writes .data/faults/results.json
+	$(PY) -m scripts.services -- $(PY) -m pytest tests/faults $(PYTEST_ARGS)
+	$(PY) -m scripts.guarantees_table
+
+guarantees:  ## print the README's Guarantees table from the last `make test-faults`
+	$(PY) -m scripts.guarantees_table
 
 test-unit: $(DEV)
 	$(PY) -m pytest tests/unit $(PYTEST_ARGS)

@@ -6,10 +6,12 @@ so with ``with conn.transaction():``, so single statements cost one round trip.
 
 from __future__ import annotations
 
+import asyncio
 import pathlib
 import re
 import time
-from typing import Any, LiteralString, cast
+from collections.abc import Awaitable, Callable
+from typing import Any, LiteralString, TypeVar, cast
 
 import psycopg
 import psycopg_pool
@@ -17,6 +19,7 @@ from psycopg.rows import dict_row
 
 SQL_DIR = pathlib.Path(__file__).resolve().parent.parent / "sql"
 _NAME = re.compile(r"^-- ([a-z0-9_]+) --$", re.MULTILINE)
+T = TypeVar("T")
 
 
 def load_queries(path: pathlib.Path) -> dict[str, LiteralString]:
@@ -141,3 +144,38 @@ async def all_async(conn: psycopg.AsyncConnection[Row], query: str, /, **params:
     """Run the named query and return every row."""
     cursor = await conn.execute(queries[query], params)
     return await cursor.fetchall()
+
+
+async def with_reconnect(
+    pool: psycopg_pool.AsyncConnectionPool[Any],
+    conn: psycopg.AsyncConnection[Row],
+    write: Callable[[psycopg.AsyncConnection[Row]], Awaitable[T]],
+    *,
+    within: float,
+) -> T:
+    """Run ``write`` on ``conn``; if the database went away, again on fresh connections for ``within`` seconds.
+
+    For what must not be forgotten, such as the outcome of a send that happened:
+    a PostgreSQL restart costs a few seconds, not the record. ``write`` must be
+    safe to repeat (the outcome queries are guarded by the row's state).
+    """
+    if not conn.broken and not conn.closed:
+        try:
+            return await write(conn)
+        except psycopg.OperationalError as exc:
+            first: Exception = exc
+    else:
+        first = psycopg.OperationalError("the connection was lost")
+    deadline = time.monotonic() + within
+    delay = 0.1
+    while True:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise first
+        await asyncio.sleep(min(delay, left))
+        delay = min(delay * 2, 1.0)
+        try:
+            async with pool.connection(timeout=max(deadline - time.monotonic(), 0.1)) as fresh:
+                return await write(fresh)
+        except (psycopg.OperationalError, psycopg_pool.PoolTimeout) as exc:
+            first = exc

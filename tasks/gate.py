@@ -38,6 +38,8 @@ SPREAD_AHEAD = 1.0
 #: Backoff while Redis is unreachable: from 1 s, doubling, at most 60 s (both
 #: capped by RETRY_BACKOFF_BASE / RETRY_BACKOFF_MAX), half of it random.
 UNAVAILABLE_BASE, UNAVAILABLE_MAX = 1.0, 60.0
+#: Doublings past which every backoff is at its cap anyway.
+MAX_DOUBLINGS = 60
 
 
 @dataclasses.dataclass(frozen=True)
@@ -53,7 +55,9 @@ class Held:
 def unavailable_backoff(failures: int, base: float, cap: float) -> float:
     """Return the wait after ``failures`` consecutive failures to reach Redis (equal jitter)."""
     base, cap = min(base, UNAVAILABLE_BASE), min(cap, UNAVAILABLE_MAX)
-    delay = min(cap, base * 2 ** max(failures - 1, 0))
+    # The count grows by one per attempt for as long as Redis is away (thousands in a
+    # long outage): bound the exponent, or 2 ** n overflows a float and the send crashes.
+    delay = min(cap, base * 2 ** min(max(failures - 1, 0), MAX_DOUBLINGS))
     return delay / 2 + random.uniform(0, delay / 2)
 
 

@@ -28,6 +28,9 @@ log = structlog.get_logger("tasks.send")
 
 RETRY_REASON = "retrying after a temporary error"
 NO_TRANSPORT_REASON = "waiting for a mail transport: every circuit breaker is open"
+#: Seconds an attempt keeps trying to record its outcome while the database is away
+#: (under tasks.worker.CRASH_GRACE, so a worker that lost its database waits for it).
+OUTCOME_RETRY = 10.0
 
 
 class _RowMoved(Exception):
@@ -187,6 +190,16 @@ async def finish(
     return True
 
 
+async def _finish(rt: runtime.Runtime, conn: psycopg.AsyncConnection[Any], **outcome: Any) -> bool:
+    """``finish``, kept through a database restart: a send that happened must be recorded.
+
+    Should the database stay away longer, the job ends with the email still
+    ``sending`` and the reconciler marks it ``uncertain`` (DATA had begun): never a
+    silent resend.
+    """
+    return await db.with_reconnect(rt.pool, conn, lambda c: finish(c, **outcome), within=OUTCOME_RETRY)
+
+
 @dataclasses.dataclass
 class _Attempt:
     outcome: str = "obsolete"
@@ -271,7 +284,8 @@ async def _attempt(rt: runtime.Runtime, conn: psycopg.AsyncConnection[Any], emai
     except transports.Permanent as exc:
         failure = exc
         result.code, result.error, result.outcome = exc.code, exc.message, "failed"
-        await finish(
+        await _finish(
+            rt,
             conn,
             email_id=email.id,
             job_id=job_id,
@@ -284,7 +298,8 @@ async def _attempt(rt: runtime.Runtime, conn: psycopg.AsyncConnection[Any], emai
     except transports.Uncertain as exc:
         failure = exc
         result.error, result.outcome = exc.message, "uncertain"
-        await finish(
+        await _finish(
+            rt,
             conn,
             email_id=email.id,
             job_id=job_id,
@@ -307,7 +322,8 @@ async def _attempt(rt: runtime.Runtime, conn: psycopg.AsyncConnection[Any], emai
     else:
         # The offline log is an outcome of its own: written down, not sent.
         result.outcome = "offline" if choice.offline else "sent"
-        await finish(
+        await _finish(
+            rt,
             conn,
             email_id=email.id,
             job_id=job_id,
@@ -321,7 +337,10 @@ async def _attempt(rt: runtime.Runtime, conn: psycopg.AsyncConnection[Any], emai
         # The provider counted it (or may have) when DATA ended: later checks count from then.
         await rt.limiter.sent(transport.label, email.owner_id, f"{email.id}:{email.attempts}")
     # --- the breaker learns how it went (a provider fault counts; anything else resets).
-    await rt.mailer.record(conn, choice, failure)
+    try:
+        await db.with_reconnect(rt.pool, conn, lambda c: rt.mailer.record(c, choice, failure), within=2.0)
+    except psycopg.OperationalError as exc:  # the outcome is written; the breaker can miss one
+        log.warning("breaker not updated: the database is away", email_id=str(email.id), error=str(exc))
     return result
 
 

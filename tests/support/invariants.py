@@ -33,3 +33,13 @@ def waiting_without_job(conn: psycopg.Connection[Any], horizon_seconds: float) -
 def counts(conn: psycopg.Connection[Any]) -> dict[str, int]:
     """Emails by status."""
     return {r["status"]: r["n"] for r in conn.execute("SELECT status, count(*) AS n FROM emails GROUP BY 1")}
+
+
+def sending_without_job(conn: psycopg.Connection[Any]) -> list[Any]:
+    """Emails in ``sending`` whose job is not running (must be empty once recovery had its chance)."""
+    return conn.execute(
+        """
+        SELECT e.id FROM emails e LEFT JOIN procrastinate_jobs j ON j.id = e.job_id
+         WHERE e.status = 'sending' AND (j.id IS NULL OR j.status <> 'doing')
+        """
+    ).fetchall()

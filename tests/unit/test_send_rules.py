@@ -8,6 +8,7 @@ import email.policy
 import uuid
 
 from tasks import config, message
+from tasks.gate import unavailable_backoff
 from tasks.models import Email
 from tasks.send import backoff
 
@@ -22,6 +23,14 @@ def test_backoff_doubles_with_jitter_and_is_capped() -> None:
     assert all(20 <= w <= 40 for w in waits[3])
     assert all(30 <= w <= 60 for w in waits[10])
     assert len(set(waits[1])) > 100  # jittered, not a fixed delay
+
+
+def test_the_wait_for_redis_stays_capped_after_thousands_of_failures() -> None:
+    """Redis away for a while counts a failure per attempt (thousands): the wait stays capped, no overflow."""
+    waits = [unavailable_backoff(failures, 10, 600) for failures in (1, 2, 7, 1025, 50_000)]
+
+    assert 0.5 <= waits[0] <= 1 and 1 <= waits[1] <= 2
+    assert all(30 <= w <= 60 for w in waits[2:])
 
 
 def make_email(**overrides: object) -> Email:

@@ -1,0 +1,178 @@
+"""Private PostgreSQL and Redis servers that a test may stop, kill and restart.
+
+The shared servers are never touched: fault tests start their own (initdb in a
+temp dir, redis-server on a free port), with the same binaries ``scripts.services``
+uses for the embedded path.
+"""
+
+from __future__ import annotations
+
+import os
+import pathlib
+import pwd
+import shutil
+import signal
+import subprocess
+import tempfile
+import time
+import urllib.parse
+
+import psycopg
+import redis
+
+from scripts import services
+
+
+class PrivatePostgres:
+    """A PostgreSQL of this test session's own, on a free port, trust auth."""
+
+    def __init__(self, port: int | None = None):
+        bindir = services._pg_bindir()
+        if bindir is None:
+            raise RuntimeError("PostgreSQL binaries (initdb, pg_ctl) not found")
+        self.bindir = bindir
+        self.port = port or services.free_port()
+        self.root = pathlib.Path(tempfile.mkdtemp(prefix="rdbx-pg-"))
+        self.datadir = self.root / "data"
+        self.log_path = self.root / "server.log"
+
+    def _chown(self, path: pathlib.Path) -> None:
+        if os.geteuid() == 0:
+            pw = pwd.getpwnam("postgres")
+            os.chown(path, pw.pw_uid, pw.pw_gid)
+
+    def _pg_ctl(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[bytes]:
+        cmd = [str(self.bindir / "pg_ctl"), "-D", str(self.datadir), *args]
+        return subprocess.run(services._as_postgres(cmd), check=check, stdout=subprocess.DEVNULL, timeout=120)
+
+    def start(self) -> PrivatePostgres:
+        """Initialise (first time) and start the server; return once it accepts connections."""
+        if not (self.datadir / "PG_VERSION").exists():
+            self._chown(self.root)
+            self.datadir.mkdir()
+            self._chown(self.datadir)
+            initdb = [
+                str(self.bindir / "initdb"),
+                "-D",
+                str(self.datadir),
+                "-U",
+                "postgres",
+                "--auth=trust",
+                "-E",
+                "UTF8",
+            ]
+            subprocess.run(services._as_postgres(initdb), check=True, stdout=subprocess.DEVNULL, timeout=120)
+        opts = (
+            f"-p {self.port} -k {self.root} -c listen_addresses=127.0.0.1 -c fsync=off"
+            " -c synchronous_commit=off -c full_page_writes=off -c max_connections=200"
+        )
+        self._pg_ctl("-o", opts, "-l", str(self.log_path), "-w", "-t", "60", "start")
+        services.wait_for(self.answers, 30, f"private PostgreSQL on port {self.port}")
+        return self
+
+    def answers(self) -> bool:
+        return services.pg_answers(self.url("postgres"))
+
+    def postmaster_pid(self) -> int | None:
+        pidfile = self.datadir / "postmaster.pid"
+        try:
+            return int(pidfile.read_text().split()[0])
+        except (OSError, ValueError, IndexError):
+            return None
+
+    def stop(self, mode: str = "fast") -> None:
+        """Stop the server (``smart``, ``fast`` or ``immediate``) and wait until it is down.
+
+        A stop that has not finished in 20 s becomes ``immediate`` (seen once under
+        load: a fast shutdown waiting a minute for a backend), so restarts stay bounded.
+        """
+        if self.postmaster_pid() is None:
+            return
+        if self._pg_ctl("-m", mode, "-w", "-t", "20", "stop", check=False).returncode != 0:
+            self._pg_ctl("-m", "immediate", "-w", "-t", "60", "stop", check=False)
+
+    def kill(self) -> None:
+        """SIGKILL the postmaster, as a crash would (its backends exit when they notice)."""
+        pid = self.postmaster_pid()
+        if pid is None:
+            return
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            return
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                os.kill(pid, 0)
+            except ProcessLookupError:
+                break
+            time.sleep(0.05)
+        # Orphaned backends hold the shared memory until they exit; wait for the port too.
+        services.wait_for(lambda: not self.answers(), 30, "the killed PostgreSQL to go away")
+
+    def restart(self, mode: str = "fast", down_for: float = 0.0) -> None:
+        """Stop, stay down ``down_for`` seconds, start again on the same port."""
+        self.stop(mode)
+        if down_for:
+            time.sleep(down_for)
+        self.start()
+
+    def url(self, dbname: str = "postgres") -> str:
+        return f"postgresql://postgres@127.0.0.1:{self.port}/{urllib.parse.quote(dbname)}"
+
+    def admin(self, sql: str) -> None:
+        """Run one statement as the superuser on the ``postgres`` database (autocommit)."""
+        with psycopg.connect(self.url("postgres"), autocommit=True, connect_timeout=5) as conn:
+            conn.execute(sql)  # type: ignore[arg-type]  # names are generated by tests, never user input
+
+    def destroy(self) -> None:
+        """Stop the server and remove its data directory."""
+        self.stop("immediate")
+        shutil.rmtree(self.root, ignore_errors=True)
+
+
+class PrivateRedis:
+    """A redis-server of this test session's own, on a free port, no persistence."""
+
+    def __init__(self, port: int | None = None):
+        binary = shutil.which("redis-server")
+        if binary is None:
+            raise RuntimeError("redis-server not found")
+        self.binary = binary
+        self.port = port or services.free_port()
+        self.root = pathlib.Path(tempfile.mkdtemp(prefix="rdbx-redis-"))
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> PrivateRedis:
+        args = [self.binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
+        with open(self.root / "redis.log", "ab") as log:
+            self.proc = subprocess.Popen([*args, "--dir", str(self.root)], stdout=log, stderr=subprocess.STDOUT)
+        services.wait_for(lambda: services.redis_answers(self.url), 10, f"private Redis on port {self.port}")
+        return self
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(10)
+        self.proc = None
+
+    def kill(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(10)
+        self.proc = None
+
+    def flush(self) -> None:
+        redis.Redis.from_url(self.url).flushall()
+
+    def destroy(self) -> None:
+        self.stop()
+        shutil.rmtree(self.root, ignore_errors=True)
