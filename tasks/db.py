@@ -175,7 +175,12 @@ async def with_reconnect(
         await asyncio.sleep(min(delay, left))
         delay = min(delay * 2, 1.0)
         try:
-            async with pool.connection(timeout=max(deadline - time.monotonic(), 0.1)) as fresh:
+            # A connection of its own: the pool reconnects with a growing backoff and
+            # may still be waiting for its next try when the database is back.
+            fresh = await psycopg.AsyncConnection.connect(
+                pool.conninfo, **(pool.kwargs or {}), autocommit=True, connect_timeout=2
+            )
+            async with fresh:
                 return await write(fresh)
-        except (psycopg.OperationalError, psycopg_pool.PoolTimeout) as exc:
+        except psycopg.OperationalError as exc:
             first = exc
