@@ -41,7 +41,7 @@ def test_3_postgres_restart_mid_send_the_worker_recovers_by_itself(
         figures = guarantees.check(
             conn,
             sink,
-            scenario="3 restart PostgreSQL mid-send",
+            scenario="3. restart PostgreSQL mid-send",
             promise="the worker reconnects by itself; every email sent once or marked uncertain",
             deadline_s=120,
             started_at=started_at,

@@ -44,7 +44,7 @@ def test_1_kill_9_a_worker_three_times_while_1000_emails_are_due(
     figures = guarantees.check(
         fault_conn,
         sink,
-        scenario="1 kill -9 a worker 3x",
+        scenario="1. kill -9 a worker 3x",
         promise="every email sent once, or marked uncertain if the kill landed mid-DATA; recovered in < 45 s",
         deadline_s=150,
         started_at=started_at,
@@ -81,7 +81,7 @@ def test_2_two_workers_the_survivor_takes_over_a_killed_ones_work(
     figures = guarantees.check(
         fault_conn,
         sink,
-        scenario="2 kill -9 one of two workers",
+        scenario="2. kill -9 one of two workers",
         promise="the survivor sends the rest and recovers the dead worker's emails in < 45 s",
         deadline_s=120,
         started_at=started_at,
@@ -121,7 +121,7 @@ def test_7_sigterm_mid_send_finishes_in_flight_sends_and_nothing_stalls(
     figures = guarantees.check(
         fault_conn,
         sink,
-        scenario="7 SIGTERM a worker mid-send",
+        scenario="7. SIGTERM a worker mid-send",
         promise="in-flight sends finish before the worker exits; the next worker sends the rest",
         deadline_s=60,
         started_at=started_at,
