@@ -35,6 +35,7 @@ SCHEMAS: dict[str, Any] = {
                     "code": {"type": "string", "examples": ["invalid", "not_found", "too_late"]},
                     "message": {"type": "string"},
                     "field": nullable("string"),
+                    "error_id": {"type": "string", "description": "On a 500: quote it; the log line has it too."},
                     "details": {
                         "type": "array",
                         "items": {
