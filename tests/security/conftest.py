@@ -14,6 +14,7 @@ from flask.testing import FlaskClient
 from tasks import batch_plan, batches, db, emails, tokens
 from tasks.config import Settings
 from tasks.models import User
+from tests.e2e.conftest import browser, output_dir  # noqa: F401  (Chromium, and where screenshots go)
 
 Conn = Any
 #: Text planted in Bob's data: it must never reach Alice, whatever route she calls.

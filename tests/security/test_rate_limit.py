@@ -1,18 +1,25 @@
 """More requests than API_RATE_LIMIT allows are 429 with Retry-After: on the API (by
-token, by session, signed out) and on every state-changing route of the pages."""
+token, by session, signed out) and on every state-changing route of the pages; and
+more live streams than a user may hold open are 429 too."""
 
 from __future__ import annotations
 
+import socket
+import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
+import requests
 from flask import Flask
 
 from tests.security.conftest import Owned
 from tests.security.test_routes import SAFE, routes, url
+from tests.support import procs
+from tests.support.oauth_provider import OAuthProvider
 from tests.support.openapi_check import check
-from tests.support.web import csrf_token, make_app
+from tests.support.web import Server, csrf_token, make_app, signed_in_session
+from webapp import live
 
 Conn = Any
 LIMIT = 3
@@ -95,3 +102,45 @@ def test_every_state_changing_page_route_is_429_with_retry_after_past_the_limit(
         answers[f"{method} {rule.rule}"] = statuses[-1], "Retry-After" in response.headers
 
     assert answers and set(answers.values()) == {(429, True)}, answers
+
+
+def _open_stream(server: Server, session: requests.Session) -> tuple[socket.socket, int, str]:
+    """Open /live/stream on a raw socket; return it, the status and the head of the answer."""
+    sock = socket.create_connection(("127.0.0.1", server.port), timeout=10)
+    cookies = "; ".join(f"{c.name}={c.value}" for c in session.cookies)
+    request = f"GET /live/stream HTTP/1.1\r\nHost: x\r\nCookie: {cookies}\r\nAccept: text/event-stream\r\n\r\n"
+    sock.sendall(request.encode())
+    head = b""
+    while b"\r\n\r\n" not in head:
+        head += sock.recv(4096)
+    return sock, int(head.split(b" ", 2)[1]), head.decode("latin-1")
+
+
+@pytest.mark.slow
+def test_live_streams_are_capped_per_user_and_a_page_left_frees_its_slot_at_once(
+    server: Server, oauth_provider: OAuthProvider
+) -> None:
+    """Each stream holds a server thread: one user may not take them all, and a closed
+    connection gives its thread back within a second or two, not at the next keep-alive."""
+    alice = signed_in_session(server, oauth_provider, "alice@example.com")
+    held = [_open_stream(server, alice) for _ in range(live.MAX_STREAMS_PER_USER)]
+    over = _open_stream(server, alice)
+    bob = _open_stream(server, signed_in_session(server, oauth_provider, "bob@example.com"))
+    assert [status for _, status, _ in held] == [200] * live.MAX_STREAMS_PER_USER
+    assert (over[1], bob[1]) == (429, 200)
+    assert "Retry-After" in over[2]
+
+    held[0][0].close()  # the browser left the page
+    started = time.monotonic()
+
+    def reopened() -> tuple[socket.socket, int, str] | None:
+        attempt = _open_stream(server, alice)
+        if attempt[1] == 200:
+            return attempt
+        attempt[0].close()
+        return None
+
+    again = procs.wait_until(reopened, timeout=live.KEEPALIVE_SECONDS / 3, interval=0.2, what="a freed stream slot")
+    assert time.monotonic() - started < live.KEEPALIVE_SECONDS / 3
+    for sock in [s for s, _, _ in held[1:]] + [over[0], bob[0], again[0]]:
+        sock.close()
