@@ -123,6 +123,25 @@ def test_the_csrf_token_in_the_header_or_the_form_lets_a_change_through(
     assert {r["status"] for r in conn.execute("SELECT status FROM emails").fetchall()} == {"cancelled"}
 
 
+def test_a_bearer_token_request_needs_no_csrf_token(app: Flask, conn: Conn, alices: Owned) -> None:
+    new = {"to": ["bob@example.com"], "subject": "Hi", "body_text": "B", "send_now": True}
+
+    response = app.test_client().post("/api/v1/emails", json=new, headers={"Authorization": f"Bearer {alices.secret}"})
+
+    assert response.status_code == 201
+
+
+def test_pages_forbid_inline_scripts_framing_and_sniffing(alice_client: FlaskClient) -> None:
+    """The second line behind escaping (tests/security/test_markup_in_browser.py bypasses it)."""
+    headers = alice_client.get("/").headers
+
+    assert "script-src 'self'" in headers["Content-Security-Policy"]
+    assert "'unsafe-inline'" not in headers["Content-Security-Policy"]
+    assert "frame-ancestors 'none'" in headers["Content-Security-Policy"]
+    assert headers["X-Content-Type-Options"] == "nosniff"
+    assert headers["Cache-Control"] == "no-store"
+
+
 def test_credentials_in_the_request_replace_the_cookie(alice_client: FlaskClient, conn: Conn, alices: Owned) -> None:
     """A request carrying an Authorization header needs no CSRF token, so it must never ride on the cookie."""
     before = snapshot(conn)
