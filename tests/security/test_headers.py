@@ -61,68 +61,57 @@ def api(client: FlaskClient, conn: Conn) -> Callable[..., Any]:
     return call
 
 
-@pytest.mark.parametrize("subject", BREAKS)
-def test_a_subject_that_would_break_a_header_is_422(api: Callable[..., Any], conn: Conn, subject: str) -> None:
-    response = api("POST", "/api/v1/emails", NEW | {"subject": subject})
+def test_a_subject_that_would_break_a_header_is_422(api: Callable[..., Any], conn: Conn) -> None:
+    fields = {subject: api("POST", "/api/v1/emails", NEW | {"subject": subject}) for subject in BREAKS}
 
-    assert response.status_code == 422
-    assert response.get_json()["error"]["field"] == "subject"
+    assert {s: (r.status_code, r.get_json()["error"]["field"]) for s, r in fields.items()} == {
+        s: (422, "subject") for s in BREAKS
+    }
     assert invariants.counts(conn) == {}
 
 
-@pytest.mark.parametrize("field", ["to", "cc", "bcc"])
-@pytest.mark.parametrize("address", ADDRESS_TRICKS)
-def test_a_recipient_that_would_break_a_header_is_422(
-    api: Callable[..., Any], conn: Conn, field: str, address: str
-) -> None:
+def test_a_recipient_that_would_break_a_header_is_422(api: Callable[..., Any], conn: Conn) -> None:
     """Recipients are bare addresses: a display name, a second address or a line break is refused."""
-    body = NEW | {field: [address]} | ({} if field == "to" else {"to": ["ann@example.com"]})
+    answers = {}
+    for field in ("to", "cc", "bcc"):
+        for address in ADDRESS_TRICKS:
+            body = NEW | {field: [address]} | ({} if field == "to" else {"to": ["ann@example.com"]})
+            response = api("POST", "/api/v1/emails", body)
+            answers[(field, address)] = response.status_code, response.get_json()["error"]["field"]
 
-    response = api("POST", "/api/v1/emails", body)
-
-    assert response.status_code == 422
-    assert response.get_json()["error"]["field"] == field
+    assert answers == {key: (422, key[0]) for key in answers}
     assert invariants.counts(conn) == {}
 
 
-@pytest.mark.parametrize(
-    ("change", "field"),
-    [
-        *[({"subject": s}, "subject") for s in BREAKS[:5]],
-        ({"to": [ADDRESS_TRICKS[0]]}, "to"),
-        ({"time_zone": "UTC\r\nX: 1"}, "time_zone"),
-    ],
-)
-def test_an_edit_that_would_break_a_header_is_422_and_changes_nothing(
-    api: Callable[..., Any], conn: Conn, change: dict[str, Any], field: str
-) -> None:
+def test_an_edit_that_would_break_a_header_is_422_and_changes_nothing(api: Callable[..., Any], conn: Conn) -> None:
     email_id = api("POST", "/api/v1/emails", NEW).get_json()["id"]
+    changes = [
+        *[({"subject": s}, "subject") for s in BREAKS],
+        ({"to": [ADDRESS_TRICKS[0]]}, "to"),
+        ({"bcc": [ADDRESS_TRICKS[2]]}, "bcc"),
+        ({"time_zone": "UTC\r\nX: 1"}, "time_zone"),
+    ]
     before = snapshot(conn)
 
-    response = api("PATCH", f"/api/v1/emails/{email_id}", change)
+    for change, field in changes:
+        response = api("PATCH", f"/api/v1/emails/{email_id}", change)
 
-    assert response.status_code == 422
-    assert response.get_json()["error"]["field"] == field
+        assert (response.status_code, response.get_json()["error"]["field"]) == (422, field), change
     assert snapshot(conn) == before
 
 
-@pytest.mark.parametrize(
-    ("fields", "field"),
-    [
+def test_a_batch_whose_subject_or_name_would_break_a_header_is_422(api: Callable[..., Any], conn: Conn) -> None:
+    cases = [
         *[({"subject": s}, "subject") for s in BREAKS],
         ({"name": "List\r\nBcc: x@example.com"}, "name"),
         ({"time_zone": "UTC\nX: 1"}, "time_zone"),
-    ],
-)
-def test_a_batch_whose_subject_or_name_would_break_a_header_is_422(
-    api: Callable[..., Any], conn: Conn, fields: dict[str, Any], field: str
-) -> None:
-    body = {"addresses": "a@example.com", "subject": "S", "body_text": "B"} | fields
+    ]
 
-    response = api("POST", "/api/v1/batches", body)
+    for fields, field in cases:
+        body = {"addresses": "a@example.com", "subject": "S", "body_text": "B"} | fields
+        response = api("POST", "/api/v1/batches", body)
 
-    assert response.status_code == 422
-    assert response.get_json()["error"]["field"] == field
+        assert (response.status_code, response.get_json()["error"]["field"]) == (422, field), fields
     assert invariants.counts(conn) == {}
 
 

@@ -107,26 +107,24 @@ OFF_SITE = [
 ]
 
 
-@pytest.mark.parametrize("target", OFF_SITE)
-def test_an_off_site_next_is_ignored(client: FlaskClient, oauth_provider: OAuthProvider, target: str) -> None:
-    callback = start_oauth(client, oauth_provider, Account(email="ada@example.com"), next_path=target)
+def test_an_off_site_next_is_ignored(app: Any, oauth_provider: OAuthProvider) -> None:
+    """Kept through the OAuth round trip, the target is checked when the user comes back."""
+    for target in OFF_SITE:
+        client = app.test_client()
+        callback = start_oauth(client, oauth_provider, Account(email="ada@example.com"), next_path=target)
 
-    response = client.get(callback)
+        response = client.get(callback)
 
-    assert response.status_code == 302
-    assert response.headers["Location"] == "/"
+        assert (response.status_code, response.headers["Location"]) == (302, "/"), target
 
 
-@pytest.mark.parametrize("target", OFF_SITE)
-def test_an_off_site_next_is_ignored_when_already_signed_in(
-    client: FlaskClient, sign_in: Callable[..., Any], target: str
-) -> None:
+def test_an_off_site_next_is_ignored_when_already_signed_in(client: FlaskClient, sign_in: Callable[..., Any]) -> None:
     sign_in(client, "ada@example.com")
 
-    response = client.get("/auth/login", query_string={"next": target})
+    for target in OFF_SITE:
+        response = client.get("/auth/login", query_string={"next": target})
 
-    assert response.status_code == 302
-    assert response.headers["Location"] == "/"
+        assert (response.status_code, response.headers["Location"]) == (302, "/"), target
 
 
 def test_a_same_site_next_is_followed(client: FlaskClient, oauth_provider: OAuthProvider) -> None:
