@@ -175,3 +175,33 @@ def test_signing_out_makes_an_old_cookie_useless(client: FlaskClient, app: Any, 
 
     assert replay.get("/").status_code == 302
     assert replay.get("/api/v1/emails").status_code == 401
+
+
+def test_in_production_the_session_cookie_is_secure_even_behind_plain_http(
+    env: dict[str, str], oauth_provider: OAuthProvider
+) -> None:
+    """Behind a TLS-terminating proxy the app may see http: the cookie must still be Secure."""
+    from flask import session
+
+    from tests.support.web import make_app
+
+    production = env | {
+        "APP_ENV": "production",
+        "SECRET_KEY": "k" * 40,
+        "ALLOWED_EMAIL_DOMAINS": "example.com",
+        "GOOGLE_OAUTH_CLIENT_ID": "id",
+        "GOOGLE_OAUTH_CLIENT_SECRET": "secret",
+    }
+    app = make_app(production)
+    try:
+
+        @app.get("/set-session")
+        def set_session() -> str:
+            session["probe"] = 1
+            return "ok"
+
+        cookie = app.test_client().get("/set-session", base_url="http://localhost").headers["Set-Cookie"]
+
+        assert "; Secure" in cookie and "HttpOnly" in cookie and "SameSite=Lax" in cookie
+    finally:
+        app.extensions["reachdbox"].close()
