@@ -71,7 +71,10 @@ def _build_international(email_row: Email) -> bytes:
         msg["Cc"] = ", ".join(email_row.cc_addrs)
     if email_row.reply_to:
         msg["Reply-To"] = email_row.reply_to
-    msg["Subject"] = email_row.subject
+    # This policy decodes an encoded-word given as the value and writes what it decoded
+    # (line breaks included) onto the wire; encoded first, the text goes out as typed.
+    literal = "=?" in email_row.subject
+    msg["Subject"] = Header(email_row.subject, _UTF8_QP).encode(maxlinelen=0) if literal else email_row.subject
     msg["Date"] = email.utils.formatdate(usegmt=True)
     msg["Message-ID"] = email_row.message_id
     msg.set_content(email_row.body_text)

@@ -24,6 +24,9 @@ PAST_TOLERANCE = dt.timedelta(minutes=1)
 
 _CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
 _IDEMPOTENCY_KEY = re.compile(r"[\x21-\x7e]{1,255}")
+#: An RFC 2047 encoded-word: mail readers (and Python's own email package) decode it, so
+#: ``=?utf-8?q?Hi=0D=0ABcc:_x?=`` would carry a line break past the check above.
+_ENCODED_WORD = re.compile(r"=\?[^?\s]*\?[bq]\?[^?\s]*\?=", re.IGNORECASE)
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -70,6 +73,8 @@ def header_problem(value: str) -> str | None:
         return "must not contain a line break (CR or LF)"
     if _CONTROL.search(value):
         return "must not contain control characters"
+    if _ENCODED_WORD.search(value):
+        return "must not contain an RFC 2047 encoded-word (=?charset?q?...?=): mail readers would decode it"
     return None
 
 

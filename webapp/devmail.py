@@ -1,4 +1,8 @@
-"""The dev mailbox page (not in production): what the built-in SMTP sink captured."""
+"""The dev mailbox page (not in production): what the built-in SMTP sink captured.
+
+It shows every user's mail, so only operators see it (outside production the dev
+user is one); anyone else gets 404, as if it did not exist.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +10,7 @@ import email.parser
 import email.policy
 from typing import Any
 
-from flask import Blueprint, render_template
+from flask import Blueprint, abort, render_template
 
 from tasks import db
 from webapp import ext
@@ -40,5 +44,7 @@ def parse(row: dict[str, Any]) -> dict[str, Any]:
 @login_required
 def index() -> Any:
     """List captured mail, newest first, with headers and body."""
+    if not ext.is_operator():
+        abort(404)
     rows = db.all_rows(ext.conn(), "list_devmail", limit=SHOWN)
     return render_template("devmail.html", messages=[parse(r) for r in rows], shown=SHOWN)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from typing import Any
 
 import structlog
@@ -50,7 +51,8 @@ def error_response(status: int, code: str, message: str, field: str | None = Non
         body.update(extra)
         response = jsonify({"error": body})
     else:
-        response = Response(render_template("error.html", status=status, message=message), mimetype="text/html")
+        page = render_template("error.html", status=status, message=message, **extra)
+        response = Response(page, mimetype="text/html")
     response.status_code = status
     return response
 
@@ -86,8 +88,23 @@ def _http(exc: HTTPException) -> Response | HTTPException:
 
 
 def _unexpected(exc: Exception) -> Response:
-    log.exception("unhandled error", path=request.path, method=request.method)
-    return error_response(500, "internal", "something went wrong on our side; it has been logged")
+    # The id ties what the user sees to the one log line with the traceback; the page
+    # shows nothing else (no traceback, no request data).
+    error_id = uuid.uuid4().hex[:12]
+    log.error(
+        "unhandled error",
+        error_id=error_id,
+        path=request.path,
+        method=request.method,
+        error=type(exc).__name__,
+        exc_info=exc,
+    )
+    return error_response(
+        500,
+        "internal",
+        f"something went wrong on our side; quote error id {error_id} to the operator",
+        error_id=error_id,
+    )
 
 
 def init_app(app: Flask) -> None:

@@ -1,7 +1,9 @@
-"""Request-rate limits for the API (Flask-Limiter on Redis, keys under REDIS_PREFIX).
+"""Request-rate limits (Flask-Limiter on Redis, keys under REDIS_PREFIX).
 
-The limit is per user (token or session), else per client address. If Redis is
-unreachable the limiter counts in memory instead of failing requests.
+API_RATE_LIMIT holds for the whole API and for each state-changing route of the
+pages (sign-out, tokens, an email's actions...). The limit is per user (token or
+session), else per client address. If Redis is unreachable the limiter counts in
+memory instead of failing requests.
 """
 
 from __future__ import annotations
@@ -37,6 +39,13 @@ def init_app(app: Flask, settings: Settings) -> Limiter:
         RATELIMIT_IN_MEMORY_FALLBACK_ENABLED=True,
         RATELIMIT_HEADERS_ENABLED=True,
     )
-    limiter = Limiter(key_func=_key, default_limits=[], app=app)
+    limiter = Limiter(
+        key_func=_key,
+        # Pages that only read are left alone (a page load also fetches its scripts);
+        # every route that changes something is counted, route by route.
+        default_limits=[settings.api_rate_limit],
+        default_limits_exempt_when=lambda: request.method in ("GET", "HEAD", "OPTIONS"),
+        app=app,
+    )
     limiter.limit(settings.api_rate_limit)(api.bp)
     return limiter

@@ -7,11 +7,14 @@ receives another user's changes; a stream asked for one email checks it is their
 
 from __future__ import annotations
 
+import collections
 import json
+import select
+import socket
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import redis
@@ -21,6 +24,7 @@ from flask import Blueprint, Response, abort, request
 from tasks import batches, emails, listing, live
 from webapp import ext
 from webapp.dashboard import scope
+from webapp.errors import error_response
 
 log = structlog.get_logger("webapp.live")
 bp = Blueprint("live", __name__, url_prefix="/live")
@@ -29,6 +33,11 @@ bp = Blueprint("live", __name__, url_prefix="/live")
 STREAM_SECONDS = 300.0
 KEEPALIVE_SECONDS = 15.0
 MAX_IDS = 200
+#: Streams one user may hold open in one web process: each holds a server thread, so
+#: without a cap one user (or one script) could take them all. Over it: 429.
+MAX_STREAMS_PER_USER = 4
+_open: collections.Counter[int] = collections.Counter()
+_open_lock = threading.Lock()
 #: Set when the server process is stopping (gunicorn.conf.py), so open streams end at once
 #: instead of holding a graceful shutdown until their next keep-alive.
 shutting_down = threading.Event()
@@ -47,26 +56,70 @@ def stream() -> Any:
     if request.args.get("email_id"):
         only = str(emails.get(ext.conn(), scope(), request.args["email_id"]).id)  # 404 unless theirs
     resources = ext.resources()
+    user_id = scope().owner_id or 0
+    with _open_lock:
+        if _open[user_id] >= MAX_STREAMS_PER_USER:
+            too_many = True
+        else:
+            too_many, _open[user_id] = False, _open[user_id] + 1
+    if too_many:
+        response = error_response(429, "rate_limited", "too many live streams open; close a tab (the page polls)")
+        response.headers["Retry-After"] = str(int(KEEPALIVE_SECONDS))
+        return response
+    release = _holding(user_id)
     pubsub = resources.redis.pubsub(ignore_subscribe_messages=True)
     try:
-        pubsub.subscribe(live.channel(resources.settings.redis_prefix, scope().owner_id or 0))
+        pubsub.subscribe(live.channel(resources.settings.redis_prefix, user_id))
     except (redis.RedisError, OSError) as exc:
         pubsub.close()
+        release()
         log.warning("live stream unavailable", error=str(exc))
         abort(503, "live updates are unavailable; the page polls instead")
-    return Response(
-        _relay(pubsub, only),
+    response = Response(
+        _relay(pubsub, only, request.environ.get("gunicorn.socket")),
         mimetype="text/event-stream",
         headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
     )
+    # The server closes the response however the stream ends (even one never started).
+    response.call_on_close(release)
+    return response
 
 
-def _relay(pubsub: Any, only: str | None) -> Iterator[str]:
+def _holding(user_id: int) -> Callable[[], None]:
+    """Return the one-shot release of the stream slot ``user_id`` just took."""
+    done = False
+
+    def release() -> None:
+        nonlocal done
+        with _open_lock:
+            if done:
+                return
+            done = True
+            _open[user_id] -= 1
+            if _open[user_id] <= 0:
+                del _open[user_id]
+
+    return release
+
+
+def _gone(sock: socket.socket | None) -> bool:
+    """Tell whether the browser closed the connection (it left the page), without writing to it."""
+    if sock is None:
+        return False
+    try:
+        readable, _, _ = select.select([sock], [], [], 0)
+        return bool(readable) and sock.recv(1, socket.MSG_PEEK) == b""
+    except (OSError, ValueError):
+        return True
+
+
+def _relay(pubsub: Any, only: str | None, sock: socket.socket | None = None) -> Iterator[str]:
     try:
         yield "retry: 2000\n: connected\n\n"
         now = time.monotonic()
         deadline, quiet_since = now + STREAM_SECONDS, now
-        while time.monotonic() < deadline and not shutting_down.is_set():
+        # Checked every second, so a page left frees its thread at once, not at the next keep-alive.
+        while time.monotonic() < deadline and not shutting_down.is_set() and not _gone(sock):
             message = pubsub.get_message(timeout=1.0)
             if message is None:
                 if time.monotonic() - quiet_since >= KEEPALIVE_SECONDS:

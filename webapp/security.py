@@ -58,6 +58,11 @@ def _refuse_oversize() -> None:
     limit = ext.settings().web_max_request_bytes
     if request.content_length is not None and request.content_length > limit:
         abort(413)
+    # A body without a length (chunked): its size is known only by reading it, so read it
+    # now (kept for the view). Werkzeug stops quietly at the limit: a byte more left is 413.
+    chunked = request.content_length is None and request.environ.get("wsgi.input_terminated")
+    if chunked and len(request.get_data(cache=True)) >= limit and request.environ["wsgi.input"].read(1):
+        abort(413)
 
 
 def _bearer() -> str | None:

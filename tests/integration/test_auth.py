@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import urllib.parse
 from collections.abc import Callable
 from typing import Any
 
@@ -42,44 +41,6 @@ def test_signing_in_again_updates_the_name(
     assert user.name == "Ada King"
 
 
-def test_a_tampered_state_is_refused(client: FlaskClient, oauth_provider: OAuthProvider) -> None:
-    callback = start_oauth(client, oauth_provider, Account(email="ada@example.com"))
-    parts = urllib.parse.urlsplit(callback)
-    query = dict(urllib.parse.parse_qsl(parts.query)) | {"state": "forged-state"}
-
-    response = client.get(f"{parts.path}?{urllib.parse.urlencode(query)}")
-
-    assert response.status_code == 400
-    assert "Sign-in failed" in response.get_data(as_text=True)
-    assert client.get("/").status_code == 302  # still signed out
-
-
-def test_a_reused_code_is_refused(app: Any, oauth_provider: OAuthProvider) -> None:
-    """A code already exchanged is refused by the provider, even with a state valid for this browser."""
-    first = app.test_client()
-    used = dict(
-        urllib.parse.parse_qsl(
-            urllib.parse.urlsplit(start_oauth(first, oauth_provider, Account(email="ada@example.com"))).query
-        )
-    )
-    assert first.get(f"/auth/google/authorized?{urllib.parse.urlencode(used)}").status_code == 302
-    # Another browser starts its own sign-in, then presents the stolen code with its own state.
-    second = app.test_client()
-    own = dict(
-        urllib.parse.parse_qsl(
-            urllib.parse.urlsplit(start_oauth(second, oauth_provider, Account(email="x@example.com"))).query
-        )
-    )
-
-    response = second.get(
-        f"/auth/google/authorized?{urllib.parse.urlencode({'code': used['code'], 'state': own['state']})}"
-    )
-
-    assert response.status_code == 400
-    assert "invalid_grant" in response.get_data(as_text=True)
-    assert second.get("/").status_code == 302
-
-
 def test_a_user_outside_the_allowed_domains_sees_a_clear_refusal(
     web_env: dict[str, str], oauth_provider: OAuthProvider, conn: Conn
 ) -> None:
@@ -109,80 +70,11 @@ def test_an_unverified_google_email_is_refused(client: FlaskClient, oauth_provid
     assert "has not verified" in response.get_data(as_text=True)
 
 
-@pytest.mark.parametrize(
-    "target", ["https://evil.test/phish", "//evil.test/x", "/\\evil.test", "javascript:alert(1)", "http:/evil.test"]
-)
-def test_an_off_site_next_is_ignored(client: FlaskClient, oauth_provider: OAuthProvider, target: str) -> None:
-    callback = start_oauth(client, oauth_provider, Account(email="ada@example.com"), next_path=target)
-
-    response = client.get(callback)
-
-    assert response.status_code == 302
-    assert response.headers["Location"] == "/"
-
-
-def test_a_same_site_next_is_followed(client: FlaskClient, oauth_provider: OAuthProvider) -> None:
-    callback = start_oauth(client, oauth_provider, Account(email="ada@example.com"), next_path="/tokens/?x=1")
-
-    assert client.get(callback).headers["Location"] == "/tokens/?x=1"
-
-
 def test_a_page_sends_visitors_to_sign_in_and_back(client: FlaskClient) -> None:
     response = client.get("/batches/new")
 
     assert response.status_code == 302
     assert response.headers["Location"] == "/auth/login?next=/batches/new"
-
-
-def test_the_session_cookie_is_httponly_and_samesite_lax(client: FlaskClient, oauth_provider: OAuthProvider) -> None:
-    callback = start_oauth(client, oauth_provider, Account(email="ada@example.com"))
-
-    cookie = client.get(callback).headers["Set-Cookie"]
-
-    assert "HttpOnly" in cookie and "SameSite=Lax" in cookie
-    assert "Secure" not in cookie  # plain http in this test
-
-
-def test_the_session_cookie_is_secure_over_https(client: FlaskClient, oauth_provider: OAuthProvider) -> None:
-    callback = start_oauth(client, oauth_provider, Account(email="ada@example.com"))
-
-    cookie = client.get(callback, base_url="https://localhost").headers.get("Set-Cookie", "")
-
-    assert "; Secure" in cookie
-
-
-def test_sign_in_starts_a_new_session(client: FlaskClient, oauth_provider: OAuthProvider) -> None:
-    """Nothing planted in the cookie before sign-in survives it (no session fixation)."""
-    with client.session_transaction() as sess:
-        sess["planted"] = "by an attacker"
-    before = csrf_token(client, "/auth/login")
-    callback = start_oauth(client, oauth_provider, Account(email="ada@example.com"))
-
-    client.get(callback)
-
-    with client.session_transaction() as sess:
-        assert "planted" not in sess
-    assert csrf_token(client) != before
-
-
-def test_signing_out_makes_an_old_cookie_useless(client: FlaskClient, app: Any, sign_in: Callable[..., Any]) -> None:
-    sign_in(client, "ada@example.com")
-    stolen = client.get_cookie("reachdbox_session")
-    assert stolen is not None
-
-    client.post("/auth/logout", data={"csrf_token": csrf_token(client)})
-    replay = app.test_client()
-    replay.set_cookie("reachdbox_session", stolen.value)
-
-    assert replay.get("/").status_code == 302
-    assert replay.get("/api/v1/emails").status_code == 401
-
-
-def test_sign_out_needs_the_csrf_token(client: FlaskClient, sign_in: Callable[..., Any]) -> None:
-    sign_in(client, "ada@example.com")
-
-    assert client.post("/auth/logout").status_code == 403
-    assert client.get("/").status_code == 200
 
 
 def test_the_dev_login_signs_in_the_local_user_without_google(env: dict[str, str], conn: Conn) -> None:

@@ -194,7 +194,15 @@ def test_the_cli_creates_a_token_that_the_api_accepts(env: dict[str, str], clien
     assert '"name": "cron"' in listed.stdout and secret not in listed.stdout
 
 
-def test_the_dev_mailbox_shows_captured_mail_newest_first(client: FlaskClient, alice: User, conn: Conn) -> None:
+def test_the_dev_mailbox_shows_captured_mail_newest_first(
+    web_env: dict[str, str], sign_in: Callable[..., Any], conn: Conn
+) -> None:
+    """Operators only (everyone's mail is there): tests/security/test_routes.py checks the 404."""
+    from tests.support.web import make_app
+
+    app = make_app(web_env | {"OPERATOR_EMAILS": "ops@example.com"})
+    client = app.test_client()
+    sign_in(client, "ops@example.com")
     for n in (1, 2):
         raw = (
             f"From: a@example.com\r\nTo: b@example.com\r\nSubject: Mail {n}\r\nMessage-ID: <m{n}@x>\r\n"
@@ -210,7 +218,10 @@ def test_the_dev_mailbox_shows_captured_mail_newest_first(client: FlaskClient, a
             raw=raw,
         )
 
-    page = client.get("/devmail/").get_data(as_text=True)
+    try:
+        page = client.get("/devmail/").get_data(as_text=True)
+    finally:
+        app.extensions["reachdbox"].close()
 
     assert page.index("Mail 2") < page.index("Mail 1")
     assert "Body number 1 &lt;b&gt;bold&lt;/b&gt;" in page and "&lt;m1@x&gt;" in page

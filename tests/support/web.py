@@ -96,7 +96,7 @@ def csrf_token(client: FlaskClient, path: str = "/") -> str:
 class Server:
     """A real gunicorn serving the app (as `make run` does)."""
 
-    def __init__(self, environ: dict[str, str], log_dir: pathlib.Path):
+    def __init__(self, environ: dict[str, str], log_dir: pathlib.Path, app: str = "webapp:create_app()"):
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.proc = procs.Process(
@@ -110,7 +110,7 @@ class Server:
                 "1",
                 "--threads",
                 "8",
-                "webapp:create_app()",
+                app,
             ],
             environ | {"WEB_BIND": f"127.0.0.1:{self.port}"},
             log_dir / "gunicorn.log",

@@ -35,6 +35,7 @@ SCHEMAS: dict[str, Any] = {
                     "code": {"type": "string", "examples": ["invalid", "not_found", "too_late"]},
                     "message": {"type": "string"},
                     "field": nullable("string"),
+                    "error_id": {"type": "string", "description": "On a 500: quote it; the log line has it too."},
                     "details": {
                         "type": "array",
                         "items": {
@@ -100,6 +101,16 @@ SCHEMAS: dict[str, Any] = {
     "NewEmail": {
         "type": "object",
         "required": ["to", "subject", "body_text"],
+        "examples": [
+            {
+                "to": ["ann@example.com"],
+                "subject": "Hello",
+                "body_text": "Hi Ann",
+                "send_at": "2030-06-01T09:00:00+02:00",
+                "time_zone": "Europe/Paris",
+            },
+            {"to": ["ann@example.com"], "cc": ["bob@example.com"], "subject": "Now", "body_text": "", "send_now": True},
+        ],
         "additionalProperties": False,
         "properties": {
             "to": {**_ADDRESSES, "minItems": 1},
@@ -118,6 +129,7 @@ SCHEMAS: dict[str, Any] = {
     },
     "EmailChanges": {
         "type": "object",
+        "examples": [{"subject": "A better subject"}, {"send_at": "2031-01-01T09:00:00Z", "time_zone": "UTC"}],
         "minProperties": 1,
         "additionalProperties": False,
         "properties": {
@@ -133,6 +145,15 @@ SCHEMAS: dict[str, Any] = {
     },
     "BatchRequest": {
         "type": "object",
+        "examples": [
+            {"addresses": "ann@example.com\nbob@example.com", "subject": "Hi", "body_text": "Hello", "dry_run": True},
+            {
+                "csv": "email,first_name\nann@example.com,Ann\n",
+                "subject": "Hi {{first_name}}",
+                "body_text": "Hello {{first_name}}",
+                "min_delay_seconds": 30,
+            },
+        ],
         "required": ["subject", "body_text"],
         "additionalProperties": False,
         "description": "Exactly one of csv, addresses or recipients.",

@@ -1,0 +1,99 @@
+"""Fixtures of the abuse suite: Alice (signed in through the real OAuth flow), Bob and
+what each of them owns, so every route can be tried with the other user's ids."""
+
+from __future__ import annotations
+
+import dataclasses
+import email.message
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from flask.testing import FlaskClient
+
+from tasks import batch_plan, batches, db, emails, tokens
+from tasks.config import Settings
+from tasks.models import User
+from tests.e2e.conftest import browser, output_dir  # noqa: F401  (Chromium, and where screenshots go)
+
+Conn = Any
+#: Text planted in Bob's data: it must never reach Alice, whatever route she calls.
+BOBS_SECRET = "BOB-PRIVATE-7f3a"
+
+
+@dataclasses.dataclass(frozen=True)
+class Owned:
+    """What one user has: an email, a batch, a token (and its secret)."""
+
+    user: User
+    email: str
+    batch: str
+    token: int
+    secret: str
+
+    def ids(self) -> dict[str, str]:
+        """Return the values for a route's ``<email_id>``, ``<batch_id>`` and ``<token_id>``."""
+        return {"email_id": self.email, "batch_id": self.batch, "token_id": str(self.token)}
+
+
+def own(conn: Conn, settings: Settings, make_draft: Callable[..., Any], user: User, marker: str) -> Owned:
+    """Give ``user`` a scheduled email, a batch of two and a token, each carrying ``marker``."""
+    draft = make_draft(subject=f"{marker} subject", body_text=f"{marker} body", to=[f"to-{user.id}@example.com"])
+    mail, _ = emails.schedule(conn, owner=user, draft=draft, settings=settings)
+    plan = batch_plan.prepare(
+        settings=settings,
+        addresses="x@example.com\ny@example.com",
+        subject=f"{marker} batch",
+        body_text="B",
+        name=f"{marker} list",
+        start_at="2030-01-01T00:00:00Z",
+    )
+    batch, _ = batches.create(conn, owner=user, plan=plan, settings=settings)
+    token, secret = tokens.create(conn, user, f"{marker} token")
+    return Owned(user=user, email=str(mail.id), batch=str(batch.id), token=token.id, secret=secret)
+
+
+@pytest.fixture
+def alice_client(client: FlaskClient, sign_in: Callable[..., User]) -> FlaskClient:
+    """A browser signed in as Alice through the OAuth flow."""
+    sign_in(client, "alice@example.com", name="Alice")
+    return client
+
+
+@pytest.fixture
+def alices(alice_client: FlaskClient, conn: Conn, settings: Settings, make_draft: Callable[..., Any]) -> Owned:
+    user = User.from_row(db.one(conn, "user_by_email", email="alice@example.com"))
+    return own(conn, settings, make_draft, user, "ALICE")
+
+
+@pytest.fixture
+def bobs(conn: Conn, settings: Settings, make_draft: Callable[..., Any]) -> Owned:
+    """Bob's email, batch, token, and a message of his in the dev mailbox."""
+    bob = emails.ensure_user(conn, email="bob@example.com", name="Bob")
+    owned = own(conn, settings, make_draft, bob, BOBS_SECRET)
+    message = email.message.EmailMessage()
+    message["From"], message["To"], message["Subject"] = "noreply@localhost", "b@example.com", f"{BOBS_SECRET} mail"
+    message.set_content(f"{BOBS_SECRET} captured")
+    db.one(
+        conn,
+        "insert_devmail",
+        mail_from="noreply@localhost",
+        rcpt_tos=["b@example.com"],
+        message_id="<bob@test>",
+        subject=f"{BOBS_SECRET} mail",
+        raw=message.as_bytes(),
+    )
+    return owned
+
+
+def snapshot(conn: Conn) -> dict[str, list[Any]]:
+    """Everything a request could change: emails, batches, tokens, users' session versions, jobs."""
+    return {
+        "emails": conn.execute(
+            "SELECT id, status, subject, body_text, to_addrs, send_at, job_id, updated_at FROM emails ORDER BY id"
+        ).fetchall(),
+        "batches": conn.execute("SELECT * FROM batches ORDER BY id").fetchall(),
+        "tokens": conn.execute("SELECT id, name, revoked_at FROM api_tokens ORDER BY id").fetchall(),
+        "users": conn.execute("SELECT id, session_version FROM users ORDER BY id").fetchall(),
+        "jobs": conn.execute("SELECT id, status, scheduled_at FROM procrastinate_jobs ORDER BY id").fetchall(),
+    }
