@@ -29,7 +29,8 @@ RATE_REASON = "waiting for a rate-limit slot"
 UNAVAILABLE_REASON = "rate limiter unavailable"
 #: A slot this close is waited for inside the job rather than by a new job.
 SLEEP_MAX = 0.25
-#: How long a send may wait just before DATA for the limits to allow it (else: a new slot).
+#: How long a send may wait in place, at the gate for a provider's window to free up (its
+#: turn has come) or just before DATA for the limits to allow it; longer waits are new jobs.
 CONFIRM_WAIT_MAX = 2.0
 #: How many of a user's other due emails one full lane queues at their turns at once.
 SPREAD_BATCH = 500
@@ -68,22 +69,31 @@ async def gate(
     limiter = rt.limiter
     if not limiter.enabled(label):
         return None
-    try:
-        decision = await limiter.acquire(conn, label, email.owner_id, f"{email.id}:{email.attempts}")
-    except ratelimit.Unavailable as exc:
-        settings = rt.settings
-        delay = unavailable_backoff(limiter.failures, settings.retry_backoff_base, settings.retry_backoff_max)
-        at = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=delay)
-        return await _wait(
-            rt, conn, email, job_id, at=at, slot=None, rate_transport=None, transport=label,
-            kind="limiter_unavailable", reason=UNAVAILABLE_REASON, limit=None, error=exc.args[0],
-        )  # fmt: skip
-    if decision.kind == ratelimit.GO:
-        return None
-    if decision.wait_seconds <= SLEEP_MAX:
-        # Cheaper than a new job, and the slot is ours.
-        await asyncio.sleep(max(decision.wait_seconds, 0))
-        return None
+    waited = 0.0
+    while True:
+        try:
+            decision = await limiter.acquire(conn, label, email.owner_id, f"{email.id}:{email.attempts}")
+        except ratelimit.Unavailable as exc:
+            settings = rt.settings
+            delay = unavailable_backoff(limiter.failures, settings.retry_backoff_base, settings.retry_backoff_max)
+            at = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=delay)
+            return await _wait(
+                rt, conn, email, job_id, at=at, slot=None, rate_transport=None, transport=label,
+                kind="limiter_unavailable", reason=UNAVAILABLE_REASON, limit=None, error=exc.args[0],
+            )  # fmt: skip
+        if decision.kind == ratelimit.GO:
+            return None
+        wait = max(decision.wait_seconds, 0)
+        if decision.reserved and wait <= SLEEP_MAX:
+            # Cheaper than a new job, and the slot is ours.
+            await asyncio.sleep(wait)
+            return None
+        if decision.reserved or waited + wait > CONFIRM_WAIT_MAX:
+            break
+        # Its turn has come and the provider's window frees up in a moment: wait
+        # here and ask again, rather than a new job for so short a wait.
+        await asyncio.sleep(wait)
+        waited += wait
     slot = decision.slot if decision.reserved else None
     held = await _wait(
         rt, conn, email, job_id, at=decision.slot, slot=slot, rate_transport=decision.transport,

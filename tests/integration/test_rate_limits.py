@@ -91,12 +91,13 @@ def test_four_workers_never_exceed_20_per_10s_and_drain_in_ideal_time(
     assert drain <= ideal * 1.05
     wait_until(lambda: invariants.counts(conn) == {"sent": 500}, timeout=20, what="every email sent")
     assert set(sink.by_message_id().values()) == {1}
-    # Waiting for a slot is neither an attempt nor polling: one attempt each, at most two claims.
+    # Waiting for a slot is neither an attempt nor polling: one attempt each, at most two claims,
+    # and most emails only one: the burst is queued at its turns in bulk (gate.spread).
     claims = conn.execute(
         "SELECT max(n) AS most, count(*) FILTER (WHERE n = 2) AS twice FROM "
         "(SELECT count(*) AS n FROM email_events WHERE kind = 'claimed' GROUP BY email_id) c"
     ).fetchone()
-    assert claims == {"most": 2, "twice": 480}
+    assert claims["most"] <= 2 and claims["twice"] < 480 / 4, claims
     assert conn.execute("SELECT max(attempts) AS a FROM emails").fetchone() == {"a": 1}
 
 
