@@ -203,7 +203,7 @@ def test_a_rate_limited_email_shows_its_slot_in_inspect_and_is_sent_then(
     assert dt.datetime.fromisoformat(inspected["email"]["next_attempt_at"]) == slot
     [event] = [e for e in inspected["events"] if e["kind"] == "rate_limited"]
     assert dt.datetime.fromisoformat(event["detail"]["slot"]) == slot
-    assert event["detail"]["limit"] == "smtp: 1/6s"
+    assert event["detail"]["limit"] == "smtp: 1/6s (your share)"  # it waits in its own lane (fair share)
     received = {m.message_id: m.at for m in sink.wait_for(2, timeout=20)}
     assert 0 <= received[waiting.message_id] - slot.timestamp() < 1.0
     assert received[waiting.message_id] - min(received.values()) >= 6.0
