@@ -63,7 +63,9 @@ def _build_ascii(email_row: Email) -> bytes:
 
 
 def _build_international(email_row: Email) -> bytes:
-    msg = EmailMessage(policy=email.policy.SMTP)
+    # Sent with SMTPUTF8 (tasks/transports.py): addresses go out as UTF-8, as typed
+    # (RFC 6532); an encoded-word is never valid inside an address.
+    msg = EmailMessage(policy=email.policy.SMTPUTF8)
     msg["From"] = email_row.from_addr
     if email_row.to_addrs:
         msg["To"] = ", ".join(email_row.to_addrs)

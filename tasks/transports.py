@@ -157,19 +157,27 @@ class SmtpTransport:
         return smtp
 
     async def send(self, *, sender: str, recipients: list[str], message: bytes, before_data: BeforeData) -> Delivery:
+        # An internationalised address (a non-ASCII local part) needs the server's SMTPUTF8.
+        utf8 = not (sender.isascii() and all(r.isascii() for r in recipients))
         async with self._slots:
             smtp = self._idle.pop() if self._idle else None
             if smtp is not None:
                 try:
-                    await smtp.mail(sender)
+                    await self._mail(smtp, sender, utf8)
                 except (aiosmtplib.SMTPResponseException, *_CONNECTION_ERRORS):
                     # The server dropped the idle connection: start afresh, once.
                     smtp.close()
                     smtp = None
+                except Permanent:
+                    self._idle.append(smtp)
+                    raise
             if smtp is None:
                 smtp = await self._connect()
                 try:
-                    await smtp.mail(sender)
+                    await self._mail(smtp, sender, utf8)
+                except Permanent:
+                    self._idle.append(smtp)
+                    raise
                 except aiosmtplib.SMTPResponseException as exc:
                     smtp.close()
                     # Before any recipient, a temporary refusal is about the server or our account.
@@ -180,22 +188,35 @@ class SmtpTransport:
                         f"connection lost before DATA: {exc or type(exc).__name__}", provider_fault=True
                     ) from exc
             try:
-                delivery = await self._transaction(smtp, recipients, message, before_data)
+                delivery = await self._transaction(smtp, recipients, message, before_data, utf8)
             except BaseException:
                 smtp.close()
                 raise
             self._idle.append(smtp)
             return delivery
 
+    @staticmethod
+    async def _mail(smtp: aiosmtplib.SMTP, sender: str, utf8: bool) -> None:
+        """MAIL FROM, with SMTPUTF8 when an address needs it (refused at once if the server lacks it)."""
+        if not utf8:
+            await smtp.mail(sender)
+            return
+        if smtp.is_ehlo_or_helo_needed:
+            await smtp.ehlo()
+        if not smtp.supports_extension("smtputf8"):
+            # Nothing was sent, and retrying cannot help: this server cannot carry the address.
+            raise Permanent("an internationalised address needs SMTPUTF8, which this provider does not offer")
+        await smtp.mail(sender, options=["SMTPUTF8"], encoding="utf-8")
+
     async def _transaction(
-        self, smtp: aiosmtplib.SMTP, recipients: list[str], message: bytes, before_data: BeforeData
+        self, smtp: aiosmtplib.SMTP, recipients: list[str], message: bytes, before_data: BeforeData, utf8: bool
     ) -> Delivery:
         refused: dict[str, str] = {}
         deferred: dict[str, str] = {}
         try:
             for rcpt in recipients:
                 try:
-                    await smtp.rcpt(rcpt)
+                    await smtp.rcpt(rcpt, encoding="utf-8" if utf8 else "ascii")
                 except aiosmtplib.SMTPRecipientRefused as exc:
                     (deferred if 400 <= exc.code < 500 else refused)[rcpt] = _reply(exc)
         except _CONNECTION_ERRORS as exc:

@@ -155,3 +155,34 @@ def test_a_stall_after_data_leaves_the_email_uncertain_never_resent(
         (str(email.id),),
     ).fetchone()
     assert live == {"n": 0}  # no job will ever send it again
+
+
+def test_an_internationalised_address_goes_out_with_smtputf8(
+    conn: Conn, owner: User, settings: Settings, make_draft: Callable[..., Any], sink: Sink, workers: Any
+) -> None:
+    """josé@example.com: the envelope and the To header carry the address as typed (RFC 6531/6532)."""
+    workers()
+
+    email = final(conn, schedule(conn, owner, settings, make_draft, to=["josé@example.com", "bob@example.com"]), "sent")
+
+    [received] = sink.messages
+    assert received.rcpt_tos == ("josé@example.com", "bob@example.com")
+    assert "To: josé@example.com, bob@example.com\r\n".encode() in received.raw
+    assert received.message_id == email.message_id
+
+
+def test_a_provider_without_smtputf8_fails_such_an_email_at_once_and_says_why(
+    conn: Conn, owner: User, settings: Settings, make_draft: Callable[..., Any], workers: Any
+) -> None:
+    """Not a crash and a loop of recoveries: it ends failed with the reason, nothing sent."""
+    plain = Sink(smtputf8=False).start()
+    try:
+        workers(extra_env={"MAIL_TRANSPORTS": f"smtp://127.0.0.1:{plain.port}"})
+
+        email = final(conn, schedule(conn, owner, settings, make_draft, to=["josé@example.com"]), "failed")
+
+        assert "SMTPUTF8" in (email.last_error or "") and email.attempts == 1
+        assert plain.messages == []
+        assert "recovered" not in kinds(conn, email)
+    finally:
+        plain.stop()

@@ -51,9 +51,11 @@ class Sink:
     With ``auth=(user, password)`` it requires SMTP AUTH (over plain text: loopback only).
     """
 
-    def __init__(self, port: int | None = None, *, auth: tuple[str, str] | None = None):
+    def __init__(self, port: int | None = None, *, auth: tuple[str, str] | None = None, smtputf8: bool = True):
         self.port = port or free_port()
         self.auth = auth
+        #: Whether it offers SMTPUTF8 (internationalised addresses), as most providers do.
+        self.smtputf8 = smtputf8
         #: Successful SMTP AUTH logins.
         self.logins = 0
         self.messages: list[Received] = []
@@ -174,7 +176,13 @@ class Sink:
         if self.auth is not None:
             extra = {"authenticator": self._authenticate, "auth_require_tls": False}
         self._controller = Controller(
-            self, hostname="127.0.0.1", port=self.port, server_hostname="sink.localhost", ready_timeout=10, **extra
+            self,
+            hostname="127.0.0.1",
+            port=self.port,
+            server_hostname="sink.localhost",
+            ready_timeout=10,
+            enable_SMTPUTF8=self.smtputf8,
+            **extra,
         )
         self._controller.start()
         return self
