@@ -23,8 +23,6 @@ from tests.support.smtp_sink import Sink
 # Web fixtures (app, client, sign_in, oauth_provider, server): issue 3.
 pytest_plugins = ["tests.support.web"]
 
-# Settings from the developer's shell must not leak into tests (Procrastinate's habit).
-_KEEP = ("PATH", "HOME", "LANG", "LC_ALL", "TMPDIR", "PYTHONPATH", "VIRTUAL_ENV")
 _counter = itertools.count()
 
 
@@ -75,20 +73,13 @@ def sink() -> Iterator[Sink]:
 @pytest.fixture
 def env(database_url: str, sink: Sink) -> dict[str, str]:
     """The environment of this test's processes: its database, its sink, quick retries."""
-    base = {k: v for k, v in os.environ.items() if k in _KEEP}
-    return base | {
-        "APP_ENV": "test",
-        "DATABASE_URL": database_url,
-        "REDIS_URL": os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0"),
-        "REDIS_PREFIX": f"rdbx-test-{os.getpid()}-{next(_counter)}:",
-        "MAIL_TRANSPORTS": f"smtp://127.0.0.1:{sink.port}",
-        "MAIL_DOMAIN": "test.reachdbox.localhost",
-        "RETRY_BACKOFF_BASE": "0.2",
-        "RETRY_BACKOFF_MAX": "1",
-        "SMTP_TIMEOUT": "5",
-        "LOG_FORMAT": "json",
-        "PYTHONUNBUFFERED": "1",
-    }
+    return procs.process_env(
+        database_url=database_url,
+        redis_url=os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0"),
+        redis_prefix=f"rdbx-test-{os.getpid()}-{next(_counter)}:",
+        smtp_port=sink.port,
+        mail_domain="test.reachdbox.localhost",
+    )
 
 
 @pytest.fixture
@@ -118,25 +109,8 @@ def make_draft() -> Callable[..., validation.Draft]:
 
 
 @pytest.fixture
-def workers(env: dict[str, str], tmp_path: pathlib.Path, database_url: str) -> Iterator[Callable[..., procs.Process]]:
+def workers(env: dict[str, str], tmp_path: pathlib.Path, database_url: str) -> Iterator[procs.Workers]:
     """Start real worker processes; each call returns once its worker is registered."""
-    started: list[procs.Process] = []
-
-    def newest() -> int:
-        with db.connect(database_url) as c:
-            row = c.execute("SELECT coalesce(max(id), 0) AS n FROM procrastinate_workers").fetchone()
-        return row["n"] if row else 0
-
-    def start(*args: str, extra_env: dict[str, str] | None = None) -> procs.Process:
-        before = newest()
-        worker = procs.start_worker(env | (extra_env or {}), tmp_path, *args)
-        started.append(worker)
-        procs.wait_until(
-            lambda: newest() > before or worker.proc.poll() is not None, timeout=30, what="the worker to register"
-        )
-        assert worker.proc.poll() is None, worker.output()
-        return worker
-
-    yield start
-    for worker in started:
-        worker.stop()
+    started = procs.Workers(env, tmp_path, database_url)
+    yield started
+    started.stop_all()

@@ -25,7 +25,6 @@ from tests.support.servers import PrivatePostgres, PrivateRedis
 from tests.support.smtp_sink import Sink
 
 Conn = psycopg.Connection[dict[str, Any]]
-_KEEP = ("PATH", "HOME", "LANG", "LC_ALL", "TMPDIR", "PYTHONPATH", "VIRTUAL_ENV")
 _counter = itertools.count()
 TEMPLATE = "rdbx_fault_tpl"
 
@@ -65,20 +64,13 @@ def fault_db(private_pg: PrivatePostgres) -> Iterator[str]:
 @pytest.fixture
 def fault_env(fault_db: str, private_redis: PrivateRedis, sink: Sink) -> dict[str, str]:
     """The environment of this test's processes: private PG/Redis, its sink, quick retries."""
-    base = {k: v for k, v in os.environ.items() if k in _KEEP}
-    return base | {
-        "APP_ENV": "test",
-        "DATABASE_URL": fault_db,
-        "REDIS_URL": private_redis.url,
-        "REDIS_PREFIX": f"rdbx-fault-{os.getpid()}-{next(_counter)}:",
-        "MAIL_TRANSPORTS": f"smtp://127.0.0.1:{sink.port}",
-        "MAIL_DOMAIN": "faults.reachdbox.localhost",
-        "RETRY_BACKOFF_BASE": "0.2",
-        "RETRY_BACKOFF_MAX": "1",
-        "SMTP_TIMEOUT": "5",
-        "LOG_FORMAT": "json",
-        "PYTHONUNBUFFERED": "1",
-    }
+    return procs.process_env(
+        database_url=fault_db,
+        redis_url=private_redis.url,
+        redis_prefix=f"rdbx-fault-{os.getpid()}-{next(_counter)}:",
+        smtp_port=sink.port,
+        mail_domain="faults.reachdbox.localhost",
+    )
 
 
 @pytest.fixture
@@ -94,31 +86,11 @@ def fault_conn(fault_db: str) -> Iterator[Conn]:
 
 
 @pytest.fixture
-def fault_workers(
-    fault_env: dict[str, str], tmp_path: pathlib.Path, fault_db: str
-) -> Iterator[Callable[..., procs.Process]]:
-    """Start real worker processes; each call returns once its worker is registered."""
-    started: list[procs.Process] = []
-
-    def newest() -> int:
-        with db.connect(fault_db) as c:
-            row = c.execute("SELECT coalesce(max(id), 0) AS n FROM procrastinate_workers").fetchone()
-        return row["n"] if row else 0
-
-    def start(*args: str, extra_env: dict[str, str] | None = None, wait: bool = True) -> procs.Process:
-        before = newest() if wait else 0
-        worker = procs.start_worker(fault_env | (extra_env or {}), tmp_path, *args)
-        started.append(worker)
-        if wait:
-            procs.wait_until(
-                lambda: newest() > before or worker.proc.poll() is not None, timeout=30, what="the worker to register"
-            )
-            assert worker.proc.poll() is None, worker.output()
-        return worker
-
-    yield start
-    for worker in started:
-        worker.stop()
+def fault_workers(fault_env: dict[str, str], tmp_path: pathlib.Path, fault_db: str) -> Iterator[procs.Workers]:
+    """Start real worker processes; each call returns once its worker is registered (``wait=False``: at once)."""
+    started = procs.Workers(fault_env, tmp_path, fault_db)
+    yield started
+    started.stop_all()
 
 
 @pytest.fixture

@@ -85,3 +85,60 @@ def start_worker(env: dict[str, str], log_dir: pathlib.Path, *args: str, **kw: A
     """Start ``python -m tasks worker`` (a real process, as in production)."""
     n = len(list(log_dir.glob("worker-*.log")))
     return Process([sys.executable, "-m", "tasks", "worker", *args], env, log_dir / f"worker-{n}.log", **kw)
+
+
+#: Settings from the developer's shell must not leak into tests (Procrastinate's habit): only these pass.
+_KEEP = ("PATH", "HOME", "LANG", "LC_ALL", "TMPDIR", "PYTHONPATH", "VIRTUAL_ENV")
+
+
+def process_env(
+    *, database_url: str, redis_url: str, redis_prefix: str, smtp_port: int, mail_domain: str
+) -> dict[str, str]:
+    """The environment of a test's processes: its database, Redis prefix and sink; quick retries."""
+    base = {k: v for k, v in os.environ.items() if k in _KEEP}
+    return base | {
+        "APP_ENV": "test",
+        "DATABASE_URL": database_url,
+        "REDIS_URL": redis_url,
+        "REDIS_PREFIX": redis_prefix,
+        "MAIL_TRANSPORTS": f"smtp://127.0.0.1:{smtp_port}",
+        "MAIL_DOMAIN": mail_domain,
+        "RETRY_BACKOFF_BASE": "0.2",
+        "RETRY_BACKOFF_MAX": "1",
+        "SMTP_TIMEOUT": "5",
+        "LOG_FORMAT": "json",
+        "PYTHONUNBUFFERED": "1",
+    }
+
+
+class Workers:
+    """Start real worker processes (``python -m tasks worker``); stop them all at the end."""
+
+    def __init__(self, env: dict[str, str], log_dir: pathlib.Path, database_url: str):
+        self.env, self.log_dir, self.database_url = env, log_dir, database_url
+        self.started: list[Process] = []
+
+    def _newest(self) -> int:
+        from tasks import db  # the test process's own import, not the workers'
+
+        with db.connect(self.database_url) as conn:
+            row = conn.execute("SELECT coalesce(max(id), 0) AS n FROM procrastinate_workers").fetchone()
+        return row["n"] if row else 0
+
+    def __call__(self, *args: str, extra_env: dict[str, str] | None = None, wait: bool = True) -> Process:
+        """Start one; unless ``wait`` is False, return once it has registered."""
+        before = self._newest() if wait else 0
+        worker = start_worker(self.env | (extra_env or {}), self.log_dir, *args)
+        self.started.append(worker)
+        if wait:
+            wait_until(
+                lambda: self._newest() > before or worker.proc.poll() is not None,
+                timeout=30,
+                what="the worker to register",
+            )
+            assert worker.proc.poll() is None, worker.output()
+        return worker
+
+    def stop_all(self) -> None:
+        for worker in self.started:
+            worker.stop()
