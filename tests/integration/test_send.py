@@ -72,11 +72,14 @@ def test_temporary_refusals_are_retried_and_delivered_once(
         "421 4.3.0 Try again later",
         "451 4.3.0 Mailbox busy",
     ]
-    # Each retry is a new job, due after a backoff (base 0.2 s: at least 0.1 s).
+    # Each retry is a new job, due after a backoff (base 0.2 s: at least 0.1 s after the failed
+    # attempt began), and never claimed before it is due.
     claims = [e for e in events if e.kind == "claimed"]
     assert len({c.job_id for c in claims}) == 3
-    for retry, next_claim in zip(retries, claims[1:], strict=True):
-        assert (next_claim.at - retry.at).total_seconds() >= 0.1
+    for claim, retry, next_claim in zip(claims, retries, claims[1:], strict=False):
+        due = dt.datetime.fromisoformat(retry.detail["next_attempt_at"])
+        assert (due - claim.at).total_seconds() >= 0.1
+        assert next_claim.at >= due
 
 
 def test_a_permanent_refusal_fails_with_the_reply_text(
