@@ -617,6 +617,9 @@ SELECT id::text || ':' || attempts || ':flight', clock_timestamp()
 -- A user's other emails due now that have no rate-limit slot yet, and their
 -- jobs, locked (a worker fetching one skips it, and we skip those it holds):
 -- a burst's rest, to be queued at their turns in the user's lane in bulk.
+-- Read through emails_due_idx: only emails due now are looked at, however many
+-- the user has scheduled for later (no index of its own: one more index on
+-- emails would cost every send a write, for a query that runs once per 500).
 SELECT e.id, e.attempts, e.job_id
   FROM emails e
   JOIN procrastinate_jobs j ON j.id = e.job_id
