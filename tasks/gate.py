@@ -194,35 +194,13 @@ async def _wait(
     limit: str | None,
     error: str | None,
 ) -> Held:
-    try:
-        async with conn.transaction():
-            new_job = None
-            if jobs.within_horizon(at, rt.settings.schedule_horizon):
-                [new_job] = await jobs.defer_sends_async(conn, [(email.id, at)])
-            row = await db.one_async(
-                conn,
-                "wait_without_attempt",
-                email_id=email.id,
-                job_id=job_id,
-                new_job_id=new_job,
-                at=at,
-                slot=slot,
-                rate_transport=rate_transport,
-                transport=transport,
-                kind=kind,
-                reason=reason,
-                limit=limit,
-                error=error,
-                end_job=True,
-            )
-            if row is None:
-                # Cancelled or recovered meanwhile: undo the new job with the rest.
-                raise _Moved
-    except _Moved:
+    waiting = await jobs.wait_again_async(
+        conn, "wait_without_attempt", email_id=email.id, at=at, horizon=rt.settings.schedule_horizon,
+        job_id=job_id, slot=slot, rate_transport=rate_transport, transport=transport, kind=kind,
+        reason=reason, limit=limit, error=error, end_job=True,
+    )  # fmt: skip
+    if not waiting:
+        # Cancelled or recovered meanwhile: nothing was written.
         return Held("moved", None, reason, error)
     rt.ended_jobs.add(job_id)
     return Held(kind, at, reason, error)
-
-
-class _Moved(Exception):
-    """The email is no longer this job's."""

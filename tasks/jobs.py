@@ -14,6 +14,7 @@ from typing import Any
 
 from procrastinate import jobs as procrastinate_jobs
 
+from tasks import db
 from tasks.app import app
 
 SEND_TASK = "send_email"
@@ -56,6 +57,30 @@ async def defer_sends_async(conn: Any, items: Sequence[tuple[uuid.UUID | str, dt
         return []
     deferred = await app.job_manager.batch_defer_jobs_async(jobs=[_job(e, at) for e, at in items], connection=conn)
     return [job.id for job in deferred if job.id is not None]
+
+
+class _Moved(Exception):
+    """The guarded statement found the email no longer waiting for this job."""
+
+
+async def wait_again_async(
+    conn: Any, query: str, *, email_id: uuid.UUID | str, at: dt.datetime, horizon: float, **params: Any
+) -> bool:
+    """In one transaction: the job of the email's next attempt at ``at`` (if within the
+    horizon) and ``query``, the guarded statement that records the wait (given
+    ``email_id``, ``at`` and ``new_job_id``). False, with nothing written (the new job
+    undone with the rest), when the email had moved meanwhile (cancelled, recovered).
+    """
+    try:
+        async with conn.transaction():
+            new_job = None
+            if within_horizon(at, horizon):
+                [new_job] = await defer_sends_async(conn, [(email_id, at)])
+            if await db.one_async(conn, query, email_id=email_id, at=at, new_job_id=new_job, **params) is None:
+                raise _Moved
+    except _Moved:
+        return False
+    return True
 
 
 def cancel_job(conn: Any, job_id: int | None) -> bool:

@@ -33,10 +33,6 @@ NO_TRANSPORT_REASON = "waiting for a mail transport: every circuit breaker is op
 OUTCOME_RETRY = 10.0
 
 
-class _RowMoved(Exception):
-    """The email is no longer this job's to change."""
-
-
 def backoff(attempts: int, settings: Settings) -> float:
     """Return the wait before the next attempt: exponential, capped, with jitter.
 
@@ -81,29 +77,11 @@ async def requeue(
         return ("failed" if done else "moved"), None
     wait = backoff(attempts, settings) if delay is None else delay
     at = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=wait)
-    try:
-        async with conn.transaction():
-            new_job = None
-            if jobs.within_horizon(at, settings.schedule_horizon):
-                [new_job] = await jobs.defer_sends_async(conn, [(email_id, at)])
-            row = await db.one_async(
-                conn,
-                "requeue_email",
-                email_id=email_id,
-                job_id=job_id,
-                new_job_id=new_job,
-                at=at,
-                reason=reason,
-                error=error,
-                kind=kind,
-                transport=transport,
-                end_job=end_job,
-            )
-            if row is None:
-                raise _RowMoved
-    except _RowMoved:
-        return "moved", None
-    return "scheduled", at
+    waiting = await jobs.wait_again_async(
+        conn, "requeue_email", email_id=email_id, at=at, horizon=settings.schedule_horizon,
+        job_id=job_id, reason=reason, error=error, kind=kind, transport=transport, end_job=end_job,
+    )  # fmt: skip
+    return ("scheduled", at) if waiting else ("moved", None)
 
 
 async def wait_uncounted(
@@ -119,32 +97,12 @@ async def wait_uncounted(
 ) -> tuple[str, dt.datetime | None]:
     """Put a ``sending`` email back to wait without spending an attempt (nothing was tried)."""
     at = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=delay)
-    try:
-        async with conn.transaction():
-            new_job = None
-            if jobs.within_horizon(at, settings.schedule_horizon):
-                [new_job] = await jobs.defer_sends_async(conn, [(email_id, at)])
-            row = await db.one_async(
-                conn,
-                "wait_without_attempt",
-                email_id=email_id,
-                job_id=job_id,
-                new_job_id=new_job,
-                at=at,
-                slot=None,
-                rate_transport=None,
-                transport=None,
-                kind=kind,
-                reason=reason,
-                limit=None,
-                error=None,
-                end_job=end_job,
-            )
-            if row is None:
-                raise _RowMoved
-    except _RowMoved:
-        return "moved", None
-    return "scheduled", at
+    waiting = await jobs.wait_again_async(
+        conn, "wait_without_attempt", email_id=email_id, at=at, horizon=settings.schedule_horizon,
+        job_id=job_id, slot=None, rate_transport=None, transport=None, kind=kind, reason=reason,
+        limit=None, error=None, end_job=end_job,
+    )  # fmt: skip
+    return ("scheduled", at) if waiting else ("moved", None)
 
 
 async def finish(
