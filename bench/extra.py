@@ -17,7 +17,7 @@ from typing import Any
 from bench import ours as ours_module
 from bench import rig
 from bench.ours import Ours
-from tasks import db
+from tasks.core import db
 
 
 def _counts(database_url: str) -> dict[str, int]:

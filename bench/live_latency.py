@@ -19,7 +19,7 @@ import time
 import requests
 
 from bench.web_support import ROOT, api_token, bench_env, gunicorn, median, pct, scratch_database, table
-from tasks import db
+from tasks.core import db
 from tests.e2e.conftest import CHROMIUM_ARGS, chromium_path
 from tests.support.smtp_sink import Sink
 

@@ -18,7 +18,8 @@ import urllib.parse
 
 import psycopg
 
-from tasks import config, db, migrate, ops
+from tasks.core import config, db, migrate
+from tasks.ops import overview as ops
 from webapp import create_app
 
 FILL = """

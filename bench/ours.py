@@ -13,9 +13,11 @@ from collections.abc import Iterator
 from typing import Any
 
 from bench import rig
-from tasks import config as config_module
-from tasks import db, emails, jobs, migrate
-from tasks.config import Settings
+from tasks.core import config as config_module
+from tasks.core import db, migrate
+from tasks.core.config import Settings
+from tasks.domain import emails
+from tasks.queue import jobs
 
 CHUNK = 2000
 

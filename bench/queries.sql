@@ -2,7 +2,7 @@
 
 -- bulk_insert_emails --
 -- Many emails at once, each with its job (or none beyond the horizon) and its
--- 'scheduled' event: what tasks.emails.schedule writes, in one statement.
+-- 'scheduled' event: what tasks.domain.emails.schedule writes, in one statement.
 WITH inserted AS (
     INSERT INTO emails (id, owner_id, from_addr, to_addrs, subject, body_text,
                         send_at, next_attempt_at, message_id, job_id)

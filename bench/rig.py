@@ -18,7 +18,7 @@ from typing import Any, LiteralString, cast
 import psycopg
 
 from bench import sink as sink_module
-from tasks import db
+from tasks.core import db
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 WORK = ROOT / ".data" / "bench"

@@ -16,7 +16,8 @@ from collections.abc import Iterator
 import psycopg
 import requests
 
-from tasks import db, emails, migrate, tokens
+from tasks.core import db, migrate
+from tasks.domain import emails, tokens
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 

@@ -1,4 +1,4 @@
--- Named queries, loaded once by tasks/db.py. Parameters are %(name)s only.
+-- Named queries, loaded once by tasks/core/db.py. Parameters are %(name)s only.
 -- Every query a user can reach is scoped: (%(any_owner)s OR owner_id = %(owner_id)s),
 -- where any_owner is true only for operators (the CLI).
 
@@ -99,7 +99,7 @@ WITH started AS (
                               'refused', %(refused)s::jsonb)
       FROM started
 )
--- The worker's connections commit asynchronously (tasks/db.py); this commit is
+-- The worker's connections commit asynchronously (tasks/core/db.py); this commit is
 -- the one that must be on disk before DATA, so it waits for the flush.
 SELECT id FROM started WHERE set_config('synchronous_commit', 'on', true) = 'on';
 
@@ -127,7 +127,7 @@ WITH done AS (
       FROM done
 ), job AS (
     -- The send task ends its own Procrastinate job here, saving a round trip
-    -- (tasks/worker.py skips Procrastinate's own finish for it).
+    -- (tasks/queue/worker.py skips Procrastinate's own finish for it).
     DELETE FROM procrastinate_jobs WHERE %(end_job)s AND id = %(job_id)s AND status = 'doing'
 )
 SELECT id FROM done;

@@ -17,8 +17,9 @@ from typing import Any
 
 import psycopg
 
-from tasks import config, db, emails, errors, logs, models, validation
-from tasks.config import Settings
+from tasks.core import config, db, errors, logs
+from tasks.core.config import Settings
+from tasks.domain import emails, models, validation
 
 _DURATION = re.compile(r"^(\d+(?:\.\d+)?)(s|m|h|d)$")
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
@@ -47,7 +48,7 @@ def _print_json(data: Any) -> None:
 
 
 def cmd_migrate(args: argparse.Namespace, settings: Settings) -> int:
-    from tasks import migrate
+    from tasks.core import migrate
 
     applied = migrate.migrate(settings.database_url)
     print("applied: " + ", ".join(applied) if applied else "up to date")
@@ -57,7 +58,7 @@ def cmd_migrate(args: argparse.Namespace, settings: Settings) -> int:
 def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
     import uvloop
 
-    from tasks import worker
+    from tasks.queue import worker
 
     # uvloop: the worker is all asyncio I/O (PostgreSQL, SMTP, Redis); libuv's loop
     # costs less CPU per email than the standard one (bench/RESULTS.md).
@@ -66,7 +67,7 @@ def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_devmail(args: argparse.Namespace, settings: Settings) -> int:
-    from tasks import devmail
+    from tasks.delivery import devmail
 
     asyncio.run(devmail.serve(settings))
     return 0
@@ -105,7 +106,7 @@ def cmd_schedule(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
-    from tasks import ops
+    from tasks.ops import overview as ops
 
     with db.connect(settings.database_url) as conn:
         data = ops.overview(conn, settings)
@@ -174,7 +175,7 @@ def cmd_retry(args: argparse.Namespace, settings: Settings) -> int:
 
 # --- token (issue 3) ---
 def cmd_token(args: argparse.Namespace, settings: Settings) -> int:
-    from tasks import tokens
+    from tasks.domain import tokens
 
     with db.connect(settings.database_url) as conn:
         if args.token_command == "create":
@@ -212,7 +213,7 @@ def _add_token_parser(sub: Any) -> None:
 
 # --- end token ---
 def cmd_replay_offline(args: argparse.Namespace, settings: Settings) -> int:
-    from tasks import offline
+    from tasks.delivery import offline
 
     if not any(not spec.offline for spec in settings.mail_transports):
         raise errors.ValidationError(
@@ -239,7 +240,7 @@ def cmd_replay_offline(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_prune(args: argparse.Namespace, settings: Settings) -> int:
-    from tasks import retention
+    from tasks.queue import retention
 
     hours = int(args.older_than.total_seconds() // 3600)
     if hours < 1:

@@ -14,9 +14,10 @@ from typing import Any
 import psycopg
 import pytest
 
-from tasks import config, db, emails, migrate, validation
-from tasks.config import Settings
-from tasks.models import User
+from tasks.core import config, db, migrate
+from tasks.core.config import Settings
+from tasks.domain import emails, validation
+from tasks.domain.models import User
 from tests.support import procs
 from tests.support.smtp_sink import Sink
 

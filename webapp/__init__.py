@@ -7,13 +7,13 @@ from typing import Any
 
 from flask import Flask
 
-from tasks import config, logs
+from tasks.core import config, logs
 
 
 def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     """Create and configure an instance of the Flask application.
 
-    The only place the web reads configuration: ``tasks.config.load`` (the
+    The only place the web reads configuration: ``tasks.core.config.load`` (the
     environment, or ``test_config["ENV"]``); other ``test_config`` keys override
     Flask's own settings.
     """

@@ -17,9 +17,10 @@ from flask import Blueprint, Flask, make_response, redirect, render_template, re
 from flask_dance.consumer import OAuth2ConsumerBlueprint, oauth_authorized, oauth_error
 from oauthlib.oauth2 import OAuth2Error
 
-from tasks import db, emails
-from tasks.config import Settings
-from tasks.models import User
+from tasks.core import db
+from tasks.core.config import Settings
+from tasks.domain import emails
+from tasks.domain.models import User
 from webapp import ext, security
 
 log = structlog.get_logger("webapp.auth")

@@ -6,7 +6,8 @@ from typing import Any
 
 from flask import Blueprint, flash, redirect, render_template, request, url_for
 
-from tasks import batches, errors, listing
+from tasks.core import errors
+from tasks.domain import batches, listing
 from webapp import ext
 from webapp.dashboard import login_required, scope
 

@@ -11,8 +11,9 @@ from typing import Any
 
 from flask import Blueprint, Flask, flash, redirect, render_template, request, url_for
 
-from tasks import emails, errors, explain, listing
-from tasks.models import Email, Scope
+from tasks.core import errors
+from tasks.domain import emails, explain, listing
+from tasks.domain.models import Email, Scope
 from webapp import ext
 
 bp = Blueprint("dashboard", __name__)

@@ -12,7 +12,7 @@ from typing import Any
 
 from flask import Blueprint, abort, render_template
 
-from tasks import db
+from tasks.core import db
 from webapp import ext
 from webapp.dashboard import login_required
 

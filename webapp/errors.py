@@ -11,7 +11,7 @@ from flask_limiter.errors import RateLimitExceeded
 from flask_wtf.csrf import CSRFError
 from werkzeug.exceptions import HTTPException
 
-from tasks import errors
+from tasks.core import errors
 
 log = structlog.get_logger("webapp")
 

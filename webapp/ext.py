@@ -10,9 +10,9 @@ import psycopg_pool
 import redis
 from flask import Flask, current_app, g
 
-from tasks import db, live
-from tasks.config import Settings
-from tasks.models import User
+from tasks.core import db, live
+from tasks.core.config import Settings
+from tasks.domain.models import User
 
 KEY = "reachdbox"
 

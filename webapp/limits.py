@@ -11,7 +11,7 @@ from __future__ import annotations
 from flask import Flask, g, request
 from flask_limiter import Limiter
 
-from tasks.config import Settings
+from tasks.core.config import Settings
 
 
 def _key() -> str:

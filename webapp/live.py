@@ -21,7 +21,8 @@ import redis
 import structlog
 from flask import Blueprint, Response, abort, request
 
-from tasks import batches, emails, listing, live
+from tasks.core import live
+from tasks.domain import batches, emails, listing
 from webapp import ext
 from webapp.dashboard import scope
 from webapp.errors import error_response

@@ -2,7 +2,7 @@
 
 Only operators see it (OPERATOR_EMAILS; outside production also the dev user);
 anyone else gets 404, as if it did not exist. It shows the same data as
-``python -m tasks status`` and ``/ops/status`` (``tasks.ops.overview``).
+``python -m tasks status`` and ``/ops/status`` (``tasks.ops.overview.overview``).
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from typing import Any
 
 from flask import Blueprint, abort, render_template
 
-from tasks import ops
+from tasks.ops import overview as ops
 from webapp import ext
 from webapp.dashboard import login_required
 

@@ -15,8 +15,10 @@ import redis
 from flask import Blueprint, Response, current_app, jsonify, request
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
-from tasks import db, metrics, ops
-from tasks.config import Settings
+from tasks.core import db
+from tasks.core.config import Settings
+from tasks.ops import metrics
+from tasks.ops import overview as ops
 
 bp = Blueprint("ops", __name__)
 

@@ -16,9 +16,10 @@ from flask.sessions import SecureCookieSessionInterface
 from flask_wtf import csrf as wtf_csrf
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from tasks import db, tokens
-from tasks.config import Settings
-from tasks.models import User
+from tasks.core import db
+from tasks.core.config import Settings
+from tasks.domain import tokens
+from tasks.domain.models import User
 from webapp import ext
 
 csrf = wtf_csrf.CSRFProtect()

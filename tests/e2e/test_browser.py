@@ -10,7 +10,8 @@ from typing import Any
 import pytest
 from playwright.sync_api import expect
 
-from tasks import config, emails, models, validation
+from tasks.core import config
+from tasks.domain import emails, models, validation
 from tests.support import procs
 from tests.support.oauth_provider import Account, OAuthProvider
 from tests.support.smtp_sink import Sink, free_port

@@ -17,9 +17,10 @@ from typing import Any
 import psycopg
 import pytest
 
-from tasks import config, db, emails, migrate, validation
-from tasks.config import Settings
-from tasks.models import Email, User
+from tasks.core import config, db, migrate
+from tasks.core.config import Settings
+from tasks.domain import emails, validation
+from tasks.domain.models import Email, User
 from tests.support import procs
 from tests.support.servers import PrivatePostgres, PrivateRedis
 from tests.support.smtp_sink import Sink

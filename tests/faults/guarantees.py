@@ -26,7 +26,7 @@ from typing import Any
 
 import psycopg
 
-from tasks.models import TERMINAL
+from tasks.domain.models import TERMINAL
 from tests.support import invariants
 from tests.support.smtp_sink import Sink
 

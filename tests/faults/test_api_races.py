@@ -24,9 +24,9 @@ from typing import Any
 import psycopg
 import pytest
 
-from tasks import emails, validation
-from tasks.config import Settings
-from tasks.models import Email, User
+from tasks.core.config import Settings
+from tasks.domain import emails, validation
+from tasks.domain.models import Email, User
 from tests.faults import guarantees
 from tests.faults.webapi import Api, running_web, token_for
 from tests.support.smtp_sink import Sink

@@ -10,9 +10,9 @@ from typing import Any
 import psycopg
 import pytest
 
-from tasks import batch_plan, batches, emails, validation
-from tasks.config import Settings
-from tasks.models import User
+from tasks.core.config import Settings
+from tasks.domain import batch_plan, batches, emails, validation
+from tasks.domain.models import User
 from tests.faults import guarantees, measures
 from tests.support.smtp_sink import Sink
 

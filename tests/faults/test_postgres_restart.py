@@ -9,7 +9,8 @@ from typing import Any
 import psycopg
 import pytest
 
-from tasks import db, send
+from tasks.core import db
+from tasks.delivery import send
 from tests.faults import guarantees
 from tests.support import invariants
 from tests.support.procs import wait_until

@@ -22,8 +22,8 @@ import psycopg
 import pytest
 import requests
 
-from tasks import db
-from tasks.models import User
+from tasks.core import db
+from tasks.domain.models import User
 from tests.faults import guarantees
 from tests.faults.webapi import Api, kill_workers, running_web, token_for, wait_answering
 from tests.support import invariants, procs

@@ -12,8 +12,8 @@ from typing import Any
 import psycopg
 import requests
 
-from tasks import tokens
-from tasks.models import User
+from tasks.domain import tokens
+from tasks.domain.models import User
 from tests.support import procs
 from tests.support.web import Server
 

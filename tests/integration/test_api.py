@@ -8,7 +8,8 @@ from typing import Any
 import pytest
 from flask.testing import FlaskClient
 
-from tasks import db, emails, tokens
+from tasks.core import db
+from tasks.domain import emails, tokens
 from tests.support import invariants
 from tests.support.openapi_check import check
 from tests.support.web import make_app

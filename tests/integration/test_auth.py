@@ -9,7 +9,7 @@ import pytest
 import requests
 from flask.testing import FlaskClient
 
-from tasks import config, db, errors
+from tasks.core import config, db, errors
 from tests.support.oauth_provider import Account, OAuthProvider
 from tests.support.web import csrf_token, make_app, start_oauth
 

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from flask.testing import FlaskClient
 
-from tasks import emails, tokens
+from tasks.domain import emails, tokens
 from tests.support import invariants
 
 Conn = Any

@@ -15,9 +15,10 @@ from typing import Any
 import psycopg
 import pytest
 
-from tasks import config, db, transports
-from tasks.config import Settings
-from tasks.mailer import Choice, Mailer, NoTransport
+from tasks.core import config, db
+from tasks.core.config import Settings
+from tasks.delivery import transports
+from tasks.delivery.mailer import Choice, Mailer, NoTransport
 
 AConn = psycopg.AsyncConnection[dict[str, Any]]
 FAULT = transports.Transient("cannot connect to smtp://127.0.0.1:1: Connection refused", provider_fault=True)

@@ -13,11 +13,13 @@ import psycopg
 from procrastinate import JobContext
 from procrastinate import jobs as procrastinate_jobs
 
-from tasks import db, emails, models, retention
-from tasks.app import app
-from tasks.config import Settings
-from tasks.models import User
-from tasks.runtime import Runtime
+from tasks.core import db
+from tasks.core.config import Settings
+from tasks.delivery.runtime import Runtime
+from tasks.domain import emails, models
+from tasks.domain.models import User
+from tasks.queue import retention
+from tasks.queue.app import app
 from tests.support.flow import attempt
 from tests.support.procs import run_cli
 

@@ -10,8 +10,9 @@ from typing import Any
 import pytest
 from flask.testing import FlaskClient
 
-from tasks import batch_plan, batches, db, emails, models, tokens
-from tasks.models import User
+from tasks.core import db
+from tasks.domain import batch_plan, batches, emails, models, tokens
+from tasks.domain.models import User
 from tests.support import flow, procs
 from tests.support.web import csrf_token
 

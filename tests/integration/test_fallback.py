@@ -18,9 +18,10 @@ from typing import Any
 import psycopg
 import pytest
 
-from tasks import db, emails, models
-from tasks.config import Settings
-from tasks.models import Email, User
+from tasks.core import db
+from tasks.core.config import Settings
+from tasks.domain import emails, models
+from tasks.domain.models import Email, User
 from tests.support import procs
 from tests.support.procs import run_cli, wait_until
 from tests.support.smtp_sink import Sink

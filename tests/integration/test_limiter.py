@@ -12,7 +12,8 @@ import psycopg
 import pytest
 import redis
 
-from tasks import config, ratelimit
+from tasks.core import config
+from tasks.delivery import ratelimit
 
 
 @pytest.fixture

@@ -12,9 +12,10 @@ import psycopg
 import pytest
 import redis
 
-from tasks import emails, live, models
-from tasks.config import Settings
-from tasks.models import User
+from tasks.core import live
+from tasks.core.config import Settings
+from tasks.domain import emails, models
+from tasks.domain.models import User
 from tests.support.procs import wait_until
 from tests.support.smtp_sink import Sink, free_port
 

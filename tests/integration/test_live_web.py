@@ -14,7 +14,8 @@ from typing import Any
 import pytest
 import requests
 
-from tasks import emails, live
+from tasks.core import live
+from tasks.domain import emails
 from tests.support.oauth_provider import OAuthProvider
 from tests.support.smtp_sink import free_port
 from tests.support.web import Server, csrf_token, make_app, page_csrf, signed_in_session

@@ -11,9 +11,9 @@ from typing import Any
 import psycopg
 import pytest
 
-from tasks import emails, models
-from tasks.config import Settings
-from tasks.models import User
+from tasks.core.config import Settings
+from tasks.domain import emails, models
+from tasks.domain.models import User
 from tests.support.procs import run_cli, wait_until
 from tests.support.smtp_sink import Sink
 

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from tasks import db, migrate
+from tasks.core import db, migrate
 from tests.conftest import _admin, _server_url
 from tests.support.procs import ROOT
 

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from flask import Flask
 
-from tasks import db
+from tasks.core import db
 from tests.support.web import make_app
 
 

@@ -14,9 +14,10 @@ from typing import Any
 import psycopg
 import pytest
 
-from tasks import emails, jobs
-from tasks.config import Settings
-from tasks.models import Email, User
+from tasks.core.config import Settings
+from tasks.domain import emails
+from tasks.domain.models import Email, User
+from tasks.queue import jobs
 from tests.support.flow import attempt
 
 Conn = psycopg.Connection[dict[str, Any]]

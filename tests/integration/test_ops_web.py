@@ -15,9 +15,10 @@ from flask.testing import FlaskClient
 from prometheus_client.parser import text_string_to_metric_families
 
 from scripts import services
-from tasks import emails, models, retention
-from tasks.config import Settings
-from tasks.models import Email, User
+from tasks.core.config import Settings
+from tasks.domain import emails, models
+from tasks.domain.models import Email, User
+from tasks.queue import retention
 from tests.support.flow import attempt
 from tests.support.procs import wait_until
 from tests.support.smtp_sink import Sink, free_port

@@ -9,9 +9,9 @@ from typing import Any
 import psycopg
 import pytest
 
-from tasks import emails
-from tasks.config import Settings
-from tasks.models import User
+from tasks.core.config import Settings
+from tasks.domain import emails
+from tasks.domain.models import User
 from tests.support.smtp_sink import Sink
 
 Conn = psycopg.Connection[dict[str, Any]]

@@ -12,9 +12,10 @@ from typing import Any
 import psycopg
 import pytest
 
-from tasks import db, emails, errors, models
-from tasks.config import Settings
-from tasks.models import User
+from tasks.core import db, errors
+from tasks.core.config import Settings
+from tasks.domain import emails, models
+from tasks.domain.models import User
 from tests.support import invariants
 from tests.support.procs import wait_until
 from tests.support.smtp_sink import Sink

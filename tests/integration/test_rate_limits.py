@@ -17,9 +17,9 @@ import pytest
 import redis
 
 from scripts import services
-from tasks import emails, models
-from tasks.config import Settings
-from tasks.models import User
+from tasks.core.config import Settings
+from tasks.domain import emails, models
+from tasks.domain.models import User
 from tests.support import invariants
 from tests.support.procs import run_cli, wait_until
 from tests.support.smtp_sink import Sink, free_port

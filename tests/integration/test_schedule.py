@@ -10,9 +10,11 @@ from typing import Any
 import psycopg
 import pytest
 
-from tasks import db, emails, errors, jobs, models
-from tasks.config import Settings
-from tasks.models import User
+from tasks.core import db, errors
+from tasks.core.config import Settings
+from tasks.domain import emails, models
+from tasks.domain.models import User
+from tasks.queue import jobs
 from tests.support import invariants
 
 Conn = psycopg.Connection[dict[str, Any]]

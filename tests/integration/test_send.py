@@ -9,9 +9,9 @@ from typing import Any
 import psycopg
 import pytest
 
-from tasks import emails, models
-from tasks.config import Settings
-from tasks.models import Email, User
+from tasks.core.config import Settings
+from tasks.domain import emails, models
+from tasks.domain.models import Email, User
 from tests.support.procs import wait_until
 from tests.support.smtp_sink import Sink
 

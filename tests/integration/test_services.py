@@ -11,7 +11,7 @@ import psycopg
 import pytest
 
 from scripts import services
-from tasks import migrate
+from tasks.core import migrate
 
 
 @pytest.fixture

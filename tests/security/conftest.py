@@ -11,9 +11,10 @@ from typing import Any
 import pytest
 from flask.testing import FlaskClient
 
-from tasks import batch_plan, batches, db, emails, tokens
-from tasks.config import Settings
-from tasks.models import User
+from tasks.core import db
+from tasks.core.config import Settings
+from tasks.domain import batch_plan, batches, emails, tokens
+from tasks.domain.models import User
 from tests.e2e.conftest import browser, output_dir  # noqa: F401  (Chromium, and where screenshots go)
 
 Conn = Any

@@ -12,7 +12,8 @@ from typing import Any
 import pytest
 from flask.testing import FlaskClient
 
-from tasks import emails, message, tokens
+from tasks.delivery import message
+from tasks.domain import emails, tokens
 from tests.security.conftest import snapshot
 from tests.support import invariants
 from tests.support.smtp_sink import Sink

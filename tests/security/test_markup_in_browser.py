@@ -17,8 +17,9 @@ from typing import Any
 import pytest
 import requests
 
-from tasks import db, tokens
-from tasks.models import User
+from tasks.core import db
+from tasks.domain import tokens
+from tasks.domain.models import User
 from tests.support.oauth_provider import Account, OAuthProvider
 from tests.support.web import Server
 

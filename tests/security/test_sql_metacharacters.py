@@ -13,8 +13,8 @@ from typing import Any
 import pytest
 from flask.testing import FlaskClient
 
-from tasks import db
-from tasks.models import User
+from tasks.core import db
+from tasks.domain.models import User
 from tests.security.conftest import BOBS_SECRET, Owned, own, snapshot
 
 Conn = Any

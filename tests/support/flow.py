@@ -7,8 +7,8 @@ from typing import Any
 import psycopg
 from psycopg.types.json import Jsonb
 
-from tasks import db
-from tasks.models import Email
+from tasks.core import db
+from tasks.domain.models import Email
 
 Conn = psycopg.Connection[dict[str, Any]]
 

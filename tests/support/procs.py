@@ -119,7 +119,7 @@ class Workers:
         self.started: list[Process] = []
 
     def _newest(self) -> int:
-        from tasks import db  # the test process's own import, not the workers'
+        from tasks.core import db  # the test process's own import, not the workers'
 
         with db.connect(self.database_url) as conn:
             row = conn.execute("SELECT coalesce(max(id), 0) AS n FROM procrastinate_workers").fetchone()

@@ -17,8 +17,8 @@ import requests
 from flask import Flask
 from flask.testing import FlaskClient
 
-from tasks import db
-from tasks.models import User
+from tasks.core import db
+from tasks.domain.models import User
 from tests.support import procs
 from tests.support.oauth_provider import Account, OAuthProvider
 from tests.support.smtp_sink import free_port

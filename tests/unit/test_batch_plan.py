@@ -6,7 +6,8 @@ import datetime as dt
 
 import pytest
 
-from tasks import batch_plan, config, errors
+from tasks.core import config, errors
+from tasks.domain import batch_plan
 
 START = dt.datetime(2030, 1, 1, 9, 0, tzinfo=dt.UTC)
 SETTINGS = config.load({})

@@ -7,7 +7,7 @@ import re
 
 import pytest
 
-from tasks import config, errors
+from tasks.core import config, errors
 
 
 def test_a_chain_of_providers_ends_in_the_offline_log() -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tasks import config, errors
+from tasks.core import config, errors
 
 
 def test_defaults_need_no_environment() -> None:

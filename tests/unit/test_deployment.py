@@ -12,7 +12,8 @@ from typing import Any
 import pytest
 import yaml
 
-from tasks import cli, config
+from tasks import cli
+from tasks.core import config
 from webapp import create_app
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
@@ -35,7 +36,7 @@ class _Recording(dict[str, str]):
 
 
 def settings_read() -> set[str]:
-    """Every environment variable tasks/config.py (as load() asks) or gunicorn.conf.py reads."""
+    """Every environment variable tasks/core/config.py (as load() asks) or gunicorn.conf.py reads."""
     env = _Recording()
     config.load(env)
     gunicorn = (ROOT / "gunicorn.conf.py").read_text()

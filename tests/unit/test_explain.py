@@ -8,8 +8,8 @@ import uuid
 
 import pytest
 
-from tasks import explain
-from tasks.models import Email
+from tasks.domain import explain
+from tasks.domain.models import Email
 
 NOW = dt.datetime(2030, 1, 7, 8, 0, tzinfo=dt.UTC)
 

@@ -10,9 +10,9 @@ import stat
 
 import pytest
 
-from tasks import transports
-from tasks.offline import JsonlTransport
-from tasks.transports import ConsoleTransport
+from tasks.delivery import transports
+from tasks.delivery.offline import JsonlTransport
+from tasks.delivery.transports import ConsoleTransport
 
 MESSAGE = (
     b"From: Reach <noreply@example.com>\r\nTo: bob@example.com\r\nSubject: Caf\xc3\xa9\r\n"

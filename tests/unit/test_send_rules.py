@@ -7,10 +7,11 @@ import email
 import email.policy
 import uuid
 
-from tasks import config, message
-from tasks.gate import unavailable_backoff
-from tasks.models import Email
-from tasks.send import backoff
+from tasks.core import config
+from tasks.delivery import message
+from tasks.delivery.gate import unavailable_backoff
+from tasks.delivery.send import backoff
+from tasks.domain.models import Email
 
 
 def test_backoff_doubles_with_jitter_and_is_capped() -> None:

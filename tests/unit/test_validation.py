@@ -7,7 +7,8 @@ from typing import Any
 
 import pytest
 
-from tasks import errors, validation
+from tasks.core import errors
+from tasks.domain import validation
 
 NOW = dt.datetime(2026, 11, 28, 12, 0, tzinfo=dt.UTC)
 

@@ -14,8 +14,8 @@ from typing import Any
 
 from flask import Blueprint, abort, g, request
 
-from tasks import explain
-from tasks.models import Email, Event, Scope
+from tasks.domain import explain
+from tasks.domain.models import Email, Event, Scope
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
 PUBLIC_ENDPOINTS = frozenset({"api.openapi"})

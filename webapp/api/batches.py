@@ -6,7 +6,8 @@ from typing import Any
 
 from flask import g, url_for
 
-from tasks import batch_plan, batches, errors
+from tasks.core import errors
+from tasks.domain import batch_plan, batches
 from webapp import ext
 from webapp.api import bp, idempotency_key, json_body, scope
 

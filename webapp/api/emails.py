@@ -7,7 +7,8 @@ from typing import Any
 
 from flask import g, request, url_for
 
-from tasks import batches, emails, errors, listing, validation
+from tasks.core import errors
+from tasks.domain import batches, emails, listing, validation
 from webapp import ext
 from webapp.api import bp, email_json, idempotency_key, json_body, scope
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from tasks import listing
+from tasks.domain import listing
 from webapp.api import bp, schemas
 
 R = "#/components/responses/"

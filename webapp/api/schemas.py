@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from tasks import batch_plan, validation
-from tasks.models import STATUSES
+from tasks.domain import batch_plan, validation
+from tasks.domain.models import STATUSES
 
 S = "#/components/schemas/"
 

@@ -1,0 +1,186 @@
+"""PostgreSQL access: the named queries of ``sql/queries.sql`` and connection pools.
+
+Pools hand out autocommit connections; a unit of work that must be atomic says
+so with ``with conn.transaction():``, so single statements cost one round trip.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import pathlib
+import re
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any, LiteralString, TypeVar, cast
+
+import psycopg
+import psycopg_pool
+from psycopg.rows import dict_row
+
+SQL_DIR = pathlib.Path(__file__).resolve().parents[2] / "sql"
+_NAME = re.compile(r"^-- ([a-z0-9_]+) --$", re.MULTILINE)
+T = TypeVar("T")
+
+
+def load_queries(path: pathlib.Path) -> dict[str, LiteralString]:
+    """Parse a file of ``-- name --`` blocks into ``{name: SQL}``."""
+    parts = _NAME.split(path.read_text(encoding="utf-8"))
+    # parts = [preamble, name1, body1, name2, body2, ...]
+    return {name: cast(LiteralString, body.strip()) for name, body in zip(parts[1::2], parts[2::2], strict=True)}
+
+
+queries: dict[str, LiteralString] = load_queries(SQL_DIR / "queries.sql")
+
+Row = dict[str, Any]
+
+
+def connect(conninfo: str, **kwargs: Any) -> psycopg.Connection[Row]:
+    """Open one autocommit connection returning dict rows."""
+    return psycopg.connect(conninfo, autocommit=True, row_factory=dict_row, **kwargs)
+
+
+# Set by a configure hook rather than the connect kwargs: Procrastinate opens its
+# LISTEN connection with the pool's kwargs plus its own autocommit=True.
+def _autocommit(conn: psycopg.Connection[Any]) -> None:
+    conn.autocommit = True
+
+
+async def _autocommit_async(conn: psycopg.AsyncConnection[Any]) -> None:
+    await conn.set_autocommit(True)
+
+
+def pool(conninfo: str, *, max_size: int = 10, name: str = "reachdbox") -> psycopg_pool.ConnectionPool[Any]:
+    """Open a thread-safe pool for the web app and the CLI."""
+    return psycopg_pool.ConnectionPool(
+        conninfo,
+        min_size=1,
+        max_size=max_size,
+        name=name,
+        kwargs={"row_factory": dict_row},
+        configure=_autocommit,
+        check=psycopg_pool.ConnectionPool.check_connection,
+        open=True,
+    )
+
+
+class _IdleCheck:
+    """Check a pooled connection with a round trip only if it sat idle for a while.
+
+    A worker takes a connection from the pool several times per email; checking
+    each time (``AsyncConnectionPool.check_connection``) was one extra round
+    trip per take. A connection used moments ago is trusted; one idle for
+    ``idle_after`` seconds (long enough for the server to have restarted) is
+    checked before use.
+    """
+
+    def __init__(self, idle_after: float):
+        self.idle_after = idle_after
+        self._returned: dict[int, float] = {}
+
+    async def check(self, conn: psycopg.AsyncConnection[Any]) -> None:
+        if conn.broken or conn.closed:
+            raise psycopg.OperationalError("the connection is closed")
+        if time.monotonic() - self._returned.pop(id(conn), 0.0) > self.idle_after:
+            await psycopg_pool.AsyncConnectionPool.check_connection(conn)
+
+    async def returned(self, conn: psycopg.AsyncConnection[Any]) -> None:
+        self._returned[id(conn)] = time.monotonic()
+
+
+def async_pool(
+    conninfo: str, *, size: int, name: str = "reachdbox-worker", check_idle_after: float = 2.0
+) -> psycopg_pool.AsyncConnectionPool[Any]:
+    """Create (unopened) the worker's pool, shared by Procrastinate and the tasks.
+
+    Its commits do not wait for the WAL flush (``synchronous_commit=off``): a
+    database crash may forget the last fraction of a second of claims and
+    outcomes, which recovery turns back into a retry (nothing was sent) or
+    ``uncertain`` (DATA had begun), never into a silent resend, because the one
+    commit that must be durable first, ``start_data``, waits for its flush
+    (and so for every commit before it). Measured: -20% CPU per email.
+    """
+    idle = _IdleCheck(check_idle_after)
+    return psycopg_pool.AsyncConnectionPool(
+        conninfo,
+        min_size=size,
+        max_size=size,
+        name=name,
+        kwargs={"row_factory": dict_row, "options": "-c synchronous_commit=off"},
+        configure=_autocommit_async,
+        check=idle.check,
+        reset=idle.returned,
+        open=False,
+    )
+
+
+def run(conn: psycopg.Connection[Row], query: str, /, **params: Any) -> int:
+    """Run the named statement; return how many rows it touched."""
+    return conn.execute(queries[query], params).rowcount
+
+
+async def run_async(conn: psycopg.AsyncConnection[Row], query: str, /, **params: Any) -> int:
+    """Run the named statement; return how many rows it touched."""
+    cursor = await conn.execute(queries[query], params)
+    return cursor.rowcount
+
+
+def one(conn: psycopg.Connection[Row], query: str, /, **params: Any) -> Row | None:
+    """Run the named query and return its first row, if any."""
+    return conn.execute(queries[query], params).fetchone()
+
+
+def all_rows(conn: psycopg.Connection[Row], query: str, /, **params: Any) -> list[Row]:
+    """Run the named query and return every row."""
+    return conn.execute(queries[query], params).fetchall()
+
+
+async def one_async(conn: psycopg.AsyncConnection[Row], query: str, /, **params: Any) -> Row | None:
+    """Run the named query and return its first row, if any."""
+    cursor = await conn.execute(queries[query], params)
+    return await cursor.fetchone()
+
+
+async def all_async(conn: psycopg.AsyncConnection[Row], query: str, /, **params: Any) -> list[Row]:
+    """Run the named query and return every row."""
+    cursor = await conn.execute(queries[query], params)
+    return await cursor.fetchall()
+
+
+async def with_reconnect(
+    pool: psycopg_pool.AsyncConnectionPool[Any],
+    conn: psycopg.AsyncConnection[Row],
+    write: Callable[[psycopg.AsyncConnection[Row]], Awaitable[T]],
+    *,
+    within: float,
+) -> T:
+    """Run ``write`` on ``conn``; if the database went away, again on fresh connections for ``within`` seconds.
+
+    For what must not be forgotten, such as the outcome of a send that happened:
+    a PostgreSQL restart costs a few seconds, not the record. ``write`` must be
+    safe to repeat (the outcome queries are guarded by the row's state).
+    """
+    if not conn.broken and not conn.closed:
+        try:
+            return await write(conn)
+        except psycopg.OperationalError as exc:
+            first: Exception = exc
+    else:
+        first = psycopg.OperationalError("the connection was lost")
+    deadline = time.monotonic() + within
+    delay = 0.1
+    while True:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise first
+        await asyncio.sleep(min(delay, left))
+        delay = min(delay * 2, 1.0)
+        try:
+            # A connection of its own: the pool reconnects with a growing backoff and
+            # may still be waiting for its next try when the database is back.
+            fresh = await psycopg.AsyncConnection.connect(
+                pool.conninfo, **(pool.kwargs or {}), autocommit=True, connect_timeout=2
+            )
+            async with fresh:
+                return await write(fresh)
+        except psycopg.OperationalError as exc:
+            first = exc

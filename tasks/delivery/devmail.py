@@ -1,0 +1,77 @@
+"""The built-in dev mailbox: an SMTP sink that keeps what it receives in PostgreSQL.
+
+``python -m tasks devmail`` listens on DEVMAIL_ADDR; the ``devmail://`` transport
+sends there, and the dashboard's dev mailbox page shows the captured mail.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import email.parser
+import email.policy
+import signal
+from typing import Any
+
+import structlog
+from aiosmtpd.smtp import SMTP, Envelope, Session
+
+from tasks.core import db
+from tasks.core.config import Settings
+
+log = structlog.get_logger("tasks.delivery.devmail")
+
+MAX_MESSAGE_BYTES = 10 * 1024 * 1024
+_headers = email.parser.BytesHeaderParser(policy=email.policy.default)
+
+
+class Mailbox:
+    """aiosmtpd handler: store each message, answer 250 with its mailbox id."""
+
+    def __init__(self, pool: Any):
+        self.pool = pool
+
+    async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
+        raw = envelope.original_content or b""
+        headers = _headers.parsebytes(raw)
+        async with self.pool.connection() as conn:
+            row = await db.one_async(
+                conn,
+                "insert_devmail",
+                mail_from=envelope.mail_from or "",
+                rcpt_tos=list(envelope.rcpt_tos),
+                message_id=headers.get("Message-ID"),
+                subject=str(headers.get("Subject", "")),
+                raw=raw,
+            )
+        assert row is not None
+        return f"250 OK stored as devmail-{row['id']}"
+
+
+async def serve(settings: Settings, *, ready: asyncio.Event | None = None) -> None:
+    """Listen on DEVMAIL_ADDR until SIGTERM/SIGINT."""
+    pool = db.async_pool(settings.database_url, size=4, name="reachdbox-devmail")
+    await pool.open(wait=True, timeout=30)
+    mailbox = Mailbox(pool)
+    loop = asyncio.get_running_loop()
+    server = await loop.create_server(
+        lambda: SMTP(
+            mailbox,
+            hostname="devmail.localhost",
+            data_size_limit=MAX_MESSAGE_BYTES,
+            enable_SMTPUTF8=True,
+        ),
+        host=settings.devmail_host,
+        port=settings.devmail_port,
+    )
+    stop = asyncio.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    log.info("dev mailbox listening", addr=f"{settings.devmail_host}:{settings.devmail_port}")
+    if ready is not None:
+        ready.set()
+    try:
+        await stop.wait()
+    finally:
+        server.close()
+        await server.wait_closed()
+        await pool.close()

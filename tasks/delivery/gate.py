@@ -1,0 +1,208 @@
+"""The send task's rate-limit gate, between the claim and the transport.
+
+An email over a limit is not polled and not failed: it goes back to
+``scheduled`` with a NEW job at its reserved slot, in the same transaction that
+records the slot and the reason; that job then sends in the slot it holds.
+Redis unavailable: nothing is sent and nothing fails; the email waits with the
+reason "rate limiter unavailable" and is tried again after a jittered backoff.
+Either way the claim's attempt is given back (``attempts`` counts only
+attempts that reached the provider).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import datetime as dt
+import random
+from typing import Any
+
+import psycopg
+import structlog
+
+from tasks.core import db
+from tasks.delivery import ratelimit, runtime
+from tasks.domain.models import Email
+from tasks.queue import jobs
+
+log = structlog.get_logger("tasks.delivery.gate")
+
+RATE_REASON = "waiting for a rate-limit slot"
+UNAVAILABLE_REASON = "rate limiter unavailable"
+#: A slot this close is waited for inside the job rather than by a new job.
+SLEEP_MAX = 0.25
+#: How long a send may wait in place, at the gate for a provider's window to free up (its
+#: turn has come) or just before DATA for the limits to allow it; longer waits are new jobs.
+CONFIRM_WAIT_MAX = 2.0
+#: How many of a user's other due emails one full lane queues at their turns at once.
+SPREAD_BATCH = 500
+#: Emails due within this many seconds count as part of the burst.
+SPREAD_AHEAD = 1.0
+#: Backoff while Redis is unreachable: from 1 s, doubling, at most 60 s (both
+#: capped by RETRY_BACKOFF_BASE / RETRY_BACKOFF_MAX), half of it random.
+UNAVAILABLE_BASE, UNAVAILABLE_MAX = 1.0, 60.0
+#: Doublings past which every backoff is at its cap anyway.
+MAX_DOUBLINGS = 60
+
+
+@dataclasses.dataclass(frozen=True)
+class Held:
+    """The email was not sent now: it waits again (or is no longer this job's)."""
+
+    outcome: str
+    next_attempt_at: dt.datetime | None
+    reason: str
+    error: str | None = None
+
+
+def unavailable_backoff(failures: int, base: float, cap: float) -> float:
+    """Return the wait after ``failures`` consecutive failures to reach Redis (equal jitter)."""
+    base, cap = min(base, UNAVAILABLE_BASE), min(cap, UNAVAILABLE_MAX)
+    # The count grows by one per attempt for as long as Redis is away (thousands in a
+    # long outage): bound the exponent, or 2 ** n overflows a float and the send crashes.
+    delay = min(cap, base * 2 ** min(max(failures - 1, 0), MAX_DOUBLINGS))
+    return delay / 2 + random.uniform(0, delay / 2)
+
+
+async def gate(
+    rt: runtime.Runtime, conn: psycopg.AsyncConnection[Any], email: Email, job_id: int, label: str
+) -> Held | None:
+    """Reserve this attempt's slot on ``label`` (and the owner's); None means send now."""
+    limiter = rt.limiter
+    if not limiter.enabled(label):
+        return None
+    waited = 0.0
+    while True:
+        try:
+            decision = await limiter.acquire(conn, label, email.owner_id, f"{email.id}:{email.attempts}")
+        except ratelimit.Unavailable as exc:
+            settings = rt.settings
+            delay = unavailable_backoff(limiter.failures, settings.retry_backoff_base, settings.retry_backoff_max)
+            at = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=delay)
+            return await _wait(
+                rt, conn, email, job_id, at=at, slot=None, rate_transport=None, transport=label,
+                kind="limiter_unavailable", reason=UNAVAILABLE_REASON, limit=None, error=exc.args[0],
+            )  # fmt: skip
+        if decision.kind == ratelimit.GO:
+            return None
+        wait = max(decision.wait_seconds, 0)
+        if decision.reserved and wait <= SLEEP_MAX:
+            # Cheaper than a new job, and the slot is ours.
+            await asyncio.sleep(wait)
+            return None
+        if decision.reserved or waited + wait > CONFIRM_WAIT_MAX:
+            break
+        # Its turn has come and the provider's window frees up in a moment: wait
+        # here and ask again, rather than a new job for so short a wait.
+        await asyncio.sleep(wait)
+        waited += wait
+    slot = decision.slot if decision.reserved else None
+    held = await _wait(
+        rt, conn, email, job_id, at=decision.slot, slot=slot, rate_transport=decision.transport,
+        transport=label, kind="rate_limited", reason=RATE_REASON, limit=decision.limit, error=None,
+    )  # fmt: skip
+    if held.outcome == "rate_limited" and decision.reserved and decision.transport is None:
+        # The owner's lane is full: the rest of the burst is queued at its turns now,
+        # in bulk, rather than each email claimed only to learn that it must wait.
+        await spread(rt, conn, email.owner_id, label, decision.limit)
+    return held
+
+
+async def spread(
+    rt: runtime.Runtime, conn: psycopg.AsyncConnection[Any], owner_id: int, label: str, limit: str | None
+) -> int:
+    """Queue up to SPREAD_BATCH of the owner's other due emails at their turns in the owner's lane.
+
+    Each keeps its job, moved to its slot: it is claimed once, when its turn
+    comes. Emails the lane has room for, or whose turn lies beyond the
+    scheduling horizon, are left as they are. Returns how many were moved;
+    any failure moves none (each email then goes through the gate by itself).
+    """
+    reserved: list[str] = []
+    try:
+        async with conn.transaction():
+            rows = await db.all_async(
+                conn, "spread_candidates", owner_id=owner_id, ahead=SPREAD_AHEAD, limit=SPREAD_BATCH
+            )
+            if not rows:
+                return 0
+            members = [f"{r['id']}:{r['attempts'] + 1}" for r in rows]
+            slots = await rt.limiter.spread(label, owner_id, members)
+            reserved = members[: len(slots)]
+            keep = [s for s in slots if jobs.within_horizon(s, rt.settings.schedule_horizon)]
+            if len(keep) < len(slots):
+                await rt.limiter.give_back(owner_id, reserved[len(keep) :])
+                reserved = reserved[: len(keep)]
+            if not keep:
+                return 0
+            moved = rows[: len(keep)]
+            await db.run_async(
+                conn,
+                "spread_move",
+                ids=[r["id"] for r in moved],
+                job_ids=[r["job_id"] for r in moved],
+                slots=keep,
+                lead=jobs.LEAD,
+                transport=label,
+                limit=limit,
+                reason=RATE_REASON,
+            )
+    except ratelimit.Unavailable:
+        return 0
+    except psycopg.Error as exc:
+        log.warning("could not queue a burst at its turns; each email will wait by itself", error=str(exc))
+        if reserved:
+            await rt.limiter.give_back(owner_id, reserved)
+        return 0
+    log.info("burst queued at its turns in the user's lane", owner_id=owner_id, emails=len(keep), transport=label)
+    return len(keep)
+
+
+async def confirm(
+    rt: runtime.Runtime, conn: psycopg.AsyncConnection[Any], email: Email, job_id: int, label: str
+) -> Held | None:
+    """Just before DATA, check that the limits still allow this send now; None means go.
+
+    A worker may take a while from the gate to DATA (a busy machine, a slow
+    provider), and an earlier email may have reached DATA late too: the check
+    here is the one the provider's windows see. Over the limit, it waits in
+    place (up to CONFIRM_WAIT_MAX in all); longer, it goes back to the gate,
+    which gives it its next slot as a new job.
+    """
+    limiter = rt.limiter
+    if not limiter.enabled(label):
+        return None
+    member, waited = f"{email.id}:{email.attempts}", 0.0
+    while (wait := await limiter.confirm(label, email.owner_id, member)) > 0:
+        if waited + wait > CONFIRM_WAIT_MAX:
+            return await gate(rt, conn, email, job_id, label)
+        await asyncio.sleep(wait)
+        waited += wait
+    return None
+
+
+async def _wait(
+    rt: runtime.Runtime,
+    conn: psycopg.AsyncConnection[Any],
+    email: Email,
+    job_id: int,
+    *,
+    at: dt.datetime,
+    slot: dt.datetime | None,
+    rate_transport: str | None,
+    transport: str,
+    kind: str,
+    reason: str,
+    limit: str | None,
+    error: str | None,
+) -> Held:
+    waiting = await jobs.wait_again_async(
+        conn, "wait_without_attempt", email_id=email.id, at=at, horizon=rt.settings.schedule_horizon,
+        job_id=job_id, slot=slot, rate_transport=rate_transport, transport=transport, kind=kind,
+        reason=reason, limit=limit, error=error, end_job=True,
+    )  # fmt: skip
+    if not waiting:
+        # Cancelled or recovered meanwhile: nothing was written.
+        return Held("moved", None, reason, error)
+    rt.ended_jobs.add(job_id)
+    return Held(kind, at, reason, error)

@@ -1,0 +1,85 @@
+"""Build the RFC 5322 message of an email (the same Message-ID on every attempt).
+
+Two builders from the standard library's ``email`` package: the ``compat32``
+classes (MIMEText, Header, formataddr) for the usual all-ASCII addresses, and
+``EmailMessage`` with the SMTP policy for internationalised addresses. The
+first is about five times cheaper (0.15 vs 0.76 ms a message, measured in
+bench/RESULTS.md), which matters at hundreds of emails a second.
+"""
+
+from __future__ import annotations
+
+import email.charset
+import email.policy
+import email.utils
+from email.header import Header
+from email.message import EmailMessage, Message
+from email.mime.multipart import MIMEMultipart
+from email.mime.text import MIMEText
+
+from tasks.domain.models import Email
+
+_UTF8_QP = email.charset.Charset("utf-8")
+_UTF8_QP.header_encoding = email.charset.QP
+_UTF8_QP.body_encoding = email.charset.QP
+_CRLF = email.policy.compat32.clone(linesep="\r\n")
+
+
+def build(email_row: Email) -> bytes:
+    """Render the email as wire bytes: headers, text part, optional HTML alternative.
+
+    Bcc recipients are envelope-only: they never appear in the headers.
+    """
+    addresses = [*email_row.to_addrs, *email_row.cc_addrs, email_row.reply_to or ""]
+    if all(a.isascii() for a in addresses):
+        return _build_ascii(email_row)
+    return _build_international(email_row)
+
+
+def _address(raw: str) -> str:
+    return email.utils.formataddr(email.utils.parseaddr(raw), charset=_UTF8_QP)
+
+
+def _build_ascii(email_row: Email) -> bytes:
+    text = MIMEText(email_row.body_text, "plain", _UTF8_QP)
+    msg: Message
+    if email_row.body_html:
+        msg = MIMEMultipart("alternative")
+        msg.attach(text)
+        msg.attach(MIMEText(email_row.body_html, "html", _UTF8_QP))
+    else:
+        msg = text
+    msg["From"] = _address(email_row.from_addr)
+    if email_row.to_addrs:
+        msg["To"] = ", ".join(email_row.to_addrs)
+    if email_row.cc_addrs:
+        msg["Cc"] = ", ".join(email_row.cc_addrs)
+    if email_row.reply_to:
+        msg["Reply-To"] = email_row.reply_to
+    msg["Subject"] = Header(email_row.subject, _UTF8_QP if not email_row.subject.isascii() else "us-ascii")
+    msg["Date"] = email.utils.formatdate(usegmt=True)
+    msg["Message-ID"] = email_row.message_id
+    return msg.as_bytes(policy=_CRLF)
+
+
+def _build_international(email_row: Email) -> bytes:
+    # Sent with SMTPUTF8 (tasks/delivery/transports.py): addresses go out as UTF-8, as typed
+    # (RFC 6532); an encoded-word is never valid inside an address.
+    msg = EmailMessage(policy=email.policy.SMTPUTF8)
+    msg["From"] = email_row.from_addr
+    if email_row.to_addrs:
+        msg["To"] = ", ".join(email_row.to_addrs)
+    if email_row.cc_addrs:
+        msg["Cc"] = ", ".join(email_row.cc_addrs)
+    if email_row.reply_to:
+        msg["Reply-To"] = email_row.reply_to
+    # This policy decodes an encoded-word given as the value and writes what it decoded
+    # (line breaks included) onto the wire; encoded first, the text goes out as typed.
+    literal = "=?" in email_row.subject
+    msg["Subject"] = Header(email_row.subject, _UTF8_QP).encode(maxlinelen=0) if literal else email_row.subject
+    msg["Date"] = email.utils.formatdate(usegmt=True)
+    msg["Message-ID"] = email_row.message_id
+    msg.set_content(email_row.body_text)
+    if email_row.body_html:
+        msg.add_alternative(email_row.body_html, subtype="html")
+    return msg.as_bytes()

@@ -1,0 +1,56 @@
+"""What a worker process holds while it runs: settings, its pool, its transports and their chain."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import psycopg_pool
+
+from tasks.core import live
+from tasks.core.config import Settings
+from tasks.delivery import mailer, ratelimit, transports
+
+
+@dataclasses.dataclass(kw_only=True)
+class Runtime:
+    settings: Settings
+    pool: psycopg_pool.AsyncConnectionPool[Any]
+    transports: list[transports.Transport]
+    #: Picks the transport of each attempt (the chain and its circuit breakers).
+    mailer: mailer.Mailer
+    live: live.Publisher
+    #: A label for this process in events and logs (host:pid).
+    worker_name: str
+    #: The shared rate-limit buckets (Redis).
+    limiter: ratelimit.Limiter
+    #: Jobs the send task ended itself, in the statement that recorded the outcome
+    #: (tasks/queue/worker.py then skips Procrastinate's own finish round trip).
+    ended_jobs: set[int] = dataclasses.field(default_factory=set)
+
+    @classmethod
+    def create(cls, settings: Settings, pool: psycopg_pool.AsyncConnectionPool[Any], worker_name: str) -> Runtime:
+        chain = [transports.build(spec, settings) for spec in settings.mail_transports]
+        return cls(
+            settings=settings,
+            pool=pool,
+            transports=chain,
+            mailer=mailer.Mailer(chain, settings, worker_name),
+            live=live.Publisher(settings.redis_url, settings.redis_prefix),
+            worker_name=worker_name,
+            limiter=ratelimit.Limiter(settings),
+        )
+
+    async def close(self) -> None:
+        for transport in self.transports:
+            await transport.close()
+        await self.live.close()
+        await self.limiter.close()
+
+
+def of(context: Any) -> Runtime:
+    """Return the runtime a Procrastinate job context carries."""
+    runtime = context.additional_context.get("runtime")
+    if not isinstance(runtime, Runtime):
+        raise RuntimeError("run this task with `python -m tasks worker`, which provides its runtime")
+    return runtime

@@ -1,0 +1,297 @@
+"""Mail transports: where a worker hands a message over, and what the reply means.
+
+A transport either returns a ``Delivery`` or raises one of the ``SendError``
+kinds below; the send task turns those into the email's next status. The line
+that matters is DATA: before it nothing can have been delivered (retry freely),
+after it a lost reply leaves the outcome unknown (``Uncertain``, never re-sent).
+
+Which transport is used, and when one is skipped, is ``tasks.delivery.mailer``'s business:
+each error says whether it is the provider's fault (``provider_fault``), which is
+what its circuit breaker counts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import email.parser
+import email.policy
+import sys
+from collections.abc import Awaitable, Callable
+from typing import Protocol
+
+import aiosmtplib
+
+from tasks.core.config import Settings, TransportSpec
+
+#: Called with the individually refused recipients once every RCPT is answered;
+#: returns False if the email may no longer be sent (nothing is sent then).
+BeforeData = Callable[[dict[str, str]], Awaitable[bool]]
+
+
+class SendError(Exception):
+    """The transport did not deliver the email."""
+
+    #: Whether the provider itself is in trouble (what a circuit breaker counts),
+    #: as opposed to a reply about this one message.
+    provider_fault = False
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        code: int | None = None,
+        refused: dict[str, str] | None = None,
+        provider_fault: bool | None = None,
+    ):
+        super().__init__(message)
+        self.message = message
+        self.code = code
+        self.refused = refused or {}
+        if provider_fault is not None:
+            self.provider_fault = provider_fault
+
+
+class Transient(SendError):
+    """Not delivered, and safe to try again later (4xx, refused connection, timeout before DATA).
+
+    Connection failures, timeouts, 421 ("closing the channel") and refusals before
+    RCPT are the provider's fault; a 4xx about one recipient or one message (451
+    greylisting, 452 mailbox full) is not.
+    """
+
+
+class Permanent(SendError):
+    """Refused for good (5xx): retrying would not help."""
+
+
+class Uncertain(SendError):
+    """The connection failed after DATA began: the provider may or may not have the email."""
+
+    provider_fault = True
+
+
+class Aborted(SendError):
+    """The email changed (cancelled, recovered elsewhere) before DATA: nothing was sent."""
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class Delivery:
+    reply: str
+    refused: dict[str, str]
+
+
+class Transport(Protocol):
+    #: Display name for events and logs (``smtp://user@host:587``, never a password).
+    name: str
+    #: Short key for rate limits, breakers and metrics (see ``TransportSpec.label``).
+    label: str
+    #: True for the offline log: used only when every real transport is down.
+    offline: bool
+
+    async def send(self, *, sender: str, recipients: list[str], message: bytes, before_data: BeforeData) -> Delivery:
+        """Deliver one message, or raise a ``SendError``."""
+        ...
+
+    async def close(self) -> None:
+        """Release every connection."""
+        ...
+
+
+def _reply(exc: aiosmtplib.SMTPResponseException) -> str:
+    return f"{exc.code} {exc.message}".strip()
+
+
+#: "Service not available, closing transmission channel" (RFC 5321): the server, not the message.
+_SERVICE_UNAVAILABLE = 421
+
+
+def _by_code(
+    exc: aiosmtplib.SMTPResponseException,
+    context: str,
+    refused: dict[str, str] | None = None,
+    *,
+    provider_fault: bool = False,
+) -> SendError:
+    if 400 <= exc.code < 500:
+        fault = provider_fault or exc.code == _SERVICE_UNAVAILABLE
+        return Transient(f"{context}: {_reply(exc)}", code=exc.code, refused=refused, provider_fault=fault)
+    return Permanent(f"{context}: {_reply(exc)}", code=exc.code, refused=refused)
+
+
+_CONNECTION_ERRORS = (aiosmtplib.SMTPServerDisconnected, aiosmtplib.SMTPTimeoutError, ConnectionError, OSError)
+
+
+class SmtpTransport:
+    """SMTP (plain, STARTTLS or implicit TLS) with reused connections, one transaction per connection at a time."""
+
+    offline = False
+
+    def __init__(self, spec: TransportSpec, *, name: str, label: str, timeout: float, pool_size: int):
+        self.spec = spec
+        self.name = name
+        self.label = label
+        self.timeout = spec.timeout or timeout
+        self._idle: list[aiosmtplib.SMTP] = []
+        self._slots = asyncio.Semaphore(pool_size)
+
+    async def _connect(self) -> aiosmtplib.SMTP:
+        smtp = aiosmtplib.SMTP(
+            hostname=self.spec.host,
+            port=self.spec.port,
+            username=self.spec.username,
+            password=self.spec.password,
+            use_tls=self.spec.scheme == "smtps",
+            start_tls=self.spec.starttls,
+            timeout=self.timeout,
+        )
+        try:
+            await smtp.connect()
+        except aiosmtplib.SMTPAuthenticationError as exc:
+            # Our credentials, not the email, are wrong: wait and retry, never fail the email.
+            raise Transient(f"authentication failed: {_reply(exc)}", code=exc.code, provider_fault=True) from exc
+        except aiosmtplib.SMTPResponseException as exc:
+            raise Transient(f"connect: {_reply(exc)}", code=exc.code, provider_fault=True) from exc
+        except _CONNECTION_ERRORS as exc:
+            raise Transient(f"cannot connect to {self.name}: {exc or type(exc).__name__}", provider_fault=True) from exc
+        return smtp
+
+    async def send(self, *, sender: str, recipients: list[str], message: bytes, before_data: BeforeData) -> Delivery:
+        # An internationalised address (a non-ASCII local part) needs the server's SMTPUTF8.
+        utf8 = not (sender.isascii() and all(r.isascii() for r in recipients))
+        async with self._slots:
+            smtp = self._idle.pop() if self._idle else None
+            if smtp is not None:
+                try:
+                    await self._mail(smtp, sender, utf8)
+                except (aiosmtplib.SMTPResponseException, *_CONNECTION_ERRORS):
+                    # The server dropped the idle connection: start afresh, once.
+                    smtp.close()
+                    smtp = None
+                except Permanent:
+                    self._idle.append(smtp)
+                    raise
+            if smtp is None:
+                smtp = await self._connect()
+                try:
+                    await self._mail(smtp, sender, utf8)
+                except Permanent:
+                    self._idle.append(smtp)
+                    raise
+                except aiosmtplib.SMTPResponseException as exc:
+                    smtp.close()
+                    # Before any recipient, a temporary refusal is about the server or our account.
+                    raise _by_code(exc, "MAIL FROM refused", provider_fault=True) from exc
+                except _CONNECTION_ERRORS as exc:
+                    smtp.close()
+                    raise Transient(
+                        f"connection lost before DATA: {exc or type(exc).__name__}", provider_fault=True
+                    ) from exc
+            try:
+                delivery = await self._transaction(smtp, recipients, message, before_data, utf8)
+            except BaseException:
+                smtp.close()
+                raise
+            self._idle.append(smtp)
+            return delivery
+
+    @staticmethod
+    async def _mail(smtp: aiosmtplib.SMTP, sender: str, utf8: bool) -> None:
+        """MAIL FROM, with SMTPUTF8 when an address needs it (refused at once if the server lacks it)."""
+        if not utf8:
+            await smtp.mail(sender)
+            return
+        if smtp.is_ehlo_or_helo_needed:
+            await smtp.ehlo()
+        if not smtp.supports_extension("smtputf8"):
+            # Nothing was sent, and retrying cannot help: this server cannot carry the address.
+            raise Permanent("an internationalised address needs SMTPUTF8, which this provider does not offer")
+        await smtp.mail(sender, options=["SMTPUTF8"], encoding="utf-8")
+
+    async def _transaction(
+        self, smtp: aiosmtplib.SMTP, recipients: list[str], message: bytes, before_data: BeforeData, utf8: bool
+    ) -> Delivery:
+        refused: dict[str, str] = {}
+        deferred: dict[str, str] = {}
+        try:
+            for rcpt in recipients:
+                try:
+                    await smtp.rcpt(rcpt, encoding="utf-8" if utf8 else "ascii")
+                except aiosmtplib.SMTPRecipientRefused as exc:
+                    (deferred if 400 <= exc.code < 500 else refused)[rcpt] = _reply(exc)
+        except _CONNECTION_ERRORS as exc:
+            raise Transient(f"connection lost before DATA: {exc or type(exc).__name__}", provider_fault=True) from exc
+        if deferred:
+            raise Transient(
+                f"recipient(s) refused for now: {'; '.join(deferred.values())}",
+                refused=refused,
+                provider_fault=any(r.startswith(str(_SERVICE_UNAVAILABLE)) for r in deferred.values()),
+            )
+        if len(refused) == len(recipients):
+            raise Permanent(f"every recipient was refused: {'; '.join(refused.values())}", refused=refused)
+        if not await before_data(refused):
+            raise Aborted("the email changed before DATA; nothing was sent", refused=refused)
+        try:
+            response = await smtp.data(message)
+        except aiosmtplib.SMTPDataError as exc:
+            # An explicit refusal: the provider did not take the message.
+            raise _by_code(exc, "DATA refused", refused=refused) from exc
+        except _CONNECTION_ERRORS as exc:
+            raise Uncertain(f"connection failed during DATA: {exc or type(exc).__name__}", refused=refused) from exc
+        return Delivery(reply=f"{response.code} {response.message}".strip(), refused=refused)
+
+    async def close(self) -> None:
+        idle, self._idle = self._idle, []
+        for smtp in idle:
+            try:
+                await smtp.quit(timeout=2)
+            except (aiosmtplib.SMTPException, OSError):
+                smtp.close()
+
+
+_headers = email.parser.BytesHeaderParser(policy=email.policy.default)
+
+
+class ConsoleTransport:
+    """Print each message's headers and body size to stdout (never the body): for development."""
+
+    offline = False
+
+    def __init__(self, *, name: str, label: str):
+        self.name = name
+        self.label = label
+
+    async def send(self, *, sender: str, recipients: list[str], message: bytes, before_data: BeforeData) -> Delivery:
+        if not await before_data({}):
+            raise Aborted("the email changed before it was printed; nothing was printed")
+        head, _, body = message.partition(b"\r\n\r\n")
+        headers = _headers.parsebytes(head + b"\r\n\r\n")
+        lines = [f"----- {self.name} {headers.get('Message-ID', '')}"]
+        lines += [f"{key}: {value}" for key, value in headers.items()]
+        lines += [f"Envelope-From: {sender}", f"Envelope-To: {', '.join(recipients)}"]
+        lines.append(f"(body: {len(body)} bytes, not shown)")
+        print("\n".join(lines), file=sys.stdout, flush=True)
+        return Delivery(reply="250 printed to the console", refused={})
+
+    async def close(self) -> None:
+        """Nothing to release."""
+
+
+def build(spec: TransportSpec, settings: Settings) -> Transport:
+    """Create the transport a ``MAIL_TRANSPORTS`` entry names."""
+    pool_size = settings.worker_concurrency
+    if spec.scheme == "console":
+        return ConsoleTransport(name=spec.name, label=spec.label)
+    if spec.scheme == "jsonl":
+        from tasks.delivery import offline
+
+        return offline.JsonlTransport(path=spec.path, name=spec.name, label=spec.label)
+    if spec.scheme == "devmail":
+        # The built-in dev mailbox is an SMTP sink at DEVMAIL_ADDR.
+        target = TransportSpec(scheme="smtp", host=settings.devmail_host, port=settings.devmail_port)
+        return SmtpTransport(
+            target, name=spec.name, label=spec.label, timeout=settings.smtp_timeout, pool_size=pool_size
+        )
+    if spec.scheme in ("smtp", "smtps"):
+        return SmtpTransport(spec, name=spec.name, label=spec.label, timeout=settings.smtp_timeout, pool_size=pool_size)
+    raise ValueError(f"no transport for {spec.scheme}://")

@@ -1,0 +1,161 @@
+"""Send to a list: store a plan's emails in one transaction, follow and cancel the batch.
+
+``create`` stores the batch, every planned email, their events and the jobs of
+those due within the horizon, all or nothing (``tasks.domain.batch_plan`` makes the plan).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import uuid
+from typing import Any
+
+import psycopg
+
+from tasks.core import db, errors
+from tasks.core.config import Settings
+from tasks.domain.batch_plan import Plan
+from tasks.domain.models import Scope, User
+from tasks.queue import jobs
+
+Conn = psycopg.Connection[dict[str, Any]]
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class Batch:
+    id: uuid.UUID
+    owner_id: int
+    name: str
+    subject_template: str
+    total: int
+    start_at: dt.datetime
+    send_tz: str
+    min_delay_seconds: float
+    hourly_cap: int | None
+    created_at: dt.datetime
+    #: Progress, from the batch's emails.
+    sent: int = 0
+    pending: int = 0
+    failed: int = 0
+    uncertain: int = 0
+    cancelled: int = 0
+    next_at: dt.datetime | None = None
+    last_at: dt.datetime | None = None
+
+    @classmethod
+    def from_row(cls, row: dict[str, Any], progress: dict[str, Any] | None = None) -> Batch:
+        data = {f.name: row[f.name] for f in dataclasses.fields(cls) if f.name in row}
+        for name in ("sent", "pending", "failed", "uncertain", "cancelled", "next_at", "last_at"):
+            if progress and progress.get(name) is not None:
+                data[name] = progress[name]
+        return cls(**data)
+
+    def as_dict(self) -> dict[str, Any]:
+        out = {}
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            out[f.name] = value.isoformat() if isinstance(value, dt.datetime) else value
+        out["id"] = str(self.id)
+        return out
+
+
+def _existing(conn: Conn, owner: User, plan: Plan) -> Batch:
+    row = db.one(conn, "batch_by_idempotency_key", owner_id=owner.id, idempotency_key=plan.idempotency_key)
+    assert row is not None
+    if row["request_hash"] != plan.request_hash:
+        raise errors.Conflict("this idempotency key was already used for a different batch", field="idempotency_key")
+    return get(conn, Scope(owner_id=owner.id), row["id"])
+
+
+def create(conn: Conn, *, owner: User, plan: Plan, settings: Settings) -> tuple[Batch, bool]:
+    """Store every planned email and the jobs of those due soon, in one transaction.
+
+    Returns the batch and whether it is new (a repeated idempotency key returns the first).
+    """
+    if not plan.items:
+        raise errors.ValidationError(
+            "recipients: no line of the list is a valid recipient",
+            field="recipients",
+            details=[{"field": f"line {r.line}", "message": r.reason} for r in plan.rejected[:50]],
+        )
+    batch_id = uuid.uuid4()
+    with conn.transaction():
+        if plan.idempotency_key and db.one(
+            conn, "batch_by_idempotency_key", owner_id=owner.id, idempotency_key=plan.idempotency_key
+        ):
+            return _existing(conn, owner, plan), False
+        row = db.one(
+            conn,
+            "insert_batch",
+            id=batch_id,
+            owner_id=owner.id,
+            name=plan.name,
+            subject_template=plan.subject_template,
+            total=len(plan.items),
+            start_at=plan.start_at,
+            send_tz=plan.send_tz,
+            min_delay_seconds=plan.min_delay_seconds,
+            hourly_cap=plan.hourly_cap,
+            idempotency_key=plan.idempotency_key,
+            request_hash=plan.request_hash,
+        )
+        if row is None:  # a concurrent request with the same key won
+            return _existing(conn, owner, plan), False
+        ids = [uuid.uuid4() for _ in plan.items]
+        horizon = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=settings.schedule_horizon)
+        due = [(email_id, p.send_at) for email_id, p in zip(ids, plan.items, strict=True) if p.send_at <= horizon]
+        job_of = dict(zip((e for e, _ in due), jobs.defer_sends(conn, due), strict=True))
+        db.run(
+            conn,
+            "insert_batch_emails",
+            owner_id=owner.id,
+            batch_id=batch_id,
+            from_addr=settings.mail_from,
+            reply_to=owner.email,
+            send_tz=plan.send_tz,
+            mail_domain=settings.mail_domain,
+            ids=ids,
+            to_addrs=[p.to for p in plan.items],
+            subjects=[p.subject for p in plan.items],
+            bodies=[p.body_text for p in plan.items],
+            send_ats=[p.send_at for p in plan.items],
+            job_ids=[job_of.get(e) for e in ids],
+        )
+        db.run(conn, "insert_batch_events", batch_id=batch_id)
+    return get(conn, Scope(owner_id=owner.id), batch_id), True
+
+
+def get_many(conn: Conn, scope: Scope, ids: list[uuid.UUID]) -> list[Batch]:
+    """Return these batches with their progress (the caller's only)."""
+    if not ids:
+        return []
+    progress = {r["batch_id"]: r for r in db.all_rows(conn, "batch_progress", ids=ids)}
+    out = []
+    for batch_id in ids:
+        row = db.one(conn, "get_batch", id=batch_id, **scope.params())
+        if row is not None:
+            out.append(Batch.from_row(row, progress.get(batch_id)))
+    return out
+
+
+def get(conn: Conn, scope: Scope, batch_id: Any) -> Batch:
+    """Return the batch with its progress, or raise ``NotFound`` (also for another owner's)."""
+    try:
+        parsed = batch_id if isinstance(batch_id, uuid.UUID) else uuid.UUID(str(batch_id))
+    except ValueError:
+        raise errors.NotFound(f"no batch with id {str(batch_id)[:64]!r}") from None
+    found = get_many(conn, scope, [parsed])
+    if not found:
+        raise errors.NotFound(f"no batch with id {parsed}")
+    return found[0]
+
+
+def cancel_rest(conn: Conn, scope: Scope, batch_id: Any) -> tuple[Batch, list[uuid.UUID]]:
+    """Cancel every email of the batch not yet claimed by a worker; return the batch and their ids."""
+    batch = get(conn, scope, batch_id)
+    with conn.transaction():
+        rows = db.all_rows(conn, "cancel_batch_rest", batch_id=batch.id)
+        for row in rows:
+            jobs.cancel_job(conn, row["job_id"])
+    return get(conn, scope, batch.id), [r["id"] for r in rows]

@@ -1,0 +1,299 @@
+"""Domain operations on emails, shared by every interface (CLI, web, API).
+
+Each one changes the email row and its Procrastinate job in one transaction on
+the caller's connection: ``with conn.transaction()`` makes it a savepoint when
+the caller already holds a transaction, so callers can compose them.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from typing import Any
+
+import psycopg
+from psycopg.types.json import Jsonb
+
+from tasks.core import db, errors
+from tasks.core.config import Settings
+from tasks.domain import validation
+from tasks.domain.models import Email, Event, Scope, User
+from tasks.queue import jobs
+
+Conn = psycopg.Connection[dict[str, Any]]
+
+
+class _KeyTaken(Exception):
+    """A concurrent request committed the same idempotency key first."""
+
+
+def parse_id(raw: str | uuid.UUID) -> uuid.UUID:
+    """Return the email id, or raise ``NotFound`` for anything that is not one."""
+    if isinstance(raw, uuid.UUID):
+        return raw
+    try:
+        return uuid.UUID(str(raw))
+    except ValueError:
+        raise errors.NotFound(f"no email with id {str(raw)[:64]!r}") from None
+
+
+def ensure_user(conn: Conn, *, email: str, name: str = "") -> User:
+    """Create the user with this address, or refresh their name."""
+    row = db.one(conn, "upsert_user", email=email, name=name)
+    assert row is not None
+    return User.from_row(row)
+
+
+def add_event(conn: Conn, email_id: uuid.UUID, kind: str, job_id: int | None = None, **detail: Any) -> None:
+    """Append one entry to the email's timeline."""
+    db.run(conn, "insert_event", email_id=email_id, kind=kind, job_id=job_id, detail=Jsonb(detail))
+
+
+def _job_for(conn: Conn, email_id: uuid.UUID, at: dt.datetime, settings: Settings) -> int | None:
+    if not jobs.within_horizon(at, settings.schedule_horizon):
+        return None
+    return jobs.defer_sends(conn, [(email_id, at)])[0]
+
+
+def _existing(conn: Conn, owner: User, draft: validation.Draft) -> Email:
+    row = db.one(conn, "email_by_idempotency_key", owner_id=owner.id, idempotency_key=draft.idempotency_key)
+    assert row is not None
+    if row["request_hash"] != draft.request_hash():
+        raise errors.Conflict("this idempotency key was already used for a different email", field="idempotency_key")
+    return Email.from_row(row)
+
+
+def schedule(conn: Conn, *, owner: User, draft: validation.Draft, settings: Settings) -> tuple[Email, bool]:
+    """Store the email and defer its job atomically; return it and whether it is new.
+
+    A repeated idempotency key returns the first email (``False``); the same key
+    with different content raises ``Conflict``.
+    """
+    email_id = uuid.uuid4()
+    with conn.transaction():
+        if draft.idempotency_key and db.one(
+            conn, "email_by_idempotency_key", owner_id=owner.id, idempotency_key=draft.idempotency_key
+        ):
+            return _existing(conn, owner, draft), False
+        try:
+            with conn.transaction():
+                job_id = _job_for(conn, email_id, draft.send_at, settings)
+                row = db.one(
+                    conn,
+                    "insert_email",
+                    id=email_id,
+                    owner_id=owner.id,
+                    from_addr=settings.mail_from,
+                    reply_to=owner.email,
+                    to_addrs=list(draft.to),
+                    cc_addrs=list(draft.cc),
+                    bcc_addrs=list(draft.bcc),
+                    subject=draft.subject,
+                    body_text=draft.body_text,
+                    body_html=draft.body_html,
+                    send_at=draft.send_at,
+                    send_tz=draft.send_tz,
+                    message_id=f"<{email_id}@{settings.mail_domain}>",
+                    idempotency_key=draft.idempotency_key,
+                    request_hash=draft.request_hash(),
+                    job_id=job_id,
+                )
+                if row is None:
+                    raise _KeyTaken
+        except _KeyTaken:
+            return _existing(conn, owner, draft), False
+        add_event(
+            conn,
+            email_id,
+            "scheduled",
+            job_id,
+            send_at=draft.send_at.isoformat(),
+            time_zone=draft.send_tz,
+            recipients=len(draft.to) + len(draft.cc) + len(draft.bcc),
+        )
+    return Email.from_row(row), True
+
+
+def get(conn: Conn, scope: Scope, email_id: str | uuid.UUID) -> Email:
+    """Return the email, or raise ``NotFound`` (also for another owner's email)."""
+    row = db.one(conn, "get_email", id=parse_id(email_id), **scope.params())
+    if row is None:
+        raise errors.NotFound(f"no email with id {email_id}")
+    return Email.from_row(row)
+
+
+def timeline(conn: Conn, scope: Scope, email_id: str | uuid.UUID) -> list[Event]:
+    """Return the email's events, oldest first (scoped like ``get``)."""
+    email = get(conn, scope, email_id)
+    return [Event.from_row(r) for r in db.all_rows(conn, "email_events", id=email.id)]
+
+
+def _lock(conn: Conn, scope: Scope, email_id: str | uuid.UUID) -> Email:
+    row = db.one(conn, "lock_email", id=parse_id(email_id), **scope.params())
+    if row is None:
+        raise errors.NotFound(f"no email with id {email_id}")
+    return Email.from_row(row)
+
+
+def _too_late(email: Email, action: str) -> errors.TooLate:
+    return errors.TooLate(f"cannot {action}: the email is already {email.status}")
+
+
+def cancel(conn: Conn, scope: Scope, email_id: str | uuid.UUID) -> Email:
+    """Cancel a scheduled (or offline-logged) email; cancelling a cancelled one is a no-op.
+
+    Raises ``TooLate`` once a worker has claimed it.
+    """
+    with conn.transaction():
+        email = _lock(conn, scope, email_id)
+        if email.status == "cancelled":
+            return email
+        if email.status not in ("scheduled", "offline"):
+            raise _too_late(email, "cancel")
+        row = db.one(conn, "set_cancelled", id=email.id)
+        assert row is not None
+        jobs.cancel_job(conn, email.job_id)
+        add_event(conn, email.id, "cancelled", email.job_id)
+    return Email.from_row(row)
+
+
+def _wait_again(
+    conn: Conn,
+    email: Email,
+    *,
+    at: dt.datetime,
+    settings: Settings,
+    kind: str,
+    send_tz: str | None = None,
+    move_send_at: bool = True,
+) -> Email:
+    job_id = _job_for(conn, email.id, at, settings)
+    if email.status == "scheduled":
+        jobs.cancel_job(conn, email.job_id)
+    row = db.one(
+        conn,
+        "set_next_attempt",
+        id=email.id,
+        send_at=at if move_send_at else None,
+        send_tz=send_tz,
+        next_attempt_at=at,
+        job_id=job_id,
+    )
+    assert row is not None
+    add_event(conn, email.id, kind, job_id, send_at=at.isoformat(), previous=email.next_attempt_at.isoformat())
+    return Email.from_row(row)
+
+
+def reschedule(
+    conn: Conn,
+    scope: Scope,
+    email_id: str | uuid.UUID,
+    *,
+    send_at: Any,
+    settings: Settings,
+    send_tz: str | None = None,
+) -> Email:
+    """Move a scheduled email to a new time (its old job is cancelled)."""
+    when = validation.parse_send_at(send_at)
+    now = dt.datetime.now(dt.UTC)
+    if when < now - validation.PAST_TOLERANCE:
+        raise errors.ValidationError("send_at: is in the past; pick a later time or send now", field="send_at")
+    if send_tz is not None and not validation.valid_time_zone(send_tz):
+        raise errors.ValidationError("time_zone: must be an IANA time zone such as Europe/Paris", field="time_zone")
+    with conn.transaction():
+        email = _lock(conn, scope, email_id)
+        if email.status != "scheduled":
+            raise _too_late(email, "reschedule")
+        return _wait_again(conn, email, at=when, settings=settings, kind="rescheduled", send_tz=send_tz)
+
+
+def send_now(conn: Conn, scope: Scope, email_id: str | uuid.UUID, *, settings: Settings) -> Email:
+    """Send a scheduled email at once instead of at its time."""
+    with conn.transaction():
+        email = _lock(conn, scope, email_id)
+        if email.status != "scheduled":
+            raise _too_late(email, "send now")
+        return _wait_again(conn, email, at=dt.datetime.now(dt.UTC), settings=settings, kind="send_now")
+
+
+def retry(conn: Conn, scope: Scope, email_id: str | uuid.UUID, *, settings: Settings) -> Email:
+    """Send a failed or uncertain email again, as a new attempt (the user's explicit choice)."""
+    with conn.transaction():
+        email = _lock(conn, scope, email_id)
+        if email.status not in ("failed", "uncertain"):
+            raise errors.Conflict(f"only a failed or uncertain email can be sent again; this one is {email.status}")
+        return _wait_again(conn, email, at=dt.datetime.now(dt.UTC), settings=settings, kind="retry", move_send_at=False)
+
+
+#: What ``edit`` may change while an email is still scheduled.
+EDITABLE = frozenset({"to", "cc", "bcc", "subject", "body_text", "body_html", "send_at", "time_zone"})
+
+
+def edit(conn: Conn, scope: Scope, email_id: str | uuid.UUID, *, changes: dict[str, Any], settings: Settings) -> Email:
+    """Change a scheduled email's recipients, content or time, validated like a new one.
+
+    A new ``send_at`` moves it (a new job, like ``reschedule``); the rest keeps its job.
+    Raises ``TooLate`` once a worker has claimed it.
+    """
+    for name in changes:
+        if name not in EDITABLE:
+            raise errors.ValidationError(f"{name}: cannot be changed", field=name)
+    with conn.transaction():
+        email = _lock(conn, scope, email_id)
+        if email.status != "scheduled":
+            raise _too_late(email, "edit")
+        moving = changes.get("send_at") is not None
+        draft = validation.validate(
+            to=changes.get("to", list(email.to_addrs)),
+            cc=changes.get("cc", list(email.cc_addrs)),
+            bcc=changes.get("bcc", list(email.bcc_addrs)),
+            subject=changes.get("subject", email.subject),
+            body_text=changes.get("body_text", email.body_text),
+            body_html=changes.get("body_html", email.body_html),
+            send_at=changes["send_at"] if moving else None,
+            send_now=not moving,
+            send_tz=changes.get("time_zone", email.send_tz),
+        )
+        changed = sorted(
+            name
+            for name, old, new in (
+                ("to", email.to_addrs, list(draft.to)),
+                ("cc", email.cc_addrs, list(draft.cc)),
+                ("bcc", email.bcc_addrs, list(draft.bcc)),
+                ("subject", email.subject, draft.subject),
+                ("body_text", email.body_text, draft.body_text),
+                ("body_html", email.body_html, draft.body_html),
+                ("time_zone", email.send_tz, draft.send_tz),
+            )
+            if old != new
+        )
+        if changed:
+            row = db.one(
+                conn,
+                "edit_email",
+                id=email.id,
+                to_addrs=list(draft.to),
+                cc_addrs=list(draft.cc),
+                bcc_addrs=list(draft.bcc),
+                subject=draft.subject,
+                body_text=draft.body_text,
+                body_html=draft.body_html,
+                send_tz=draft.send_tz,
+            )
+            assert row is not None
+            email = Email.from_row(row)
+            add_event(conn, email.id, "edited", email.job_id, fields=changed)
+        if moving:
+            email = _wait_again(conn, email, at=draft.send_at, settings=settings, kind="rescheduled")
+    return email
+
+
+def status_counts(conn: Conn) -> dict[str, int]:
+    """Count every email by status (operators)."""
+    return {row["status"]: row["n"] for row in db.all_rows(conn, "status_counts")}
+
+
+def next_due(conn: Conn) -> dt.datetime | None:
+    """Return when the next scheduled email is due (operators)."""
+    row = db.one(conn, "next_due")
+    return row["next_due"] if row else None

@@ -1,0 +1,175 @@
+"""Lists of a user's emails: filters, search, counts, and keyset pagination.
+
+Pages are keyed on ``(created_at, id)``, newest first: a cursor names the last
+row seen, so emails created meanwhile (always newer) never shift a page, and
+nothing is skipped or repeated.
+"""
+
+from __future__ import annotations
+
+import base64
+import dataclasses
+import datetime as dt
+import json
+import uuid
+from typing import Any
+
+import psycopg
+
+from tasks.core import db, errors
+from tasks.domain.models import STATUSES, Email, Scope
+
+Conn = psycopg.Connection[dict[str, Any]]
+
+#: The dashboard's tabs and the statuses each one shows ("sending" is brief: it stays with scheduled).
+VIEWS: dict[str, tuple[str, ...]] = {
+    "scheduled": ("scheduled", "sending"),
+    "sent": ("sent",),
+    "failed": ("failed",),
+    "uncertain": ("uncertain",),
+    "offline": ("offline",),
+    "cancelled": ("cancelled",),
+    "all": STATUSES,
+}
+#: What ``?status=`` accepts: a view, or one exact status.
+FILTERS = (*VIEWS, *(s for s in STATUSES if s not in VIEWS))
+MAX_LIMIT = 200
+MAX_QUERY = 200
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class Page:
+    emails: list[Email]
+    #: Opaque cursor of the next (older) page, or None on the last page.
+    next_cursor: str | None
+
+
+def encode_cursor(created_at: dt.datetime, row_id: uuid.UUID) -> str:
+    """Return the opaque cursor that points just after this row."""
+    raw = json.dumps([created_at.isoformat(), str(row_id)]).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str | None) -> tuple[dt.datetime | None, uuid.UUID | None]:
+    """Return the (created_at, id) a cursor names, or raise ``ValidationError``."""
+    if not cursor:
+        return None, None
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+        created, row_id = json.loads(raw)
+        when = dt.datetime.fromisoformat(created)
+        if when.tzinfo is None:
+            raise ValueError("naive")
+        return when, uuid.UUID(row_id)
+    except (ValueError, TypeError, json.JSONDecodeError, UnicodeDecodeError):
+        raise errors.ValidationError("cursor: is not a cursor this API returned", field="cursor") from None
+
+
+def statuses_for(view: str | None) -> tuple[str, ...]:
+    """Return the statuses of a view or a single status (None: all)."""
+    if view in (None, ""):
+        return STATUSES
+    if view in VIEWS:
+        return VIEWS[view]
+    if view in STATUSES:
+        return (view,)
+    raise errors.ValidationError(f"status: must be one of {', '.join(FILTERS)}", field="status")
+
+
+def search_pattern(q: str | None) -> str | None:
+    """Turn a search box's text into an ILIKE pattern that matches it literally."""
+    if q is None or not q.strip():
+        return None
+    q = q.strip()
+    if len(q) > MAX_QUERY:
+        raise errors.ValidationError(f"q: at most {MAX_QUERY} characters", field="q")
+    if "\x00" in q:
+        raise errors.ValidationError("q: must not contain NUL characters", field="q")
+    escaped = q.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return f"%{escaped}%"
+
+
+def _limit(limit: int) -> int:
+    if not 1 <= limit <= MAX_LIMIT:
+        raise errors.ValidationError(f"limit: must be between 1 and {MAX_LIMIT}", field="limit")
+    return limit
+
+
+def emails_page(
+    conn: Conn,
+    scope: Scope,
+    *,
+    view: str | None = None,
+    q: str | None = None,
+    cursor: str | None = None,
+    limit: int = 50,
+    batch_id: uuid.UUID | None = None,
+) -> Page:
+    """Return one page of emails, newest first."""
+    before_created, before_id = decode_cursor(cursor)
+    limit = _limit(limit)
+    rows = db.all_rows(
+        conn,
+        "list_emails",
+        statuses=list(statuses_for(view)),
+        batch_id=batch_id,
+        pattern=search_pattern(q),
+        before_created=before_created,
+        before_id=before_id,
+        limit=limit + 1,
+        **scope.params(),
+    )
+    emails = [Email.from_row(r) for r in rows[:limit]]
+    more = len(rows) > limit
+    return Page(emails=emails, next_cursor=encode_cursor(emails[-1].created_at, emails[-1].id) if more else None)
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class Item:
+    """One line of the dashboard's list: an email, or a whole batch."""
+
+    kind: str
+    email: Email | None = None
+    batch: Any = None
+
+
+def items_page(
+    conn: Conn, scope: Scope, *, view: str | None, cursor: str | None, limit: int = 50
+) -> tuple[list[Item], str | None]:
+    """Return one page of the dashboard's list, batches grouped, and the next cursor."""
+    from tasks.domain import batches
+
+    before_created, before_id = decode_cursor(cursor)
+    limit = _limit(limit)
+    rows = db.all_rows(
+        conn,
+        "list_items",
+        statuses=list(statuses_for(view)),
+        before_created=before_created,
+        before_id=before_id,
+        limit=limit + 1,
+        **scope.params(),
+    )
+    more = len(rows) > limit
+    rows = rows[:limit]
+    email_ids = [r["id"] for r in rows if r["kind"] == "email"]
+    by_id = {e["id"]: Email.from_row(e) for e in db.all_rows(conn, "emails_by_ids", ids=email_ids, **scope.params())}
+    groups = {b.id: b for b in batches.get_many(conn, scope, [r["id"] for r in rows if r["kind"] == "batch"])}
+    items = [
+        Item(kind="email", email=by_id[r["id"]]) if r["kind"] == "email" else Item(kind="batch", batch=groups[r["id"]])
+        for r in rows
+        if r["id"] in by_id or r["id"] in groups
+    ]
+    next_cursor = encode_cursor(rows[-1]["created_at"], rows[-1]["id"]) if more else None
+    return items, next_cursor
+
+
+def counts(conn: Conn, scope: Scope) -> dict[str, int]:
+    """Count the caller's emails per dashboard view."""
+    by_status = {r["status"]: r["n"] for r in db.all_rows(conn, "owner_status_counts", **scope.params())}
+    return {view: sum(by_status.get(s, 0) for s in statuses) for view, statuses in VIEWS.items()}
+
+
+def statuses(conn: Conn, scope: Scope, ids: list[uuid.UUID]) -> list[dict[str, Any]]:
+    """Return the current status of these emails (the caller's only; others are left out)."""
+    return db.all_rows(conn, "statuses_by_ids", ids=ids, **scope.params())

@@ -1,0 +1,90 @@
+"""Defer the send job of an email, always on the caller's connection (its transaction).
+
+Only emails due within the scheduling horizon get a job: Procrastinate's fetch
+scans every future ``todo`` job, so far-future emails wait in ``emails`` alone
+and the reconciler promotes them as they come near (PROCRASTINATE.md, pitfall 1).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from collections.abc import Sequence
+from typing import Any
+
+from procrastinate import jobs as procrastinate_jobs
+
+from tasks.core import db
+from tasks.queue.app import app
+
+SEND_TASK = "send_email"
+SEND_QUEUE = "emails"
+#: A send job is due this long before its email: the worker fetches and starts it
+#: a little ahead, and the task waits for the exact instant (tasks/delivery/send.py). The
+#: fetch, the wake-up and a busy moment then cost no lateness, up to this lead.
+LEAD = dt.timedelta(milliseconds=50)
+
+
+def within_horizon(at: dt.datetime, horizon: float, now: dt.datetime | None = None) -> bool:
+    """Tell whether an attempt due at ``at`` should hold a job now."""
+    now = now or dt.datetime.now(dt.UTC)
+    return at <= now + dt.timedelta(seconds=horizon)
+
+
+def _job(email_id: uuid.UUID | str, at: dt.datetime) -> procrastinate_jobs.Job:
+    return procrastinate_jobs.Job(
+        id=None,
+        queue=SEND_QUEUE,
+        task_name=SEND_TASK,
+        lock=None,
+        queueing_lock=None,
+        task_kwargs={"email_id": str(email_id)},
+        scheduled_at=at - LEAD,
+    )
+
+
+def defer_sends(conn: Any, items: Sequence[tuple[uuid.UUID | str, dt.datetime]]) -> list[int]:
+    """Defer one send job per ``(email_id, at)`` in the caller's transaction (due ``LEAD`` early)."""
+    if not items:
+        return []
+    deferred = app.job_manager.batch_defer_jobs(jobs=[_job(e, at) for e, at in items], connection=conn)
+    return [job.id for job in deferred if job.id is not None]
+
+
+async def defer_sends_async(conn: Any, items: Sequence[tuple[uuid.UUID | str, dt.datetime]]) -> list[int]:
+    """Defer one send job per ``(email_id, at)`` in the caller's transaction (async)."""
+    if not items:
+        return []
+    deferred = await app.job_manager.batch_defer_jobs_async(jobs=[_job(e, at) for e, at in items], connection=conn)
+    return [job.id for job in deferred if job.id is not None]
+
+
+class _Moved(Exception):
+    """The guarded statement found the email no longer waiting for this job."""
+
+
+async def wait_again_async(
+    conn: Any, query: str, *, email_id: uuid.UUID | str, at: dt.datetime, horizon: float, **params: Any
+) -> bool:
+    """In one transaction: the job of the email's next attempt at ``at`` (if within the
+    horizon) and ``query``, the guarded statement that records the wait (given
+    ``email_id``, ``at`` and ``new_job_id``). False, with nothing written (the new job
+    undone with the rest), when the email had moved meanwhile (cancelled, recovered).
+    """
+    try:
+        async with conn.transaction():
+            new_job = None
+            if within_horizon(at, horizon):
+                [new_job] = await defer_sends_async(conn, [(email_id, at)])
+            if await db.one_async(conn, query, email_id=email_id, at=at, new_job_id=new_job, **params) is None:
+                raise _Moved
+    except _Moved:
+        return False
+    return True
+
+
+def cancel_job(conn: Any, job_id: int | None) -> bool:
+    """Cancel a job that has not started, in the caller's transaction."""
+    if job_id is None:
+        return False
+    return app.job_manager.cancel_job_by_id(job_id, connection=conn)

@@ -1,0 +1,112 @@
+"""The reconciler: the periodic task that keeps "nothing lost" true.
+
+Every few seconds, on one worker at a time (a queueing lock, never a lock):
+
+1. ``sending`` emails whose job is no longer running, or whose worker stopped
+   heart-beating, are recovered: back to ``scheduled`` with a new job if DATA had
+   not begun, ``uncertain`` if it had (never re-sent silently).
+2. Jobs left ``doing`` by dead workers are finished, and dead workers pruned.
+3. ``scheduled`` emails due within the horizon that hold no live job get one:
+   far-future emails being promoted, and any whose job was lost.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import structlog
+from procrastinate import JobContext, exceptions
+from procrastinate import jobs as procrastinate_jobs
+
+from tasks.core import db
+from tasks.delivery import runtime, send
+from tasks.queue import jobs
+from tasks.queue.app import app
+
+log = structlog.get_logger("tasks.queue.reconcile")
+
+BATCH = 1000
+RECOVERED_REASON = "recovered after its worker stopped"
+
+
+async def recover_sending(rt: runtime.Runtime) -> dict[str, int]:
+    """Move emails stuck in ``sending`` on from where their attempt stopped."""
+    counts = {"recovered": 0, "uncertain": 0}
+    async with rt.pool.connection() as conn:
+        rows = await db.all_async(conn, "stalled_sending", stalled_after=rt.settings.worker_stalled_after, limit=BATCH)
+        for row in rows:
+            if row["data_started_at"] is not None:
+                moved = await send.finish(
+                    conn,
+                    email_id=row["id"],
+                    job_id=row["job_id"],
+                    status="uncertain",
+                    error="the attempt stopped after DATA began: the provider may or may not have the email",
+                )
+                counts["uncertain"] += moved
+                if moved:
+                    rt.live.changed(row["owner_id"], row["id"], "uncertain")
+            else:
+                status, at = await send.requeue(
+                    conn,
+                    rt.settings,
+                    email_id=row["id"],
+                    job_id=row["job_id"],
+                    attempts=row["attempts"],
+                    error="the attempt stopped before DATA: nothing was sent",
+                    reason=RECOVERED_REASON,
+                    kind="recovered",
+                    delay=0.0,
+                )
+                if status != "moved":
+                    counts["recovered"] += status == "scheduled"
+                    rt.live.changed(row["owner_id"], row["id"], status, next_attempt_at=at)
+    return counts
+
+
+async def finish_stalled_jobs(rt: runtime.Runtime) -> int:
+    """Finish the jobs dead workers left ``doing``; their emails were recovered above."""
+    manager = app.job_manager
+    stalled = list(await manager.get_stalled_jobs(seconds_since_heartbeat=rt.settings.worker_stalled_after))
+    for job in stalled:
+        try:
+            await manager.finish_job(job, status=procrastinate_jobs.Status.FAILED, delete_job=False)
+        except exceptions.ConnectorException:
+            # Finished meanwhile (the worker was only slow): nothing to do.
+            continue
+    await manager.prune_stalled_workers(rt.settings.worker_stalled_after)
+    return len(stalled)
+
+
+async def promote(rt: runtime.Runtime) -> int:
+    """Give a job to every scheduled email due within the horizon that has no live one."""
+    promoted = 0
+    async with rt.pool.connection() as conn:
+        while True:
+            async with conn.transaction():
+                locked = await db.all_async(conn, "due_without_job", horizon=rt.settings.schedule_horizon, limit=BATCH)
+                # Re-read under the row locks: a job may have started meanwhile.
+                rows = await db.all_async(conn, "recheck_due_without_job", ids=[r["id"] for r in locked])
+                if rows:
+                    job_ids = await jobs.defer_sends_async(conn, [(r["id"], r["next_attempt_at"]) for r in rows])
+                    await db.run_async(conn, "attach_jobs", ids=[r["id"] for r in rows], job_ids=job_ids)
+                    promoted += len(rows)
+            if len(locked) < BATCH:
+                return promoted
+
+
+async def run(rt: runtime.Runtime) -> dict[str, int]:
+    """Run every repair once and return what each did."""
+    stats: dict[str, Any] = await recover_sending(rt)
+    stats["stalled_jobs"] = await finish_stalled_jobs(rt)
+    stats["promoted"] = await promote(rt)
+    if any(stats.values()):
+        log.info("reconciled", **stats)
+    return stats
+
+
+@app.periodic(cron="* * * * * */5", periodic_id="reconcile")
+@app.task(name="reconcile", queue="maintenance", queueing_lock="reconcile", priority=100, pass_context=True)
+async def reconcile(context: JobContext, timestamp: int) -> dict[str, int]:
+    """Recover stalled attempts and promote due emails (every 5 seconds)."""
+    return await run(runtime.of(context))

@@ -1,0 +1,236 @@
+"""Run a Procrastinate worker with this project's defaults (``python -m tasks worker``).
+
+Defaults: concurrency from WORKER_CONCURRENCY, a 2 s heartbeat so a dead worker
+is noticed within WORKER_STALLED_AFTER, finished jobs deleted (the emails table
+keeps the history), a bounded graceful shutdown, and a wake-up timer so a job
+runs at its time instead of at the next 5 s poll.
+
+The process outlives its database: when PostgreSQL goes away (a restart, a
+failover), Procrastinate stops the worker (its LISTEN connection fails) or its
+fetch raises. ``run`` then gives running jobs a short grace, drops the pool and
+builds everything again, with backoff, until the database answers; only
+SIGTERM/SIGINT end it. A supervisor is still recommended (README, "Supervision").
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import time
+from typing import Any
+
+import psycopg
+import psycopg_pool
+import structlog
+from procrastinate import exceptions as procrastinate_exceptions
+from procrastinate import worker as procrastinate_worker
+
+from tasks.core import db
+from tasks.core.config import Settings
+from tasks.delivery.runtime import Runtime
+from tasks.queue.app import app
+
+log = structlog.get_logger("tasks.queue.worker")
+
+#: How soon the wake-up timer looks again at a due job nobody has fetched.
+RECHECK = 0.02
+#: Connections beyond the job slots: fetch/finish, heartbeat, periodic deferrer, wake-up timer.
+EXTRA_CONNECTIONS = 4
+#: Seconds running jobs get to finish (and write their outcome) when the worker
+#: stops because it lost the database; then they are cancelled and the reconciler
+#: decides (retry if DATA had not begun, else ``uncertain``).
+CRASH_GRACE = 15.0
+#: Backoff between rebuilds while the database does not answer: first, most.
+RESTART_BACKOFF = (0.5, 15.0)
+#: A run that lasted this long resets the backoff.
+HEALTHY_RUN = 60.0
+#: Errors that mean "the database went away", after which the worker is rebuilt.
+CONNECTION_ERRORS = (
+    psycopg.OperationalError,
+    psycopg_pool.PoolTimeout,
+    procrastinate_exceptions.ConnectorException,
+    OSError,
+)
+
+
+class Worker(procrastinate_worker.Worker):
+    """Procrastinate's worker, woken when the next job is due rather than at the next poll.
+
+    Procrastinate is notified when a job is inserted, not when a future job
+    becomes due (PROCRASTINATE.md, "Scheduling precision"); a side task sleeps
+    until the earliest ``scheduled_at`` and wakes the fetch loop then.
+    """
+
+    def __init__(self, *, pool: Any, runtime: Runtime, **kwargs: Any):
+        super().__init__(**kwargs)
+        self._pool = pool
+        self._runtime = runtime
+        self._jobs_changed = asyncio.Event()
+        #: Set when a side task (LISTEN, heartbeat...) failed: the worker stopped by itself.
+        self.crash: BaseException | None = None
+        #: Set when someone asked it to stop (SIGTERM/SIGINT).
+        self.stop_requested = False
+
+    def stop(self) -> None:
+        self.stop_requested = True
+        super().stop()
+
+    async def _monitor_side_tasks(self, side_tasks: list[asyncio.Task[Any]]) -> None:
+        # Procrastinate's monitor, but the stop it makes is told apart from a requested
+        # one, and the jobs left get a short grace instead of the deploy's long one.
+        done, _ = await asyncio.wait(side_tasks, return_when=asyncio.FIRST_COMPLETED)
+        for task in done:
+            if not task.cancelled() and (exc := task.exception()) is not None:
+                log.error("worker side task failed; stopping to start again", task=task.get_name(), error=str(exc))
+                self.crash = exc
+                if self.shutdown_graceful_timeout is None or self.shutdown_graceful_timeout > CRASH_GRACE:
+                    self.shutdown_graceful_timeout = CRASH_GRACE
+                procrastinate_worker.Worker.stop(self)
+                return
+
+    async def _persist_job_status(
+        self, job: Any, status: Any, retry_decision: Any, context: Any, job_result: Any
+    ) -> None:
+        # The send task already deleted its job in the statement that recorded the
+        # email's outcome (one round trip instead of two).
+        if job.id in self._runtime.ended_jobs:
+            self._runtime.ended_jobs.discard(job.id)
+            self._job_ids_to_abort.pop(job.id, None)
+            return
+        await super()._persist_job_status(job, status, retry_decision, context, job_result)
+
+    async def _handle_notification(self, *, channel: str, notification: Any) -> None:
+        await super()._handle_notification(channel=channel, notification=notification)
+        if notification["type"] == "job_inserted":
+            self._jobs_changed.set()
+
+    def _start_side_tasks(self) -> list[asyncio.Task[Any]]:
+        side_tasks = super()._start_side_tasks()
+        side_tasks.append(asyncio.create_task(self._wake_when_due(), name="wake_when_due"))
+        return side_tasks
+
+    async def _seconds_to_next_job(self) -> float | None:
+        async with self._pool.connection() as conn:
+            row = await db.one_async(conn, "seconds_to_next_job")
+        return row["seconds"] if row else None
+
+    async def _wake_when_due(self) -> None:
+        poll = self.fetch_job_polling_interval
+        recheck = RECHECK
+        while True:
+            self._jobs_changed.clear()
+            try:
+                seconds = await self._seconds_to_next_job()
+            except Exception as exc:  # a database outage must not stop the worker
+                log.warning("wake-up timer: cannot read the next due job", error=str(exc))
+                seconds = None
+            if seconds is not None and seconds <= 0:
+                # A due job nobody has fetched. Procrastinate clears its wake-up
+                # event when a fetch comes back empty, so a wake that lands during
+                # such a fetch is lost: wake it again if we have room, and look
+                # again soon (less often while the job stays: it may be another
+                # worker's to take).
+                if len(self._running_jobs) < self.concurrency:
+                    self._new_job_event.set()
+                timeout, recheck = recheck, min(recheck * 2, poll)
+            else:
+                recheck = RECHECK
+                timeout = poll if seconds is None else min(seconds, poll)
+            try:
+                await asyncio.wait_for(self._jobs_changed.wait(), timeout=max(timeout, 0) + 0.0005)
+            except TimeoutError:
+                if seconds is not None and 0 < seconds <= poll:
+                    self._new_job_event.set()
+
+
+async def run(settings: Settings, *, concurrency: int | None = None) -> None:
+    """Run the worker until SIGTERM/SIGINT; after losing the database, start it again."""
+    delay = RESTART_BACKOFF[0]
+    previous: int | None = None
+    while True:
+        began = time.monotonic()
+        try:
+            crash, previous = await _run_once(settings, concurrency, previous)
+        except CONNECTION_ERRORS as exc:
+            crash = exc
+        if crash is None:
+            return
+        if time.monotonic() - began > HEALTHY_RUN:
+            delay = RESTART_BACKOFF[0]
+        log.warning(
+            "database unavailable; the worker starts again when it answers",
+            error=_describe(crash),
+            retry_in=round(delay, 1),
+        )
+        await asyncio.sleep(delay)
+        delay = min(delay * 2, RESTART_BACKOFF[1])
+
+
+def _describe(exc: BaseException) -> str:
+    # Procrastinate's ConnectorException says only "Database error": the cause says which.
+    cause = exc.__cause__ or exc
+    return f"{type(cause).__name__}: {str(cause).strip()}"[:300]
+
+
+async def _wait_for_database(url: str) -> None:
+    # A quick probe: the pool would retry silently for its whole timeout.
+    conn = await psycopg.AsyncConnection.connect(url, connect_timeout=5)
+    await conn.close()
+
+
+async def _run_once(
+    settings: Settings, concurrency: int | None, previous: int | None
+) -> tuple[BaseException | None, int | None]:
+    """Run one worker; return why it stopped (None: on request) and its registration if left behind."""
+    concurrency = concurrency or settings.worker_concurrency
+    name = f"{socket.gethostname()}:{os.getpid()}"
+    await _wait_for_database(settings.database_url)
+    pool = db.async_pool(settings.database_url, size=concurrency + EXTRA_CONNECTIONS)
+    await pool.open(wait=True, timeout=30)
+    rt = Runtime.create(settings, pool, worker_name=name)
+    try:
+        await rt.limiter.prepare(pool)
+        async with app.open_async(pool):
+            app.perform_import_paths()
+            if previous is not None:
+                # Our own earlier run, stopped without unregistering (the database was
+                # gone): its jobs are over, so let the reconciler recover them now
+                # instead of after WORKER_STALLED_AFTER.
+                await app.job_manager.unregister_worker(previous)
+            worker = Worker(
+                app=app,
+                pool=pool,
+                runtime=rt,
+                name=name,
+                concurrency=concurrency,
+                fetch_job_polling_interval=settings.worker_poll_interval,
+                shutdown_graceful_timeout=settings.worker_shutdown_timeout,
+                update_heartbeat_interval=settings.worker_heartbeat,
+                stalled_worker_timeout=settings.worker_stalled_after,
+                delete_jobs="successful",
+                additional_context={"runtime": rt},
+                listen_notify=True,
+            )
+            log.info(
+                "worker started",
+                worker=name,
+                concurrency=concurrency,
+                transports=[t.name for t in rt.transports],
+            )
+            try:
+                await worker.run()
+            except CONNECTION_ERRORS as exc:
+                # Asked to stop and the database is gone too: stop, do not start again.
+                return (None, None) if worker.stop_requested else (exc, worker.worker_id)
+            if worker.crash is not None and not worker.stop_requested:
+                return worker.crash, worker.worker_id
+            return None, None
+    finally:
+        # Procrastinate (3.10) keeps an external pool after closing, so the next
+        # open_async would reuse this closed one: forget it.
+        if getattr(app.connector, "_async_pool", None) is pool:
+            app.connector._async_pool = None  # type: ignore[attr-defined]
+        await rt.close()
+        await pool.close(timeout=5)
+        log.info("worker stopped", worker=name)
