@@ -6,7 +6,7 @@ RUNTIME := $(VENV)/.runtime-installed
 DEV := $(VENV)/.dev-installed
 PYTEST_ARGS ?=
 
-.PHONY: run test test-faults guarantees test-unit lint format bench bench-quick clean
+.PHONY: run test test-faults guarantees test-unit lint format bench bench-quick schema checksums clean
 
 $(RUNTIME): requirements.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -39,6 +39,12 @@ bench: $(DEV)  ## every scenario 3x, medians vs raw Procrastinate; writes bench/
 
 bench-quick: $(DEV)  ## one short run of each scenario (also run by `make test`)
 	$(PY) -m scripts.services -- $(PY) -m bench --quick $(BENCH_ARGS)
+
+schema: $(RUNTIME)  ## regenerate sql/schema.sql: the schema after every migration (pg_dump of a throwaway database)
+	$(PY) -m scripts.services -- $(PY) -m scripts.migrations schema
+
+checksums: $(RUNTIME)  ## append each new migration's sha256 to sql/migrations/CHECKSUMS (never rewrites a line)
+	$(PY) -m scripts.migrations checksums
 
 lint: $(DEV)
 	$(VENV)/bin/ruff check .

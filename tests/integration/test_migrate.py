@@ -1,9 +1,13 @@
-"""Migrations: idempotent, safe to run from two processes at once."""
+"""Migrations: idempotent, safe to run from two processes at once; databases with
+a history (an earlier text, a retired migration) are accepted and end up with the
+same schema as a new one, which is sql/schema.sql."""
 
 from __future__ import annotations
 
 import concurrent.futures
+import difflib
 import os
+import pathlib
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -11,9 +15,28 @@ from typing import Any
 
 import pytest
 
-from tasks.core import db, migrate
+from scripts import migrations as tool
+from tasks.core import db, errors, migrate
 from tests.conftest import _admin, _server_url
 from tests.support.procs import ROOT
+
+#: 0006_fetch_plan.sql's comment as first committed (then reworded: CHECKSUMS, `earlier`).
+FIRST_0006_COMMENT = (
+    '-- "scheduled_at IS NULL OR scheduled_at <= now()"; this one serves only\n'
+    '-- "the next future job" (scheduled_at > now() implies NOT NULL).\n'
+)
+REWORDED_0006_COMMENT = (
+    '-- "scheduled_at IS NULL OR scheduled_at <= now()"; this one serves only the\n'
+    '-- timer\'s "earliest scheduled todo job" (queries.sql, seconds_to_next_job).\n'
+)
+#: The text of 0008_spread.sql, deleted after databases had run it (CHECKSUMS, `retired`).
+RETIRED_0008 = """\
+-- A user's due emails without a rate-limit slot, in due order: the rest of a
+-- burst that the send task queues at their turns in bulk (queries.sql,
+-- spread_candidates) \u2014 found without sorting the user's whole backlog.
+CREATE INDEX emails_owner_unslotted_due_idx ON emails (owner_id, next_attempt_at, id)
+    WHERE status = 'scheduled' AND rate_slot IS NULL;
+"""
 
 
 @pytest.fixture
@@ -77,7 +100,98 @@ def test_a_migration_edited_after_it_was_applied_is_refused(empty_db: str, tmp_p
     folder.mkdir()
     for path in migrate.our_files():
         (folder / path.name).write_text(path.read_text() + "\n-- edited\n")
+    (folder / "CHECKSUMS").write_text((migrate.MIGRATIONS_DIR / "CHECKSUMS").read_text())
     monkeypatch.setattr(migrate, "MIGRATIONS_DIR", folder)
 
     with pytest.raises(Exception, match="changed after it was applied"):
         migrate.migrate(empty_db)
+
+
+def older_tree(tmp_path: pathlib.Path, texts: dict[str, str]) -> pathlib.Path:
+    """A migrations folder as an older checkout had it: ``texts`` by name, and CHECKSUMS."""
+    folder = tmp_path / "older"
+    folder.mkdir()
+    for name, text in texts.items():
+        (folder / name).write_text(text, encoding="utf-8")
+    (folder / "CHECKSUMS").write_text((migrate.MIGRATIONS_DIR / "CHECKSUMS").read_text())
+    return folder
+
+
+def texts_before(number: str) -> dict[str, str]:
+    return {p.name: p.read_text(encoding="utf-8") for p in migrate.our_files() if p.name < number}
+
+
+def recorded_checksum(name: str) -> list[tuple[str, str]]:
+    return [(e.checksum, e.state) for e in migrate.recorded() if e.name == name]
+
+
+def index_exists(url: str, name: str) -> bool:
+    with db.connect(url) as conn:
+        row = conn.execute("SELECT to_regclass(%s) IS NOT NULL AS e", (name,)).fetchone()
+    return bool(row and row["e"])
+
+
+def test_a_database_that_ran_0006s_first_text_is_accepted(
+    empty_db: str, tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    now = (migrate.MIGRATIONS_DIR / "0006_fetch_plan.sql").read_text(encoding="utf-8")
+    assert REWORDED_0006_COMMENT in now
+    first = now.replace(REWORDED_0006_COMMENT, FIRST_0006_COMMENT)
+    assert (migrate.checksum(first), "earlier") in recorded_checksum("0006_fetch_plan.sql")
+    older = older_tree(tmp_path, texts_before("0007") | {"0006_fetch_plan.sql": first})
+    with monkeypatch.context() as patch:
+        patch.setattr(migrate, "MIGRATIONS_DIR", older)
+        migrate.migrate(empty_db)
+
+    applied = migrate.migrate(empty_db)
+
+    assert "0006_fetch_plan.sql" not in applied and "0007_ops.sql" in applied
+    with db.connect(empty_db) as conn:
+        row = conn.execute("SELECT checksum FROM schema_migrations WHERE name = '0006_fetch_plan.sql'").fetchone()
+    assert row is not None and row["checksum"] == migrate.checksum(first)
+    assert tool.dump_schema(empty_db) == tool.SCHEMA_FILE.read_text(encoding="utf-8")
+
+
+def test_a_database_that_ran_retired_0008_loses_its_index_to_0009(
+    empty_db: str, tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert not (migrate.MIGRATIONS_DIR / "0008_spread.sql").exists()
+    assert recorded_checksum("0008_spread.sql") == [(migrate.checksum(RETIRED_0008), "retired")]
+    older = older_tree(tmp_path, texts_before("0008") | {"0008_spread.sql": RETIRED_0008})
+    with monkeypatch.context() as patch:
+        patch.setattr(migrate, "MIGRATIONS_DIR", older)
+        migrate.migrate(empty_db)
+    assert index_exists(empty_db, "emails_owner_unslotted_due_idx")
+
+    applied = migrate.migrate(empty_db)
+
+    assert "0009_drop_spread_leftovers.sql" in applied
+    assert not index_exists(empty_db, "emails_owner_unslotted_due_idx")
+    assert tool.dump_schema(empty_db) == tool.SCHEMA_FILE.read_text(encoding="utf-8")
+    assert migrate.migrate(empty_db) == []
+
+
+def test_a_retired_migration_in_a_text_never_committed_is_refused(empty_db: str) -> None:
+    migrate.migrate(empty_db)
+    with db.connect(empty_db) as conn:
+        conn.execute("INSERT INTO schema_migrations (name, checksum) VALUES ('0008_spread.sql', 'other')")
+
+    with pytest.raises(errors.ReachError, match="retired migration 0008_spread.sql"):
+        migrate.migrate(empty_db)
+
+
+def test_the_migrations_build_sql_schema_sql(database_url: str) -> None:
+    """A database built by the migrations (the template every test clones) is sql/schema.sql."""
+    built = tool.dump_schema(database_url)
+    snapshot = tool.SCHEMA_FILE.read_text(encoding="utf-8")
+
+    if built != snapshot:
+        diff = "".join(
+            difflib.unified_diff(
+                snapshot.splitlines(keepends=True),
+                built.splitlines(keepends=True),
+                "sql/schema.sql",
+                "migrated database",
+            )
+        )
+        pytest.fail(f"the migrations build another schema than sql/schema.sql: run `make schema`\n{diff}")
