@@ -6,7 +6,7 @@ RUNTIME := $(VENV)/.runtime-installed
 DEV := $(VENV)/.dev-installed
 PYTEST_ARGS ?=
 
-.PHONY: run test test-faults guarantees test-unit lint format bench bench-quick schema checksums clean
+.PHONY: run test test-faults guarantees test-unit lint format docs docs-serve bench bench-quick schema checksums clean
 
 $(RUNTIME): requirements.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -28,7 +28,7 @@ test-faults: $(DEV)  ## kill and restart workers, PostgreSQL, Redis, SMTP; write
 	$(PY) -m scripts.services -- $(PY) -m pytest tests/faults $(PYTEST_ARGS)
 	$(PY) -m scripts.guarantees_table
 
-guarantees:  ## print the README's Guarantees table from the last `make test-faults`
+guarantees:  ## print the Guarantees table (docs/guarantees.md) from the last `make test-faults`
 	$(PY) -m scripts.guarantees_table
 
 test-unit: $(DEV)
@@ -54,5 +54,12 @@ format: $(DEV)
 	$(VENV)/bin/ruff check --fix .
 	$(VENV)/bin/ruff format tasks webapp scripts tests bench
 
+# NO_MKDOCS_2_WARNING: Material prints a banner about its successor on every build; it says nothing about ours.
+docs: $(DEV)  ## the documentation site (mkdocs.yml, docs/) into site/; strict: a broken link or anchor fails
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict
+
+docs-serve: $(DEV)  ## the same site on http://127.0.0.1:8001, rebuilt on every change
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs serve --strict --dev-addr 127.0.0.1:8001
+
 clean:
-	rm -rf .data .pytest_cache
+	rm -rf .data .pytest_cache site

@@ -1,4 +1,4 @@
-"""Print the README's "Guarantees" table from the last ``make test-faults`` run.
+"""Print the Guarantees table (docs/guarantees.md) from the last ``make test-faults`` run.
 
 Reads ``.data/faults/results.json`` (written by tests/faults/guarantees.py) and
 prints one markdown row per scenario, in scenario order.

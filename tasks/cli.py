@@ -173,7 +173,7 @@ def cmd_retry(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
-# --- token (issue 3) ---
+# --- token ---
 def cmd_token(args: argparse.Namespace, settings: Settings) -> int:
     from tasks.domain import tokens
 

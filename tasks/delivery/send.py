@@ -1,4 +1,4 @@
-"""The send task: one job, one attempt (DESIGN.md, status machine).
+"""The send task: one job, one attempt (the status machine: docs/how-it-works.md).
 
 claim (guarded UPDATE) -> pick a transport (the chain, its breakers) -> rate-limit
 slot -> MAIL, RCPT -> commit data_started_at -> DATA -> sent | failed | uncertain |

@@ -9,7 +9,7 @@ The process outlives its database: when PostgreSQL goes away (a restart, a
 failover), Procrastinate stops the worker (its LISTEN connection fails) or its
 fetch raises. ``run`` then gives running jobs a short grace, drops the pool and
 builds everything again, with backoff, until the database answers; only
-SIGTERM/SIGINT end it. A supervisor is still recommended (README, "Supervision").
+SIGTERM/SIGINT end it. A supervisor is still recommended (docs/deploying.md, "Supervision").
 """
 
 from __future__ import annotations
@@ -58,7 +58,7 @@ class Worker(procrastinate_worker.Worker):
     """Procrastinate's worker, woken when the next job is due rather than at the next poll.
 
     Procrastinate is notified when a job is inserted, not when a future job
-    becomes due (PROCRASTINATE.md, "Scheduling precision"); a side task sleeps
+    becomes due (docs/how-it-works.md, "On time"); a side task sleeps
     until the earliest ``scheduled_at`` and wakes the fetch loop then.
     """
 

@@ -1,7 +1,7 @@
 """The one final check every fault scenario ends with, and the figures it records.
 
 ``check`` waits (polling the database) until every email is terminal or the
-deadline passes, then asserts the promises of issue 6:
+deadline passes, then asserts the promises of docs/guarantees.md:
 
 - every email reached a terminal state in time, in one of the expected states;
 - none was lost: every ``sent`` email's Message-ID reached the sink;
@@ -10,7 +10,7 @@ deadline passes, then asserts the promises of issue 6:
 - the rate limit, if given, was never exceeded in any sliding window of arrivals.
 
 The figures are merged by scenario name into ``.data/faults/results.json``, from
-which ``scripts/guarantees_table.py`` prints the README's table.
+which ``scripts/guarantees_table.py`` prints the table in docs/guarantees.md.
 """
 
 from __future__ import annotations

@@ -29,7 +29,7 @@ EMAILS = 50
 # 2 s window the margin is capped at 5% (0.1 s), less than the spread measured below
 # between a slot and the provider seeing the message on a busy 2-core machine (up to
 # ~0.2 s for the first sends, which also connect): that limit was exceeded by one
-# email in one run of four. See the measures and README ("Rate limits").
+# email in one run of four. See the measures and docs/how-it-works.md ("Rate limits").
 LIMIT = (10, 5.0)
 OUTAGE = 30.0
 

@@ -139,7 +139,7 @@ def test_secrets_come_from_env_whose_example_documents_each_one() -> None:
     assert {".env", "/.env"} & set((ROOT / ".gitignore").read_text().split())
 
 
-def test_every_setting_has_a_row_in_the_readme() -> None:
-    readme = (ROOT / "README.md").read_text()
+def test_every_setting_has_a_row_in_the_configuration_docs() -> None:
+    reference = (ROOT / "docs" / "configuration.md").read_text()
 
-    assert {name for name in settings_read() if f"`{name}`" not in readme} == set()
+    assert {name for name in settings_read() if f"`{name}`" not in reference} == set()
