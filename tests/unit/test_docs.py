@@ -19,7 +19,7 @@ import pytest
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 #: Files the site includes from outside docs/ (pymdownx.snippets; mkdocs.yml).
-INCLUDED = ("README.md", "CONTRIBUTING.md", "bench/RESULTS.md")
+INCLUDED = ("README.md", "CONTRIBUTING.md", "bench/RESULTS.md", "sql/migrations/README.md")
 #: A relative Markdown link or image: [text](target) or ![alt](target).
 LINK = re.compile(r"!?\[[^\]]*\]\(([^)\s]+)\)")
 
