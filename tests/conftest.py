@@ -21,7 +21,7 @@ from tasks.domain.models import User
 from tests.support import procs
 from tests.support.smtp_sink import Sink
 
-# Web fixtures (app, client, sign_in, oauth_provider, server): issue 3.
+# Web fixtures (app, client, sign_in, oauth_provider, server): tests/support/web.py.
 pytest_plugins = ["tests.support.web"]
 
 _counter = itertools.count()

@@ -1,4 +1,4 @@
-"""10,000 emails due in the same second under a provider limit (issue 6, scenario 9)."""
+"""10,000 emails due in the same second under a provider limit (scenario 9)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""PostgreSQL restarted while emails are being sent (issue 6, scenario 3)."""
+"""PostgreSQL restarted while emails are being sent (scenario 3)."""
 
 from __future__ import annotations
 

@@ -254,7 +254,7 @@ def test_there_is_no_dev_mailbox_in_production(env: dict[str, str], oauth_provid
 def test_an_email_logged_offline_has_its_own_tab_badge_explanation_and_can_be_cancelled(
     client: FlaskClient, alice: User, conn: Conn, settings: Any, make_draft: Callable[..., Any]
 ) -> None:
-    """Offline (issue 5) is a visible outcome of its own, not 'sent', and the user can still cancel it."""
+    """Offline is a visible outcome of its own, not 'sent', and the user can still cancel it."""
     email = _schedule(conn, alice, settings, make_draft, subject="Written down", send_at=dt.datetime.now(dt.UTC))
     flow.attempt(conn, email, "offline", transport="offline")
 
