@@ -6,7 +6,7 @@ RUNTIME := $(VENV)/.runtime-installed
 DEV := $(VENV)/.dev-installed
 PYTEST_ARGS ?=
 
-.PHONY: run test test-faults guarantees test-unit lint format docs docs-serve bench bench-quick schema checksums clean
+.PHONY: run test test-faults guarantees test-unit lint format docs docs-serve bench bench-quick schema checksums config-docs clean
 
 $(RUNTIME): requirements.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -45,6 +45,10 @@ schema: $(RUNTIME)  ## regenerate sql/schema.sql: the schema after every migrati
 
 checksums: $(RUNTIME)  ## append each new migration's sha256 to sql/migrations/CHECKSUMS (never rewrites a line)
 	$(PY) -m scripts.migrations checksums
+
+config-docs: $(RUNTIME)  ## regenerate docs/configuration.md and .env.example from tasks/core/config.py
+	$(PY) -m tasks.core.config --docs > docs/configuration.md
+	$(PY) -m tasks.core.config --env-example > .env.example
 
 lint: $(DEV)
 	$(VENV)/bin/ruff check .

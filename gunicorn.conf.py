@@ -1,14 +1,25 @@
 """gunicorn settings: ``gunicorn -c gunicorn.conf.py 'webapp:create_app()'``.
 
 Threaded workers so a long-lived live-status stream holds a thread, not a process.
+``WEB_BIND``, ``WEB_WORKERS`` and ``WEB_THREADS`` are read like every other
+setting, by ``tasks.core.config`` (docs/configuration.md).
 """
 
-import os
+import sys
 
-bind = os.environ.get("WEB_BIND", "127.0.0.1:8000")
-workers = int(os.environ.get("WEB_WORKERS", "2"))
+from tasks.core import config, errors
+
+try:
+    _settings = config.load()
+except errors.ConfigError as exc:
+    # Stop before any worker starts, as `python -m tasks` does: the setting named, exit code 2.
+    print(f"configuration error: {exc.message}", file=sys.stderr)
+    sys.exit(2)
+
+bind = _settings.web_bind
+workers = _settings.web_workers
 worker_class = "gthread"
-threads = int(os.environ.get("WEB_THREADS", "16"))
+threads = _settings.web_threads
 timeout = 60
 graceful_timeout = 30
 accesslog = "-"

@@ -1,8 +1,9 @@
 """A lean SMTP sink for benchmarks: answers 250 to everything, records receive time and Message-ID.
 
 aiosmtpd is the right server for tests (it checks the protocol); for a benchmark
-its per-command cost would be measured instead of ours, so this sink does only
-what a benchmark needs. Several processes can share one port (SO_REUSEPORT); each appends
+its per-command cost would be measured instead of ours, so this sink does
+only what a benchmark needs. Several
+processes can share one port (SO_REUSEPORT); each appends
 ``<receive time> <Message-ID>`` lines to its own file, flushed every 20 ms.
 
 ``python -m bench.sink --port P --out DIR [--procs N]``

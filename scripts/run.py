@@ -13,28 +13,35 @@ import sys
 import time
 
 from scripts.services import DATA, ROOT, say, services
+from tasks.core import config, errors
 
 PYTHON = sys.executable
 
 
 def main() -> int:
     DATA.mkdir(exist_ok=True)
-    bind = os.environ.get("WEB_BIND", "127.0.0.1:8000")
     with services() as urls:
         env = os.environ | urls
+        try:
+            settings = config.load(env)
+        except errors.ConfigError as exc:
+            say(f"configuration error: {exc.message}")
+            return 2
+        bind = settings.web_bind
         subprocess.run([PYTHON, "-m", "tasks", "migrate"], env=env, cwd=ROOT, check=True)
         children = {
             "dev mailbox": subprocess.Popen([PYTHON, "-m", "tasks", "devmail"], env=env, cwd=ROOT),
             "worker": subprocess.Popen([PYTHON, "-m", "tasks", "worker"], env=env, cwd=ROOT),
             "web": subprocess.Popen(
                 [PYTHON, "-m", "gunicorn", "-c", "gunicorn.conf.py", "webapp:create_app()"],
-                env=env | {"WEB_BIND": bind},
+                env=env,
                 cwd=ROOT,
             ),
         }
         say("Reach D. Box is running:")
-        say(f"  dashboard      http://{bind}/  (dev login: {env.get('DEV_USER_EMAIL', 'dev@localhost')})")
-        say(f"  dev mailbox    SMTP {env.get('DEVMAIL_ADDR', '127.0.0.1:2525')}, shown at http://{bind}/devmail")
+        say(f"  dashboard      http://{bind}/  (dev login: {settings.dev_user_email})")
+        devmail = f"{settings.devmail_host}:{settings.devmail_port}"
+        say(f"  dev mailbox    SMTP {devmail}, shown at http://{bind}/devmail")
         say(f"  PostgreSQL     {urls['DATABASE_URL']}")
         say(f"  Redis          {urls['REDIS_URL']}")
         say(

@@ -24,10 +24,12 @@ from collections.abc import Callable, Iterator
 import psycopg
 import redis
 
+from tasks.core import config
+
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 DATA = ROOT / ".data"
-DEFAULT_DATABASE_URL = "postgresql://postgres@127.0.0.1:5432/reachdbox"
-DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
+DEFAULT_DATABASE_URL = config.default("DATABASE_URL")
+DEFAULT_REDIS_URL = config.default("REDIS_URL")
 
 
 def say(message: str) -> None:

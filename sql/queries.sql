@@ -209,7 +209,7 @@ INSERT INTO devmail_messages (mail_from, rcpt_tos, message_id, subject, raw)
      VALUES (%(mail_from)s, %(rcpt_tos)s, %(message_id)s, %(subject)s, %(raw)s)
   RETURNING id;
 
--- ---- Web (issue 3): users, tokens, lists, batches ----
+-- ---- Web: users, tokens, lists, batches ----
 -- (A comment in a block's body is part of that block; this one is harmless.)
 
 -- user_by_google_sub --

@@ -173,7 +173,6 @@ def cmd_retry(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
-# --- token ---
 def cmd_token(args: argparse.Namespace, settings: Settings) -> int:
     from tasks.domain import tokens
 
@@ -211,7 +210,6 @@ def _add_token_parser(sub: Any) -> None:
     p.set_defaults(func=cmd_token)
 
 
-# --- end token ---
 def cmd_replay_offline(args: argparse.Namespace, settings: Settings) -> int:
     from tasks.delivery import offline
 

@@ -18,7 +18,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     Flask's own settings.
     """
     settings = config.load(test_config.get("ENV") if test_config else None)
-    config.require_web_sign_in(settings)
+    config.validate_for_web(settings)
     if not (test_config and test_config.get("TESTING")):
         logs.configure(settings.log_level, settings.log_format)
     app = Flask(__name__)

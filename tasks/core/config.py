@@ -1,27 +1,69 @@
 """Settings: the one place environment variables become configuration.
 
-Every setting has a default and a row in the README. ``load()`` validates them
-all at start so a bad value stops the process with a message naming it.
+Each setting is declared once, as a field of ``Settings``::
+
+    worker_concurrency: int = setting("5", integer(1, 500), "Parallel sends per worker process.")
+
+The field's name in capitals is the environment variable (``WORKER_CONCURRENCY``);
+the declaration holds its default (as it would be written in the environment),
+the parser that checks it, and its documentation. From these declarations come
+``load()``, which reads and checks every setting at start so that a bad value
+stops the process with a message naming it, and the two files generated from
+them: the configuration reference (docs/configuration.md) and .env.example.
+``make config-docs`` regenerates both; tests/unit/test_config_docs.py fails when
+either is out of date. Adding a setting is adding one field.
+
+Every process checks every value's form (a typo is caught wherever it is read),
+and the rules that tie settings together (``_check_together``). The web app's
+own rules (Google sign-in, the allow-list, the session key in production) are
+``validate_for_web``: only the web calls it, so workers and the CLI never refuse
+to start for a reason that is not theirs.
+
+``python -m tasks.core.config --docs`` (or ``--env-example``) prints a generated file.
 """
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import os
 import re
+import sys
+import textwrap
 import urllib.parse
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from email.headerregistry import Address
 from email.utils import parseaddr
-from typing import Any
+from typing import Any, TypeVar
 
 from tasks.core import errors
+from tasks.delivery.transports import TransportSpec, parse_transports
 
+__all__ = [
+    "SETTINGS",
+    "RateLimits",
+    "RateWindow",
+    "Setting",
+    "Settings",
+    "TransportSpec",
+    "default",
+    "load",
+    "parse_windows",
+    "render_docs",
+    "render_env_example",
+    "validate_for_web",
+]
+
+T = TypeVar("T")
+#: Reads one raw value: ``parse(NAME, raw)`` returns it, or raises ``ConfigError(NAME, why)``.
+Parser = Callable[[str, str], T]
+
+APP_ENVS = ("development", "production", "test")
 _DOMAIN = re.compile(r"(?i)(?=.{1,253}$)([a-z0-9](?:[a-z0-9-]*[a-z0-9])?\.)*[a-z0-9](?:[a-z0-9-]*[a-z0-9])?")
-#: ``jsonl://`` is the offline log: it may only end the chain (DESIGN.md, "Provider trouble").
-TRANSPORT_SCHEMES = ("smtp", "smtps", "devmail", "console", "jsonl")
-_LABELLED = re.compile(r"([a-z][a-z0-9_-]{0,30})=([a-z]+://.*)")
-_LOOPBACK = ("localhost", "127.0.0.1", "::1")
+_EMAIL = re.compile(r"[^@\s,]+@[^@\s,]+")
+#: What the ``limits`` library (Flask-Limiter) parses: ``600/minute``, ``10 per second;600/hour``.
+_ONE_RATE = r"\d+\s*(/|per)\s*\d*\s*(second|minute|hour|day)s?"
+_RATE = re.compile(rf"{_ONE_RATE}(\s*[;,]\s*{_ONE_RATE})*")
 _WINDOW = re.compile(r"(\d+)\s*/\s*(\d+(?:\.\d+)?)?\s*([a-z]+)")
 _UNITS = {
     **dict.fromkeys(("s", "sec", "second", "seconds"), 1),
@@ -29,41 +71,6 @@ _UNITS = {
     **dict.fromkeys(("h", "hour", "hours"), 3600),
     **dict.fromkeys(("d", "day", "days"), 86400),
 }
-APP_ENVS = ("development", "production", "test")
-
-
-@dataclasses.dataclass(frozen=True, kw_only=True)
-class TransportSpec:
-    """One entry of ``MAIL_TRANSPORTS``, parsed; ``repr`` never shows the password."""
-
-    scheme: str
-    #: Short name for rate limits, breakers and metrics: ``primary=smtp://…`` in
-    #: MAIL_TRANSPORTS, else the scheme (``smtp``, then ``smtp-2`` for a second one).
-    label: str = ""
-    host: str = ""
-    port: int = 0
-    username: str | None = None
-    password: str | None = dataclasses.field(default=None, repr=False)
-    starttls: bool = False
-    #: Per-transport SMTP timeout override (seconds), ``?timeout=``.
-    timeout: float | None = None
-    #: The file of ``jsonl:///path`` (an absolute path).
-    path: str = ""
-
-    @property
-    def offline(self) -> bool:
-        """Tell whether this is the offline log (used only when every real transport is down)."""
-        return self.scheme == "jsonl"
-
-    @property
-    def name(self) -> str:
-        """Name the transport in logs, events and metrics (no credentials)."""
-        if self.scheme in ("devmail", "console"):
-            return f"{self.scheme}://"
-        if self.scheme == "jsonl":
-            return f"jsonl://{self.path}"
-        user = f"{self.username}@" if self.username else ""
-        return f"{self.scheme}://{user}{self.host}:{self.port}"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -81,70 +88,458 @@ class RateWindow:
         return f"{self.count}/{self.seconds:g}s"
 
 
+#: Provider limits per transport label: ``(("smtp", (RateWindow(50, 3600), ...)), ...)``.
+RateLimits = tuple[tuple[str, tuple[RateWindow, ...]], ...]
+
+
+# --- Parsers: each returns the value, or raises ConfigError naming the setting. ---
+
+
+def text(name: str, raw: str) -> str:
+    """Any text."""
+    return raw
+
+
+def integer(low: int, high: int) -> Parser[int]:
+    """An integer from ``low`` to ``high``."""
+
+    def parse(name: str, raw: str) -> int:
+        try:
+            value = int(raw)
+        except ValueError:
+            raise errors.ConfigError(name, f"must be an integer, got {raw!r}") from None
+        if not low <= value <= high:
+            raise errors.ConfigError(name, f"must be between {low} and {high}, got {value}")
+        return value
+
+    return parse
+
+
+def seconds(low: float, high: float) -> Parser[float]:
+    """A number of seconds from ``low`` to ``high``."""
+
+    def parse(name: str, raw: str) -> float:
+        try:
+            value = float(raw)
+        except ValueError:
+            raise errors.ConfigError(name, f"must be a number of seconds, got {raw!r}") from None
+        if not low <= value <= high:
+            raise errors.ConfigError(name, f"must be between {low} and {high} seconds, got {value}")
+        return value
+
+    return parse
+
+
+def url(*schemes: str) -> Parser[str]:
+    """A URL with one of these schemes."""
+
+    def parse(name: str, raw: str) -> str:
+        if urllib.parse.urlsplit(raw).scheme not in schemes:
+            raise errors.ConfigError(name, f"must be a URL starting with {' or '.join(s + '://' for s in schemes)}")
+        return raw
+
+    return parse
+
+
+def choice(*options: str) -> Parser[str]:
+    """One of ``options``, in any case (returned in the case the options are written in)."""
+
+    def parse(name: str, raw: str) -> str:
+        for option in options:
+            if raw.lower() == option.lower():
+                return option
+        raise errors.ConfigError(name, f"must be {', '.join(options[:-1])} or {options[-1]}, got {raw!r}")
+
+    return parse
+
+
+def flag(name: str, raw: str) -> bool:
+    """1 or 0 (also true/false, yes/no, on/off)."""
+    value = raw.lower()
+    if value in ("1", "true", "yes", "on"):
+        return True
+    if value in ("0", "false", "no", "off"):
+        return False
+    raise errors.ConfigError(name, f"must be 1 or 0 (true/false, yes/no, on/off), got {raw!r}")
+
+
+def comma_list(pattern: re.Pattern[str], what: str) -> Parser[tuple[str, ...]]:
+    """Comma-separated items, each lower-cased and matching ``pattern``; empty means none."""
+
+    def parse(name: str, raw: str) -> tuple[str, ...]:
+        items = tuple(item.strip().lower() for item in raw.split(",") if item.strip())
+        for item in items:
+            if not pattern.fullmatch(item):
+                raise errors.ConfigError(name, f"{item!r} is not {what}")
+        return items
+
+    return parse
+
+
+def domain(name: str, raw: str) -> str:
+    """A domain name."""
+    if not _DOMAIN.fullmatch(raw):
+        raise errors.ConfigError(name, f"must be a domain name, got {raw!r}")
+    return raw
+
+
+def host_port(name: str, raw: str) -> tuple[str, int]:
+    """``HOST:PORT``."""
+    host, _, port = raw.rpartition(":")
+    if not host:
+        raise errors.ConfigError(name, f"must be HOST:PORT, got {raw!r}")
+    return host, integer(1, 65535)(name, port)
+
+
+def address_header(name: str, raw: str) -> str:
+    """An address with an optional display name, fit for a header: ``Name <noreply@example.com>``."""
+    if "\r" in raw or "\n" in raw:
+        raise errors.ConfigError(name, "must not contain a line break")
+    display, addr = parseaddr(raw)
+    if "@" not in addr:
+        raise errors.ConfigError(name, f"must be an address like 'Name <noreply@example.com>', got {raw!r}")
+    try:
+        Address(display_name=display, addr_spec=addr)
+    except (ValueError, IndexError) as exc:
+        raise errors.ConfigError(name, f"is not a valid address: {exc}") from None
+    return raw
+
+
+def token(name: str, raw: str) -> str:
+    """Empty, or a bearer token of 16+ characters."""
+    if raw and len(raw) < 16:
+        raise errors.ConfigError(name, "must be at least 16 characters (or empty to leave /metrics open)")
+    return raw
+
+
+def api_rate(name: str, raw: str) -> str:
+    """A rate in the ``limits`` library's notation."""
+    if not _RATE.fullmatch(raw):
+        raise errors.ConfigError(name, f"must look like '600/minute' or '10/second;600/hour', got {raw!r}")
+    return raw
+
+
+def transport_chain(name: str, raw: str) -> tuple[TransportSpec, ...]:
+    """The transport chain (``tasks.delivery.transports.parse_transports``)."""
+    return parse_transports(raw)
+
+
+def parse_windows(name: str, raw: str) -> tuple[RateWindow, ...]:
+    """Parse comma-separated windows such as ``50/hour,5/second`` or ``20/10s``."""
+    windows: list[RateWindow] = []
+    for part in (p.strip() for p in raw.split(",")):
+        match = _WINDOW.fullmatch(part.lower())
+        if not match or match[3] not in _UNITS:
+            raise errors.ConfigError(
+                name, f"{part!r} is not a limit like 50/hour, 5/second or 20/10s (units: s, m, h, d)"
+            )
+        count, length = int(match[1]), float(match[2] or 1) * _UNITS[match[3]]
+        if count < 1 or not 0.01 <= length <= 31 * 86400:
+            raise errors.ConfigError(name, f"{part!r}: need at least 1 send per 0.01 s to 31 days")
+        windows.append(RateWindow(count, length))
+    if len({w.seconds for w in windows}) != len(windows):
+        raise errors.ConfigError(name, f"{raw!r} names the same window twice")
+    return tuple(windows)
+
+
+def optional_windows(name: str, raw: str) -> tuple[RateWindow, ...]:
+    """Windows as ``parse_windows`` reads them; empty means none."""
+    return parse_windows(name, raw) if raw else ()
+
+
+def parse_rate_limits(name: str, raw: str) -> RateLimits:
+    """Parse ``label=windows`` entries separated by ``;`` (the labels are checked by ``_check_together``)."""
+    limits: dict[str, tuple[RateWindow, ...]] = {}
+    for entry in filter(None, (e.strip() for e in raw.split(";"))):
+        label, sep, windows = entry.partition("=")
+        label = label.strip()
+        if not sep or not label:
+            raise errors.ConfigError(name, f"{entry!r} is not label=limits, e.g. smtp=50/hour,5/second")
+        if label in limits:
+            raise errors.ConfigError(name, f"{label!r} appears twice")
+        limits[label] = parse_windows(name, windows)
+    return tuple(limits.items())
+
+
+# --- The declarations. ---
+
+_KEY = "reachdbox.setting"
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class Setting:
+    """One environment variable: its default, how it is read, and what it means."""
+
+    #: The default as it would be written in the environment ("" for none).
+    default: str
+    parse: Callable[[str, str], object]
+    #: The row of docs/configuration.md (markdown).
+    doc: str
+    #: Never shown in ``repr`` (nor, through it, in a log line).
+    secret: bool = False
+    #: Its line's value in .env.example, for the settings docker-compose.yml takes
+    #: from ``.env``; None for the others.
+    example: str | None = None
+
+
+def setting(default: str, parse: Parser[T], doc: str, *, secret: bool = False, example: str | None = None) -> T:
+    """Declare one field of ``Settings`` (its type is what ``parse`` returns)."""
+    try:
+        value = parse("default", default)
+    except errors.ConfigError as exc:
+        raise ValueError(f"the default {default!r} is invalid: {exc.message}") from None
+    declared = Setting(default=default, parse=parse, doc=doc, secret=secret, example=example)
+    return dataclasses.field(default=value, repr=not secret, metadata={_KEY: declared})
+
+
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class Settings:
-    """The validated configuration of one process."""
+    """The validated configuration of one process: one field per environment variable (its name in capitals)."""
 
-    app_env: str = "development"
-    database_url: str = "postgresql://postgres@127.0.0.1:5432/reachdbox"
-    redis_url: str = "redis://127.0.0.1:6379/0"
-    #: Prefix of every Redis key and channel, so deployments (and tests) can share a Redis.
-    redis_prefix: str = "reachdbox:"
-    mail_transports: tuple[TransportSpec, ...] = ()
-    mail_from: str = "Reach D. Box <noreply@localhost>"
-    mail_domain: str = "reachdbox.localhost"
-    secret_key: str = dataclasses.field(default="dev-insecure-secret-key", repr=False)
-    devmail_host: str = "127.0.0.1"
-    devmail_port: int = 2525
-    dev_user_email: str = "dev@localhost"
-    worker_concurrency: int = 5
-    worker_heartbeat: float = 2.0
-    worker_stalled_after: float = 10.0
-    worker_shutdown_timeout: float = 30.0
-    worker_poll_interval: float = 5.0
-    schedule_horizon: float = 600.0
-    smtp_timeout: float = 30.0
-    retry_backoff_base: float = 30.0
-    retry_backoff_max: float = 3600.0
-    max_attempts: int = 10
-    #: Consecutive connection failures or timeouts that open a transport's circuit breaker.
-    breaker_threshold: int = 5
-    #: Seconds a breaker stays open before one trial send decides whether it closes.
-    breaker_cooldown: float = 60.0
-    #: Finished Procrastinate jobs older than this are deleted every hour (emails are kept).
-    job_retention_hours: int = 24
-    #: Bearer token that /metrics and /ops/ require when set.
-    ops_token: str = dataclasses.field(default="", repr=False)
-    #: Provider limits per transport label: ``(("smtp", (RateWindow(50, 3600), ...)), ...)``.
-    rate_limits: tuple[tuple[str, tuple[RateWindow, ...]], ...] = ()
-    #: Each user's own limit (every transport together); empty means none.
-    user_rate_limit: tuple[RateWindow, ...] = ()
-    #: Slack added to every window against the jitter between a slot and the send.
-    rate_limit_margin: float = 0.2
-    #: Each user's mail first queues in the user's own lane, paced at the transport's limit, and takes
-    #: a transport slot only when its turn comes: one user's burst cannot push everyone else's mail back.
-    rate_limit_fair_share: bool = True
-    log_level: str = "INFO"
-    log_format: str = "auto"
-    # --- web (issue 3) ---
-    google_oauth_client_id: str = ""
-    google_oauth_client_secret: str = dataclasses.field(default="", repr=False)
-    google_oauth_authorize_url: str = "https://accounts.google.com/o/oauth2/v2/auth"
-    google_oauth_token_url: str = "https://oauth2.googleapis.com/token"
-    google_oauth_userinfo_url: str = "https://openidconnect.googleapis.com/v1/userinfo"
-    #: Who may sign in: these domains and/or these addresses (both empty: anyone, not in production).
-    allowed_email_domains: tuple[str, ...] = ()
-    allowed_emails: tuple[str, ...] = ()
-    #: Requests per user (or per address when signed out) to /api/v1, in the limits library's notation.
-    api_rate_limit: str = "600/minute"
-    #: Largest request body accepted, checked before anything else happens.
-    web_max_request_bytes: int = 16 * 1024 * 1024
-    #: How many reverse proxies in front of the app set X-Forwarded-* (0: trust none).
-    web_trusted_proxies: int = 0
-    #: Most recipients one batch (send to a list) may have.
-    batch_max_recipients: int = 50_000
-    #: Signed-in users who see the operators' page (transports, breakers, workers).
-    operator_emails: tuple[str, ...] = ()
+    app_env: str = setting(
+        "development",
+        choice(*APP_ENVS),
+        "`development`, `test` or `production` (in production the web app refuses a weak `SECRET_KEY` and"
+        " requires Google sign-in).",
+    )
+    database_url: str = setting(
+        "postgresql://postgres@127.0.0.1:5432/reachdbox",
+        url("postgresql", "postgres"),
+        "PostgreSQL: the truth and the queue.",
+    )
+    redis_url: str = setting(
+        "redis://127.0.0.1:6379/0",
+        url("redis", "rediss", "unix"),
+        "Redis: shared rate-limit buckets and live status only.",
+    )
+    redis_prefix: str = setting(
+        "reachdbox:",
+        text,
+        "Prefix of every Redis key and channel, so several deployments (or test runs) can share one Redis.",
+    )
+    mail_transports: tuple[TransportSpec, ...] = setting(
+        "devmail://",
+        transport_chain,
+        "Space-separated transport URLs, tried in order, each optionally labelled (`primary=smtp://…`; the label"
+        " defaults to the scheme, then `smtp-2`…): `smtp://user:pass@host:587?starttls=1`,"
+        " `smtps://user:pass@host:465`, `devmail://`, `console://` (prints headers and body size),"
+        " `jsonl:///abs/path.jsonl` (the offline log; last only). Options: `starttls=1`, `timeout=SECONDS`."
+        " A password over plain `smtp://` to a non-local host is refused; percent-encode `@ / : +` in user names"
+        " and passwords. In docker compose, `devmail://` needs the dev profile (`docker compose --profile dev up`).",
+        example="devmail://",
+    )
+    mail_from: str = setting(
+        "Reach D. Box <noreply@localhost>",
+        address_header,
+        "The `From` header and envelope sender; the signed-in user is the `Reply-To`.",
+        example="Reach D. Box <noreply@example.com>",
+    )
+    mail_domain: str = setting(
+        "reachdbox.localhost",
+        domain,
+        "Right-hand side of every Message-ID: `<EMAIL_ID@MAIL_DOMAIN>`.",
+        example="example.com",
+    )
+    secret_key: str = setting(
+        "dev-insecure-secret-key",
+        text,
+        "Signs the web app's sessions; must be 32+ random characters in production, e.g."
+        ' `python -c "import secrets; print(secrets.token_urlsafe(48))"`.',
+        secret=True,
+        example="",
+    )
+    devmail_addr: tuple[str, int] = setting(
+        "127.0.0.1:2525", host_port, "Where the dev mailbox listens and `devmail://` sends."
+    )
+    dev_user_email: str = setting(
+        "dev@localhost", text, "The local user of the dev login and the CLI's default `--owner`."
+    )
+    worker_concurrency: int = setting(
+        "5", integer(1, 500), "Parallel sends per worker process (`--concurrency` overrides)."
+    )
+    worker_heartbeat: float = setting("2", seconds(0.5, 60), "Seconds between a worker's heartbeats.")
+    worker_stalled_after: float = setting(
+        "10",
+        seconds(2, 3600),
+        "Seconds without a heartbeat before a worker counts as dead and its work is recovered"
+        " (more than twice `WORKER_HEARTBEAT`).",
+    )
+    worker_shutdown_timeout: float = setting(
+        "30",
+        seconds(0, 3600),
+        "On SIGTERM, how long in-flight sends may take before they are aborted (and recovered).",
+    )
+    worker_poll_interval: float = setting(
+        "5",
+        seconds(0.05, 60),
+        "Fallback poll; workers normally wake on notifications and at the next job's due time.",
+    )
+    schedule_horizon: float = setting(
+        "600",
+        seconds(30, 86400),
+        "Seconds ahead within which an email holds a queue job; later ones are promoted when they come near.",
+    )
+    smtp_timeout: float = setting(
+        "30", seconds(0.1, 600), "Seconds allowed for the connection and for each SMTP command."
+    )
+    retry_backoff_base: float = setting(
+        "30",
+        seconds(0.01, 86400),
+        "First retry wait after a temporary failure; doubles each attempt, with jitter.",
+    )
+    retry_backoff_max: float = setting(
+        "3600", seconds(0.01, 7 * 86400), "Longest retry wait (not below `RETRY_BACKOFF_BASE`)."
+    )
+    max_attempts: int = setting(
+        "10",
+        integer(1, 100),
+        "Attempts before a temporarily failing email is marked `failed`. An attempt is a try at the provider:"
+        " waiting for a rate-limit slot or for Redis does not count.",
+    )
+    rate_limits: RateLimits = setting(
+        "",
+        parse_rate_limits,
+        "Provider limits per transport label, enforced across every worker: `label=LIMIT[,LIMIT…]` entries"
+        " separated by `;`, e.g. `primary=50/hour,5/second;backup=2000/day`. A LIMIT is `N/UNIT` or `N/kUNIT`"
+        " (`20/10s`, `100/15m`), units `s`, `m`, `h`, `d` (or `second`, `minute`, `hour`, `day`). Each label must"
+        " be one of `MAIL_TRANSPORTS`. Empty: no limit.",
+    )
+    user_rate_limit: tuple[RateWindow, ...] = setting(
+        "",
+        optional_windows,
+        "Each user's own limit, over all transports together, same LIMIT syntax: `500/day` or"
+        " `500/day,50/hour`. Empty: no limit.",
+    )
+    rate_limit_fair_share: bool = setting(
+        "1",
+        flag,
+        "`1`: each user's mail queues in the user's own lane, paced at the transport's limit, and goes to the"
+        " provider when its turn comes and the provider's windows allow, so one user's burst of 10,000 never"
+        " pushes another user's email back by more than about one window. `0`: one queue for everyone, provider"
+        " slots reserved ahead in arrival order.",
+    )
+    rate_limit_margin: float = setting(
+        "0.2",
+        seconds(0.01, 60),
+        "Seconds added to every limit window (at most 5% of it), so the jitter between a reserved slot and the"
+        " provider's own clock cannot push a window over.",
+    )
+    breaker_threshold: int = setting(
+        "5",
+        integer(1, 1000),
+        "Provider failures in a row (refused connection, timeout, 421, lost connection) that open a transport's"
+        " circuit breaker.",
+    )
+    breaker_cooldown: float = setting(
+        "60",
+        seconds(0.1, 86400),
+        "Seconds an open breaker is skipped before one trial send decides whether it closes.",
+    )
+    job_retention_hours: int = setting(
+        "24",
+        integer(1, 24 * 366),
+        "Finished Procrastinate jobs (failed, cancelled, aborted) older than this are deleted hourly; succeeded"
+        " ones at once. Emails and their timelines are kept.",
+    )
+    ops_token: str = setting(
+        "",
+        token,
+        "When set (16+ characters), `/metrics` and `/ops/status` require `Authorization: Bearer OPS_TOKEN`; when"
+        " empty they are open (keep them off the internet).",
+        secret=True,
+        example="",
+    )
+    log_level: str = setting(
+        "INFO", choice("DEBUG", "INFO", "WARNING", "ERROR"), "`DEBUG`, `INFO`, `WARNING` or `ERROR`."
+    )
+    log_format: str = setting(
+        "auto",
+        choice("auto", "json", "console"),
+        "`json`, `console`, or `auto` (console on a terminal, JSON otherwise).",
+    )
+    google_oauth_client_id: str = setting(
+        "",
+        text,
+        "Google OAuth client for sign-in (console.cloud.google.com > APIs & Services > Credentials > OAuth client"
+        ' ID, "Web application", redirect URI `https://YOUR_HOST/auth/google/authorized`). Empty: the dev login is'
+        " offered instead; in production the web app refuses to start (workers and the CLI do not need it).",
+        example="",
+    )
+    google_oauth_client_secret: str = setting("", text, "Its secret; set both or neither.", secret=True, example="")
+    google_oauth_authorize_url: str = setting(
+        "https://accounts.google.com/o/oauth2/v2/auth",
+        url("https", "http"),
+        "Where sign-in sends the browser (tests point it at a local provider). This and the next two are"
+        " `https://` in production.",
+    )
+    google_oauth_token_url: str = setting(
+        "https://oauth2.googleapis.com/token",
+        url("https", "http"),
+        "Where the code is exchanged for a token.",
+    )
+    google_oauth_userinfo_url: str = setting(
+        "https://openidconnect.googleapis.com/v1/userinfo",
+        url("https", "http"),
+        "Where the verified email and name are read (`email_verified` must be true).",
+    )
+    allowed_email_domains: tuple[str, ...] = setting(
+        "",
+        comma_list(_DOMAIN, "a domain name"),
+        "Comma-separated domains whose users may sign in. The web app requires it (or `ALLOWED_EMAILS`) in"
+        " production; both empty (development): anyone.",
+        example="",
+    )
+    allowed_emails: tuple[str, ...] = setting(
+        "",
+        comma_list(_EMAIL, "an email address"),
+        "Comma-separated addresses that may sign in, whatever their domain.",
+        example="",
+    )
+    api_rate_limit: str = setting(
+        "600/minute",
+        api_rate,
+        "Requests to `/api/v1`, and to each page route that changes something (sign-out, tokens, an email's"
+        " actions), per user (per address when signed out), e.g. `10/second;600/hour`; over it: 429 with"
+        " `Retry-After`. Counted in Redis, in memory if Redis is down.",
+    )
+    web_max_request_bytes: int = setting(
+        "16777216",
+        integer(1024, 1024**3),
+        "Largest request body; a bigger one is 413 before anything else happens.",
+    )
+    web_trusted_proxies: int = setting(
+        "0",
+        integer(0, 5),
+        "Reverse proxies in front of the app whose `X-Forwarded-*` headers are trusted (set it behind TLS"
+        " termination so cookies are `Secure` and OAuth sees `https`): `1` behind one proxy.",
+        example="0",
+    )
+    batch_max_recipients: int = setting("50000", integer(1, 1_000_000), 'Most recipients in one "send to a list".')
+    operator_emails: tuple[str, ...] = setting(
+        "",
+        comma_list(_EMAIL, "an email address"),
+        "Comma-separated addresses of signed-in users who see the **Operators** page (counts, each transport's"
+        " circuit breaker in chain order, workers alive); outside production the dev user sees it too. Anyone"
+        " else gets 404.",
+        example="",
+    )
+    web_bind: str = setting("127.0.0.1:8000", text, "Where gunicorn listens (`gunicorn.conf.py`).")
+    web_workers: int = setting("2", integer(1, 256), "gunicorn's worker processes.")
+    web_threads: int = setting(
+        "16",
+        integer(1, 1000),
+        "Threads of each gunicorn worker; an open live-status stream holds one.",
+    )
+
+    @property
+    def devmail_host(self) -> str:
+        """Return the host of ``DEVMAIL_ADDR``."""
+        return self.devmail_addr[0]
+
+    @property
+    def devmail_port(self) -> int:
+        """Return the port of ``DEVMAIL_ADDR``."""
+        return self.devmail_addr[1]
 
     @property
     def google_login(self) -> bool:
@@ -167,246 +562,64 @@ class Settings:
         return parseaddr(self.mail_from)[1]
 
 
-def _int(name: str, raw: str, low: int, high: int) -> int:
-    try:
-        value = int(raw)
-    except ValueError:
-        raise errors.ConfigError(name, f"must be an integer, got {raw!r}") from None
-    if not low <= value <= high:
-        raise errors.ConfigError(name, f"must be between {low} and {high}, got {value}")
-    return value
+#: Every setting by its environment name, in the order of the reference.
+SETTINGS: Mapping[str, Setting] = {
+    field.name.upper(): field.metadata[_KEY] for field in dataclasses.fields(Settings) if _KEY in field.metadata
+}
 
 
-def _seconds(name: str, raw: str, low: float, high: float) -> float:
-    try:
-        value = float(raw)
-    except ValueError:
-        raise errors.ConfigError(name, f"must be a number of seconds, got {raw!r}") from None
-    if not low <= value <= high:
-        raise errors.ConfigError(name, f"must be between {low} and {high} seconds, got {value}")
-    return value
+def default(name: str) -> str:
+    """Return a setting's default as written in the environment (for scripts that run before ``load``)."""
+    return SETTINGS[name].default
 
 
-def _url(name: str, raw: str, schemes: tuple[str, ...]) -> str:
-    parsed = urllib.parse.urlsplit(raw)
-    if parsed.scheme not in schemes:
-        raise errors.ConfigError(name, f"must be a URL starting with {' or '.join(s + '://' for s in schemes)}")
-    return raw
+# --- Loading and the rules between settings. ---
 
 
-def parse_transports(raw: str) -> tuple[TransportSpec, ...]:
-    """Parse MAIL_TRANSPORTS: space-separated ``[label=]URL`` entries, tried in order."""
-    specs: list[TransportSpec] = []
-    for entry in raw.split():
-        label, url = "", entry
-        if match := _LABELLED.fullmatch(entry):
-            label, url = match[1], match[2]
-        spec = parse_transport(url)
-        if not label:
-            label = spec.scheme
-            taken = {s.label for s in specs}
-            n = 2
-            while label in taken:
-                label, n = f"{spec.scheme}-{n}", n + 1
-        if label in {s.label for s in specs}:
-            raise errors.ConfigError("MAIL_TRANSPORTS", f"the label {label!r} is used twice")
-        specs.append(dataclasses.replace(spec, label=label))
-    if not specs:
-        raise errors.ConfigError("MAIL_TRANSPORTS", "needs at least one transport")
-    if any(spec.offline for spec in specs[:-1]):
-        raise errors.ConfigError("MAIL_TRANSPORTS", "jsonl:// (the offline log) can only be the last transport")
-    return tuple(specs)
+def load(environ: Mapping[str, str] | None = None) -> Settings:
+    """Read and check every setting from ``environ`` (default: ``os.environ``); unset or blank means the default."""
+    env = os.environ if environ is None else environ
+    values: dict[str, Any] = {}
+    for name, declared in SETTINGS.items():
+        raw = (env.get(name) or "").strip() or declared.default
+        values[name.lower()] = declared.parse(name, raw)
+    settings = Settings(**values)
+    _check_together(settings)
+    return settings
 
 
-def parse_transport(raw: str) -> TransportSpec:
-    """Parse one transport URL such as ``smtp://user:pass@host:587?starttls=1``."""
-    parsed = urllib.parse.urlsplit(raw)
-    scheme = parsed.scheme
-    if scheme not in TRANSPORT_SCHEMES:
-        raise errors.ConfigError(
-            "MAIL_TRANSPORTS",
-            f"unknown transport {scheme + '://' if scheme else raw!r}; "
-            f"use one of {', '.join(s + '://' for s in TRANSPORT_SCHEMES)}",
-        )
-    if scheme in ("devmail", "console"):
-        if parsed.netloc or parsed.path or parsed.query:
-            raise errors.ConfigError("MAIL_TRANSPORTS", f"{scheme}:// takes no host, path or options")
-        return TransportSpec(scheme=scheme, label=scheme)
-    if scheme == "jsonl":
-        if parsed.netloc or not parsed.path.startswith("/") or parsed.path.endswith("/") or parsed.query:
-            raise errors.ConfigError(
-                "MAIL_TRANSPORTS",
-                f"jsonl:// needs an absolute file path, e.g. jsonl:///var/lib/reachdbox/offline.jsonl; got {raw!r}",
-            )
-        return TransportSpec(scheme=scheme, label=scheme, path=urllib.parse.unquote(parsed.path))
-    if not parsed.hostname:
-        raise errors.ConfigError("MAIL_TRANSPORTS", f"{scheme}:// needs a host")
-    try:
-        port = parsed.port or (465 if scheme == "smtps" else 25)
-    except ValueError:
-        raise errors.ConfigError("MAIL_TRANSPORTS", f"{scheme}:// has an invalid port") from None
-    query = dict(urllib.parse.parse_qsl(parsed.query))
-    unknown = set(query) - {"starttls", "timeout"}
-    if unknown:
-        raise errors.ConfigError("MAIL_TRANSPORTS", f"unknown option(s) {', '.join(sorted(unknown))}")
-    starttls = query.get("starttls", "0").lower() in ("1", "true", "yes", "on")
-    if starttls and scheme == "smtps":
-        raise errors.ConfigError("MAIL_TRANSPORTS", "smtps:// is already TLS; drop ?starttls")
-    timeout = _seconds("MAIL_TRANSPORTS", query["timeout"], 0.1, 600) if "timeout" in query else None
-    if parsed.password and scheme == "smtp" and not starttls and parsed.hostname not in _LOOPBACK:
-        raise errors.ConfigError(
-            "MAIL_TRANSPORTS",
-            f"smtp://{parsed.hostname} would send the password in clear text; add ?starttls=1 or use smtps://",
-        )
-    return TransportSpec(
-        scheme=scheme,
-        label=scheme,
-        host=parsed.hostname,
-        port=port,
-        username=urllib.parse.unquote(parsed.username) if parsed.username else None,
-        password=urllib.parse.unquote(parsed.password) if parsed.password else None,
-        starttls=starttls,
-        timeout=timeout,
-    )
-
-
-def parse_windows(name: str, raw: str) -> tuple[RateWindow, ...]:
-    """Parse comma-separated windows such as ``50/hour,5/second`` or ``20/10s``."""
-    windows: list[RateWindow] = []
-    for part in raw.split(","):
-        match = _WINDOW.fullmatch(part.strip().lower())
-        if not match or match[3] not in _UNITS:
-            raise errors.ConfigError(
-                name, f"{part.strip()!r} is not a limit like 50/hour, 5/second or 20/10s (units: s, m, h, d)"
-            )
-        count, seconds = int(match[1]), float(match[2] or 1) * _UNITS[match[3]]
-        if count < 1 or not 0.01 <= seconds <= 31 * 86400:
-            raise errors.ConfigError(name, f"{part.strip()!r}: need at least 1 send per 0.01 s to 31 days")
-        windows.append(RateWindow(count, seconds))
-    if len({w.seconds for w in windows}) != len(windows):
-        raise errors.ConfigError(name, f"{raw!r} names the same window twice")
-    return tuple(windows)
-
-
-RateLimits = tuple[tuple[str, tuple[RateWindow, ...]], ...]
-
-
-def _flag(name: str, raw: str) -> bool:
-    value = raw.strip().lower()
-    if value in ("1", "true", "yes", "on"):
-        return True
-    if value in ("0", "false", "no", "off"):
-        return False
-    raise errors.ConfigError(name, f"must be 1 or 0 (true/false, yes/no, on/off), got {raw!r}")
-
-
-def parse_rate_limits(raw: str, transports: tuple[TransportSpec, ...]) -> RateLimits:
-    """Parse RATE_LIMITS: ``label=windows`` entries separated by ``;``."""
-    labels = [t.label for t in transports]
-    limits: dict[str, tuple[RateWindow, ...]] = {}
-    for entry in filter(None, (e.strip() for e in raw.split(";"))):
-        label, sep, windows = entry.partition("=")
-        label = label.strip()
-        if not sep or not label:
-            raise errors.ConfigError("RATE_LIMITS", f"{entry!r} is not label=limits, e.g. smtp=50/hour,5/second")
+def _check_together(settings: Settings) -> None:
+    """Check the rules that tie settings together, for every process."""
+    if settings.worker_stalled_after <= 2 * settings.worker_heartbeat:
+        raise errors.ConfigError("WORKER_STALLED_AFTER", "must be more than twice WORKER_HEARTBEAT")
+    if settings.retry_backoff_max < settings.retry_backoff_base:
+        raise errors.ConfigError("RETRY_BACKOFF_MAX", "must not be below RETRY_BACKOFF_BASE")
+    labels = [spec.label for spec in settings.mail_transports]
+    for label, _ in settings.rate_limits:
         if label not in labels:
             raise errors.ConfigError(
                 "RATE_LIMITS", f"no transport is labelled {label!r}; MAIL_TRANSPORTS labels: {', '.join(labels)}"
             )
-        if label in limits:
-            raise errors.ConfigError("RATE_LIMITS", f"{label!r} appears twice")
-        limits[label] = parse_windows("RATE_LIMITS", windows)
-    return tuple(limits.items())
 
 
-def _mail_from(raw: str) -> str:
-    if "\r" in raw or "\n" in raw:
-        raise errors.ConfigError("MAIL_FROM", "must not contain a line break")
-    name, addr = parseaddr(raw)
-    if "@" not in addr:
-        raise errors.ConfigError("MAIL_FROM", f"must be an address like 'Name <noreply@example.com>', got {raw!r}")
-    try:
-        Address(display_name=name, addr_spec=addr)
-    except (ValueError, IndexError) as exc:
-        raise errors.ConfigError("MAIL_FROM", f"is not a valid address: {exc}") from None
-    return raw
+def validate_for_web(settings: Settings) -> None:
+    """Check the web app's own rules; only the web calls this (workers and the CLI sign nobody in).
 
-
-def _ops_token(raw: str) -> str:
-    if raw and len(raw) < 16:
-        raise errors.ConfigError("OPS_TOKEN", "must be at least 16 characters (or empty to leave /metrics open)")
-    return raw
-
-
-def _hostport(name: str, raw: str) -> tuple[str, int]:
-    host, _, port = raw.rpartition(":")
-    if not host:
-        raise errors.ConfigError(name, f"must be HOST:PORT, got {raw!r}")
-    return host, _int(name, port, 1, 65535)
-
-
-def _csv(name: str, raw: str, check: re.Pattern[str], what: str) -> tuple[str, ...]:
-    items = tuple(item.strip().lower() for item in raw.split(",") if item.strip())
-    for item in items:
-        if not check.fullmatch(item):
-            raise errors.ConfigError(name, f"{item!r} is not {what}")
-    return items
-
-
-_EMAIL = re.compile(r"[^@\s,]+@[^@\s,]+")
-_ONE_RATE = r"\d+\s*(/|per)\s*\d*\s*(second|minute|hour|day)s?"
-_RATE = re.compile(rf"{_ONE_RATE}(\s*[;,]\s*{_ONE_RATE})*")
-
-
-def _web(env_get: Any, d: Settings, app_env: str) -> dict[str, Any]:
-    """Read and check the web app's settings (sign-in, API limits)."""
-    client_id = env_get("GOOGLE_OAUTH_CLIENT_ID", d.google_oauth_client_id)
-    client_secret = env_get("GOOGLE_OAUTH_CLIENT_SECRET", d.google_oauth_client_secret)
-    if bool(client_id) != bool(client_secret):
-        missing = "GOOGLE_OAUTH_CLIENT_SECRET" if client_id else "GOOGLE_OAUTH_CLIENT_ID"
-        raise errors.ConfigError(missing, "must be set together with the other Google OAuth setting")
-    urls = {
-        key: _url(name, env_get(name, getattr(d, key)), ("https", "http"))
-        for key, name in (
-            ("google_oauth_authorize_url", "GOOGLE_OAUTH_AUTHORIZE_URL"),
-            ("google_oauth_token_url", "GOOGLE_OAUTH_TOKEN_URL"),
-            ("google_oauth_userinfo_url", "GOOGLE_OAUTH_USERINFO_URL"),
-        )
-    }
-    if app_env == "production":
-        for key, url in urls.items():
-            if not url.startswith("https://"):
-                raise errors.ConfigError(key.upper(), "must be an https:// URL in production")
-    domains = _csv("ALLOWED_EMAIL_DOMAINS", env_get("ALLOWED_EMAIL_DOMAINS", ""), _DOMAIN, "a domain name")
-    emails = _csv("ALLOWED_EMAILS", env_get("ALLOWED_EMAILS", ""), _EMAIL, "an email address")
-    rate = env_get("API_RATE_LIMIT", d.api_rate_limit)
-    if not _RATE.fullmatch(rate):
-        raise errors.ConfigError("API_RATE_LIMIT", f"must look like '600/minute' or '10/second;600/hour', got {rate!r}")
-    return {
-        "google_oauth_client_id": client_id,
-        "google_oauth_client_secret": client_secret,
-        **urls,
-        "allowed_email_domains": domains,
-        "allowed_emails": emails,
-        "api_rate_limit": rate,
-        "web_max_request_bytes": _int(
-            "WEB_MAX_REQUEST_BYTES", env_get("WEB_MAX_REQUEST_BYTES", d.web_max_request_bytes), 1024, 1024**3
-        ),
-        "web_trusted_proxies": _int("WEB_TRUSTED_PROXIES", env_get("WEB_TRUSTED_PROXIES", d.web_trusted_proxies), 0, 5),
-        "batch_max_recipients": _int(
-            "BATCH_MAX_RECIPIENTS", env_get("BATCH_MAX_RECIPIENTS", d.batch_max_recipients), 1, 1_000_000
-        ),
-        "operator_emails": _csv("OPERATOR_EMAILS", env_get("OPERATOR_EMAILS", ""), _EMAIL, "an email address"),
-    }
-
-
-def require_web_sign_in(settings: Settings) -> None:
-    """Refuse to serve the web app in production without Google sign-in and an allow-list.
-
-    Only the web calls this: workers and the CLI never sign anyone in.
+    Google OAuth needs its client id and secret together, always. In production
+    the web also refuses a weak session key, plain-http OAuth endpoints, no
+    Google sign-in (the dev login exists only outside production) and no
+    allow-list (any Google account could sign in).
     """
+    if bool(settings.google_oauth_client_id) != bool(settings.google_oauth_client_secret):
+        missing = "GOOGLE_OAUTH_CLIENT_SECRET" if settings.google_oauth_client_id else "GOOGLE_OAUTH_CLIENT_ID"
+        raise errors.ConfigError(missing, "must be set together with the other Google OAuth setting")
     if settings.app_env != "production":
         return
+    if settings.secret_key == default("SECRET_KEY") or len(settings.secret_key) < 32:
+        raise errors.ConfigError("SECRET_KEY", "must be set to a random value of 32+ characters in production")
+    for name in ("GOOGLE_OAUTH_AUTHORIZE_URL", "GOOGLE_OAUTH_TOKEN_URL", "GOOGLE_OAUTH_USERINFO_URL"):
+        if not getattr(settings, name.lower()).startswith("https://"):
+            raise errors.ConfigError(name, "must be an https:// URL in production")
     if not settings.google_login:
         raise errors.ConfigError(
             "GOOGLE_OAUTH_CLIENT_ID", "must be set in production (the dev login exists only outside production)"
@@ -417,75 +630,66 @@ def require_web_sign_in(settings: Settings) -> None:
         )
 
 
-def load(environ: Mapping[str, str] | None = None) -> Settings:
-    """Read and validate every setting from ``environ`` (default: ``os.environ``)."""
-    env = os.environ if environ is None else environ
-    d = Settings()
+# --- The generated files. ---
 
-    def get(name: str, default: object) -> str:
-        value = env.get(name)
-        return str(default) if value is None or value.strip() == "" else value.strip()
+DOCS_COMMAND = "python -m tasks.core.config --docs > docs/configuration.md"
+ENV_EXAMPLE_COMMAND = "python -m tasks.core.config --env-example > .env.example"
 
-    app_env = get("APP_ENV", d.app_env)
-    if app_env not in APP_ENVS:
-        raise errors.ConfigError("APP_ENV", f"must be one of {', '.join(APP_ENVS)}, got {app_env!r}")
-    secret_key = get("SECRET_KEY", d.secret_key)
-    if app_env == "production" and (secret_key == d.secret_key or len(secret_key) < 32):
-        raise errors.ConfigError("SECRET_KEY", "must be set to a random value of 32+ characters in production")
-    transports = parse_transports(get("MAIL_TRANSPORTS", "devmail://"))
-    devmail_host, devmail_port = _hostport("DEVMAIL_ADDR", get("DEVMAIL_ADDR", f"{d.devmail_host}:{d.devmail_port}"))
-    log_level = get("LOG_LEVEL", d.log_level).upper()
-    if log_level not in ("DEBUG", "INFO", "WARNING", "ERROR"):
-        raise errors.ConfigError("LOG_LEVEL", f"must be DEBUG, INFO, WARNING or ERROR, got {log_level!r}")
-    log_format = get("LOG_FORMAT", d.log_format).lower()
-    if log_format not in ("auto", "json", "console"):
-        raise errors.ConfigError("LOG_FORMAT", f"must be auto, json or console, got {log_format!r}")
-    user_limit = get("USER_RATE_LIMIT", "")
-    mail_domain = get("MAIL_DOMAIN", d.mail_domain)
-    if not _DOMAIN.fullmatch(mail_domain):
-        raise errors.ConfigError("MAIL_DOMAIN", f"must be a domain name, got {mail_domain!r}")
-    settings = Settings(
-        app_env=app_env,
-        database_url=_url("DATABASE_URL", get("DATABASE_URL", d.database_url), ("postgresql", "postgres")),
-        redis_url=_url("REDIS_URL", get("REDIS_URL", d.redis_url), ("redis", "rediss", "unix")),
-        redis_prefix=get("REDIS_PREFIX", d.redis_prefix),
-        mail_transports=transports,
-        mail_from=_mail_from(get("MAIL_FROM", d.mail_from)),
-        mail_domain=mail_domain,
-        secret_key=secret_key,
-        devmail_host=devmail_host,
-        devmail_port=devmail_port,
-        dev_user_email=get("DEV_USER_EMAIL", d.dev_user_email),
-        worker_concurrency=_int("WORKER_CONCURRENCY", get("WORKER_CONCURRENCY", d.worker_concurrency), 1, 500),
-        worker_heartbeat=_seconds("WORKER_HEARTBEAT", get("WORKER_HEARTBEAT", d.worker_heartbeat), 0.5, 60),
-        worker_stalled_after=_seconds(
-            "WORKER_STALLED_AFTER", get("WORKER_STALLED_AFTER", d.worker_stalled_after), 2, 3600
-        ),
-        worker_shutdown_timeout=_seconds(
-            "WORKER_SHUTDOWN_TIMEOUT", get("WORKER_SHUTDOWN_TIMEOUT", d.worker_shutdown_timeout), 0, 3600
-        ),
-        worker_poll_interval=_seconds(
-            "WORKER_POLL_INTERVAL", get("WORKER_POLL_INTERVAL", d.worker_poll_interval), 0.05, 60
-        ),
-        schedule_horizon=_seconds("SCHEDULE_HORIZON", get("SCHEDULE_HORIZON", d.schedule_horizon), 30, 86400),
-        smtp_timeout=_seconds("SMTP_TIMEOUT", get("SMTP_TIMEOUT", d.smtp_timeout), 0.1, 600),
-        retry_backoff_base=_seconds("RETRY_BACKOFF_BASE", get("RETRY_BACKOFF_BASE", d.retry_backoff_base), 0.01, 86400),
-        retry_backoff_max=_seconds("RETRY_BACKOFF_MAX", get("RETRY_BACKOFF_MAX", d.retry_backoff_max), 0.01, 7 * 86400),
-        max_attempts=_int("MAX_ATTEMPTS", get("MAX_ATTEMPTS", d.max_attempts), 1, 100),
-        breaker_threshold=_int("BREAKER_THRESHOLD", get("BREAKER_THRESHOLD", d.breaker_threshold), 1, 1000),
-        breaker_cooldown=_seconds("BREAKER_COOLDOWN", get("BREAKER_COOLDOWN", d.breaker_cooldown), 0.1, 86400),
-        job_retention_hours=_int("JOB_RETENTION_HOURS", get("JOB_RETENTION_HOURS", d.job_retention_hours), 1, 24 * 366),
-        ops_token=_ops_token(env.get("OPS_TOKEN", "").strip()),
-        rate_limits=parse_rate_limits(get("RATE_LIMITS", ""), transports),
-        user_rate_limit=parse_windows("USER_RATE_LIMIT", user_limit) if user_limit else (),
-        rate_limit_margin=_seconds("RATE_LIMIT_MARGIN", get("RATE_LIMIT_MARGIN", d.rate_limit_margin), 0.01, 60),
-        rate_limit_fair_share=_flag("RATE_LIMIT_FAIR_SHARE", get("RATE_LIMIT_FAIR_SHARE", "1")),
-        log_level=log_level,
-        log_format=log_format,
-        **_web(get, d, app_env),
-    )
-    if settings.worker_stalled_after <= 2 * settings.worker_heartbeat:
-        raise errors.ConfigError("WORKER_STALLED_AFTER", "must be more than twice WORKER_HEARTBEAT")
-    if settings.retry_backoff_max < settings.retry_backoff_base:
-        raise errors.ConfigError("RETRY_BACKOFF_MAX", "must not be below RETRY_BACKOFF_BASE")
-    return settings
+
+def render_docs() -> str:
+    """Return docs/configuration.md: every setting, its default and its meaning."""
+    lines = [
+        "# Configuration",
+        "",
+        f"Generated from the declarations in `tasks/core/config.py` by `make config-docs` (`{DOCS_COMMAND}`);"
+        " change them there, not here.",
+        "",
+        "Every setting is an environment variable, read and checked in one place, `tasks/core/config.py`."
+        " Unset or blank means the default. An invalid value stops the process at start with a message naming"
+        " the setting (exit code 2). The web app's own rules (Google sign-in set up in pairs; in production a"
+        " real `SECRET_KEY`, `https://` OAuth endpoints, Google sign-in and an allow-list) stop only the web app:"
+        " workers and the CLI do not need them. gunicorn reads the `WEB_BIND`, `WEB_WORKERS` and `WEB_THREADS`"
+        " settings in `gunicorn.conf.py`.",
+        "",
+        "| Setting | Default | Meaning |",
+        "|---|---|---|",
+    ]
+    for name, declared in SETTINGS.items():
+        shown = f"`{declared.default}`" if declared.default else "*(empty)*"
+        meaning = declared.doc.replace("|", "\\|")
+        lines.append(f"| `{name}` | {shown} | {meaning} |")
+    return "\n".join(lines) + "\n"
+
+
+def render_env_example() -> str:
+    """Return .env.example: the settings docker-compose.yml takes from ``.env``, each with its meaning."""
+    out = [
+        "# Copy to .env (never commit it) and fill in; docker compose reads it.",
+        f"# Generated by `make config-docs` ({ENV_EXAMPLE_COMMAND});",
+        "# every setting is described in docs/configuration.md.",
+        "",
+        "# PostgreSQL's password (the postgres service creates the reachdbox user with it).",
+        "POSTGRES_PASSWORD=",
+    ]
+    for name, declared in SETTINGS.items():
+        if declared.example is None:
+            continue
+        plain = re.sub(r"`|\*\*", "", declared.doc)
+        out += ["", *textwrap.wrap(plain, width=98, initial_indent="# ", subsequent_indent="# ")]
+        out.append(f"{name}={declared.example}")
+    return "\n".join(out) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Print one generated file (``make config-docs`` writes both)."""
+    parser = argparse.ArgumentParser(prog="python -m tasks.core.config", description=main.__doc__)
+    which = parser.add_mutually_exclusive_group(required=True)
+    which.add_argument("--docs", action="store_true", help="print docs/configuration.md")
+    which.add_argument("--env-example", action="store_true", help="print .env.example")
+    args = parser.parse_args(argv)
+    sys.stdout.write(render_docs() if args.docs else render_env_example())
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

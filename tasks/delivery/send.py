@@ -1,8 +1,10 @@
-"""The send task: one job, one attempt (the status machine: docs/how-it-works.md).
+"""The send task: one job, one attempt.
 
 claim (guarded UPDATE) -> pick a transport (the chain, its breakers) -> rate-limit
 slot -> MAIL, RCPT -> commit data_started_at -> DATA -> sent | failed | uncertain |
 offline | back to scheduled with a NEW job (backoff, reserved slot, breaker trial).
+Which status may follow which is enforced for every writer, psql included, by
+the trigger ``emails_guard_update`` (its latest definition is in sql/migrations/).
 """
 
 from __future__ import annotations

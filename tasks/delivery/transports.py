@@ -1,4 +1,8 @@
-"""Mail transports: where a worker hands a message over, and what the reply means.
+"""Mail transports: what ``MAIL_TRANSPORTS`` names, where a worker hands a message over, and what the reply means.
+
+``parse_transports`` reads the setting's URLs into ``TransportSpec`` entries
+(``tasks.core.config`` calls it when it loads the settings); ``build`` makes
+each entry a transport: SMTP, the console, or the offline log (``jsonl://``).
 
 A transport either returns a ``Delivery`` or raises one of the ``SendError``
 kinds below; the send task turns those into the email's next status. The line
@@ -13,16 +17,154 @@ what its circuit breaker counts.
 from __future__ import annotations
 
 import asyncio
+import base64
 import dataclasses
+import datetime as dt
 import email.parser
 import email.policy
+import json
+import os
+import re
 import sys
+import urllib.parse
 from collections.abc import Awaitable, Callable
-from typing import Protocol
+from typing import Any, Protocol
 
 import aiosmtplib
 
-from tasks.core.config import Settings, TransportSpec
+from tasks.core import errors
+
+#: The schemes ``MAIL_TRANSPORTS`` accepts. ``jsonl://`` is the offline log: it may
+#: only end the chain, since the mailer uses it only when every transport before
+#: it is unavailable (tasks/delivery/mailer.py).
+TRANSPORT_SCHEMES = ("smtp", "smtps", "devmail", "console", "jsonl")
+_SETTING = "MAIL_TRANSPORTS"
+_LABELLED = re.compile(r"([a-z][a-z0-9_-]{0,30})=([a-z]+://.*)")
+#: Hosts a password may reach over plain ``smtp://`` (it never leaves the machine).
+_LOOPBACK = ("localhost", "127.0.0.1", "::1")
+_TRUE = ("1", "true", "yes", "on")
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class TransportSpec:
+    """One entry of ``MAIL_TRANSPORTS``, parsed; ``repr`` never shows the password."""
+
+    scheme: str
+    #: Short name for rate limits, breakers and metrics: ``primary=smtp://…`` in
+    #: MAIL_TRANSPORTS, else the scheme (``smtp``, then ``smtp-2`` for a second one).
+    label: str = ""
+    host: str = ""
+    port: int = 0
+    username: str | None = None
+    password: str | None = dataclasses.field(default=None, repr=False)
+    starttls: bool = False
+    #: Per-transport SMTP timeout override (seconds), ``?timeout=``.
+    timeout: float | None = None
+    #: The file of ``jsonl:///path`` (an absolute path).
+    path: str = ""
+
+    @property
+    def offline(self) -> bool:
+        """Tell whether this is the offline log (used only when every real transport is down)."""
+        return self.scheme == "jsonl"
+
+    @property
+    def name(self) -> str:
+        """Name the transport in logs, events and metrics (no credentials)."""
+        if self.scheme in ("devmail", "console"):
+            return f"{self.scheme}://"
+        if self.scheme == "jsonl":
+            return f"jsonl://{self.path}"
+        user = f"{self.username}@" if self.username else ""
+        return f"{self.scheme}://{user}{self.host}:{self.port}"
+
+
+def parse_transports(raw: str) -> tuple[TransportSpec, ...]:
+    """Parse MAIL_TRANSPORTS: space-separated ``[label=]URL`` entries, tried in order."""
+    specs: list[TransportSpec] = []
+    for entry in raw.split():
+        label, url = "", entry
+        if match := _LABELLED.fullmatch(entry):
+            label, url = match[1], match[2]
+        spec = parse_transport(url)
+        if not label:
+            label = spec.scheme
+            taken = {s.label for s in specs}
+            n = 2
+            while label in taken:
+                label, n = f"{spec.scheme}-{n}", n + 1
+        if label in {s.label for s in specs}:
+            raise errors.ConfigError(_SETTING, f"the label {label!r} is used twice")
+        specs.append(dataclasses.replace(spec, label=label))
+    if not specs:
+        raise errors.ConfigError(_SETTING, "needs at least one transport")
+    if any(spec.offline for spec in specs[:-1]):
+        raise errors.ConfigError(_SETTING, "jsonl:// (the offline log) can only be the last transport")
+    return tuple(specs)
+
+
+def parse_transport(raw: str) -> TransportSpec:
+    """Parse one transport URL such as ``smtp://user:pass@host:587?starttls=1``."""
+    parsed = urllib.parse.urlsplit(raw)
+    scheme = parsed.scheme
+    if scheme not in TRANSPORT_SCHEMES:
+        raise errors.ConfigError(
+            _SETTING,
+            f"unknown transport {scheme + '://' if scheme else raw!r}; "
+            f"use one of {', '.join(s + '://' for s in TRANSPORT_SCHEMES)}",
+        )
+    if scheme in ("devmail", "console"):
+        if parsed.netloc or parsed.path or parsed.query:
+            raise errors.ConfigError(_SETTING, f"{scheme}:// takes no host, path or options")
+        return TransportSpec(scheme=scheme, label=scheme)
+    if scheme == "jsonl":
+        if parsed.netloc or not parsed.path.startswith("/") or parsed.path.endswith("/") or parsed.query:
+            raise errors.ConfigError(
+                _SETTING,
+                f"jsonl:// needs an absolute file path, e.g. jsonl:///var/lib/reachdbox/offline.jsonl; got {raw!r}",
+            )
+        return TransportSpec(scheme=scheme, label=scheme, path=urllib.parse.unquote(parsed.path))
+    if not parsed.hostname:
+        raise errors.ConfigError(_SETTING, f"{scheme}:// needs a host")
+    try:
+        port = parsed.port or (465 if scheme == "smtps" else 25)
+    except ValueError:
+        raise errors.ConfigError(_SETTING, f"{scheme}:// has an invalid port") from None
+    query = dict(urllib.parse.parse_qsl(parsed.query))
+    unknown = set(query) - {"starttls", "timeout"}
+    if unknown:
+        raise errors.ConfigError(_SETTING, f"unknown option(s) {', '.join(sorted(unknown))}")
+    starttls = query.get("starttls", "0").lower() in _TRUE
+    if starttls and scheme == "smtps":
+        raise errors.ConfigError(_SETTING, "smtps:// is already TLS; drop ?starttls")
+    timeout = _timeout(query["timeout"]) if "timeout" in query else None
+    if parsed.password and scheme == "smtp" and not starttls and parsed.hostname not in _LOOPBACK:
+        raise errors.ConfigError(
+            _SETTING,
+            f"smtp://{parsed.hostname} would send the password in clear text; add ?starttls=1 or use smtps://",
+        )
+    return TransportSpec(
+        scheme=scheme,
+        label=scheme,
+        host=parsed.hostname,
+        port=port,
+        username=urllib.parse.unquote(parsed.username) if parsed.username else None,
+        password=urllib.parse.unquote(parsed.password) if parsed.password else None,
+        starttls=starttls,
+        timeout=timeout,
+    )
+
+
+def _timeout(raw: str) -> float:
+    """Read ``?timeout=SECONDS`` (the bounds of SMTP_TIMEOUT)."""
+    try:
+        value = float(raw)
+    except ValueError:
+        raise errors.ConfigError(_SETTING, f"?timeout= must be a number of seconds, got {raw!r}") from None
+    if not 0.1 <= value <= 600:
+        raise errors.ConfigError(_SETTING, f"?timeout= must be between 0.1 and 600 seconds, got {value}")
+    return value
+
 
 #: Called with the individually refused recipients once every RCPT is answered;
 #: returns False if the email may no longer be sent (nothing is sent then).
@@ -277,15 +419,86 @@ class ConsoleTransport:
         """Nothing to release."""
 
 
-def build(spec: TransportSpec, settings: Settings) -> Transport:
+def _append(path: str, line: bytes) -> None:
+    # O_APPEND makes each single write() land whole at the end, even with several
+    # worker processes on one host writing the same file. 0600: it holds bodies.
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+    try:
+        written = os.write(fd, line)
+        if written != len(line):
+            raise OSError(f"short write to {path} ({written} of {len(line)} bytes)")
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+class JsonlTransport:
+    """The offline log: append each message to a JSON Lines file, fsynced; the email is then "logged offline".
+
+    ``tasks.delivery.offline`` replays what it holds once the providers are back.
+    """
+
+    offline = True
+
+    def __init__(self, *, path: str, name: str, label: str):
+        self.path = path
+        self.name = name
+        self.label = label
+        self._lock = asyncio.Lock()
+
+    async def send(self, *, sender: str, recipients: list[str], message: bytes, before_data: BeforeData) -> Delivery:
+        if not os.access(os.path.dirname(self.path) or ".", os.W_OK):
+            # Nothing written and nothing committed: retry later like any transient error.
+            raise Transient(f"cannot write the offline log {self.path}: its directory is missing or read-only")
+        if not await before_data({}):
+            raise Aborted("the email changed before it was logged; nothing was written")
+        record: dict[str, Any] = {
+            "logged_at": dt.datetime.now(dt.UTC).isoformat(),
+            "message_id": _headers.parsebytes(message).get("Message-ID"),
+            "sender": sender,
+            "recipients": recipients,
+        }
+        try:
+            record["message"] = message.decode("utf-8")
+        except UnicodeDecodeError:
+            record["message_base64"] = base64.b64encode(message).decode("ascii")
+        line = (json.dumps(record, ensure_ascii=False) + "\n").encode("utf-8")
+        async with self._lock:
+            try:
+                await asyncio.to_thread(_append, self.path, line)
+            except OSError as exc:
+                # Nobody received anything: a retry can at worst repeat a line of the log.
+                raise Transient(f"cannot write the offline log {self.path}: {exc.strerror or exc}") from exc
+        return Delivery(reply=f"logged offline to {self.path}", refused={})
+
+    async def close(self) -> None:
+        """Nothing to release: each message opens, writes and closes the file."""
+
+
+class BuildSettings(Protocol):
+    """What ``build`` reads of the settings (``tasks.core.config.Settings`` has it all).
+
+    A protocol rather than ``Settings`` itself: the settings module imports this
+    one to parse ``MAIL_TRANSPORTS``, so this one must not import it back.
+    """
+
+    @property
+    def worker_concurrency(self) -> int: ...
+    @property
+    def smtp_timeout(self) -> float: ...
+    @property
+    def devmail_host(self) -> str: ...
+    @property
+    def devmail_port(self) -> int: ...
+
+
+def build(spec: TransportSpec, settings: BuildSettings) -> Transport:
     """Create the transport a ``MAIL_TRANSPORTS`` entry names."""
     pool_size = settings.worker_concurrency
     if spec.scheme == "console":
         return ConsoleTransport(name=spec.name, label=spec.label)
     if spec.scheme == "jsonl":
-        from tasks.delivery import offline
-
-        return offline.JsonlTransport(path=spec.path, name=spec.name, label=spec.label)
+        return JsonlTransport(path=spec.path, name=spec.name, label=spec.label)
     if spec.scheme == "devmail":
         # The built-in dev mailbox is an SMTP sink at DEVMAIL_ADDR.
         target = TransportSpec(scheme="smtp", host=settings.devmail_host, port=settings.devmail_port)

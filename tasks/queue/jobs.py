@@ -2,7 +2,7 @@
 
 Only emails due within the scheduling horizon get a job: Procrastinate's fetch
 scans every future ``todo`` job, so far-future emails wait in ``emails`` alone
-and the reconciler promotes them as they come near (docs/how-it-works.md, "On time").
+and the reconciler promotes them as they come near.
 """
 
 from __future__ import annotations

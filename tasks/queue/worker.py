@@ -58,7 +58,7 @@ class Worker(procrastinate_worker.Worker):
     """Procrastinate's worker, woken when the next job is due rather than at the next poll.
 
     Procrastinate is notified when a job is inserted, not when a future job
-    becomes due (docs/how-it-works.md, "On time"); a side task sleeps
+    becomes due (it would find one only at its next poll); a side task sleeps
     until the earliest ``scheduled_at`` and wakes the fetch loop then.
     """
 

@@ -1,7 +1,7 @@
 """The one final check every fault scenario ends with, and the figures it records.
 
 ``check`` waits (polling the database) until every email is terminal or the
-deadline passes, then asserts the promises of docs/guarantees.md:
+deadline passes, then asserts what the project promises under faults:
 
 - every email reached a terminal state in time, in one of the expected states;
 - none was lost: every ``sent`` email's Message-ID reached the sink;

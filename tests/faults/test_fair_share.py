@@ -1,4 +1,4 @@
-"""10,000 emails due in the same second under a provider limit (scenario 9 of docs/guarantees.md)."""
+"""10,000 emails due in the same second under a provider limit (scenario 9)."""
 
 from __future__ import annotations
 

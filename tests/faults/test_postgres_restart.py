@@ -1,4 +1,4 @@
-"""PostgreSQL restarted while emails are being sent (scenario 3 of docs/guarantees.md)."""
+"""PostgreSQL restarted while emails are being sent (scenario 3)."""
 
 from __future__ import annotations
 

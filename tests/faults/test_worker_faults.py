@@ -1,4 +1,4 @@
-"""Workers killed and stopped while emails are due (scenarios 1, 2 and 7 of docs/guarantees.md)."""
+"""Workers killed and stopped while emails are due (scenarios 1, 2 and 7)."""
 
 from __future__ import annotations
 

@@ -105,9 +105,11 @@ def test_production_without_a_google_client_refuses_to_start(env: dict[str, str]
         make_app(production)
 
     assert info.value.field == "GOOGLE_OAUTH_CLIENT_ID"
-    with pytest.raises(errors.ConfigError):
-        config.load(production | {"GOOGLE_OAUTH_CLIENT_ID": "id"})  # the secret is missing
-    config.load(production)  # a worker or the CLI would start: only the web signs people in
+    with pytest.raises(errors.ConfigError) as half:
+        make_app(production | {"GOOGLE_OAUTH_CLIENT_ID": "id"})  # the secret is missing
+    assert half.value.field == "GOOGLE_OAUTH_CLIENT_SECRET"
+    # A worker or the CLI would start: only the web signs people in.
+    config.load(production | {"GOOGLE_OAUTH_CLIENT_ID": "id"})
 
 
 def test_the_provider_being_down_is_a_clear_page(web_env: dict[str, str], oauth_provider: OAuthProvider) -> None:

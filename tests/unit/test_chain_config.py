@@ -8,11 +8,12 @@ import re
 import pytest
 
 from tasks.core import config, errors
+from tasks.delivery import transports
 
 
 def test_a_chain_of_providers_ends_in_the_offline_log() -> None:
     """Each entry keeps its label; jsonl:// and console:// name no credentials."""
-    specs = config.parse_transports(
+    specs = transports.parse_transports(
         "primary=smtps://apikey:s3cret@smtp.example.com:465 console:// jsonl:///var/lib/reachdbox/offline.jsonl"
     )
 
@@ -42,7 +43,7 @@ def test_a_chain_of_providers_ends_in_the_offline_log() -> None:
 )
 def test_a_misplaced_or_malformed_local_transport_is_refused(raw: str, message: str) -> None:
     with pytest.raises(errors.ConfigError) as info:
-        config.parse_transports(raw)
+        transports.parse_transports(raw)
 
     assert info.value.field == "MAIL_TRANSPORTS" and message in info.value.message
 
@@ -86,7 +87,7 @@ def test_every_provider_example_in_the_docs_is_a_valid_chain() -> None:
     readme = (pathlib.Path(__file__).resolve().parents[2] / "docs" / "mail-providers.md").read_text()
     examples = re.findall(r'^MAIL_TRANSPORTS="([^"]+)"$', readme, flags=re.MULTILINE)
 
-    chains = [config.parse_transports(example) for example in examples]
+    chains = [transports.parse_transports(example) for example in examples]
 
     hosts = {spec.host for chain in chains for spec in chain}
     assert {

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from tasks.core import config, errors
+from tasks.delivery import transports
 
 
 def test_defaults_need_no_environment() -> None:
@@ -58,11 +59,40 @@ def test_an_invalid_setting_is_named_in_the_error(name: str, value: str) -> None
     assert info.value.message.startswith(f"{name}: ")
 
 
-def test_production_requires_a_real_secret_key() -> None:
-    with pytest.raises(errors.ConfigError) as info:
-        config.load({"APP_ENV": "production"})
+def test_the_web_in_production_requires_a_real_secret_key() -> None:
+    """The key signs the web's sessions; a worker, which has none, starts without it."""
+    worker = config.load({"APP_ENV": "production"})
 
-    assert info.value.field == "SECRET_KEY"
+    for weak in ({}, {"SECRET_KEY": "short"}):
+        with pytest.raises(errors.ConfigError) as info:
+            config.validate_for_web(config.load({"APP_ENV": "production"} | weak))
+        assert info.value.field == "SECRET_KEY"
+    assert worker.secret_key == config.default("SECRET_KEY")
+
+
+@pytest.mark.parametrize(
+    ("env", "field"),
+    [
+        ({"GOOGLE_OAUTH_CLIENT_ID": "id"}, "GOOGLE_OAUTH_CLIENT_SECRET"),
+        ({"GOOGLE_OAUTH_CLIENT_SECRET": "secret"}, "GOOGLE_OAUTH_CLIENT_ID"),
+        (
+            {
+                "APP_ENV": "production",
+                "SECRET_KEY": "s" * 40,
+                "GOOGLE_OAUTH_TOKEN_URL": "http://oauth.example.com/token",
+            },
+            "GOOGLE_OAUTH_TOKEN_URL",
+        ),
+    ],
+)
+def test_sign_in_settings_are_rules_of_the_web_not_of_workers(env: dict[str, str], field: str) -> None:
+    """Half a Google client, or plain-http OAuth in production, stops the web app only."""
+    settings = config.load(env)
+
+    with pytest.raises(errors.ConfigError) as info:
+        config.validate_for_web(settings)
+
+    assert info.value.field == field
 
 
 def test_transport_urls_are_parsed_in_order() -> None:
@@ -88,7 +118,7 @@ def test_transports_get_labels_for_limits_and_breakers() -> None:
 
 
 def test_a_transport_never_shows_its_password() -> None:
-    spec = config.parse_transport("smtps://user:hunter2@mail.example.com")
+    spec = transports.parse_transport("smtps://user:hunter2@mail.example.com")
 
     assert "hunter2" not in repr(spec)
     assert "hunter2" not in spec.name
@@ -97,7 +127,7 @@ def test_a_transport_never_shows_its_password() -> None:
 def test_a_password_over_plain_smtp_to_a_remote_host_is_refused() -> None:
     """Credentials would cross the network in clear text."""
     with pytest.raises(errors.ConfigError, match="clear text"):
-        config.parse_transport("smtp://user:pw@mail.example.com:587")
+        transports.parse_transport("smtp://user:pw@mail.example.com:587")
 
 
 @pytest.mark.parametrize("rate", ["600/minute", "10/second;600/hour", "5 per minute", "100/5minutes"])
@@ -114,14 +144,14 @@ def test_the_web_in_production_needs_google_sign_in_and_an_allow_list() -> None:
     with_client = config.load({"APP_ENV": "production", "SECRET_KEY": "s" * 40} | google)
 
     with pytest.raises(errors.ConfigError) as no_client:
-        config.require_web_sign_in(base)
+        config.validate_for_web(base)
     with pytest.raises(errors.ConfigError) as no_list:
-        config.require_web_sign_in(with_client)
+        config.validate_for_web(with_client)
 
     assert no_client.value.field == "GOOGLE_OAUTH_CLIENT_ID"
     assert no_list.value.field == "ALLOWED_EMAIL_DOMAINS"
     ready = config.load({"APP_ENV": "production", "SECRET_KEY": "s" * 40, "ALLOWED_EMAILS": "Ada@Example.com"} | google)
-    config.require_web_sign_in(ready)
+    config.validate_for_web(ready)
     assert ready.allowed_emails == ("ada@example.com",)
 
 

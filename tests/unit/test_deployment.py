@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pathlib
 import re
+import runpy
 import shlex
 import urllib.parse
 from typing import Any
@@ -23,24 +24,9 @@ SERVICES: dict[str, Any] = COMPOSE["services"]
 OURS = sorted(name for name, service in SERVICES.items() if "build" in service)
 
 
-class _Recording(dict[str, str]):
-    """An empty environment that remembers every name asked of it."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.asked: set[str] = set()
-
-    def get(self, key: str, default: Any = None) -> Any:
-        self.asked.add(key)
-        return default
-
-
 def settings_read() -> set[str]:
-    """Every environment variable tasks/core/config.py (as load() asks) or gunicorn.conf.py reads."""
-    env = _Recording()
-    config.load(env)
-    gunicorn = (ROOT / "gunicorn.conf.py").read_text()
-    return env.asked | set(re.findall(r'environ\.get\("([A-Z][A-Z0-9_]*)"', gunicorn))
+    """Every environment variable the project reads: the settings of tasks/core/config.py (gunicorn's too)."""
+    return set(config.SETTINGS)
 
 
 def command(service: dict[str, Any]) -> list[str]:
@@ -139,7 +125,22 @@ def test_secrets_come_from_env_whose_example_documents_each_one() -> None:
     assert {".env", "/.env"} & set((ROOT / ".gitignore").read_text().split())
 
 
-def test_every_setting_has_a_row_in_the_configuration_docs() -> None:
+def test_every_setting_has_a_row_in_the_configuration_reference() -> None:
     reference = (ROOT / "docs" / "configuration.md").read_text()
 
-    assert {name for name in settings_read() if f"`{name}`" not in reference} == set()
+    assert {name for name in settings_read() if f"| `{name}` |" not in reference} == set()
+
+
+def test_gunicorn_reads_its_settings_through_the_config(monkeypatch: pytest.MonkeyPatch) -> None:
+    """WEB_BIND, WEB_WORKERS and WEB_THREADS are checked like every setting; a bad one stops gunicorn (exit 2)."""
+    monkeypatch.setenv("WEB_BIND", "0.0.0.0:9000")
+    monkeypatch.setenv("WEB_WORKERS", "3")
+    monkeypatch.delenv("WEB_THREADS", raising=False)
+
+    conf = runpy.run_path(str(ROOT / "gunicorn.conf.py"))
+
+    assert (conf["bind"], conf["workers"], conf["threads"]) == ("0.0.0.0:9000", 3, 16)
+    monkeypatch.setenv("WEB_WORKERS", "none")
+    with pytest.raises(SystemExit) as stopped:
+        runpy.run_path(str(ROOT / "gunicorn.conf.py"))
+    assert stopped.value.code == 2

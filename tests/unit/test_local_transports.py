@@ -11,8 +11,7 @@ import stat
 import pytest
 
 from tasks.delivery import transports
-from tasks.delivery.offline import JsonlTransport
-from tasks.delivery.transports import ConsoleTransport
+from tasks.delivery.transports import ConsoleTransport, JsonlTransport
 
 MESSAGE = (
     b"From: Reach <noreply@example.com>\r\nTo: bob@example.com\r\nSubject: Caf\xc3\xa9\r\n"
