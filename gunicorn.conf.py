@@ -7,11 +7,12 @@ setting, by ``tasks.core.config`` (docs/configuration.md).
 
 import sys
 
-from tasks.core import config, errors
+from tasks.core import config as _config
+from tasks.core import errors as _errors
 
 try:
-    _settings = config.load()
-except errors.ConfigError as exc:
+    _settings = _config.load()
+except _errors.ConfigError as exc:
     # Stop before any worker starts, as `python -m tasks` does: the setting named, exit code 2.
     print(f"configuration error: {exc.message}", file=sys.stderr)
     sys.exit(2)
