@@ -19,7 +19,7 @@ import psycopg
 
 from tasks.core import config, db, errors, logs
 from tasks.core.config import Settings
-from tasks.domain import emails, models, validation
+from tasks.domain import emails, models, present, validation
 
 _DURATION = re.compile(r"^(\d+(?:\.\d+)?)(s|m|h|d)$")
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
@@ -140,7 +140,9 @@ def cmd_inspect(args: argparse.Namespace, settings: Settings) -> int:
     with db.connect(settings.database_url) as conn:
         email = emails.get(conn, models.OPERATOR, args.id)
         events = emails.timeline(conn, models.OPERATOR, args.id)
-    _print_json({"email": email.as_dict(with_body=args.body), "events": [e.as_dict() for e in events]})
+    # The API's shape, plus the columns only an operator needs (owner, job, rate-limit slot).
+    shown = present.email_json(email, with_body=args.body, internals=True)
+    _print_json({"email": shown, "events": [e.as_dict() for e in events]})
     return 0
 
 

@@ -1,26 +1,32 @@
-"""Sign-in: Google OAuth 2.0 (flask-dance), or a clearly marked dev login; sign-out.
+"""Sign-in: Google OAuth 2.0 (flask-dance), or a clearly marked dev login; sign-out;
+and the helpers every view uses to know who is signed in (``current_user``,
+``login_required``, ``scope``).
 
 The authorize, token and userinfo URLs come from settings, so tests run the
 whole real flow against a local provider. Only a verified email from an allowed
-domain (or list) gets in; everyone else sees a refusal page.
+domain (or list) gets in; everyone else sees a refusal page. Who the request is
+(session cookie, or on ``/api/v1`` a personal access token) is settled earlier,
+in ``webapp/security.py``.
 """
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
+from collections.abc import Callable
 from typing import Any
 
 import requests
 import structlog
-from flask import Blueprint, Flask, make_response, redirect, render_template, request, session, url_for
+from flask import Blueprint, Flask, g, make_response, redirect, render_template, request, session, url_for
 from flask_dance.consumer import OAuth2ConsumerBlueprint, oauth_authorized, oauth_error
 from oauthlib.oauth2 import OAuth2Error
 
 from tasks.core import db
 from tasks.core.config import Settings
 from tasks.domain import emails
-from tasks.domain.models import User
+from tasks.domain.models import Scope, User, owner
 from webapp import ext, security
 
 log = structlog.get_logger("webapp.auth")
@@ -54,9 +60,52 @@ def make_google_blueprint(settings: Settings) -> OAuth2ConsumerBlueprint:
     return google
 
 
+def current_user() -> User | None:
+    """Return the signed-in user of this request, if any (set by ``webapp/security.py``)."""
+    user: User | None = g.get("user")
+    return user
+
+
+def signed_in_user() -> User:
+    """Return the signed-in user of a view that only signed-in users reach (``login_required``, the API)."""
+    user = current_user()
+    assert user is not None, "a view for signed-in users was reached without one"
+    return user
+
+
+def scope() -> Scope:
+    """Return the signed-in user's scope: their own emails and batches only."""
+    return owner(signed_in_user().id)
+
+
+def is_operator() -> bool:
+    """Tell whether the signed-in user may see the operators' pages (OPERATOR_EMAILS)."""
+    user = current_user()
+    return user is not None and ext.settings().is_operator(user.email)
+
+
+def dev_login_enabled() -> bool:
+    """Tell whether the dev login is offered (no Google client, not production)."""
+    settings = ext.settings()
+    return not settings.google_login and settings.app_env != "production"
+
+
+def login_required(view: Callable[..., Any]) -> Callable[..., Any]:
+    """Send visitors who are not signed in to the sign-in page, then back."""
+
+    @functools.wraps(view)
+    def wrapped(*args: Any, **kwargs: Any) -> Any:
+        if current_user() is None:
+            return redirect(url_for("auth.login", next=request.full_path.rstrip("?")))
+        return view(*args, **kwargs)
+
+    return wrapped
+
+
 def init_app(app: Flask, settings: Settings) -> None:
     """Register sign-in: Google when configured, else (outside production) the dev login."""
     app.register_blueprint(bp)
+    app.context_processor(_template_helpers)
     # These libraries log client secrets, codes and tokens at DEBUG: never let them.
     for name in ("flask_dance", "oauthlib", "requests_oauthlib"):
         logging.getLogger(name).setLevel(logging.WARNING)
@@ -72,10 +121,9 @@ def init_app(app: Flask, settings: Settings) -> None:
         app.register_error_handler(requests.RequestException, _provider_unreachable)
 
 
-def dev_login_enabled() -> bool:
-    """Tell whether the dev login is offered (no Google client, not production)."""
-    settings = ext.settings()
-    return not settings.google_login and settings.app_env != "production"
+def _template_helpers() -> dict[str, Any]:
+    """Tell every template who is signed in, whether they are an operator, and whether the dev login is on."""
+    return {"current_user": current_user(), "operator": is_operator(), "dev_login": dev_login_enabled()}
 
 
 def allowed(settings: Settings, email: str) -> bool:
@@ -96,7 +144,7 @@ def refused(reason: str, status: int = 403) -> Any:
 def login() -> Any:
     """Show the sign-in page (or go on, when already signed in)."""
     target = security.safe_next(request.args.get("next"))
-    if ext.user() is not None:
+    if current_user() is not None:
         return redirect(target)
     session[NEXT_KEY] = target
     return render_template(
@@ -123,7 +171,7 @@ def dev_login() -> Any:
 @bp.post("/logout")
 def logout() -> Any:
     """Sign out everywhere: the server-side session version moves on."""
-    security.end_session(ext.user())
+    security.end_session(current_user())
     return redirect(url_for("auth.login"))
 
 

@@ -9,7 +9,7 @@ from flask import Blueprint, flash, redirect, render_template, request, url_for
 from tasks.core import errors
 from tasks.domain import batches, listing
 from webapp import ext
-from webapp.dashboard import login_required, scope
+from webapp.auth import login_required, scope
 
 bp = Blueprint("batches", __name__, url_prefix="/batches")
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime as dt
-import functools
 import uuid
 import zoneinfo
 from collections.abc import Callable
@@ -13,8 +12,9 @@ from flask import Blueprint, Flask, flash, redirect, render_template, request, u
 
 from tasks.core import errors
 from tasks.domain import emails, explain, listing
-from tasks.domain.models import Email, Scope
+from tasks.domain.models import Email
 from webapp import ext
+from webapp.auth import login_required, scope
 
 bp = Blueprint("dashboard", __name__)
 
@@ -31,36 +31,14 @@ TABS = [("scheduled", "Scheduled"), ("sent", "Sent"), ("failed", "Failed"), ("un
 TABS += [("offline", "Offline"), ("cancelled", "Cancelled"), ("all", "All")]
 
 
-def login_required(view: Callable[..., Any]) -> Callable[..., Any]:
-    """Send visitors who are not signed in to the sign-in page, then back."""
-
-    @functools.wraps(view)
-    def wrapped(*args: Any, **kwargs: Any) -> Any:
-        if ext.user() is None:
-            return redirect(url_for("auth.login", next=request.full_path.rstrip("?")))
-        return view(*args, **kwargs)
-
-    return wrapped
-
-
-def scope() -> Scope:
-    user = ext.user()
-    assert user is not None
-    return Scope(owner_id=user.id)
-
-
 def init_app(app: Flask) -> None:
-    """Give every template the helpers it shares."""
+    """Give every template the helpers it shares (who is signed in comes from ``webapp.auth``)."""
 
     @app.context_processor
     def _helpers() -> dict[str, Any]:
-        settings = ext.settings()
         return {
             "badges": BADGES,
-            "current_user": ext.user(),
-            "operator": ext.is_operator(),
-            "app_env": settings.app_env,
-            "dev_login": not settings.google_login and settings.app_env != "production",
+            "app_env": ext.settings().app_env,
             "relative": lambda at: explain.relative(at, dt.datetime.now(dt.UTC)) if at else "",
         }
 
@@ -138,7 +116,7 @@ def _act(email_id: str, action: Callable[[uuid.UUID], Email], done: str) -> Any:
     except (errors.Conflict, errors.ValidationError) as exc:
         flash(exc.message, "error")
     else:
-        ext.publish(changed.owner_id, changed.id, changed.status, next_attempt_at=changed.next_attempt_at)
+        ext.publish_email(changed)
         flash(done, "ok")
     return redirect(url_for("dashboard.detail", email_id=email.id))
 

@@ -14,7 +14,7 @@ from flask import Blueprint, abort, render_template
 
 from tasks.core import db
 from webapp import ext
-from webapp.dashboard import login_required
+from webapp.auth import is_operator, login_required
 
 bp = Blueprint("devmail", __name__, url_prefix="/devmail")
 _parser = email.parser.BytesParser(policy=email.policy.default)
@@ -44,7 +44,7 @@ def parse(row: dict[str, Any]) -> dict[str, Any]:
 @login_required
 def index() -> Any:
     """List captured mail, newest first, with headers and body."""
-    if not ext.is_operator():
+    if not is_operator():
         abort(404)
     rows = db.all_rows(ext.conn(), "list_devmail", limit=SHOWN)
     return render_template("devmail.html", messages=[parse(r) for r in rows], shown=SHOWN)

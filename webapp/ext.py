@@ -12,7 +12,8 @@ from flask import Flask, current_app, g
 
 from tasks.core import db, live
 from tasks.core.config import Settings
-from tasks.domain.models import User
+from tasks.domain import present
+from tasks.domain.models import Email
 
 KEY = "reachdbox"
 
@@ -63,17 +64,12 @@ def _release(exc: BaseException | None) -> None:
         resources().pool.putconn(connection)
 
 
-def user() -> User | None:
-    """Return the signed-in user of this request, if any."""
-    return g.get("user")
-
-
 def publish(owner_id: int, email_id: Any, status: str, **extra: Any) -> None:
     """Tell the owner's open pages about a change this request committed (best effort)."""
     live.publish(resources().redis, settings().redis_prefix, owner_id, email_id, status, **extra)
 
 
-def is_operator() -> bool:
-    """Tell whether the signed-in user may see the operators' page (OPERATOR_EMAILS)."""
-    current = user()
-    return current is not None and settings().is_operator(current.email)
+def publish_email(email: Email) -> None:
+    """Tell the owner's open pages where this email now stands (``present.STATUS_FIELDS``, as the API names them)."""
+    fields = present.email_json(email, only=present.STATUS_FIELDS)
+    publish(email.owner_id, fields.pop("id"), fields.pop("status"), **fields)

@@ -3,6 +3,9 @@ and a snapshot the page polls when the stream is unavailable.
 
 Each stream subscribes to the signed-in user's own channel only, so no one ever
 receives another user's changes; a stream asked for one email checks it is theirs.
+Both take the session cookie alone (a personal access token opens only ``/api/v1``),
+and a stream re-checks that session every few seconds: once its user has signed out
+(here or in another browser) it ends, rather than relaying until its deadline.
 """
 
 from __future__ import annotations
@@ -22,17 +25,20 @@ import structlog
 from flask import Blueprint, Response, abort, request
 
 from tasks.core import live
-from tasks.domain import batches, emails, listing
-from webapp import ext
-from webapp.dashboard import scope
+from tasks.domain import batches, emails, listing, present
+from webapp import ext, security
+from webapp.auth import current_user, scope
 from webapp.errors import error_response
 
 log = structlog.get_logger("webapp.live")
 bp = Blueprint("live", __name__, url_prefix="/live")
 
-#: A stream ends after this long and the browser reconnects (frees the thread, re-checks the session).
+#: A stream ends after this long and the browser reconnects (frees the thread, opens afresh).
 STREAM_SECONDS = 300.0
 KEEPALIVE_SECONDS = 15.0
+#: How often an open stream re-checks its session (one indexed read): a stream outlives a
+#: sign-out by at most this (plus a second's wait for a message).
+CREDENTIAL_CHECK_SECONDS = 2.0
 MAX_IDS = 200
 #: Streams one user may hold open in one web process: each holds a server thread, so
 #: without a cap one user (or one script) could take them all. Over it: 429.
@@ -46,7 +52,7 @@ shutting_down = threading.Event()
 
 @bp.before_request
 def _signed_in() -> None:
-    if ext.user() is None:
+    if current_user() is None:
         abort(401, "sign in first")
 
 
@@ -76,8 +82,9 @@ def stream() -> Any:
         release()
         log.warning("live stream unavailable", error=str(exc))
         abort(503, "live updates are unavailable; the page polls instead")
+    still_signed_in = security.session_check(timeout=CREDENTIAL_CHECK_SECONDS)
     response = Response(
-        _relay(pubsub, only, request.environ.get("gunicorn.socket")),
+        _relay(pubsub, only, request.environ.get("gunicorn.socket"), still_signed_in),
         mimetype="text/event-stream",
         headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
     )
@@ -114,13 +121,20 @@ def _gone(sock: socket.socket | None) -> bool:
         return True
 
 
-def _relay(pubsub: Any, only: str | None, sock: socket.socket | None = None) -> Iterator[str]:
+def _relay(
+    pubsub: Any, only: str | None, sock: socket.socket | None, still_signed_in: Callable[[], bool]
+) -> Iterator[str]:
     try:
         yield "retry: 2000\n: connected\n\n"
         now = time.monotonic()
-        deadline, quiet_since = now + STREAM_SECONDS, now
+        deadline, quiet_since, checked = now + STREAM_SECONDS, now, now
         # Checked every second, so a page left frees its thread at once, not at the next keep-alive.
         while time.monotonic() < deadline and not shutting_down.is_set() and not _gone(sock):
+            if time.monotonic() - checked >= CREDENTIAL_CHECK_SECONDS:
+                if not still_signed_in():
+                    log.info("live stream ended: signed out")
+                    return
+                checked = time.monotonic()
             message = pubsub.get_message(timeout=1.0)
             if message is None:
                 if time.monotonic() - quiet_since >= KEEPALIVE_SECONDS:
@@ -157,14 +171,6 @@ def snapshot() -> Any:
     found = batches.get_many(conn, scope(), _uuids(request.args.get("batches", ""), 50))
     return {
         "counts": listing.counts(conn, scope()),
-        "emails": [
-            {
-                "id": str(r["id"]),
-                "status": r["status"],
-                "next_attempt_at": r["next_attempt_at"].isoformat(),
-                "sent_at": r["sent_at"].isoformat() if r["sent_at"] else None,
-            }
-            for r in rows
-        ],
+        "emails": [present.status_json(r) for r in rows],
         "batches": [b.as_dict() for b in found],
     }

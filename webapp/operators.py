@@ -13,7 +13,7 @@ from flask import Blueprint, abort, render_template
 
 from tasks.ops import overview as ops
 from webapp import ext
-from webapp.dashboard import login_required
+from webapp.auth import is_operator, login_required
 
 bp = Blueprint("operators", __name__)
 
@@ -22,6 +22,6 @@ bp = Blueprint("operators", __name__)
 @login_required
 def index() -> Any:
     """Show counts by status, the transports in chain order with their breakers, and the workers."""
-    if not ext.is_operator():
+    if not is_operator():
         abort(404)
     return render_template("operators.html", overview=ops.overview(ext.conn(), ext.settings()))

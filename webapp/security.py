@@ -1,16 +1,22 @@
 """Who is asking, and the guards every request passes: body size, sessions, CSRF, headers.
 
-A request is authenticated by a personal access token (``Authorization: Bearer``,
-API only, no CSRF needed: a browser never adds that header by itself) or by the
-session cookie, which must carry the user's current ``session_version`` (bumped
-at sign-out) and, for anything that changes state, a CSRF token.
+A request to ``/api/v1`` is authenticated by a personal access token
+(``Authorization: Bearer``; no CSRF needed: a browser never adds that header by
+itself) or else by the session cookie. Every other route takes the session cookie
+alone: a token opens nothing there, so a leaked token cannot mint another token,
+revoke the owner's tokens, sign the owner out or read their pages. The cookie must
+carry the user's current ``session_version`` (bumped at sign-out) and, for anything
+that changes state, a CSRF token. ``webapp/auth.py`` gives views the user found here.
 """
 
 from __future__ import annotations
 
 import urllib.parse
+from collections.abc import Callable
 from typing import Any
 
+import psycopg
+import psycopg_pool
 from flask import Flask, abort, g, request, session
 from flask.sessions import SecureCookieSessionInterface
 from flask_wtf import csrf as wtf_csrf
@@ -24,6 +30,8 @@ from webapp import ext
 
 csrf = wtf_csrf.CSRFProtect()
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+#: The only blueprint whose routes accept a personal access token (``webapp/api``).
+TOKEN_BLUEPRINT = "api"
 
 # Scripts and styles only from this site; user HTML is shown only in sandboxed srcdoc
 # iframes, which inherit this policy, so even there nothing remote loads.
@@ -72,12 +80,17 @@ def _bearer() -> str | None:
     return secret.strip() if scheme.lower() == "bearer" else None
 
 
+def takes_tokens() -> bool:
+    """Tell whether this request's route accepts a personal access token (the API's, and only those)."""
+    return request.blueprint == TOKEN_BLUEPRINT
+
+
 def _identify() -> None:
     g.user, g.auth, g.token_problem = None, None, None
-    if "Authorization" in request.headers:
-        # A request with credentials of its own is judged by them alone, never by a cookie
-        # (so it needs no CSRF token). Credentials that are not a personal access token
-        # (e.g. /metrics' OPS_TOKEN) are left to the endpoint; the API answers 401.
+    if "Authorization" in request.headers and takes_tokens():
+        # An API request with credentials of its own is judged by them alone, never by a
+        # cookie (so it needs no CSRF token); the API answers 401 to bad ones. Elsewhere the
+        # header is not a credential (only /metrics and /ops/status read their OPS_TOKEN).
         secret = _bearer()
         if secret is None:
             g.token_problem = "use 'Authorization: Bearer <personal access token>'"
@@ -92,17 +105,48 @@ def _identify() -> None:
     if user_id is None:
         return
     row = db.one(ext.conn(), "get_user", id=user_id)
-    if row is None or row["session_version"] != session.get("session_version"):
+    if not _session_holds(row, session.get("session_version")):
         # Signed out elsewhere (or the user is gone): this cookie is void.
         session.clear()
         return
+    assert row is not None
     g.user, g.auth = User.from_row(row), "session"
 
 
+def _session_holds(user_row: dict[str, Any] | None, version: Any) -> bool:
+    """Tell whether a session cookie of this version still signs this user in (no sign-out since)."""
+    return user_row is not None and user_row["session_version"] == version
+
+
+def session_check(timeout: float) -> Callable[[], bool]:
+    """Return a check that this request's session still holds, for a response that outlives the request.
+
+    A live stream calls it every few seconds from its own thread, so it borrows a pooled
+    connection of its own (waiting at most ``timeout``). A session signed out (here or
+    anywhere: the version moved on) no longer holds, nor does one the database cannot
+    confirm: the stream ends and the browser must come back with a valid cookie.
+    """
+    user = g.get("user")
+    assert user is not None and g.get("auth") == "session", "only a signed-in session can be re-checked"
+    pool = ext.resources().pool
+
+    def holds() -> bool:
+        try:
+            with pool.connection(timeout=timeout) as conn:
+                return _session_holds(db.one(conn, "get_user", id=user.id), user.session_version)
+        except (psycopg.Error, psycopg_pool.PoolTimeout):
+            return False
+
+    return holds
+
+
 def _check_csrf() -> None:
-    # A browser never adds an Authorization header on its own, so a request with one
-    # cannot be a cross-site forgery; it is authenticated (or refused) by its token.
-    if request.method in SAFE_METHODS or "Authorization" in request.headers:
+    if request.method in SAFE_METHODS:
+        return
+    if takes_tokens() and g.auth != "session":
+        # An API request that the cookie does not authenticate: either its token does (a
+        # browser never adds an Authorization header on its own, so it cannot be a cross-site
+        # forgery), or nothing does and the API answers 401 with its Bearer challenge.
         return
     csrf.protect()
 

@@ -9,7 +9,7 @@ from flask import Blueprint, flash, redirect, render_template, request, url_for
 from tasks.core import errors
 from tasks.domain import tokens
 from webapp import ext
-from webapp.dashboard import login_required
+from webapp.auth import login_required, signed_in_user
 
 bp = Blueprint("tokens", __name__, url_prefix="/tokens")
 
@@ -18,8 +18,7 @@ bp = Blueprint("tokens", __name__, url_prefix="/tokens")
 @login_required
 def index() -> Any:
     """List the user's tokens."""
-    user = ext.user()
-    assert user is not None
+    user = signed_in_user()
     return render_template("tokens.html", tokens=tokens.list_for(ext.conn(), user), secret=None)
 
 
@@ -27,8 +26,7 @@ def index() -> Any:
 @login_required
 def create() -> Any:
     """Create a token and show its secret this once."""
-    user = ext.user()
-    assert user is not None
+    user = signed_in_user()
     try:
         _token, secret = tokens.create(ext.conn(), user, request.form.get("name", ""))
     except errors.ValidationError as exc:
@@ -41,8 +39,7 @@ def create() -> Any:
 @login_required
 def revoke(token_id: int) -> Any:
     """Revoke one of the user's tokens."""
-    user = ext.user()
-    assert user is not None
+    user = signed_in_user()
     tokens.revoke(ext.conn(), user, token_id)
     flash("Token revoked: programs using it are now refused.", "ok")
     return redirect(url_for("tokens.index"))

@@ -97,14 +97,6 @@ class Email:
         """Return every envelope recipient: To, Cc and Bcc."""
         return [*self.to_addrs, *self.cc_addrs, *self.bcc_addrs]
 
-    def as_dict(self, *, with_body: bool = True) -> dict[str, Any]:
-        """Return the email as JSON-ready data (the body only when asked)."""
-        data = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
-        if not with_body:
-            data.pop("body_text")
-            data.pop("body_html")
-        return {k: _json(v) for k, v in data.items()}
-
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class Event:
@@ -119,10 +111,11 @@ class Event:
         return cls(**{f.name: row[f.name] for f in dataclasses.fields(cls)})
 
     def as_dict(self) -> dict[str, Any]:
-        return {f.name: _json(getattr(self, f.name)) for f in dataclasses.fields(self)}
+        return {f.name: json_value(getattr(self, f.name)) for f in dataclasses.fields(self)}
 
 
-def _json(value: Any) -> Any:
+def json_value(value: Any) -> Any:
+    """Encode one value as JSON shows it (instants in ISO 8601 with their offset, ids as text)."""
     if isinstance(value, dt.datetime):
         return value.isoformat()
     if isinstance(value, uuid.UUID):

@@ -134,7 +134,32 @@ def test_without_valid_credentials_it_is_401(client: FlaskClient, header: str | 
     response = client.get("/api/v1/emails", headers={"Authorization": header} if header else {})
 
     assert response.status_code == 401
+    assert response.headers["WWW-Authenticate"] == "Bearer"
     check("GET", "/emails", 401, response.get_json())
+
+
+@pytest.mark.parametrize(
+    ("method", "url", "spec_path"),
+    [
+        ("POST", "/api/v1/emails", "/emails"),
+        ("PATCH", "/api/v1/emails/00000000-0000-0000-0000-000000000000", "/emails/{email_id}"),
+        ("POST", "/api/v1/batches", "/batches"),
+    ],
+)
+def test_a_change_with_no_credentials_at_all_is_401_not_a_csrf_refusal(
+    client: FlaskClient, conn: Conn, method: str, url: str, spec_path: str
+) -> None:
+    """No Authorization header and no session: nothing for a CSRF token to protect, so the API says
+    how to authenticate (RFC 6750's challenge) instead of asking for a CSRF token."""
+    body = {"to": ["bob@example.com"], "subject": "Hi", "body_text": "B", "send_now": True}
+
+    response = client.open(url, method=method, json=body)
+
+    assert response.status_code == 401
+    assert response.headers["WWW-Authenticate"] == "Bearer"
+    assert response.get_json()["error"]["code"] == "unauthenticated"
+    check(method, spec_path, 401, response.get_json())
+    assert invariants.counts(conn) == {}
 
 
 def test_a_revoked_token_is_refused(client: FlaskClient, conn: Conn) -> None:

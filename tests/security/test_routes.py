@@ -8,6 +8,7 @@ neither reachable by these tests nor listed below as public has been thought abo
 from __future__ import annotations
 
 import re
+import urllib.parse
 from collections.abc import Iterator
 from typing import Any
 
@@ -17,7 +18,8 @@ from flask.testing import FlaskClient
 from werkzeug.routing import Rule
 
 from tests.security.conftest import BOBS_SECRET, Owned, snapshot
-from tests.support.web import csrf_token
+from tests.support.web import csrf_token, make_app
+from webapp import ext
 
 Conn = Any
 SAFE = {"GET", "HEAD", "OPTIONS"}
@@ -129,6 +131,65 @@ def test_a_bearer_token_request_needs_no_csrf_token(app: Flask, conn: Conn, alic
     response = app.test_client().post("/api/v1/emails", json=new, headers={"Authorization": f"Bearer {alices.secret}"})
 
     assert response.status_code == 201
+
+
+def _answer(client: FlaskClient, method: str, target: str, headers: dict[str, str]) -> tuple[int, str]:
+    """Call a route (a stream only until its status is known); return its status and where it redirects."""
+    if target.split("?")[0] == "/live/stream":
+        response = client.open(target, method=method, headers=headers, buffered=False)
+        response.close()
+    else:
+        response = _call(client, method, target, headers=headers)
+    return response.status_code, urllib.parse.urlsplit(response.headers.get("Location", "")).path
+
+
+@pytest.fixture
+def operators_app(web_env: dict[str, str]) -> Iterator[Flask]:
+    """The app with Alice as an operator, so a token that opened pages would open the operators' ones too."""
+    application = make_app(web_env | {"OPERATOR_EMAILS": "alice@example.com"})
+    yield application
+    application.extensions[ext.KEY].close()
+
+
+def test_a_token_is_no_credential_outside_the_api(operators_app: Flask, conn: Conn, alices: Owned) -> None:
+    """A leaked token must not mint a token that outlives its revocation, revoke the others, sign the
+    owner out everywhere or open any page: every route outside /api/v1 answers it as it answers a
+    visitor who is not signed in, and nothing changes."""
+    bearer = {"Authorization": f"Bearer {alices.secret}"}
+    before = snapshot(conn)
+    with_token, anonymous = {}, {}
+    for rule, method in routes(operators_app):
+        if rule.endpoint.startswith("api.") or rule.endpoint == "static":
+            continue
+        target = url(rule, alices.ids())
+        with_token[f"{method} {rule.rule}"] = _answer(operators_app.test_client(), method, target, bearer)
+        anonymous[f"{method} {rule.rule}"] = _answer(operators_app.test_client(), method, target, {})
+
+    assert with_token == anonymous
+    for route in ("POST /tokens/", "POST /tokens/<int:token_id>/revoke", "POST /auth/logout"):
+        assert with_token[route][0] == 403, route  # the CSRF check: a token is no excuse here
+    for route in ("GET /", "GET /devmail/", "GET /operators", "GET /tokens/"):
+        assert with_token[route] == (302, "/auth/login"), route
+    assert with_token["GET /live/stream"][0] == with_token["GET /live/snapshot"][0] == 401
+    assert snapshot(conn) == before
+
+
+def test_on_a_page_the_cookie_alone_counts_and_needs_its_csrf_token(
+    alice_client: FlaskClient, conn: Conn, alices: Owned
+) -> None:
+    """A token beside the cookie neither replaces it nor excuses the missing CSRF token."""
+    bearer = {"Authorization": f"Bearer {alices.secret}"}
+    before = snapshot(conn)
+
+    answers = [
+        alice_client.post("/auth/logout", headers=bearer).status_code,
+        alice_client.post("/tokens/", data={"name": "minted"}, headers=bearer).status_code,
+        alice_client.post(f"/tokens/{alices.token}/revoke", headers=bearer).status_code,
+    ]
+
+    assert answers == [403, 403, 403]
+    assert snapshot(conn) == before
+    assert alice_client.get("/", headers=bearer).status_code == 200  # the cookie still signs her in
 
 
 def test_pages_forbid_inline_scripts_framing_and_sniffing(alice_client: FlaskClient) -> None:

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import g, url_for
+from flask import url_for
 
 from tasks.core import errors
 from tasks.domain import batch_plan, batches
 from webapp import ext
-from webapp.api import bp, idempotency_key, json_body, scope
+from webapp.api import bp, idempotency_key, json_body
+from webapp.auth import scope, signed_in_user
 
 FIELDS = frozenset(
     {
@@ -60,7 +61,7 @@ def create_batch() -> Any:
     plan = plan_from(data)
     if dry_run:
         return {"dry_run": True, **plan.preview()}
-    batch, created = batches.create(ext.conn(), owner=g.user, plan=plan, settings=ext.settings())
+    batch, created = batches.create(ext.conn(), owner=signed_in_user(), plan=plan, settings=ext.settings())
     if created:
         ext.publish(batch.owner_id, "", "batch", batch_id=str(batch.id), total=batch.total)
     body = {"batch": batch.as_dict(), **plan.preview()}

@@ -5,12 +5,14 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from flask import g, request, url_for
+from flask import request, url_for
 
 from tasks.core import errors
 from tasks.domain import batches, emails, listing, validation
+from tasks.domain.present import email_json
 from webapp import ext
-from webapp.api import bp, email_json, idempotency_key, json_body, scope
+from webapp.api import bp, idempotency_key, json_body
+from webapp.auth import scope, signed_in_user
 
 CREATE_FIELDS = frozenset(
     {"to", "cc", "bcc", "subject", "body_text", "body_html", "send_at", "time_zone", "send_now", "idempotency_key"}
@@ -43,9 +45,9 @@ def create_email() -> Any:
         send_now=send_now,
         idempotency_key=idempotency_key(data),
     )
-    email, created = emails.schedule(ext.conn(), owner=g.user, draft=draft, settings=ext.settings())
+    email, created = emails.schedule(ext.conn(), owner=signed_in_user(), draft=draft, settings=ext.settings())
     if created:
-        ext.publish(email.owner_id, email.id, email.status, next_attempt_at=email.next_attempt_at)
+        ext.publish_email(email)
     headers = {"Location": url_for("api.get_email", email_id=email.id)}
     if not created:
         headers["Idempotent-Replayed"] = "true"
@@ -98,7 +100,7 @@ def edit_email(email_id: str) -> Any:
     conn = ext.conn()
     emails.get(conn, scope(), email_id)  # 404 before any validation message about the body
     email = emails.edit(conn, scope(), email_id, changes=data, settings=ext.settings())
-    ext.publish(email.owner_id, email.id, email.status, next_attempt_at=email.next_attempt_at)
+    ext.publish_email(email)
     return email_json(email, with_body=True)
 
 
@@ -106,7 +108,7 @@ def edit_email(email_id: str) -> Any:
 def cancel_email(email_id: str) -> Any:
     """Cancel a scheduled email (cancelling a cancelled one changes nothing)."""
     email = emails.cancel(ext.conn(), scope(), email_id)
-    ext.publish(email.owner_id, email.id, email.status)
+    ext.publish_email(email)
     return email_json(email)
 
 
@@ -114,5 +116,5 @@ def cancel_email(email_id: str) -> Any:
 def send_email_now(email_id: str) -> Any:
     """Send a scheduled email at once."""
     email = emails.send_now(ext.conn(), scope(), email_id, settings=ext.settings())
-    ext.publish(email.owner_id, email.id, email.status, next_attempt_at=email.next_attempt_at)
+    ext.publish_email(email)
     return email_json(email)

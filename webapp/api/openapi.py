@@ -57,9 +57,14 @@ _ERROR_TEXT = {
 }
 
 
+_ERROR_HEADERS: dict[int, dict[str, Any]] = {
+    401: {"WWW-Authenticate": {"schema": {"type": "string", "enum": ["Bearer"]}}},
+    429: {"Retry-After": {"schema": {"type": "integer"}}},
+}
+
+
 def _error_response(code: int) -> dict[str, Any]:
-    headers = {"Retry-After": {"schema": {"type": "integer"}}} if code == 429 else None
-    return _json(schemas.ref("Error"), _ERROR_TEXT[code], headers)
+    return _json(schemas.ref("Error"), _ERROR_TEXT[code], _ERROR_HEADERS.get(code))
 
 
 def document() -> dict[str, Any]:
