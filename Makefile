@@ -50,9 +50,10 @@ config-docs: $(RUNTIME)  ## regenerate docs/configuration.md and .env.example fr
 	$(PY) -m tasks.core.config --docs > docs/configuration.md
 	$(PY) -m tasks.core.config --env-example > .env.example
 
-lint: $(DEV)
+lint: $(DEV)  ## ruff (lint and format) and mypy (strict on tasks/ and webapp/; see pyproject.toml)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check tasks webapp scripts tests bench
+	$(VENV)/bin/mypy
 
 format: $(DEV)
 	$(VENV)/bin/ruff check --fix .
