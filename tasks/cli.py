@@ -13,6 +13,7 @@ import json
 import re
 import sys
 import time
+from collections.abc import Callable
 from typing import Any
 
 import psycopg
@@ -20,6 +21,7 @@ import psycopg
 from tasks.core import config, db, errors, logs
 from tasks.core.config import Settings
 from tasks.domain import emails, models, present, validation
+from tasks.domain.models import Status
 
 _DURATION = re.compile(r"^(\d+(?:\.\d+)?)(s|m|h|d)$")
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
@@ -227,7 +229,7 @@ def cmd_replay_offline(args: argparse.Namespace, settings: Settings) -> int:
         deadline = time.monotonic() + args.timeout.total_seconds()
         while True:
             counts = offline.progress(conn, ids)
-            pending = counts.get("scheduled", 0) + counts.get("sending", 0)
+            pending = counts.get(Status.SCHEDULED, 0) + counts.get(Status.SENDING, 0)
             if not pending or time.monotonic() > deadline:
                 break
             time.sleep(0.2)
@@ -236,7 +238,7 @@ def cmd_replay_offline(args: argparse.Namespace, settings: Settings) -> int:
     if pending:
         hint = "" if alive else " (no worker is running: start `python -m tasks worker`)"
         print(f"{pending} still waiting; the workers carry on{hint}")
-    return 0 if counts.get("sent", 0) == len(ids) else 1
+    return 0 if counts.get(Status.SENT, 0) == len(ids) else 1
 
 
 def cmd_prune(args: argparse.Namespace, settings: Settings) -> int:
@@ -342,8 +344,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"configuration error: {exc.message}", file=sys.stderr)
         return 2
     logs.configure(settings.log_level, settings.log_format)
+    command: Callable[[argparse.Namespace, Settings], int] = args.func
     try:
-        return args.func(args, settings)
+        return command(args, settings)
     except errors.ValidationError as exc:
         lines = [f"{d['field']}: {d['message']}" for d in exc.details] or [exc.message]
         for line in lines:

@@ -32,24 +32,30 @@ def load_queries(path: pathlib.Path) -> dict[str, LiteralString]:
 queries: dict[str, LiteralString] = load_queries(SQL_DIR / "queries.sql")
 
 Row = dict[str, Any]
+#: The connections and pools of this project: every one returns rows as dicts
+#: (``connect``, ``pool`` and ``async_pool`` set ``row_factory=dict_row``).
+Conn = psycopg.Connection[Row]
+AsyncConn = psycopg.AsyncConnection[Row]
+Pool = psycopg_pool.ConnectionPool[Conn]
+AsyncPool = psycopg_pool.AsyncConnectionPool[AsyncConn]
 
 
-def connect(conninfo: str, **kwargs: Any) -> psycopg.Connection[Row]:
+def connect(conninfo: str, **kwargs: Any) -> Conn:
     """Open one autocommit connection returning dict rows."""
     return psycopg.connect(conninfo, autocommit=True, row_factory=dict_row, **kwargs)
 
 
 # Set by a configure hook rather than the connect kwargs: Procrastinate opens its
 # LISTEN connection with the pool's kwargs plus its own autocommit=True.
-def _autocommit(conn: psycopg.Connection[Any]) -> None:
+def _autocommit(conn: Conn) -> None:
     conn.autocommit = True
 
 
-async def _autocommit_async(conn: psycopg.AsyncConnection[Any]) -> None:
+async def _autocommit_async(conn: AsyncConn) -> None:
     await conn.set_autocommit(True)
 
 
-def pool(conninfo: str, *, max_size: int = 10, name: str = "reachdbox") -> psycopg_pool.ConnectionPool[Any]:
+def pool(conninfo: str, *, max_size: int = 10, name: str = "reachdbox") -> Pool:
     """Open a thread-safe pool for the web app and the CLI."""
     return psycopg_pool.ConnectionPool(
         conninfo,
@@ -77,19 +83,17 @@ class _IdleCheck:
         self.idle_after = idle_after
         self._returned: dict[int, float] = {}
 
-    async def check(self, conn: psycopg.AsyncConnection[Any]) -> None:
+    async def check(self, conn: AsyncConn) -> None:
         if conn.broken or conn.closed:
             raise psycopg.OperationalError("the connection is closed")
         if time.monotonic() - self._returned.pop(id(conn), 0.0) > self.idle_after:
             await psycopg_pool.AsyncConnectionPool.check_connection(conn)
 
-    async def returned(self, conn: psycopg.AsyncConnection[Any]) -> None:
+    async def returned(self, conn: AsyncConn) -> None:
         self._returned[id(conn)] = time.monotonic()
 
 
-def async_pool(
-    conninfo: str, *, size: int, name: str = "reachdbox-worker", check_idle_after: float = 2.0
-) -> psycopg_pool.AsyncConnectionPool[Any]:
+def async_pool(conninfo: str, *, size: int, name: str = "reachdbox-worker", check_idle_after: float = 2.0) -> AsyncPool:
     """Create (unopened) the worker's pool, shared by Procrastinate and the tasks.
 
     Its commits do not wait for the WAL flush (``synchronous_commit=off``): a
@@ -113,43 +117,43 @@ def async_pool(
     )
 
 
-def run(conn: psycopg.Connection[Row], query: str, /, **params: Any) -> int:
+def run(conn: Conn, query: str, /, **params: Any) -> int:
     """Run the named statement; return how many rows it touched."""
     return conn.execute(queries[query], params).rowcount
 
 
-async def run_async(conn: psycopg.AsyncConnection[Row], query: str, /, **params: Any) -> int:
+async def run_async(conn: AsyncConn, query: str, /, **params: Any) -> int:
     """Run the named statement; return how many rows it touched."""
     cursor = await conn.execute(queries[query], params)
     return cursor.rowcount
 
 
-def one(conn: psycopg.Connection[Row], query: str, /, **params: Any) -> Row | None:
+def one(conn: Conn, query: str, /, **params: Any) -> Row | None:
     """Run the named query and return its first row, if any."""
     return conn.execute(queries[query], params).fetchone()
 
 
-def all_rows(conn: psycopg.Connection[Row], query: str, /, **params: Any) -> list[Row]:
+def all_rows(conn: Conn, query: str, /, **params: Any) -> list[Row]:
     """Run the named query and return every row."""
     return conn.execute(queries[query], params).fetchall()
 
 
-async def one_async(conn: psycopg.AsyncConnection[Row], query: str, /, **params: Any) -> Row | None:
+async def one_async(conn: AsyncConn, query: str, /, **params: Any) -> Row | None:
     """Run the named query and return its first row, if any."""
     cursor = await conn.execute(queries[query], params)
     return await cursor.fetchone()
 
 
-async def all_async(conn: psycopg.AsyncConnection[Row], query: str, /, **params: Any) -> list[Row]:
+async def all_async(conn: AsyncConn, query: str, /, **params: Any) -> list[Row]:
     """Run the named query and return every row."""
     cursor = await conn.execute(queries[query], params)
     return await cursor.fetchall()
 
 
 async def with_reconnect(
-    pool: psycopg_pool.AsyncConnectionPool[Any],
-    conn: psycopg.AsyncConnection[Row],
-    write: Callable[[psycopg.AsyncConnection[Row]], Awaitable[T]],
+    pool: AsyncPool,
+    conn: AsyncConn,
+    write: Callable[[AsyncConn], Awaitable[T]],
     *,
     within: float,
 ) -> T:
@@ -166,6 +170,9 @@ async def with_reconnect(
             first: Exception = exc
     else:
         first = psycopg.OperationalError("the connection was lost")
+    # async_pool gives its pool both as values (psycopg_pool also takes callables).
+    conninfo, kwargs = pool.conninfo, pool.kwargs or {}
+    assert isinstance(conninfo, str) and isinstance(kwargs, dict)
     deadline = time.monotonic() + within
     delay = 0.1
     while True:
@@ -177,9 +184,7 @@ async def with_reconnect(
         try:
             # A connection of its own: the pool reconnects with a growing backoff and
             # may still be waiting for its next try when the database is back.
-            fresh = await psycopg.AsyncConnection.connect(
-                pool.conninfo, **(pool.kwargs or {}), autocommit=True, connect_timeout=2
-            )
+            fresh = await psycopg.AsyncConnection.connect(conninfo, **kwargs, autocommit=True, connect_timeout=2)
             async with fresh:
                 return await write(fresh)
         except psycopg.OperationalError as exc:

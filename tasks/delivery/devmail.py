@@ -10,7 +10,6 @@ import asyncio
 import email.parser
 import email.policy
 import signal
-from typing import Any
 
 import structlog
 from aiosmtpd.smtp import SMTP, Envelope, Session
@@ -27,7 +26,7 @@ _headers = email.parser.BytesHeaderParser(policy=email.policy.default)
 class Mailbox:
     """aiosmtpd handler: store each message, answer 250 with its mailbox id."""
 
-    def __init__(self, pool: Any):
+    def __init__(self, pool: db.AsyncPool):
         self.pool = pool
 
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:

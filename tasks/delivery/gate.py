@@ -15,7 +15,6 @@ import asyncio
 import dataclasses
 import datetime as dt
 import random
-from typing import Any
 
 import psycopg
 import structlog
@@ -60,13 +59,11 @@ def unavailable_backoff(failures: int, base: float, cap: float) -> float:
     base, cap = min(base, UNAVAILABLE_BASE), min(cap, UNAVAILABLE_MAX)
     # The count grows by one per attempt for as long as Redis is away (thousands in a
     # long outage): bound the exponent, or 2 ** n overflows a float and the send crashes.
-    delay = min(cap, base * 2 ** min(max(failures - 1, 0), MAX_DOUBLINGS))
+    delay = min(cap, base * 2.0 ** min(max(failures - 1, 0), MAX_DOUBLINGS))
     return delay / 2 + random.uniform(0, delay / 2)
 
 
-async def gate(
-    rt: runtime.Runtime, conn: psycopg.AsyncConnection[Any], email: Email, job_id: int, label: str
-) -> Held | None:
+async def gate(rt: runtime.Runtime, conn: db.AsyncConn, email: Email, job_id: int, label: str) -> Held | None:
     """Reserve this attempt's slot on ``label`` (and the owner's); None means send now."""
     limiter = rt.limiter
     if not limiter.enabled(label):
@@ -108,9 +105,7 @@ async def gate(
     return held
 
 
-async def spread(
-    rt: runtime.Runtime, conn: psycopg.AsyncConnection[Any], owner_id: int, label: str, limit: str | None
-) -> int:
+async def spread(rt: runtime.Runtime, conn: db.AsyncConn, owner_id: int, label: str, limit: str | None) -> int:
     """Queue up to SPREAD_BATCH of the owner's other due emails at their turns in the owner's lane.
 
     Each keeps its job, moved to its slot: it is claimed once, when its turn
@@ -158,9 +153,7 @@ async def spread(
     return len(keep)
 
 
-async def confirm(
-    rt: runtime.Runtime, conn: psycopg.AsyncConnection[Any], email: Email, job_id: int, label: str
-) -> Held | None:
+async def confirm(rt: runtime.Runtime, conn: db.AsyncConn, email: Email, job_id: int, label: str) -> Held | None:
     """Just before DATA, check that the limits still allow this send now; None means go.
 
     A worker may take a while from the gate to DATA (a busy machine, a slow
@@ -183,7 +176,7 @@ async def confirm(
 
 async def _wait(
     rt: runtime.Runtime,
-    conn: psycopg.AsyncConnection[Any],
+    conn: db.AsyncConn,
     email: Email,
     job_id: int,
     *,

@@ -25,7 +25,6 @@ import time
 import uuid
 from typing import Any
 
-import psycopg
 import structlog
 
 from tasks.core import db
@@ -116,7 +115,7 @@ class Mailer:
         self._ensured = False
         self._lock = asyncio.Lock()
 
-    async def breakers(self, conn: psycopg.AsyncConnection[Any], *, fresh: bool = False) -> dict[str, Breaker]:
+    async def breakers(self, conn: db.AsyncConn, *, fresh: bool = False) -> dict[str, Breaker]:
         """Return every real transport's breaker, read at most once per CACHE_SECONDS."""
         if fresh or time.monotonic() - self._read_at > CACHE_SECONDS:
             async with self._lock:
@@ -138,7 +137,7 @@ class Mailer:
         self._breakers[breaker.label] = breaker
         return breaker
 
-    async def pick(self, conn: psycopg.AsyncConnection[Any], *, offline_ok: bool = True) -> Choice:
+    async def pick(self, conn: db.AsyncConn, *, offline_ok: bool = True) -> Choice:
         """Return the transport to use now; raise ``NoTransport`` if none may be used.
 
         ``offline_ok=False`` for an email that was already logged offline once:
@@ -175,7 +174,7 @@ class Mailer:
             return Choice(transport=self.offline)
         raise NoTransport(max(min(waits, default=self.settings.breaker_cooldown), 0.0))
 
-    async def record(self, conn: psycopg.AsyncConnection[Any], choice: Choice, error: SendError | None) -> None:
+    async def record(self, conn: db.AsyncConn, choice: Choice, error: SendError | None) -> None:
         """Record how an attempt went: a provider fault counts, anything else resets the count."""
         if choice.offline:
             return
@@ -209,7 +208,7 @@ class Mailer:
         if self._remember(row) is not None and row is not None and row["previous_state"] != "closed":
             log.info("circuit breaker closed", transport=label)
 
-    async def release(self, conn: psycopg.AsyncConnection[Any], choice: Choice) -> None:
+    async def release(self, conn: db.AsyncConn, choice: Choice) -> None:
         """Give back a trial that was picked but not used, so the next send can take it."""
         if choice.trial is not None:
             self._remember(

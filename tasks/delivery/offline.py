@@ -15,20 +15,16 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
-from typing import Any
-
-import psycopg
 
 from tasks.core import db
 from tasks.core.config import Settings
+from tasks.domain.models import Status
 from tasks.queue import jobs
 
 REPLAY_REASON = "replaying from the offline log"
 
 
-def replay(
-    conn: psycopg.Connection[dict[str, Any]], settings: Settings, *, limit: int | None = None
-) -> list[uuid.UUID]:
+def replay(conn: db.Conn, settings: Settings, *, limit: int | None = None) -> list[uuid.UUID]:
     """Hand offline emails back to the real transports; return the ids handed over.
 
     Each email moves in its own transaction (row lock, guarded UPDATE, new job), so
@@ -49,6 +45,6 @@ def replay(
     return replayed
 
 
-def progress(conn: psycopg.Connection[dict[str, Any]], ids: list[uuid.UUID]) -> dict[str, int]:
+def progress(conn: db.Conn, ids: list[uuid.UUID]) -> dict[Status, int]:
     """Count the given emails by status."""
-    return {row["status"]: row["n"] for row in db.all_rows(conn, "status_counts_of", ids=ids)}
+    return {Status(row["status"]): row["n"] for row in db.all_rows(conn, "status_counts_of", ids=ids)}

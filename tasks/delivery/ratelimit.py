@@ -25,7 +25,6 @@ import pathlib
 import uuid
 from typing import Any
 
-import psycopg
 import redis
 import redis.asyncio
 import structlog
@@ -232,7 +231,7 @@ class Limiter:
     def user_key(self, owner_id: int) -> str:
         return f"{self.prefix}u:{owner_id}"
 
-    async def acquire(self, conn: psycopg.AsyncConnection[Any], label: str, owner_id: int, member: str) -> Decision:
+    async def acquire(self, conn: db.AsyncConn, label: str, owner_id: int, member: str) -> Decision:
         """Reserve (or find) this attempt's slot on ``label`` and in the owner's bucket.
 
         ``member`` names the attempt (``<email id>:<attempt>``): the job that runs
@@ -270,7 +269,7 @@ class Limiter:
 
     async def rebuild(
         self,
-        conn: psycopg.AsyncConnection[Any],
+        conn: db.AsyncConn,
         key: str,
         windows: list[tuple[int, int, float]],
         query: str,
@@ -304,7 +303,7 @@ class Limiter:
             raise Unavailable(f"rate limiter unavailable: {exc}") from exc
         log.info("rate-limit bucket rebuilt from the database", bucket=key, entries=len(rows), emptied=emptied)
 
-    async def prepare(self, pool: Any) -> None:
+    async def prepare(self, pool: db.AsyncPool) -> None:
         """Make sure every limited transport's bucket exists before this worker takes any job.
 
         Created here, a bucket starts with no attempt of ours in flight; created

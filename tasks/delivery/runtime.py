@@ -5,9 +5,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
-import psycopg_pool
-
-from tasks.core import live
+from tasks.core import db, live
 from tasks.core.config import Settings
 from tasks.delivery import mailer, ratelimit, transports
 
@@ -15,7 +13,7 @@ from tasks.delivery import mailer, ratelimit, transports
 @dataclasses.dataclass(kw_only=True)
 class Runtime:
     settings: Settings
-    pool: psycopg_pool.AsyncConnectionPool[Any]
+    pool: db.AsyncPool
     transports: list[transports.Transport]
     #: Picks the transport of each attempt (the chain and its circuit breakers).
     mailer: mailer.Mailer
@@ -29,7 +27,7 @@ class Runtime:
     ended_jobs: set[int] = dataclasses.field(default_factory=set)
 
     @classmethod
-    def create(cls, settings: Settings, pool: psycopg_pool.AsyncConnectionPool[Any], worker_name: str) -> Runtime:
+    def create(cls, settings: Settings, pool: db.AsyncPool, worker_name: str) -> Runtime:
         chain = [transports.build(spec, settings) for spec in settings.mail_transports]
         return cls(
             settings=settings,

@@ -14,7 +14,7 @@ import dataclasses
 import datetime as dt
 import random
 import time
-from typing import Any
+from typing import Any, Literal
 
 import psycopg
 import structlog
@@ -24,7 +24,7 @@ from psycopg.types.json import Jsonb
 from tasks.core import db
 from tasks.core.config import Settings
 from tasks.delivery import gate, mailer, message, runtime, transports
-from tasks.domain.models import Email
+from tasks.domain.models import Email, Status
 from tasks.queue import jobs
 from tasks.queue.app import app
 
@@ -35,6 +35,9 @@ NO_TRANSPORT_REASON = "waiting for a mail transport: every circuit breaker is op
 #: Seconds an attempt keeps trying to record its outcome while the database is away
 #: (under tasks.queue.worker.CRASH_GRACE, so a worker that lost its database waits for it).
 OUTCOME_RETRY = 10.0
+#: What putting an email back to wait did: its new status and, if waiting, until when;
+#: or "moved" when the email was no longer this job's (nothing was written).
+Waited = tuple[Literal[Status.SCHEDULED, Status.FAILED, "moved"], dt.datetime | None]
 
 
 def backoff(attempts: int, settings: Settings) -> float:
@@ -43,12 +46,12 @@ def backoff(attempts: int, settings: Settings) -> float:
     Half the delay is fixed and half random ("equal jitter"), so retries spread
     out without ever coming back immediately.
     """
-    delay = min(settings.retry_backoff_max, settings.retry_backoff_base * 2 ** max(attempts - 1, 0))
+    delay = min(settings.retry_backoff_max, settings.retry_backoff_base * 2.0 ** max(attempts - 1, 0))
     return delay / 2 + random.uniform(0, delay / 2)
 
 
 async def requeue(
-    conn: psycopg.AsyncConnection[Any],
+    conn: db.AsyncConn,
     settings: Settings,
     *,
     email_id: Any,
@@ -60,7 +63,7 @@ async def requeue(
     delay: float | None = None,
     transport: str | None = None,
     end_job: bool = False,
-) -> tuple[str, dt.datetime | None]:
+) -> Waited:
     """Put a ``sending`` email back to wait, with the job of its next attempt; or fail it
     when its attempts are spent. Returns the new status and, if waiting, until when.
 
@@ -73,23 +76,23 @@ async def requeue(
             conn,
             email_id=email_id,
             job_id=job_id,
-            status="failed",
+            status=Status.FAILED,
             error=f"gave up after {attempts} attempts; last error: {error}",
             transport=transport,
             end_job=end_job,
         )
-        return ("failed" if done else "moved"), None
+        return (Status.FAILED if done else "moved"), None
     wait = backoff(attempts, settings) if delay is None else delay
     at = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=wait)
     waiting = await jobs.wait_again_async(
         conn, "requeue_email", email_id=email_id, at=at, horizon=settings.schedule_horizon,
         job_id=job_id, reason=reason, error=error, kind=kind, transport=transport, end_job=end_job,
     )  # fmt: skip
-    return ("scheduled", at) if waiting else ("moved", None)
+    return (Status.SCHEDULED, at) if waiting else ("moved", None)
 
 
 async def wait_uncounted(
-    conn: psycopg.AsyncConnection[Any],
+    conn: db.AsyncConn,
     settings: Settings,
     *,
     email_id: Any,
@@ -98,7 +101,7 @@ async def wait_uncounted(
     reason: str,
     kind: str,
     end_job: bool = False,
-) -> tuple[str, dt.datetime | None]:
+) -> Waited:
     """Put a ``sending`` email back to wait without spending an attempt (nothing was tried)."""
     at = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=delay)
     waiting = await jobs.wait_again_async(
@@ -106,15 +109,15 @@ async def wait_uncounted(
         job_id=job_id, slot=None, rate_transport=None, transport=None, kind=kind, reason=reason,
         limit=None, error=None, end_job=end_job,
     )  # fmt: skip
-    return ("scheduled", at) if waiting else ("moved", None)
+    return (Status.SCHEDULED, at) if waiting else ("moved", None)
 
 
 async def finish(
-    conn: psycopg.AsyncConnection[Any],
+    conn: db.AsyncConn,
     *,
     email_id: Any,
     job_id: int,
-    status: str,
+    status: Status,
     reply: str | None = None,
     error: str | None = None,
     transport: str | None = None,
@@ -152,7 +155,7 @@ async def finish(
     return True
 
 
-async def _finish(rt: runtime.Runtime, conn: psycopg.AsyncConnection[Any], **outcome: Any) -> bool:
+async def _finish(rt: runtime.Runtime, conn: db.AsyncConn, **outcome: Any) -> bool:
     """``finish``, kept through a database restart: a send that happened must be recorded.
 
     Should the database stay away longer, the job ends with the email still
@@ -175,7 +178,7 @@ class _Attempt:
     waiting_reason: str | None = None
 
 
-async def _attempt(rt: runtime.Runtime, conn: psycopg.AsyncConnection[Any], email: Email, job_id: int) -> _Attempt:
+async def _attempt(rt: runtime.Runtime, conn: db.AsyncConn, email: Email, job_id: int) -> _Attempt:
     result = _Attempt(ended=True)
     # --- the transport: first in the chain whose breaker allows it; the offline log last.
     try:
@@ -192,7 +195,7 @@ async def _attempt(rt: runtime.Runtime, conn: psycopg.AsyncConnection[Any], emai
             end_job=True,
         )
         result.error, result.waiting_reason, result.ended = str(exc), NO_TRANSPORT_REASON, status != "moved"
-        result.outcome = "no_transport" if status == "scheduled" else status
+        result.outcome = "no_transport" if status == Status.SCHEDULED else status
         return result
     transport = choice.transport
     result.transport = transport.label
@@ -245,13 +248,13 @@ async def _attempt(rt: runtime.Runtime, conn: psycopg.AsyncConnection[Any], emai
         result.ended = result.outcome != "moved" or email.attempts >= rt.settings.max_attempts
     except transports.Permanent as exc:
         failure = exc
-        result.code, result.error, result.outcome = exc.code, exc.message, "failed"
+        result.code, result.error, result.outcome = exc.code, exc.message, Status.FAILED
         await _finish(
             rt,
             conn,
             email_id=email.id,
             job_id=job_id,
-            status="failed",
+            status=Status.FAILED,
             error=exc.message,
             transport=transport.label,
             refused=exc.refused,
@@ -259,13 +262,13 @@ async def _attempt(rt: runtime.Runtime, conn: psycopg.AsyncConnection[Any], emai
         )
     except transports.Uncertain as exc:
         failure = exc
-        result.error, result.outcome = exc.message, "uncertain"
+        result.error, result.outcome = exc.message, Status.UNCERTAIN
         await _finish(
             rt,
             conn,
             email_id=email.id,
             job_id=job_id,
-            status="uncertain",
+            status=Status.UNCERTAIN,
             error=exc.message,
             transport=transport.label,
             refused=exc.refused,
@@ -283,13 +286,14 @@ async def _attempt(rt: runtime.Runtime, conn: psycopg.AsyncConnection[Any], emai
         result.error, result.outcome, result.ended = exc.message, "aborted", False
     else:
         # The offline log is an outcome of its own: written down, not sent.
-        result.outcome = "offline" if choice.offline else "sent"
+        done = Status.OFFLINE if choice.offline else Status.SENT
+        result.outcome = done
         await _finish(
             rt,
             conn,
             email_id=email.id,
             job_id=job_id,
-            status=result.outcome,
+            status=done,
             reply=delivery.reply,
             transport=transport.label,
             refused=delivery.refused,
@@ -325,17 +329,17 @@ async def send_email(context: JobContext, email_id: str) -> str:
             log.debug("obsolete job", email_id=email_id, job_id=job_id)
             return "obsolete"
         email = Email.from_row(row)
-        rt.live.changed(email.owner_id, email.id, "sending", attempt=email.attempts)
+        rt.live.changed(email.owner_id, email.id, Status.SENDING, attempt=email.attempts)
         result = await _attempt(rt, conn, email, job_id)
     if result.ended:
         rt.ended_jobs.add(job_id)
-    final = ("sent", "failed", "uncertain", "offline")
-    if result.outcome in (*final, "scheduled", "no_transport", "rate_limited", "limiter_unavailable"):
+    final = (Status.SENT, Status.FAILED, Status.UNCERTAIN, Status.OFFLINE)
+    if result.outcome in (*final, Status.SCHEDULED, "no_transport", "rate_limited", "limiter_unavailable"):
         waiting = result.outcome not in final
         rt.live.changed(
             email.owner_id,
             email.id,
-            "scheduled" if waiting else result.outcome,
+            Status.SCHEDULED if waiting else result.outcome,
             next_attempt_at=result.next_attempt_at,
             waiting_reason=result.waiting_reason if waiting else None,
         )

@@ -11,15 +11,11 @@ import datetime as dt
 import uuid
 from typing import Any
 
-import psycopg
-
 from tasks.core import db, errors
 from tasks.core.config import Settings
 from tasks.domain.batch_plan import Plan
 from tasks.domain.models import Scope, User
 from tasks.queue import jobs
-
-Conn = psycopg.Connection[dict[str, Any]]
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -60,7 +56,7 @@ class Batch:
         return out
 
 
-def _existing(conn: Conn, owner: User, plan: Plan) -> Batch:
+def _existing(conn: db.Conn, owner: User, plan: Plan) -> Batch:
     row = db.one(conn, "batch_by_idempotency_key", owner_id=owner.id, idempotency_key=plan.idempotency_key)
     assert row is not None
     if row["request_hash"] != plan.request_hash:
@@ -68,7 +64,7 @@ def _existing(conn: Conn, owner: User, plan: Plan) -> Batch:
     return get(conn, Scope(owner_id=owner.id), row["id"])
 
 
-def create(conn: Conn, *, owner: User, plan: Plan, settings: Settings) -> tuple[Batch, bool]:
+def create(conn: db.Conn, *, owner: User, plan: Plan, settings: Settings) -> tuple[Batch, bool]:
     """Store every planned email and the jobs of those due soon, in one transaction.
 
     Returns the batch and whether it is new (a repeated idempotency key returns the first).
@@ -126,7 +122,7 @@ def create(conn: Conn, *, owner: User, plan: Plan, settings: Settings) -> tuple[
     return get(conn, Scope(owner_id=owner.id), batch_id), True
 
 
-def get_many(conn: Conn, scope: Scope, ids: list[uuid.UUID]) -> list[Batch]:
+def get_many(conn: db.Conn, scope: Scope, ids: list[uuid.UUID]) -> list[Batch]:
     """Return these batches with their progress (the caller's only)."""
     if not ids:
         return []
@@ -139,7 +135,7 @@ def get_many(conn: Conn, scope: Scope, ids: list[uuid.UUID]) -> list[Batch]:
     return out
 
 
-def get(conn: Conn, scope: Scope, batch_id: Any) -> Batch:
+def get(conn: db.Conn, scope: Scope, batch_id: Any) -> Batch:
     """Return the batch with its progress, or raise ``NotFound`` (also for another owner's)."""
     try:
         parsed = batch_id if isinstance(batch_id, uuid.UUID) else uuid.UUID(str(batch_id))
@@ -151,7 +147,7 @@ def get(conn: Conn, scope: Scope, batch_id: Any) -> Batch:
     return found[0]
 
 
-def cancel_rest(conn: Conn, scope: Scope, batch_id: Any) -> tuple[Batch, list[uuid.UUID]]:
+def cancel_rest(conn: db.Conn, scope: Scope, batch_id: Any) -> tuple[Batch, list[uuid.UUID]]:
     """Cancel every email of the batch not yet claimed by a worker; return the batch and their ids."""
     batch = get(conn, scope, batch_id)
     with conn.transaction():

@@ -11,16 +11,13 @@ import datetime as dt
 import uuid
 from typing import Any
 
-import psycopg
 from psycopg.types.json import Jsonb
 
 from tasks.core import db, errors
 from tasks.core.config import Settings
 from tasks.domain import validation
-from tasks.domain.models import Email, Event, Scope, User
+from tasks.domain.models import Email, Event, Scope, Status, User
 from tasks.queue import jobs
-
-Conn = psycopg.Connection[dict[str, Any]]
 
 
 class _KeyTaken(Exception):
@@ -37,25 +34,25 @@ def parse_id(raw: str | uuid.UUID) -> uuid.UUID:
         raise errors.NotFound(f"no email with id {str(raw)[:64]!r}") from None
 
 
-def ensure_user(conn: Conn, *, email: str, name: str = "") -> User:
+def ensure_user(conn: db.Conn, *, email: str, name: str = "") -> User:
     """Create the user with this address, or refresh their name."""
     row = db.one(conn, "upsert_user", email=email, name=name)
     assert row is not None
     return User.from_row(row)
 
 
-def add_event(conn: Conn, email_id: uuid.UUID, kind: str, job_id: int | None = None, **detail: Any) -> None:
+def add_event(conn: db.Conn, email_id: uuid.UUID, kind: str, job_id: int | None = None, **detail: Any) -> None:
     """Append one entry to the email's timeline."""
     db.run(conn, "insert_event", email_id=email_id, kind=kind, job_id=job_id, detail=Jsonb(detail))
 
 
-def _job_for(conn: Conn, email_id: uuid.UUID, at: dt.datetime, settings: Settings) -> int | None:
+def _job_for(conn: db.Conn, email_id: uuid.UUID, at: dt.datetime, settings: Settings) -> int | None:
     if not jobs.within_horizon(at, settings.schedule_horizon):
         return None
     return jobs.defer_sends(conn, [(email_id, at)])[0]
 
 
-def _existing(conn: Conn, owner: User, draft: validation.Draft) -> Email:
+def _existing(conn: db.Conn, owner: User, draft: validation.Draft) -> Email:
     row = db.one(conn, "email_by_idempotency_key", owner_id=owner.id, idempotency_key=draft.idempotency_key)
     assert row is not None
     if row["request_hash"] != draft.request_hash():
@@ -63,7 +60,7 @@ def _existing(conn: Conn, owner: User, draft: validation.Draft) -> Email:
     return Email.from_row(row)
 
 
-def schedule(conn: Conn, *, owner: User, draft: validation.Draft, settings: Settings) -> tuple[Email, bool]:
+def schedule(conn: db.Conn, *, owner: User, draft: validation.Draft, settings: Settings) -> tuple[Email, bool]:
     """Store the email and defer its job atomically; return it and whether it is new.
 
     A repeated idempotency key returns the first email (``False``); the same key
@@ -114,7 +111,7 @@ def schedule(conn: Conn, *, owner: User, draft: validation.Draft, settings: Sett
     return Email.from_row(row), True
 
 
-def get(conn: Conn, scope: Scope, email_id: str | uuid.UUID) -> Email:
+def get(conn: db.Conn, scope: Scope, email_id: str | uuid.UUID) -> Email:
     """Return the email, or raise ``NotFound`` (also for another owner's email)."""
     row = db.one(conn, "get_email", id=parse_id(email_id), **scope.params())
     if row is None:
@@ -122,13 +119,13 @@ def get(conn: Conn, scope: Scope, email_id: str | uuid.UUID) -> Email:
     return Email.from_row(row)
 
 
-def timeline(conn: Conn, scope: Scope, email_id: str | uuid.UUID) -> list[Event]:
+def timeline(conn: db.Conn, scope: Scope, email_id: str | uuid.UUID) -> list[Event]:
     """Return the email's events, oldest first (scoped like ``get``)."""
     email = get(conn, scope, email_id)
     return [Event.from_row(r) for r in db.all_rows(conn, "email_events", id=email.id)]
 
 
-def _lock(conn: Conn, scope: Scope, email_id: str | uuid.UUID) -> Email:
+def _lock(conn: db.Conn, scope: Scope, email_id: str | uuid.UUID) -> Email:
     row = db.one(conn, "lock_email", id=parse_id(email_id), **scope.params())
     if row is None:
         raise errors.NotFound(f"no email with id {email_id}")
@@ -139,16 +136,16 @@ def _too_late(email: Email, action: str) -> errors.TooLate:
     return errors.TooLate(f"cannot {action}: the email is already {email.status}")
 
 
-def cancel(conn: Conn, scope: Scope, email_id: str | uuid.UUID) -> Email:
+def cancel(conn: db.Conn, scope: Scope, email_id: str | uuid.UUID) -> Email:
     """Cancel a scheduled (or offline-logged) email; cancelling a cancelled one is a no-op.
 
     Raises ``TooLate`` once a worker has claimed it.
     """
     with conn.transaction():
         email = _lock(conn, scope, email_id)
-        if email.status == "cancelled":
+        if email.status == Status.CANCELLED:
             return email
-        if email.status not in ("scheduled", "offline"):
+        if email.status not in (Status.SCHEDULED, Status.OFFLINE):
             raise _too_late(email, "cancel")
         row = db.one(conn, "set_cancelled", id=email.id)
         assert row is not None
@@ -158,7 +155,7 @@ def cancel(conn: Conn, scope: Scope, email_id: str | uuid.UUID) -> Email:
 
 
 def _wait_again(
-    conn: Conn,
+    conn: db.Conn,
     email: Email,
     *,
     at: dt.datetime,
@@ -168,7 +165,7 @@ def _wait_again(
     move_send_at: bool = True,
 ) -> Email:
     job_id = _job_for(conn, email.id, at, settings)
-    if email.status == "scheduled":
+    if email.status == Status.SCHEDULED:
         jobs.cancel_job(conn, email.job_id)
     row = db.one(
         conn,
@@ -185,7 +182,7 @@ def _wait_again(
 
 
 def reschedule(
-    conn: Conn,
+    conn: db.Conn,
     scope: Scope,
     email_id: str | uuid.UUID,
     *,
@@ -202,25 +199,25 @@ def reschedule(
         raise errors.ValidationError("time_zone: must be an IANA time zone such as Europe/Paris", field="time_zone")
     with conn.transaction():
         email = _lock(conn, scope, email_id)
-        if email.status != "scheduled":
+        if email.status != Status.SCHEDULED:
             raise _too_late(email, "reschedule")
         return _wait_again(conn, email, at=when, settings=settings, kind="rescheduled", send_tz=send_tz)
 
 
-def send_now(conn: Conn, scope: Scope, email_id: str | uuid.UUID, *, settings: Settings) -> Email:
+def send_now(conn: db.Conn, scope: Scope, email_id: str | uuid.UUID, *, settings: Settings) -> Email:
     """Send a scheduled email at once instead of at its time."""
     with conn.transaction():
         email = _lock(conn, scope, email_id)
-        if email.status != "scheduled":
+        if email.status != Status.SCHEDULED:
             raise _too_late(email, "send now")
         return _wait_again(conn, email, at=dt.datetime.now(dt.UTC), settings=settings, kind="send_now")
 
 
-def retry(conn: Conn, scope: Scope, email_id: str | uuid.UUID, *, settings: Settings) -> Email:
+def retry(conn: db.Conn, scope: Scope, email_id: str | uuid.UUID, *, settings: Settings) -> Email:
     """Send a failed or uncertain email again, as a new attempt (the user's explicit choice)."""
     with conn.transaction():
         email = _lock(conn, scope, email_id)
-        if email.status not in ("failed", "uncertain"):
+        if email.status not in (Status.FAILED, Status.UNCERTAIN):
             raise errors.Conflict(f"only a failed or uncertain email can be sent again; this one is {email.status}")
         return _wait_again(conn, email, at=dt.datetime.now(dt.UTC), settings=settings, kind="retry", move_send_at=False)
 
@@ -229,7 +226,9 @@ def retry(conn: Conn, scope: Scope, email_id: str | uuid.UUID, *, settings: Sett
 EDITABLE = frozenset({"to", "cc", "bcc", "subject", "body_text", "body_html", "send_at", "time_zone"})
 
 
-def edit(conn: Conn, scope: Scope, email_id: str | uuid.UUID, *, changes: dict[str, Any], settings: Settings) -> Email:
+def edit(
+    conn: db.Conn, scope: Scope, email_id: str | uuid.UUID, *, changes: dict[str, Any], settings: Settings
+) -> Email:
     """Change a scheduled email's recipients, content or time, validated like a new one.
 
     A new ``send_at`` moves it (a new job, like ``reschedule``); the rest keeps its job.
@@ -240,7 +239,7 @@ def edit(conn: Conn, scope: Scope, email_id: str | uuid.UUID, *, changes: dict[s
             raise errors.ValidationError(f"{name}: cannot be changed", field=name)
     with conn.transaction():
         email = _lock(conn, scope, email_id)
-        if email.status != "scheduled":
+        if email.status != Status.SCHEDULED:
             raise _too_late(email, "edit")
         moving = changes.get("send_at") is not None
         draft = validation.validate(
@@ -288,12 +287,12 @@ def edit(conn: Conn, scope: Scope, email_id: str | uuid.UUID, *, changes: dict[s
     return email
 
 
-def status_counts(conn: Conn) -> dict[str, int]:
+def status_counts(conn: db.Conn) -> dict[Status, int]:
     """Count every email by status (operators)."""
-    return {row["status"]: row["n"] for row in db.all_rows(conn, "status_counts")}
+    return {Status(row["status"]): row["n"] for row in db.all_rows(conn, "status_counts")}
 
 
-def next_due(conn: Conn) -> dt.datetime | None:
+def next_due(conn: db.Conn) -> dt.datetime | None:
     """Return when the next scheduled email is due (operators)."""
     row = db.one(conn, "next_due")
     return row["next_due"] if row else None

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import datetime as dt
 import zoneinfo
+from typing import assert_never
 
-from tasks.domain.models import Email
+from tasks.domain.models import Email, Status
 
 #: A due email not claimed after this long suggests no worker is running.
 OVERDUE = dt.timedelta(minutes=1)
@@ -42,7 +43,7 @@ def why(email: Email, now: dt.datetime | None = None) -> str:
     at = email.next_attempt_at
     when = f"{moment(at, email.send_tz)} ({relative(at, now)})"
     reason = (email.waiting_reason or "").strip()
-    if email.status == "scheduled":
+    if email.status == Status.SCHEDULED:
         if at > now:
             if "rate" in reason.lower():
                 return f"Waiting for a rate-limit slot until {when}: the provider allows only so many emails at once."
@@ -61,27 +62,27 @@ def why(email: Email, now: dt.datetime | None = None) -> str:
                 "no worker seems to be running (start one with `python -m tasks worker`)."
             )
         return "Due now: waiting for a worker to pick it up."
-    if email.status == "sending":
+    if email.status == Status.SENDING:
         return f"Being sent right now (attempt {email.attempts})."
-    if email.status == "sent":
+    if email.status == Status.SENT:
         sent = moment(email.sent_at, email.send_tz) if email.sent_at else "?"
         via = f" via {email.transport}" if email.transport else ""
         reply = f"; the server answered {email.provider_reply!r}" if email.provider_reply else ""
         return f"Sent at {sent}{via}{reply}."
-    if email.status == "failed":
+    if email.status == Status.FAILED:
         return f"Failed: {email.last_error or 'the mail server refused it'}. You can send it again."
-    if email.status == "uncertain":
+    if email.status == Status.UNCERTAIN:
         cause = email.last_error or "the connection was lost after the message was handed over"
         return (
             f"Uncertain because {cause[:1].lower()}{cause[1:]}: the server may or may not have accepted it. "
             "Check with the recipient before sending it again."
         )
-    if email.status == "cancelled":
+    if email.status == Status.CANCELLED:
         return "Cancelled: it will not be sent."
-    if email.status == "offline":
+    if email.status == Status.OFFLINE:
         return (
             "Logged offline: every mail transport was down, so it was written to the offline log instead of "
             "being sent. It goes out, once, when an operator replays the log after the provider is back "
             "(`python -m tasks replay-offline`); you can still cancel it."
         )
-    return email.status
+    assert_never(email.status)  # mypy: every status is explained above

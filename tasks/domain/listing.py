@@ -14,25 +14,23 @@ import json
 import uuid
 from typing import Any
 
-import psycopg
-
 from tasks.core import db, errors
-from tasks.domain.models import STATUSES, Email, Scope
+from tasks.domain.models import Email, Scope, Status
 
-Conn = psycopg.Connection[dict[str, Any]]
-
+#: Every status, in order.
+ALL = tuple(Status)
 #: The dashboard's tabs and the statuses each one shows ("sending" is brief: it stays with scheduled).
-VIEWS: dict[str, tuple[str, ...]] = {
-    "scheduled": ("scheduled", "sending"),
-    "sent": ("sent",),
-    "failed": ("failed",),
-    "uncertain": ("uncertain",),
-    "offline": ("offline",),
-    "cancelled": ("cancelled",),
-    "all": STATUSES,
+VIEWS: dict[str, tuple[Status, ...]] = {
+    Status.SCHEDULED: (Status.SCHEDULED, Status.SENDING),
+    Status.SENT: (Status.SENT,),
+    Status.FAILED: (Status.FAILED,),
+    Status.UNCERTAIN: (Status.UNCERTAIN,),
+    Status.OFFLINE: (Status.OFFLINE,),
+    Status.CANCELLED: (Status.CANCELLED,),
+    "all": ALL,
 }
 #: What ``?status=`` accepts: a view, or one exact status.
-FILTERS = (*VIEWS, *(s for s in STATUSES if s not in VIEWS))
+FILTERS = (*VIEWS, *(s for s in Status if s not in VIEWS))
 MAX_LIMIT = 200
 MAX_QUERY = 200
 
@@ -65,14 +63,14 @@ def decode_cursor(cursor: str | None) -> tuple[dt.datetime | None, uuid.UUID | N
         raise errors.ValidationError("cursor: is not a cursor this API returned", field="cursor") from None
 
 
-def statuses_for(view: str | None) -> tuple[str, ...]:
+def statuses_for(view: str | None) -> tuple[Status, ...]:
     """Return the statuses of a view or a single status (None: all)."""
-    if view in (None, ""):
-        return STATUSES
+    if view is None or view == "":
+        return ALL
     if view in VIEWS:
         return VIEWS[view]
-    if view in STATUSES:
-        return (view,)
+    if view in ALL:
+        return (Status(view),)
     raise errors.ValidationError(f"status: must be one of {', '.join(FILTERS)}", field="status")
 
 
@@ -96,7 +94,7 @@ def _limit(limit: int) -> int:
 
 
 def emails_page(
-    conn: Conn,
+    conn: db.Conn,
     scope: Scope,
     *,
     view: str | None = None,
@@ -134,7 +132,7 @@ class Item:
 
 
 def items_page(
-    conn: Conn, scope: Scope, *, view: str | None, cursor: str | None, limit: int = 50
+    conn: db.Conn, scope: Scope, *, view: str | None, cursor: str | None, limit: int = 50
 ) -> tuple[list[Item], str | None]:
     """Return one page of the dashboard's list, batches grouped, and the next cursor."""
     from tasks.domain import batches
@@ -164,12 +162,12 @@ def items_page(
     return items, next_cursor
 
 
-def counts(conn: Conn, scope: Scope) -> dict[str, int]:
+def counts(conn: db.Conn, scope: Scope) -> dict[str, int]:
     """Count the caller's emails per dashboard view."""
     by_status = {r["status"]: r["n"] for r in db.all_rows(conn, "owner_status_counts", **scope.params())}
     return {view: sum(by_status.get(s, 0) for s in statuses) for view, statuses in VIEWS.items()}
 
 
-def statuses(conn: Conn, scope: Scope, ids: list[uuid.UUID]) -> list[dict[str, Any]]:
+def statuses(conn: db.Conn, scope: Scope, ids: list[uuid.UUID]) -> list[dict[str, Any]]:
     """Return the current status of these emails (the caller's only; others are left out)."""
     return db.all_rows(conn, "statuses_by_ids", ids=ids, **scope.params())

@@ -4,13 +4,44 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import enum
 import uuid
 from typing import Any
 
+
+class Status(enum.StrEnum):
+    """An email's status: the one list of them in Python, in the order pages show them.
+
+    A ``str`` (``Status.SENT == "sent"``), so rows, JSON and SQL parameters carry
+    the plain value. The database keeps its own copy, which migrations cannot
+    take from here: the ``emails_status_check`` constraint and the transitions
+    of the ``emails_guard_update`` trigger (sql/migrations/0004_offline_and_breakers.sql).
+    tests/integration/test_status.py checks that they equal ``Status`` and ``TRANSITIONS``.
+    """
+
+    SCHEDULED = "scheduled"
+    SENDING = "sending"
+    SENT = "sent"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+    UNCERTAIN = "uncertain"
+    #: Written to the offline log while every real transport was down (not sent).
+    OFFLINE = "offline"
+
+
+#: The status machine the database enforces: where each status may go next.
+TRANSITIONS: dict[Status, frozenset[Status]] = {
+    Status.SCHEDULED: frozenset({Status.SENDING, Status.CANCELLED}),
+    Status.SENDING: frozenset({Status.SENT, Status.FAILED, Status.SCHEDULED, Status.UNCERTAIN, Status.OFFLINE}),
+    Status.SENT: frozenset(),
+    Status.FAILED: frozenset({Status.SCHEDULED}),
+    Status.CANCELLED: frozenset(),
+    Status.UNCERTAIN: frozenset({Status.SCHEDULED, Status.SENT, Status.FAILED}),
+    #: Replayed to the real transports, or cancelled.
+    Status.OFFLINE: frozenset({Status.SCHEDULED, Status.CANCELLED}),
+}
 #: Statuses from which nothing more happens without someone acting.
-TERMINAL = frozenset({"sent", "failed", "cancelled", "uncertain", "offline"})
-#: ``offline``: written to the offline log while every real transport was down (not sent).
-STATUSES = ("scheduled", "sending", "sent", "failed", "cancelled", "uncertain", "offline")
+TERMINAL = frozenset({Status.SENT, Status.FAILED, Status.CANCELLED, Status.UNCERTAIN, Status.OFFLINE})
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -64,7 +95,7 @@ class Email:
     body_html: str | None
     send_at: dt.datetime
     send_tz: str
-    status: str
+    status: Status
     attempts: int
     next_attempt_at: dt.datetime
     waiting_reason: str | None
@@ -90,7 +121,8 @@ class Email:
 
     @classmethod
     def from_row(cls, row: dict[str, Any]) -> Email:
-        return cls(**{f.name: row[f.name] for f in dataclasses.fields(cls) if f.name in row})
+        fields = {f.name: row[f.name] for f in dataclasses.fields(cls) if f.name in row}
+        return cls(**fields | {"status": Status(row["status"])})
 
     @property
     def recipients(self) -> list[str]:

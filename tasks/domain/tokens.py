@@ -12,12 +12,8 @@ import hashlib
 import secrets
 from typing import Any
 
-import psycopg
-
 from tasks.core import db, errors
 from tasks.domain.models import User
-
-Conn = psycopg.Connection[dict[str, Any]]
 
 #: Every token starts with this, so a leaked one is easy to recognise (and to scan for).
 PREFIX = "rdbx_"
@@ -48,7 +44,7 @@ def digest(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
-def create(conn: Conn, user: User, name: str = "") -> tuple[Token, str]:
+def create(conn: db.Conn, user: User, name: str = "") -> tuple[Token, str]:
     """Create a token for ``user``; return it and its secret (shown once, never stored)."""
     name = name.strip()
     if len(name) > MAX_NAME or any(ord(c) < 32 for c in name):
@@ -61,7 +57,7 @@ def create(conn: Conn, user: User, name: str = "") -> tuple[Token, str]:
     return Token.from_row(row), secret
 
 
-def authenticate(conn: Conn, secret: str) -> User | None:
+def authenticate(conn: db.Conn, secret: str) -> User | None:
     """Return the user a token belongs to, or None for an unknown or revoked one."""
     if not secret.startswith(PREFIX) or len(secret) > 200:
         return None
@@ -72,12 +68,12 @@ def authenticate(conn: Conn, secret: str) -> User | None:
     return User.from_row(row)
 
 
-def list_for(conn: Conn, user: User) -> list[Token]:
+def list_for(conn: db.Conn, user: User) -> list[Token]:
     """Return the user's tokens, newest first (revoked ones included, marked)."""
     return [Token.from_row(r) for r in db.all_rows(conn, "list_tokens", user_id=user.id)]
 
 
-def revoke(conn: Conn, user: User, token_id: int) -> None:
+def revoke(conn: db.Conn, user: User, token_id: int) -> None:
     """Revoke one of the user's tokens; another user's (or a revoked) one is NotFound."""
     if db.one(conn, "revoke_token", id=token_id, user_id=user.id) is None:
         raise errors.NotFound(f"no active token with id {token_id}")

@@ -178,7 +178,11 @@ def validate(
     seen: set[str] = set()
     fields = []
     for group in (to_list, cc_list, bcc_list):
-        kept = [a for a in group if not (a.lower() in seen or seen.add(a.lower()))]
+        kept = []
+        for address in group:
+            if address.lower() not in seen:
+                seen.add(address.lower())
+                kept.append(address)
         fields.append(tuple(kept))
     total = sum(len(f) for f in fields)
     if total == 0 and not errs.items:

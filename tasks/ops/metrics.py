@@ -13,22 +13,22 @@ import math
 from collections.abc import Callable, Iterator
 from typing import Any
 
-import psycopg
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 from prometheus_client.registry import Collector
 
 from tasks.core import db
 from tasks.core.config import Settings
-from tasks.domain import models
+from tasks.domain.models import Status
 
 #: Upper bounds (seconds) of the claim-lateness histogram.
 LATENESS_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0)
-#: Event kinds that end an attempt on a transport, and the outcome each stands for.
-OUTCOMES = {
-    "sent": "sent",
-    "failed": "failed",
-    "uncertain": "uncertain",
-    "offline": "offline",
+#: Event kinds that end an attempt on a transport, and the outcome each stands for
+#: (an attempt's final event is named after the email's new status).
+OUTCOMES: dict[str, str] = {
+    Status.SENT: "sent",
+    Status.FAILED: "failed",
+    Status.UNCERTAIN: "uncertain",
+    Status.OFFLINE: "offline",
     "retry_scheduled": "deferred",
 }
 #: How the rate limiter marks its waits (``waiting_reason``, event kind).
@@ -37,7 +37,7 @@ RATE_LIMIT_EVENTS = ("rate_limited",)
 NO_TRANSPORT_EVENT = "transport_unavailable"
 BREAKER_STATES = ("closed", "half_open", "open")
 
-Connect = Callable[[], contextlib.AbstractContextManager[psycopg.Connection[dict[str, Any]]]]
+Connect = Callable[[], contextlib.AbstractContextManager[db.Conn]]
 
 
 class DatabaseCollector(Collector):
@@ -55,13 +55,13 @@ class DatabaseCollector(Collector):
             yield from self._breakers(conn)
             yield from self._queue(conn)
 
-    def _emails(self, conn: psycopg.Connection[dict[str, Any]]) -> Iterator[Any]:
+    def _emails(self, conn: db.Conn) -> Iterator[Any]:
         rows = {r["status"]: r for r in db.all_rows(conn, "metrics_emails", rate_limit_reason=RATE_LIMIT_REASON)}
         by_status = GaugeMetricFamily("reachdbox_emails", "Emails by status.", labels=["status"])
-        for status in models.STATUSES:
+        for status in Status:
             by_status.add_metric([status], rows[status]["n"] if status in rows else 0)
         yield by_status
-        scheduled = rows.get("scheduled")
+        scheduled = rows.get(Status.SCHEDULED)
         yield GaugeMetricFamily(
             "reachdbox_emails_due",
             "Scheduled emails whose time has come (the backlog).",
@@ -79,7 +79,7 @@ class DatabaseCollector(Collector):
             value=scheduled["rate_limited"] if scheduled else 0,
         )
 
-    def _events(self, conn: psycopg.Connection[dict[str, Any]]) -> Iterator[Any]:
+    def _events(self, conn: db.Conn) -> Iterator[Any]:
         kinds = [*OUTCOMES, *RATE_LIMIT_EVENTS, NO_TRANSPORT_EVENT]
         rows = db.all_rows(conn, "metrics_event_counts", kinds=kinds)
         attempts = CounterMetricFamily(
@@ -105,7 +105,7 @@ class DatabaseCollector(Collector):
             value=waits["transport"],
         )
 
-    def _lateness(self, conn: psycopg.Connection[dict[str, Any]]) -> HistogramMetricFamily:
+    def _lateness(self, conn: db.Conn) -> HistogramMetricFamily:
         rows = db.all_rows(conn, "metrics_lateness", bounds=list(LATENESS_BUCKETS))
         buckets: list[tuple[str, float]] = []
         for bound in (*LATENESS_BUCKETS, math.inf):
@@ -120,7 +120,7 @@ class DatabaseCollector(Collector):
             sum_value=total_sum,
         )
 
-    def _breakers(self, conn: psycopg.Connection[dict[str, Any]]) -> Iterator[Any]:
+    def _breakers(self, conn: db.Conn) -> Iterator[Any]:
         labels = [s.label for s in self._settings.mail_transports if not s.offline]
         rows = {r["label"]: r for r in db.all_rows(conn, "breaker_states", labels=labels)}
         state = GaugeMetricFamily(
@@ -145,7 +145,7 @@ class DatabaseCollector(Collector):
             opened.add_metric([label], row["opened_count"] if row else 0)
         yield from (state, failures, opened)
 
-    def _queue(self, conn: psycopg.Connection[dict[str, Any]]) -> Iterator[Any]:
+    def _queue(self, conn: db.Conn) -> Iterator[Any]:
         jobs = GaugeMetricFamily(
             "reachdbox_queue_jobs", "Procrastinate jobs waiting or running.", labels=["queue", "status"]
         )

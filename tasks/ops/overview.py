@@ -9,20 +9,17 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-import psycopg
-
 from tasks.core import db
 from tasks.core.config import Settings
-from tasks.domain import emails, models
-
-Conn = psycopg.Connection[dict[str, Any]]
+from tasks.domain import emails
+from tasks.domain.models import Status
 
 
 def _iso(value: dt.datetime | None) -> str | None:
     return value.isoformat() if value is not None else None
 
 
-def transport_states(conn: Conn, settings: Settings) -> list[dict[str, Any]]:
+def transport_states(conn: db.Conn, settings: Settings) -> list[dict[str, Any]]:
     """Return each configured transport, in chain order, with its circuit breaker."""
     labels = [s.label for s in settings.mail_transports if not s.offline]
     rows = {r["label"]: r for r in db.all_rows(conn, "breaker_states", labels=labels)}
@@ -45,7 +42,7 @@ def transport_states(conn: Conn, settings: Settings) -> list[dict[str, Any]]:
     return states
 
 
-def workers_alive(conn: Conn, settings: Settings) -> list[dict[str, Any]]:
+def workers_alive(conn: db.Conn, settings: Settings) -> list[dict[str, Any]]:
     """Return the workers whose Procrastinate heartbeat is recent."""
     return [
         {"id": r["id"], "last_heartbeat": _iso(r["last_heartbeat"]), "age_seconds": round(r["age_seconds"], 1)}
@@ -53,11 +50,11 @@ def workers_alive(conn: Conn, settings: Settings) -> list[dict[str, Any]]:
     ]
 
 
-def overview(conn: Conn, settings: Settings) -> dict[str, Any]:
+def overview(conn: db.Conn, settings: Settings) -> dict[str, Any]:
     """Return counts by status, the next due time, transports with breakers, and live workers."""
     counts = emails.status_counts(conn)
     return {
-        "emails": {status: counts.get(status, 0) for status in models.STATUSES},
+        "emails": {status: counts.get(status, 0) for status in Status},
         "next_due": _iso(emails.next_due(conn)),
         "transports": transport_states(conn, settings),
         "workers": workers_alive(conn, settings),

@@ -43,7 +43,7 @@ def _job(email_id: uuid.UUID | str, at: dt.datetime) -> procrastinate_jobs.Job:
     )
 
 
-def defer_sends(conn: Any, items: Sequence[tuple[uuid.UUID | str, dt.datetime]]) -> list[int]:
+def defer_sends(conn: db.Conn, items: Sequence[tuple[uuid.UUID | str, dt.datetime]]) -> list[int]:
     """Defer one send job per ``(email_id, at)`` in the caller's transaction (due ``LEAD`` early)."""
     if not items:
         return []
@@ -51,7 +51,7 @@ def defer_sends(conn: Any, items: Sequence[tuple[uuid.UUID | str, dt.datetime]])
     return [job.id for job in deferred if job.id is not None]
 
 
-async def defer_sends_async(conn: Any, items: Sequence[tuple[uuid.UUID | str, dt.datetime]]) -> list[int]:
+async def defer_sends_async(conn: db.AsyncConn, items: Sequence[tuple[uuid.UUID | str, dt.datetime]]) -> list[int]:
     """Defer one send job per ``(email_id, at)`` in the caller's transaction (async)."""
     if not items:
         return []
@@ -64,7 +64,7 @@ class _Moved(Exception):
 
 
 async def wait_again_async(
-    conn: Any, query: str, *, email_id: uuid.UUID | str, at: dt.datetime, horizon: float, **params: Any
+    conn: db.AsyncConn, query: str, *, email_id: uuid.UUID | str, at: dt.datetime, horizon: float, **params: Any
 ) -> bool:
     """In one transaction: the job of the email's next attempt at ``at`` (if within the
     horizon) and ``query``, the guarded statement that records the wait (given
@@ -83,7 +83,7 @@ async def wait_again_async(
     return True
 
 
-def cancel_job(conn: Any, job_id: int | None) -> bool:
+def cancel_job(conn: db.Conn, job_id: int | None) -> bool:
     """Cancel a job that has not started, in the caller's transaction."""
     if job_id is None:
         return False

@@ -20,6 +20,7 @@ from procrastinate import jobs as procrastinate_jobs
 
 from tasks.core import db
 from tasks.delivery import runtime, send
+from tasks.domain.models import Status
 from tasks.queue import jobs
 from tasks.queue.app import app
 
@@ -40,12 +41,12 @@ async def recover_sending(rt: runtime.Runtime) -> dict[str, int]:
                     conn,
                     email_id=row["id"],
                     job_id=row["job_id"],
-                    status="uncertain",
+                    status=Status.UNCERTAIN,
                     error="the attempt stopped after DATA began: the provider may or may not have the email",
                 )
                 counts["uncertain"] += moved
                 if moved:
-                    rt.live.changed(row["owner_id"], row["id"], "uncertain")
+                    rt.live.changed(row["owner_id"], row["id"], Status.UNCERTAIN)
             else:
                 status, at = await send.requeue(
                     conn,
@@ -59,7 +60,7 @@ async def recover_sending(rt: runtime.Runtime) -> dict[str, int]:
                     delay=0.0,
                 )
                 if status != "moved":
-                    counts["recovered"] += status == "scheduled"
+                    counts["recovered"] += status == Status.SCHEDULED
                     rt.live.changed(row["owner_id"], row["id"], status, next_attempt_at=at)
     return counts
 

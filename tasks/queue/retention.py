@@ -13,10 +13,8 @@
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any
 
 import procrastinate
-import psycopg
 import structlog
 from procrastinate import JobContext, builtin_tasks
 
@@ -42,7 +40,7 @@ async def prune_jobs(context: JobContext, timestamp: int) -> None:
     )
 
 
-def count_finished_jobs(conn: psycopg.Connection[dict[str, Any]]) -> int:
+def count_finished_jobs(conn: db.Conn) -> int:
     """Count the jobs that reached a final state."""
     row = db.one(conn, "count_finished_jobs")
     return row["n"] if row else 0
@@ -64,7 +62,7 @@ async def delete_old_jobs(database_url: str, hours: int) -> None:
         await pool.close()
 
 
-def prune_events(conn: psycopg.Connection[dict[str, Any]], before: dt.datetime) -> int:
+def prune_events(conn: db.Conn, before: dt.datetime) -> int:
     """Delete the events older than ``before`` of emails that are finished; return how many.
 
     Each batch adds what it deletes to ``email_event_totals`` in the same

@@ -20,6 +20,7 @@ import socket
 import time
 from typing import Any
 
+import procrastinate
 import psycopg
 import psycopg_pool
 import structlog
@@ -62,7 +63,7 @@ class Worker(procrastinate_worker.Worker):
     until the earliest ``scheduled_at`` and wakes the fetch loop then.
     """
 
-    def __init__(self, *, pool: Any, runtime: Runtime, **kwargs: Any):
+    def __init__(self, *, pool: db.AsyncPool, runtime: Runtime, **kwargs: Any):
         super().__init__(**kwargs)
         self._pool = pool
         self._runtime = runtime
@@ -74,7 +75,7 @@ class Worker(procrastinate_worker.Worker):
 
     def stop(self) -> None:
         self.stop_requested = True
-        super().stop()
+        procrastinate_worker.Worker.stop(self)
 
     async def _monitor_side_tasks(self, side_tasks: list[asyncio.Task[Any]]) -> None:
         # Procrastinate's monitor, but the stop it makes is told apart from a requested
@@ -229,8 +230,11 @@ async def _run_once(
     finally:
         # Procrastinate (3.10) keeps an external pool after closing, so the next
         # open_async would reuse this closed one: forget it.
-        if getattr(app.connector, "_async_pool", None) is pool:
-            app.connector._async_pool = None  # type: ignore[attr-defined]
+        connector = app.connector
+        if isinstance(connector, procrastinate.PsycopgConnector):
+            kept: object = connector._async_pool  # typed for tuple rows; ours returns dicts
+            if kept is pool:
+                connector._async_pool = None
         await rt.close()
         await pool.close(timeout=5)
         log.info("worker stopped", worker=name)
