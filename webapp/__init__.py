@@ -6,8 +6,10 @@ import datetime as dt
 from typing import Any
 
 from flask import Flask
+from flask.json.provider import DefaultJSONProvider
 
 from tasks.core import config, logs
+from tasks.domain.models import Status
 
 
 def create_app(test_config: dict[str, Any] | None = None) -> Flask:
@@ -36,7 +38,10 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
         WTF_CSRF_CHECK_DEFAULT=False,
         WTF_CSRF_TIME_LIMIT=None,
     )
-    app.json.sort_keys = False  # type: ignore[attr-defined]  # keep the documented field order
+    assert isinstance(app.json, DefaultJSONProvider)
+    app.json.sort_keys = False  # keep the documented field order
+    # Templates compare and name statuses by these, never by literal strings.
+    app.jinja_env.globals["Status"] = Status
     if test_config:
         app.config.update({k: v for k, v in test_config.items() if k != "ENV"})
 

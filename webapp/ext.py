@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
-from typing import Any
+from typing import Any, cast
 
-import psycopg
-import psycopg_pool
 import redis
 from flask import Flask, current_app, g
 
@@ -21,7 +19,7 @@ KEY = "reachdbox"
 @dataclasses.dataclass(kw_only=True)
 class Resources:
     settings: Settings
-    pool: psycopg_pool.ConnectionPool[Any]
+    pool: db.Pool
     redis: redis.Redis
 
     def close(self) -> None:
@@ -43,7 +41,7 @@ def init_app(app: Flask, settings: Settings) -> Resources:
 
 
 def resources() -> Resources:
-    return current_app.extensions[KEY]
+    return cast(Resources, current_app.extensions[KEY])
 
 
 def settings() -> Settings:
@@ -51,11 +49,11 @@ def settings() -> Settings:
     return resources().settings
 
 
-def conn() -> psycopg.Connection[dict[str, Any]]:
+def conn() -> db.Conn:
     """Return this request's database connection (autocommit; borrowed from the pool once)."""
     if "db_conn" not in g:
         g.db_conn = resources().pool.getconn()
-    return g.db_conn
+    return cast(db.Conn, g.db_conn)
 
 
 def _release(exc: BaseException | None) -> None:

@@ -8,7 +8,7 @@ require ``Authorization: Bearer OPS_TOKEN`` when OPS_TOKEN is set.
 from __future__ import annotations
 
 import hmac
-from typing import Any
+from typing import Any, cast
 
 import psycopg
 import redis
@@ -29,10 +29,10 @@ METRICS_STATEMENT_TIMEOUT_MS = 10_000
 
 
 def _settings() -> Settings:
-    return current_app.config["SETTINGS"]
+    return cast(Settings, current_app.config["SETTINGS"])
 
 
-def _connect(statement_timeout_ms: int | None = None) -> psycopg.Connection[dict[str, Any]]:
+def _connect(statement_timeout_ms: int | None = None) -> db.Conn:
     options = f"-c statement_timeout={int(statement_timeout_ms)}" if statement_timeout_ms else ""
     return db.connect(_settings().database_url, connect_timeout=CHECK_TIMEOUT, options=options)
 
@@ -85,9 +85,7 @@ def _registry() -> CollectorRegistry:
     registry = current_app.extensions.get("reachdbox.metrics")
     if registry is None:
         registry = CollectorRegistry()
-        registry.register(
-            metrics.DatabaseCollector(lambda: _connect(METRICS_STATEMENT_TIMEOUT_MS), current_app.config["SETTINGS"])
-        )
+        registry.register(metrics.DatabaseCollector(lambda: _connect(METRICS_STATEMENT_TIMEOUT_MS), _settings()))
         current_app.extensions["reachdbox.metrics"] = registry
     return registry
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from tasks.domain import batch_plan, validation
-from tasks.domain.models import STATUSES
+from tasks.domain.models import Status
 
 S = "#/components/schemas/"
 
@@ -63,7 +63,7 @@ SCHEMAS: dict[str, Any] = {
         "required": ["id", "status", "to", "cc", "bcc", "subject", "send_at", "time_zone", "next_attempt_at", "why"],
         "properties": {
             "id": {"type": "string", "format": "uuid"},
-            "status": {"type": "string", "enum": list(STATUSES)},
+            "status": {"type": "string", "enum": [s.value for s in Status]},
             "to": {"type": "array", "items": {"type": "string"}},
             "cc": {"type": "array", "items": {"type": "string"}},
             "bcc": {"type": "array", "items": {"type": "string"}},
