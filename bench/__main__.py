@@ -18,7 +18,7 @@ from typing import Any
 
 from bench import baseline, extra, ours, report, rig, sinkload
 
-FULL = {
+FULL: dict[str, Any] = {
     "runs": 3,
     "throughput": 5000,
     "burst": 300,
@@ -35,7 +35,7 @@ FULL = {
     # A flatness check over 50,000 emails (~3 minutes): once, not three times.
     "rss_runs": 1,
 }
-QUICK = {
+QUICK: dict[str, Any] = {
     "runs": 1,
     "throughput": 300,
     "burst": 100,

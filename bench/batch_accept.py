@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import io
 import time
+from typing import Any
 
 import requests
 
@@ -41,7 +42,7 @@ def main() -> None:
             session.headers["Authorization"] = f"Bearer {token}"
             for _ in range(args.runs):
                 for shape, delay in (("all due now", 0), ("1 s apart", 1)):
-                    body = {
+                    body: dict[str, Any] = {
                         "csv": text,
                         "subject": "Hello {{first_name}}",
                         "body_text": "Dear {{first_name}},\nthis is a benchmark.",
@@ -54,7 +55,9 @@ def main() -> None:
                         raise SystemExit(f"unexpected {response.status_code}: {response.text[:300]}")
                     session.post(f"{url}/api/v1/batches/{response.json()['batch']['id']}/cancel", timeout=300)
                     results[shape].append(elapsed)
-    rows = [[shape, *[f"{t:.2f}" for t in times], f"{median(times):.2f}"] for shape, times in results.items()]
+    rows: list[list[object]] = [
+        [shape, *[f"{t:.2f}" for t in times], f"{median(times):.2f}"] for shape, times in results.items()
+    ]
     print(
         table(
             f"POST /api/v1/batches with {args.rows} recipients (seconds, whole HTTP request)",

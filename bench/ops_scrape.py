@@ -72,17 +72,17 @@ def main() -> None:
     print(f"{'emails':>9} {'events':>9} {'/metrics ms':>12} {'status ms':>10}   (median of {args.runs})")
     for size in (int(s) for s in args.sizes.split(",")):
         with psycopg.connect(admin, autocommit=True) as conn:
-            conn.execute(f"DROP DATABASE IF EXISTS {name}")  # type: ignore[arg-type]  # generated name
-            conn.execute(f"CREATE DATABASE {name}")  # type: ignore[arg-type]
+            conn.execute(f"DROP DATABASE IF EXISTS {name}")  # generated name
+            conn.execute(f"CREATE DATABASE {name}")
         try:
             migrate.migrate(url)
             with db.connect(url) as conn:
-                conn.execute(FILL.replace("%(n)s", str(size)))  # type: ignore[arg-type]  # a number we made
+                conn.execute(FILL.replace("%(n)s", str(size)))  # a number we made
             scrape, overview = measure(url, args.runs)
             print(f"{size:>9} {size * 4:>9} {scrape:>12.1f} {overview:>10.1f}")
         finally:
             with psycopg.connect(admin, autocommit=True) as conn:
-                conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")  # type: ignore[arg-type]
+                conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
 
 
 if __name__ == "__main__":

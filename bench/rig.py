@@ -13,7 +13,7 @@ import time
 import urllib.parse
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any, LiteralString, cast
+from typing import Any, LiteralString
 
 import psycopg
 
@@ -48,12 +48,12 @@ def create_database(name: str, template: str | None = None) -> str:
     """Create a database (a copy of ``template`` if given); return its URL."""
     # Names come from unique_name(), never from input.
     statement = f"CREATE DATABASE {name}" + (f" TEMPLATE {template}" if template else "")
-    admin(cast(LiteralString, statement))
+    admin(statement)
     return server_url(name)
 
 
 def drop_database(name: str) -> None:
-    admin(cast(LiteralString, f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+    admin(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
 
 
 def wait_until(check: Callable[[], Any], *, timeout: float, interval: float = 0.02, what: str = "condition") -> Any:

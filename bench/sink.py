@@ -118,7 +118,13 @@ def main() -> None:
     ]
     for child in children:
         child.start()
-    signal.signal(signal.SIGTERM, lambda *_: [os.kill(c.pid, signal.SIGTERM) for c in children if c.pid])
+
+    def stop_children(*_: object) -> None:
+        for c in children:
+            if c.pid:
+                os.kill(c.pid, signal.SIGTERM)
+
+    signal.signal(signal.SIGTERM, stop_children)
     for child in children:
         child.join()
 

@@ -32,14 +32,14 @@ def scratch_database() -> Iterator[str]:
     """Create and migrate a database of our own; drop it afterwards."""
     name = f"rdbx_bench_{os.getpid()}"
     with psycopg.connect(server_url("postgres"), autocommit=True) as conn:
-        conn.execute(f"DROP DATABASE IF EXISTS {name}")  # type: ignore[arg-type]  # generated name
-        conn.execute(f"CREATE DATABASE {name}")  # type: ignore[arg-type]
+        conn.execute(f"DROP DATABASE IF EXISTS {name}")  # generated name
+        conn.execute(f"CREATE DATABASE {name}")
     try:
         migrate.migrate(server_url(name))
         yield server_url(name)
     finally:
         with psycopg.connect(server_url("postgres"), autocommit=True) as conn:
-            conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")  # type: ignore[arg-type]
+            conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
 
 
 def free_port() -> int:

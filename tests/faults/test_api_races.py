@@ -13,6 +13,7 @@ from __future__ import annotations
 import concurrent.futures
 import dataclasses
 import datetime as dt
+import functools
 import heapq
 import pathlib
 import random
@@ -21,17 +22,16 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-import psycopg
 import pytest
 
 from tasks.core.config import Settings
+from tasks.core.db import Conn
 from tasks.domain import emails, validation
 from tasks.domain.models import Email, User
 from tests.faults import guarantees
 from tests.faults.webapi import Api, running_web, token_for
 from tests.support.smtp_sink import Sink
 
-Conn = psycopg.Connection[dict[str, Any]]
 pytestmark = pytest.mark.slow
 
 EMAILS = 500
@@ -163,7 +163,7 @@ def test_cancel_and_reschedule_racing_the_send_1000_times_agree_with_what_the_ap
 
         for i, email in enumerate(batch):
             due = email.send_at.timestamp()
-            timeline.at(due + plans[i][0][1], lambda e=email, i=i, due=due: act(e, i, 0, due))
+            timeline.at(due + plans[i][0][1], functools.partial(act, email, i, 0, due))
         timeline.run()
 
     figures = guarantees.check(

@@ -7,16 +7,15 @@ import math
 import time
 from typing import Any
 
-import psycopg
 import pytest
 
 from tasks.core.config import Settings
+from tasks.core.db import Conn
 from tasks.domain import batch_plan, batches, emails, validation
 from tasks.domain.models import User
 from tests.faults import guarantees, measures
 from tests.support.smtp_sink import Sink
 
-Conn = psycopg.Connection[dict[str, Any]]
 pytestmark = pytest.mark.slow
 
 BURST = 10_000

@@ -6,10 +6,10 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-import psycopg
 import pytest
 
 from tasks.core import db
+from tasks.core.db import Conn
 from tasks.delivery import send
 from tests.faults import guarantees
 from tests.support import invariants
@@ -17,7 +17,6 @@ from tests.support.procs import wait_until
 from tests.support.servers import PrivatePostgres
 from tests.support.smtp_sink import Sink
 
-Conn = psycopg.Connection[dict[str, Any]]
 pytestmark = pytest.mark.slow
 
 

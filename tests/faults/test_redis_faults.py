@@ -13,15 +13,14 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-import psycopg
 import pytest
 
+from tasks.core.db import Conn
 from tests.faults import guarantees, measures
 from tests.support import invariants, procs
 from tests.support.servers import PrivateRedis
 from tests.support.smtp_sink import Sink
 
-Conn = psycopg.Connection[dict[str, Any]]
 pytestmark = pytest.mark.slow
 
 EMAILS = 50

@@ -15,14 +15,13 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-import psycopg
 import pytest
 
+from tasks.core.db import Conn
 from tests.faults import guarantees, measures
 from tests.support import procs
 from tests.support.smtp_sink import Sink
 
-Conn = psycopg.Connection[dict[str, Any]]
 pytestmark = pytest.mark.slow
 
 REFUSED_FOR = 60.0  # the figure

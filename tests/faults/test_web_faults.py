@@ -18,18 +18,17 @@ import pathlib
 import time
 from typing import Any
 
-import psycopg
 import pytest
 import requests
 
 from tasks.core import db
+from tasks.core.db import Conn
 from tasks.domain.models import User
 from tests.faults import guarantees
 from tests.faults.webapi import Api, kill_workers, running_web, token_for, wait_answering
 from tests.support import invariants, procs
 from tests.support.smtp_sink import Sink
 
-Conn = psycopg.Connection[dict[str, Any]]
 pytestmark = pytest.mark.slow
 
 LOCK = 8

@@ -7,15 +7,14 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-import psycopg
 import pytest
 
+from tasks.core.db import Conn
 from tests.faults import guarantees
 from tests.support import invariants
 from tests.support.procs import wait_until
 from tests.support.smtp_sink import Sink
 
-Conn = psycopg.Connection[dict[str, Any]]
 pytestmark = pytest.mark.slow
 
 #: The issue's bound on recovering from a dead worker.
@@ -36,7 +35,11 @@ def test_1_kill_9_a_worker_three_times_while_1000_emails_are_due(
     worker = fault_workers()
     faults = []
     for kill in range(3):
-        wait_until(lambda n=kill: len(sink.messages) >= 150 * (n + 1), timeout=60, what=f"delivery before kill {kill}")
+
+        def delivered(n: int = kill) -> bool:
+            return len(sink.messages) >= 150 * (n + 1)
+
+        wait_until(delivered, timeout=60, what=f"delivery before kill {kill}")
         wait_until(lambda: sending(fault_conn) > 0, timeout=10, what="an email in flight")
         faults.append(guarantees.inject(fault_conn, worker.kill))
         worker = fault_workers()

@@ -12,15 +12,15 @@ import pathlib
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-import psycopg
 import pytest
 
 from tasks.core import config, db
 from tasks.core.config import Settings
+from tasks.core.db import AsyncConn
 from tasks.delivery import transports
 from tasks.delivery.mailer import Choice, Mailer, NoTransport
 
-AConn = psycopg.AsyncConnection[dict[str, Any]]
+AConn = AsyncConn
 FAULT = transports.Transient("cannot connect to smtp://127.0.0.1:1: Connection refused", provider_fault=True)
 
 

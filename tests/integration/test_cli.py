@@ -3,14 +3,10 @@
 from __future__ import annotations
 
 import json
-from typing import Any
 
-import psycopg
-
+from tasks.core.db import Conn
 from tests.support import invariants
 from tests.support.procs import run_cli
-
-Conn = psycopg.Connection[dict[str, Any]]
 
 
 def test_schedule_status_inspect_cancel(env: dict[str, str], conn: Conn) -> None:

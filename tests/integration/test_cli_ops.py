@@ -9,12 +9,12 @@ from collections.abc import Callable
 from typing import Any
 
 import procrastinate
-import psycopg
 from procrastinate import JobContext
 from procrastinate import jobs as procrastinate_jobs
 
 from tasks.core import db
 from tasks.core.config import Settings
+from tasks.core.db import Conn
 from tasks.delivery.runtime import Runtime
 from tasks.domain import emails, models
 from tasks.domain.models import User
@@ -22,8 +22,6 @@ from tasks.queue import retention
 from tasks.queue.app import app
 from tests.support.flow import attempt
 from tests.support.procs import run_cli
-
-Conn = psycopg.Connection[dict[str, Any]]
 
 
 def test_status_shows_counts_next_due_breakers_and_workers(

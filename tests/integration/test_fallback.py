@@ -15,18 +15,17 @@ import sys
 from collections.abc import Callable, Iterator
 from typing import Any
 
-import psycopg
 import pytest
 
 from tasks.core import db
 from tasks.core.config import Settings
+from tasks.core.db import Conn
 from tasks.domain import emails, models
 from tasks.domain.models import Email, User
 from tests.support import procs
 from tests.support.procs import run_cli, wait_until
 from tests.support.smtp_sink import Sink
 
-Conn = psycopg.Connection[dict[str, Any]]
 pytestmark = pytest.mark.slow
 
 

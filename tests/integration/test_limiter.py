@@ -30,8 +30,9 @@ def limits(env: dict[str, str]) -> Iterator[Any]:
 
 
 async def _acquire(limiter: ratelimit.Limiter, database_url: str, owner: int, members: list[str]) -> list[Any]:
-    async with await psycopg.AsyncConnection.connect(database_url, autocommit=True) as conn:
-        conn.row_factory = psycopg.rows.dict_row
+    async with await psycopg.AsyncConnection.connect(
+        database_url, autocommit=True, row_factory=psycopg.rows.dict_row
+    ) as conn:
         out = [await limiter.acquire(conn, "smtp", owner, m) for m in members]
     await limiter.close()
     return out

@@ -8,18 +8,17 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-import psycopg
 import pytest
 import redis
 
 from tasks.core import live
 from tasks.core.config import Settings
+from tasks.core.db import Conn
 from tasks.domain import emails, models
 from tasks.domain.models import User
 from tests.support.procs import wait_until
 from tests.support.smtp_sink import Sink, free_port
 
-Conn = psycopg.Connection[dict[str, Any]]
 pytestmark = pytest.mark.slow
 
 

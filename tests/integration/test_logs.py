@@ -8,16 +8,15 @@ import pathlib
 from collections.abc import Callable
 from typing import Any
 
-import psycopg
 import pytest
 
 from tasks.core.config import Settings
+from tasks.core.db import Conn
 from tasks.domain import emails, models
 from tasks.domain.models import User
 from tests.support.procs import run_cli, wait_until
 from tests.support.smtp_sink import Sink
 
-Conn = psycopg.Connection[dict[str, Any]]
 pytestmark = pytest.mark.slow
 
 PASSWORD = "Sm7p-pa55word-never-logged"

@@ -11,16 +11,15 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
-import psycopg
 import pytest
 
 from tasks.core.config import Settings
+from tasks.core.db import Conn
 from tasks.domain import emails
 from tasks.domain.models import Email, User
 from tasks.queue import jobs
 from tests.support.flow import attempt
 
-Conn = psycopg.Connection[dict[str, Any]]
 OPS = pathlib.Path(__file__).resolve().parents[2] / "sql" / "ops"
 FILES = sorted(p.name for p in OPS.glob("*.sql"))
 

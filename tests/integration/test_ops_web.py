@@ -9,13 +9,13 @@ import shutil
 from collections.abc import Callable, Iterator
 from typing import Any
 
-import psycopg
 import pytest
 from flask.testing import FlaskClient
 from prometheus_client.parser import text_string_to_metric_families
 
 from scripts import services
 from tasks.core.config import Settings
+from tasks.core.db import Conn
 from tasks.domain import emails, models
 from tasks.domain.models import Email, User
 from tasks.queue import retention
@@ -24,7 +24,6 @@ from tests.support.procs import wait_until
 from tests.support.smtp_sink import Sink, free_port
 from webapp import create_app
 
-Conn = psycopg.Connection[dict[str, Any]]
 TOKEN = "ops-token-0123456789abcdef"
 
 
@@ -184,7 +183,7 @@ def test_ops_status_is_the_operators_overview_as_json(conn: Conn, env: dict[str,
 
     data = web.get("/ops/status").get_json()
 
-    assert data["emails"] == {status: 0 for status in models.STATUSES}
+    assert data["emails"] == {status: 0 for status in models.Status}
     primary, log = data["transports"]
     assert (primary["label"], primary["state"], primary["failures"], primary["last_error"]) == (
         "primary",

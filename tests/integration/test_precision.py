@@ -6,15 +6,14 @@ import datetime as dt
 from collections.abc import Callable
 from typing import Any
 
-import psycopg
 import pytest
 
 from tasks.core.config import Settings
+from tasks.core.db import Conn
 from tasks.domain import emails
 from tasks.domain.models import User
 from tests.support.smtp_sink import Sink
 
-Conn = psycopg.Connection[dict[str, Any]]
 pytestmark = pytest.mark.slow
 
 

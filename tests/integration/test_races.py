@@ -9,18 +9,17 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-import psycopg
 import pytest
 
 from tasks.core import db, errors
 from tasks.core.config import Settings
+from tasks.core.db import Conn
 from tasks.domain import emails, models
 from tasks.domain.models import User
 from tests.support import invariants
 from tests.support.procs import wait_until
 from tests.support.smtp_sink import Sink
 
-Conn = psycopg.Connection[dict[str, Any]]
 pytestmark = pytest.mark.slow
 
 

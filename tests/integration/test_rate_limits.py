@@ -12,19 +12,18 @@ import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
-import psycopg
 import pytest
 import redis
 
 from scripts import services
 from tasks.core.config import Settings
+from tasks.core.db import Conn
 from tasks.domain import emails, models
 from tasks.domain.models import User
 from tests.support import invariants
 from tests.support.procs import run_cli, wait_until
 from tests.support.smtp_sink import Sink, free_port
 
-Conn = psycopg.Connection[dict[str, Any]]
 pytestmark = pytest.mark.slow
 _dirs = itertools.count()
 

@@ -12,12 +12,11 @@ import pytest
 
 from tasks.core import db, errors
 from tasks.core.config import Settings
+from tasks.core.db import Conn
 from tasks.domain import emails, models
 from tasks.domain.models import User
 from tasks.queue import jobs
 from tests.support import invariants
-
-Conn = psycopg.Connection[dict[str, Any]]
 
 
 def job_of(conn: Conn, job_id: int | None) -> dict[str, Any] | None:
@@ -145,7 +144,7 @@ def test_cancel_cancels_the_job_too_and_is_idempotent(
     again = emails.cancel(conn, models.owner(owner.id), email.id)
 
     assert cancelled.status == again.status == "cancelled"
-    assert job_of(conn, email.job_id)["status"] == "cancelled"  # type: ignore[index]
+    assert job_of(conn, email.job_id)["status"] == "cancelled"
     kinds = [e.kind for e in emails.timeline(conn, models.OPERATOR, email.id)]
     assert kinds == ["scheduled", "cancelled"]
 
@@ -172,8 +171,8 @@ def test_reschedule_replaces_the_job(
 
     assert moved.send_at == new_time == moved.next_attempt_at
     assert moved.job_id != email.job_id
-    assert job_of(conn, email.job_id)["status"] == "cancelled"  # type: ignore[index]
-    assert job_of(conn, moved.job_id)["scheduled_at"] == new_time - jobs.LEAD  # type: ignore[index]
+    assert job_of(conn, email.job_id)["status"] == "cancelled"
+    assert job_of(conn, moved.job_id)["scheduled_at"] == new_time - jobs.LEAD
     far = emails.reschedule(
         conn, models.OPERATOR, email.id, send_at=new_time + dt.timedelta(days=40), settings=settings
     )
@@ -189,7 +188,7 @@ def test_send_now_moves_the_attempt_to_now(
     now = emails.send_now(conn, models.owner(owner.id), email.id, settings=settings)
 
     assert now.next_attempt_at < email.send_at
-    assert job_of(conn, now.job_id)["scheduled_at"] <= dt.datetime.now(dt.UTC)  # type: ignore[index]
+    assert job_of(conn, now.job_id)["scheduled_at"] <= dt.datetime.now(dt.UTC)
 
 
 def test_another_owners_email_is_not_found_and_unchanged(

@@ -76,7 +76,7 @@ def test_the_webs_logs_never_show_a_secret_a_token_or_a_body(
     secret = re.search(r"rdbx_[A-Za-z0-9_-]{20,}", created)
     assert secret
     bearer = {"Authorization": f"Bearer {secret[0]}"}
-    new = {"to": ["bob@example.com"], "subject": "Hi", "body_text": BODY, "body_html": f"<p>{BODY}</p>"}
+    new: dict[str, Any] = {"to": ["bob@example.com"], "subject": "Hi", "body_text": BODY, "body_html": f"<p>{BODY}</p>"}
     new["send_now"] = True
     url, metrics, boom = f"{boom_server.url}/api/v1/emails", f"{boom_server.url}/metrics", f"{boom_server.url}/boom"
     answers = [

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import email.message
 import pathlib
+import urllib.parse
 from collections.abc import Iterator
 from typing import Any
 
@@ -51,7 +52,12 @@ def page(browser: Any) -> Iterator[Any]:
     opened = context.new_page()
     opened.set_default_timeout(20_000)
     dialogs: list[str] = []
-    opened.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
+
+    def on_dialog(dialog: Any) -> None:
+        dialogs.append(dialog.message)
+        dialog.dismiss()
+
+    opened.on("dialog", on_dialog)
     opened.dialogs = dialogs
     yield opened
     context.close()
@@ -122,7 +128,7 @@ def test_markup_in_every_user_field_is_inert_on_every_page(
     for path in ("/?view=all", f"/emails/{email_id}", f"/batches/{batch_id}", "/devmail/"):
         page.goto(f"{server.url}{path}")
         inert(page, path)
-    page.goto(f"{server.url}/?view=all&q={requests.utils.quote(XSS)}")
+    page.goto(f"{server.url}/?view=all&q={urllib.parse.quote(XSS)}")
     assert page.input_value("input[name=q]") == XSS
     inert(page, "the search")
 

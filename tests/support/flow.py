@@ -2,15 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Any
-
-import psycopg
 from psycopg.types.json import Jsonb
 
 from tasks.core import db
+from tasks.core.db import Conn
 from tasks.domain.models import Email
-
-Conn = psycopg.Connection[dict[str, Any]]
 
 
 def attempt(conn: Conn, email: Email, status: str, transport: str = "primary", error: str | None = None) -> None:

@@ -9,14 +9,19 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 T = TypeVar("T")
 
 
-def wait_until(check: Callable[[], T], *, timeout: float, interval: float = 0.02, what: str = "condition") -> T:
-    """Poll ``check`` until it returns something truthy; fail after ``timeout`` seconds."""
+def wait_until(
+    check: Callable[[], T | Literal[False] | None], *, timeout: float, interval: float = 0.02, what: str = "condition"
+) -> T:
+    """Poll ``check`` until it returns something truthy; fail after ``timeout`` seconds.
+
+    Typed so that ``lambda: cond and value`` gives back ``value``'s type.
+    """
     deadline = time.monotonic() + timeout
     while True:
         value = check()

@@ -57,7 +57,7 @@ def test_postgres_16_and_redis_7_keep_their_data_redis_with_aof_on() -> None:
 @pytest.mark.parametrize("name", OURS)
 def test_every_command_exists_in_the_project(name: str) -> None:
     argv = command(SERVICES[name])
-    subcommands = cli.build_parser()._subparsers._group_actions[0].choices  # type: ignore[union-attr]
+    subcommands = cli.build_parser()._subparsers._group_actions[0].choices
 
     if argv[:3] == ["python", "-m", "tasks"]:
         assert argv[3] in subcommands
@@ -82,7 +82,7 @@ def test_migrate_runs_once_and_the_others_wait_for_it() -> None:
 def test_the_web_health_check_asks_a_real_endpoint_on_the_bound_port() -> None:
     web = SERVICES["web"]
     probe = " ".join(web["healthcheck"]["test"])
-    url = urllib.parse.urlsplit(re.search(r"https?://[^'\"\s]+", probe)[0])  # type: ignore[index]
+    url = urllib.parse.urlsplit(re.search(r"https?://[^'\"\s]+", probe)[0])
     routes = {rule.rule for rule in create_app({"ENV": {"APP_ENV": "test"}}).url_map.iter_rules()}
 
     assert url.path in routes and url.path in ("/readyz", "/healthz")

@@ -9,7 +9,7 @@ import uuid
 import pytest
 
 from tasks.domain import explain
-from tasks.domain.models import Email
+from tasks.domain.models import Email, Status
 
 NOW = dt.datetime(2030, 1, 7, 8, 0, tzinfo=dt.UTC)
 
@@ -28,7 +28,7 @@ def email(**changes: object) -> Email:
         body_html=None,
         send_at=NOW,
         send_tz="Europe/Paris",
-        status="scheduled",
+        status=Status.SCHEDULED,
         attempts=0,
         next_attempt_at=NOW + dt.timedelta(minutes=3),
         waiting_reason=None,
