@@ -15,6 +15,7 @@ import os
 import statistics
 import time
 import urllib.parse
+from collections.abc import Callable
 
 import psycopg
 
@@ -38,11 +39,11 @@ ANALYZE;
 """
 
 
-def timed(fn: object, runs: int) -> float:
+def timed(fn: Callable[[], object], runs: int) -> float:
     samples = []
     for _ in range(runs):
         started = time.perf_counter()
-        fn()  # type: ignore[operator]
+        fn()
         samples.append((time.perf_counter() - started) * 1000)
     return statistics.median(samples)
 

@@ -12,23 +12,24 @@ from flask import Blueprint, Flask, flash, redirect, render_template, request, u
 
 from tasks.core import errors
 from tasks.domain import emails, explain, listing
-from tasks.domain.models import Email
+from tasks.domain.models import Email, Status
 from webapp import ext
 from webapp.auth import login_required, scope
 
 bp = Blueprint("dashboard", __name__)
 
-BADGES = {
-    "scheduled": ("◷", "Scheduled"),
-    "sending": ("➤", "Sending"),
-    "sent": ("✓", "Sent"),
-    "failed": ("✕", "Failed"),
-    "uncertain": ("?", "Uncertain"),
-    "cancelled": ("⊘", "Cancelled"),
-    "offline": ("⎙", "Logged offline"),
+#: Each status's icon and name, on the pages and (through base.html) in app.js.
+BADGES: dict[Status, tuple[str, str]] = {
+    Status.SCHEDULED: ("◷", "Scheduled"),
+    Status.SENDING: ("➤", "Sending"),
+    Status.SENT: ("✓", "Sent"),
+    Status.FAILED: ("✕", "Failed"),
+    Status.UNCERTAIN: ("?", "Uncertain"),
+    Status.CANCELLED: ("⊘", "Cancelled"),
+    Status.OFFLINE: ("⎙", "Logged offline"),
 }
-TABS = [("scheduled", "Scheduled"), ("sent", "Sent"), ("failed", "Failed"), ("uncertain", "Uncertain")]
-TABS += [("offline", "Offline"), ("cancelled", "Cancelled"), ("all", "All")]
+TABS: list[tuple[str, str]] = [(Status.SCHEDULED, "Scheduled"), (Status.SENT, "Sent"), (Status.FAILED, "Failed")]
+TABS += [(Status.UNCERTAIN, "Uncertain"), (Status.OFFLINE, "Offline"), (Status.CANCELLED, "Cancelled"), ("all", "All")]
 
 
 def init_app(app: Flask) -> None:
@@ -47,9 +48,9 @@ def init_app(app: Flask) -> None:
 @login_required
 def index() -> Any:
     """Show a list (a tab), searchable, newest first, batches grouped."""
-    view = request.args.get("view", "scheduled")
+    view = request.args.get("view", Status.SCHEDULED)
     if view not in listing.VIEWS:
-        view = "scheduled"
+        view = Status.SCHEDULED
     q = request.args.get("q", "").strip()
     cursor = request.args.get("cursor") or None
     conn = ext.conn()
@@ -85,11 +86,11 @@ def local_time(text: str, zone: str) -> dt.datetime | str:
 
 def _actions(email: Email) -> list[str]:
     """Return what can be done to the email now."""
-    if email.status == "scheduled":
+    if email.status == Status.SCHEDULED:
         return ["send_now", "reschedule", "cancel"]
-    if email.status in ("failed", "uncertain"):
+    if email.status in (Status.FAILED, Status.UNCERTAIN):
         return ["resend"]
-    if email.status == "offline":
+    if email.status == Status.OFFLINE:
         return ["cancel"]  # an operator replays the offline log (python -m tasks replay-offline)
     return []
 

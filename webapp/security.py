@@ -53,6 +53,7 @@ def init_app(app: Flask, settings: Settings) -> None:
     app.session_interface = SessionInterface()
     if settings.web_trusted_proxies:
         n = settings.web_trusted_proxies
+        # Wrapping wsgi_app is Flask's documented way to add WSGI middleware; mypy sees a method.
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=n, x_proto=n, x_host=n, x_port=n)  # type: ignore[method-assign]
     csrf.init_app(app)
     app.before_request(_refuse_oversize)

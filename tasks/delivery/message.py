@@ -42,12 +42,12 @@ def _address(raw: str) -> str:
 
 def _build_ascii(email_row: Email) -> bytes:
     # MIMEText takes a Charset as well as its name (it hands it to set_payload); typeshed has only str.
-    text = MIMEText(email_row.body_text, "plain", _UTF8_QP)  # type: ignore[arg-type]
+    text = MIMEText(email_row.body_text, "plain", _UTF8_QP)  # type: ignore[arg-type]  # a Charset: see above
     msg: Message
     if email_row.body_html:
         msg = MIMEMultipart("alternative")
         msg.attach(text)
-        msg.attach(MIMEText(email_row.body_html, "html", _UTF8_QP))  # type: ignore[arg-type]  # as above
+        msg.attach(MIMEText(email_row.body_html, "html", _UTF8_QP))  # type: ignore[arg-type]  # a Charset, as above
     else:
         msg = text
     msg["From"] = _address(email_row.from_addr)
@@ -59,7 +59,7 @@ def _build_ascii(email_row: Email) -> bytes:
         msg["Reply-To"] = email_row.reply_to
     # compat32 takes a Header as a value (it folds it as encoded-words); typeshed has only str.
     subject = Header(email_row.subject, _UTF8_QP if not email_row.subject.isascii() else "us-ascii")
-    msg["Subject"] = subject  # type: ignore[assignment]
+    msg["Subject"] = subject  # type: ignore[assignment]  # a Header: see above
     msg["Date"] = email.utils.formatdate(usegmt=True)
     msg["Message-ID"] = email_row.message_id
     return msg.as_bytes(policy=_CRLF)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import uuid
+from typing import Any
 
 import pytest
 
@@ -14,7 +15,7 @@ from tasks.domain.models import Email, Status
 NOW = dt.datetime(2030, 1, 7, 8, 0, tzinfo=dt.UTC)
 
 
-def email(**changes: object) -> Email:
+def email(**changes: Any) -> Email:
     base = Email(
         id=uuid.uuid4(),
         owner_id=1,
@@ -44,7 +45,7 @@ def email(**changes: object) -> Email:
         data_started_at=None,
         sent_at=None,
     )
-    return dataclasses.replace(base, **changes)  # type: ignore[arg-type]
+    return dataclasses.replace(base, **changes)
 
 
 @pytest.mark.parametrize(

@@ -6,6 +6,7 @@ import datetime as dt
 import email
 import email.policy
 import uuid
+from typing import Any
 
 from tasks.core import config
 from tasks.delivery import message
@@ -34,10 +35,10 @@ def test_the_wait_for_redis_stays_capped_after_thousands_of_failures() -> None:
     assert all(30 <= w <= 60 for w in waits[2:])
 
 
-def make_email(**overrides: object) -> Email:
+def make_email(**overrides: Any) -> Email:
     email_id = uuid.uuid4()
     now = dt.datetime.now(dt.UTC)
-    fields: dict[str, object] = dict(
+    fields: dict[str, Any] = dict(
         id=email_id,
         owner_id=1,
         from_addr="Reach D. Box <noreply@example.com>",
@@ -66,7 +67,7 @@ def make_email(**overrides: object) -> Email:
         data_started_at=None,
         sent_at=None,
     )
-    return Email(**(fields | overrides))  # type: ignore[arg-type]
+    return Email(**(fields | overrides))
 
 
 def test_the_message_carries_its_fixed_id_and_hides_bcc() -> None:

@@ -8,7 +8,8 @@
   const dateFmt = new Intl.DateTimeFormat(undefined, { weekday: "short", day: "numeric", month: "short", year: "numeric", hour: "2-digit", minute: "2-digit" });
   const preciseFmt = new Intl.DateTimeFormat(undefined, { day: "numeric", month: "short", hour: "2-digit", minute: "2-digit", second: "2-digit" });
   const rtf = new Intl.RelativeTimeFormat(undefined, { numeric: "auto" });
-  const BADGES = { scheduled: ["◷", "Scheduled"], sending: ["➤", "Sending"], sent: ["✓", "Sent"], failed: ["✕", "Failed"], uncertain: ["?", "Uncertain"], cancelled: ["⊘", "Cancelled"], offline: ["⎙", "Logged offline"] };
+  // Each status's icon and name, from the page (webapp/dashboard.py BADGES).
+  const BADGES = JSON.parse(($("#badges") || {}).textContent || "{}");
   const POLL_MS = 5000, RETRY_LIVE_MS = 60000;
 
   function csrfToken() { const m = $('meta[name="csrf-token"]'); return m ? m.content : ""; }
