@@ -11,6 +11,7 @@ import pytest
 from playwright.sync_api import expect
 
 from tasks.core import config
+from tasks.core.db import Conn
 from tasks.domain import emails, models, validation
 from tests.support import procs
 from tests.support.oauth_provider import Account, OAuthProvider
@@ -145,7 +146,7 @@ def test_the_make_run_path_dev_login_to_the_dev_mailbox(page: Any, env: dict[str
 
 
 def test_compose_shows_errors_beside_their_field_and_a_double_click_creates_one_email(
-    page: Any, server: Server, oauth_provider: OAuthProvider, conn: Any
+    page: Any, server: Server, oauth_provider: OAuthProvider, conn: Conn
 ) -> None:
     oauth_provider.account = Account(email="ada@example.com")
     sign_in_with_google(page, server)
@@ -168,7 +169,7 @@ def test_compose_shows_errors_beside_their_field_and_a_double_click_creates_one_
 
 
 def test_send_to_a_list_from_a_csv_previews_rejects_and_confirms_once(
-    page: Any, server: Server, oauth_provider: OAuthProvider, conn: Any, tmp_path: pathlib.Path
+    page: Any, server: Server, oauth_provider: OAuthProvider, conn: Conn, tmp_path: pathlib.Path
 ) -> None:
     csv_file = tmp_path / "list.csv"
     csv_file.write_text("email,first_name\nann@example.com,Ann\nnope,Bad\nbob@example.com,<b>Bob</b>\n")

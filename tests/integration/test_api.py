@@ -9,12 +9,11 @@ import pytest
 from flask.testing import FlaskClient
 
 from tasks.core import db
+from tasks.core.db import Conn
 from tasks.domain import emails, tokens
 from tests.support import invariants
 from tests.support.openapi_check import check
 from tests.support.web import make_app
-
-Conn = Any
 
 
 def soon(seconds: float = 3600) -> str:

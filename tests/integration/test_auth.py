@@ -10,10 +10,9 @@ import requests
 from flask.testing import FlaskClient
 
 from tasks.core import config, db, errors
+from tasks.core.db import Conn
 from tests.support.oauth_provider import Account, OAuthProvider
 from tests.support.web import csrf_token, make_app, start_oauth
-
-Conn = Any
 
 
 def test_the_full_sign_in_creates_the_user_from_the_verified_email_and_name(

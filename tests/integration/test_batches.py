@@ -9,10 +9,10 @@ from typing import Any
 import pytest
 from flask.testing import FlaskClient
 
+from tasks.core.db import Conn
 from tasks.domain import emails, tokens
 from tests.support import invariants
 
-Conn = Any
 pytestmark = pytest.mark.slow
 ROWS = 10_000
 BAD = {

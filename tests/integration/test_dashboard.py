@@ -11,12 +11,11 @@ import pytest
 from flask.testing import FlaskClient
 
 from tasks.core import db
+from tasks.core.db import Conn
 from tasks.domain import batch_plan, batches, emails, models, tokens
 from tasks.domain.models import User
 from tests.support import flow, procs
 from tests.support.web import csrf_token
-
-Conn = Any
 
 
 @pytest.fixture

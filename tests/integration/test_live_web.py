@@ -10,13 +10,13 @@ import pytest
 import requests
 
 from tasks.core import live
+from tasks.core.db import Conn
 from tasks.domain import emails
 from tests.support.oauth_provider import OAuthProvider
 from tests.support.smtp_sink import free_port
 from tests.support.sse import Stream
 from tests.support.web import Server, csrf_token, make_app, page_csrf, signed_in_session
 
-Conn = Any
 pytestmark = pytest.mark.slow
 
 

@@ -13,6 +13,7 @@ import pytest
 import requests
 from flask import Flask
 
+from tasks.core.db import Conn
 from tests.security.conftest import Owned
 from tests.security.test_routes import SAFE, routes, url
 from tests.support import procs
@@ -21,7 +22,6 @@ from tests.support.openapi_check import check
 from tests.support.web import Server, csrf_token, make_app, signed_in_session
 from webapp import live
 
-Conn = Any
 LIMIT = 3
 
 
