@@ -59,6 +59,15 @@ def database_url(template_db: str) -> Iterator[str]:
     _admin(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
 
 
+@pytest.fixture(scope="module")
+def module_database_url(template_db: str) -> Iterator[str]:
+    """A fresh, migrated database shared by one test module (for a server started once for it)."""
+    name = f"rdbx_m_{os.getpid()}_{next(_counter)}"
+    _admin(f"CREATE DATABASE {name} TEMPLATE {template_db}")
+    yield _server_url(name)
+    _admin(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+
+
 @pytest.fixture
 def conn(database_url: str) -> Iterator[Conn]:
     with db.connect(database_url) as connection:

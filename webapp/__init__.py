@@ -61,6 +61,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
         security,
         tokens,
     )
+    from webapp.api import docs as api_docs
 
     ext.init_app(app, settings)
     security.init_app(app, settings)
@@ -73,6 +74,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     app.register_blueprint(tokens.bp)
     app.register_blueprint(live.bp)
     app.register_blueprint(api.bp)
+    app.register_blueprint(api_docs.bp)
     if settings.app_env != "production":
         app.register_blueprint(devmail.bp)
     app.register_blueprint(ops.bp)

@@ -33,6 +33,7 @@ PUBLIC = {
     "ops.prometheus_metrics": "aggregate counts; behind OPS_TOKEN when it is set",
     "ops.status": "aggregate counts; behind OPS_TOKEN when it is set",
     "api.openapi": "the API's description",
+    "apidocs.reference": "the API's description drawn as a page; trying it needs a session or a token",
     "auth.login": "the sign-in page",
     "auth.dev_login": "the dev login: 404 when Google is configured, and CSRF-checked like every POST",
     "google.login": "starts the OAuth flow",

@@ -122,7 +122,7 @@ class Server:
             raise AssertionError(f"gunicorn exited:\n{self.proc.output()}")
         try:
             return requests.get(f"{self.url}/healthz", timeout=2).status_code == 200
-        except requests.ConnectionError:
+        except (requests.ConnectionError, requests.Timeout):  # not listening yet, or slow on a loaded machine
             return False
 
     def stop(self) -> None:

@@ -1,7 +1,9 @@
 """The OpenAPI 3.1 document of ``/api/v1``, served at ``/api/v1/openapi.json``.
 
 Written by hand next to the routes it describes; tests check that every route is
-documented and that the answers match these schemas.
+documented and that the answers match these schemas. The worked examples (``examples.py``)
+are sent to a running app by tests/integration/test_api_examples.py. The reference page
+at ``/api/docs`` (``docs.py``) draws this document.
 """
 
 from __future__ import annotations
@@ -9,16 +11,34 @@ from __future__ import annotations
 from typing import Any
 
 from tasks.domain import listing
-from webapp.api import bp, schemas
+from webapp.api import bp, examples, schemas
 
 R = "#/components/responses/"
 
 
-def _json(schema: dict[str, Any], description: str, headers: dict[str, Any] | None = None) -> dict[str, Any]:
-    out: dict[str, Any] = {"description": description, "content": {"application/json": {"schema": schema}}}
+def _json(
+    schema: dict[str, Any],
+    description: str,
+    headers: dict[str, Any] | None = None,
+    examples: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    media: dict[str, Any] = {"schema": schema}
+    if examples:
+        media["examples"] = examples
+    out: dict[str, Any] = {"description": description, "content": {"application/json": media}}
     if headers:
         out["headers"] = headers
     return out
+
+
+def _body(schema: str, examples: dict[str, Any]) -> dict[str, Any]:
+    """A required JSON request body; its first example is what the reference page fills in."""
+    return {"required": True, "content": {"application/json": {"schema": schemas.ref(schema), "examples": examples}}}
+
+
+def _error(code: int, examples: dict[str, Any]) -> dict[str, Any]:
+    """An operation's own error answer, with its examples (the shared ones in components have none)."""
+    return {str(code): _error_response(code, examples)}
 
 
 def _links(param: str, *operations: str) -> dict[str, Any]:
@@ -30,8 +50,20 @@ def _errors(*codes: int) -> dict[str, Any]:
     return {str(c): {"$ref": f"{R}E{c}"} for c in codes}
 
 
-_ID = {"name": "email_id", "in": "path", "required": True, "schema": {"type": "string", "format": "uuid"}}
-_BATCH_ID = {"name": "batch_id", "in": "path", "required": True, "schema": {"type": "string", "format": "uuid"}}
+_ID = {
+    "name": "email_id",
+    "in": "path",
+    "required": True,
+    "schema": {"type": "string", "format": "uuid"},
+    "examples": examples.EMAIL_ID_PARAMETER,
+}
+_BATCH_ID = {
+    "name": "batch_id",
+    "in": "path",
+    "required": True,
+    "schema": {"type": "string", "format": "uuid"},
+    "examples": examples.BATCH_ID_PARAMETER,
+}
 _IDEMPOTENCY = {
     "name": "Idempotency-Key",
     "in": "header",
@@ -63,8 +95,8 @@ _ERROR_HEADERS: dict[int, dict[str, Any]] = {
 }
 
 
-def _error_response(code: int) -> dict[str, Any]:
-    return _json(schemas.ref("Error"), _ERROR_TEXT[code], _ERROR_HEADERS.get(code))
+def _error_response(code: int, examples: dict[str, Any] | None = None) -> dict[str, Any]:
+    return _json(schemas.ref("Error"), _ERROR_TEXT[code], _ERROR_HEADERS.get(code), examples)
 
 
 def document() -> dict[str, Any]:
@@ -78,108 +110,166 @@ def document() -> dict[str, Any]:
             "description": "Schedule emails and follow them. Times are ISO 8601 with an offset, plus time_zone.",
         },
         "servers": [{"url": "/api/v1"}],
+        "tags": [
+            {"name": "emails", "description": "One email: schedule it, follow it, change or cancel it."},
+            {"name": "batches", "description": "Send to a list: one email per recipient, spaced out."},
+        ],
         "security": [{"bearerAuth": []}, {"sessionCookie": [], "csrfToken": []}],
         "components": {
             "securitySchemes": {
-                "bearerAuth": {"type": "http", "scheme": "bearer", "description": "A personal access token."},
-                "sessionCookie": {"type": "apiKey", "in": "cookie", "name": "reachdbox_session"},
-                "csrfToken": {"type": "apiKey", "in": "header", "name": "X-CSRF-Token"},
+                "bearerAuth": {
+                    "type": "http",
+                    "scheme": "bearer",
+                    "description": "A personal access token (created under API tokens in the dashboard).",
+                },
+                "sessionCookie": {
+                    "type": "apiKey",
+                    "in": "cookie",
+                    "name": "reachdbox_session",
+                    "description": "The dashboard's session: on /api/docs, signed in, there is nothing to fill in.",
+                },
+                "csrfToken": {
+                    "type": "apiKey",
+                    "in": "header",
+                    "name": "X-CSRF-Token",
+                    "description": "With the session, on POST and PATCH; /api/docs adds it by itself.",
+                },
             },
             "schemas": schemas.SCHEMAS,
-            "responses": {f"E{c}": _error_response(c) for c in _ERROR_TEXT},
+            "responses": {
+                f"E{c}": _error_response(c, examples.UNKNOWN_TOKEN if c == 401 else None) for c in _ERROR_TEXT
+            },
         },
         "paths": {
             "/emails": {
                 "post": {
                     "operationId": "createEmail",
+                    "tags": ["emails"],
                     "summary": "Schedule an email",
                     "parameters": [_IDEMPOTENCY],
-                    "requestBody": {
-                        "required": True,
-                        "content": {"application/json": {"schema": schemas.ref("NewEmail")}},
-                    },
+                    "requestBody": _body("NewEmail", examples.CREATE_EMAIL_REQUEST),
                     "responses": {
                         "201": {
-                            **_json(schemas.ref("Email"), "Scheduled.", _LOCATION),
+                            **_json(schemas.ref("Email"), "Scheduled.", _LOCATION, examples.CREATE_EMAIL_201),
                             "links": _links("email_id", "getEmail", "editEmail", "cancelEmail", "sendEmailNow"),
                         },
                         "200": _json(schemas.ref("Email"), "Already created with this Idempotency-Key.", _REPLAYED),
                         **write,
-                        **_errors(409, 422),
+                        **_errors(409),
+                        **_error(422, examples.CREATE_EMAIL_422),
                     },
                 },
                 "get": {
                     "operationId": "listEmails",
+                    "tags": ["emails"],
                     "summary": "List emails, newest first",
                     "parameters": [
-                        {"name": "status", "in": "query", "schema": {"type": "string", "enum": list(listing.FILTERS)}},
+                        {
+                            "name": "status",
+                            "in": "query",
+                            "schema": {"type": "string", "enum": list(listing.FILTERS)},
+                            "examples": examples.LIST_STATUS,
+                        },
                         {"name": "q", "in": "query", "schema": {"type": "string", "maxLength": listing.MAX_QUERY}},
                         {"name": "cursor", "in": "query", "schema": {"type": "string"}},
                         {
                             "name": "limit",
                             "in": "query",
                             "schema": {"type": "integer", "minimum": 1, "maximum": listing.MAX_LIMIT, "default": 50},
+                            "examples": examples.LIST_LIMIT,
                         },
                         {"name": "batch_id", "in": "query", "schema": {"type": "string", "format": "uuid"}},
                     ],
-                    "responses": {"200": _json(schemas.ref("EmailList"), "One page."), **_errors(401, 404, 422, 429)},
+                    "responses": {
+                        "200": _json(schemas.ref("EmailList"), "One page.", examples=examples.LIST_200),
+                        **_errors(401, 404, 429),
+                        **_error(422, examples.LIST_422),
+                    },
                 },
             },
             "/emails/{email_id}": {
                 "parameters": [_ID],
                 "get": {
                     "operationId": "getEmail",
+                    "tags": ["emails"],
                     "summary": "An email, its body and timeline",
-                    "responses": {"200": _json(schemas.ref("Email"), "The email."), **_errors(401, 404, 429)},
+                    "responses": {
+                        "200": _json(schemas.ref("Email"), "The email.", examples=examples.GET_EMAIL_200),
+                        **_errors(401, 429),
+                        **_error(404, examples.GET_EMAIL_404),
+                    },
                 },
                 "patch": {
                     "operationId": "editEmail",
+                    "tags": ["emails"],
                     "summary": "Reschedule or edit a scheduled email",
-                    "requestBody": {
-                        "required": True,
-                        "content": {"application/json": {"schema": schemas.ref("EmailChanges")}},
+                    "requestBody": _body("EmailChanges", examples.EDIT_EMAIL_REQUEST),
+                    "responses": {
+                        "200": _json(schemas.ref("Email"), "Changed.", examples=examples.EDIT_EMAIL_200),
+                        **write,
+                        **_errors(409),
+                        **_error(404, examples.EDIT_EMAIL_404),
+                        **_error(422, examples.EDIT_EMAIL_422),
                     },
-                    "responses": {"200": _json(schemas.ref("Email"), "Changed."), **write, **_errors(404, 409, 422)},
                 },
             },
             "/emails/{email_id}/cancel": {
                 "parameters": [_ID],
                 "post": {
                     "operationId": "cancelEmail",
+                    "tags": ["emails"],
                     "summary": "Cancel a scheduled email",
-                    "responses": {"200": _json(schemas.ref("Email"), "Cancelled."), **write, **_errors(404, 409)},
+                    "responses": {
+                        "200": _json(schemas.ref("Email"), "Cancelled.", examples=examples.CANCEL_EMAIL_200),
+                        **write,
+                        **_errors(409),
+                        **_error(404, examples.CANCEL_EMAIL_404),
+                    },
                 },
             },
             "/emails/{email_id}/send-now": {
                 "parameters": [_ID],
                 "post": {
                     "operationId": "sendEmailNow",
+                    "tags": ["emails"],
                     "summary": "Send a scheduled email at once",
-                    "responses": {"200": _json(schemas.ref("Email"), "Due now."), **write, **_errors(404, 409)},
+                    "responses": {
+                        "200": _json(schemas.ref("Email"), "Due now.", examples=examples.SEND_NOW_200),
+                        **write,
+                        **_errors(409),
+                        **_error(404, examples.SEND_NOW_404),
+                    },
                 },
             },
             "/batches": {
                 "post": {
                     "operationId": "createBatch",
+                    "tags": ["batches"],
                     "summary": "Send to a list (or preview it with dry_run)",
                     "parameters": [_IDEMPOTENCY],
-                    "requestBody": {
-                        "required": True,
-                        "content": {"application/json": {"schema": schemas.ref("BatchRequest")}},
-                    },
+                    "requestBody": _body("BatchRequest", examples.CREATE_BATCH_REQUEST),
                     "responses": {
                         "201": {
-                            **_json(schemas.ref("BatchPreview"), "Created; rejected lines listed.", _LOCATION),
+                            **_json(
+                                schemas.ref("BatchPreview"),
+                                "Created; rejected lines listed.",
+                                _LOCATION,
+                                examples.CREATE_BATCH_201,
+                            ),
                             "links": {
                                 op: {"operationId": op, "parameters": {"batch_id": "$response.body#/batch/id"}}
                                 for op in ("getBatch", "cancelBatch")
                             },
                         },
                         "200": _json(
-                            schemas.ref("BatchPreview"), "A dry run, or a repeated Idempotency-Key.", _REPLAYED
+                            schemas.ref("BatchPreview"),
+                            "A dry run, or a repeated Idempotency-Key.",
+                            _REPLAYED,
+                            examples.CREATE_BATCH_200,
                         ),
                         **write,
-                        **_errors(409, 422),
+                        **_errors(409),
+                        **_error(422, examples.CREATE_BATCH_422),
                     },
                 },
             },
@@ -187,19 +277,27 @@ def document() -> dict[str, Any]:
                 "parameters": [_BATCH_ID],
                 "get": {
                     "operationId": "getBatch",
+                    "tags": ["batches"],
                     "summary": "A batch and its progress",
-                    "responses": {"200": _json(schemas.ref("BatchResult"), "The batch."), **_errors(401, 404, 429)},
+                    "responses": {
+                        "200": _json(schemas.ref("BatchResult"), "The batch.", examples=examples.GET_BATCH_200),
+                        **_errors(401, 429),
+                        **_error(404, examples.GET_BATCH_404),
+                    },
                 },
             },
             "/batches/{batch_id}/cancel": {
                 "parameters": [_BATCH_ID],
                 "post": {
                     "operationId": "cancelBatch",
+                    "tags": ["batches"],
                     "summary": "Cancel the batch's emails not yet sending",
                     "responses": {
-                        "200": _json(schemas.ref("BatchResult"), "Cancelled the rest."),
+                        "200": _json(
+                            schemas.ref("BatchResult"), "Cancelled the rest.", examples=examples.CANCEL_BATCH_200
+                        ),
                         **write,
-                        **_errors(404),
+                        **_error(404, examples.CANCEL_BATCH_404),
                     },
                 },
             },

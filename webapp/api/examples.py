@@ -1,0 +1,280 @@
+"""Worked examples in the OpenAPI document: requests, and the answers they really get.
+
+An example's name ties an exchange together: the request body, the parameters and the
+response that carry the same name are one request and its answer. Where a part has no
+example of that name, a required one (a path id, a body) takes its first example and an
+optional one (a query or header parameter) is left out. The ``unknown_token`` answer
+(401) is what any operation says to a token that is not valid.
+
+``EMAIL_ID`` and ``BATCH_ID`` are the email and the batch that the ``scheduled`` and
+``list`` examples create; the other examples act on them. ``UNKNOWN_ID`` is no one's.
+
+tests/integration/test_api_examples.py sends every exchange to a running app and checks
+the answer against the example (field by field) and the schema, so these stay true.
+Fields that differ from run to run (creation times, event and job ids, ``owner_id``,
+``why``, which counts down, and the times ``send-now`` sets) are checked against the
+schema only.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from tasks.domain import listing
+
+EMAIL_ID = "3f2b8c1e-6d4a-4e9b-8f7c-1a2b3c4d5e6f"
+BATCH_ID = "9a8b7c6d-5e4f-4a3b-9c2d-1e0f9a8b7c6d"
+UNKNOWN_ID = "00000000-0000-4000-8000-000000000000"
+_CREATED = "2026-05-04T08:30:00.123456+00:00"
+_CHANGED = "2026-05-04T08:35:00.654321+00:00"
+
+
+def example(summary: str, value: Any) -> dict[str, Any]:
+    """Return an OpenAPI Example Object."""
+    return {"summary": summary, "value": value}
+
+
+def error(code: str, message: str, field: str | None) -> dict[str, Any]:
+    """Return the API's error body."""
+    return {"error": {"code": code, "message": message, "field": field}}
+
+
+# -- emails -----------------------------------------------------------------------------
+
+NEW_EMAIL = {
+    "to": ["ann@example.com"],
+    "subject": "Hello",
+    "body_text": "Hi Ann",
+    "send_at": "2030-06-01T09:00:00+02:00",
+    "time_zone": "Europe/Paris",
+}
+
+#: The email NEW_EMAIL creates, as the list shows it (no body, no timeline).
+EMAIL: dict[str, Any] = {
+    "id": EMAIL_ID,
+    "status": "scheduled",
+    "to": ["ann@example.com"],
+    "cc": [],
+    "bcc": [],
+    "subject": "Hello",
+    "send_at": "2030-06-01T07:00:00+00:00",
+    "send_at_local": "2030-06-01T09:00:00+02:00",
+    "time_zone": "Europe/Paris",
+    "next_attempt_at": "2030-06-01T07:00:00+00:00",
+    "waiting_reason": None,
+    "why": "Waiting for its time: it goes out at Sat 1 Jun 2030 09:00:00 CEST (in 1488 d).",
+    "attempts": 0,
+    "last_error": None,
+    "message_id": f"<{EMAIL_ID}@example.com>",
+    "transport": None,
+    "provider_reply": None,
+    "refused_recipients": {},
+    "batch_id": None,
+    "idempotency_key": None,
+    "created_at": _CREATED,
+    "updated_at": _CREATED,
+    "sent_at": None,
+}
+_BODY = {"body_text": "Hi Ann", "body_html": None}
+_SCHEDULED_EVENT = {
+    "id": 41,
+    "at": _CREATED,
+    "kind": "scheduled",
+    "job_id": None,
+    "detail": {"send_at": "2030-06-01T07:00:00+00:00", "time_zone": "Europe/Paris", "recipients": 1},
+}
+
+CREATE_EMAIL_REQUEST = {
+    "scheduled": example("Schedule an email at 09:00 Paris time", NEW_EMAIL),
+    "invalid_address": example("An address that is not one", NEW_EMAIL | {"to": ["ann@"]}),
+}
+CREATE_EMAIL_201 = {"scheduled": example("Scheduled", EMAIL | _BODY)}
+CREATE_EMAIL_422 = {
+    "invalid_address": example(
+        "The first problem, and the field it is in",
+        error("invalid", "to: 'ann@' is not a valid email address: There must be something after the @-sign.", "to"),
+    )
+}
+
+# An optional parameter's first example is what the reference page fills in for "Try it
+# out", so each one's first example is a sensible value, never the one an error needs.
+LIST_STATUS = {"scheduled": example("Only emails still to send", "scheduled")}
+LIST_LIMIT = {"scheduled": example("Ten a page", 10), "too_many": example("More than a page holds", 1000)}
+LIST_200 = {"scheduled": example("One page, the last", {"emails": [EMAIL], "next_cursor": None})}
+LIST_422 = {
+    "too_many": example("Out of range", error("invalid", f"limit: must be between 1 and {listing.MAX_LIMIT}", "limit"))
+}
+
+EMAIL_ID_PARAMETER = {
+    "yours": example("An email of yours (put one of your ids here)", EMAIL_ID),
+    "unknown": example("No email of yours", UNKNOWN_ID),
+}
+_NO_EMAIL = {
+    "unknown": example("No such email (or not yours)", error("not_found", f"no email with id {UNKNOWN_ID}", None))
+}
+
+GET_EMAIL_200 = {
+    "yours": example("The email, its body and its timeline", EMAIL | _BODY | {"events": [_SCHEDULED_EVENT]})
+}
+GET_EMAIL_404 = _NO_EMAIL
+
+_RESCHEDULED = EMAIL | {
+    "send_at": "2030-06-02T16:30:00+00:00",
+    "send_at_local": "2030-06-02T18:30:00+02:00",
+    "next_attempt_at": "2030-06-02T16:30:00+00:00",
+    "why": "Waiting for its time: it goes out at Sun 2 Jun 2030 18:30:00 CEST (in 1489 d).",
+    "updated_at": _CHANGED,
+}
+EDIT_EMAIL_REQUEST = {
+    "reschedule": example("Move it to 18:30 the next day", {"send_at": "2030-06-02T18:30:00+02:00"}),
+    "in_the_past": example("A time already gone", {"send_at": "2020-01-01T09:00:00Z"}),
+}
+EDIT_EMAIL_200 = {"reschedule": example("Rescheduled", _RESCHEDULED | _BODY)}
+EDIT_EMAIL_422 = {
+    "in_the_past": example(
+        "Refused; nothing changed",
+        error(
+            "invalid", "send_at: is in the past (2020-01-01T09:00:00+00:00); pick a later time or send now", "send_at"
+        ),
+    )
+}
+EDIT_EMAIL_404 = _NO_EMAIL
+
+CANCEL_EMAIL_200 = {
+    "yours": example(
+        "Cancelled", EMAIL | {"status": "cancelled", "why": "Cancelled: it will not be sent.", "updated_at": _CHANGED}
+    )
+}
+CANCEL_EMAIL_404 = _NO_EMAIL
+SEND_NOW_200 = {
+    "yours": example(
+        "Due at once: send_at is now the time of the request",
+        EMAIL
+        | {
+            "send_at": "2026-05-04T08:35:00.654321+00:00",
+            "send_at_local": "2026-05-04T10:35:00.654321+02:00",
+            "next_attempt_at": "2026-05-04T08:35:00.654321+00:00",
+            "why": "Due now: waiting for a worker to pick it up.",
+            "updated_at": _CHANGED,
+        },
+    )
+}
+SEND_NOW_404 = _NO_EMAIL
+
+# -- batches ----------------------------------------------------------------------------
+
+_START = {"start_at": "2030-06-01T09:00:00+02:00", "time_zone": "Europe/Paris", "min_delay_seconds": 60}
+NEW_BATCH = {
+    "csv": "email,first_name\nann@example.com,Ann\nbob@example.com,Bob\n",
+    "subject": "Hi {{first_name}}",
+    "body_text": "Hello {{first_name}}, see you in June.",
+    "name": "June invitations",
+    **_START,
+}
+_PREVIEW: list[dict[str, Any]] = [
+    {
+        "line": 2,
+        "to": "ann@example.com",
+        "subject": "Hi Ann",
+        "body_text": "Hello Ann, see you in June.",
+        "send_at": "2030-06-01T07:00:00+00:00",
+    },
+    {
+        "line": 3,
+        "to": "bob@example.com",
+        "subject": "Hi Bob",
+        "body_text": "Hello Bob, see you in June.",
+        "send_at": "2030-06-01T07:01:00+00:00",
+    },
+]
+_SPAN = {"first_send_at": "2030-06-01T07:00:00+00:00", "last_send_at": "2030-06-01T07:01:00+00:00"}
+BATCH: dict[str, Any] = {
+    "id": BATCH_ID,
+    "owner_id": 7,
+    "name": "June invitations",
+    "subject_template": "Hi {{first_name}}",
+    "total": 2,
+    "start_at": "2030-06-01T07:00:00+00:00",
+    "send_tz": "Europe/Paris",
+    "min_delay_seconds": 60.0,
+    "hourly_cap": None,
+    "created_at": _CREATED,
+    "sent": 0,
+    "pending": 2,
+    "failed": 0,
+    "uncertain": 0,
+    "cancelled": 0,
+    "next_at": "2030-06-01T07:00:00+00:00",
+    "last_at": "2030-06-01T07:01:00+00:00",
+}
+
+CREATE_BATCH_REQUEST = {
+    "preview": example(
+        "Preview a list (dry_run): nothing is created",
+        {
+            "addresses": "ann@example.com\nbob@example.com\nnot-an-address",
+            "subject": "Hi",
+            "body_text": "Hello",
+            "dry_run": True,
+            **_START,
+        },
+    ),
+    "list": example("Send to a CSV list, a minute apart, with placeholders", NEW_BATCH),
+    "no_recipients": example("No list given", {"subject": "Hi", "body_text": "Hello"}),
+}
+CREATE_BATCH_200 = {
+    "preview": example(
+        "What would be sent; the line that is not an address is set aside",
+        {
+            "dry_run": True,
+            "accepted": 2,
+            "rejected": [
+                {
+                    "line": 3,
+                    "value": "not-an-address",
+                    "reason": "not a valid email address: An email address must have an @-sign.",
+                }
+            ],
+            **_SPAN,
+            "preview": [{**p, "subject": "Hi", "body_text": "Hello", "line": p["line"] - 1} for p in _PREVIEW],
+        },
+    )
+}
+CREATE_BATCH_201 = {
+    "list": example(
+        "Created: one email per line, spaced out",
+        {"batch": BATCH, "accepted": 2, "rejected": [], **_SPAN, "preview": _PREVIEW},
+    )
+}
+CREATE_BATCH_422 = {
+    "no_recipients": example(
+        "Refused; nothing created",
+        error("invalid", "recipients: give exactly one of csv, addresses or recipients", "recipients"),
+    )
+}
+
+BATCH_ID_PARAMETER = {
+    "yours": example("A batch of yours (put one of your ids here)", BATCH_ID),
+    "unknown": example("No batch of yours", UNKNOWN_ID),
+}
+_NO_BATCH = {
+    "unknown": example("No such batch (or not yours)", error("not_found", f"no batch with id {UNKNOWN_ID}", None))
+}
+GET_BATCH_200 = {"yours": example("The batch and its progress", {"batch": BATCH})}
+GET_BATCH_404 = _NO_BATCH
+CANCEL_BATCH_200 = {
+    "yours": example(
+        "The emails not yet sending are cancelled",
+        {"batch": BATCH | {"pending": 0, "cancelled": 2, "next_at": None, "last_at": None}, "cancelled": 2},
+    )
+}
+CANCEL_BATCH_404 = _NO_BATCH
+
+# -- any operation ----------------------------------------------------------------------
+
+UNKNOWN_TOKEN = {
+    "unknown_token": example(
+        "Authorization: Bearer with a token that is unknown or revoked",
+        error("unauthenticated", "the token is unknown or revoked", None),
+    )
+}
