@@ -114,7 +114,11 @@ def document() -> dict[str, Any]:
                     "parameters": [
                         {"name": "status", "in": "query", "schema": {"type": "string", "enum": list(listing.FILTERS)}},
                         {"name": "q", "in": "query", "schema": {"type": "string", "maxLength": listing.MAX_QUERY}},
-                        {"name": "cursor", "in": "query", "schema": {"type": "string"}},
+                        {
+                            "name": "cursor",
+                            "in": "query",
+                            "schema": {"type": "string", "maxLength": listing.MAX_CURSOR},
+                        },
                         {
                             "name": "limit",
                             "in": "query",
