@@ -34,8 +34,19 @@ queries: dict[str, LiteralString] = load_queries(SQL_DIR / "queries.sql")
 Row = dict[str, Any]
 
 
+#: Every session reads and writes times in UTC, whatever the server's own ``TimeZone``: a time
+#: is loaded into Python in the session's zone, and one a date can hold in UTC (23:30 on the
+#: last day of 9999) may be a year too far in a zone east of it, failing every list that holds it.
+SESSION_OPTIONS = "-c TimeZone=UTC"
+
+
+def _options(extra: str = "") -> str:
+    return f"{SESSION_OPTIONS} {extra}".strip()
+
+
 def connect(conninfo: str, **kwargs: Any) -> psycopg.Connection[Row]:
-    """Open one autocommit connection returning dict rows."""
+    """Open one autocommit connection returning dict rows (times in UTC)."""
+    kwargs["options"] = _options(kwargs.get("options", ""))
     return psycopg.connect(conninfo, autocommit=True, row_factory=dict_row, **kwargs)
 
 
@@ -56,7 +67,7 @@ def pool(conninfo: str, *, max_size: int = 10, name: str = "reachdbox") -> psyco
         min_size=1,
         max_size=max_size,
         name=name,
-        kwargs={"row_factory": dict_row},
+        kwargs={"row_factory": dict_row, "options": _options()},
         configure=_autocommit,
         check=psycopg_pool.ConnectionPool.check_connection,
         open=True,
@@ -105,7 +116,7 @@ def async_pool(
         min_size=size,
         max_size=size,
         name=name,
-        kwargs={"row_factory": dict_row, "options": "-c synchronous_commit=off"},
+        kwargs={"row_factory": dict_row, "options": _options("-c synchronous_commit=off")},
         configure=_autocommit_async,
         check=idle.check,
         reset=idle.returned,
