@@ -328,7 +328,7 @@ ON CONFLICT (owner_id, idempotency_key) DO NOTHING
 SELECT * FROM batches WHERE owner_id = %(owner_id)s AND idempotency_key = %(idempotency_key)s;
 
 -- insert_batch_emails --
--- Every email of a batch in one statement (one recipient each).
+-- Emails of a batch, many per statement (one recipient each).
 INSERT INTO emails (id, owner_id, batch_id, from_addr, reply_to, to_addrs, subject, body_text,
                     send_at, send_tz, next_attempt_at, message_id, job_id)
 SELECT v.id, %(owner_id)s, %(batch_id)s, %(from_addr)s, %(reply_to)s, ARRAY[v.to_addr],

@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
-import zoneinfo
 from collections.abc import Callable
 from typing import Any
 
 from flask import Blueprint, Flask, flash, redirect, render_template, request, url_for
 
 from tasks.core import errors
-from tasks.domain import emails, explain, listing
+from tasks.domain import emails, explain, listing, validation
 from tasks.domain.models import Email, Status
 from webapp import ext
 from webapp.auth import login_required, scope
@@ -76,12 +75,16 @@ def index() -> Any:
 
 
 def local_time(text: str, zone: str) -> dt.datetime | str:
-    """Read a browser's ``datetime-local`` value as a time in ``zone`` (left as is if unreadable)."""
+    """Read a browser's ``datetime-local`` value as a time in ``zone`` (left as is if unreadable;
+    an unknown zone is then refused by name)."""
+    found = validation.zone(zone)
     try:
         naive = dt.datetime.fromisoformat(text)
-        return naive.replace(tzinfo=zoneinfo.ZoneInfo(zone)) if naive.tzinfo is None else naive
-    except (ValueError, zoneinfo.ZoneInfoNotFoundError):
+    except ValueError:
         return text
+    if naive.tzinfo is not None:
+        return naive
+    return naive.replace(tzinfo=found) if found else text
 
 
 def _actions(email: Email) -> list[str]:

@@ -515,6 +515,15 @@ class Settings:
         example="0",
     )
     batch_max_recipients: int = setting("50000", integer(1, 1_000_000), 'Most recipients in one "send to a list".')
+    # The database's growth from one request; the default is the most recipients at 5 KB each.
+    batch_max_rendered_bytes: int = setting(
+        "268435456",
+        integer(1024 * 1024, 16 * 1024**3),
+        'Most bytes of email (every subject and body, rendered) one "send to a list" may create: the most'
+        " recipients at 5 KB each. Worked out before anything is rendered; over it, the request is 422 naming"
+        " this setting. Each template is also capped: the subject at 998 characters, the body at 1 MB, 1,000"
+        " placeholders each.",
+    )
     operator_emails: tuple[str, ...] = setting(
         "",
         comma_list(_EMAIL, "an email address"),

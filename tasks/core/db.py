@@ -40,8 +40,19 @@ Pool = psycopg_pool.ConnectionPool[Conn]
 AsyncPool = psycopg_pool.AsyncConnectionPool[AsyncConn]
 
 
+#: Every session reads and writes times in UTC, whatever the server's own ``TimeZone``: a time
+#: is loaded into Python in the session's zone, and one a date can hold in UTC (23:30 on the
+#: last day of 9999) may be a year too far in a zone east of it, failing every list that holds it.
+SESSION_OPTIONS = "-c TimeZone=UTC"
+
+
+def _options(extra: str = "") -> str:
+    return f"{SESSION_OPTIONS} {extra}".strip()
+
+
 def connect(conninfo: str, **kwargs: Any) -> Conn:
-    """Open one autocommit connection returning dict rows."""
+    """Open one autocommit connection returning dict rows (times in UTC)."""
+    kwargs["options"] = _options(kwargs.get("options", ""))
     return psycopg.connect(conninfo, autocommit=True, row_factory=dict_row, **kwargs)
 
 
@@ -62,7 +73,7 @@ def pool(conninfo: str, *, max_size: int = 10, name: str = "reachdbox") -> Pool:
         min_size=1,
         max_size=max_size,
         name=name,
-        kwargs={"row_factory": dict_row},
+        kwargs={"row_factory": dict_row, "options": _options()},
         configure=_autocommit,
         check=psycopg_pool.ConnectionPool.check_connection,
         open=True,
@@ -109,7 +120,7 @@ def async_pool(conninfo: str, *, size: int, name: str = "reachdbox-worker", chec
         min_size=size,
         max_size=size,
         name=name,
-        kwargs={"row_factory": dict_row, "options": "-c synchronous_commit=off"},
+        kwargs={"row_factory": dict_row, "options": _options("-c synchronous_commit=off")},
         configure=_autocommit_async,
         check=idle.check,
         reset=idle.returned,

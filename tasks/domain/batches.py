@@ -2,6 +2,8 @@
 
 ``create`` stores the batch, every planned email, their events and the jobs of
 those due within the horizon, all or nothing (``tasks.domain.batch_plan`` makes the plan).
+The emails are rendered and inserted a chunk at a time, in the one transaction, so the
+web worker holds a few MB of them however large the batch.
 """
 
 from __future__ import annotations
@@ -16,6 +18,11 @@ from tasks.core.config import Settings
 from tasks.domain.batch_plan import Plan
 from tasks.domain.models import Scope, User
 from tasks.queue import jobs
+
+#: Emails rendered and sent to the database per statement: by size (the web worker's memory)
+#: and by count (each statement's arrays).
+INSERT_CHUNK_BYTES = 4 * 1024 * 1024
+INSERT_CHUNK_EMAILS = 1000
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -69,7 +76,7 @@ def create(conn: db.Conn, *, owner: User, plan: Plan, settings: Settings) -> tup
 
     Returns the batch and whether it is new (a repeated idempotency key returns the first).
     """
-    if not plan.items:
+    if not plan.recipients:
         raise errors.ValidationError(
             "recipients: no line of the list is a valid recipient",
             field="recipients",
@@ -88,7 +95,7 @@ def create(conn: db.Conn, *, owner: User, plan: Plan, settings: Settings) -> tup
             owner_id=owner.id,
             name=plan.name,
             subject_template=plan.subject_template,
-            total=len(plan.items),
+            total=len(plan.recipients),
             start_at=plan.start_at,
             send_tz=plan.send_tz,
             min_delay_seconds=plan.min_delay_seconds,
@@ -98,26 +105,31 @@ def create(conn: db.Conn, *, owner: User, plan: Plan, settings: Settings) -> tup
         )
         if row is None:  # a concurrent request with the same key won
             return _existing(conn, owner, plan), False
-        ids = [uuid.uuid4() for _ in plan.items]
+        ids = [uuid.uuid4() for _ in plan.recipients]
         horizon = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=settings.schedule_horizon)
-        due = [(email_id, p.send_at) for email_id, p in zip(ids, plan.items, strict=True) if p.send_at <= horizon]
+        due = [(email_id, r.send_at) for email_id, r in zip(ids, plan.recipients, strict=True) if r.send_at <= horizon]
         job_of = dict(zip((e for e, _ in due), jobs.defer_sends(conn, due), strict=True))
-        db.run(
-            conn,
-            "insert_batch_emails",
-            owner_id=owner.id,
-            batch_id=batch_id,
-            from_addr=settings.mail_from,
-            reply_to=owner.email,
-            send_tz=plan.send_tz,
-            mail_domain=settings.mail_domain,
-            ids=ids,
-            to_addrs=[p.to for p in plan.items],
-            subjects=[p.subject for p in plan.items],
-            bodies=[p.body_text for p in plan.items],
-            send_ats=[p.send_at for p in plan.items],
-            job_ids=[job_of.get(e) for e in ids],
-        )
+        done = 0
+        for chunk in plan.chunks(INSERT_CHUNK_BYTES, INSERT_CHUNK_EMAILS):
+            chunk_ids = ids[done : done + len(chunk)]
+            done += len(chunk)
+            db.run(
+                conn,
+                "insert_batch_emails",
+                owner_id=owner.id,
+                batch_id=batch_id,
+                from_addr=settings.mail_from,
+                reply_to=owner.email,
+                send_tz=plan.send_tz,
+                mail_domain=settings.mail_domain,
+                ids=chunk_ids,
+                to_addrs=[p.to for p in chunk],
+                subjects=[p.subject for p in chunk],
+                bodies=[p.body_text for p in chunk],
+                send_ats=[p.send_at for p in chunk],
+                job_ids=[job_of.get(e) for e in chunk_ids],
+            )
+            del chunk  # before the next is rendered (the loop would hold this one until then)
         db.run(conn, "insert_batch_events", batch_id=batch_id)
     return get(conn, Scope(owner_id=owner.id), batch_id), True
 

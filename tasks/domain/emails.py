@@ -191,16 +191,19 @@ def reschedule(
     send_tz: str | None = None,
 ) -> Email:
     """Move a scheduled email to a new time (its old job is cancelled)."""
+    # The zone first: a form reads its time in that zone, so a bad zone makes a bad time.
+    if send_tz is not None and not validation.valid_time_zone(send_tz):
+        raise errors.ValidationError("time_zone: must be an IANA time zone such as Europe/Paris", field="time_zone")
     when = validation.parse_send_at(send_at)
     now = dt.datetime.now(dt.UTC)
     if when < now - validation.PAST_TOLERANCE:
         raise errors.ValidationError("send_at: is in the past; pick a later time or send now", field="send_at")
-    if send_tz is not None and not validation.valid_time_zone(send_tz):
-        raise errors.ValidationError("time_zone: must be an IANA time zone such as Europe/Paris", field="time_zone")
     with conn.transaction():
         email = _lock(conn, scope, email_id)
         if email.status != Status.SCHEDULED:
             raise _too_late(email, "reschedule")
+        if problem := validation.local_time_problem(when, send_tz or email.send_tz):
+            raise errors.ValidationError(f"send_at: {problem}", field="send_at")
         return _wait_again(conn, email, at=when, settings=settings, kind="rescheduled", send_tz=send_tz)
 
 
@@ -253,6 +256,9 @@ def edit(
             send_now=not moving,
             send_tz=changes.get("time_zone", email.send_tz),
         )
+        if not moving and (problem := validation.local_time_problem(email.send_at, draft.send_tz)):
+            # The send time stays; it must still be one a date can hold in the new zone.
+            raise errors.ValidationError(f"time_zone: the send time {problem}", field="time_zone")
         changed = sorted(
             name
             for name, old, new in (

@@ -11,6 +11,7 @@ import base64
 import dataclasses
 import datetime as dt
 import json
+import re
 import uuid
 from typing import Any
 
@@ -33,6 +34,9 @@ VIEWS: dict[str, tuple[Status, ...]] = {
 FILTERS = (*VIEWS, *(s for s in Status if s not in VIEWS))
 MAX_LIMIT = 200
 MAX_QUERY = 200
+#: Far longer than any cursor the lists make (about 100 characters).
+MAX_CURSOR = 1000
+_DIGITS = re.compile(r"[0-9]{1,9}")
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -52,15 +56,24 @@ def decode_cursor(cursor: str | None) -> tuple[dt.datetime | None, uuid.UUID | N
     """Return the (created_at, id) a cursor names, or raise ``ValidationError``."""
     if not cursor:
         return None, None
+    problem = errors.ValidationError("cursor: is not a cursor this API returned", field="cursor")
+    if not isinstance(cursor, str) or len(cursor) > MAX_CURSOR:
+        raise problem
     try:
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
-        created, row_id = json.loads(raw)
-        when = dt.datetime.fromisoformat(created)
-        if when.tzinfo is None:
-            raise ValueError("naive")
-        return when, uuid.UUID(row_id)
-    except (ValueError, TypeError, json.JSONDecodeError, UnicodeDecodeError):
-        raise errors.ValidationError("cursor: is not a cursor this API returned", field="cursor") from None
+        decoded = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
+    except (ValueError, UnicodeDecodeError):  # (binascii.Error and JSONDecodeError are ValueErrors)
+        raise problem from None
+    # Anyone can encode JSON: check its shape before each part is read.
+    if not (isinstance(decoded, list) and len(decoded) == 2 and all(isinstance(p, str) for p in decoded)):
+        raise problem
+    try:
+        when = dt.datetime.fromisoformat(decoded[0])
+        row_id = uuid.UUID(decoded[1])
+    except ValueError:
+        raise problem from None
+    if when.tzinfo is None or when.utcoffset() is None:
+        raise problem
+    return when, row_id
 
 
 def statuses_for(view: str | None) -> tuple[Status, ...]:
@@ -85,6 +98,19 @@ def search_pattern(q: str | None) -> str | None:
         raise errors.ValidationError("q: must not contain NUL characters", field="q")
     escaped = q.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
     return f"%{escaped}%"
+
+
+def parse_limit(raw: str | None, default: int = 50) -> int:
+    """Return a page size from a query string's text: ASCII digits only, 1 to ``MAX_LIMIT``.
+
+    ``str.isdigit`` and ``int`` accept other scripts' digits ("²" is a digit to the first and
+    not to the second; "٣" is 3 to both): only what the API documents, an integer, is read.
+    """
+    if raw is None:
+        return default
+    if not _DIGITS.fullmatch(raw):
+        raise errors.ValidationError(f"limit: must be a whole number from 1 to {MAX_LIMIT}", field="limit")
+    return _limit(int(raw))
 
 
 def _limit(limit: int) -> int:

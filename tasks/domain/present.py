@@ -8,7 +8,6 @@ the ``STATUS_FIELDS`` of the same shape; the CLI adds the columns only an operat
 
 from __future__ import annotations
 
-import zoneinfo
 from collections.abc import Callable, Collection, Mapping
 from typing import Any
 
@@ -17,11 +16,8 @@ from tasks.domain.models import Email, Event, json_value
 
 
 def _local(email: Email) -> str | None:
-    """Return the send time in the zone it was chosen in (UTC if that zone is unknown here)."""
-    try:
-        return email.send_at.astimezone(zoneinfo.ZoneInfo(email.send_tz)).isoformat()
-    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
-        return email.send_at.isoformat()
+    """Return the send time in the zone it was chosen in (in UTC if it cannot be shown there)."""
+    return explain.local(email.send_at, email.send_tz).isoformat()
 
 
 #: Every field, in the documented order, and how it is read from an email (``json_value`` encodes it).

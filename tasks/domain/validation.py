@@ -136,18 +136,45 @@ def parse_send_at(raw: Any) -> dt.datetime:
     try:
         return raw.astimezone(dt.UTC)
     except OverflowError:
-        raise errors.ValidationError("send_at: is out of range", field="send_at") from None
+        raise errors.ValidationError(
+            "send_at: is out of range: in UTC it would be outside the years 1 to 9999", field="send_at"
+        ) from None
+
+
+def zone(name: object) -> zoneinfo.ZoneInfo | None:
+    """Return the IANA time zone called ``name``, or None if it is not one this machine knows.
+
+    ``zoneinfo`` reads the name as a path in the zone database, so a name that is not a zone
+    fails in more ways than ``ZoneInfoNotFoundError``: a directory of it (``Europe``) raises
+    ``IsADirectoryError``, a data file that is no zone (``zone.tab``) or a path ``ValueError``.
+    Every one of them means "no such zone", for a request and for a value already stored.
+    """
+    if not isinstance(name, str) or not name or header_problem(name) or name.startswith("/") or ".." in name:
+        return None
+    try:
+        return zoneinfo.ZoneInfo(name)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError, OSError):
+        return None
 
 
 def valid_time_zone(name: str) -> bool:
     """Tell whether ``name`` is an IANA time zone this machine knows."""
-    if not name or header_problem(name) or name.startswith("/") or ".." in name:
-        return False
+    return zone(name) is not None
+
+
+def local_time_problem(at: dt.datetime, tz: str) -> str | None:
+    """Say why ``at`` cannot be written as a local time in zone ``tz``, if it cannot.
+
+    A date holds the years 1 to 9999, so the last hours of 9999 in UTC are already the year
+    10000 east of Greenwich (and the first hours of year 1 are year 0 west of it): such a
+    send time could be stored but never shown in the zone it was chosen in.
+    """
     try:
-        zoneinfo.ZoneInfo(name)
-    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
-        return False
-    return True
+        at.astimezone(zone(tz) or dt.UTC)
+    except OverflowError:
+        side = "past the year 9999" if at.year == dt.MAXYEAR else "before the year 1"
+        return f"is out of range: in {tz} it would be {side}, which a date cannot hold"
+    return None
 
 
 def validate(
@@ -230,6 +257,8 @@ def validate(
         else:
             if when < now - PAST_TOLERANCE:
                 errs.add("send_at", f"is in the past ({when.isoformat()}); pick a later time or send now")
+            elif problem := local_time_problem(when, tz):  # (an unknown zone was reported, and is UTC here)
+                errs.add("send_at", problem)
 
     if idempotency_key is not None and (
         not isinstance(idempotency_key, str) or not _IDEMPOTENCY_KEY.fullmatch(idempotency_key)

@@ -51,7 +51,7 @@ def test_pasted_addresses_may_be_separated_by_lines_commas_or_semicolons() -> No
         body_text="B",
     )
 
-    assert [p.to for p in plan.items] == ["a@example.com", "b@example.com", "c@example.com"]
+    assert [r.to for r in plan.recipients] == ["a@example.com", "b@example.com", "c@example.com"]
     assert [(r.line, r.reason) for r in plan.rejected] == [(3, "duplicate of line 1")]
 
 
@@ -72,3 +72,84 @@ def test_the_request_fingerprint_changes_with_the_content() -> None:
 
     assert plan("S").request_hash == plan("S").request_hash
     assert plan("S").request_hash != plan("T").request_hash
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [{}, {"first_name": "Ada"}, {"first_name": "Zoë ✓", "company": "日本"}, {"first_name": "\ud800"}],
+)
+def test_a_templates_size_is_known_without_rendering_it(fields: dict[str, str]) -> None:
+    template = batch_plan.Template.parse("Hé {{ first_name }}, {{company}} and {{FIRST_NAME}}!")
+    rendered = template.render(fields)
+
+    assert template.size(fields) == len(rendered.encode("utf-8", "surrogatepass"))
+    assert template.length(fields) == len(rendered)
+    assert rendered == batch_plan.render("Hé {{ first_name }}, {{company}} and {{FIRST_NAME}}!", fields)
+
+
+def test_the_emails_are_rendered_in_chunks_bounded_by_size_and_count() -> None:
+    plan = batch_plan.prepare(
+        settings=SETTINGS,
+        recipients=[{"email": f"r{i}@example.com", "n": "x" * (i * 10)} for i in range(10)],
+        subject="S{{n}}",
+        body_text="{{email}} {{n}}",
+    )
+    sizes = [r.size for r in plan.recipients]
+
+    by_size = list(plan.chunks(max_bytes=sizes[-1] * 2, max_count=100))
+    by_count = list(plan.chunks(max_bytes=10**9, max_count=3))
+    tiny = list(plan.chunks(max_bytes=1, max_count=100))
+
+    for chunks in (by_size, by_count, tiny):
+        assert [p.to for chunk in chunks for p in chunk] == [f"r{i}@example.com" for i in range(10)]
+    assert all(sum(len(p.subject) + len(p.body_text) for p in chunk) <= sizes[-1] * 2 for chunk in by_size)
+    assert [len(c) for c in by_count] == [3, 3, 3, 1]
+    assert [len(c) for c in tiny] == [1] * 10  # one email over the size is a chunk of its own
+    assert plan.rendered_bytes == sum(sizes)
+    assert plan.render(plan.recipients[4]).body_text == "r4@example.com " + "x" * 40
+
+
+def test_a_rows_body_over_1_mb_is_rejected_and_the_rest_go() -> None:
+    plan = batch_plan.prepare(
+        settings=SETTINGS,
+        recipients=[{"email": "a@example.com", "note": "x" * (1024 * 1024)}, {"email": "b@example.com", "note": "x"}],
+        subject="S",
+        body_text="{{note}}!",
+    )
+
+    assert [r.to for r in plan.recipients] == ["b@example.com"]
+    assert [(r.line, r.reason) for r in plan.rejected] == [(1, "the body would be over 1 MB")]
+
+
+def test_a_batch_over_its_rendered_size_is_refused_naming_the_setting() -> None:
+    small = config.load({"BATCH_MAX_RENDERED_BYTES": str(1024 * 1024)})
+    rows = [{"email": f"r{i}@example.com"} for i in range(3)]
+
+    with pytest.raises(errors.ValidationError) as info:
+        batch_plan.prepare(settings=small, recipients=rows, subject="S", body_text="x" * 400_000)
+
+    assert info.value.field == "body_text"
+    assert "1 MB" in info.value.message and "BATCH_MAX_RENDERED_BYTES" in info.value.message
+    assert (
+        len(batch_plan.prepare(settings=small, recipients=rows[:2], subject="S", body_text="x" * 400_000).recipients)
+        == 2
+    )
+
+
+@pytest.mark.parametrize(
+    ("field", "template", "words"),
+    [
+        ("subject", "x" * 999, "998"),
+        ("body_text", "x" * (1024 * 1024 + 1), "1 MB"),
+        ("body_text", "{{email}}" * 1001, "1000 placeholders"),
+        ("subject", "{{email}}" * 1001, "998"),
+    ],
+)
+def test_a_template_over_its_limits_is_refused_before_the_list_is_read(field: str, template: str, words: str) -> None:
+    fields = {"subject": "S", "body_text": "B"} | {field: template}
+
+    with pytest.raises(errors.ValidationError) as info:
+        batch_plan.prepare(settings=SETTINGS, csv_text="not,a,list\n", subject=fields["subject"], body_text=fields["body_text"])
+
+    assert info.value.field == field
+    assert words in info.value.message

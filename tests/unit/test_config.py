@@ -41,6 +41,7 @@ def test_defaults_need_no_environment() -> None:
         ("WEB_MAX_REQUEST_BYTES", "10"),
         ("WEB_TRUSTED_PROXIES", "-1"),
         ("BATCH_MAX_RECIPIENTS", "0"),
+        ("BATCH_MAX_RENDERED_BYTES", "1000"),
         ("RATE_LIMITS", "smtp=5/second"),
         ("RATE_LIMITS", "devmail=5/fortnight"),
         ("RATE_LIMITS", "devmail"),

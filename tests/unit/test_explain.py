@@ -80,3 +80,20 @@ def test_each_state_is_explained(changes: dict[str, object], expected: str) -> N
 )
 def test_relative_times(seconds: float, text: str) -> None:
     assert explain.relative(NOW + dt.timedelta(seconds=seconds), NOW) == text
+
+
+@pytest.mark.parametrize(
+    ("at", "zone", "shown"),
+    [
+        (dt.datetime(9999, 12, 31, 23, 0, tzinfo=dt.UTC), "Pacific/Kiritimati", "Fri 31 Dec 9999 23:00:00 UTC"),
+        (dt.datetime(1, 1, 1, 0, 0, tzinfo=dt.UTC), "America/Los_Angeles", "Mon 1 Jan 1 00:00:00 UTC"),
+        (NOW, "Europe", "Mon 7 Jan 2030 08:00:00 UTC"),
+        (NOW, "Mars/Olympus", "Mon 7 Jan 2030 08:00:00 UTC"),
+        (NOW, "Europe/Paris", "Mon 7 Jan 2030 09:00:00 CET"),
+    ],
+)
+def test_a_time_its_zone_cannot_show_is_shown_in_utc(at: dt.datetime, zone: str, shown: str) -> None:
+    """Whatever a row holds: a zone that is no zone, a local time outside the years 1 to 9999."""
+    assert explain.moment(at, zone) == shown
+    assert shown in explain.why(email(send_tz=zone, next_attempt_at=at, sent_at=at, status="sent"), now=at)
+    assert explain.why(email(send_tz=zone, next_attempt_at=at), now=NOW)  # in the past or the future

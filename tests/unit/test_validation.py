@@ -60,6 +60,10 @@ def test_a_valid_request_is_normalised() -> None:
         ({"send_at": None}, "send_at"),
         ({"send_tz": "Mars/Olympus"}, "time_zone"),
         ({"send_tz": "../../etc/passwd"}, "time_zone"),
+        ({"send_tz": "Europe"}, "time_zone"),  # a directory of the zone database
+        ({"send_tz": "zone.tab"}, "time_zone"),  # a file of it that is no zone
+        ({"send_at": "9999-12-31T23:00:00Z", "send_tz": "Pacific/Kiritimati"}, "send_at"),  # local: year 10000
+        ({"send_at": "9999-12-31T23:00:00-05:00"}, "send_at"),  # UTC: year 10000
         ({"idempotency_key": "has space"}, "idempotency_key"),
         ({"idempotency_key": "k" * 256}, "idempotency_key"),
     ],
@@ -94,3 +98,20 @@ def test_the_request_hash_ignores_the_key_and_sees_the_content() -> None:
 
     assert a.request_hash() == b.request_hash()
     assert a.request_hash() != c.request_hash()
+
+
+@pytest.mark.parametrize("name", ["Europe", "America/Argentina", "zone.tab", "", "Europe/", "/etc/localtime", "a\x00b"])
+def test_a_name_that_is_no_zone_is_none_whatever_zoneinfo_raises(name: str) -> None:
+    assert validation.zone(name) is None
+    assert not validation.valid_time_zone(name)
+
+
+def test_a_send_time_must_be_a_date_in_its_zone_too() -> None:
+    last_hour = dt.datetime(9999, 12, 31, 23, 0, tzinfo=dt.UTC)
+
+    assert validation.local_time_problem(last_hour, "UTC") is None
+    assert validation.local_time_problem(last_hour, "America/New_York") is None
+    assert "past the year 9999" in (validation.local_time_problem(last_hour, "Pacific/Kiritimati") or "")
+    first_hour = dt.datetime(1, 1, 1, 0, 0, tzinfo=dt.UTC)
+    assert "before the year 1" in (validation.local_time_problem(first_hour, "America/New_York") or "")
+    assert validate(send_at=last_hour, send_tz="UTC").send_at == last_hour

@@ -57,9 +57,7 @@ def create_email() -> Any:
 @bp.get("/emails")
 def list_emails() -> Any:
     """List the caller's emails, newest first, one page at a time."""
-    raw_limit = request.args.get("limit", "50")
-    if not raw_limit.isdigit():
-        raise errors.ValidationError("limit: must be a whole number", field="limit")
+    limit = listing.parse_limit(request.args.get("limit"))
     batch_id = None
     if "batch_id" in request.args:
         try:
@@ -76,7 +74,7 @@ def list_emails() -> Any:
         view=status,
         q=request.args.get("q"),
         cursor=request.args.get("cursor") or None,
-        limit=int(raw_limit),
+        limit=limit,
         batch_id=batch_id,
     )
     return {"emails": [email_json(e) for e in page.emails], "next_cursor": page.next_cursor}

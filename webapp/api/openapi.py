@@ -171,7 +171,11 @@ def document() -> dict[str, Any]:
                             "examples": examples.LIST_STATUS,
                         },
                         {"name": "q", "in": "query", "schema": {"type": "string", "maxLength": listing.MAX_QUERY}},
-                        {"name": "cursor", "in": "query", "schema": {"type": "string"}},
+                        {
+                            "name": "cursor",
+                            "in": "query",
+                            "schema": {"type": "string", "maxLength": listing.MAX_CURSOR},
+                        },
                         {
                             "name": "limit",
                             "in": "query",

@@ -166,8 +166,17 @@ SCHEMAS: dict[str, Any] = {
                     "oneOf": [{"type": "string"}, {"type": "object", "additionalProperties": {"type": "string"}}]
                 },
             },
-            "subject": {"type": "string", "description": "May use {{column}} placeholders."},
-            "body_text": {"type": "string", "description": "May use {{column}} placeholders."},
+            "subject": {
+                "type": "string",
+                "maxLength": validation.MAX_SUBJECT_CHARS,
+                "description": "May use {{column}} placeholders (at most 1,000).",
+            },
+            "body_text": {
+                "type": "string",
+                "description": "May use {{column}} placeholders (at most 1,000); at most 1 MB of UTF-8. "
+                "Every email of the batch together (subjects and bodies, rendered) may be at most "
+                "BATCH_MAX_RENDERED_BYTES (256 MB by default): a larger batch is 422, nothing rendered.",
+            },
             "start_at": nullable("string", description="ISO 8601 with an offset; default now."),
             "time_zone": nullable("string"),
             "min_delay_seconds": nullable("number", minimum=0, maximum=batch_plan.MAX_DELAY),
