@@ -149,7 +149,9 @@ def test_a_template_over_its_limits_is_refused_before_the_list_is_read(field: st
     fields = {"subject": "S", "body_text": "B"} | {field: template}
 
     with pytest.raises(errors.ValidationError) as info:
-        batch_plan.prepare(settings=SETTINGS, csv_text="not,a,list\n", subject=fields["subject"], body_text=fields["body_text"])
+        batch_plan.prepare(
+            settings=SETTINGS, csv_text="not,a,list\n", subject=fields["subject"], body_text=fields["body_text"]
+        )
 
     assert info.value.field == field
     assert words in info.value.message
