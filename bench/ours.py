@@ -36,7 +36,9 @@ class Deployment:
 
     def start_workers(self, n: int, *args: str, extra_env: dict[str, str] | None = None) -> list[rig.Proc]:
         """Start ``n`` workers and wait until each has registered."""
-        before = self.registered()
+        with db.connect(self.database_url) as conn:
+            row = conn.execute(rig.queries["last_worker_id"]).fetchone()
+        after = row["id"] if row else 0
         started = [
             rig.Proc(
                 [rig.PYTHON, "-m", "tasks", "worker", *args],
@@ -46,12 +48,13 @@ class Deployment:
             for i in range(n)
         ]
         self.workers += started
-        rig.wait_until(lambda: self.registered() >= before + n, timeout=60, what="workers to register")
+        rig.wait_until(lambda: self.registered(after) >= n, timeout=60, what="workers to register")
         return started
 
-    def registered(self) -> int:
+    def registered(self, after: int = 0) -> int:
+        """Workers registered since the one with id ``after`` (all of them by default)."""
         with db.connect(self.database_url) as conn:
-            row = conn.execute(rig.queries["registered_workers"]).fetchone()
+            row = conn.execute(rig.queries["registered_workers"], {"after": after}).fetchone()
         return row["n"] if row else 0
 
     def schedule(self, send_ats: list[dt.datetime]) -> None:
