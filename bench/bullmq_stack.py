@@ -10,8 +10,10 @@ fed by ``node bench/bullmq/producer.mjs`` (one client, ``queue.add`` one job at 
 time, each delayed to the common due instant).
 
 BullMQ, ioredis and nodemailer are pinned in bench/bullmq/package-lock.json and
-installed by ``npm ci`` into bench/bullmq/node_modules the first time a bench
-needs them (again when the lock file changes). Node and npm come from apt
+installed by ``npm ci`` under .data/bench/bullmq/ the first time a bench needs
+them (again when the lock file changes), outside the source tree. The two
+scripts are copied next to them on every install check: Node finds an ES
+module's packages from the script's own directory. Node and npm come from apt
 (``make bench`` installs them when missing); nothing else needs them.
 """
 
@@ -33,10 +35,13 @@ from typing import Any
 
 from bench import rig
 
-DIR = pathlib.Path(__file__).with_name("bullmq")
-MODULES = DIR / "node_modules"
+#: The sources: package.json, package-lock.json and the scripts.
+SOURCE = pathlib.Path(__file__).with_name("bullmq")
+#: Where they are installed and run from.
+DIR = rig.WORK / "bullmq"
 #: Written after a successful install: the lock file's hash it installed.
-STAMP = MODULES / ".reachdbox-installed"
+STAMP = DIR / "node_modules" / ".reachdbox-installed"
+SCRIPTS = ("worker.mjs", "producer.mjs")
 #: The two concurrencies measured (jobs in flight per worker process).
 CONCURRENCIES = (5, 50)
 _runs = itertools.count(1)
@@ -51,10 +56,15 @@ def unavailable() -> str | None:
 
 
 def install() -> None:
-    """``npm ci`` the pinned packages, unless the lock file's exact set is already installed."""
-    wanted = hashlib.sha256((DIR / "package-lock.json").read_bytes()).hexdigest()
+    """Copy the scripts to DIR; ``npm ci`` the pinned packages there unless that exact set is installed."""
+    DIR.mkdir(parents=True, exist_ok=True)
+    for name in SCRIPTS:
+        shutil.copyfile(SOURCE / name, DIR / name)
+    wanted = hashlib.sha256((SOURCE / "package-lock.json").read_bytes()).hexdigest()
     if STAMP.exists() and STAMP.read_text().strip() == wanted:
         return
+    for name in ("package.json", "package-lock.json"):
+        shutil.copyfile(SOURCE / name, DIR / name)
     # --ignore-scripts: no install script runs (msgpackr's optional native build falls back to JS).
     subprocess.run(
         ["npm", "ci", "--no-audit", "--no-fund", "--ignore-scripts", "--loglevel=error"],
