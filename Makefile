@@ -6,7 +6,7 @@ RUNTIME := $(VENV)/.runtime-installed
 DEV := $(VENV)/.dev-installed
 PYTEST_ARGS ?=
 
-.PHONY: run test test-faults guarantees test-unit lint format docs docs-serve bench bench-quick schema checksums config-docs clean
+.PHONY: run test test-faults guarantees test-unit lint format docs docs-serve bench bench-quick node schema checksums config-docs clean
 
 $(RUNTIME): requirements.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -34,8 +34,15 @@ guarantees:  ## print the Guarantees table (docs/guarantees.md) from the last `m
 test-unit: $(DEV)
 	$(PY) -m pytest tests/unit $(PYTEST_ARGS)
 
-bench: $(DEV)  ## every scenario 3x, medians vs raw Procrastinate; writes bench/RESULTS.md (~20 min)
+bench: $(DEV) node  ## every scenario 3x, interleaved, medians vs raw Procrastinate and BullMQ; writes bench/RESULTS.md (~25 min)
 	$(PY) -m scripts.services -- $(PY) -m bench $(BENCH_ARGS)
+
+# Node and npm for the BullMQ baseline (bench/bullmq/, bench/bullmq_stack.py), from apt when
+# missing; the bench itself installs the pinned npm packages. Only `make bench` needs them.
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+node:
+	@command -v node >/dev/null && command -v npm >/dev/null || \
+		{ $(SUDO) apt-get update -q && $(SUDO) apt-get install -y -q nodejs npm; }
 
 bench-quick: $(DEV)  ## one short run of each scenario (also run by `make test`)
 	$(PY) -m scripts.services -- $(PY) -m bench --quick $(BENCH_ARGS)

@@ -1,26 +1,31 @@
-"""``python -m bench``: run every scenario (ours and the raw-Procrastinate baseline), print one table.
+"""``python -m bench``: run every scenario (ours, raw Procrastinate, BullMQ), print one table.
 
-``make bench`` runs the full version (each scenario 3 times, medians) and
-writes bench/RESULTS.md; ``--quick`` runs one short run of each (CI).
+``make bench`` runs the full version (each scenario 3 times, the stacks' runs
+interleaved, medians) and writes bench/RESULTS.md; ``--quick`` runs one short
+run of each (CI) and leaves BullMQ out unless ``--bullmq`` asks for it, so the
+test suite needs no Node.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import pathlib
 import shutil
 import statistics
+import subprocess
 import sys
 import time
 from collections.abc import Callable
 from typing import Any
 
-from bench import baseline, extra, ours, report, rig, sinkload
+from bench import baseline, bullmq_stack, extra, ours, report, rig, sinkload
 
 FULL: dict[str, Any] = {
     "runs": 3,
     "throughput": 5000,
+    "enqueue": 2000,
     "burst": 300,
     "spread": (300, 20.0),
     "backlog": 1_000_000,
@@ -38,6 +43,7 @@ FULL: dict[str, Any] = {
 QUICK: dict[str, Any] = {
     "runs": 1,
     "throughput": 300,
+    "enqueue": 100,
     "burst": 100,
     "spread": (40, 2.0),
     "backlog": 5_000,
@@ -73,13 +79,50 @@ def median_of(runs: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def repeat(times: int, label: str, run: Callable[[], dict[str, Any]]) -> dict[str, Any]:
-    results = []
+    """Run one scenario of one stack ``times`` times; the median of each figure."""
+    return compare(times, [("result", label, run)])["result"]
+
+
+Stack = tuple[str, str, Callable[[], dict[str, Any]]]
+
+
+def compare(times: int, stacks: list[Stack]) -> dict[str, dict[str, Any]]:
+    """Run each stack's scenario ``times`` times, interleaved; each stack's medians, by key.
+
+    Run i goes through every stack once, starting one further along each time,
+    so a slow minute of the shared machine falls on all of them rather than on
+    whichever would have run then, and none always goes first.
+    """
+    results: dict[str, list[dict[str, Any]]] = {key: [] for key, _, _ in stacks}
     for i in range(times):
-        started = time.perf_counter()
-        results.append(run())
-        RUNS.append((label, results[-1]))
-        print(f"  {label} run {i + 1}/{times}: {results[-1]} ({time.perf_counter() - started:.0f}s)", flush=True)
-    return median_of(results)
+        turn = i % len(stacks)
+        for key, label, run in stacks[turn:] + stacks[:turn]:
+            started = time.perf_counter()
+            results[key].append(run())
+            RUNS.append((label, results[key][-1]))
+            elapsed = time.perf_counter() - started
+            print(f"  {label} run {i + 1}/{times}: {results[key][-1]} ({elapsed:.0f}s)", flush=True)
+    return {key: median_of(values) for key, values in results.items()}
+
+
+def bullmq_plan(
+    args: argparse.Namespace, work: pathlib.Path, redis: rig.RedisServer | None
+) -> tuple[bullmq_stack.BullMQ | None, str | None]:
+    """The BullMQ stack if this run includes it (installed), else None and why not."""
+    wanted = args.bullmq if args.bullmq is not None else not args.quick
+    if not wanted:
+        return None, "not run (" + (
+            "--quick: the quick run needs no Node; add --bullmq" if args.quick else "--no-bullmq"
+        ) + ")"
+    missing = bullmq_stack.unavailable()
+    if missing or redis is None:
+        return None, missing or "not run: no redis-server of its own"
+    stack = bullmq_stack.BullMQ(work, redis)
+    try:
+        stack.prepare()
+    except (OSError, subprocess.SubprocessError) as exc:
+        return None, f"not run: installing its npm packages failed ({exc})"
+    return stack, None
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -88,40 +131,87 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--runs", type=int, help="runs per scenario (default 3, quick 1)")
     parser.add_argument("--out", type=pathlib.Path, help="write the table here (default bench/RESULTS.md; quick: none)")
     parser.add_argument("--only", help="comma-separated scenarios: " + ", ".join(report.SCENARIOS))
+    parser.add_argument("--emails", type=int, help="emails in the throughput, burst and enqueue scenarios")
+    parser.add_argument(
+        "--bullmq",
+        action=argparse.BooleanOptionalAction,
+        help="run the BullMQ baseline (default: yes, except with --quick; needs node and npm)",
+    )
     args = parser.parse_args(argv)
-    size = QUICK if args.quick else FULL
+    size: dict[str, Any] = dict(QUICK if args.quick else FULL)
+    if args.emails:
+        size |= {"throughput": args.emails, "burst": args.emails, "enqueue": args.emails}
     runs = args.runs or size["runs"]
     only = set(args.only.split(",")) if args.only else set(report.SCENARIOS)
     out = args.out if args.out is not None else (None if args.quick else pathlib.Path(__file__).with_name("RESULTS.md"))
     work = rig.WORK / f"run-{os.getpid()}"
-    redis_url = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
-    ours_rig, base_rig = ours.Ours(work, redis_url), baseline.Baseline(work)
     results: dict[str, dict[str, Any]] = {}
     machine = report.machine()
     started = time.perf_counter()
-    try:
+    with contextlib.ExitStack() as cleanup:
+        cleanup.callback(shutil.rmtree, work, ignore_errors=True)
+        # One Redis of the benchmark's own for ours and BullMQ (never both at once): its
+        # CPU is then theirs alone. Without redis-server, ours uses REDIS_URL.
+        redis = cleanup.enter_context(rig.private_redis(work / "redis"))
+        redis_url = redis.url if redis else os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
+        ours_rig = ours.Ours(work, redis_url, redis.proc.pid if redis else None)
+        base_rig = baseline.Baseline(work)
+        cleanup.callback(base_rig.cleanup)
+        cleanup.callback(ours_rig.cleanup)
         ours_rig.prepare()
         base_rig.prepare()
+        bull, bullmq_note = bullmq_plan(args, work, redis)
+        if bull is None:
+            print(f"  BullMQ: {bullmq_note}", flush=True)
         with rig.sink(work / "sink-alone") as alone:
             machine["sink alone (msg/s, reused connections)"] = (
                 f"{sinkload.measure(alone.port, messages=size['sink']):.0f}"
             )
+
+        def with_bullmq(scenario: str, stacks: list[Stack], run: Callable[..., dict[str, Any]], n: int) -> list[Stack]:
+            """``stacks`` and, when BullMQ runs, its two concurrencies."""
+            if bull is None:
+                return stacks
+            return stacks + [
+                (
+                    f"{scenario}_bullmq{c}",
+                    f"bullmq c{c} {scenario}",
+                    lambda c=c: run(bull, n=n, concurrency=c),
+                )
+                for c in bullmq_stack.CONCURRENCIES
+            ]
+
         if "throughput" in only:
             n = size["throughput"]
-            results["throughput"] = repeat(runs, "ours throughput", lambda: ours.throughput(ours_rig, n=n))
-            results["throughput_base"] = repeat(runs, "baseline throughput", lambda: baseline.throughput(base_rig, n=n))
+            stacks: list[Stack] = [
+                ("throughput", "ours throughput", lambda: ours.throughput(ours_rig, n=n)),
+                ("throughput_base", "baseline throughput", lambda: baseline.throughput(base_rig, n=n)),
+            ]
+            results |= compare(runs, with_bullmq("throughput", stacks, bullmq_stack.throughput, n))
+        if "enqueue" in only:
+            e = size["enqueue"]
+            stacks = [
+                ("enqueue", "ours enqueue", lambda: ours.enqueue(ours_rig, n=e)),
+                ("enqueue_base", "baseline enqueue", lambda: baseline.enqueue(base_rig, n=e)),
+            ]
+            if bull is not None:
+                # No worker runs while enqueueing: one figure serves both concurrencies.
+                stacks.append(("enqueue_bullmq5", "bullmq enqueue", lambda: bullmq_stack.enqueue(bull, n=e)))
+            results |= compare(runs, stacks)
+            if "enqueue_bullmq5" in results:
+                results["enqueue_bullmq50"] = results["enqueue_bullmq5"]
         if "burst" in only:
-            n = size["burst"]
-            results["burst"] = repeat(runs, "ours burst", lambda: ours.burst(ours_rig, n=n))
+            b = size["burst"]
+            stacks = [("burst", "ours burst", lambda: ours.burst(ours_rig, n=b))]
             if size["baseline_all"]:
-                results["burst_base"] = repeat(runs, "baseline burst", lambda: baseline.burst(base_rig, n=n))
+                stacks.append(("burst_base", "baseline burst", lambda: baseline.burst(base_rig, n=b)))
+            results |= compare(runs, with_bullmq("burst", stacks, bullmq_stack.burst, b))
         if "spread" in only:
-            n, secs = size["spread"]
-            results["spread"] = repeat(runs, "ours spread", lambda: ours.spread_run(ours_rig, n=n, seconds=secs))
+            sn, secs = size["spread"]
+            stacks = [("spread", "ours spread", lambda: ours.spread_run(ours_rig, n=sn, seconds=secs))]
             if size["baseline_all"]:
-                results["spread_base"] = repeat(
-                    runs, "baseline spread", lambda: baseline.spread(base_rig, n=n, seconds=secs)
-                )
+                stacks.append(("spread_base", "baseline spread", lambda: baseline.spread(base_rig, n=sn, seconds=secs)))
+            results |= compare(runs, stacks)
         if "backlog" in only:
             count = size["backlog"]
             built = ours_rig.prepare_backlog(count)
@@ -129,31 +219,37 @@ def main(argv: list[str] | None = None) -> int:
             if size["backlog_baseline_n"]:
                 base_rig.prepare_backlog(count)
             n, (sn, secs), bn = size["throughput"], size["spread"], size["burst"]
-            results["backlog"] = repeat(
-                runs,
-                "ours backlog",
-                lambda: {
-                    **{"emails_s": ours.throughput(ours_rig, n=n, backlog=True)["emails_s"]},
-                    **{"last_s": ours.burst(ours_rig, n=bn, backlog=True)["last_s"]},
-                    **{"spread_p99_ms": ours.spread_run(ours_rig, n=sn, seconds=secs, backlog=True)["p99_ms"]},
-                },
-            )
-            small = size["backlog_baseline_n"]
-            if small:  # (the quick run skips the baseline here: its 5 s poll makes it slow)
-                results["backlog_base"] = repeat(
-                    runs,
-                    "baseline backlog",
+            stacks = [
+                (
+                    "backlog",
+                    "ours backlog",
                     lambda: {
-                        "emails_s": baseline.throughput(base_rig, n=small, backlog=True)["emails_s"],
-                        "last_s": baseline.burst(base_rig, n=small, backlog=True)["last_s"],
-                        "spread_p99_ms": baseline.spread(base_rig, n=small, seconds=secs, backlog=True)["p99_ms"],
+                        "emails_s": ours.throughput(ours_rig, n=n, backlog=True)["emails_s"],
+                        "last_s": ours.burst(ours_rig, n=bn, backlog=True)["last_s"],
+                        "spread_p99_ms": ours.spread_run(ours_rig, n=sn, seconds=secs, backlog=True)["p99_ms"],
                     },
                 )
+            ]
+            small = size["backlog_baseline_n"]
+            if small:  # (the quick run skips the baseline here: its 5 s poll makes it slow)
+                stacks.append(
+                    (
+                        "backlog_base",
+                        "baseline backlog",
+                        lambda: {
+                            "emails_s": baseline.throughput(base_rig, n=small, backlog=True)["emails_s"],
+                            "last_s": baseline.burst(base_rig, n=small, backlog=True)["last_s"],
+                            "spread_p99_ms": baseline.spread(base_rig, n=small, seconds=secs, backlog=True)["p99_ms"],
+                        },
+                    )
+                )
+            results |= compare(runs, stacks)
         if "crash" in only:
             n = size["crash"]
-            results["crash"] = repeat(runs, "ours crash", lambda: extra.crash(ours_rig, n=n, env=size["crash_env"]))
+            stacks = [("crash", "ours crash", lambda: extra.crash(ours_rig, n=n, env=size["crash_env"]))]
             if size["baseline_all"]:
-                results["crash_base"] = repeat(runs, "baseline crash", lambda: baseline.crash(base_rig, n=n, wait=10))
+                stacks.append(("crash_base", "baseline crash", lambda: baseline.crash(base_rig, n=n, wait=10)))
+            results |= compare(runs, stacks)
         if "rate" in only:
             n, count, secs = size["rate"]
             results["rate"] = repeat(
@@ -164,11 +260,7 @@ def main(argv: list[str] | None = None) -> int:
         if "rss" in only:
             n = size["rss"]
             results["rss"] = repeat(min(runs, size["rss_runs"]), "ours rss", lambda: extra.memory(ours_rig, n=n))
-    finally:
-        ours_rig.cleanup()
-        base_rig.cleanup()
-        shutil.rmtree(work, ignore_errors=True)
-    table = report.table(results, size, runs)
+    table = report.table(results, size, runs, bullmq=bullmq_note)
     print()
     print(table)
     print(f"\n(bench took {time.perf_counter() - started:.0f}s)")

@@ -18,6 +18,7 @@ import pathlib
 import smtplib
 import subprocess
 import time
+import urllib.parse
 from collections.abc import Iterator
 from typing import Any
 
@@ -115,6 +116,14 @@ class BaselineRun:
     def lateness(self) -> list[float]:
         return [at - self.send_at[mid].timestamp() for at, mid in self.sink.received() if mid in self.send_at]
 
+    def cpu_meter(self) -> rig.CpuMeter:
+        """The CPU of this run: its workers, its database's backends, the sink (no Redis here)."""
+        return rig.stack_meter(
+            workers=lambda: [w.pid for w in self.workers],
+            sink=self.sink,
+            database=urllib.parse.urlsplit(self.database_url).path.lstrip("/"),
+        )
+
     def stop(self) -> None:
         for worker in self.workers:
             worker.stop(10)
@@ -177,9 +186,28 @@ def throughput(base: Baseline, *, n: int, workers: int = 2, backlog: bool = Fals
         r.start_workers(workers)
         t0 = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=2 + n / 4000)
         r.schedule([t0] * n)
+        meter = r.cpu_meter()
+        meter.start()
         last = r.sink.wait_for(n, timeout=60 + n / 5)
+        spent = meter.stop()
         rss = max(rig.rss_mb(w.pid) for w in r.workers)
-        return {"emails_s": n / (last - t0.timestamp()), "rss_mb": rss}
+        return {"emails_s": n / (last - t0.timestamp()), "rss_mb": rss, **rig.cpu_per_email(spent, n)}
+
+
+def enqueue(base: Baseline, *, n: int) -> dict[str, Any]:
+    """One client defers ``n`` jobs one at a time (``task.defer``, synchronous): jobs/s.
+
+    Due in five minutes, no worker running: only the enqueueing is timed. The
+    connector is Procrastinate's synchronous one, what a synchronous web app uses.
+    """
+    with base.run() as r:
+        connector = procrastinate.SyncPsycopgConnector(conninfo=r.database_url)
+        with app.replace_connector(connector) as sync_app, sync_app.open():
+            due = dt.datetime.now(dt.UTC) + dt.timedelta(minutes=5)
+            started = time.perf_counter()
+            for i in range(n):
+                send.configure(schedule_at=due).defer(message_id=f"<enqueue-{i}@bench.localhost>", port=r.sink.port)
+            return {"enqueue_s": n / (time.perf_counter() - started)}
 
 
 def burst(base: Baseline, *, n: int, workers: int = 2, backlog: bool = False) -> dict[str, Any]:

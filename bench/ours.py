@@ -8,6 +8,7 @@ import datetime as dt
 import os
 import pathlib
 import time
+import urllib.parse
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -16,7 +17,7 @@ from bench import rig
 from tasks.core import config as config_module
 from tasks.core import db, migrate
 from tasks.core.config import Settings
-from tasks.domain import emails
+from tasks.domain import emails, validation
 from tasks.queue import jobs
 
 CHUNK = 2000
@@ -32,11 +33,14 @@ class Deployment:
     settings: Settings
     logs: pathlib.Path
     owner_id: int = 0
+    redis_pid: int | None = None
     workers: list[rig.Proc] = dataclasses.field(default_factory=list)
 
     def start_workers(self, n: int, *args: str, extra_env: dict[str, str] | None = None) -> list[rig.Proc]:
         """Start ``n`` workers and wait until each has registered."""
-        before = self.registered()
+        with db.connect(self.database_url) as conn:
+            row = conn.execute(rig.queries["last_worker_id"]).fetchone()
+        after = row["id"] if row else 0
         started = [
             rig.Proc(
                 [rig.PYTHON, "-m", "tasks", "worker", *args],
@@ -46,12 +50,13 @@ class Deployment:
             for i in range(n)
         ]
         self.workers += started
-        rig.wait_until(lambda: self.registered() >= before + n, timeout=60, what="workers to register")
+        rig.wait_until(lambda: self.registered(after) >= n, timeout=60, what="workers to register")
         return started
 
-    def registered(self) -> int:
+    def registered(self, after: int = 0) -> int:
+        """Workers registered since the one with id ``after`` (all of them by default)."""
         with db.connect(self.database_url) as conn:
-            row = conn.execute(rig.queries["registered_workers"]).fetchone()
+            row = conn.execute(rig.queries["registered_workers"], {"after": after}).fetchone()
         return row["n"] if row else 0
 
     def schedule(self, send_ats: list[dt.datetime]) -> None:
@@ -87,6 +92,15 @@ class Deployment:
         due = self.send_times()
         return [at - due[mid][0].timestamp() for at, mid in self.sink.received() if mid in due]
 
+    def cpu_meter(self) -> rig.CpuMeter:
+        """The CPU of this deployment: its workers, its database's backends, Redis (when private), the sink."""
+        return rig.stack_meter(
+            workers=lambda: [w.pid for w in self.workers],
+            sink=self.sink,
+            database=urllib.parse.urlsplit(self.database_url).path.lstrip("/"),
+            redis_pid=self.redis_pid,
+        )
+
     def stop(self) -> None:
         for worker in self.workers:
             worker.stop()
@@ -96,9 +110,11 @@ class Deployment:
 class Ours:
     """Builds the template databases once; each run gets its own copy."""
 
-    def __init__(self, work: pathlib.Path, redis_url: str):
+    def __init__(self, work: pathlib.Path, redis_url: str, redis_pid: int | None = None):
+        """``redis_pid``: the Redis at ``redis_url`` when it is the benchmark's own (its CPU is then counted)."""
         self.work = work
         self.redis_url = redis_url
+        self.redis_pid = redis_pid
         self.template = rig.unique_name("tpl")
         self.backlog_template: str | None = None
         self._runs = 0
@@ -158,7 +174,13 @@ class Ours:
                 with db.connect(url) as conn:
                     owner = emails.ensure_user(conn, email="bench@example.com")
                 deployment = Deployment(
-                    database_url=url, sink=sink, env=worker_env, settings=settings, logs=run_dir, owner_id=owner.id
+                    database_url=url,
+                    sink=sink,
+                    env=worker_env,
+                    settings=settings,
+                    logs=run_dir,
+                    owner_id=owner.id,
+                    redis_pid=self.redis_pid,
                 )
                 try:
                     yield deployment
@@ -181,14 +203,45 @@ def spread(n: int, seconds: float, lead: float) -> tuple[dt.datetime, list[dt.da
 
 
 def throughput(ours: Ours, *, n: int, workers: int = 2, backlog: bool = False) -> dict[str, Any]:
-    """``n`` emails due at one instant; emails/s from that instant to the last delivery."""
+    """``n`` emails due at one instant; emails/s from that instant to the last delivery.
+
+    And the CPU every process of the deployment spent per email, from the end of
+    the scheduling to the last delivery.
+    """
     with ours.deployment(backlog=backlog) as d:
         d.start_workers(workers)
         t0, times = at_once(n, lead=3 + n / 4000)
         d.schedule(times)
         late = time.time() - t0.timestamp()
+        meter = d.cpu_meter()
+        meter.start()
         last = d.sink.wait_for(n, timeout=60 + n / 50)
-        return {"emails_s": n / (last - t0.timestamp()), "scheduled_late_s": max(late, 0.0)}
+        spent = meter.stop()
+        return {
+            "emails_s": n / (last - t0.timestamp()),
+            "scheduled_late_s": max(late, 0.0),
+            **rig.cpu_per_email(spent, n),
+        }
+
+
+def enqueue(ours: Ours, *, n: int) -> dict[str, Any]:
+    """One client schedules ``n`` emails one at a time through ``emails.schedule``: emails/s.
+
+    Each one is what an API request does below HTTP: validate, then store the
+    email and defer its job in one transaction. They are due in five minutes
+    (within the horizon, so each defers its job) and no worker runs: only the
+    enqueueing is timed.
+    """
+    with ours.deployment() as d, db.connect(d.database_url) as conn:
+        owner = emails.ensure_user(conn, email="bench@example.com")
+        due = (dt.datetime.now(dt.UTC) + dt.timedelta(minutes=5)).isoformat()
+        started = time.perf_counter()
+        for _ in range(n):
+            draft = validation.validate(
+                to="rcpt@example.com", subject="bench", body_text="A benchmark email.\n", send_at=due
+            )
+            emails.schedule(conn, owner=owner, draft=draft, settings=d.settings)
+        return {"enqueue_s": n / (time.perf_counter() - started)}
 
 
 def burst(ours: Ours, *, n: int, workers: int = 2, backlog: bool = False) -> dict[str, Any]:

@@ -41,7 +41,12 @@ SELECT status, count(*) AS n FROM emails WHERE subject LIKE %(pattern)s GROUP BY
 SELECT min(at) AS at FROM email_events WHERE kind IN ('recovered', 'uncertain');
 
 -- registered_workers --
-SELECT count(*) AS n FROM procrastinate_workers;
+-- Workers registered after the one with id %(after)s (ids only grow): a stalled worker
+-- pruned meanwhile does not hide a new one.
+SELECT count(*) AS n FROM procrastinate_workers WHERE id > %(after)s;
+
+-- last_worker_id --
+SELECT coalesce(max(id), 0) AS id FROM procrastinate_workers;
 
 -- doing_jobs --
 SELECT count(*) AS n FROM procrastinate_jobs WHERE status = 'doing';

@@ -7,6 +7,7 @@ import math
 import os
 import pathlib
 import platform
+import shutil
 import subprocess
 from typing import Any
 
@@ -14,7 +15,16 @@ import psycopg
 
 from bench import rig
 
-SCENARIOS = ("throughput", "burst", "spread", "backlog", "crash", "rate", "api", "rss")
+SCENARIOS = ("throughput", "enqueue", "burst", "spread", "backlog", "crash", "rate", "api", "rss")
+
+#: The stacks side by side: the suffix of their results' keys and their column's name.
+STACKS = (("", "ours"), ("_base", "raw Procrastinate"), ("_bullmq5", "BullMQ c5"), ("_bullmq50", "BullMQ c50"))
+#: The CPU groups of a stack's processes (bench/rig.py: stack_meter), in the table's order.
+CPU_GROUPS = (("workers", "workers"), ("postgres", "PostgreSQL backends"), ("redis", "Redis"), ("sink", "sink"))
+
+Cell = tuple[Any, str]
+#: scenario, metric, one cell per stack (value, unit), whether ratios make sense, target.
+Row = tuple[str, str, list[Cell], bool, str]
 
 
 def machine() -> dict[str, str]:
@@ -28,6 +38,8 @@ def machine() -> dict[str, str]:
     with psycopg.connect(rig.server_url("postgres")) as conn:
         row = conn.execute("SHOW server_version").fetchone()
     redis_version = subprocess.run(["redis-server", "--version"], capture_output=True, text=True).stdout.split()
+    node = shutil.which("node")
+    node_version = subprocess.run([node, "--version"], capture_output=True, text=True).stdout.strip() if node else ""
     return {
         "date": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
         "cpu": f"{cpu}, {os.cpu_count()} cores",
@@ -36,6 +48,7 @@ def machine() -> dict[str, str]:
         "python": platform.python_version(),
         "postgresql": row[0] if row else "?",
         "redis": redis_version[2].removeprefix("v=") if len(redis_version) > 2 else "?",
+        "node": node_version.removeprefix("v") or "not installed",
     }
 
 
@@ -65,18 +78,41 @@ def _ratio(ours: Any, base: Any) -> str:
     return f"{ours / base:.2f}x"
 
 
-def table(results: dict[str, dict[str, Any]], size: dict[str, Any], runs: int) -> str:
-    """One Markdown table: scenario, metric, ours, baseline, ratio (ours / baseline), target."""
-    rows: list[tuple[str, str, Any, Any, str]] = []
+def table(results: dict[str, dict[str, Any]], size: dict[str, Any], runs: int, bullmq: str | None = None) -> str:
+    """One Markdown table: scenario, metric, each stack's figure, ours / each other stack, target.
 
-    def add(scenario: str, metric: str, key: str, unit: str, target: str, base_key: str | None = None) -> None:
-        ours = results.get(scenario, {}).get(key)
-        base = results.get(f"{scenario}_base", {}).get(base_key or key)
-        rows.append((scenario, metric, (ours, unit), (base, unit), target))
+    ``bullmq`` says why the BullMQ columns are empty, when they are.
+    """
+    rows: list[Row] = []
+
+    def only_ours(value: Any, unit: str = "") -> list[Cell]:
+        return [(value, unit), (None, ""), (None, ""), (None, "")]
+
+    def add(
+        scenario: str, metric: str, key: str, unit: str, target: str, *, ratios: bool = True, source: str = ""
+    ) -> None:
+        """One row: ``key`` of each stack's results of ``source`` (by default, of ``scenario``)."""
+        cells = [(results.get((source or scenario) + suffix, {}).get(key), unit) for suffix, _ in STACKS]
+        rows.append((scenario, metric, cells, ratios, target))
 
     n = size["throughput"]
     if "throughput" in results:
         add("throughput", f"{n:,} due at once, 2 workers: emails/s", "emails_s", "", ">= 700")
+        add(
+            "cpu",
+            f"throughput run: CPU per email, all processes ({n:,} emails)",
+            "cpu_ms",
+            " ms",
+            "",
+            source="throughput",
+        )
+        for group, label in CPU_GROUPS:
+            add("cpu", f"share of it: {label}", f"cpu_{group}_pct", " %", "", ratios=False, source="throughput")
+    if "enqueue" in results:
+        e = size["enqueue"]
+        add(
+            "enqueue", f"{e:,} one at a time, one client: emails/s (BullMQ: no worker, one figure)", "enqueue_s", "", ""
+        )
     if "burst" in results:
         b = size["burst"]
         add("burst", f"{b} due at once: last received after (s)", "last_s", " s", "<= 0.5 s")
@@ -100,14 +136,15 @@ def table(results: dict[str, dict[str, Any]], size: dict[str, Any], runs: int) -
             ("spread_p99_ms", "spread lateness p99", " ms"),
         ):
             ours = results["backlog"].get(key)
-            vs_empty = _ratio(ours, empty[key])
+            cells = only_ours(ours, unit)
+            cells[1] = (results.get("backlog_base", {}).get(key), unit)
             rows.append(
                 (
                     "backlog",
                     f"{count:,} future emails: {label} (baseline: {small} emails)",
-                    (ours, unit),
-                    (results.get("backlog_base", {}).get(key), unit),
-                    f"within 10% of empty: {vs_empty}",
+                    cells,
+                    True,
+                    f"within 10% of empty: {_ratio(ours, empty[key])}",
                 )
             )
     if "crash" in results:
@@ -127,45 +164,64 @@ def table(results: dict[str, dict[str, Any]], size: dict[str, Any], runs: int) -
             (
                 "rate",
                 f"{rn} due, limit {count}/{secs:g}s: busiest window",
-                (r.get("max_window"), ""),
-                (None, ""),
+                only_ours(r.get("max_window")),
+                False,
                 f"<= {count}",
             )
         )
         rows.append(
-            ("rate", f"drain time (ideal {_fmt(r.get('ideal_s'))} s)", (r.get("drain_s"), " s"), (None, ""), "")
+            ("rate", f"drain time (ideal {_fmt(r.get('ideal_s'))} s)", only_ours(r.get("drain_s"), " s"), False, "")
         )
-        rows.append(("rate", "drain time / ideal", (r.get("drain_vs_ideal"), ""), (None, ""), "<= 1.05"))
+        rows.append(("rate", "drain time / ideal", only_ours(r.get("drain_vs_ideal")), False, "<= 1.05"))
     if "api" in results:
         a = results["api"]
         if a.get("available"):
             for p in ("p50", "p99"):
-                rows.append(("api", f"POST /api/v1/emails, 20 clients: {p}", (a.get(f"{p}_ms"), " ms"), (None, ""), ""))
+                rows.append(
+                    ("api", f"POST /api/v1/emails, 20 clients: {p}", only_ours(a.get(f"{p}_ms"), " ms"), False, "")
+                )
         else:
             rows.append(
-                ("api", "POST /api/v1/emails, 20 clients", ("not available", ""), (None, ""), "after the web issue")
+                ("api", "POST /api/v1/emails, 20 clients", only_ours("not available"), False, "after the web issue")
             )
     if "rss" in results:
         m = results["rss"]
         rows.append(
-            ("rss", f"1 worker, {size['rss']:,} emails: RSS after 10%", (m.get("rss_warm_mb"), " MB"), (None, ""), "")
+            (
+                "rss",
+                f"1 worker, {size['rss']:,} emails: RSS after 10%",
+                only_ours(m.get("rss_warm_mb"), " MB"),
+                False,
+                "",
+            )
         )
-        rows.append(("rss", "RSS at the end", (m.get("rss_end_mb"), " MB"), (None, ""), ""))
-        rows.append(("rss", "growth over the run", (m.get("growth_mb"), " MB"), (None, ""), "flat"))
-        base_rss = results.get("throughput_base", {}).get("rss_mb")
-        if base_rss is not None:
-            rows.append(("rss", "baseline worker RSS after its throughput run", (None, ""), (base_rss, " MB"), ""))
+        rows.append(("rss", "RSS at the end", only_ours(m.get("rss_end_mb"), " MB"), False, ""))
+        rows.append(("rss", "growth over the run", only_ours(m.get("growth_mb"), " MB"), False, "flat"))
+        others = [(results.get("throughput" + suffix, {}).get("rss_mb"), " MB") for suffix, _ in STACKS]
+        if any(value is not None for value, _ in others[1:]):
+            rows.append(("rss", "a worker's RSS after its throughput run", [(None, ""), *others[1:]], False, ""))
     lines = [
-        f"Medians of {runs} run(s) (crash: the worst run; rss: one run over all its emails). "
-        "Ratio = ours / baseline (raw Procrastinate, smtplib, default settings).",
+        f"Medians of {runs} run(s), each stack's runs interleaved with the others' "
+        "(crash: the worst run; rss: one run over all its emails). "
+        "Raw Procrastinate: a bare task sending with smtplib, default settings. "
+        "BullMQ c5 / c50: 2 Node processes, each a BullMQ Worker at concurrency 5 or 50 sending with "
+        "nodemailer (a new SMTP connection per email), on a Redis of its own. "
+        "Ratios are ours / that stack.",
         "",
-        "| scenario | metric | ours | baseline | ratio | target |",
-        "|---|---|---:|---:|---:|---|",
     ]
-    for scenario, metric, (ours, unit), (base, bunit), target in rows:
-        lines.append(
-            f"| {scenario} | {metric} | {_fmt(ours, unit)} | {_fmt(base, bunit)} | {_ratio(ours, base)} | {target} |"
-        )
+    if bullmq:
+        lines += [f"BullMQ: {bullmq}.", ""]
+    lines += [
+        "| scenario | metric | "
+        + " | ".join(name for _, name in STACKS)
+        + " | ours/raw | ours/c5 | ours/c50 | target |",
+        "|---|---|" + "---:|" * (len(STACKS) + 3) + "---|",
+    ]
+    for scenario, metric, cells, ratios, target in rows:
+        shown = [_fmt(value, unit) for value, unit in cells]
+        ours = cells[0][0]
+        compared = [_ratio(ours, value) if ratios else "-" for value, _ in cells[1:]]
+        lines.append(f"| {scenario} | {metric} | " + " | ".join(shown + compared) + f" | {target} |")
     return "\n".join(lines)
 
 

@@ -1,4 +1,5 @@
-"""The benchmark's rig: private databases, the lean sink and worker processes, started and stopped."""
+"""The benchmark's rig: private databases, a private Redis, the lean sink and worker processes,
+started and stopped; and the CPU each stack's processes spend."""
 
 from __future__ import annotations
 
@@ -6,16 +7,18 @@ import dataclasses
 import itertools
 import os
 import pathlib
+import shutil
 import signal
 import subprocess
 import sys
 import time
 import urllib.parse
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from typing import Any, LiteralString
 
 import psycopg
+import redis
 
 from bench import sink as sink_module
 from tasks.core import db
@@ -200,3 +203,150 @@ def max_in_window(times: list[float], window: float) -> int:
             start += 1
         best = max(best, end - start + 1)
     return best
+
+
+@dataclasses.dataclass
+class RedisServer:
+    """A redis-server of the benchmark's own: nothing else touches it, so all its CPU is the stack's."""
+
+    port: int
+    proc: Proc
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def flush(self) -> None:
+        """Empty it between runs, so one run's leftovers (BullMQ keeps finished jobs) cost the next nothing."""
+        client = redis.Redis.from_url(self.url)
+        try:
+            client.flushall()
+        finally:
+            client.close()
+
+    def _answers(self) -> bool:
+        client = redis.Redis.from_url(self.url, socket_connect_timeout=1)
+        try:
+            return bool(client.ping())
+        except (redis.RedisError, OSError):
+            return False
+        finally:
+            client.close()
+
+
+@contextmanager
+def private_redis(out: pathlib.Path) -> Iterator[RedisServer | None]:
+    """A redis-server on a free port, in memory only (no RDB, no AOF); None without the binary."""
+    binary = shutil.which("redis-server")
+    if binary is None:
+        yield None
+        return
+    out.mkdir(parents=True, exist_ok=True)
+    port = free_port()
+    args = [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", str(out)]
+    server = RedisServer(port=port, proc=Proc(args, {"PATH": os.environ.get("PATH", "")}, out / "redis.log"))
+    try:
+        wait_until(server._answers, timeout=10, what="the private redis-server")
+        yield server
+    finally:
+        server.proc.stop(10)
+
+
+# CPU accounting: utime + stime from /proc/<pid>/stat, sampled before and after a
+# measured window. A process is keyed by (pid, start time), so a pid reused
+# within the window is not taken for the one before it. A process that ends
+# inside the window is not counted (the stacks' processes live through it).
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def _stat(pid: int) -> list[str] | None:
+    """The fields of /proc/<pid>/stat after the command name (field 3 onwards), or None if gone."""
+    try:
+        text = pathlib.Path(f"/proc/{pid}/stat").read_text()
+    except (FileNotFoundError, ProcessLookupError, PermissionError):
+        return None
+    return text[text.rfind(")") + 2 :].split()
+
+
+def descendants(pid: int) -> list[int]:
+    """``pid`` and every process below it (the sink's children, a worker's helpers)."""
+    children: dict[int, list[int]] = {}
+    for entry in pathlib.Path("/proc").iterdir():
+        if entry.name.isdigit() and (fields := _stat(int(entry.name))) is not None:
+            children.setdefault(int(fields[1]), []).append(int(entry.name))
+    found, todo = [], [pid]
+    while todo:
+        current = todo.pop()
+        found.append(current)
+        todo += children.get(current, [])
+    return found
+
+
+def database_backends(dbname: str) -> list[int]:
+    """The PostgreSQL backends connected to ``dbname`` (asked from another database: not one of them)."""
+    with psycopg.connect(server_url("postgres"), autocommit=True) as conn:
+        rows = conn.execute("SELECT pid FROM pg_stat_activity WHERE datname = %s", (dbname,)).fetchall()
+    return [row[0] for row in rows]
+
+
+class CpuMeter:
+    """CPU seconds spent by groups of processes (workers, PostgreSQL, Redis, sink) over a window.
+
+    Each group is a function returning its pids, called at both ends, so
+    processes that appear within the window (a new backend) count from zero.
+    """
+
+    def __init__(self, groups: dict[str, Callable[[], Iterable[int]]]):
+        self.groups = groups
+        self._before: dict[str, dict[tuple[int, str], float]] = {}
+
+    def _sample(self) -> dict[str, dict[tuple[int, str], float]]:
+        sample: dict[str, dict[tuple[int, str], float]] = {}
+        for group, pids in self.groups.items():
+            sample[group] = {}
+            for pid in pids():
+                fields = _stat(pid)
+                if fields is not None:
+                    # Fields 14 and 15 (utime, stime) and 22 (start time), counted from 1.
+                    sample[group][(pid, fields[19])] = (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+        return sample
+
+    def start(self) -> None:
+        self._before = self._sample()
+
+    def stop(self) -> dict[str, float]:
+        """CPU seconds of each group since ``start``."""
+        after = self._sample()
+        return {
+            group: sum(spent - self._before.get(group, {}).get(key, 0.0) for key, spent in procs.items())
+            for group, procs in after.items()
+        }
+
+
+def cpu_per_email(spent: dict[str, float], emails: int) -> dict[str, float]:
+    """``cpu_ms``: milliseconds of CPU per email, all groups together; ``cpu_<group>_pct``: each one's share."""
+    total = sum(spent.values())
+    out = {"cpu_ms": total * 1000 / emails if emails else float("nan")}
+    for group, seconds in spent.items():
+        out[f"cpu_{group}_pct"] = 100 * seconds / total if total else float("nan")
+    return out
+
+
+def stack_meter(
+    *, workers: Callable[[], list[int]], sink: Sink, database: str | None = None, redis_pid: int | None = None
+) -> CpuMeter:
+    """A stack's processes in groups: its workers, its database's backends, its Redis, the sink.
+
+    PostgreSQL's shared processes (WAL writer, checkpointer) serve every
+    database on the server, other users' too, so they are not counted.
+    """
+    groups: dict[str, Callable[[], Iterable[int]]] = {
+        "workers": lambda: [p for pid in workers() for p in descendants(pid)]
+    }
+    if database is not None:
+        groups["postgres"] = lambda: database_backends(database)
+    if redis_pid is not None:
+        groups["redis"] = lambda: [redis_pid]
+    sink_pid = sink.proc.pid if sink.proc is not None else None
+    groups["sink"] = lambda: descendants(sink_pid) if sink_pid is not None else []
+    return CpuMeter(groups)
