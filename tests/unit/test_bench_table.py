@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import time
 from typing import Any
@@ -74,7 +75,7 @@ def test_runs_are_interleaved_each_starting_one_further_and_medians_kept_per_sta
         order.append(key)
         return {"x": next(values[key])}
 
-    results = bench_main.compare(3, [(k, k, lambda k=k: run(k)) for k in "abc"])
+    results = bench_main.compare(3, [(k, k, functools.partial(run, k)) for k in "abc"])
 
     assert order == ["a", "b", "c", "b", "c", "a", "c", "a", "b"]
     assert results == {"a": {"x": 5.0}, "b": {"x": 3.0}, "c": {"x": 7.0}}
