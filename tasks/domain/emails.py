@@ -193,10 +193,11 @@ def reschedule(
     """Move a scheduled email to a new time (its old job is cancelled)."""
     when = validation.parse_send_at(send_at)
     now = dt.datetime.now(dt.UTC)
-    if when < now - validation.PAST_TOLERANCE:
-        raise errors.ValidationError("send_at: is in the past; pick a later time or send now", field="send_at")
     if send_tz is not None and not validation.valid_time_zone(send_tz):
         raise errors.ValidationError("time_zone: must be an IANA time zone such as Europe/Paris", field="time_zone")
+    if when < now - validation.PAST_TOLERANCE:
+        problem = validation.in_the_past(when, send_tz or "UTC")
+        raise errors.ValidationError(f"send_at: {problem}", field="send_at")
     with conn.transaction():
         email = _lock(conn, scope, email_id)
         if email.status != Status.SCHEDULED:

@@ -14,6 +14,7 @@ from typing import Any
 import email_validator
 
 from tasks.core import errors
+from tasks.domain import explain
 
 MAX_RECIPIENTS = 50
 MAX_SUBJECT_CHARS = 998
@@ -139,6 +140,14 @@ def parse_send_at(raw: Any) -> dt.datetime:
         raise errors.ValidationError("send_at: is out of range", field="send_at") from None
 
 
+def in_the_past(when: dt.datetime, zone: str, *, instead: str = "Pick a later time or send now.") -> str:
+    """Say that ``when`` has passed, as a sentence with the time as the person reads it in ``zone``.
+
+    Shown beside the date field, so it names the moment they picked, not an ISO timestamp.
+    """
+    return f"This time is in the past: {explain.moment(when, zone)}. {instead}"
+
+
 def valid_time_zone(name: str) -> bool:
     """Tell whether ``name`` is an IANA time zone this machine knows."""
     if not name or header_problem(name) or name.startswith("/") or ".." in name:
@@ -229,7 +238,7 @@ def validate(
             errs.add("send_at", exc.message.removeprefix("send_at: "))
         else:
             if when < now - PAST_TOLERANCE:
-                errs.add("send_at", f"is in the past ({when.isoformat()}); pick a later time or send now")
+                errs.add("send_at", in_the_past(when, tz))
 
     if idempotency_key is not None and (
         not isinstance(idempotency_key, str) or not _IDEMPOTENCY_KEY.fullmatch(idempotency_key)
