@@ -32,7 +32,7 @@ DANGER = "rgb(201, 42, 42)"
 
 
 @pytest.fixture
-def ada(page: Any, server: Server, oauth_provider: OAuthProvider, conn: Conn) -> User:
+def ada(server: Server, oauth_provider: OAuthProvider, conn: Conn, page: Any) -> User:
     """Ada, signed in through the OAuth flow in ``page``, which shows her (empty) Scheduled list."""
     oauth_provider.account = Account(email="ada@example.com", name="Ada Lovelace")
     sign_in_with_google(page, server)
