@@ -83,7 +83,7 @@
     if (before === undefined && msg.status === "sending") before = "scheduled";  // only a scheduled email is claimed
     if (before === undefined) unknown.add(msg.email_id);
     else { shiftCounts(before, msg.status); known.set(msg.email_id, msg.status); }
-    updateEmail(msg.email_id, msg.status, msg.status === "sent" ? msg.at : msg.next_attempt_at, true);
+    updateEmail(msg.email_id, msg.status, msg.status === "sent" ? msg.sent_at || msg.at : msg.next_attempt_at, true);
     if (before === undefined || $("[data-batch-state]")) requestSnapshot(false);
   }
 
