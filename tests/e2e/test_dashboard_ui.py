@@ -36,7 +36,13 @@ def ada(server: Server, oauth_provider: OAuthProvider, conn: Conn, page: Any) ->
     """Ada, signed in through the OAuth flow in ``page``, which shows her (empty) Scheduled list."""
     oauth_provider.account = Account(email="ada@example.com", name="Ada Lovelace")
     sign_in_with_google(page, server)
-    return User.from_row(db.one(conn, "user_by_email", email="ada@example.com"))
+    return user_named(conn, "ada@example.com")
+
+
+def user_named(conn: Conn, email: str) -> User:
+    row = db.one(conn, "user_by_email", email=email)
+    assert row is not None
+    return User.from_row(row)
 
 
 def schedule(conn: Conn, user: User, settings: Settings, *, subject: str, after: dt.timedelta) -> models.Email:
@@ -51,7 +57,8 @@ def schedule(conn: Conn, user: User, settings: Settings, *, subject: str, after:
 
 
 def emails_in_db(conn: Conn) -> list[dict[str, Any]]:
-    return conn.execute("SELECT id, subject, status FROM emails ORDER BY created_at").fetchall()
+    rows: list[dict[str, Any]] = conn.execute("SELECT id, subject, status FROM emails ORDER BY created_at").fetchall()
+    return rows
 
 
 def test_an_empty_subject_is_asked_about_once_and_the_api_still_takes_it(page: Any, ada: User, conn: Conn) -> None:
@@ -321,7 +328,7 @@ def test_the_readme_screenshots_desktop_and_phone(
         page.goto(f"{dev_server.url}/")
         page.click("#dev-login")
         page.wait_for_selector("#live-status[data-state=live]")
-        populate(conn, User.from_row(db.one(conn, "user_by_email", email=settings.dev_user_email)), settings)
+        populate(conn, user_named(conn, settings.dev_user_email), settings)
         page.goto(f"{dev_server.url}/?view=all")
         page.wait_for_selector("#live-status[data-state=live]")
         expect(page.locator('[data-count-for="all"]')).to_have_text("47")
