@@ -10,7 +10,7 @@ from typing import Any
 from flask import Blueprint, Flask, flash, redirect, render_template, request, url_for
 
 from tasks.core import errors
-from tasks.domain import emails, explain, listing, validation
+from tasks.domain import emails, explain, listing, zones
 from tasks.domain.models import Email, Status
 from webapp import ext
 from webapp.auth import login_required, scope
@@ -38,6 +38,7 @@ def init_app(app: Flask) -> None:
     def _helpers() -> dict[str, Any]:
         return {
             "badges": BADGES,
+            "views": listing.VIEWS,
             "app_env": ext.settings().app_env,
             "relative": lambda at: explain.relative(at, dt.datetime.now(dt.UTC)) if at else "",
         }
@@ -77,7 +78,7 @@ def index() -> Any:
 def local_time(text: str, zone: str) -> dt.datetime | str:
     """Read a browser's ``datetime-local`` value as a time in ``zone`` (left as is if unreadable;
     an unknown zone is then refused by name)."""
-    found = validation.zone(zone)
+    found = zones.zone(zone)
     try:
         naive = dt.datetime.fromisoformat(text)
     except ValueError:
@@ -113,23 +114,32 @@ def detail(email_id: str) -> Any:
     )
 
 
-def _act(email_id: str, action: Callable[[uuid.UUID], Email], done: str) -> Any:
+def readable(exc: errors.ReachError) -> str:
+    """Return an error as a sentence for a page: the API's ``field: `` prefix off, a capital first."""
+    text = exc.message.removeprefix(f"{exc.field}: ") if exc.field else exc.message
+    return text[:1].upper() + text[1:]
+
+
+def _act(email_id: str, action: Callable[[uuid.UUID], Email], done: str | None) -> Any:
+    """Do ``action`` to the caller's email and go back to its page (``done``: what to flash, if the page
+    does not say it already)."""
     email = emails.get(ext.conn(), scope(), email_id)  # 404 for anyone else's
     try:
         changed = action(email.id)
     except (errors.Conflict, errors.ValidationError) as exc:
-        flash(exc.message, "error")
+        flash(readable(exc), "error")
     else:
         ext.publish_email(changed)
-        flash(done, "ok")
+        if done:
+            flash(done, "ok")
     return redirect(url_for("dashboard.detail", email_id=email.id))
 
 
 @bp.post("/emails/<email_id>/cancel")
 @login_required
 def cancel(email_id: str) -> Any:
-    """Cancel a scheduled email."""
-    return _act(email_id, lambda i: emails.cancel(ext.conn(), scope(), i), "Cancelled: it will not be sent.")
+    """Cancel a scheduled email (its page then says "Cancelled: it will not be sent.", so no flash repeats it)."""
+    return _act(email_id, lambda i: emails.cancel(ext.conn(), scope(), i), None)
 
 
 @bp.post("/emails/<email_id>/send-now")

@@ -6,6 +6,7 @@ user is one); anyone else gets 404, as if it did not exist.
 
 from __future__ import annotations
 
+import email.message
 import email.parser
 import email.policy
 from typing import Any
@@ -22,6 +23,18 @@ SHOWN = 100
 HEADERS = ("From", "Reply-To", "To", "Cc", "Subject", "Date", "Message-ID")
 
 
+def content(part: email.message.MIMEPart) -> str:
+    """Return a text part's content; a charset Python does not know reads as UTF-8, U+FFFD for the rest.
+
+    Whatever a sender put in a captured message, the page must still answer.
+    """
+    try:
+        return str(part.get_content())
+    except LookupError:  # an unknown charset name
+        payload = part.get_payload(decode=True)
+        return payload.decode("utf-8", "replace") if isinstance(payload, bytes) else ""
+
+
 def parse(row: dict[str, Any]) -> dict[str, Any]:
     """Turn a stored message into its headers, text body and HTML body."""
     msg = _parser.parsebytes(bytes(row["raw"]))
@@ -34,8 +47,8 @@ def parse(row: dict[str, Any]) -> dict[str, Any]:
         "mail_from": row["mail_from"],
         "subject": row["subject"] or "(no subject)",
         "headers": [(name, str(msg[name])) for name in HEADERS if msg[name] is not None],
-        "text": text.get_content() if text is not None else "",
-        "html": html.get_content() if html is not None else None,
+        "text": content(text) if text is not None else "",
+        "html": content(html) if html is not None else None,
         "size": len(row["raw"]),
     }
 

@@ -389,7 +389,8 @@ def prepare(
             message = exc.message.removeprefix("send_at: ")
             raise errors.ValidationError(f"start_at: {message}", field="start_at") from None
         if start < now - validation.PAST_TOLERANCE:
-            raise errors.ValidationError("start_at: is in the past; pick a later time", field="start_at")
+            past = validation.in_the_past(start, tz, instead="Pick a later time, or leave it empty to start now.")
+            raise errors.ValidationError(f"start_at: {past}", field="start_at")
     delay = float(_number("min_delay_seconds", min_delay_seconds or 0, 0, MAX_DELAY, integer=False))
     cap = None if hourly_cap in (None, "") else int(_number("hourly_cap", hourly_cap, 1, MAX_HOURLY_CAP, integer=True))
     if idempotency_key is not None and (

@@ -197,7 +197,8 @@ def reschedule(
     when = validation.parse_send_at(send_at)
     now = dt.datetime.now(dt.UTC)
     if when < now - validation.PAST_TOLERANCE:
-        raise errors.ValidationError("send_at: is in the past; pick a later time or send now", field="send_at")
+        past = validation.in_the_past(when, send_tz or "UTC")
+        raise errors.ValidationError(f"send_at: {past}", field="send_at")
     with conn.transaction():
         email = _lock(conn, scope, email_id)
         if email.status != Status.SCHEDULED:

@@ -5,8 +5,8 @@ from __future__ import annotations
 import datetime as dt
 from typing import assert_never
 
-from tasks.domain import validation
 from tasks.domain.models import Email, Status
+from tasks.domain.zones import moment
 
 #: A due email not claimed after this long suggests no worker is running.
 OVERDUE = dt.timedelta(minutes=1)
@@ -26,28 +26,6 @@ def relative(at: dt.datetime, now: dt.datetime) -> str:
     else:
         text = f"{int(s // 86400)} d"
     return f"in {text}" if future else f"{text} ago"
-
-
-def local(at: dt.datetime, zone: str) -> dt.datetime:
-    """Return the instant ``at`` in the zone it was chosen in, or in UTC if that cannot be.
-
-    Whatever a row holds must still be shown: a zone that is no longer (or never was) one,
-    or a time whose local form would fall outside the years 1 to 9999 (the last hours of
-    9999 east of Greenwich), is shown in UTC rather than failing the page or the list.
-    """
-    found = validation.zone(zone)
-    if found is not None:
-        try:
-            return at.astimezone(found)
-        except OverflowError:
-            pass
-    return at.astimezone(dt.UTC)
-
-
-def moment(at: dt.datetime, zone: str) -> str:
-    """Write an instant as a person reads it, in the zone they chose: ``Mon 1 Dec 2026 09:00 CET``."""
-    local_at = local(at, zone)
-    return f"{local_at:%a} {local_at.day} {local_at:%b %Y %H:%M:%S} {local_at.tzname()}"
 
 
 def why(email: Email, now: dt.datetime | None = None) -> str:

@@ -11,13 +11,13 @@ from __future__ import annotations
 from collections.abc import Callable, Collection, Mapping
 from typing import Any
 
-from tasks.domain import explain
+from tasks.domain import explain, zones
 from tasks.domain.models import Email, Event, json_value
 
 
 def _local(email: Email) -> str | None:
     """Return the send time in the zone it was chosen in (in UTC if it cannot be shown there)."""
-    return explain.local(email.send_at, email.send_tz).isoformat()
+    return zones.local(email.send_at, email.send_tz).isoformat()
 
 
 #: Every field, in the documented order, and how it is read from an email (``json_value`` encodes it).

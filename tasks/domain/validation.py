@@ -7,13 +7,13 @@ import datetime as dt
 import hashlib
 import json
 import re
-import zoneinfo
 from collections.abc import Iterable
 from typing import Any
 
 import email_validator
 
 from tasks.core import errors
+from tasks.domain.zones import moment, zone
 
 MAX_RECIPIENTS = 50
 MAX_SUBJECT_CHARS = 998
@@ -141,20 +141,12 @@ def parse_send_at(raw: Any) -> dt.datetime:
         ) from None
 
 
-def zone(name: object) -> zoneinfo.ZoneInfo | None:
-    """Return the IANA time zone called ``name``, or None if it is not one this machine knows.
+def in_the_past(when: dt.datetime, tz: str, *, instead: str = "Pick a later time or send now.") -> str:
+    """Say that ``when`` has passed, as a sentence with the time as the person reads it in ``tz``.
 
-    ``zoneinfo`` reads the name as a path in the zone database, so a name that is not a zone
-    fails in more ways than ``ZoneInfoNotFoundError``: a directory of it (``Europe``) raises
-    ``IsADirectoryError``, a data file that is no zone (``zone.tab``) or a path ``ValueError``.
-    Every one of them means "no such zone", for a request and for a value already stored.
+    Shown beside the date field, so it names the moment they picked, not an ISO timestamp.
     """
-    if not isinstance(name, str) or not name or header_problem(name) or name.startswith("/") or ".." in name:
-        return None
-    try:
-        return zoneinfo.ZoneInfo(name)
-    except (zoneinfo.ZoneInfoNotFoundError, ValueError, OSError):
-        return None
+    return f"This time is in the past: {moment(when, tz)}. {instead}"
 
 
 def valid_time_zone(name: str) -> bool:
@@ -256,7 +248,7 @@ def validate(
             errs.add("send_at", exc.message.removeprefix("send_at: "))
         else:
             if when < now - PAST_TOLERANCE:
-                errs.add("send_at", f"is in the past ({when.isoformat()}); pick a later time or send now")
+                errs.add("send_at", in_the_past(when, tz))
             elif problem := local_time_problem(when, tz):  # (an unknown zone was reported, and is UTC here)
                 errs.add("send_at", problem)
 

@@ -55,3 +55,10 @@ def page(browser: Any) -> Iterator[Any]:
 def output_dir() -> pathlib.Path:
     OUTPUT.mkdir(exist_ok=True)
     return OUTPUT
+
+
+def sign_in_with_google(page: Any, server: Any) -> None:
+    """Sign in through the local OAuth provider and wait for the live stream to be open."""
+    page.goto(f"{server.url}/")
+    page.get_by_role("link", name="Sign in with Google").click()
+    page.wait_for_selector("#live-status[data-state=live]")

@@ -11,7 +11,7 @@ import pytest
 
 from tasks.core import db
 from tasks.domain import emails, tokens
-from tests.e2e.test_browser import sign_in_with_google
+from tests.e2e.conftest import sign_in_with_google
 from tests.support.oauth_provider import Account, OAuthProvider
 from tests.support.web import Server
 from webapp import security

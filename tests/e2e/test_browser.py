@@ -13,6 +13,7 @@ from playwright.sync_api import expect
 from tasks.core import config
 from tasks.core.db import Conn
 from tasks.domain import emails, models, validation
+from tests.e2e.conftest import sign_in_with_google
 from tests.support import procs
 from tests.support.oauth_provider import Account, OAuthProvider
 from tests.support.smtp_sink import Sink, free_port
@@ -20,12 +21,6 @@ from tests.support.web import Server
 
 pytestmark = pytest.mark.slow
 XSS = "<img src=x onerror=alert(1)>"
-
-
-def sign_in_with_google(page: Any, server: Server) -> None:
-    page.goto(f"{server.url}/")
-    page.get_by_role("link", name="Sign in with Google").click()
-    page.wait_for_selector("#live-status[data-state=live]")
 
 
 def test_compose_a_few_seconds_ahead_and_see_it_turn_sent_without_reloading(
@@ -47,14 +42,17 @@ def test_compose_a_few_seconds_ahead_and_see_it_turn_sent_without_reloading(
 
     page.on("dialog", on_dialog)
     sign_in_with_google(page, server)
+    page.goto(f"{server.url}/?view=all")  # the row stays in this list when it turns Sent
+    page.wait_for_selector("#live-status[data-state=live]")
     page.evaluate("window.__notReloaded = true")
 
     page.get_by_role("button", name="Compose").first.click()
     page.fill("#c-to", "grace@example.com")
     page.fill("#c-subject", XSS)
     page.fill("#c-body", f"Hello {XSS}")
-    # The picker works in the browser's zone (Europe/Paris here): four seconds from now, local time.
-    page.fill("#c-when", page.evaluate("window.reach.toLocalInput(new Date(Date.now() + 4000))"))
+    # The picker works in the browser's zone (Europe/Paris here): four seconds from now, local time
+    # (the picker shows minutes; a script may give seconds).
+    page.fill("#c-when", page.evaluate("window.reach.toLocalInput(new Date(Date.now() + 4000), true)"))
     page.click("#c-submit")
 
     row = page.locator("li.row").first
@@ -67,10 +65,10 @@ def test_compose_a_few_seconds_ahead_and_see_it_turn_sent_without_reloading(
     assert row.locator(".badge-sent .label").inner_text() == "Sent"
     assert row.locator(".subject").inner_text() == XSS
     assert page.locator("li.row img").count() == 0
-    expect(page.locator('[data-count-for="sent"]')).to_have_text("1")  # counts follow a moment later
+    expect(page.locator('[data-count-for="sent"]')).to_have_text("1")
     [received] = sink.wait_for(1, timeout=10)
     assert received.subject == XSS and received.rcpt_tos == ("grace@example.com",)
-    page.screenshot(path=str(output_dir / "dashboard.png"))
+    page.screenshot(path=str(output_dir / "compose-sent.png"))
 
     page.goto(f"{server.url}/emails/{email_id}")
     assert page.locator("#detail .subject").inner_text() == XSS
@@ -79,7 +77,7 @@ def test_compose_a_few_seconds_ahead_and_see_it_turn_sent_without_reloading(
     page.screenshot(path=str(output_dir / "detail.png"), full_page=True)
     page.set_viewport_size({"width": 390, "height": 844})
     page.goto(f"{server.url}/?view=all")
-    page.screenshot(path=str(output_dir / "dashboard-phone.png"), full_page=True)
+    page.screenshot(path=str(output_dir / "list-phone.png"), full_page=True)
     assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth + 1")
     assert dialogs == []
 

@@ -164,7 +164,7 @@ def test_an_action_that_is_too_late_is_explained_not_an_error_page(
     response = client.post(f"/emails/{email.id}/cancel", data={"csrf_token": csrf_token(client)}, follow_redirects=True)
 
     assert response.status_code == 200
-    assert "cannot cancel: the email is already sending" in response.get_data(as_text=True)
+    assert "Cannot cancel: the email is already sending" in response.get_data(as_text=True)
 
 
 def test_tokens_are_created_once_shown_and_revoked_in_the_dashboard(

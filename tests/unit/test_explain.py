@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from tasks.domain import explain
+from tasks.domain import explain, zones
 from tasks.domain.models import Email, Status
 
 NOW = dt.datetime(2030, 1, 7, 8, 0, tzinfo=dt.UTC)
@@ -94,6 +94,6 @@ def test_relative_times(seconds: float, text: str) -> None:
 )
 def test_a_time_its_zone_cannot_show_is_shown_in_utc(at: dt.datetime, zone: str, shown: str) -> None:
     """Whatever a row holds: a zone that is no zone, a local time outside the years 1 to 9999."""
-    assert explain.moment(at, zone) == shown
+    assert zones.moment(at, zone) == shown
     assert shown in explain.why(email(send_tz=zone, next_attempt_at=at, sent_at=at, status="sent"), now=at)
     assert explain.why(email(send_tz=zone, next_attempt_at=at), now=NOW)  # in the past or the future

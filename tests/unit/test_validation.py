@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from tasks.core import errors
-from tasks.domain import validation
+from tasks.domain import validation, zones
 
 NOW = dt.datetime(2026, 11, 28, 12, 0, tzinfo=dt.UTC)
 
@@ -79,6 +79,16 @@ def test_a_time_within_a_minute_in_the_past_is_accepted() -> None:
     assert draft.send_at == NOW - dt.timedelta(seconds=30)
 
 
+def test_a_past_time_is_explained_in_a_sentence_with_the_time_in_the_senders_zone() -> None:
+    """Shown beside the date field: a capital, the moment as they read it, no ISO timestamp."""
+    with pytest.raises(errors.ValidationError) as info:
+        validate(send_at="2026-11-27T08:30:00Z", send_tz="Europe/Paris")
+
+    expected = "This time is in the past: Fri 27 Nov 2026 09:30:00 CET. Pick a later time or send now."
+    assert info.value.details == [{"field": "send_at", "message": expected}]
+    assert info.value.message == f"send_at: {expected}"
+
+
 def test_send_now_needs_no_time_and_rejects_one() -> None:
     assert validate(send_at=None, send_now=True).send_at == NOW
     assert field_of(send_now=True) == "send_at"
@@ -102,7 +112,7 @@ def test_the_request_hash_ignores_the_key_and_sees_the_content() -> None:
 
 @pytest.mark.parametrize("name", ["Europe", "America/Argentina", "zone.tab", "", "Europe/", "/etc/localtime", "a\x00b"])
 def test_a_name_that_is_no_zone_is_none_whatever_zoneinfo_raises(name: str) -> None:
-    assert validation.zone(name) is None
+    assert zones.zone(name) is None
     assert not validation.valid_time_zone(name)
 
 

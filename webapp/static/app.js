@@ -10,7 +10,14 @@
   const rtf = new Intl.RelativeTimeFormat(undefined, { numeric: "auto" });
   // Each status's icon and name, from the page (webapp/dashboard.py BADGES).
   const BADGES = JSON.parse(($("#badges") || {}).textContent || "{}");
+  // The statuses each tab lists, from the page (tasks/domain/listing.py VIEWS: "sending" stays with scheduled).
+  const VIEWS = JSON.parse(($("#views") || {}).textContent || "{}");
+  const inView = (view, status) => (VIEWS[view] || []).includes(status);
   const POLL_MS = 5000, RETRY_LIVE_MS = 60000;
+  // A row whose email left this tab shows its new badge this long, then goes.
+  const LEAVE_MS = 1500;
+  // A snapshot overtaken by live changes is not trusted for the counts, unless they are this old.
+  const COUNTS_STALE_MS = 5000;
 
   function csrfToken() { const m = $('meta[name="csrf-token"]'); return m ? m.content : ""; }
 
@@ -48,9 +55,36 @@
     $$("[data-browser-zone]", root).forEach((el) => { el.textContent = "(" + zone + ")"; });
     $$("[data-browser-zone-input]", root).forEach((el) => { el.value = zone; });
   }
-  function toLocalInput(date) {
+  // A ``datetime-local`` value: to the minute, as the pickers show it (``seconds`` for scripts and tests).
+  function toLocalInput(date, seconds) {
     const p = (n) => String(n).padStart(2, "0");
-    return date.getFullYear() + "-" + p(date.getMonth() + 1) + "-" + p(date.getDate()) + "T" + p(date.getHours()) + ":" + p(date.getMinutes()) + ":" + p(date.getSeconds());
+    const text = date.getFullYear() + "-" + p(date.getMonth() + 1) + "-" + p(date.getDate()) + "T" + p(date.getHours()) + ":" + p(date.getMinutes());
+    return seconds ? text + ":" + p(date.getSeconds()) : text;
+  }
+  // The first whole minute at least ``ms`` from now.
+  function minuteAfter(ms) { return new Date(Math.ceil((Date.now() + ms) / 60000) * 60000); }
+
+  // ---- counts: moved by each live change, in the same frame as its badge -----------------------
+  // The status each email had when the counts on screen were last right. A change from a known
+  // status moves the counts at once; from an unknown one, the server's snapshot says.
+  const known = new Map();
+  const unknown = new Set();
+  let changes = 0;
+  function shiftCounts(from, to) {
+    Object.entries(VIEWS).forEach(([view, statuses]) => {
+      const delta = (statuses.includes(to) ? 1 : 0) - (from && statuses.includes(from) ? 1 : 0);
+      if (!delta) return;
+      $$('[data-count-for="' + view + '"]').forEach((el) => { el.textContent = Math.max(0, (parseInt(el.textContent, 10) || 0) + delta); });
+    });
+  }
+  function streamed(msg) {
+    changes += 1;
+    let before = known.get(msg.email_id);
+    if (before === undefined && msg.status === "sending") before = "scheduled";  // only a scheduled email is claimed
+    if (before === undefined) unknown.add(msg.email_id);
+    else { shiftCounts(before, msg.status); known.set(msg.email_id, msg.status); }
+    updateEmail(msg.email_id, msg.status, msg.status === "sent" ? msg.sent_at || msg.at : msg.next_attempt_at, true);
+    if (before === undefined || $("[data-batch-state]")) requestSnapshot(false);
   }
 
   // ---- badges and rows ------------------------------------------------------------------------
@@ -60,56 +94,131 @@
     $(".icon", badge).textContent = BADGES[status][0];
     $(".label", badge).textContent = BADGES[status][1];
   }
-  // One email changed: its badge (and time) on every row showing it, and the open detail.
+  const listView = () => (document.body.dataset.page === "list" ? document.body.dataset.view : null);
+  // One email changed: its badge (and time) on every row showing it, its place in this tab, and the open detail.
   // ``at`` is the instant to show now (sent time, or the new due time), if any.
   function updateEmail(id, status, at, fromStream) {
-    $$('li.row[data-email-id="' + CSS.escape(id) + '"]').forEach((row) => {
+    const rows = $$('li.row[data-email-id="' + CSS.escape(id) + '"]');
+    rows.forEach((row) => {
       if (at) { const ts = $("[data-ts]", row), rel = $("[data-rel]", row); if (ts) ts.dataset.ts = at; if (rel) rel.dataset.rel = at; renderTimes(row); }
-      if (row.dataset.status === status) return;
-      row.dataset.status = status; setBadge($("[data-badge]", row), status);
-      row.classList.remove("flash-change"); void row.offsetWidth; row.classList.add("flash-change");
+      if (row.dataset.status !== status) {
+        row.dataset.status = status; setBadge($("[data-badge]", row), status);
+        row.classList.remove("flash-change"); void row.offsetWidth; row.classList.add("flash-change");
+      }
+      place(row, status);
     });
+    if (!rows.length) enter(id, status);
     const detail = $("#detail");
     // A streamed event may change more than the status (a new time, an attempt): always refresh then.
-    if (detail && detail.dataset.emailId === id && (fromStream || detail.dataset.status !== status)) refreshDetail();
+    if (detail && detail.dataset.emailId === id && (fromStream || detail.dataset.status !== status)) refreshFragments();
   }
-  let detailBusy = false, detailAgain = false;
-  async function refreshDetail() {
-    if (detailBusy) { detailAgain = true; return; }
-    detailBusy = true;
+  // Keep a row in this tab only while its status belongs there: one that left shows its new badge, then goes.
+  function place(row, status) {
+    const view = listView();
+    if (!view || inView(view, status)) { clearTimeout(row._leaving); row._leaving = null; row.classList.remove("leaving"); return; }
+    if (row._leaving) return;
+    row.classList.add("leaving");
+    row._leaving = setTimeout(() => { row.remove(); showEmpty(); }, LEAVE_MS);
+  }
+  function showEmpty() {
+    const empty = $("#empty"), list = $("#rows");
+    if (list) list.hidden = !list.children.length;
+    if (empty && list) empty.hidden = list.children.length > 0;
+  }
+  // An email not on screen whose status now belongs to this tab: fetch it and put it in its place.
+  const entering = new Set();
+  async function enter(id, status) {
+    const view = listView();
+    if (!id || !view || !inView(view, status) || document.body.dataset.searching === "1" || entering.has(id)) return;
+    entering.add(id);
+    try {
+      const r = await api("GET", "/api/v1/emails/" + encodeURIComponent(id));
+      // Emails of a batch are shown as their batch's row, not one by one.
+      if (r.ok && !r.data.batch_id && inView(view, r.data.status)) addRow(r.data);
+    } catch (e) { /* offline: the next reload shows it */ } finally { entering.delete(id); }
+  }
+  // Insert an email (the API's JSON) where it belongs on this page: newest first, by creation time.
+  function addRow(email) {
+    const list = $("#rows"), tpl = $("#row-template"), view = listView();
+    if (!list || !tpl || !view || !inView(view, email.status) || $('li.row[data-email-id="' + CSS.escape(email.id) + '"]')) return;
+    const created = Date.parse(email.created_at), rows = $$(":scope > li.row", list);
+    const after = rows.find((r) => Date.parse(r.dataset.created) < created);
+    if (rows.length && document.body.dataset.firstPage !== "1" && created > Date.parse(rows[0].dataset.created)) return;  // a newer page's
+    if (!after && document.body.dataset.more === "1") return;  // an older page's
+    const row = tpl.content.firstElementChild.cloneNode(true);
+    row.dataset.emailId = email.id; row.dataset.status = email.status; row.dataset.created = email.created_at;
+    $("a", row).href = "/emails/" + encodeURIComponent(email.id);
+    $(".subject", row).textContent = email.subject || "(no subject)";
+    $(".to", row).textContent = "to " + email.to.join(", ");
+    const at = email.status === "sent" && email.sent_at ? email.sent_at : email.next_attempt_at;
+    $("[data-ts]", row).dataset.ts = at; $("[data-rel]", row).dataset.rel = at;
+    setBadge($("[data-badge]", row), email.status);
+    list.insertBefore(row, after || null); showEmpty();
+    renderTimes(row); row.classList.add("flash-change");
+  }
+
+  // ---- parts of the page re-rendered by the server (the same templates, nothing written twice) ----
+  let fragmentsBusy = false, fragmentsAgain = false;
+  async function refreshFragments() {
+    if (fragmentsBusy) { fragmentsAgain = true; return; }
+    fragmentsBusy = true;
     try {
       const response = await fetch(location.href, { credentials: "same-origin", headers: { "Accept": "text/html" } });
       if (response.ok) {
         const doc = new DOMParser().parseFromString(await response.text(), "text/html");
-        const fresh = doc.getElementById("detail"), current = $("#detail");
-        if (fresh && current) { current.replaceWith(document.adoptNode(fresh)); renderTimes($("#detail")); wireLocalTimeForms(); }
+        const swap = (current, fresh) => { if (current && fresh) { current.replaceWith(document.adoptNode(fresh)); renderTimes(fresh); } };
+        swap($("#detail"), doc.getElementById("detail"));
+        $$("[data-batch-state]").forEach((box) => swap(box, $('[data-batch-state][data-batch-id="' + CSS.escape(box.dataset.batchId) + '"]', doc)));
+        wireLocalTimeForms();
       }
-    } finally {
-      detailBusy = false;
-      if (detailAgain) { detailAgain = false; refreshDetail(); }
+    } catch (e) { /* offline: the next change or poll tries again */ } finally {
+      fragmentsBusy = false;
+      // A batch sending fast changes often: at most about four re-renders a second.
+      if (fragmentsAgain) { fragmentsAgain = false; setTimeout(refreshFragments, 250); }
     }
   }
-  function applySnapshot(data, poll) {
-    Object.entries(data.counts || {}).forEach(([view, n]) => { $$('[data-count-for="' + view + '"]').forEach((el) => { el.textContent = n; }); });
+  // A batch's progress, its next send and what can still be cancelled.
+  const batchState = (b) => [b.sent, b.pending, b.failed, b.uncertain, b.cancelled, b.next_at || ""].join("|");
+
+  // ---- snapshots: counts and statuses from the server (after an unknown change, and when polling) ----
+  let snapBusy = false, snapAgain = false, snapAgainPoll = false, countsAt = Date.now();
+  function requestSnapshot(poll) {
+    if (snapBusy) { snapAgain = true; snapAgainPoll = snapAgainPoll || poll; return; }
+    snapshot(poll);
+  }
+  async function snapshot(poll) {
+    snapBusy = true;
+    const started = changes, asked = [...unknown];
+    const ids = [...new Set($$("li.row[data-email-id]").map((r) => r.dataset.emailId).concat(asked))].filter(Boolean);
+    const detail = $("#detail"); if (detail) ids.unshift(detail.dataset.emailId);
+    const batches = [...new Set($$("[data-batch-id]").map((b) => b.dataset.batchId))];
+    const q = "/live/snapshot?ids=" + encodeURIComponent(ids.slice(0, 200).join(",")) + "&batches=" + encodeURIComponent(batches.slice(0, 50).join(","));
+    try {
+      const r = await api("GET", q);
+      // Counts read before a live change arrived may not include it: the snapshot that change asked for will.
+      if (r.ok) applySnapshot(r.data, poll, started === changes || Date.now() - countsAt > COUNTS_STALE_MS, asked);
+    } catch (e) { /* offline: try again later */ } finally {
+      snapBusy = false;
+      if (snapAgain) { const p = snapAgainPoll; snapAgain = snapAgainPoll = false; snapshot(p); }
+    }
+  }
+  function applySnapshot(data, poll, fresh, asked) {
+    if (fresh) {
+      countsAt = Date.now();
+      Object.entries(data.counts || {}).forEach(([view, n]) => { $$('[data-count-for="' + view + '"]').forEach((el) => { el.textContent = n; }); });
+      (data.emails || []).forEach((e) => known.set(e.id, e.status));
+      asked.forEach((id) => unknown.delete(id));
+    }
     if (poll) (data.emails || []).forEach((e) => updateEmail(e.id, e.status, e.status === "sent" ? e.sent_at : null, false));
+    let stale = false;
     (data.batches || []).forEach((b) => {
       $$('[data-batch-id="' + CSS.escape(b.id) + '"]').forEach((box) => {
         const text = $("[data-batch-progress]", box); if (text) text.textContent = b.sent + " of " + b.total + " sent";
         const bar = $("[data-batch-bar]", box); if (bar) { bar.max = b.total; bar.value = b.sent; }
+        if (box.dataset.batchState !== undefined && box.dataset.batchState !== batchState(b)) stale = true;
       });
     });
-  }
-  let snapTimer = null;
-  function scheduleSnapshot(poll) {
-    clearTimeout(snapTimer);
-    snapTimer = setTimeout(() => snapshot(poll), poll ? 0 : 300);
-  }
-  async function snapshot(poll) {
-    const ids = [...new Set($$("li.row[data-email-id]").map((r) => r.dataset.emailId))].filter(Boolean);
-    const detail = $("#detail"); if (detail) ids.push(detail.dataset.emailId);
-    const batches = $$("[data-batch-id]").map((b) => b.dataset.batchId);
-    const q = "/live/snapshot?ids=" + encodeURIComponent(ids.slice(0, 200).join(",")) + "&batches=" + encodeURIComponent([...new Set(batches)].slice(0, 50).join(","));
-    try { const r = await api("GET", q); if (r.ok) applySnapshot(r.data, poll); } catch (e) { /* offline: try again later */ }
+    if (stale) refreshFragments();
   }
 
   // ---- live: Server-Sent Events, else polling (said discreetly) ------------------------------
@@ -124,12 +233,12 @@
   function startLive() {
     if (!window.EventSource) return startPolling();
     source = new EventSource("/live/stream");
-    source.onopen = () => { failures = 0; stopPolling(); setLive("live"); scheduleSnapshot(true); };
+    source.onopen = () => { failures = 0; stopPolling(); setLive("live"); requestSnapshot(true); };
     source.onmessage = (ev) => {
       let msg; try { msg = JSON.parse(ev.data); } catch (e) { return; }
-      if (msg.email_id) updateEmail(msg.email_id, msg.status, msg.status === "sent" ? msg.at : msg.next_attempt_at, true);
+      if (msg.email_id) streamed(msg);
       // A batch-wide change (created, cancelled) names no single email: refresh every row on screen.
-      scheduleSnapshot(!msg.email_id);
+      else { changes += 1; requestSnapshot(true); }
     };
     source.addEventListener("unavailable", () => { source.close(); startPolling(); });
     source.onerror = () => {
@@ -140,19 +249,23 @@
   }
   function startPolling() {
     setLive("polling");
-    if (!pollTimer) pollTimer = setInterval(() => snapshot(true), POLL_MS);
-    snapshot(true);
+    if (!pollTimer) pollTimer = setInterval(() => requestSnapshot(true), POLL_MS);
+    requestSnapshot(true);
     clearTimeout(retryTimer);
     retryTimer = setTimeout(() => { failures = 0; startLive(); }, RETRY_LIVE_MS);
   }
   function stopPolling() { clearInterval(pollTimer); pollTimer = null; clearTimeout(retryTimer); }
 
-  // ---- compose ------------------------------------------------------------------------------
-  function splitAddresses(text) { return text.split(/[,;\s]+/).map((s) => s.trim()).filter(Boolean); }
+  // ---- forms: errors beside their field, outlined --------------------------------------------
+  function setInvalid(input, invalid) {
+    input.classList.toggle("invalid", invalid);
+    if (invalid) input.setAttribute("aria-invalid", "true"); else input.removeAttribute("aria-invalid");
+  }
   function clearErrors(form) {
     $$("[data-error-for]", form).forEach((el) => { el.textContent = ""; });
-    $$(".invalid", form).forEach((el) => el.classList.remove("invalid"));
+    $$(".invalid, [aria-invalid]", form).forEach((el) => setInvalid(el, false));
   }
+  // An error names the API's field; the input showing it has that name, or says so in data-field.
   function showErrors(form, error) {
     const items = (error.details && error.details.length) ? error.details : [{ field: error.field, message: error.message }];
     items.forEach((item) => {
@@ -160,28 +273,73 @@
       const slot = $('[data-error-for="' + CSS.escape(field) + '"]', form) || $('[data-error-for="_form"]', form);
       const text = item.message.replace(new RegExp("^" + field + ": "), "");
       slot.textContent = slot.textContent ? slot.textContent + " " + text : text;
-      const input = $('[name="' + CSS.escape(field) + '"]', form); if (input) input.classList.add("invalid");
+      const input = $('[name="' + CSS.escape(field) + '"], [data-field="' + CSS.escape(field) + '"]', form); if (input) setInvalid(input, true);
     });
   }
+
+  // ---- a confirmation before what cannot be undone (forms with data-confirm) -------------------
+  function confirmDialog() {
+    let dialog = $("#confirm-dialog");
+    if (dialog) return dialog;
+    dialog = document.createElement("dialog"); dialog.id = "confirm-dialog"; dialog.className = "modal confirm";
+    dialog.setAttribute("aria-labelledby", "confirm-text");
+    const form = document.createElement("form"); form.method = "dialog";
+    const text = document.createElement("p"); text.id = "confirm-text";
+    const foot = document.createElement("footer"); foot.className = "modal-foot";
+    const no = document.createElement("button"); no.className = "btn"; no.value = "no";
+    const yes = document.createElement("button"); yes.className = "btn danger"; yes.value = "yes";
+    foot.append(no, yes); form.append(text, foot); dialog.append(form); document.body.append(dialog);
+    return dialog;
+  }
+  function wireConfirmations() {
+    // Delegated, so forms that live updates re-render keep asking.
+    document.addEventListener("submit", (ev) => {
+      const form = ev.target;
+      if (!(form instanceof HTMLFormElement) || !form.dataset.confirm) return;
+      ev.preventDefault();
+      const dialog = confirmDialog(), no = $('[value="no"]', dialog);
+      $("#confirm-text", dialog).textContent = form.dataset.confirm;
+      $('[value="yes"]', dialog).textContent = form.dataset.confirmYes || "Yes";
+      no.textContent = form.dataset.confirmNo || "No";
+      dialog.returnValue = "";
+      dialog.onclose = () => { if (dialog.returnValue === "yes") form.submit(); };
+      dialog.showModal(); no.focus();
+    }, true);
+  }
+
+  // ---- compose ------------------------------------------------------------------------------
+  function splitAddresses(text) { return text.split(/[,;\s]+/).map((s) => s.trim()).filter(Boolean); }
   function wireCompose() {
     const dialog = $("#compose"), form = $("#compose-form");
     if (!dialog || !form) return;
     let key = newKey();
     const when = $("#c-when"), hint = $("#c-when-hint"), now = $("#c-now"), submit = $("#c-submit");
+    const subject = $("#c-subject"), subjectWarn = $("#c-subject-warn");
+    // An empty subject is allowed (the API takes it) but asked about once, as mail clients do.
+    let noSubjectConfirmed = false;
+    const resetSubject = () => { noSubjectConfirmed = false; subjectWarn.textContent = ""; submit.textContent = "Schedule"; };
+    // The hint says when it goes, and warns as soon as the time picked has passed.
     const showHint = () => {
-      if (now.checked) { hint.textContent = "Sends as soon as you press Schedule."; when.disabled = true; return; }
+      hint.classList.remove("warn");
+      if (now.checked) { hint.textContent = "Sends as soon as you press Schedule."; when.disabled = true; setInvalid(when, false); return; }
       when.disabled = false;
       const d = new Date(when.value);
-      hint.textContent = when.value && !isNaN(d) ? "Sends " + dateFmt.format(d) + " (" + zone + ") — " + relative(d) : "";
+      if (!when.value || isNaN(d)) { hint.textContent = ""; return; }
+      const past = d.getTime() < Date.now();
+      if (past) {
+        hint.textContent = "This time is in the past (" + relative(d) + "). Pick a later time or Send now.";
+        hint.classList.add("warn");
+      } else hint.textContent = "Sends " + dateFmt.format(d) + " (" + zone + ") — " + relative(d) + ".";
+      setInvalid(when, past);
     };
     $$("[data-open-compose]").forEach((b) => b.addEventListener("click", () => {
-      if (!when.value) when.value = toLocalInput(new Date(Date.now() + 5 * 60000));
+      if (!when.value) when.value = toLocalInput(minuteAfter(5 * 60000));
       showHint(); dialog.showModal(); $("#c-to").focus();
     }));
     $$("[data-close-compose]").forEach((b) => b.addEventListener("click", () => dialog.close()));
     $$("[data-quick]", form).forEach((b) => b.addEventListener("click", () => {
-      const d = new Date(); now.checked = false;
-      if (b.dataset.quick === "5m") d.setTime(Date.now() + 5 * 60000);
+      let d = new Date(); now.checked = false;
+      if (b.dataset.quick === "5m") d = minuteAfter(5 * 60000);
       else {
         const add = b.dataset.quick === "tomorrow9" ? 1 : ((8 - d.getDay()) % 7 || 7);
         d.setDate(d.getDate() + add); d.setHours(9, 0, 0, 0);
@@ -191,10 +349,19 @@
     }));
     when.addEventListener("input", () => { $$("[data-quick]", form).forEach((x) => x.classList.remove("selected")); showHint(); });
     now.addEventListener("change", showHint);
+    subject.addEventListener("input", resetSubject);
+    setInterval(() => { if (dialog.open) showHint(); }, 15000);
     form.addEventListener("submit", async (ev) => {
       ev.preventDefault();
       if (submit.disabled) return;
       clearErrors(form);
+      if (!subject.value.trim() && !noSubjectConfirmed) {
+        noSubjectConfirmed = true;
+        subjectWarn.textContent = "This email has no subject. Add one, or press “Schedule without subject” to send it as it is.";
+        submit.textContent = "Schedule without subject";
+        subject.focus();
+        return;
+      }
       const payload = {
         to: splitAddresses(form.to.value), subject: form.subject.value, body_text: form.body_text.value, time_zone: zone,
       };
@@ -203,36 +370,32 @@
       if (now.checked) payload.send_now = true;
       else {
         const d = new Date(when.value);
-        if (!when.value || isNaN(d)) { showErrors(form, { field: "send_at", message: "pick a date and time, or Send now" }); return; }
+        if (!when.value || isNaN(d)) { showErrors(form, { field: "send_at", message: "Pick a date and time, or Send now." }); return; }
         payload.send_at = d.toISOString();
       }
+      const label = submit.textContent;
       submit.disabled = true; submit.textContent = "Scheduling…";
       try {
         const r = await api("POST", "/api/v1/emails", payload, { "Idempotency-Key": key });
         if (r.ok) {
-          key = newKey(); form.reset(); when.value = ""; dialog.close();
+          key = newKey(); form.reset(); when.value = ""; resetSubject(); dialog.close();
           $$("[data-quick]", form).forEach((x) => x.classList.remove("selected"));
-          addRow(r.data); scheduleSnapshot(false);
-        } else if (r.data && r.data.error) showErrors(form, r.data.error);
-        else showErrors(form, { field: "_form", message: "Could not schedule (HTTP " + r.status + "). Try again." });
+          if (r.status === 201 && !known.has(r.data.id)) { shiftCounts(null, r.data.status); known.set(r.data.id, r.data.status); }
+          addRow(r.data);
+          return;
+        }
+        if (r.data && r.data.error) {
+          showErrors(form, r.data.error);
+          // The server's sentence (with the moment as they read it) replaces the early warning.
+          if ($('[data-error-for="send_at"]', form).textContent) { hint.textContent = ""; hint.classList.remove("warn"); }
+        } else showErrors(form, { field: "_form", message: "Could not schedule (HTTP " + r.status + "). Try again." });
       } catch (e) {
         showErrors(form, { field: "_form", message: "The server could not be reached. Your email was not lost: try again." });
-      } finally { submit.disabled = false; submit.textContent = "Schedule"; }
+      } finally {
+        submit.disabled = false;
+        if (submit.textContent === "Scheduling…") submit.textContent = dialog.open ? label : "Schedule";
+      }
     });
-  }
-  function addRow(email) {
-    const list = $("#rows"), tpl = $("#row-template");
-    const view = document.body.dataset.view;
-    if (!list || !tpl || !["scheduled", "all"].includes(view) || $('li.row[data-email-id="' + CSS.escape(email.id) + '"]')) return;
-    const row = tpl.content.firstElementChild.cloneNode(true);
-    row.dataset.emailId = email.id; row.dataset.status = email.status;
-    $("a", row).href = "/emails/" + encodeURIComponent(email.id);
-    $(".subject", row).textContent = email.subject || "(no subject)";
-    $(".to", row).textContent = "to " + email.to.join(", ");
-    $("[data-ts]", row).dataset.ts = email.next_attempt_at; $("[data-rel]", row).dataset.rel = email.next_attempt_at;
-    setBadge($("[data-badge]", row), email.status);
-    list.prepend(row); const empty = $("#empty"); if (empty) empty.remove();
-    renderTimes(row); row.classList.add("flash-change");
   }
 
   // ---- reschedule: a picker in the browser's zone --------------------------------------------
@@ -249,12 +412,15 @@
     renderTimes();
   }
 
-  window.reach = { api, newKey, zone, relative, dateFmt, toLocalInput, showErrors, clearErrors };
+  window.reach = { api, newKey, zone, relative, dateFmt, toLocalInput, showErrors, clearErrors, setInvalid };
   document.addEventListener("DOMContentLoaded", () => {
     renderTimes();
+    // The rows came with the counts: their statuses are known.
+    $$("li.row[data-email-id]").forEach((row) => known.set(row.dataset.emailId, row.dataset.status));
     setInterval(() => $$("[data-rel]").forEach((el) => { const d = new Date(el.dataset.rel); if (el.dataset.rel && !isNaN(d)) el.textContent = relative(d); }), 15000);
     wireCompose();
     wireLocalTimeForms();
+    wireConfirmations();
     if (document.body.dataset.signedIn === "1") { setLive("connecting"); startLive(); }
   });
 })();
