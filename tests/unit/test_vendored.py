@@ -14,8 +14,11 @@ import pytest
 
 from webapp.api import docs
 
-VENDOR = pathlib.Path(__file__).resolve().parents[2] / "webapp" / "static" / "vendor"
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+VENDOR = ROOT / "webapp" / "static" / "vendor"
 DIRECTORIES = sorted(p for p in VENDOR.iterdir() if p.is_dir())
+#: The charts' library (webapp/templates/_charts_assets.html).
+UPLOT = "vendor/uplot-1.6.32"
 
 
 @pytest.mark.parametrize("directory", DIRECTORIES, ids=lambda p: p.name)
@@ -34,4 +37,12 @@ def test_every_vendored_file_matches_its_published_checksum(directory: pathlib.P
 
 def test_the_reference_page_uses_a_vendored_directory_that_exists() -> None:
     assert (VENDOR.parent / docs.SWAGGER_UI / "swagger-ui-bundle.js").is_file()
-    assert [p.name for p in DIRECTORIES] == [pathlib.PurePath(docs.SWAGGER_UI).name]
+    assert [p.name for p in DIRECTORIES] == sorted(pathlib.PurePath(d).name for d in (docs.SWAGGER_UI, UPLOT))
+
+
+def test_the_charts_load_the_vendored_uplot() -> None:
+    assets = (ROOT / "webapp" / "templates" / "_charts_assets.html").read_text()
+    for name in ("uPlot.iife.min.js", "uPlot.min.css"):
+        assert f"{UPLOT}/{name}" in assets
+    library = (VENDOR.parent / UPLOT / "uPlot.iife.min.js").read_text()
+    assert library.startswith("/*! https://github.com/leeoniya/uPlot (v1.6.32) */")
