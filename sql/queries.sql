@@ -553,6 +553,156 @@ SELECT queue_name, status::text AS status, count(*) AS n,
   FROM procrastinate_jobs
  WHERE status IN ('todo', 'doing')
  GROUP BY 1, 2;
+
+-- ---- Charts (tasks/ops/charts.py): per-minute rollups of email_events ----
+-- The operators' series are counted by two queries that must agree: the rollup
+-- (chart_rollup_minutes, chart_rollup_waits) and the read of the latest events
+-- not rolled up yet (the "latest" parts of chart_series and chart_waits).
+-- tests/integration/test_charts.py checks both give the same charts.
+
+-- chart_rollup_lock --
+-- The rollup's watermark, locked for the run: two runs never roll up at once.
+SELECT rolled_until, date_trunc('minute', now()) AS now_minute FROM chart_rollup FOR UPDATE;
+
+-- chart_rollup_clear --
+-- The minutes about to be counted again (idempotent: a minute is recounted, never added twice).
+WITH waits AS (
+    DELETE FROM chart_transport_minutes WHERE minute >= %(start)s AND minute < %(end)s
+), owners AS (
+    DELETE FROM chart_owner_minutes WHERE minute >= %(start)s AND minute < %(end)s
+)
+DELETE FROM chart_minutes WHERE minute >= %(start)s AND minute < %(end)s;
+
+-- chart_rollup_minutes --
+-- The operators' series for each minute of [start, end) that had any of their events.
+INSERT INTO chart_minutes (minute, sent, failed, retried, claims, late_p50_ms, late_p99_ms)
+SELECT date_trunc('minute', at),
+       count(*) FILTER (WHERE kind = 'sent'),
+       count(*) FILTER (WHERE kind = 'failed'),
+       count(*) FILTER (WHERE kind = ANY(%(retried)s::text[])),
+       count(*) FILTER (WHERE kind = 'claimed'),
+       percentile_cont(0.5) WITHIN GROUP (ORDER BY (detail->>'late_ms')::float8) FILTER (WHERE kind = 'claimed'),
+       percentile_cont(0.99) WITHIN GROUP (ORDER BY (detail->>'late_ms')::float8) FILTER (WHERE kind = 'claimed')
+  FROM email_events
+ WHERE at >= %(start)s AND at < %(end)s AND kind = ANY(%(kinds)s::text[])
+ GROUP BY 1;
+
+-- chart_rollup_waits --
+-- Rate-limit waits per minute and transport over [start, end).
+INSERT INTO chart_transport_minutes (minute, transport, rate_limited)
+SELECT date_trunc('minute', at), coalesce(detail->>'transport', ''), count(*)
+  FROM email_events
+ WHERE at >= %(start)s AND at < %(end)s AND kind = 'rate_limited'
+ GROUP BY 1, 2;
+
+-- chart_rollup_owners --
+-- Each owner's events of owner_kinds per minute over [start, end), for their own chart.
+INSERT INTO chart_owner_minutes (minute, owner_id, kind, n)
+SELECT date_trunc('minute', ev.at), e.owner_id, ev.kind, count(*)
+  FROM email_events ev
+  JOIN emails e ON e.id = ev.email_id
+ WHERE ev.at >= %(start)s AND ev.at < %(end)s AND ev.kind = ANY(%(owner_kinds)s::text[])
+ GROUP BY 1, 2, 3;
+
+-- chart_rollup_done --
+UPDATE chart_rollup SET rolled_until = %(end)s;
+
+-- chart_rollup_prune --
+-- Rollup rows and depth samples older than any chart draws.
+WITH waits AS (
+    DELETE FROM chart_transport_minutes WHERE minute < %(before)s
+), owners AS (
+    DELETE FROM chart_owner_minutes WHERE minute < %(before)s
+), depth AS (
+    DELETE FROM queue_depth_samples WHERE minute < %(before)s
+)
+DELETE FROM chart_minutes WHERE minute < %(before)s;
+
+-- queue_depth_sample --
+-- The queue's depth now, as this minute's sample: due (due and not yet claimed:
+-- waiting only for a worker), waiting (due within the next hour: the sends,
+-- retries and rate-limit slots coming up), sending. Each count is a range of a
+-- partial index (emails_due_idx, emails_sending_idx): the cost follows the
+-- queue, never the finished emails nor those scheduled further ahead.
+INSERT INTO queue_depth_samples (minute, due, waiting, sending)
+SELECT date_trunc('minute', now()),
+       (SELECT count(*) FROM emails WHERE status = 'scheduled' AND next_attempt_at <= now()),
+       (SELECT count(*) FROM emails
+         WHERE status = 'scheduled' AND next_attempt_at > now() AND next_attempt_at <= now() + interval '1 hour'),
+       (SELECT count(*) FROM emails WHERE status = 'sending')
+ON CONFLICT (minute) DO UPDATE SET due = EXCLUDED.due, waiting = EXCLUDED.waiting, sending = EXCLUDED.sending
+RETURNING due, waiting, sending;
+
+-- chart_rollup_state --
+SELECT rolled_until, date_trunc('minute', now()) AS now_minute FROM chart_rollup;
+
+-- chart_series --
+-- The operators' series, one array each, one element per minute of [start, last]:
+-- the rollup's rows before rolled_until, the latest events (counted as
+-- chart_rollup_minutes does) from latest on, and the depth samples. A quiet
+-- minute counts 0; its lateness, like a minute without a sample, is null.
+WITH axis AS (
+    SELECT generate_series(%(start)s::timestamptz, %(last)s::timestamptz, interval '1 minute') AS minute
+), counted AS (
+    SELECT minute, sent, failed, retried, late_p50_ms, late_p99_ms
+      FROM chart_minutes
+     WHERE minute >= %(start)s AND minute < %(rolled_until)s
+    UNION ALL
+    SELECT date_trunc('minute', at),
+           count(*) FILTER (WHERE kind = 'sent'),
+           count(*) FILTER (WHERE kind = 'failed'),
+           count(*) FILTER (WHERE kind = ANY(%(retried)s::text[])),
+           percentile_cont(0.5) WITHIN GROUP (ORDER BY (detail->>'late_ms')::float8) FILTER (WHERE kind = 'claimed'),
+           percentile_cont(0.99) WITHIN GROUP (ORDER BY (detail->>'late_ms')::float8) FILTER (WHERE kind = 'claimed')
+      FROM email_events
+     WHERE at >= %(latest)s AND kind = ANY(%(kinds)s::text[])
+     GROUP BY 1
+)
+SELECT array_agg(extract(epoch FROM a.minute)::bigint ORDER BY a.minute) AS t,
+       array_agg(coalesce(c.sent, 0)::int ORDER BY a.minute) AS sent,
+       array_agg(coalesce(c.failed, 0)::int ORDER BY a.minute) AS failed,
+       array_agg(coalesce(c.retried, 0)::int ORDER BY a.minute) AS retried,
+       array_agg(round(c.late_p50_ms::numeric, 1)::float8 ORDER BY a.minute) AS late_p50_ms,
+       array_agg(round(c.late_p99_ms::numeric, 1)::float8 ORDER BY a.minute) AS late_p99_ms,
+       array_agg(d.due ORDER BY a.minute) AS due,
+       array_agg(d.waiting ORDER BY a.minute) AS waiting,
+       array_agg(d.sending ORDER BY a.minute) AS sending
+  FROM axis a
+  LEFT JOIN counted c ON c.minute = a.minute
+  LEFT JOIN queue_depth_samples d ON d.minute = a.minute;
+
+-- chart_waits --
+-- Rate-limit waits per transport, for the minutes of [start, last] that had any
+-- (minutes as Unix seconds): the rollup's rows, then the latest events.
+SELECT transport, array_agg(extract(epoch FROM minute)::bigint) AS t, array_agg(n::int) AS n
+  FROM (SELECT minute, transport, rate_limited AS n
+          FROM chart_transport_minutes
+         WHERE minute >= %(start)s AND minute < %(rolled_until)s
+        UNION ALL
+        SELECT date_trunc('minute', at), coalesce(detail->>'transport', ''), count(*)
+          FROM email_events
+         WHERE at >= %(latest)s AND kind = 'rate_limited'
+         GROUP BY 1, 2) w
+ WHERE minute <= %(last)s
+ GROUP BY transport
+ ORDER BY transport;
+
+-- chart_owner_days --
+-- One user's own events of owner_kinds per day in the zone tz, since start:
+-- their rollup rows before rolled_until, then their latest events (none when
+-- latest is null).
+SELECT (x.at AT TIME ZONE %(tz)s)::date AS day, x.kind, sum(x.n)::bigint AS n
+  FROM (SELECT minute AS at, kind, n
+          FROM chart_owner_minutes
+         WHERE owner_id = %(owner_id)s AND minute >= %(start)s AND minute < %(rolled_until)s
+        UNION ALL
+        SELECT ev.at, ev.kind, 1
+          FROM email_events ev
+          JOIN emails e ON e.id = ev.email_id
+         WHERE ev.at >= coalesce(%(latest)s::timestamptz, 'infinity')
+           AND ev.kind = ANY(%(owner_kinds)s::text[]) AND e.owner_id = %(owner_id)s) x
+ GROUP BY 1, 2;
+
 -- wait_without_attempt --
 -- Back to 'scheduled' without having contacted the provider: a rate-limit slot
 -- was reserved (slot), the limiter was unavailable, or every transport's breaker

@@ -673,6 +673,55 @@ CREATE TABLE public.batches (
 
 
 --
+-- Name: chart_minutes; Type: TABLE; Schema: public; Owner: -
+--
+
+CREATE TABLE public.chart_minutes (
+    minute timestamp with time zone NOT NULL,
+    sent integer NOT NULL,
+    failed integer NOT NULL,
+    retried integer NOT NULL,
+    claims integer NOT NULL,
+    late_p50_ms double precision,
+    late_p99_ms double precision
+);
+
+
+--
+-- Name: chart_owner_minutes; Type: TABLE; Schema: public; Owner: -
+--
+
+CREATE TABLE public.chart_owner_minutes (
+    minute timestamp with time zone NOT NULL,
+    owner_id bigint NOT NULL,
+    kind text NOT NULL,
+    n integer NOT NULL
+);
+
+
+--
+-- Name: chart_rollup; Type: TABLE; Schema: public; Owner: -
+--
+
+CREATE TABLE public.chart_rollup (
+    id boolean DEFAULT true NOT NULL,
+    rolled_until timestamp with time zone,
+    CONSTRAINT chart_rollup_id_check CHECK (id)
+);
+
+
+--
+-- Name: chart_transport_minutes; Type: TABLE; Schema: public; Owner: -
+--
+
+CREATE TABLE public.chart_transport_minutes (
+    minute timestamp with time zone NOT NULL,
+    transport text NOT NULL,
+    rate_limited integer NOT NULL
+);
+
+
+--
 -- Name: devmail_messages; Type: TABLE; Schema: public; Owner: -
 --
 
@@ -897,6 +946,18 @@ ALTER TABLE public.procrastinate_workers ALTER COLUMN id ADD GENERATED ALWAYS AS
 
 
 --
+-- Name: queue_depth_samples; Type: TABLE; Schema: public; Owner: -
+--
+
+CREATE TABLE public.queue_depth_samples (
+    minute timestamp with time zone NOT NULL,
+    due integer NOT NULL,
+    waiting integer NOT NULL,
+    sending integer NOT NULL
+);
+
+
+--
 -- Name: schema_migrations; Type: TABLE; Schema: public; Owner: -
 --
 
@@ -1011,6 +1072,38 @@ ALTER TABLE ONLY public.batches
 
 
 --
+-- Name: chart_minutes chart_minutes_pkey; Type: CONSTRAINT; Schema: public; Owner: -
+--
+
+ALTER TABLE ONLY public.chart_minutes
+    ADD CONSTRAINT chart_minutes_pkey PRIMARY KEY (minute);
+
+
+--
+-- Name: chart_owner_minutes chart_owner_minutes_pkey; Type: CONSTRAINT; Schema: public; Owner: -
+--
+
+ALTER TABLE ONLY public.chart_owner_minutes
+    ADD CONSTRAINT chart_owner_minutes_pkey PRIMARY KEY (minute, owner_id, kind);
+
+
+--
+-- Name: chart_rollup chart_rollup_pkey; Type: CONSTRAINT; Schema: public; Owner: -
+--
+
+ALTER TABLE ONLY public.chart_rollup
+    ADD CONSTRAINT chart_rollup_pkey PRIMARY KEY (id);
+
+
+--
+-- Name: chart_transport_minutes chart_transport_minutes_pkey; Type: CONSTRAINT; Schema: public; Owner: -
+--
+
+ALTER TABLE ONLY public.chart_transport_minutes
+    ADD CONSTRAINT chart_transport_minutes_pkey PRIMARY KEY (minute, transport);
+
+
+--
 -- Name: devmail_messages devmail_messages_pkey; Type: CONSTRAINT; Schema: public; Owner: -
 --
 
@@ -1099,6 +1192,14 @@ ALTER TABLE ONLY public.procrastinate_workers
 
 
 --
+-- Name: queue_depth_samples queue_depth_samples_pkey; Type: CONSTRAINT; Schema: public; Owner: -
+--
+
+ALTER TABLE ONLY public.queue_depth_samples
+    ADD CONSTRAINT queue_depth_samples_pkey PRIMARY KEY (minute);
+
+
+--
 -- Name: schema_migrations schema_migrations_pkey; Type: CONSTRAINT; Schema: public; Owner: -
 --
 
@@ -1142,6 +1243,13 @@ CREATE INDEX api_tokens_user_idx ON public.api_tokens USING btree (user_id, id D
 --
 
 CREATE INDEX batches_owner_created_idx ON public.batches USING btree (owner_id, created_at DESC, id DESC);
+
+
+--
+-- Name: chart_owner_minutes_owner_idx; Type: INDEX; Schema: public; Owner: -
+--
+
+CREATE INDEX chart_owner_minutes_owner_idx ON public.chart_owner_minutes USING btree (owner_id, minute);
 
 
 --

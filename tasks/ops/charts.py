@@ -1,0 +1,182 @@
+"""The charts: what the operators' page and each user's dashboard draw over time.
+
+Counting every event of the last 24 hours at each refresh would cost as much as
+the events are many (a busy day is millions). Instead a periodic task
+(``tasks.queue.charts``, every minute, on one worker) keeps small rollups:
+
+- ``chart_minutes``: per minute, attempts sent, failed and put back to wait,
+  and the exact p50 and p99 of the claim lateness; ``chart_transport_minutes``:
+  rate-limit waits per minute and transport;
+- ``chart_owner_minutes``: sent and failed per minute and owner, for each
+  user's own chart;
+- ``queue_depth_samples``: the queue's depth, sampled once a minute. Depth is
+  a state, not an event: rebuilding it from timelines would mean replaying every
+  live email's events at every refresh, and ``prune`` deletes events, so it is
+  sampled (a chart shows a gap where no worker ran the sampler).
+
+A run recounts the minutes since its previous run plus ``OVERLAP`` (an event
+committed a moment after its minute was counted is counted at the next run) and
+moves the watermark ``chart_rollup.rolled_until`` to the current minute. The
+readers take the rollup's minutes before the watermark and aggregate
+``email_events`` itself after it (normally the current minute only), so a chart
+is current to the second. docs/operators-charts.md has the query plans and
+figures.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import zoneinfo
+from typing import Any
+
+import psycopg
+
+from tasks.core import db, errors
+
+Conn = psycopg.Connection[dict[str, Any]]
+AsyncConn = psycopg.AsyncConnection[dict[str, Any]]
+
+#: The operators' ranges, in minutes (one point per minute).
+RANGES = {"1h": 60, "24h": 24 * 60}
+#: Rollup rows and samples are kept this long: a user's 7 local days, whatever their zone.
+KEEP = dt.timedelta(days=8)
+#: Minutes recounted at each run before the previous watermark (late commits).
+OVERLAP = dt.timedelta(minutes=2)
+#: A catch-up (first run, or after the workers were stopped a while) goes this far per transaction.
+CHUNK = dt.timedelta(hours=6)
+#: "Retried" in the operators' charts: every attempt put back to wait after a
+#: temporary error or a stopped worker.
+RETRIED = ("retry_scheduled", "recovered")
+#: Event kinds counted in ``chart_minutes`` (rate-limit waits have their own table).
+KINDS = ("sent", "failed", *RETRIED, "claimed")
+#: Kinds counted per owner, for each user's chart.
+OWNER_KINDS = ("sent", "failed")
+#: The operators' series, in the JSON's order.
+SERIES = ("sent", "failed", "retried", "late_p50_ms", "late_p99_ms", "due", "waiting", "sending")
+#: A user's chart reads only the rollup while its watermark is at most this old.
+OWNER_LAG = dt.timedelta(minutes=2)
+#: Days in a user's chart, today included.
+OWNER_DAYS = 7
+
+
+async def rollup(conn: AsyncConn, *, keep: dt.timedelta = KEEP) -> dict[str, Any]:
+    """Bring the rollups up to the current minute, sample the queue's depth, drop old rows.
+
+    Each chunk is one transaction holding the watermark's row lock, so runs that
+    overlap (a slow one, a manual one) take turns instead of counting twice.
+    Returns what it did, for the log.
+    """
+    counted, rolled_until = 0, None  # rolled_until: where this run left the watermark
+    for _ in range(int(keep / CHUNK) + 2):  # bounded: a catch-up of ``keep`` at most
+        async with conn.transaction():
+            state = await db.one_async(conn, "chart_rollup_lock")
+            assert state is not None  # the migration inserts the one row
+            now_minute: dt.datetime = state["now_minute"]
+            floor = now_minute - keep
+            start = max((state["rolled_until"] or floor) - OVERLAP, floor)
+            end = min(start + CHUNK, now_minute)
+            if start >= end:
+                break
+            await db.run_async(conn, "chart_rollup_clear", start=start, end=end)
+            counted += await db.run_async(
+                conn, "chart_rollup_minutes", start=start, end=end, kinds=list(KINDS), retried=list(RETRIED)
+            )
+            await db.run_async(conn, "chart_rollup_waits", start=start, end=end)
+            await db.run_async(conn, "chart_rollup_owners", start=start, end=end, owner_kinds=list(OWNER_KINDS))
+            await db.run_async(conn, "chart_rollup_done", end=end)
+            rolled_until = end
+        if end >= now_minute:
+            break
+    depth = await db.one_async(conn, "queue_depth_sample")
+    await db.run_async(conn, "chart_rollup_prune", before=floor)
+    return {"rows": counted, "rolled_until": rolled_until.isoformat() if rolled_until else None, "depth": depth}
+
+
+def _state(conn: Conn) -> tuple[dt.datetime | None, dt.datetime]:
+    row = db.one(conn, "chart_rollup_state")
+    assert row is not None
+    return row["rolled_until"], row["now_minute"]
+
+
+def operators(conn: Conn, range_key: str) -> dict[str, Any]:
+    """Return the operators' charts over ``range_key`` (``RANGES``), one point per minute.
+
+    Columns in uPlot's shape: ``t`` (Unix seconds, each minute's start, the
+    current minute last) and one list per series, aligned with it. Counts are 0
+    in a quiet minute; lateness is null in a minute without claims, depth is
+    null in a minute without a sample. The database builds the columns (one row
+    back, however many events), so 24 hours cost about as little as one.
+    """
+    if range_key not in RANGES:
+        raise errors.ValidationError(f"range must be one of {', '.join(RANGES)}", field="range")
+    points = RANGES[range_key]
+    rolled_until, now_minute = _state(conn)
+    start = now_minute - dt.timedelta(minutes=points - 1)
+    # The rollup answers for [start, upto), email_events itself from latest on.
+    upto = min(rolled_until, now_minute + dt.timedelta(minutes=1)) if rolled_until else start
+    window = {"start": start, "last": now_minute, "rolled_until": upto, "latest": max(upto, start)}
+    row = db.one(conn, "chart_series", kinds=list(KINDS), retried=list(RETRIED), **window)
+    assert row is not None  # an aggregate without GROUP BY: always one row
+    rate_limited: dict[str, list[int]] = {}
+    first = row["t"][0]
+    for wait in db.all_rows(conn, "chart_waits", **window):
+        values = rate_limited[wait["transport"] or "(none)"] = [0] * points
+        for t, n in zip(wait["t"], wait["n"], strict=True):
+            values[(t - first) // 60] += n
+    series = {name: row[name] for name in SERIES}
+    return {
+        "range": range_key,
+        "step_seconds": 60,
+        "t": row["t"],
+        "rolled_until": rolled_until.isoformat() if rolled_until else None,
+        "totals": {name: sum(series[name]) for name in ("sent", "failed", "retried")}
+        | {"rate_limited": sum(sum(v) for v in rate_limited.values())},
+        "series": series,
+        "rate_limited": rate_limited,
+    }
+
+
+def zone(name: str) -> zoneinfo.ZoneInfo:
+    """Return the IANA time zone ``name`` (the browser's), or say which field is wrong."""
+    try:
+        return zoneinfo.ZoneInfo(name)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError) as exc:
+        raise errors.ValidationError(f"unknown time zone {name[:64]!r}", field="tz") from exc
+
+
+def owner_days(conn: Conn, owner_id: int, tz: str, *, days: int = OWNER_DAYS) -> dict[str, Any]:
+    """Return one user's sent and failed emails per day, over the last ``days`` days in zone ``tz``.
+
+    Only that owner's emails are counted: the rollup rows are read by owner, and
+    the latest events are joined to their emails and filtered by owner. While
+    the rollup is current (``OWNER_LAG``) the latest events are not read at all:
+    a day's bar may be a minute or two behind, and the chart costs the same at a
+    peak of sends as when idle (every user's dashboard asks for it).
+    """
+    local = zone(tz)
+    rolled_until, now_minute = _state(conn)
+    today = now_minute.astimezone(local).date()
+    first = today - dt.timedelta(days=days - 1)
+    start = dt.datetime.combine(first, dt.time(), tzinfo=local).astimezone(dt.UTC)
+    upto = max(rolled_until, start) if rolled_until else start
+    current = rolled_until is not None and rolled_until >= now_minute - OWNER_LAG
+    try:
+        rows = db.all_rows(
+            conn, "chart_owner_days", owner_id=owner_id, tz=tz, start=start, rolled_until=upto,
+            latest=None if current else upto, owner_kinds=list(OWNER_KINDS),
+        )  # fmt: skip
+    except psycopg.errors.InvalidParameterValue as exc:  # a zone Python knows and PostgreSQL does not
+        raise errors.ValidationError(f"unknown time zone {tz[:64]!r}", field="tz") from exc
+    day_list = [first + dt.timedelta(days=i) for i in range(days)]
+    index = {day: i for i, day in enumerate(day_list)}
+    series = {kind: [0] * days for kind in OWNER_KINDS}
+    for row in rows:
+        i = index.get(row["day"])
+        if i is not None:
+            series[row["kind"]][i] += row["n"]
+    return {
+        "tz": tz,
+        "days": [day.isoformat() for day in day_list],
+        "series": series,
+        "totals": {kind: sum(values) for kind, values in series.items()},
+    }
