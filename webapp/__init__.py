@@ -49,6 +49,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
         api,
         auth,
         batches,
+        charts,
         dashboard,
         devmail,
         errors,
@@ -79,5 +80,6 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
         app.register_blueprint(devmail.bp)
     app.register_blueprint(ops.bp)
     app.register_blueprint(operators.bp)
+    app.register_blueprint(charts.bp)
     dashboard.init_app(app)
     return app

@@ -47,7 +47,7 @@ QUERY_IDS = {
 #: Routes that hold the connection open (Server-Sent Events): only their refusals are checked here.
 STREAMS = {"live.stream"}
 #: Routes only operators may see; anyone else gets 404, as if they did not exist.
-OPERATORS_ONLY = {"operators.index", "devmail.index"}
+OPERATORS_ONLY = {"operators.index", "devmail.index", "charts.operators"}
 
 
 def routes(app: Flask) -> Iterator[tuple[Rule, str]]:

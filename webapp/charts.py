@@ -1,0 +1,53 @@
+"""The charts' data, as JSON for the pages' scripts (webapp/static/charts.js).
+
+- ``/operators/charts.json?range=1h|24h``: the operators' charts; anyone else
+  gets 404, as for the operators' page.
+- ``/charts/mine.json?tz=Europe/Paris``: the signed-in user's own sent and
+  failed emails per day over the last 7 days, in their browser's zone.
+
+Both are read from the rollups of ``tasks.ops.charts`` plus the latest events,
+so they stay cheap however many events the database holds.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Blueprint, abort, jsonify, request
+
+from tasks.core import errors
+from tasks.ops import charts
+from webapp import ext
+from webapp.auth import current_user, is_operator
+
+bp = Blueprint("charts", __name__)
+
+
+@bp.errorhandler(errors.ValidationError)
+def _invalid(exc: errors.ValidationError) -> Any:
+    """A bad parameter is answered in JSON whatever the request accepts: these are JSON resources."""
+    return jsonify({"error": exc.as_dict()}), 422
+
+
+def _signed_in() -> int:
+    """Return the signed-in user's id; a script's request without a session gets 401, not a page."""
+    user = current_user()
+    if user is None:
+        abort(401, "sign in first")
+    return user.id
+
+
+@bp.get("/operators/charts.json")
+def operators() -> Any:
+    """Return the operators' charts over the last hour or 24 hours, one point per minute."""
+    _signed_in()
+    if not is_operator():
+        abort(404)
+    return charts.operators(ext.conn(), request.args.get("range", "1h"))
+
+
+@bp.get("/charts/mine.json")
+def mine() -> Any:
+    """Return the signed-in user's sent and failed emails per day, last 7 days, in zone ``tz``."""
+    owner_id = _signed_in()
+    return charts.owner_days(ext.conn(), owner_id, request.args.get("tz", "UTC"))
