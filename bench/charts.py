@@ -117,7 +117,7 @@ def main() -> None:
         with db.connect(url) as conn:
             fill = FILL.replace("%(users)s", str(USERS)).replace("%(emails)s", str(args.events // 4))
             conn.execute(fill)
-            events = conn.execute("SELECT count(*) AS n FROM email_events").fetchone()["n"]  # type: ignore[index]
+            events = conn.execute("SELECT count(*) AS n FROM email_events").fetchone()["n"]
         print(f"filled {events:,} events in {time.perf_counter() - started:.0f} s")
         print(f"{'ms (median and fastest of ' + str(args.runs) + ' runs)':<66}  {'median':>9}  {'fastest':>9}")
 

@@ -33,9 +33,6 @@ import psycopg
 
 from tasks.core import db, errors
 
-Conn = psycopg.Connection[dict[str, Any]]
-AsyncConn = psycopg.AsyncConnection[dict[str, Any]]
-
 #: The operators' ranges, in minutes (one point per minute).
 RANGES = {"1h": 60, "24h": 24 * 60}
 #: Rollup rows and samples are kept this long: a user's 7 local days, whatever their zone.
@@ -59,7 +56,7 @@ OWNER_LAG = dt.timedelta(minutes=2)
 OWNER_DAYS = 7
 
 
-async def rollup(conn: AsyncConn, *, keep: dt.timedelta = KEEP) -> dict[str, Any]:
+async def rollup(conn: db.AsyncConn, *, keep: dt.timedelta = KEEP) -> dict[str, Any]:
     """Bring the rollups up to the current minute, sample the queue's depth, drop old rows.
 
     Each chunk is one transaction holding the watermark's row lock, so runs that
@@ -92,13 +89,13 @@ async def rollup(conn: AsyncConn, *, keep: dt.timedelta = KEEP) -> dict[str, Any
     return {"rows": counted, "rolled_until": rolled_until.isoformat() if rolled_until else None, "depth": depth}
 
 
-def _state(conn: Conn) -> tuple[dt.datetime | None, dt.datetime]:
+def _state(conn: db.Conn) -> tuple[dt.datetime | None, dt.datetime]:
     row = db.one(conn, "chart_rollup_state")
     assert row is not None
     return row["rolled_until"], row["now_minute"]
 
 
-def operators(conn: Conn, range_key: str) -> dict[str, Any]:
+def operators(conn: db.Conn, range_key: str) -> dict[str, Any]:
     """Return the operators' charts over ``range_key`` (``RANGES``), one point per minute.
 
     Columns in uPlot's shape: ``t`` (Unix seconds, each minute's start, the
@@ -144,7 +141,7 @@ def zone(name: str) -> zoneinfo.ZoneInfo:
         raise errors.ValidationError(f"unknown time zone {name[:64]!r}", field="tz") from exc
 
 
-def owner_days(conn: Conn, owner_id: int, tz: str, *, days: int = OWNER_DAYS) -> dict[str, Any]:
+def owner_days(conn: db.Conn, owner_id: int, tz: str, *, days: int = OWNER_DAYS) -> dict[str, Any]:
     """Return one user's sent and failed emails per day, over the last ``days`` days in zone ``tz``.
 
     Only that owner's emails are counted: the rollup rows are read by owner, and

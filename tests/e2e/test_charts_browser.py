@@ -18,12 +18,12 @@ import pytest
 from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
+from tasks.core import db
 from tasks.ops import charts
 from tests.support.oauth_provider import Account, OAuthProvider
 from tests.support.web import Server
 
 pytestmark = pytest.mark.slow
-Conn = psycopg.Connection[dict[str, Any]]
 PHONE = {"width": 375, "height": 740}
 #: Colours of the series (app.css's --sent and --failed), as the canvas holds them.
 SENT_RGB = (0x2B, 0x8A, 0x3E)
@@ -64,7 +64,7 @@ def rollup(database_url: str) -> None:
         pool.submit(asyncio.run, go()).result(timeout=60)
 
 
-def new_email(conn: Conn, owner_email: str) -> uuid.UUID:
+def new_email(conn: db.Conn, owner_email: str) -> uuid.UUID:
     row = conn.execute(
         "INSERT INTO users (email) VALUES (%s)"
         " ON CONFLICT ((lower(email))) DO UPDATE SET name = users.name RETURNING id",
@@ -81,7 +81,7 @@ def new_email(conn: Conn, owner_email: str) -> uuid.UUID:
     return email_id
 
 
-def events(conn: Conn, email_id: uuid.UUID, kind: str, ago: list[dt.timedelta], **detail: Any) -> None:
+def events(conn: db.Conn, email_id: uuid.UUID, kind: str, ago: list[dt.timedelta], **detail: Any) -> None:
     for delta in ago:
         conn.execute(
             "INSERT INTO email_events (email_id, kind, at, detail) VALUES (%s, %s, now() - %s, %s)",
@@ -108,7 +108,7 @@ def test_the_operators_charts_draw_the_events_refresh_live_and_fit_a_phone(
     page: Any,
     ops_server: Server,
     oauth_provider: OAuthProvider,
-    conn: Conn,
+    conn: db.Conn,
     database_url: str,
     output_dir: pathlib.Path,
 ) -> None:
@@ -164,7 +164,7 @@ def test_a_users_chart_shows_their_own_week_and_fits_a_phone(
     page: Any,
     ops_server: Server,
     oauth_provider: OAuthProvider,
-    conn: Conn,
+    conn: db.Conn,
     database_url: str,
     output_dir: pathlib.Path,
 ) -> None:

@@ -28,8 +28,6 @@ from tasks.queue.app import app
 from tasks.queue.charts import chart_rollup
 from tests.support.web import make_app
 
-Conn = psycopg.Connection[dict[str, Any]]
-
 
 @pytest.fixture
 def operator_app(web_env: dict[str, str]) -> Iterator[Flask]:
@@ -55,20 +53,20 @@ def rollup(database_url: str, **kwargs: Any) -> dict[str, Any]:
     return asyncio.run(go())
 
 
-def now_minute(conn: Conn) -> dt.datetime:
+def now_minute(conn: db.Conn) -> dt.datetime:
     row = conn.execute("SELECT date_trunc('minute', now()) AS m").fetchone()
     assert row is not None
     minute: dt.datetime = row["m"]
     return minute
 
 
-def user(conn: Conn, email: str) -> int:
+def user(conn: db.Conn, email: str) -> int:
     row = conn.execute("INSERT INTO users (email) VALUES (%s) RETURNING id", [email]).fetchone()
     assert row is not None
     return int(row["id"])
 
 
-def email(conn: Conn, owner_id: int, **columns: Any) -> uuid.UUID:
+def email(conn: db.Conn, owner_id: int, **columns: Any) -> uuid.UUID:
     """Insert one email row (scheduled far ahead unless told otherwise)."""
     email_id = uuid.uuid4()
     values: dict[str, Any] = {
@@ -88,7 +86,7 @@ def email(conn: Conn, owner_id: int, **columns: Any) -> uuid.UUID:
     return email_id
 
 
-def event(conn: Conn, email_id: uuid.UUID, kind: str, at: dt.datetime, **detail: Any) -> None:
+def event(conn: db.Conn, email_id: uuid.UUID, kind: str, at: dt.datetime, **detail: Any) -> None:
     conn.execute(
         "INSERT INTO email_events (email_id, kind, at, detail) VALUES (%s, %s, %s, %s)",
         [email_id, kind, at, Jsonb(detail)],
@@ -102,7 +100,7 @@ def at_minute(data: dict[str, Any], minute: dt.datetime) -> int:
 
 
 @pytest.fixture
-def seeded(conn: Conn) -> dict[str, Any]:
+def seeded(conn: db.Conn) -> dict[str, Any]:
     """Events in a minute five minutes ago, in the current minute, and three hours ago."""
     m = now_minute(conn)
     owner = user(conn, "alice@example.com")
@@ -137,7 +135,7 @@ def check_seeded(data: dict[str, Any], seeded: dict[str, Any]) -> None:
 
 
 def test_operators_get_per_minute_counts_lateness_and_waits_before_and_after_the_rollup(
-    ops_client: FlaskClient, database_url: str, seeded: dict[str, Any], conn: Conn
+    ops_client: FlaskClient, database_url: str, seeded: dict[str, Any], conn: db.Conn
 ) -> None:
     """Read from email_events alone, then from the rollup plus the current minute: the same answer."""
     before = ops_client.get("/operators/charts.json?range=1h").get_json()
@@ -170,7 +168,7 @@ def test_the_24_hour_range_reaches_three_hours_back(ops_client: FlaskClient, see
     check_seeded(data, seeded)
 
 
-def test_the_queue_depth_is_sampled_each_run(ops_client: FlaskClient, database_url: str, conn: Conn) -> None:
+def test_the_queue_depth_is_sampled_each_run(ops_client: FlaskClient, database_url: str, conn: db.Conn) -> None:
     owner = user(conn, "alice@example.com")
     past = dt.datetime.now(dt.UTC) - dt.timedelta(minutes=1)
     soon = dt.datetime.now(dt.UTC) + dt.timedelta(minutes=10)
@@ -193,7 +191,7 @@ def test_the_queue_depth_is_sampled_each_run(ops_client: FlaskClient, database_u
     assert s["due"][: latest - 1] == [None] * (latest - 1)  # no samples before: gaps
 
 
-def test_a_run_recounts_the_last_minutes_so_a_late_commit_is_counted_once(database_url: str, conn: Conn) -> None:
+def test_a_run_recounts_the_last_minutes_so_a_late_commit_is_counted_once(database_url: str, conn: db.Conn) -> None:
     owner = user(conn, "alice@example.com")
     e = email(conn, owner)
     m = now_minute(conn)
@@ -208,7 +206,7 @@ def test_a_run_recounts_the_last_minutes_so_a_late_commit_is_counted_once(databa
     assert rows == [{"minute": m - dt.timedelta(minutes=1), "sent": 2}]
 
 
-def test_the_first_run_catches_up_in_chunks_and_old_rows_are_pruned(database_url: str, conn: Conn) -> None:
+def test_the_first_run_catches_up_in_chunks_and_old_rows_are_pruned(database_url: str, conn: db.Conn) -> None:
     owner = user(conn, "alice@example.com")
     e = email(conn, owner)
     m = now_minute(conn)
@@ -224,7 +222,7 @@ def test_the_first_run_catches_up_in_chunks_and_old_rows_are_pruned(database_url
     rows = conn.execute("SELECT minute, sent FROM chart_minutes ORDER BY minute").fetchall()
     assert rows == [{"minute": m - dt.timedelta(days=3), "sent": 1}]
     assert done["rolled_until"] is not None
-    assert conn.execute("SELECT rolled_until FROM chart_rollup").fetchone()["rolled_until"] >= m  # type: ignore[index]
+    assert conn.execute("SELECT rolled_until FROM chart_rollup").fetchone()["rolled_until"] >= m
 
 
 def test_bad_ranges_are_refused_naming_the_field_and_only_operators_see_the_charts(
@@ -242,7 +240,7 @@ def test_bad_ranges_are_refused_naming_the_field_and_only_operators_see_the_char
 
 
 def test_a_users_chart_counts_their_own_mail_per_local_day_and_never_anothers(
-    client: FlaskClient, sign_in: Callable[..., Any], database_url: str, conn: Conn
+    client: FlaskClient, sign_in: Callable[..., Any], database_url: str, conn: db.Conn
 ) -> None:
     alice = sign_in(client, "alice@example.com")
     bob = user(conn, "bob@example.com")
@@ -272,7 +270,7 @@ def test_a_users_chart_counts_their_own_mail_per_local_day_and_never_anothers(
     assert bobs["totals"] == {"sent": 5, "failed": 1}
 
 
-def test_a_users_chart_reads_new_events_only_when_the_rollup_is_behind(database_url: str, conn: Conn) -> None:
+def test_a_users_chart_reads_new_events_only_when_the_rollup_is_behind(database_url: str, conn: db.Conn) -> None:
     """Every dashboard asks for it, so while the rollup is current it costs the same at a peak of sends."""
     owner = user(conn, "alice@example.com")
     e = email(conn, owner)
@@ -311,7 +309,7 @@ def test_the_pages_carry_the_charts(ops_client: FlaskClient, client: FlaskClient
 
 
 def test_the_periodic_task_runs_the_rollup_on_the_workers_pool(
-    conn: Conn, database_url: str, settings: Settings
+    conn: db.Conn, database_url: str, settings: Settings
 ) -> None:
     """The task's own body with a worker's context (its pool, its Runtime), as a worker runs it every minute."""
     owner = user(conn, "alice@example.com")
