@@ -92,6 +92,7 @@ class Proc:
 
     def __init__(self, args: list[str], env: dict[str, str], log: pathlib.Path):
         self.log = log
+        log.parent.mkdir(parents=True, exist_ok=True)
         self._out = open(log, "ab")  # noqa: SIM115 - closed in stop()
         self.proc = subprocess.Popen(args, env=env, cwd=ROOT, stdout=self._out, stderr=subprocess.STDOUT)
 
