@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import glob
+import json
 import os
 import pathlib
 import pwd
@@ -25,10 +26,13 @@ from collections.abc import Callable, Iterator
 import psycopg
 import redis
 
-from tasks.core import config
+from tasks.core import config, localrun
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
-DATA = ROOT / ".data"
+#: ``.data/`` in the checkout, or REACHDBOX_DATA_DIR.
+DATA = localrun.data_dir()
+#: The ports tried first for private servers (then the ones remembered in ``ports.json``).
+PREFERRED_PORTS = {"postgres": 55432, "redis": 56379}
 DEFAULT_DATABASE_URL = config.default("DATABASE_URL")
 DEFAULT_REDIS_URL = config.default("REDIS_URL")
 
@@ -38,15 +42,45 @@ def say(message: str) -> None:
 
 
 def free_port(preferred: int = 0) -> int:
-    """Return ``preferred`` if it is free (stable URLs across runs), else any free port."""
+    """Return ``preferred`` if a server could listen there now (stable URLs across runs), else any free port.
+
+    The probe sets SO_REUSEADDR, as PostgreSQL and Redis do when they listen: a port
+    whose last connections are still in TIME-WAIT (a quick restart) counts as free.
+    """
     for port in (preferred, 0) if preferred else (0,):
         with socket.socket() as s:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             try:
                 s.bind(("127.0.0.1", port))
             except OSError:
                 continue
             return s.getsockname()[1]
     raise OSError("no free port")
+
+
+def private_port(data: pathlib.Path, server: str) -> int:
+    """Return the port for a private server: the one it had last time when free, so URLs stay valid."""
+    remembered = _ports(data).get(server) or PREFERRED_PORTS[server]
+    port = free_port(remembered)
+    if port != remembered:
+        say(f"port {remembered} is taken; the private {server} uses {port} (remembered for next time)")
+    _remember_port(data, server, port)
+    return port
+
+
+def _ports(data: pathlib.Path) -> dict[str, int]:
+    try:
+        ports = json.loads((data / "ports.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return {k: v for k, v in ports.items() if isinstance(v, int)} if isinstance(ports, dict) else {}
+
+
+def _remember_port(data: pathlib.Path, server: str, port: int) -> None:
+    ports = _ports(data)
+    if ports.get(server) != port:
+        data.mkdir(parents=True, exist_ok=True)
+        (data / "ports.json").write_text(json.dumps(ports | {server: port}), encoding="utf-8")
 
 
 def wait_for(check: Callable[[], bool], timeout: float, what: str) -> None:
@@ -127,6 +161,7 @@ def start_private_postgres(started: Started, datadir: pathlib.Path, port: int | 
                 ),
                 check=True,
                 stdout=subprocess.DEVNULL,
+                process_group=0,
             )
         opts = f"-p {port} -k {datadir} -c listen_addresses=127.0.0.1 -c fsync=off"
         subprocess.run(
@@ -145,6 +180,9 @@ def start_private_postgres(started: Started, datadir: pathlib.Path, port: int | 
             ),
             check=True,
             stdout=subprocess.DEVNULL,
+            # Its own process group: a Ctrl-C in the terminal stops `make run`, which stops
+            # the workers first and this server last (not all of them at once).
+            process_group=0,
         )
         started.stops.append(
             lambda: subprocess.run(
@@ -185,6 +223,7 @@ def start_private_redis(started: Started, datadir: pathlib.Path, port: int | Non
             ],
             stdout=open(datadir / "redis.log", "ab"),  # noqa: SIM115 - owned by the child
             stderr=subprocess.STDOUT,
+            process_group=0,  # stopped by us, after the workers (see start_private_postgres)
         )
         url = f"redis://127.0.0.1:{port}/0"
         wait_for(lambda: redis_answers(url), 10, "redis-server")
@@ -224,8 +263,8 @@ def _embedded(module: str) -> types.ModuleType:
 
 
 @contextlib.contextmanager
-def services() -> Iterator[dict[str, str]]:
-    """Yield DATABASE_URL and REDIS_URL that answer, starting what is missing."""
+def services(data: pathlib.Path = DATA) -> Iterator[dict[str, str]]:
+    """Yield DATABASE_URL and REDIS_URL that answer, starting what is missing under ``data``."""
     started = Started()
     database_url = os.environ.get("DATABASE_URL") or DEFAULT_DATABASE_URL
     redis_url = os.environ.get("REDIS_URL") or DEFAULT_REDIS_URL
@@ -233,11 +272,11 @@ def services() -> Iterator[dict[str, str]]:
         parts = urllib.parse.urlsplit(database_url)
         if not pg_answers(urllib.parse.urlunsplit(parts._replace(path="/postgres"))):
             say(f"no PostgreSQL at {parts.hostname}:{parts.port or 5432}; starting a private one")
-            database_url = start_private_postgres(started, DATA / "postgres", free_port(55432))
+            database_url = start_private_postgres(started, data / "postgres", private_port(data, "postgres"))
         ensure_database(database_url)
         if not redis_answers(redis_url):
             say(f"no Redis at {redis_url}; starting a private one")
-            redis_url = start_private_redis(started, DATA / "redis", free_port(56379))
+            redis_url = start_private_redis(started, data / "redis", private_port(data, "redis"))
         yield {"DATABASE_URL": database_url, "REDIS_URL": redis_url}
     finally:
         started.stop_all()
@@ -249,8 +288,11 @@ def main(argv: list[str]) -> int:
         print("usage: python -m scripts.services -- COMMAND [ARGS...]", file=sys.stderr)
         return 2
     cmd = argv[argv.index("--") + 1 :]
-    with services() as urls:
-        return subprocess.call(cmd, env=os.environ | urls)
+    try:
+        with services() as urls:
+            return subprocess.call(cmd, env=os.environ | urls)
+    except KeyboardInterrupt:
+        return 130  # Ctrl-C: COMMAND got it too and said what it stopped; the servers are stopped
 
 
 if __name__ == "__main__":

@@ -480,6 +480,14 @@ UPDATE transport_breakers b
 RETURNING b.label, b.state, b.failures, b.opened_count, b.last_error, b.changed_at, b.retry_at, b.trial_by,
           NULL::float8 AS retry_in, NULL::float8 AS trial_age, old.state AS previous_state;
 
+-- breaker_trial_now --
+-- The operator says the providers are back: an open breaker's cool-down ends now,
+-- so its next send is the trial (which closes it, or opens it again).
+UPDATE transport_breakers
+   SET retry_at = now()
+ WHERE label = ANY(%(labels)s::text[]) AND state = 'open' AND retry_at > now()
+RETURNING label;
+
 -- breaker_release --
 -- A trial that was taken but not used (e.g. the send had to wait): open again, due now.
 UPDATE transport_breakers

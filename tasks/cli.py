@@ -10,6 +10,7 @@ import argparse
 import asyncio
 import datetime as dt
 import json
+import os
 import re
 import sys
 import time
@@ -18,7 +19,7 @@ from typing import Any
 
 import psycopg
 
-from tasks.core import config, db, errors, logs
+from tasks.core import config, db, errors, localrun, logs
 from tasks.core.config import Settings
 from tasks.domain import emails, models, present, validation
 from tasks.domain.models import Status
@@ -182,7 +183,7 @@ def cmd_token(args: argparse.Namespace, settings: Settings) -> int:
 
     with db.connect(settings.database_url) as conn:
         if args.token_command == "create":
-            address = validation.user_address(args.user, field="user")
+            address = _token_user(args.user, settings)
             user = emails.ensure_user(conn, email=address)
             token, secret = tokens.create(conn, user, args.name or "")
             print(f"token {token.id} for {user.email} (shown once, keep it secret):", file=sys.stderr)
@@ -198,6 +199,17 @@ def cmd_token(args: argparse.Namespace, settings: Settings) -> int:
             return 0
         _print_json([t.as_dict() for t in tokens.list_for(conn, user)])
         return 0
+
+
+def _token_user(raw: str, settings: Settings) -> str:
+    """Return the address a token is created for.
+
+    Outside production the dev login's own user is accepted as it is: its default,
+    ``dev@localhost``, is a local address the validator refuses (no dot in the domain).
+    """
+    if settings.app_env != "production" and raw.strip().lower() == settings.dev_user_email.lower():
+        return settings.dev_user_email
+    return validation.user_address(raw, field="user")
 
 
 def _add_token_parser(sub: Any) -> None:
@@ -222,23 +234,53 @@ def cmd_replay_offline(args: argparse.Namespace, settings: Settings) -> int:
             "MAIL_TRANSPORTS has no transport but the offline log: nothing to replay to", field="MAIL_TRANSPORTS"
         )
     with db.connect(settings.database_url) as conn:
-        ids = offline.replay(conn, settings, limit=args.limit)
+        replayed = offline.replay(conn, settings, limit=args.limit)
+        ids = replayed.ids
         print(f"handed {len(ids)} offline email(s) back to the real transports")
+        for label in replayed.trials:
+            print(f"{label}: circuit breaker open; its trial send is now (the replay), not after the cool-down")
         if not ids or args.no_wait:
             return 0
+        if not _workers_alive(conn, settings):
+            # Waiting could not end well: say so at once (the emails stay handed over).
+            print(
+                f"no worker is running, so nothing is sent yet: the {len(ids)} email(s) wait in the queue "
+                "until one starts (`python -m tasks worker`)"
+            )
+            return 1
         deadline = time.monotonic() + args.timeout.total_seconds()
+        next_check = time.monotonic() + WORKER_CHECK_SECONDS
+        alive = True
         while True:
             counts = offline.progress(conn, ids)
             pending = counts.get(Status.SCHEDULED, 0) + counts.get(Status.SENDING, 0)
             if not pending or time.monotonic() > deadline:
                 break
+            if time.monotonic() > next_check:
+                # The last worker stopped meanwhile: stop waiting for it.
+                alive, next_check = _workers_alive(conn, settings), time.monotonic() + WORKER_CHECK_SECONDS
+                if not alive:
+                    break
             time.sleep(0.2)
-        alive = len(db.all_rows(conn, "workers_alive", stalled_after=settings.worker_stalled_after))
     print(", ".join(f"{status} {n}" for status, n in sorted(counts.items())))
     if pending:
         hint = "" if alive else " (no worker is running: start `python -m tasks worker`)"
         print(f"{pending} still waiting; the workers carry on{hint}")
     return 0 if counts.get(Status.SENT, 0) == len(ids) else 1
+
+
+#: While replay-offline waits, how often it checks that a worker is still alive.
+WORKER_CHECK_SECONDS = 1.0
+
+
+def _workers_alive(conn: db.Conn, settings: Settings) -> bool:
+    return bool(db.all_rows(conn, "workers_alive", stalled_after=settings.worker_stalled_after))
+
+
+def cmd_url(args: argparse.Namespace, settings: Settings) -> int:
+    """Print the URL the other commands use (the environment's, else `make run`'s, else the default)."""
+    print(settings.redis_url if args.redis else settings.database_url)
+    return 0
 
 
 def cmd_prune(args: argparse.Namespace, settings: Settings) -> int:
@@ -327,6 +369,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.set_defaults(func=cmd_replay_offline)
 
+    p = sub.add_parser(
+        "url", help="print the DATABASE_URL the commands use (the environment's, else `make run`'s), e.g. for psql"
+    )
+    p.add_argument("--redis", action="store_true", help="print the REDIS_URL instead")
+    p.set_defaults(func=cmd_url)
+
     p = sub.add_parser("prune", help="delete finished jobs and old events (emails are kept)")
     p.add_argument(
         "--older-than", type=duration, default=dt.timedelta(days=30), metavar="DURATION", help="age, e.g. 30d (default)"
@@ -338,8 +386,12 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     """Run one command; return the process exit code."""
     args = build_parser().parse_args(argv)
+    # DATABASE_URL / REDIS_URL left unset: the servers of a running `make run`, if any.
+    resolved = localrun.resolve(os.environ)
+    if note := resolved.note():
+        print(note, file=sys.stderr)
     try:
-        settings = config.load()
+        settings = config.load(resolved.environ)
     except errors.ConfigError as exc:
         print(f"configuration error: {exc.message}", file=sys.stderr)
         return 2
@@ -360,4 +412,6 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     except psycopg.OperationalError as exc:
         print(f"error: cannot reach the database: {str(exc).strip()}", file=sys.stderr)
+        if hint := resolved.hint("DATABASE_URL"):
+            print(hint, file=sys.stderr)
         return 1

@@ -25,7 +25,9 @@ to start for a reason that is not theirs.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
+import ipaddress
 import os
 import re
 import sys
@@ -181,6 +183,19 @@ def domain(name: str, raw: str) -> str:
     if not _DOMAIN.fullmatch(raw):
         raise errors.ConfigError(name, f"must be a domain name, got {raw!r}")
     return raw
+
+
+def helo_name(name: str, raw: str) -> str:
+    """Empty, a domain name, or an address literal (``[192.0.2.1]``, ``[IPv6:2001:db8::1]``)."""
+    if not raw or _DOMAIN.fullmatch(raw):
+        return raw
+    if literal := re.fullmatch(r"\[(IPv6:)?([0-9A-Fa-f:.]+)\]", raw):
+        with contextlib.suppress(ValueError):
+            if ipaddress.ip_address(literal[2]).version == (6 if literal[1] else 4):
+                return raw
+    raise errors.ConfigError(
+        name, f"must be the host's domain name (e.g. mail.example.com) or [IP address], got {raw!r}"
+    )
 
 
 def host_port(name: str, raw: str) -> tuple[str, int]:
@@ -381,6 +396,12 @@ class Settings:
     )
     smtp_timeout: float = setting(
         "30", seconds(0.1, 600), "Seconds allowed for the connection and for each SMTP command."
+    )
+    smtp_helo_name: str = setting(
+        "",
+        helo_name,
+        "The name the worker gives in EHLO (receiving servers judge a sender by it): a domain, or"
+        " `[IP address]`; empty: the host's fully qualified name.",
     )
     retry_backoff_base: float = setting(
         "30",

@@ -9,12 +9,11 @@ from __future__ import annotations
 import asyncio
 import email.parser
 import email.policy
-import signal
 
 import structlog
 from aiosmtpd.smtp import SMTP, Envelope, Session
 
-from tasks.core import db
+from tasks.core import db, stopping
 from tasks.core.config import Settings
 
 log = structlog.get_logger("tasks.delivery.devmail")
@@ -47,30 +46,31 @@ class Mailbox:
 
 
 async def serve(settings: Settings, *, ready: asyncio.Event | None = None) -> None:
-    """Listen on DEVMAIL_ADDR until SIGTERM/SIGINT."""
-    pool = db.async_pool(settings.database_url, size=4, name="reachdbox-devmail")
-    await pool.open(wait=True, timeout=30)
-    mailbox = Mailbox(pool)
-    loop = asyncio.get_running_loop()
-    server = await loop.create_server(
-        lambda: SMTP(
-            mailbox,
-            hostname="devmail.localhost",
-            data_size_limit=MAX_MESSAGE_BYTES,
-            enable_SMTPUTF8=True,
-        ),
-        host=settings.devmail_host,
-        port=settings.devmail_port,
-    )
-    stop = asyncio.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
-    log.info("dev mailbox listening", addr=f"{settings.devmail_host}:{settings.devmail_port}")
-    if ready is not None:
-        ready.set()
-    try:
-        await stop.wait()
-    finally:
-        server.close()
-        await server.wait_closed()
-        await pool.close()
+    """Listen on DEVMAIL_ADDR until SIGTERM/SIGINT (from the very start: it may come while connecting)."""
+    with stopping.StopSignals() as stop:
+        pool = db.async_pool(settings.database_url, size=4, name="reachdbox-devmail")
+        server: asyncio.Server | None = None
+        try:
+            await stop.until(pool.open(wait=True, timeout=30))
+            mailbox = Mailbox(pool)
+            server = await asyncio.get_running_loop().create_server(
+                lambda: SMTP(
+                    mailbox,
+                    hostname="devmail.localhost",
+                    data_size_limit=MAX_MESSAGE_BYTES,
+                    enable_SMTPUTF8=True,
+                ),
+                host=settings.devmail_host,
+                port=settings.devmail_port,
+            )
+            log.info("dev mailbox listening", addr=f"{settings.devmail_host}:{settings.devmail_port}")
+            if ready is not None:
+                ready.set()
+            await stop.requested.wait()
+        except stopping.Stopped:
+            pass
+        finally:
+            if server is not None:
+                server.close()
+                await server.wait_closed()
+            await pool.close()

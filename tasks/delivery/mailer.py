@@ -141,14 +141,27 @@ class Mailer:
         """Return the transport to use now; raise ``NoTransport`` if none may be used.
 
         ``offline_ok=False`` for an email that was already logged offline once:
-        it waits for a real transport instead of being logged again.
+        it waits for a real transport instead of being logged again. Before it is
+        told to wait, the breakers are read afresh: the copy may be up to
+        CACHE_SECONDS old, and a replay (``trial_now``) may have just made a trial due.
         """
-        breakers = await self.breakers(conn)
+        waits: list[float] = []
+        for fresh in (False, True):
+            choice, waits = await self._pick(conn, fresh=fresh)
+            if choice is not None:
+                return choice
+            if self.offline is not None and offline_ok:
+                return Choice(transport=self.offline)
+        raise NoTransport(max(min(waits, default=self.settings.breaker_cooldown), 0.0))
+
+    async def _pick(self, conn: db.AsyncConn, *, fresh: bool) -> tuple[Choice | None, list[float]]:
+        """Return the first real transport allowed now, else how long each one is not."""
+        breakers = await self.breakers(conn, fresh=fresh)
         waits: list[float] = []
         for transport in self.real:
             breaker = breakers.get(transport.label)
             if breaker is None or breaker.state == "closed":
-                return Choice(transport=transport)
+                return Choice(transport=transport), waits
             if breaker.state == "open" and breaker.retry_in_now() > 0:
                 waits.append(breaker.retry_in_now())
                 continue
@@ -166,13 +179,11 @@ class Mailer:
             )
             if self._remember(row) is not None:
                 log.info("circuit breaker trial", transport=transport.label)
-                return Choice(transport=transport, trial=token)
+                return Choice(transport=transport, trial=token), waits
             # Another process took the trial (or the breaker closed meanwhile): look again soon.
             self._read_at = float("-inf")
             waits.append(min(TRIAL_RECHECK_SECONDS, self.settings.breaker_cooldown))
-        if self.offline is not None and offline_ok:
-            return Choice(transport=self.offline)
-        raise NoTransport(max(min(waits, default=self.settings.breaker_cooldown), 0.0))
+        return None, waits
 
     async def record(self, conn: db.AsyncConn, choice: Choice, error: SendError | None) -> None:
         """Record how an attempt went: a provider fault counts, anything else resets the count."""
@@ -214,3 +225,13 @@ class Mailer:
             self._remember(
                 await db.one_async(conn, "breaker_release", label=choice.transport.label, trial=choice.trial)
             )
+
+
+def trial_now(conn: db.Conn, labels: list[str]) -> list[str]:
+    """End the cool-down of these transports' open breakers: each one's next send is its trial.
+
+    For an operator who knows a provider is back (``replay-offline``); returns the
+    labels whose breaker was open, in the given order.
+    """
+    due = {row["label"] for row in db.all_rows(conn, "breaker_trial_now", labels=labels)}
+    return [label for label in labels if label in due]

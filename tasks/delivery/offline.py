@@ -13,25 +13,45 @@ closed breakers again waits for a transport instead (``tasks.delivery.mailer``).
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import uuid
 
 from tasks.core import db
 from tasks.core.config import Settings
+from tasks.delivery import mailer
 from tasks.domain.models import Status
 from tasks.queue import jobs
 
 REPLAY_REASON = "replaying from the offline log"
 
 
-def replay(conn: db.Conn, settings: Settings, *, limit: int | None = None) -> list[uuid.UUID]:
-    """Hand offline emails back to the real transports; return the ids handed over.
+@dataclasses.dataclass(frozen=True)
+class Replayed:
+    """What one replay did."""
+
+    #: The emails handed back to the real transports, oldest first.
+    ids: list[uuid.UUID]
+    #: Transports whose open breaker was made due for its trial at once.
+    trials: list[str]
+
+
+def replay(conn: db.Conn, settings: Settings, *, limit: int | None = None) -> Replayed:
+    """Hand offline emails back to the real transports.
 
     Each email moves in its own transaction (row lock, guarded UPDATE, new job), so
     an interrupted replay leaves every email either still ``offline`` or handed
     over exactly once, and running it again carries on with the rest.
+
+    An operator replays once the providers are back: rather than let the emails
+    wait out what is left of an open breaker's cool-down, its trial send is made
+    due first (before any email is handed over, so none is picked against the old
+    cool-down). The trial decides as always: it closes the breaker, or opens it
+    for another cool-down.
     """
     ids = [row["id"] for row in db.all_rows(conn, "offline_emails", limit=limit)]
+    real = [spec.label for spec in settings.mail_transports if not spec.offline]
+    trials = mailer.trial_now(conn, real) if ids else []
     replayed: list[uuid.UUID] = []
     for email_id in ids:
         with conn.transaction():
@@ -42,7 +62,7 @@ def replay(conn: db.Conn, settings: Settings, *, limit: int | None = None) -> li
             row = db.one(conn, "replay_offline_email", id=email_id, job_id=job_id, at=now, reason=REPLAY_REASON)
             assert row is not None  # the row is locked and offline
         replayed.append(email_id)
-    return replayed
+    return Replayed(ids=replayed, trials=trials)
 
 
 def progress(conn: db.Conn, ids: list[uuid.UUID]) -> dict[Status, int]:

@@ -22,9 +22,11 @@ import dataclasses
 import datetime as dt
 import email.parser
 import email.policy
+import functools
 import json
 import os
 import re
+import socket
 import sys
 import urllib.parse
 from collections.abc import Awaitable, Callable
@@ -269,11 +271,13 @@ class SmtpTransport:
 
     offline = False
 
-    def __init__(self, spec: TransportSpec, *, name: str, label: str, timeout: float, pool_size: int):
+    def __init__(self, spec: TransportSpec, *, name: str, label: str, timeout: float, pool_size: int, helo_name: str):
         self.spec = spec
         self.name = name
         self.label = label
         self.timeout = spec.timeout or timeout
+        #: What EHLO says (SMTP_HELO_NAME, else the host's fully qualified name).
+        self.helo_name = helo_name
         self._idle: list[aiosmtplib.SMTP] = []
         self._slots = asyncio.Semaphore(pool_size)
 
@@ -286,6 +290,7 @@ class SmtpTransport:
             use_tls=self.spec.scheme == "smtps",
             start_tls=self.spec.starttls,
             timeout=self.timeout,
+            local_hostname=self.helo_name,
         )
         try:
             await smtp.connect()
@@ -487,9 +492,51 @@ class BuildSettings(Protocol):
     @property
     def smtp_timeout(self) -> float: ...
     @property
+    def smtp_helo_name(self) -> str: ...
+    @property
     def devmail_host(self) -> str: ...
     @property
     def devmail_port(self) -> int: ...
+
+
+_LOCAL_NAMES = ("localhost", "localhost.localdomain", "localhost6", "localhost6.localdomain6")
+
+
+def choose_host_name(hostname: str, resolved: list[str]) -> str:
+    """Pick the EHLO name from the host's name and the names it resolves to: the first fully
+    qualified one that is not ``localhost``, else the host's name as it is."""
+    for name in (hostname, *resolved):
+        if "." in name and name.lower() not in _LOCAL_NAMES and not name.replace(".", "").isdigit():
+            return name
+    return hostname or "localhost"
+
+
+@functools.cache
+def host_name() -> str:
+    """Return this host's fully qualified name, looked up once per process.
+
+    Not ``socket.getfqdn()`` (aiosmtplib's default, asked again on every
+    connection): on hosts whose /etc/hosts maps their name to 127.0.0.1 next to
+    ``localhost`` (Debian, containers) it answers ``localhost``, and receiving
+    servers mark a sender greeting as ``localhost`` down.
+    """
+    hostname = socket.gethostname()
+    resolved: list[str] = []
+    try:
+        resolved += [info[3] for info in socket.getaddrinfo(hostname, None, flags=socket.AI_CANONNAME) if info[3]]
+    except OSError:
+        pass  # no resolver answer: the host's own name is all there is
+    try:
+        name, aliases, _ = socket.gethostbyaddr(hostname)
+        resolved += [name, *aliases]
+    except OSError:
+        pass
+    return choose_host_name(hostname, resolved)
+
+
+def helo_name(settings: BuildSettings) -> str:
+    """Return the name EHLO gives: SMTP_HELO_NAME, else the host's fully qualified name."""
+    return settings.smtp_helo_name or host_name()
 
 
 def build(spec: TransportSpec, settings: BuildSettings) -> Transport:
@@ -499,12 +546,19 @@ def build(spec: TransportSpec, settings: BuildSettings) -> Transport:
         return ConsoleTransport(name=spec.name, label=spec.label)
     if spec.scheme == "jsonl":
         return JsonlTransport(path=spec.path, name=spec.name, label=spec.label)
-    if spec.scheme == "devmail":
+    if spec.scheme in ("devmail", "smtp", "smtps"):
         # The built-in dev mailbox is an SMTP sink at DEVMAIL_ADDR.
-        target = TransportSpec(scheme="smtp", host=settings.devmail_host, port=settings.devmail_port)
-        return SmtpTransport(
-            target, name=spec.name, label=spec.label, timeout=settings.smtp_timeout, pool_size=pool_size
+        target = (
+            TransportSpec(scheme="smtp", host=settings.devmail_host, port=settings.devmail_port)
+            if spec.scheme == "devmail"
+            else spec
         )
-    if spec.scheme in ("smtp", "smtps"):
-        return SmtpTransport(spec, name=spec.name, label=spec.label, timeout=settings.smtp_timeout, pool_size=pool_size)
+        return SmtpTransport(
+            target,
+            name=spec.name,
+            label=spec.label,
+            timeout=settings.smtp_timeout,
+            pool_size=pool_size,
+            helo_name=helo_name(settings),
+        )
     raise ValueError(f"no transport for {spec.scheme}://")

@@ -432,7 +432,12 @@ def prepare(
         row_subject = subject_template.render(fields)
         if problem := validation.header_problem(row_subject):
             rejected.append(
-                Rejected(line=line, value=raw[:200], reason=f"the subject would {problem.removeprefix('must ')}")
+                # "must not contain X" (a rule) becomes "the subject would contain X" (what went wrong).
+                Rejected(
+                    line=line,
+                    value=raw[:200],
+                    reason=f"the subject would {problem.replace('must not contain', 'contain', 1)}",
+                )
             )
             continue
         if any("\x00" in value for value in body_template.values(fields)):

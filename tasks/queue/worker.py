@@ -27,8 +27,9 @@ import structlog
 from procrastinate import exceptions as procrastinate_exceptions
 from procrastinate import worker as procrastinate_worker
 
-from tasks.core import db
+from tasks.core import db, stopping
 from tasks.core.config import Settings
+from tasks.delivery import transports
 from tasks.delivery.runtime import Runtime
 from tasks.queue.app import app
 
@@ -146,26 +147,46 @@ class Worker(procrastinate_worker.Worker):
 
 
 async def run(settings: Settings, *, concurrency: int | None = None) -> None:
-    """Run the worker until SIGTERM/SIGINT; after losing the database, start it again."""
-    delay = RESTART_BACKOFF[0]
-    previous: int | None = None
-    while True:
-        began = time.monotonic()
-        try:
-            crash, previous = await _run_once(settings, concurrency, previous)
-        except CONNECTION_ERRORS as exc:
-            crash = exc
-        if crash is None:
-            return
-        if time.monotonic() - began > HEALTHY_RUN:
-            delay = RESTART_BACKOFF[0]
-        log.warning(
-            "database unavailable; the worker starts again when it answers",
-            error=_describe(crash),
-            retry_in=round(delay, 1),
-        )
-        await asyncio.sleep(delay)
-        delay = min(delay * 2, RESTART_BACKOFF[1])
+    """Run the worker until SIGTERM/SIGINT; after losing the database, start it again.
+
+    A signal at any moment stops it: while it connects or waits for the database
+    it gives up at once, while it runs it finishes its jobs first (a second
+    signal: at once).
+    """
+    with stopping.StopSignals() as stop:
+        delay = RESTART_BACKOFF[0]
+        previous: int | None = None
+        while True:
+            began = time.monotonic()
+            try:
+                crash, previous = await _run_once(settings, concurrency, previous, stop)
+            except CONNECTION_ERRORS as exc:
+                crash = exc
+            except stopping.Stopped:
+                return
+            if crash is None:
+                return
+            if time.monotonic() - began > HEALTHY_RUN:
+                delay = RESTART_BACKOFF[0]
+            log.warning(
+                "database unavailable; the worker starts again when it answers",
+                error=_describe(crash),
+                retry_in=round(delay, 1),
+            )
+            try:
+                await stop.until(asyncio.sleep(delay))
+            except stopping.Stopped:
+                return
+            delay = min(delay * 2, RESTART_BACKOFF[1])
+
+
+def _warn_if_helo_name_is_not_qualified(settings: Settings) -> None:
+    """Say so when remote SMTP servers would be greeted with a name they may refuse (not a FQDN)."""
+    name = transports.helo_name(settings)
+    loopback = ("localhost", "127.0.0.1", "::1")
+    remote = [s for s in settings.mail_transports if s.scheme in ("smtp", "smtps") and s.host not in loopback]
+    if "." not in name and remote:
+        log.warning("this host has no fully qualified name for the SMTP greeting: set SMTP_HELO_NAME", helo_name=name)
 
 
 def _describe(exc: BaseException) -> str:
@@ -181,24 +202,28 @@ async def _wait_for_database(url: str) -> None:
 
 
 async def _run_once(
-    settings: Settings, concurrency: int | None, previous: int | None
+    settings: Settings, concurrency: int | None, previous: int | None, stop: stopping.StopSignals
 ) -> tuple[BaseException | None, int | None]:
-    """Run one worker; return why it stopped (None: on request) and its registration if left behind."""
+    """Run one worker; return why it stopped (None: on request) and its registration if left behind.
+
+    Raises ``stopping.Stopped`` when asked to stop before the worker ran.
+    """
     concurrency = concurrency or settings.worker_concurrency
     name = f"{socket.gethostname()}:{os.getpid()}"
-    await _wait_for_database(settings.database_url)
+    await stop.until(_wait_for_database(settings.database_url))
     pool = db.async_pool(settings.database_url, size=concurrency + EXTRA_CONNECTIONS)
-    await pool.open(wait=True, timeout=30)
-    rt = Runtime.create(settings, pool, worker_name=name)
+    rt: Runtime | None = None
     try:
-        await rt.limiter.prepare(pool)
+        await stop.until(pool.open(wait=True, timeout=30))
+        rt = Runtime.create(settings, pool, worker_name=name)
+        await stop.until(rt.limiter.prepare(pool))
         async with app.open_async(pool):
             app.perform_import_paths()
             if previous is not None:
                 # Our own earlier run, stopped without unregistering (the database was
                 # gone): its jobs are over, so let the reconciler recover them now
                 # instead of after WORKER_STALLED_AFTER.
-                await app.job_manager.unregister_worker(previous)
+                await stop.until(app.job_manager.unregister_worker(previous))
             worker = Worker(
                 app=app,
                 pool=pool,
@@ -212,15 +237,23 @@ async def _run_once(
                 delete_jobs="successful",
                 additional_context={"runtime": rt},
                 listen_notify=True,
+                # Ours cover the whole life of the process (tasks/core/stopping.py).
+                install_signal_handlers=False,
             )
+            if stop.requested.is_set():
+                raise stopping.Stopped
             log.info(
                 "worker started",
                 worker=name,
                 concurrency=concurrency,
                 transports=[t.name for t in rt.transports],
             )
+            _warn_if_helo_name_is_not_qualified(settings)
             try:
-                await worker.run()
+                # From here a request reaches the worker by a loop callback, so after
+                # ``run`` has begun (which clears any earlier stop request).
+                with stop.on_stop(worker.stop):
+                    await worker.run()
             except CONNECTION_ERRORS as exc:
                 # Asked to stop and the database is gone too: stop, do not start again.
                 return (None, None) if worker.stop_requested else (exc, worker.worker_id)
@@ -235,6 +268,7 @@ async def _run_once(
             kept: object = connector._async_pool  # typed for tuple rows; ours returns dicts
             if kept is pool:
                 connector._async_pool = None
-        await rt.close()
+        if rt is not None:
+            await rt.close()
         await pool.close(timeout=5)
         log.info("worker stopped", worker=name)

@@ -3,10 +3,18 @@
 from __future__ import annotations
 
 import json
+import os
+import pathlib
+import signal
+import subprocess
+import sys
 
+import pytest
+
+from tasks.core import localrun
 from tasks.core.db import Conn
-from tests.support import invariants
-from tests.support.procs import run_cli
+from tests.support import invariants, procs
+from tests.support.procs import run_cli, wait_until
 
 
 def test_schedule_status_inspect_cancel(env: dict[str, str], conn: Conn) -> None:
@@ -72,3 +80,126 @@ def test_an_invalid_setting_stops_the_cli_naming_it(env: dict[str, str]) -> None
 
     assert result.returncode == 2
     assert "WORKER_CONCURRENCY" in result.stderr
+
+
+# --- the servers of `make run`, found from another terminal ---
+def make_run_record(directory: pathlib.Path, database_url: str, redis_url: str, pid: int) -> dict[str, str]:
+    """Write `.data/run.json` as a `make run` would, in a data directory of the test's own."""
+    localrun.write(directory / "run.json", {"DATABASE_URL": database_url, "REDIS_URL": redis_url}, pid)
+    return {localrun.DATA_DIR_VARIABLE: str(directory)}
+
+
+def without_servers(env: dict[str, str]) -> dict[str, str]:
+    """The environment of a new terminal: DATABASE_URL and REDIS_URL unset."""
+    return {k: v for k, v in env.items() if k not in ("DATABASE_URL", "REDIS_URL")}
+
+
+def test_the_cli_finds_the_servers_make_run_uses_when_the_environment_names_none(
+    env: dict[str, str], conn: Conn, tmp_path: pathlib.Path
+) -> None:
+    """`make run` may use private servers on ports of its own: the commands typed in another
+    terminal (no DATABASE_URL) reach them, not the defaults."""
+    data = make_run_record(tmp_path, env["DATABASE_URL"], env["REDIS_URL"], os.getpid())  # a live pid
+    shell = without_servers(env) | data
+
+    scheduled = run_cli(shell, "schedule", "--to", "bob@example.com", "--subject", "Hi", "--body", "x", "--in", "1h")
+    url = run_cli(shell, "url")
+    redis_url = run_cli(shell, "url", "--redis")
+
+    assert scheduled.returncode == 0, scheduled.stderr
+    assert invariants.counts(conn) == {"scheduled": 1}
+    assert url.stdout.strip() == env["DATABASE_URL"] and url.stderr == ""
+    assert redis_url.stdout.strip() == env["REDIS_URL"]
+
+
+def test_a_variable_set_in_the_environment_wins_over_the_record(
+    env: dict[str, str], conn: Conn, tmp_path: pathlib.Path
+) -> None:
+    data = make_run_record(tmp_path, "postgresql://postgres@127.0.0.1:1/elsewhere", "redis://127.0.0.1:1/0", 1)
+
+    status = run_cli(env | data, "status", "--json")
+    url = run_cli(env | data, "url")
+
+    assert status.returncode == 0, status.stderr
+    assert url.stdout.strip() == env["DATABASE_URL"]
+    assert status.stderr == url.stderr == ""  # the record is not even mentioned
+
+
+def test_a_record_left_by_a_make_run_that_is_gone_is_named_with_what_to_do(
+    env: dict[str, str], tmp_path: pathlib.Path
+) -> None:
+    """`make run` was killed and its private servers with it: the error says why, not just 'refused'."""
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    nowhere = "postgresql://postgres@127.0.0.1:1/reachdbox"
+    data = make_run_record(tmp_path, nowhere, "redis://127.0.0.1:1/0", int(gone.stdout))
+    shell = without_servers(env) | data
+
+    status = run_cli(shell, "status")
+    url = run_cli(shell, "url")
+
+    assert status.returncode == 1
+    assert "cannot reach the database" in status.stderr
+    assert f"left by a `make run` that is no longer running (pid {gone.stdout.strip()})" in status.stderr
+    assert "start `make run` again, or set DATABASE_URL" in status.stderr
+    assert url.stdout.strip() == "postgresql://postgres@127.0.0.1:1/reachdbox"
+    assert "no longer running" in url.stderr  # psql "$(… url)" would fail: say why on the terminal
+
+
+def test_a_token_can_be_created_for_the_dev_user_as_the_readme_shows(env: dict[str, str], conn: Conn) -> None:
+    """`dev@localhost` (DEV_USER_EMAIL's default) is not a deliverable address, but it is the dev login's user."""
+    created = run_cli(env, "token", "create", "--user", "dev@localhost")
+    refused = run_cli(env, "token", "create", "--user", "someone@localhost")
+
+    assert created.returncode == 0, created.stderr
+    assert created.stdout.strip() and "for dev@localhost" in created.stderr
+    assert conn.execute("SELECT email FROM users").fetchall() == [{"email": "dev@localhost"}]
+    assert refused.returncode == 2 and "is not a valid email address" in refused.stderr
+
+
+# --- Ctrl-C while the worker starts ---
+def _signal_moment(proc: subprocess.Popen[str], conn: Conn, moment: str) -> bool:
+    """Tell whether the worker has reached ``moment`` of its start."""
+    if moment == "importing":  # tasks.cli imports psycopg (libpq) among the first
+        return procs.maps(proc.pid, "libpq")
+    if moment == "event loop":  # `worker` imports uvloop just before it starts its loop
+        return procs.maps(proc.pid, "uvloop/loop")
+    if moment == "connecting":  # its first connection to the database
+        row = conn.execute(
+            "SELECT count(*) AS n FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        ).fetchone()
+        return bool(row and row["n"])
+    return bool(conn.execute("SELECT 1 FROM procrastinate_workers").fetchone())  # running
+
+
+@pytest.mark.parametrize("moment", ["importing", "event loop", "connecting", "running"])
+def test_ctrl_c_at_any_moment_of_the_worker_start_stops_it_quietly(
+    env: dict[str, str], conn: Conn, moment: str
+) -> None:
+    """The terminal sends SIGINT to the whole process group, maybe while the worker still
+    imports or connects: no traceback, exit code 0, nothing left registered."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "tasks", "worker"],
+        env=env,
+        cwd=procs.ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,  # a group of its own, as a terminal's job
+    )
+    try:
+        wait_until(
+            lambda: _signal_moment(proc, conn, moment) or proc.poll() is not None,
+            timeout=30,
+            interval=0.002,
+            what=f"the worker to reach {moment!r}",
+        )
+        os.killpg(proc.pid, signal.SIGINT)
+        output, _ = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+    assert "Traceback" not in output and "KeyboardInterrupt" not in output, output
+    assert proc.returncode == 0, output
+    assert conn.execute("SELECT count(*) AS n FROM procrastinate_workers").fetchone() == {"n": 0}

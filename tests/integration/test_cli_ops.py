@@ -149,3 +149,21 @@ def test_bad_arguments_of_the_operator_commands_exit_2(env: dict[str, str], conn
     assert "at least 1h" in results["prune under an hour"].stderr
     assert "no transport but the offline log" in results["replay with only the offline log"].stderr
     assert "BREAKER_THRESHOLD" in results["bad breaker setting"].stderr
+
+
+def test_replay_with_no_worker_running_says_so_at_once_and_still_hands_the_emails_over(
+    conn: Conn, env: dict[str, str], owner: User, settings: Settings, make_draft: Callable[..., Any]
+) -> None:
+    """Waiting could not end well: no need to sit out the timeout to hear why."""
+    email = emails.schedule(conn, owner=owner, draft=make_draft(send_at=dt.datetime.now(dt.UTC)), settings=settings)[0]
+    attempt(conn, email, "offline", transport="jsonl")
+
+    began = time.monotonic()
+    replay = run_cli(env, "replay-offline", "--timeout", "40s")
+    took = time.monotonic() - began
+
+    assert replay.returncode == 1, replay.stdout + replay.stderr
+    assert "handed 1 offline email(s) back" in replay.stdout
+    assert "no worker is running" in replay.stdout and "python -m tasks worker" in replay.stdout
+    assert took < 20, f"waited {took:.0f}s"
+    assert emails.get(conn, models.OPERATOR, email.id).status == "scheduled"

@@ -233,6 +233,36 @@ def test_with_every_transport_down_emails_are_logged_offline_and_replayed_once(
     assert all(events(conn, e, "replayed") for e in logged)
 
 
+def test_a_replay_makes_the_open_breakers_trial_due_so_mail_flows_at_once(
+    conn: Conn,
+    owner: User,
+    settings: Settings,
+    make_draft: Callable[..., Any],
+    sink: Sink,
+    backup: Sink,
+    chain_env: dict[str, str],
+    workers: Any,
+) -> None:
+    """The operator replays because the providers are back: the emails do not sit out the
+    rest of a 10-minute cool-down; the first of them is the trial that closes the breaker."""
+    sink.stop()
+    backup.stop()
+    replay_env = chain_env | {"BREAKER_COOLDOWN": "600"}
+    workers(extra_env=replay_env)
+    logged = go_offline(conn, owner, settings, make_draft, 3)
+    sink.start()
+    backup.start()
+
+    replay = run_cli(replay_env, "replay-offline", "--timeout", "40s")
+
+    assert replay.returncode == 0, replay.stdout + replay.stderr
+    assert "primary: circuit breaker open; its trial send is now" in replay.stdout
+    assert "sent 3" in replay.stdout
+    assert breaker(conn, "primary")["state"] == "closed"
+    received = sink.by_message_id() + backup.by_message_id()
+    assert {e.message_id: received[e.message_id] for e in logged} == {e.message_id: 1 for e in logged}
+
+
 def test_an_interrupted_replay_run_again_delivers_each_email_once(
     conn: Conn,
     database_url: str,

@@ -147,3 +147,47 @@ class Workers:
     def stop_all(self) -> None:
         for worker in self.started:
             worker.stop()
+
+
+def maps(pid: int, text: str) -> bool:
+    """Tell whether the process has a file whose path contains ``text`` mapped (e.g. a library it imported)."""
+    try:
+        return text in pathlib.Path(f"/proc/{pid}/maps").read_text()
+    except OSError:
+        return False
+
+
+def catches(pid: int, sig: int) -> bool:
+    """Tell whether the process has a handler of its own for ``sig`` (``SigCgt`` in /proc)."""
+    try:
+        status = pathlib.Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return False
+    mask = next(int(line.split()[1], 16) for line in status.splitlines() if line.startswith("SigCgt:"))
+    return bool(mask & (1 << (sig - 1)))
+
+
+def children(pid: int) -> list[str]:
+    """The command lines of the direct children of ``pid``."""
+    found = []
+    for stat in pathlib.Path("/proc").glob("[0-9]*/stat"):
+        try:
+            ppid = int(stat.read_text().rsplit(")", 1)[1].split()[1])
+            if ppid == pid:
+                found.append((stat.parent / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace"))
+        except (OSError, IndexError, ValueError):
+            continue
+    return found
+
+
+def processes_with_env(marker: str) -> list[int]:
+    """The processes whose environment contains ``marker`` (``NAME=value``): a run's leftovers."""
+    found = []
+    needle = b"\0" + marker.encode() + b"\0"
+    for environ in pathlib.Path("/proc").glob("[0-9]*/environ"):
+        try:
+            if needle in b"\0" + environ.read_bytes() + b"\0":
+                found.append(int(environ.parent.name))
+        except OSError:
+            continue
+    return found

@@ -58,6 +58,8 @@ class Sink:
         self.smtputf8 = smtputf8
         #: Successful SMTP AUTH logins.
         self.logins = 0
+        #: The name each client gave in its HELO/EHLO, per transaction (MAIL FROM).
+        self.helo_names: list[str] = []
         self.messages: list[Received] = []
         #: Replies for the next RCPT commands / DATA ends, e.g. "451 4.3.0 busy".
         self.rcpt_replies: collections.deque[str] = collections.deque()
@@ -85,6 +87,7 @@ class Sink:
 
     # aiosmtpd handler hooks -------------------------------------------------
     async def handle_MAIL(self, server: Any, session: Any, envelope: Any, address: str, options: Any) -> str:
+        self.helo_names.append(session.host_name)
         if (refusal := self._unavailable(server)) is not None:
             return refusal
         envelope.mail_from = address

@@ -155,3 +155,16 @@ def test_a_template_over_its_limits_is_refused_before_the_list_is_read(field: st
 
     assert info.value.field == field
     assert words in info.value.message
+
+
+def test_a_row_whose_subject_would_break_the_header_is_rejected_saying_what_is_wrong() -> None:
+    """The reason says what the row's subject would contain, not the rule turned inside out."""
+    csv_text = 'email,name\na@example.com,Ada\nb@example.com,"Bob\x07"\nc@example.com,"Cy\r\nBcc: x@evil.test"\n'
+
+    plan = batch_plan.prepare(settings=SETTINGS, csv_text=csv_text, subject="Hi {{name}}", body_text="x")
+
+    assert [r.to for r in plan.recipients] == ["a@example.com"]
+    assert [(r.value, r.reason) for r in plan.rejected] == [
+        ("b@example.com", "the subject would contain control characters"),
+        ("c@example.com", "the subject would contain a line break (CR or LF)"),
+    ]
