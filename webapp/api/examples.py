@@ -134,7 +134,9 @@ EDIT_EMAIL_422 = {
     "in_the_past": example(
         "Refused; nothing changed",
         error(
-            "invalid", "send_at: is in the past (2020-01-01T09:00:00+00:00); pick a later time or send now", "send_at"
+            "invalid",
+            "send_at: This time is in the past: Wed 1 Jan 2020 10:00:00 CET. Pick a later time or send now.",
+            "send_at",
         ),
     )
 }
