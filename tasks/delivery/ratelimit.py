@@ -1,7 +1,7 @@
 """Shared rate limits: one bucket per transport label and per user, in Redis.
 
-Every worker on every host reserves send slots through one Lua script
-(``ratelimit.lua``) on Redis's clock, so they all agree. A bucket holds the
+Every worker on every host reserves send slots through Lua scripts on Redis's
+clock (``lua/``: one per operation, each with a named reply), so they all agree. A bucket holds the
 slots reserved in it; a limit ``N/T`` means at most N slots in any window of
 T (+ a margin), slots are appended in time order, and an email over the limit
 gets the earliest legal future slot, reserved at once: it is re-deferred to
@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import datetime as dt
+import enum
 import pathlib
 import uuid
 from typing import Any
@@ -36,34 +37,27 @@ from tasks.core.config import RateWindow, Settings
 
 log = structlog.get_logger("tasks.delivery.ratelimit")
 
-_ACQUIRE = (pathlib.Path(__file__).with_name("ratelimit.lua")).read_text(encoding="utf-8")
-#: Fill a rebuilt bucket: only adds or raises (ZADD GT), so a late or duplicate
-#: rebuild can never lower a slot; attempts known to be waiting at the gate
-#: (KEYS[3]) are not in flight and are not counted. Sets the "alive" marker
-#: (KEYS[4]): from then on a missing bucket merely expired, Redis kept its data.
-_LOAD = """
-for i = 2, #ARGV, 2 do
-  local member = ARGV[i + 1]
-  local flight = string.match(member, '^(.*):flight$')
-  if not (flight and redis.call('SISMEMBER', KEYS[3], flight) == 1) then
-    redis.call('ZADD', KEYS[1], 'GT', ARGV[i], member)
-  end
-end
-redis.call('DEL', KEYS[3])
-redis.call('ZADD', KEYS[1], '-inf', '!built')
--- Redis holds our data from now on: a bucket missing later merely expired.
-redis.call('SET', KEYS[4], '1')
-local last = redis.call('ZREVRANGE', KEYS[1], 0, 0, 'WITHSCORES')
-local top = tonumber(last[2]) or 0
-local clock = redis.call('TIME')
-local now = tonumber(clock[1]) * 1000000 + tonumber(clock[2])
-if top < now then top = now end
-redis.call('PEXPIREAT', KEYS[1], string.format('%.0f', math.floor((top + tonumber(ARGV[1])) / 1000) + 1000))
-redis.call('DEL', KEYS[2])
-return 1
-"""
+_LUA = pathlib.Path(__file__).with_name("lua")
 
-GO, WAIT, MISSING, EARLY = 0, 1, 2, 3
+
+def _script(operation: str) -> str:
+    """One operation's Lua script, after what every script shares (``lua/buckets.lua``)."""
+    shared = (_LUA / "buckets.lua").read_text(encoding="utf-8")
+    return shared + "\n" + (_LUA / f"{operation}.lua").read_text(encoding="utf-8")
+
+
+class Kind(enum.StrEnum):
+    """The limiter's answer for one attempt (``kind`` in ``lua/acquire.lua``'s reply)."""
+
+    #: Send now.
+    GO = "go"
+    #: A slot is reserved in the future: wait for it.
+    WAIT = "wait"
+    #: A slot this attempt holds is still ahead.
+    EARLY = "early"
+
+
+GO, WAIT, EARLY = Kind.GO, Kind.WAIT, Kind.EARLY
 #: How long a rebuild may hold its lock, and how long others wait for it.
 REBUILD_LOCK_MS = 30_000
 REBUILD_WAIT = 5.0
@@ -77,8 +71,7 @@ class Unavailable(Exception):
 class Decision:
     """What the limiter answered for one email."""
 
-    #: GO (send now), WAIT (a future slot is reserved) or EARLY (a held slot is still ahead).
-    kind: int
+    kind: Kind
     slot: dt.datetime
     #: Redis's clock when it answered.
     now: dt.datetime
@@ -92,6 +85,25 @@ class Decision:
     @property
     def wait_seconds(self) -> float:
         return (self.slot - self.now).total_seconds()
+
+
+def _named(reply: list[Any]) -> dict[str, Any]:
+    """A script's named reply (``[name, value, name, value, ...]``) as a dict, bytes decoded."""
+
+    def plain(value: Any) -> Any:
+        if isinstance(value, bytes):
+            return value.decode()
+        return [plain(v) for v in value] if isinstance(value, list) else value
+
+    return {plain(name): plain(value) for name, value in zip(reply[::2], reply[1::2], strict=True)}
+
+
+def _window_args(windows: list[tuple[int, int, float]]) -> list[int]:
+    """A bucket's windows as the scripts read them: n, then (count, span_us) n times."""
+    args = [len(windows)]
+    for count, span, _ in windows:
+        args += [count, span]
+    return args
 
 
 def _time(us: int) -> dt.datetime:
@@ -115,8 +127,11 @@ class Limiter:
             # One quick retry covers a pooled connection that a Redis restart closed.
             retry=Retry(ExponentialBackoff(cap=0.05, base=0.01), 1),
         )
-        self._acquire = self._client.register_script(_ACQUIRE)
-        self._load = self._client.register_script(_LOAD)
+        self._acquire = self._client.register_script(_script("acquire"))
+        self._confirm = self._client.register_script(_script("confirm"))
+        self._sent = self._client.register_script(_script("sent"))
+        self._spread = self._client.register_script(_script("spread"))
+        self._load = self._client.register_script(_script("load"))
         #: Consecutive failures to reach Redis, for the backoff of the emails that wait.
         self.failures = 0
 
@@ -140,17 +155,9 @@ class Limiter:
     def _keys(self, label: str, owner_id: int) -> list[str]:
         return [self.transport_key(label), self.user_key(owner_id), self.alive_key]
 
-    def _args(
-        self, label: str, member: str, validity: int, tw: list[tuple[int, int, float]], uw: list[tuple[int, int, float]]
-    ) -> list[Any]:
-        """The script's ARGV: member, validity, each bucket's windows, whether the lane is soft."""
-        args: list[Any] = [member, validity]
-        for windows in (tw, uw):
-            args.append(len(windows))
-            for count, span, _ in windows:
-                args += [count, span]
-        args.append(1 if self.soft_lane(label) else 0)
-        return args
+    def _args(self, label: str, tw: list[tuple[int, int, float]], uw: list[tuple[int, int, float]]) -> list[Any]:
+        """ARGV's common part: each bucket's windows, whether the lane is soft."""
+        return [*_window_args(tw), *_window_args(uw), 1 if self.soft_lane(label) else 0]
 
     def soft_lane(self, label: str) -> bool:
         """Tell whether the user's lane on ``label`` only paces a fair share (no limit of the user's own).
@@ -168,12 +175,12 @@ class Limiter:
         first member the lane has room for now (it goes by itself); an empty
         answer when the lane is not built. Raises ``Unavailable``.
         """
-        args = self._args(label, "*spread", 0, [], self._windows(self.user_limits(label))) + members
+        args = [*_window_args(self._windows(self.user_limits(label))), *members]
         try:
-            reply = await self._acquire(keys=self._keys(label, owner_id), args=args)
+            reply = _named(await self._spread(keys=[self.user_key(owner_id)], args=args))
         except (redis.RedisError, OSError) as exc:
             raise Unavailable(f"rate limiter unavailable: {exc}") from exc
-        return [_time(int(x)) for x in reply]
+        return [_time(int(x)) for x in reply["slots"]]
 
     async def confirm(self, label: str, owner_id: int, member: str) -> float:
         """The last word before DATA: 0 means go (the attempt's entries now say "sent now"),
@@ -186,13 +193,13 @@ class Limiter:
         """
         tw = self._windows(self.settings.transport_limits(label))
         uw = self._windows(self.user_limits(label))
-        args = self._args(label, f"*confirm:{member}", 0, tw, uw)
+        args = [member, *self._args(label, tw, uw)]
         try:
-            kind, slot, now, _ = (int(x) for x in await self._acquire(keys=self._keys(label, owner_id), args=args))
+            reply = _named(await self._confirm(keys=self._keys(label, owner_id)[:2], args=args))
         except (redis.RedisError, OSError) as exc:
             log.warning("rate limiter: could not confirm a send before DATA", error=str(exc))
             return 0.0
-        return 0.0 if kind == GO else (slot - now) / 1_000_000
+        return int(reply["wait_us"]) / 1_000_000
 
     async def sent(self, label: str, owner_id: int, member: str) -> None:
         """Say that this attempt's DATA has ended: its entries move up to now (best effort).
@@ -201,7 +208,7 @@ class Limiter:
         while is then counted from its end by every later check.
         """
         try:
-            await self._acquire(keys=self._keys(label, owner_id)[:2], args=[f"*sent:{member}"])
+            await self._sent(keys=self._keys(label, owner_id)[:2], args=[member])
         except (redis.RedisError, OSError) as exc:
             log.warning("rate limiter: could not record the end of a send", error=str(exc))
 
@@ -246,22 +253,24 @@ class Limiter:
         # the provider's clock (MAIL, RCPT, DATA: milliseconds).
         validity = round(min(margins) * 0.75 * 1_000_000)
         keys = self._keys(label, owner_id)
-        args = self._args(label, member, validity, tw, uw)
+        args = [member, validity, *self._args(label, tw, uw)]
         for _ in range(3):
             try:
-                reply = await self._acquire(keys=keys, args=args)
+                reply = _named(await self._acquire(keys=keys, args=args))
             except (redis.RedisError, OSError) as exc:
                 self.failures += 1
                 raise Unavailable(f"rate limiter unavailable: {exc}") from exc
             self.failures = 0
-            kind, slot, now, phase = (int(x) for x in reply[:4])
-            if kind != MISSING:
-                transport = label if phase == 2 and tw else None
-                waited = _limit_name(self.settings, label, own=phase == 1 or not tw)
-                return Decision(kind, _time(slot), _time(now), transport, waited if kind != GO else None, phase > 0)
-            emptied = phase == 1
-            for index in reply[4:]:
-                if int(index) == 1:
+            if reply["kind"] != "missing":
+                kind, held = Kind(reply["kind"]), reply["held"]
+                # "all": every bucket holds the slot; "lane": only the user's; "none": nothing is reserved.
+                transport = label if held == "all" and tw else None
+                waited = _limit_name(self.settings, label, own=held == "lane" or not tw)
+                slot, now = _time(int(reply["slot"])), _time(int(reply["now"]))
+                return Decision(kind, slot, now, transport, waited if kind != GO else None, held != "none")
+            emptied = reply["emptied"] == 1
+            for bucket in reply["rebuild"]:
+                if bucket == "transport":
                     await self.rebuild(conn, keys[0], tw, "rate_entries_transport", emptied, label=label)
                 else:
                     await self.rebuild(conn, keys[1], uw, "rate_entries_user", emptied, owner_id=owner_id)
