@@ -1,18 +1,19 @@
-"""The send task's rate-limit gate, between the claim and the transport.
+"""The send task's rate-limit gate: may this attempt go now, and if not, until when does it wait.
 
-An email over a limit is not polled and not failed: it goes back to
-``scheduled`` with a NEW job at its reserved slot, in the same transaction that
-records the slot and the reason; that job then sends in the slot it holds.
-Redis unavailable: nothing is sent and nothing fails; the email waits with the
-reason "rate limiter unavailable" and is tried again after a jittered backoff.
-Either way the claim's attempt is given back (``attempts`` counts only
+The gate only decides (it writes nothing): ``reserve`` after the transport is
+chosen, ``confirm`` just before DATA. An email over a limit is not polled and not
+failed: the gate answers ``RateLimited`` with its reserved slot, and the send task
+(``tasks/delivery/send.py``, ``record``) puts it back to ``scheduled`` with a NEW
+job at that slot, in the transaction that records the slot and the reason; that
+job then sends in the slot it holds. Redis unavailable: nothing is sent and
+nothing fails; ``LimiterDown``, and the email is tried again after a jittered
+backoff. Either way the claim's attempt is given back (``attempts`` counts only
 attempts that reached the provider).
 """
 
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import datetime as dt
 import random
 
@@ -21,6 +22,7 @@ import structlog
 
 from tasks.core import db
 from tasks.delivery import ratelimit, runtime
+from tasks.delivery.outcomes import LimiterDown, RateLimited, Wait
 from tasks.domain.models import Email
 from tasks.queue import jobs
 
@@ -44,16 +46,6 @@ UNAVAILABLE_BASE, UNAVAILABLE_MAX = 1.0, 60.0
 MAX_DOUBLINGS = 60
 
 
-@dataclasses.dataclass(frozen=True)
-class Held:
-    """The email was not sent now: it waits again (or is no longer this job's)."""
-
-    outcome: str
-    next_attempt_at: dt.datetime | None
-    reason: str
-    error: str | None = None
-
-
 def unavailable_backoff(failures: int, base: float, cap: float) -> float:
     """Return the wait after ``failures`` consecutive failures to reach Redis (equal jitter)."""
     base, cap = min(base, UNAVAILABLE_BASE), min(cap, UNAVAILABLE_MAX)
@@ -63,23 +55,29 @@ def unavailable_backoff(failures: int, base: float, cap: float) -> float:
     return delay / 2 + random.uniform(0, delay / 2)
 
 
-async def gate(rt: runtime.Runtime, conn: db.AsyncConn, email: Email, job_id: int, label: str) -> Held | None:
-    """Reserve this attempt's slot on ``label`` (and the owner's); None means send now."""
+def member(email: Email) -> str:
+    """The name of this attempt in the buckets (``<email id>:<attempt>``)."""
+    return f"{email.id}:{email.attempts}"
+
+
+async def reserve(rt: runtime.Runtime, conn: db.AsyncConn, email: Email, label: str) -> Wait | None:
+    """Reserve this attempt's slot on ``label`` (and the owner's); None means send now.
+
+    A slot a moment away is waited for here; a later one is the answer, for the
+    email to wait as a new job (nothing is written here).
+    """
     limiter = rt.limiter
     if not limiter.enabled(label):
         return None
     waited = 0.0
     while True:
         try:
-            decision = await limiter.acquire(conn, label, email.owner_id, f"{email.id}:{email.attempts}")
+            decision = await limiter.acquire(conn, label, email.owner_id, member(email))
         except ratelimit.Unavailable as exc:
             settings = rt.settings
             delay = unavailable_backoff(limiter.failures, settings.retry_backoff_base, settings.retry_backoff_max)
             at = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=delay)
-            return await _wait(
-                rt, conn, email, job_id, at=at, slot=None, rate_transport=None, transport=label,
-                kind="limiter_unavailable", reason=UNAVAILABLE_REASON, limit=None, error=exc.args[0],
-            )  # fmt: skip
+            return LimiterDown(transport=label, at=at, error=exc.args[0])
         if decision.kind == ratelimit.GO:
             return None
         wait = max(decision.wait_seconds, 0)
@@ -93,16 +91,16 @@ async def gate(rt: runtime.Runtime, conn: db.AsyncConn, email: Email, job_id: in
         # here and ask again, rather than a new job for so short a wait.
         await asyncio.sleep(wait)
         waited += wait
-    slot = decision.slot if decision.reserved else None
-    held = await _wait(
-        rt, conn, email, job_id, at=decision.slot, slot=slot, rate_transport=decision.transport,
-        transport=label, kind="rate_limited", reason=RATE_REASON, limit=decision.limit, error=None,
-    )  # fmt: skip
-    if held.outcome == "rate_limited" and decision.reserved and decision.transport is None:
-        # The owner's lane is full: the rest of the burst is queued at its turns now,
-        # in bulk, rather than each email claimed only to learn that it must wait.
-        await spread(rt, conn, email.owner_id, label, decision.limit)
-    return held
+    return RateLimited(
+        transport=label,
+        at=decision.slot,
+        slot=decision.slot if decision.reserved else None,
+        rate_transport=decision.transport,
+        limit=decision.limit,
+        # The owner's lane is full: the rest of the burst is to be queued at its turns
+        # (``spread``), rather than each email claimed only to learn that it must wait.
+        lane_full=decision.reserved and decision.transport is None,
+    )
 
 
 async def spread(rt: runtime.Runtime, conn: db.AsyncConn, owner_id: int, label: str, limit: str | None) -> int:
@@ -153,7 +151,7 @@ async def spread(rt: runtime.Runtime, conn: db.AsyncConn, owner_id: int, label: 
     return len(keep)
 
 
-async def confirm(rt: runtime.Runtime, conn: db.AsyncConn, email: Email, job_id: int, label: str) -> Held | None:
+async def confirm(rt: runtime.Runtime, conn: db.AsyncConn, email: Email, label: str) -> Wait | None:
     """Just before DATA, check that the limits still allow this send now; None means go.
 
     A worker may take a while from the gate to DATA (a busy machine, a slow
@@ -165,37 +163,10 @@ async def confirm(rt: runtime.Runtime, conn: db.AsyncConn, email: Email, job_id:
     limiter = rt.limiter
     if not limiter.enabled(label):
         return None
-    member, waited = f"{email.id}:{email.attempts}", 0.0
-    while (wait := await limiter.confirm(label, email.owner_id, member)) > 0:
+    waited = 0.0
+    while (wait := await limiter.confirm(label, email.owner_id, member(email))) > 0:
         if waited + wait > CONFIRM_WAIT_MAX:
-            return await gate(rt, conn, email, job_id, label)
+            return await reserve(rt, conn, email, label)
         await asyncio.sleep(wait)
         waited += wait
     return None
-
-
-async def _wait(
-    rt: runtime.Runtime,
-    conn: db.AsyncConn,
-    email: Email,
-    job_id: int,
-    *,
-    at: dt.datetime,
-    slot: dt.datetime | None,
-    rate_transport: str | None,
-    transport: str,
-    kind: str,
-    reason: str,
-    limit: str | None,
-    error: str | None,
-) -> Held:
-    waiting = await jobs.wait_again_async(
-        conn, "wait_without_attempt", email_id=email.id, at=at, horizon=rt.settings.schedule_horizon,
-        job_id=job_id, slot=slot, rate_transport=rate_transport, transport=transport, kind=kind,
-        reason=reason, limit=limit, error=error, end_job=True,
-    )  # fmt: skip
-    if not waiting:
-        # Cancelled or recovered meanwhile: nothing was written.
-        return Held("moved", None, reason, error)
-    rt.ended_jobs.add(job_id)
-    return Held(kind, at, reason, error)

@@ -175,7 +175,7 @@ class Limiter:
         first member the lane has room for now (it goes by itself); an empty
         answer when the lane is not built. Raises ``Unavailable``.
         """
-        args = [*_window_args(self._windows(self.user_limits(label))), *members]
+        args: list[int | str] = [*_window_args(self._windows(self.user_limits(label))), *members]
         try:
             reply = _named(await self._spread(keys=[self.user_key(owner_id)], args=args))
         except (redis.RedisError, OSError) as exc:

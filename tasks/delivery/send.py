@@ -1,8 +1,12 @@
-"""The send task: one job, one attempt.
+"""The send task: one job, one attempt, read top to bottom.
 
-claim (guarded UPDATE) -> pick a transport (the chain, its breakers) -> rate-limit
-slot -> MAIL, RCPT -> commit data_started_at -> DATA -> sent | failed | uncertain |
-offline | back to scheduled with a NEW job (backoff, reserved slot, breaker trial).
+``send_email`` → ``claim`` → ``attempt``: choose a transport (the chain, its
+breakers) → rate-limit (``gate.reserve``) → MAIL, RCPT → ``gate.confirm`` and
+``mark_data`` (commit data_started_at) → DATA → a typed outcome
+(``tasks/delivery/outcomes.py``) → ``record``, the one writer of outcomes:
+sent | failed | uncertain | offline, or back to scheduled with a NEW job
+(backoff, reserved slot, breaker open). Then the limiter and the breaker learn
+how it went, and the live status and the log say it.
 Which status may follow which is enforced for every writer, psql included, by
 the trigger ``emails_guard_update`` (its latest definition is in sql/migrations/).
 """
@@ -14,7 +18,7 @@ import dataclasses
 import datetime as dt
 import random
 import time
-from typing import Any, Literal
+from typing import Any, Literal, assert_never
 
 import psycopg
 import structlog
@@ -24,6 +28,20 @@ from psycopg.types.json import Jsonb
 from tasks.core import db
 from tasks.core.config import Settings
 from tasks.delivery import gate, mailer, message, runtime, transports
+from tasks.delivery.outcomes import (
+    MOVED,
+    Aborted,
+    BreakersOpen,
+    Failed,
+    LimiterDown,
+    Offline,
+    Outcome,
+    RateLimited,
+    Recorded,
+    Retry,
+    Sent,
+    Uncertain,
+)
 from tasks.domain.models import Email, Status
 from tasks.queue import jobs
 from tasks.queue.app import app
@@ -38,6 +56,277 @@ OUTCOME_RETRY = 10.0
 #: What putting an email back to wait did: its new status and, if waiting, until when;
 #: or "moved" when the email was no longer this job's (nothing was written).
 Waited = tuple[Literal[Status.SCHEDULED, Status.FAILED, "moved"], dt.datetime | None]
+
+
+@app.task(name=jobs.SEND_TASK, queue=jobs.SEND_QUEUE, pass_context=True)
+async def send_email(context: JobContext, email_id: str) -> str:
+    """Make one attempt to send the email, if this job is still the one responsible for it."""
+    rt = runtime.of(context)
+    job_id = context.job.id
+    assert job_id is not None
+    if context.job.scheduled_at is not None:
+        # Jobs come due jobs.LEAD early: wait here for the exact instant.
+        early = (context.job.scheduled_at + jobs.LEAD - dt.datetime.now(dt.UTC)).total_seconds()
+        if early > 0:
+            await asyncio.sleep(early)
+    started = time.perf_counter()
+    async with rt.pool.connection() as conn:
+        email = await claim(rt, conn, email_id, job_id)
+        if email is None:
+            # Cancelled, rescheduled or already handled: this job is obsolete.
+            log.debug("obsolete job", email_id=email_id, job_id=job_id)
+            return "obsolete"
+        outcome, recorded = await attempt(rt, conn, email, job_id)
+    if recorded.ended_job:
+        rt.ended_jobs.add(job_id)
+    if recorded.status is not None:
+        rt.live.changed(
+            email.owner_id,
+            email.id,
+            recorded.status,
+            next_attempt_at=recorded.next_attempt_at,
+            waiting_reason=recorded.waiting_reason,
+        )
+    log.info(
+        "attempt",
+        email_id=email_id,
+        job_id=job_id,
+        attempt=email.attempts,
+        transport=outcome.transport,
+        outcome=recorded.name,
+        code=outcome.code,
+        error=outcome.error,
+        duration_ms=round((time.perf_counter() - started) * 1000, 1),
+    )
+    return recorded.name
+
+
+async def claim(rt: runtime.Runtime, conn: db.AsyncConn, email_id: str, job_id: int) -> Email | None:
+    """Step 1: the guarded UPDATE into ``sending`` (one attempt more); None if the email is not this job's."""
+    row = await db.one_async(conn, "claim_email", email_id=email_id, job_id=job_id, worker=rt.worker_name)
+    if row is None:
+        return None
+    email = Email.from_row(row)
+    rt.live.changed(email.owner_id, email.id, Status.SENDING, attempt=email.attempts)
+    return email
+
+
+async def attempt(rt: runtime.Runtime, conn: db.AsyncConn, email: Email, job_id: int) -> tuple[Outcome, Recorded]:
+    """Steps 2 to 7 of a claimed email's attempt; its outcome is written once, by ``record``."""
+    # 2. The transport: first in the chain whose breaker allows it; the offline log last.
+    try:
+        choice = await rt.mailer.pick(conn, offline_ok=email.offline_at is None)
+    except mailer.NoTransport as exc:
+        at = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=exc.retry_in + random.uniform(0, 1))
+        closed = BreakersOpen(at=at, error=str(exc))
+        return closed, await record(rt, conn, email, job_id, closed)
+    label = choice.transport.label
+
+    # 3. The rate limits of the transport actually used (the offline log has none):
+    # reserve this attempt's slot, or wait for it as a new job.
+    wait = None if choice.offline else await gate.reserve(rt, conn, email, label)
+
+    # 4-6. MAIL, RCPT; the last check and data_started_at; DATA.
+    sending = Transmission(outcome=wait) if wait is not None else await transmit(rt, conn, email, job_id, choice)
+
+    # 7. The outcome, written once.
+    outcome = sending.outcome
+    recorded = await record(rt, conn, email, job_id, outcome)
+    if isinstance(outcome, RateLimited | LimiterDown):
+        # Not sent, and not an attempt at the provider.
+        if isinstance(outcome, RateLimited) and outcome.lane_full and recorded.name == "rate_limited":
+            await gate.spread(rt, conn, email.owner_id, label, outcome.limit)
+        await rt.mailer.release(conn, choice)  # hand a breaker trial back unused
+        return outcome, recorded
+    if sending.data_started and not choice.offline and rt.limiter.enabled(label):
+        # The provider counted it (or may have) when DATA ended: later checks count from then.
+        await rt.limiter.sent(label, email.owner_id, gate.member(email))
+    await learn(rt, conn, email, choice, sending.failure)
+    return outcome, recorded
+
+
+@dataclasses.dataclass
+class Transmission:
+    """How the SMTP transaction (or the local transport's write) went."""
+
+    outcome: Outcome
+    #: The transport's error, for its breaker (None: it took the message, or was never asked).
+    failure: transports.SendError | None = None
+    #: data_started_at was committed: from then on a crash makes the email uncertain.
+    data_started: bool = False
+
+
+async def transmit(
+    rt: runtime.Runtime, conn: db.AsyncConn, email: Email, job_id: int, choice: mailer.Choice
+) -> Transmission:
+    """Steps 4 to 6: MAIL and RCPT, then (``before_data``) the limits' last word and
+    data_started_at, then DATA; the transport's answer as an outcome."""
+    label = choice.transport.label
+    sending = Transmission(outcome=Aborted(transport=label))  # until the transport answers
+
+    async def before_data(refused: dict[str, str]) -> bool:
+        # 5. MAIL and RCPT were accepted: may DATA begin?
+        if not choice.offline:
+            held = await gate.confirm(rt, conn, email, label)
+            if held is not None:
+                sending.outcome = held  # the limits did not allow DATA in time: it waits for its next slot
+                return False
+        sending.data_started = await mark_data(conn, email, job_id, label, refused)
+        return sending.data_started
+
+    try:
+        delivery = await choice.transport.send(
+            sender=rt.settings.mail_from_address,
+            recipients=email.recipients,
+            message=message.build(email),
+            before_data=before_data,
+        )
+    except transports.Transient as exc:
+        sending.failure, sending.outcome = exc, Retry(transport=label, code=exc.code, error=exc.message)
+    except transports.Permanent as exc:
+        sending.failure = exc
+        sending.outcome = Failed(transport=label, code=exc.code, error=exc.message, refused=exc.refused)
+    except transports.Uncertain as exc:
+        sending.failure, sending.outcome = exc, Uncertain(transport=label, error=exc.message, refused=exc.refused)
+    except transports.Aborted as exc:
+        if not isinstance(sending.outcome, RateLimited | LimiterDown):
+            # Not held by the limits: the email changed before DATA (cancelled, recovered).
+            sending.failure, sending.outcome = exc, Aborted(transport=label, error=exc.message)
+    else:
+        # The offline log is an outcome of its own: written down, not sent.
+        done = Offline if choice.offline else Sent
+        sending.outcome = done(transport=label, reply=delivery.reply, refused=delivery.refused)
+    return sending
+
+
+async def mark_data(conn: db.AsyncConn, email: Email, job_id: int, label: str, refused: dict[str, str]) -> bool:
+    """Commit data_started_at just before DATA (on disk: a crash from here on is ``uncertain``);
+    False if the email is no longer this job's."""
+    row = await db.one_async(
+        conn, "start_data", email_id=email.id, job_id=job_id, transport=label, refused=Jsonb(refused)
+    )
+    return row is not None
+
+
+async def learn(
+    rt: runtime.Runtime,
+    conn: db.AsyncConn,
+    email: Email,
+    choice: mailer.Choice,
+    failure: transports.SendError | None,
+) -> None:
+    """The breaker learns how it went (a provider fault counts; anything else resets)."""
+    try:
+        await db.with_reconnect(rt.pool, conn, lambda c: rt.mailer.record(c, choice, failure), within=2.0)
+    except psycopg.OperationalError as exc:  # the outcome is written; the breaker can miss one
+        log.warning("breaker not updated: the database is away", email_id=str(email.id), error=str(exc))
+
+
+async def record(rt: runtime.Runtime, conn: db.AsyncConn, email: Email, job_id: int, outcome: Outcome) -> Recorded:
+    """Write an attempt's outcome: the one place that does (status, event, next job).
+
+    Every statement that writes also ends the running job ``job_id``, unless it
+    finds the email no longer this job's (cancelled, recovered): a wait then
+    writes nothing (``MOVED``); a final outcome still goes on the timeline
+    (``finish``), and the job is ended all the same.
+    """
+    settings = rt.settings
+    match outcome:
+        case Sent(transport=label, reply=reply, refused=refused):
+            await _finish(rt, conn, email, job_id, Status.SENT, reply=reply, transport=label, refused=refused)
+            return Recorded(name=Status.SENT, status=Status.SENT, ended_job=True)
+        case Offline(transport=label, reply=reply, refused=refused):
+            await _finish(rt, conn, email, job_id, Status.OFFLINE, reply=reply, transport=label, refused=refused)
+            return Recorded(name=Status.OFFLINE, status=Status.OFFLINE, ended_job=True)
+        case Failed(transport=label, error=error, refused=refused):
+            await _finish(rt, conn, email, job_id, Status.FAILED, error=error, transport=label, refused=refused)
+            return Recorded(name=Status.FAILED, status=Status.FAILED, ended_job=True)
+        case Uncertain(transport=label, error=error, refused=refused):
+            await _finish(rt, conn, email, job_id, Status.UNCERTAIN, error=error, transport=label, refused=refused)
+            return Recorded(name=Status.UNCERTAIN, status=Status.UNCERTAIN, ended_job=True)
+        case Retry(transport=label, error=error):
+            status, at = await requeue(
+                conn, settings, email_id=email.id, job_id=job_id, attempts=email.attempts,
+                error=error or "", transport=label, end_job=True,
+            )  # fmt: skip
+            # Attempts spent: ``finish`` ended the job even when the email had moved.
+            spent = email.attempts >= settings.max_attempts
+            if status == "moved":
+                return dataclasses.replace(MOVED, ended_job=spent)
+            reason = RETRY_REASON if status == Status.SCHEDULED else None
+            return Recorded(name=status, status=status, next_attempt_at=at, waiting_reason=reason, ended_job=True)
+        case BreakersOpen(at=at, error=error):
+            return await _wait(
+                conn, settings, email, job_id, name="no_transport", at=at, kind="transport_unavailable",
+                reason=NO_TRANSPORT_REASON,
+            )  # fmt: skip
+        case RateLimited(transport=label, at=at, slot=slot, rate_transport=rate_transport, limit=limit):
+            return await _wait(
+                conn, settings, email, job_id, name="rate_limited", at=at, kind="rate_limited",
+                reason=gate.RATE_REASON, slot=slot, rate_transport=rate_transport, transport=label, limit=limit,
+            )  # fmt: skip
+        case LimiterDown(transport=label, at=at, error=error):
+            return await _wait(
+                conn, settings, email, job_id, name="limiter_unavailable", at=at, kind="limiter_unavailable",
+                reason=gate.UNAVAILABLE_REASON, transport=label, error=error,
+            )  # fmt: skip
+        case Aborted():
+            return Recorded(name="aborted")
+        case _:
+            assert_never(outcome)
+
+
+async def _finish(
+    rt: runtime.Runtime,
+    conn: db.AsyncConn,
+    email: Email,
+    job_id: int,
+    status: Status,
+    **outcome: Any,
+) -> bool:
+    """``finish``, kept through a database restart: a send that happened must be recorded.
+
+    Should the database stay away longer, the job ends with the email still
+    ``sending`` and the reconciler marks it ``uncertain`` (DATA had begun): never a
+    silent resend.
+    """
+    return await db.with_reconnect(
+        rt.pool,
+        conn,
+        lambda c: finish(c, email_id=email.id, job_id=job_id, status=status, end_job=True, **outcome),
+        within=OUTCOME_RETRY,
+    )
+
+
+async def _wait(
+    conn: db.AsyncConn,
+    settings: Settings,
+    email: Email,
+    job_id: int,
+    *,
+    name: str,
+    at: dt.datetime,
+    kind: str,
+    reason: str,
+    slot: dt.datetime | None = None,
+    rate_transport: str | None = None,
+    transport: str | None = None,
+    limit: str | None = None,
+    error: str | None = None,
+) -> Recorded:
+    """Put a ``sending`` email back to wait until ``at`` without spending an attempt (nothing was
+    tried at the provider), with the job of its next attempt; this job ends in the same statement."""
+    waiting = await jobs.wait_again_async(
+        conn, "wait_without_attempt", email_id=email.id, at=at, horizon=settings.schedule_horizon,
+        job_id=job_id, slot=slot, rate_transport=rate_transport, transport=transport, kind=kind,
+        reason=reason, limit=limit, error=error, end_job=True,
+    )  # fmt: skip
+    if not waiting:
+        return MOVED
+    return Recorded(name=name, status=Status.SCHEDULED, next_attempt_at=at, waiting_reason=reason, ended_job=True)
+
+
+# --- The statements, shared with the reconciler (tasks/queue/reconcile.py).
 
 
 def backoff(attempts: int, settings: Settings) -> float:
@@ -91,27 +380,6 @@ async def requeue(
     return (Status.SCHEDULED, at) if waiting else ("moved", None)
 
 
-async def wait_uncounted(
-    conn: db.AsyncConn,
-    settings: Settings,
-    *,
-    email_id: Any,
-    job_id: int,
-    delay: float,
-    reason: str,
-    kind: str,
-    end_job: bool = False,
-) -> Waited:
-    """Put a ``sending`` email back to wait without spending an attempt (nothing was tried)."""
-    at = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=delay)
-    waiting = await jobs.wait_again_async(
-        conn, "wait_without_attempt", email_id=email_id, at=at, horizon=settings.schedule_horizon,
-        job_id=job_id, slot=None, rate_transport=None, transport=None, kind=kind, reason=reason,
-        limit=None, error=None, end_job=end_job,
-    )  # fmt: skip
-    return (Status.SCHEDULED, at) if waiting else ("moved", None)
-
-
 async def finish(
     conn: db.AsyncConn,
     *,
@@ -153,205 +421,3 @@ async def finish(
         )
         return False
     return True
-
-
-async def _finish(rt: runtime.Runtime, conn: db.AsyncConn, **outcome: Any) -> bool:
-    """``finish``, kept through a database restart: a send that happened must be recorded.
-
-    Should the database stay away longer, the job ends with the email still
-    ``sending`` and the reconciler marks it ``uncertain`` (DATA had begun): never a
-    silent resend.
-    """
-    return await db.with_reconnect(rt.pool, conn, lambda c: finish(c, **outcome), within=OUTCOME_RETRY)
-
-
-@dataclasses.dataclass
-class _Attempt:
-    outcome: str = "obsolete"
-    next_attempt_at: dt.datetime | None = None
-    transport: str | None = None
-    code: int | None = None
-    error: str | None = None
-    data_started: bool = False
-    #: The outcome's statement also ended this job (see ``Runtime.ended_jobs``).
-    ended: bool = False
-    waiting_reason: str | None = None
-
-
-async def _attempt(rt: runtime.Runtime, conn: db.AsyncConn, email: Email, job_id: int) -> _Attempt:
-    result = _Attempt(ended=True)
-    # --- the transport: first in the chain whose breaker allows it; the offline log last.
-    try:
-        choice = await rt.mailer.pick(conn, offline_ok=email.offline_at is None)
-    except mailer.NoTransport as exc:
-        status, result.next_attempt_at = await wait_uncounted(
-            conn,
-            rt.settings,
-            email_id=email.id,
-            job_id=job_id,
-            delay=exc.retry_in + random.uniform(0, 1),
-            reason=NO_TRANSPORT_REASON,
-            kind="transport_unavailable",
-            end_job=True,
-        )
-        result.error, result.waiting_reason, result.ended = str(exc), NO_TRANSPORT_REASON, status != "moved"
-        result.outcome = "no_transport" if status == Status.SCHEDULED else status
-        return result
-    transport = choice.transport
-    result.transport = transport.label
-
-    # --- the rate limits of the transport actually used (the offline log has none):
-    # reserve this attempt's slot, or wait for it as a new job.
-    held = None if choice.offline else await gate.gate(rt, conn, email, job_id, transport.label)
-    if held is not None:
-        await rt.mailer.release(conn, choice)  # hand a breaker trial back unused
-        result.outcome, result.next_attempt_at, result.error = held.outcome, held.next_attempt_at, held.error
-        result.waiting_reason, result.ended = held.reason, False  # gate.gate records the ended job itself
-        return result
-
-    over_limit: list[gate.Held] = []
-
-    async def before_data(refused: dict[str, str]) -> bool:
-        if not choice.offline:
-            held = await gate.confirm(rt, conn, email, job_id, transport.label)
-            if held is not None:
-                over_limit.append(held)
-                return False
-        row = await db.one_async(
-            conn, "start_data", email_id=email.id, job_id=job_id, transport=transport.label, refused=Jsonb(refused)
-        )
-        result.data_started = row is not None
-        return result.data_started
-
-    failure: transports.SendError | None = None
-    try:
-        delivery = await transport.send(
-            sender=rt.settings.mail_from_address,
-            recipients=email.recipients,
-            message=message.build(email),
-            before_data=before_data,
-        )
-    except transports.Transient as exc:
-        failure = exc
-        result.code, result.error, result.waiting_reason = exc.code, exc.message, RETRY_REASON
-        result.outcome, result.next_attempt_at = await requeue(
-            conn,
-            rt.settings,
-            email_id=email.id,
-            job_id=job_id,
-            attempts=email.attempts,
-            error=exc.message,
-            transport=transport.label,
-            end_job=True,
-        )
-        # A "moved" from the requeue transaction wrote (and deleted) nothing.
-        result.ended = result.outcome != "moved" or email.attempts >= rt.settings.max_attempts
-    except transports.Permanent as exc:
-        failure = exc
-        result.code, result.error, result.outcome = exc.code, exc.message, Status.FAILED
-        await _finish(
-            rt,
-            conn,
-            email_id=email.id,
-            job_id=job_id,
-            status=Status.FAILED,
-            error=exc.message,
-            transport=transport.label,
-            refused=exc.refused,
-            end_job=True,
-        )
-    except transports.Uncertain as exc:
-        failure = exc
-        result.error, result.outcome = exc.message, Status.UNCERTAIN
-        await _finish(
-            rt,
-            conn,
-            email_id=email.id,
-            job_id=job_id,
-            status=Status.UNCERTAIN,
-            error=exc.message,
-            transport=transport.label,
-            refused=exc.refused,
-            end_job=True,
-        )
-    except transports.Aborted as exc:
-        if over_limit:
-            # The limits did not allow DATA in time: it waits for its next slot (not an attempt).
-            [held] = over_limit
-            await rt.mailer.release(conn, choice)
-            result.outcome, result.next_attempt_at, result.error = held.outcome, held.next_attempt_at, held.error
-            result.waiting_reason, result.ended = held.reason, False
-            return result
-        failure = exc
-        result.error, result.outcome, result.ended = exc.message, "aborted", False
-    else:
-        # The offline log is an outcome of its own: written down, not sent.
-        done = Status.OFFLINE if choice.offline else Status.SENT
-        result.outcome = done
-        await _finish(
-            rt,
-            conn,
-            email_id=email.id,
-            job_id=job_id,
-            status=done,
-            reply=delivery.reply,
-            transport=transport.label,
-            refused=delivery.refused,
-            end_job=True,
-        )
-    if result.data_started and not choice.offline and rt.limiter.enabled(transport.label):
-        # The provider counted it (or may have) when DATA ended: later checks count from then.
-        await rt.limiter.sent(transport.label, email.owner_id, f"{email.id}:{email.attempts}")
-    # --- the breaker learns how it went (a provider fault counts; anything else resets).
-    try:
-        await db.with_reconnect(rt.pool, conn, lambda c: rt.mailer.record(c, choice, failure), within=2.0)
-    except psycopg.OperationalError as exc:  # the outcome is written; the breaker can miss one
-        log.warning("breaker not updated: the database is away", email_id=str(email.id), error=str(exc))
-    return result
-
-
-@app.task(name=jobs.SEND_TASK, queue=jobs.SEND_QUEUE, pass_context=True)
-async def send_email(context: JobContext, email_id: str) -> str:
-    """Make one attempt to send the email, if this job is still the one responsible for it."""
-    rt = runtime.of(context)
-    job_id = context.job.id
-    assert job_id is not None
-    if context.job.scheduled_at is not None:
-        # Jobs come due jobs.LEAD early: wait here for the exact instant.
-        early = (context.job.scheduled_at + jobs.LEAD - dt.datetime.now(dt.UTC)).total_seconds()
-        if early > 0:
-            await asyncio.sleep(early)
-    started = time.perf_counter()
-    async with rt.pool.connection() as conn:
-        row = await db.one_async(conn, "claim_email", email_id=email_id, job_id=job_id, worker=rt.worker_name)
-        if row is None:
-            # Cancelled, rescheduled or already handled: this job is obsolete.
-            log.debug("obsolete job", email_id=email_id, job_id=job_id)
-            return "obsolete"
-        email = Email.from_row(row)
-        rt.live.changed(email.owner_id, email.id, Status.SENDING, attempt=email.attempts)
-        result = await _attempt(rt, conn, email, job_id)
-    if result.ended:
-        rt.ended_jobs.add(job_id)
-    final = (Status.SENT, Status.FAILED, Status.UNCERTAIN, Status.OFFLINE)
-    if result.outcome in (*final, Status.SCHEDULED, "no_transport", "rate_limited", "limiter_unavailable"):
-        waiting = result.outcome not in final
-        rt.live.changed(
-            email.owner_id,
-            email.id,
-            Status.SCHEDULED if waiting else result.outcome,
-            next_attempt_at=result.next_attempt_at,
-            waiting_reason=result.waiting_reason if waiting else None,
-        )
-    log.info(
-        "attempt",
-        email_id=email_id,
-        job_id=job_id,
-        attempt=email.attempts,
-        transport=result.transport,
-        outcome=result.outcome,
-        code=result.code,
-        error=result.error,
-        duration_ms=round((time.perf_counter() - started) * 1000, 1),
-    )
-    return result.outcome
