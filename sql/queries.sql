@@ -106,6 +106,8 @@ SELECT id FROM started WHERE set_config('synchronous_commit', 'on', true) = 'on'
 -- finish_email --
 -- End an attempt: sent, failed, uncertain or offline. The event's kind is the new
 -- status and names the transport the row records (the one DATA started on).
+-- Run through send.finish by send.record (Sent, Offline, Failed, Uncertain; Retry once
+-- the attempts are spent) and by the reconciler (uncertain); tasks/delivery/send.py.
 WITH done AS (
     UPDATE emails
        SET status = %(status)s,
@@ -134,6 +136,7 @@ SELECT id FROM done;
 
 -- requeue_email --
 -- Back to 'scheduled' after a transient failure, with the job of the next attempt.
+-- Run by send.record (Retry) and by the reconciler (recovered), through send.requeue.
 WITH moved AS (
     UPDATE emails
        SET status = 'scheduled', next_attempt_at = %(at)s, waiting_reason = %(reason)s,
@@ -716,6 +719,7 @@ SELECT (x.at AT TIME ZONE %(tz)s)::date AS day, x.kind, sum(x.n)::bigint AS n
 -- was reserved (slot), the limiter was unavailable, or every transport's breaker
 -- is open (no slot). The claim's attempt is given back: waiting is not an
 -- attempt (MAX_ATTEMPTS counts tries at a provider).
+-- Run by send.record for BreakersOpen, RateLimited and LimiterDown (tasks/delivery/outcomes.py).
 WITH moved AS (
     UPDATE emails
        SET status = 'scheduled', attempts = attempts - 1, next_attempt_at = %(at)s,
