@@ -200,11 +200,13 @@ SELECT e.id, e.next_attempt_at, e.job_id
 
 -- recheck_due_without_job --
 -- The same test as above on rows we now hold locked, with a fresh snapshot.
+-- (next_attempt_at IS NOT NULL is always true; with it, a plan made on a small
+-- table may still read emails_due_idx rather than the whole of emails.)
 SELECT e.id, e.next_attempt_at, e.job_id
   FROM emails e
   LEFT JOIN procrastinate_jobs j ON j.id = e.job_id
  WHERE e.id = ANY(%(ids)s::uuid[])
-   AND e.status = 'scheduled'
+   AND e.status = 'scheduled' AND e.next_attempt_at IS NOT NULL
    AND (j.id IS NULL OR j.status NOT IN ('todo', 'doing'));
 
 -- attach_jobs --
