@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import datetime as dt
+import functools
 import json
 import os
 import pathlib
@@ -174,11 +175,16 @@ def warm_up(d: ours_module.Deployment, count: int) -> None:
     The workers' pooled connections prepare each statement after five runs, and
     PostgreSQL keeps the plan it makes then: here, while ``emails`` is small.
     """
-    sent = d.sink.count()
+    target = d.sink.count()
     for start in range(0, count, 10):
         batch = min(10, count - start)
+        target += batch
         d.schedule([dt.datetime.now(dt.UTC)] * batch)
-        rig.wait_until(lambda n=sent + start + batch: d.sink.count() >= n, timeout=60, what="the warm-up emails")
+        rig.wait_until(functools.partial(_reached, d, target), timeout=60, what="the warm-up emails")
+
+
+def _reached(d: ours_module.Deployment, count: int) -> bool:
+    return d.sink.count() >= count
 
 
 def run(

@@ -22,6 +22,10 @@ of the rounds' rates, and the ratio to raw Procrastinate of each round (median).
 Databases on the server DATABASE_URL names, or with ``--own-postgres`` on a
 throwaway server of its own, so other databases' load on a shared server is not
 measured.
+
+``--statements``: instead, on a throwaway server with ``pg_stat_statements``, ours
+with a key for ``--emails`` emails (after 200), and each statement it ran: calls,
+time and buffers per email, and PostgreSQL's CPU per email.
 """
 
 from __future__ import annotations
@@ -52,6 +56,7 @@ class Stack:
 
     name: str
     one: Callable[[int], None]
+    database: str = ""
     rates: list[float] = dataclasses.field(default_factory=list)
     #: CPU per email, in ms, of this client process and (with --own-postgres) of PostgreSQL.
     client_ms: list[float] = dataclasses.field(default_factory=list)
@@ -89,7 +94,7 @@ def ours(keyed: bool) -> Iterator[Stack]:
                 )
                 emails.schedule(conn, owner=owner, draft=draft, settings=settings)
 
-            yield Stack("ours, idempotency key" if keyed else "ours", one)
+            yield Stack("ours, idempotency key" if keyed else "ours", one, name)
     finally:
         rig.drop_database(name)
 
@@ -113,7 +118,7 @@ def raw() -> Iterator[Stack]:
             def one(i: int) -> None:
                 baseline.send.configure(schedule_at=due).defer(message_id=f"<enqueue-{i}@bench.localhost>", port=25)
 
-            yield Stack("raw Procrastinate defer", one)
+            yield Stack("raw Procrastinate defer", one, name)
     finally:
         rig.drop_database(name)
 
@@ -130,6 +135,39 @@ def measure(*, n: int, rounds: int, postmaster: int | None = None) -> list[Stack
             for stack in stacks[r % 3 :] + stacks[: r % 3]:
                 stack.round(n, postmaster)
         return stacks
+
+
+def statements(*, n: int) -> str:
+    """What ``schedule`` runs in PostgreSQL, statement by statement (a throwaway profiled server)."""
+    with drain.private_postgres(*drain.PROFILING) as (server, postmaster):
+        os.environ["DATABASE_URL"] = server
+        with ours(keyed=True) as stack, db.connect(rig.server_url(stack.database)) as conn:
+            conn.execute("CREATE EXTENSION pg_stat_statements")
+            for i in range(200):
+                stack.one(i)
+            drain.reset(conn)
+            cpu = drain.cpu_seconds(postmaster)
+            for i in range(n):
+                stack.one(i)
+            cpu_ms = (drain.cpu_seconds(postmaster) - cpu) * 1000 / n
+            rows = conn.execute(
+                "SELECT query, calls, total_exec_time AS ms, shared_blks_hit AS hit FROM pg_stat_statements"
+                " WHERE toplevel AND dbid = (SELECT oid FROM pg_database WHERE datname = current_database())"
+                "   AND calls >= %s ORDER BY total_exec_time DESC",
+                (n // 2,),
+            ).fetchall()
+    lines = [
+        f"schedule with a key, {n:,} emails after 200: PostgreSQL CPU {cpu_ms:.2f} ms per email",
+        "",
+        "| statement | per email | ms per call | buffers per call |",
+        "|---|---:|---:|---:|",
+    ]
+    for row in rows:
+        text = " ".join(line for line in row["query"].splitlines() if not line.lstrip().startswith("--"))
+        text = " ".join(text.split())
+        calls = row["calls"]
+        lines.append(f"| `{text[:70]}` | {calls / n:.1f} | {row['ms'] / calls:.3f} | {row['hit'] / calls:.0f} |")
+    return "\n".join(lines)
 
 
 def table(stacks: list[Stack], *, n: int) -> str:
@@ -160,7 +198,11 @@ def main() -> None:
     parser.add_argument("--emails", type=int, default=300, help="emails per stack per round")
     parser.add_argument("--rounds", type=int, default=15)
     parser.add_argument("--own-postgres", action="store_true", help="on a throwaway PostgreSQL of its own (initdb)")
+    parser.add_argument("--statements", action="store_true", help="what schedule runs in PostgreSQL, per statement")
     args = parser.parse_args()
+    if args.statements:
+        print(statements(n=args.emails))
+        return
     with contextlib.ExitStack() as stack:
         postmaster = None
         if args.own_postgres:

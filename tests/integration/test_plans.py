@@ -41,9 +41,9 @@ def generic_plan(conn: Conn, name: str) -> dict[str, Any]:
     text = db.queries[name]
     order = list(dict.fromkeys(re.findall(r"%\((\w+)\)s", text)))
     sql = re.sub(r"%\((\w+)\)s", lambda m: f"${order.index(m[1]) + 1}", text).replace("%%", "%")
-    conn.execute(f"PREPARE plan_{name} AS {sql}")  # type: ignore[arg-type]  # our own named query
+    conn.execute(f"PREPARE plan_{name} AS {sql}")  # our own named query, never input
     args = ", ".join(["NULL"] * len(order))
-    row = conn.execute(f"EXPLAIN (FORMAT JSON) EXECUTE plan_{name}{f'({args})' if order else ''}").fetchone()  # type: ignore[arg-type]
+    row = conn.execute(f"EXPLAIN (FORMAT JSON) EXECUTE plan_{name}{f'({args})' if order else ''}").fetchone()
     assert row is not None
     plan = row["QUERY PLAN"]
     return (json.loads(plan) if isinstance(plan, str) else plan)[0]["Plan"]
