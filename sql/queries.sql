@@ -14,19 +14,40 @@ ON CONFLICT ((lower(email))) DO UPDATE
 -- get_user --
 SELECT * FROM users WHERE id = %(id)s;
 
--- insert_email --
--- A repeated idempotency key inserts nothing and returns no row.
-INSERT INTO emails (id, owner_id, from_addr, reply_to, to_addrs, cc_addrs, bcc_addrs,
-                    subject, body_text, body_html, send_at, send_tz, next_attempt_at,
-                    message_id, idempotency_key, request_hash, job_id)
-     VALUES (%(id)s, %(owner_id)s, %(from_addr)s, %(reply_to)s, %(to_addrs)s, %(cc_addrs)s,
-             %(bcc_addrs)s, %(subject)s, %(body_text)s, %(body_html)s, %(send_at)s,
-             %(send_tz)s, %(send_at)s, %(message_id)s, %(idempotency_key)s,
-             %(request_hash)s, %(job_id)s)
-ON CONFLICT (owner_id, idempotency_key) DO NOTHING
-  RETURNING *;
+-- schedule_email --
+-- Schedule one email in one statement, atomic on its own and one round trip: the
+-- row, its 'scheduled' event and, when job_at is given (the email is due within the
+-- horizon), its send job, through Procrastinate's own procrastinate_defer_jobs_v1
+-- with what tasks/queue/jobs.py gives every send job (queue, task, email_id, due
+-- LEAD early). An idempotency key the owner already used makes the whole
+-- statement fail on emails_idempotency_key, the job included: the caller then
+-- reads the first email (email_by_idempotency_key). No lookup runs beforehand: a
+-- prepared lookup by (owner_id, idempotency_key) was planned once, on a small
+-- table, and then read every email of the owner through emails_owner_status_idx.
+WITH job AS (
+    SELECT (procrastinate_defer_jobs_v1(ARRAY[ROW(
+               %(job_queue)s::varchar, %(job_task)s::varchar, 0, NULL::text, NULL::text,
+               jsonb_build_object('email_id', %(id)s::text), %(job_at)s::timestamptz
+           )::procrastinate_job_to_defer_v1]))[1] AS id
+     WHERE %(job_at)s::timestamptz IS NOT NULL
+), inserted AS (
+    INSERT INTO emails (id, owner_id, from_addr, reply_to, to_addrs, cc_addrs, bcc_addrs,
+                        subject, body_text, body_html, send_at, send_tz, next_attempt_at,
+                        message_id, idempotency_key, request_hash, job_id)
+         VALUES (%(id)s, %(owner_id)s, %(from_addr)s, %(reply_to)s, %(to_addrs)s, %(cc_addrs)s,
+                 %(bcc_addrs)s, %(subject)s, %(body_text)s, %(body_html)s, %(send_at)s,
+                 %(send_tz)s, %(send_at)s, %(message_id)s, %(idempotency_key)s,
+                 %(request_hash)s, (SELECT id FROM job))
+    RETURNING *
+), event AS (
+    INSERT INTO email_events (email_id, kind, job_id, detail)
+    SELECT id, 'scheduled', job_id, %(detail)s FROM inserted
+)
+SELECT * FROM inserted;
 
 -- email_by_idempotency_key --
+-- Run unprepared (tasks/domain/emails.py): planned with the actual values each
+-- time, it reads through emails_idempotency_key (see schedule_email).
 SELECT * FROM emails WHERE owner_id = %(owner_id)s AND idempotency_key = %(idempotency_key)s;
 
 -- insert_event --
@@ -182,11 +203,13 @@ SELECT e.id, e.next_attempt_at, e.job_id
 
 -- recheck_due_without_job --
 -- The same test as above on rows we now hold locked, with a fresh snapshot.
+-- (next_attempt_at IS NOT NULL is always true; with it, a plan made on a small
+-- table may still read emails_due_idx rather than the whole of emails.)
 SELECT e.id, e.next_attempt_at, e.job_id
   FROM emails e
   LEFT JOIN procrastinate_jobs j ON j.id = e.job_id
  WHERE e.id = ANY(%(ids)s::uuid[])
-   AND e.status = 'scheduled'
+   AND e.status = 'scheduled' AND e.next_attempt_at IS NOT NULL
    AND (j.id IS NULL OR j.status NOT IN ('todo', 'doing'));
 
 -- attach_jobs --

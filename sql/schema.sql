@@ -1291,7 +1291,7 @@ CREATE INDEX emails_batch_idx ON public.emails USING btree (batch_id, status) WH
 -- Name: emails_due_idx; Type: INDEX; Schema: public; Owner: -
 --
 
-CREATE INDEX emails_due_idx ON public.emails USING btree (next_attempt_at) WHERE (status = 'scheduled'::text);
+CREATE INDEX emails_due_idx ON public.emails USING btree (next_attempt_at) WHERE ((status = 'scheduled'::text) AND (next_attempt_at IS NOT NULL));
 
 
 --

@@ -10,5 +10,6 @@ SELECT e.id,
   FROM emails e
   JOIN users u ON u.id = e.owner_id
  WHERE e.status = 'scheduled' AND e.waiting_reason ILIKE '%rate%limit%'
+   AND e.next_attempt_at IS NOT NULL  -- (always true) read in order through emails_due_idx
  ORDER BY e.next_attempt_at, e.id
  LIMIT 500;

@@ -2,7 +2,9 @@
 
 Each one changes the email row and its Procrastinate job in one transaction on
 the caller's connection: ``with conn.transaction()`` makes it a savepoint when
-the caller already holds a transaction, so callers can compose them.
+the caller already holds a transaction, so callers can compose them. ``schedule``,
+the one called per request at volume, is a single statement instead (atomic on
+its own), wrapped in a savepoint only inside the caller's transaction.
 """
 
 from __future__ import annotations
@@ -11,6 +13,8 @@ import datetime as dt
 import uuid
 from typing import Any
 
+import psycopg
+from psycopg import pq
 from psycopg.types.json import Jsonb
 
 from tasks.core import db, errors
@@ -18,10 +22,6 @@ from tasks.core.config import Settings
 from tasks.domain import validation
 from tasks.domain.models import Email, Event, Scope, Status, User
 from tasks.queue import jobs
-
-
-class _KeyTaken(Exception):
-    """A concurrent request committed the same idempotency key first."""
 
 
 def parse_id(raw: str | uuid.UUID) -> uuid.UUID:
@@ -52,10 +52,19 @@ def _job_for(conn: db.Conn, email_id: uuid.UUID, at: dt.datetime, settings: Sett
     return jobs.defer_sends(conn, [(email_id, at)])[0]
 
 
-def _existing(conn: db.Conn, owner: User, draft: validation.Draft) -> Email:
-    row = db.one(conn, "email_by_idempotency_key", owner_id=owner.id, idempotency_key=draft.idempotency_key)
-    assert row is not None
-    if row["request_hash"] != draft.request_hash():
+def _existing(conn: db.Conn, owner: User, draft: validation.Draft, request_hash: str) -> Email:
+    """The email that first used ``draft``'s idempotency key, if it was for the same request."""
+    # Unprepared, so planned with these values: a plan cached while the table was
+    # small read every email of the owner (emails_owner_status_idx) instead of
+    # the one row emails_idempotency_key holds.
+    row = conn.execute(
+        db.queries["email_by_idempotency_key"],
+        {"owner_id": owner.id, "idempotency_key": draft.idempotency_key},
+        prepare=False,
+    ).fetchone()
+    if row is None:  # (only a key the database refused leads here)
+        raise errors.Conflict("this idempotency key is being used by another request", field="idempotency_key")
+    if row["request_hash"] != request_hash:
         raise errors.Conflict("this idempotency key was already used for a different email", field="idempotency_key")
     return Email.from_row(row)
 
@@ -65,49 +74,56 @@ def schedule(conn: db.Conn, *, owner: User, draft: validation.Draft, settings: S
 
     A repeated idempotency key returns the first email (``False``); the same key
     with different content raises ``Conflict``.
+
+    One statement does it all (``schedule_email`` in sql/queries.sql): on an
+    autocommit connection outside a transaction, the usual case of the API and
+    the CLI, it is its own transaction and costs one round trip. Inside the
+    caller's transaction it runs in a savepoint, so a repeated key, which the
+    database refuses, leaves that transaction usable.
     """
     email_id = uuid.uuid4()
-    with conn.transaction():
-        if draft.idempotency_key and db.one(
-            conn, "email_by_idempotency_key", owner_id=owner.id, idempotency_key=draft.idempotency_key
-        ):
-            return _existing(conn, owner, draft), False
-        try:
+    request_hash = draft.request_hash()
+    at = draft.send_at
+    params: dict[str, Any] = {
+        "id": email_id,
+        "owner_id": owner.id,
+        "from_addr": settings.mail_from,
+        "reply_to": owner.email,
+        "to_addrs": list(draft.to),
+        "cc_addrs": list(draft.cc),
+        "bcc_addrs": list(draft.bcc),
+        "subject": draft.subject,
+        "body_text": draft.body_text,
+        "body_html": draft.body_html,
+        "send_at": at,
+        "send_tz": draft.send_tz,
+        "message_id": f"<{email_id}@{settings.mail_domain}>",
+        "idempotency_key": draft.idempotency_key,
+        "request_hash": request_hash,
+        # The send job, as tasks.queue.jobs defers every one: only within the horizon.
+        "job_queue": jobs.SEND_QUEUE,
+        "job_task": jobs.SEND_TASK,
+        "job_at": at - jobs.LEAD if jobs.within_horizon(at, settings.schedule_horizon) else None,
+        "detail": Jsonb(
+            {
+                "send_at": at.isoformat(),
+                "time_zone": draft.send_tz,
+                "recipients": len(draft.to) + len(draft.cc) + len(draft.bcc),
+            }
+        ),
+    }
+    try:
+        if conn.autocommit and conn.info.transaction_status == pq.TransactionStatus.IDLE:
+            row = db.one(conn, "schedule_email", **params)
+        else:
             with conn.transaction():
-                job_id = _job_for(conn, email_id, draft.send_at, settings)
-                row = db.one(
-                    conn,
-                    "insert_email",
-                    id=email_id,
-                    owner_id=owner.id,
-                    from_addr=settings.mail_from,
-                    reply_to=owner.email,
-                    to_addrs=list(draft.to),
-                    cc_addrs=list(draft.cc),
-                    bcc_addrs=list(draft.bcc),
-                    subject=draft.subject,
-                    body_text=draft.body_text,
-                    body_html=draft.body_html,
-                    send_at=draft.send_at,
-                    send_tz=draft.send_tz,
-                    message_id=f"<{email_id}@{settings.mail_domain}>",
-                    idempotency_key=draft.idempotency_key,
-                    request_hash=draft.request_hash(),
-                    job_id=job_id,
-                )
-                if row is None:
-                    raise _KeyTaken
-        except _KeyTaken:
-            return _existing(conn, owner, draft), False
-        add_event(
-            conn,
-            email_id,
-            "scheduled",
-            job_id,
-            send_at=draft.send_at.isoformat(),
-            time_zone=draft.send_tz,
-            recipients=len(draft.to) + len(draft.cc) + len(draft.bcc),
-        )
+                row = db.one(conn, "schedule_email", **params)
+    except psycopg.errors.UniqueViolation as exc:
+        if exc.diag.constraint_name != "emails_idempotency_key":
+            raise
+        # The key was used first (by an earlier request or a concurrent one): nothing was written.
+        return _existing(conn, owner, draft, request_hash), False
+    assert row is not None
     return Email.from_row(row), True
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import datetime as dt
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -133,6 +134,77 @@ def test_concurrent_requests_with_one_key_make_one_email(
 
     assert len(ids) == 1
     assert counts(database_url) == (1, 1)
+
+
+def test_scheduling_is_one_round_trip(
+    conn: Conn, owner: User, make_draft: Callable[..., Any], settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On an autocommit connection (the API's, the CLI's) the row, its event and its job are one statement."""
+    trips = 0
+    wait = psycopg.Connection.wait
+
+    def counted(self: Conn, *args: Any, **kwargs: Any) -> Any:
+        nonlocal trips
+        trips += 1
+        return wait(self, *args, **kwargs)
+
+    monkeypatch.setattr(psycopg.Connection, "wait", counted)
+    email, created = emails.schedule(conn, owner=owner, draft=make_draft(idempotency_key="once"), settings=settings)
+    monkeypatch.undo()
+
+    assert trips == 1
+    assert created and job_of(conn, email.job_id) is not None
+    assert [e.kind for e in emails.timeline(conn, models.owner(owner.id), email.id)] == ["scheduled"]
+
+
+def test_a_key_taken_meanwhile_leaves_the_callers_transaction_usable(
+    database_url: str, owner: User, make_draft: Callable[..., Any], settings: Settings
+) -> None:
+    """The database refuses the second use of a key; inside a transaction that costs only a savepoint."""
+    draft = make_draft(idempotency_key="taken-meanwhile")
+    with db.connect(database_url) as first, db.connect(database_url) as second:
+        waiter = second.info.backend_pid
+
+        def schedule_in_a_transaction() -> tuple[str, bool, int]:
+            with second.transaction():
+                email, created = emails.schedule(second, owner=owner, draft=draft, settings=settings)
+                still = second.execute("SELECT 1 AS one").fetchone()  # the transaction goes on
+            assert still is not None
+            return str(email.id), created, still["one"]
+
+        with concurrent.futures.ThreadPoolExecutor(1) as pool:
+            with first.transaction():
+                winner, _ = emails.schedule(first, owner=owner, draft=draft, settings=settings)
+                later = pool.submit(schedule_in_a_transaction)
+                # The second request waits on the key until the first commits.
+                for _ in range(500):
+                    row = first.execute(
+                        "SELECT wait_event_type FROM pg_stat_activity WHERE pid = %s", (waiter,)
+                    ).fetchone()
+                    if row and row["wait_event_type"] == "Lock":
+                        break
+                    time.sleep(0.01)
+                else:
+                    pytest.fail("the second request never waited for the first")
+            email_id, created, one = later.result(timeout=30)
+
+    assert (email_id, created, one) == (str(winner.id), False, 1)
+    assert counts(database_url) == (1, 1)
+
+
+def test_a_replay_does_not_prepare_the_lookup_by_key(
+    conn: Conn, owner: User, make_draft: Callable[..., Any], settings: Settings
+) -> None:
+    """Prepared, the lookup kept a plan made on a small table, which read every email of the owner."""
+    drafts = [make_draft(idempotency_key=f"replayed-{i}") for i in range(8)]
+    for draft in drafts + drafts:
+        emails.schedule(conn, owner=owner, draft=draft, settings=settings)
+
+    prepared = conn.execute(
+        "SELECT count(*) AS n FROM pg_prepared_statements WHERE statement LIKE %s", ("%idempotency_key = $%",)
+    ).fetchone()
+    assert prepared == {"n": 0}
+    assert invariants.counts(conn) == {"scheduled": 8}
 
 
 def test_cancel_cancels_the_job_too_and_is_idempotent(
