@@ -15,6 +15,7 @@ SIGTERM/SIGINT end it. A supervisor is still recommended (docs/deploying.md, "Su
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import os
 import socket
 import time
@@ -131,14 +132,20 @@ async def run(settings: Settings, *, concurrency: int | None = None) -> None:
     A signal at any moment stops it: while it connects or waits for the database
     it gives up at once, while it runs it finishes its jobs first (a second
     signal: at once).
+
+    ``concurrency`` (``--concurrency``) overrides WORKER_CONCURRENCY everywhere the
+    worker reads it: its job slots, its database pool and each SMTP transport's
+    connection pool.
     """
+    if concurrency is not None:
+        settings = dataclasses.replace(settings, worker_concurrency=concurrency)
     with stopping.StopSignals() as stop:
         delay = RESTART_BACKOFF[0]
         previous: int | None = None
         while True:
             began = time.monotonic()
             try:
-                crash, previous = await _run_once(settings, concurrency, previous, stop)
+                crash, previous = await _run_once(settings, previous, stop)
             except CONNECTION_ERRORS as exc:
                 crash = exc
             except stopping.Stopped:
@@ -181,13 +188,13 @@ async def _wait_for_database(url: str) -> None:
 
 
 async def _run_once(
-    settings: Settings, concurrency: int | None, previous: int | None, stop: stopping.StopSignals
+    settings: Settings, previous: int | None, stop: stopping.StopSignals
 ) -> tuple[BaseException | None, int | None]:
     """Run one worker; return why it stopped (None: on request) and its registration if left behind.
 
     Raises ``stopping.Stopped`` when asked to stop before the worker ran.
     """
-    concurrency = concurrency or settings.worker_concurrency
+    concurrency = settings.worker_concurrency
     name = f"{socket.gethostname()}:{os.getpid()}"
     await stop.until(_wait_for_database(settings.database_url))
     pool = db.async_pool(settings.database_url, size=concurrency + EXTRA_CONNECTIONS)
