@@ -18,10 +18,10 @@ What is here:
    subclasses it and uses only those hooks.
 2. ``forget_pool``: drop the external pool a closed App keeps.
 3. ``STATEMENTS``: every statement of ours on Procrastinate's tables (or calling
-   its SQL functions). They are
-   named queries of ``tasks.core.db`` like those of ``sql/queries.sql`` (the
-   send task and the reconciler run them by name); importing ``tasks.queue``
-   registers them. The read-outs other packages need have a function here.
+   its SQL functions). They are named queries of ``tasks.core.db`` like those of
+   ``sql/queries.sql`` (the scheduler, the send task and the reconciler run them
+   by name); importing ``tasks.queue`` registers them. The read-outs other
+   packages need have a function here.
 4. ``OPERATOR_QUERIES`` and ``ELSEWHERE``: what names Procrastinate's tables
    outside this module (read-only operator queries, committed migrations, the
    migration runner), listed so that the test checks them too.
