@@ -1,6 +1,9 @@
 -- Named queries, loaded once by tasks/core/db.py. Parameters are %(name)s only.
 -- Every query a user can reach is scoped: (%(any_owner)s OR owner_id = %(owner_id)s),
 -- where any_owner is true only for operators (the CLI).
+-- None touches Procrastinate's tables or functions: those statements (schedule_email,
+-- finish_email, requeue_email, spread_move, ...) are in tasks/queue/procrastinate_boundary.py,
+-- each with why the public API does not serve, and run by name like these.
 
 -- upsert_user --
 -- Create the user on first sight, refresh the name on later ones.
@@ -13,37 +16,6 @@ ON CONFLICT ((lower(email))) DO UPDATE
 
 -- get_user --
 SELECT * FROM users WHERE id = %(id)s;
-
--- schedule_email --
--- Schedule one email in one statement, atomic on its own and one round trip: the
--- row, its 'scheduled' event and, when job_at is given (the email is due within the
--- horizon), its send job, through Procrastinate's own procrastinate_defer_jobs_v1
--- with what tasks/queue/jobs.py gives every send job (queue, task, email_id, due
--- LEAD early). An idempotency key the owner already used makes the whole
--- statement fail on emails_idempotency_key, the job included: the caller then
--- reads the first email (email_by_idempotency_key). No lookup runs beforehand: a
--- prepared lookup by (owner_id, idempotency_key) was planned once, on a small
--- table, and then read every email of the owner through emails_owner_status_idx.
-WITH job AS (
-    SELECT (procrastinate_defer_jobs_v1(ARRAY[ROW(
-               %(job_queue)s::varchar, %(job_task)s::varchar, 0, NULL::text, NULL::text,
-               jsonb_build_object('email_id', %(id)s::text), %(job_at)s::timestamptz
-           )::procrastinate_job_to_defer_v1]))[1] AS id
-     WHERE %(job_at)s::timestamptz IS NOT NULL
-), inserted AS (
-    INSERT INTO emails (id, owner_id, from_addr, reply_to, to_addrs, cc_addrs, bcc_addrs,
-                        subject, body_text, body_html, send_at, send_tz, next_attempt_at,
-                        message_id, idempotency_key, request_hash, job_id)
-         VALUES (%(id)s, %(owner_id)s, %(from_addr)s, %(reply_to)s, %(to_addrs)s, %(cc_addrs)s,
-                 %(bcc_addrs)s, %(subject)s, %(body_text)s, %(body_html)s, %(send_at)s,
-                 %(send_tz)s, %(send_at)s, %(message_id)s, %(idempotency_key)s,
-                 %(request_hash)s, (SELECT id FROM job))
-    RETURNING *
-), event AS (
-    INSERT INTO email_events (email_id, kind, job_id, detail)
-    SELECT id, 'scheduled', job_id, %(detail)s FROM inserted
-)
-SELECT * FROM inserted;
 
 -- email_by_idempotency_key --
 -- Run unprepared (tasks/domain/emails.py): planned with the actual values each
@@ -124,94 +96,6 @@ WITH started AS (
 -- the one that must be on disk before DATA, so it waits for the flush.
 SELECT id FROM started WHERE set_config('synchronous_commit', 'on', true) = 'on';
 
--- finish_email --
--- End an attempt: sent, failed, uncertain or offline. The event's kind is the new
--- status and names the transport the row records (the one DATA started on).
--- Run through send.finish by send.record (Sent, Offline, Failed, Uncertain; Retry once
--- the attempts are spent) and by the reconciler (uncertain); tasks/delivery/send.py.
-WITH done AS (
-    UPDATE emails
-       SET status = %(status)s,
-           sent_at = CASE WHEN %(status)s = 'sent' THEN clock_timestamp() END,
-           offline_at = CASE WHEN %(status)s = 'offline' THEN clock_timestamp() ELSE offline_at END,
-           provider_reply = %(reply)s,
-           last_error = %(error)s,
-           transport = coalesce(%(transport)s, transport),
-           refused_recipients = %(refused)s,
-           waiting_reason = NULL
-     WHERE id = %(email_id)s AND status = 'sending' AND job_id = %(job_id)s
-    RETURNING id, attempts, transport
-), event AS (
-    INSERT INTO email_events (email_id, kind, job_id, detail)
-    SELECT id, %(status)s, %(job_id)s,
-           jsonb_strip_nulls(jsonb_build_object(
-               'attempt', attempts, 'transport', transport, 'reply', %(reply)s::text,
-               'error', %(error)s::text, 'refused', %(refused)s::jsonb))
-      FROM done
-), job AS (
-    -- The send task ends its own Procrastinate job here, saving a round trip
-    -- (tasks/queue/worker.py skips Procrastinate's own finish for it).
-    DELETE FROM procrastinate_jobs WHERE %(end_job)s AND id = %(job_id)s AND status = 'doing'
-)
-SELECT id FROM done;
-
--- requeue_email --
--- Back to 'scheduled' after a transient failure, with the job of the next attempt.
--- Run by send.record (Retry) and by the reconciler (recovered), through send.requeue.
-WITH moved AS (
-    UPDATE emails
-       SET status = 'scheduled', next_attempt_at = %(at)s, waiting_reason = %(reason)s,
-           last_error = %(error)s, job_id = %(new_job_id)s, data_started_at = NULL
-     WHERE id = %(email_id)s AND status = 'sending' AND job_id = %(job_id)s
-    RETURNING id, attempts
-), event AS (
-    INSERT INTO email_events (email_id, kind, job_id, detail)
-    SELECT id, %(kind)s, %(job_id)s,
-           jsonb_strip_nulls(jsonb_build_object(
-               'attempt', attempts, 'next_attempt_at', %(at)s::timestamptz, 'transport', %(transport)s::text,
-               'reason', %(reason)s::text, 'error', %(error)s::text))
-      FROM moved
-), job AS (
-    DELETE FROM procrastinate_jobs WHERE %(end_job)s AND id = %(job_id)s AND status = 'doing'
-)
-SELECT id FROM moved;
-
--- stalled_sending --
--- Emails left 'sending' by a job that is no longer running, or by a worker
--- whose heartbeat stopped.
-SELECT e.id, e.owner_id, e.job_id, e.attempts, e.data_started_at
-  FROM emails e
-  LEFT JOIN procrastinate_jobs j ON j.id = e.job_id
-  LEFT JOIN procrastinate_workers w ON w.id = j.worker_id
- WHERE e.status = 'sending'
-   AND (j.id IS NULL OR j.status <> 'doing' OR w.id IS NULL
-        OR w.last_heartbeat < now() - make_interval(secs => %(stalled_after)s))
- LIMIT %(limit)s;
-
--- due_without_job --
--- Scheduled emails inside the horizon with no live job: far-future ones being
--- promoted, and any whose job was lost. Locked so two reconcilers never race.
-SELECT e.id, e.next_attempt_at, e.job_id
-  FROM emails e
-  LEFT JOIN procrastinate_jobs j ON j.id = e.job_id
- WHERE e.status = 'scheduled'
-   AND e.next_attempt_at <= now() + make_interval(secs => %(horizon)s)
-   AND (j.id IS NULL OR j.status NOT IN ('todo', 'doing'))
- ORDER BY e.next_attempt_at
- LIMIT %(limit)s
-   FOR UPDATE OF e SKIP LOCKED;
-
--- recheck_due_without_job --
--- The same test as above on rows we now hold locked, with a fresh snapshot.
--- (next_attempt_at IS NOT NULL is always true; with it, a plan made on a small
--- table may still read emails_due_idx rather than the whole of emails.)
-SELECT e.id, e.next_attempt_at, e.job_id
-  FROM emails e
-  LEFT JOIN procrastinate_jobs j ON j.id = e.job_id
- WHERE e.id = ANY(%(ids)s::uuid[])
-   AND e.status = 'scheduled' AND e.next_attempt_at IS NOT NULL
-   AND (j.id IS NULL OR j.status NOT IN ('todo', 'doing'));
-
 -- attach_jobs --
 -- Record the jobs the promoter deferred, and say so on each timeline.
 WITH attached AS (
@@ -222,13 +106,6 @@ WITH attached AS (
 )
 INSERT INTO email_events (email_id, kind, job_id, detail)
 SELECT id, 'queued', job_id, jsonb_build_object('due_at', next_attempt_at) FROM attached;
-
--- seconds_to_next_job --
--- How long until the next scheduled job is due (negative: one is due and not
--- yet fetched), for the worker's wake-up timer (index reach_jobs_future_idx).
-SELECT extract(epoch FROM min(scheduled_at) - clock_timestamp())::float8 AS seconds
-  FROM procrastinate_jobs
- WHERE status = 'todo' AND scheduled_at IS NOT NULL;
 
 -- insert_devmail --
 INSERT INTO devmail_messages (mail_from, rcpt_tos, message_id, subject, raw)
@@ -429,13 +306,6 @@ SELECT id FROM moved;
 -- status_counts_of --
 SELECT status, count(*) AS n FROM emails WHERE id = ANY(%(ids)s::uuid[]) GROUP BY status;
 
--- workers_alive --
--- Procrastinate workers whose heartbeat is recent.
-SELECT id, last_heartbeat, extract(epoch FROM now() - last_heartbeat)::float8 AS age_seconds
-  FROM procrastinate_workers
- WHERE last_heartbeat > now() - make_interval(secs => %(stalled_after)s)
- ORDER BY id;
-
 -- ensure_breakers --
 INSERT INTO transport_breakers (label) SELECT unnest(%(labels)s::text[]) ON CONFLICT DO NOTHING;
 
@@ -523,9 +393,6 @@ UPDATE transport_breakers
 RETURNING label, state, failures, opened_count, last_error, changed_at, retry_at, trial_by,
           0::float8 AS retry_in, NULL::float8 AS trial_age;
 
--- count_finished_jobs --
-SELECT count(*) AS n FROM procrastinate_jobs WHERE status IN ('succeeded', 'failed', 'cancelled', 'aborted');
-
 -- prune_email_events --
 -- Delete one batch of old events of finished emails, adding them to the totals
 -- first (same statement) so that counters computed from events never go down.
@@ -580,13 +447,6 @@ SELECT late_le, sum(n)::bigint AS n, sum(late_sum)::float8 AS late_sum
         UNION ALL
         SELECT late_le, n, late_sum FROM email_event_totals WHERE kind = 'claimed') x
  GROUP BY 1;
-
--- metrics_jobs --
-SELECT queue_name, status::text AS status, count(*) AS n,
-       count(*) FILTER (WHERE scheduled_at IS NULL OR scheduled_at <= now()) AS due
-  FROM procrastinate_jobs
- WHERE status IN ('todo', 'doing')
- GROUP BY 1, 2;
 
 -- ---- Charts (tasks/ops/charts.py): per-minute rollups of email_events ----
 -- The operators' series are counted by two queries that must agree: the rollup
@@ -737,33 +597,6 @@ SELECT (x.at AT TIME ZONE %(tz)s)::date AS day, x.kind, sum(x.n)::bigint AS n
            AND ev.kind = ANY(%(owner_kinds)s::text[]) AND e.owner_id = %(owner_id)s) x
  GROUP BY 1, 2;
 
--- wait_without_attempt --
--- Back to 'scheduled' without having contacted the provider: a rate-limit slot
--- was reserved (slot), the limiter was unavailable, or every transport's breaker
--- is open (no slot). The claim's attempt is given back: waiting is not an
--- attempt (MAX_ATTEMPTS counts tries at a provider).
--- Run by send.record for BreakersOpen, RateLimited and LimiterDown (tasks/delivery/outcomes.py).
-WITH moved AS (
-    UPDATE emails
-       SET status = 'scheduled', attempts = attempts - 1, next_attempt_at = %(at)s,
-           waiting_reason = %(reason)s, job_id = %(new_job_id)s,
-           rate_slot = %(slot)s, rate_transport = %(rate_transport)s
-     WHERE id = %(email_id)s AND status = 'sending' AND job_id = %(job_id)s
-       AND data_started_at IS NULL
-    RETURNING id, attempts
-), event AS (
-    INSERT INTO email_events (email_id, kind, job_id, detail)
-    SELECT id, %(kind)s, %(job_id)s,
-           jsonb_strip_nulls(jsonb_build_object(
-               'slot', %(slot)s::timestamptz, 'next_attempt_at', %(at)s::timestamptz,
-               'transport', %(transport)s::text, 'limit', %(limit)s::text,
-               'reason', %(reason)s::text, 'error', %(error)s::text))
-      FROM moved
-), job AS (
-    DELETE FROM procrastinate_jobs WHERE %(end_job)s AND id = %(job_id)s AND status = 'doing'
-)
-SELECT id FROM moved;
-
 -- rate_entries_transport --
 -- What a transport's bucket held, rebuilt from the truth: each email whose DATA
 -- began within the window on this transport, each slot still reserved on it,
@@ -798,43 +631,3 @@ SELECT id::text || ':' || attempts || ':flight', clock_timestamp()
   FROM emails
  WHERE %(in_flight)s AND owner_id = %(owner_id)s AND status = 'sending' AND data_started_at IS NULL;
 
--- spread_candidates --
--- A user's other emails due now that have no rate-limit slot yet, and their
--- jobs, locked (a worker fetching one skips it, and we skip those it holds):
--- a burst's rest, to be queued at their turns in the user's lane in bulk.
--- Read through emails_due_idx: only emails due now are looked at, however many
--- the user has scheduled for later (no index of its own: one more index on
--- emails would cost every send a write, for a query that runs once per 500).
-SELECT e.id, e.attempts, e.job_id
-  FROM emails e
-  JOIN procrastinate_jobs j ON j.id = e.job_id
- WHERE e.owner_id = %(owner_id)s AND e.status = 'scheduled' AND e.rate_slot IS NULL
-   AND e.next_attempt_at <= now() + make_interval(secs => %(ahead)s)
-   AND j.status = 'todo'
- ORDER BY e.next_attempt_at, e.id
- LIMIT %(limit)s
-   FOR UPDATE OF e, j SKIP LOCKED;
-
--- spread_move --
--- Move each email's job to its slot in the lane (it stays the same job: it will
--- be claimed once, at its turn) and record the slot and the reason. The moved
--- jobs go one priority below the rest: when the workers fall behind, another
--- user's email due meanwhile is fetched before the backlog of a burst (the
--- fetch takes the highest priority first, then the lowest id).
-WITH input AS (
-    SELECT * FROM unnest(%(ids)s::uuid[], %(job_ids)s::bigint[], %(slots)s::timestamptz[]) AS t(id, job_id, slot)
-), job AS (
-    UPDATE procrastinate_jobs j SET scheduled_at = i.slot - %(lead)s, priority = -1
-      FROM input i WHERE j.id = i.job_id AND j.status = 'todo'
-), moved AS (
-    UPDATE emails e
-       SET next_attempt_at = i.slot, rate_slot = i.slot, rate_transport = NULL, waiting_reason = %(reason)s
-      FROM input i
-     WHERE e.id = i.id AND e.status = 'scheduled' AND e.job_id = i.job_id
-    RETURNING e.id, i.job_id, i.slot
-)
-INSERT INTO email_events (email_id, kind, job_id, detail)
-SELECT id, 'rate_limited', job_id,
-       jsonb_build_object('slot', slot, 'next_attempt_at', slot, 'transport', %(transport)s::text,
-                          'limit', %(limit)s::text, 'reason', %(reason)s::text, 'spread', true)
-  FROM moved;

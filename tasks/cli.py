@@ -23,6 +23,7 @@ from tasks.core import config, db, errors, localrun, logs
 from tasks.core.config import Settings
 from tasks.domain import emails, models, present, validation
 from tasks.domain.models import Status
+from tasks.queue import procrastinate_boundary
 
 _DURATION = re.compile(r"^(\d+(?:\.\d+)?)(s|m|h|d)$")
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
@@ -274,7 +275,7 @@ WORKER_CHECK_SECONDS = 1.0
 
 
 def _workers_alive(conn: db.Conn, settings: Settings) -> bool:
-    return bool(db.all_rows(conn, "workers_alive", stalled_after=settings.worker_stalled_after))
+    return bool(procrastinate_boundary.workers_alive(conn, stalled_after=settings.worker_stalled_after))
 
 
 def cmd_url(args: argparse.Namespace, settings: Settings) -> int:

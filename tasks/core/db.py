@@ -1,4 +1,9 @@
-"""PostgreSQL access: the named queries of ``sql/queries.sql`` and connection pools.
+"""PostgreSQL access: named queries and connection pools.
+
+Named queries are those of ``sql/queries.sql``, plus the statements on
+Procrastinate's tables, written in ``tasks/queue/procrastinate_boundary.py``
+(the one module that relies on Procrastinate's internals) and registered here
+when ``tasks.queue`` is imported.
 
 Pools hand out autocommit connections; a unit of work that must be atomic says
 so with ``with conn.transaction():``, so single statements cost one round trip.
@@ -10,7 +15,7 @@ import asyncio
 import pathlib
 import re
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, LiteralString, TypeVar, cast
 
 import psycopg
@@ -30,6 +35,18 @@ def load_queries(path: pathlib.Path) -> dict[str, LiteralString]:
 
 
 queries: dict[str, LiteralString] = load_queries(SQL_DIR / "queries.sql")
+
+
+def register(statements: Mapping[str, LiteralString]) -> None:
+    """Add named statements written elsewhere than ``sql/queries.sql``.
+
+    A name means one statement: registering a different text under a name
+    already taken is a mistake, and raises.
+    """
+    for name, sql in statements.items():
+        if queries.setdefault(name, sql) != sql:
+            raise ValueError(f"two statements are named {name!r}")
+
 
 Row = dict[str, Any]
 #: The connections and pools of this project: every one returns rows as dicts

@@ -75,7 +75,7 @@ def schedule(conn: db.Conn, *, owner: User, draft: validation.Draft, settings: S
     A repeated idempotency key returns the first email (``False``); the same key
     with different content raises ``Conflict``.
 
-    One statement does it all (``schedule_email`` in sql/queries.sql): on an
+    One statement does it all (``schedule_email``, in tasks/queue/procrastinate_boundary.py): on an
     autocommit connection outside a transaction, the usual case of the API and
     the CLI, it is its own transaction and costs one round trip. Inside the
     caller's transaction it runs in a savepoint, so a repeated key, which the

@@ -19,6 +19,7 @@ from prometheus_client.registry import Collector
 from tasks.core import db
 from tasks.core.config import Settings
 from tasks.domain.models import Status
+from tasks.queue import procrastinate_boundary
 
 #: Upper bounds (seconds) of the claim-lateness histogram.
 LATENESS_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0)
@@ -150,10 +151,10 @@ class DatabaseCollector(Collector):
             "reachdbox_queue_jobs", "Procrastinate jobs waiting or running.", labels=["queue", "status"]
         )
         due = GaugeMetricFamily("reachdbox_queue_due_jobs", "Jobs waiting whose time has come.", labels=["queue"])
-        for row in db.all_rows(conn, "metrics_jobs"):
+        for row in procrastinate_boundary.job_counts(conn):
             jobs.add_metric([row["queue_name"], row["status"]], row["n"])
             if row["status"] == "todo":
                 due.add_metric([row["queue_name"]], row["due"])
         yield from (jobs, due)
-        alive = db.all_rows(conn, "workers_alive", stalled_after=self._settings.worker_stalled_after)
+        alive = procrastinate_boundary.workers_alive(conn, stalled_after=self._settings.worker_stalled_after)
         yield GaugeMetricFamily("reachdbox_workers", "Workers whose heartbeat is recent.", value=len(alive))

@@ -13,6 +13,7 @@ from tasks.core import db
 from tasks.core.config import Settings
 from tasks.domain import emails
 from tasks.domain.models import Status
+from tasks.queue import procrastinate_boundary
 
 
 def _iso(value: dt.datetime | None) -> str | None:
@@ -46,7 +47,7 @@ def workers_alive(conn: db.Conn, settings: Settings) -> list[dict[str, Any]]:
     """Return the workers whose Procrastinate heartbeat is recent."""
     return [
         {"id": r["id"], "last_heartbeat": _iso(r["last_heartbeat"]), "age_seconds": round(r["age_seconds"], 1)}
-        for r in db.all_rows(conn, "workers_alive", stalled_after=settings.worker_stalled_after)
+        for r in procrastinate_boundary.workers_alive(conn, stalled_after=settings.worker_stalled_after)
     ]
 
 

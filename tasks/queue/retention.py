@@ -22,6 +22,7 @@ from tasks.core import db
 from tasks.delivery import runtime
 from tasks.domain import models
 from tasks.ops import metrics
+from tasks.queue import procrastinate_boundary
 from tasks.queue.app import app
 
 log = structlog.get_logger("tasks.queue.retention")
@@ -42,8 +43,7 @@ async def prune_jobs(context: JobContext, timestamp: int) -> None:
 
 def count_finished_jobs(conn: db.Conn) -> int:
     """Count the jobs that reached a final state."""
-    row = db.one(conn, "count_finished_jobs")
-    return row["n"] if row else 0
+    return procrastinate_boundary.count_finished_jobs(conn)
 
 
 async def delete_old_jobs(database_url: str, hours: int) -> None:

@@ -15,22 +15,23 @@ SIGTERM/SIGINT end it. A supervisor is still recommended (docs/deploying.md, "Su
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import os
 import socket
 import time
+from collections.abc import Coroutine
 from typing import Any
 
-import procrastinate
 import psycopg
 import psycopg_pool
 import structlog
 from procrastinate import exceptions as procrastinate_exceptions
-from procrastinate import worker as procrastinate_worker
 
 from tasks.core import db, stopping
 from tasks.core.config import Settings
 from tasks.delivery import transports
 from tasks.delivery.runtime import Runtime
+from tasks.queue import procrastinate_boundary
 from tasks.queue.app import app
 
 log = structlog.get_logger("tasks.queue.worker")
@@ -56,12 +57,14 @@ CONNECTION_ERRORS = (
 )
 
 
-class Worker(procrastinate_worker.Worker):
+class Worker(procrastinate_boundary.HookedWorker):
     """Procrastinate's worker, woken when the next job is due rather than at the next poll.
 
     Procrastinate is notified when a job is inserted, not when a future job
     becomes due (it would find one only at its next poll); a side task sleeps
-    until the earliest ``scheduled_at`` and wakes the fetch loop then.
+    until the earliest ``scheduled_at`` and wakes the fetch loop then. It uses
+    only the hooks of ``HookedWorker`` (tasks/queue/procrastinate_boundary.py),
+    none of Procrastinate's private names.
     """
 
     def __init__(self, *, pool: db.AsyncPool, runtime: Runtime, **kwargs: Any):
@@ -69,53 +72,30 @@ class Worker(procrastinate_worker.Worker):
         self._pool = pool
         self._runtime = runtime
         self._jobs_changed = asyncio.Event()
-        #: Set when a side task (LISTEN, heartbeat...) failed: the worker stopped by itself.
-        self.crash: BaseException | None = None
-        #: Set when someone asked it to stop (SIGTERM/SIGINT).
-        self.stop_requested = False
 
-    def stop(self) -> None:
-        self.stop_requested = True
-        procrastinate_worker.Worker.stop(self)
+    def side_task_failed(self, name: str, error: BaseException) -> None:
+        # The jobs left get a short grace instead of the deploy's long one.
+        log.error("worker side task failed; stopping to start again", task=name, error=str(error))
+        if self.shutdown_graceful_timeout is None or self.shutdown_graceful_timeout > CRASH_GRACE:
+            self.shutdown_graceful_timeout = CRASH_GRACE
 
-    async def _monitor_side_tasks(self, side_tasks: list[asyncio.Task[Any]]) -> None:
-        # Procrastinate's monitor, but the stop it makes is told apart from a requested
-        # one, and the jobs left get a short grace instead of the deploy's long one.
-        done, _ = await asyncio.wait(side_tasks, return_when=asyncio.FIRST_COMPLETED)
-        for task in done:
-            if not task.cancelled() and (exc := task.exception()) is not None:
-                log.error("worker side task failed; stopping to start again", task=task.get_name(), error=str(exc))
-                self.crash = exc
-                if self.shutdown_graceful_timeout is None or self.shutdown_graceful_timeout > CRASH_GRACE:
-                    self.shutdown_graceful_timeout = CRASH_GRACE
-                procrastinate_worker.Worker.stop(self)
-                return
-
-    async def _persist_job_status(
-        self, job: Any, status: Any, retry_decision: Any, context: Any, job_result: Any
-    ) -> None:
+    def job_ended_by_task(self, job_id: int) -> bool:
         # The send task already deleted its job in the statement that recorded the
         # email's outcome (one round trip instead of two).
-        if job.id in self._runtime.ended_jobs:
-            self._runtime.ended_jobs.discard(job.id)
-            self._job_ids_to_abort.pop(job.id, None)
-            return
-        await super()._persist_job_status(job, status, retry_decision, context, job_result)
+        if job_id in self._runtime.ended_jobs:
+            self._runtime.ended_jobs.discard(job_id)
+            return True
+        return False
 
-    async def _handle_notification(self, *, channel: str, notification: Any) -> None:
-        await super()._handle_notification(channel=channel, notification=notification)
-        if notification["type"] == "job_inserted":
-            self._jobs_changed.set()
+    def job_inserted(self) -> None:
+        self._jobs_changed.set()
 
-    def _start_side_tasks(self) -> list[asyncio.Task[Any]]:
-        side_tasks = super()._start_side_tasks()
-        side_tasks.append(asyncio.create_task(self._wake_when_due(), name="wake_when_due"))
-        return side_tasks
+    def extra_side_tasks(self) -> dict[str, Coroutine[Any, Any, None]]:
+        return {"wake_when_due": self._wake_when_due()}
 
     async def _seconds_to_next_job(self) -> float | None:
         async with self._pool.connection() as conn:
-            row = await db.one_async(conn, "seconds_to_next_job")
-        return row["seconds"] if row else None
+            return await procrastinate_boundary.seconds_to_next_job(conn)
 
     async def _wake_when_due(self) -> None:
         poll = self.fetch_job_polling_interval
@@ -133,8 +113,8 @@ class Worker(procrastinate_worker.Worker):
                 # such a fetch is lost: wake it again if we have room, and look
                 # again soon (less often while the job stays: it may be another
                 # worker's to take).
-                if len(self._running_jobs) < self.concurrency:
-                    self._new_job_event.set()
+                if self.has_room():
+                    self.wake()
                 timeout, recheck = recheck, min(recheck * 2, poll)
             else:
                 recheck = RECHECK
@@ -143,7 +123,7 @@ class Worker(procrastinate_worker.Worker):
                 await asyncio.wait_for(self._jobs_changed.wait(), timeout=max(timeout, 0) + 0.0005)
             except TimeoutError:
                 if seconds is not None and 0 < seconds <= poll:
-                    self._new_job_event.set()
+                    self.wake()
 
 
 async def run(settings: Settings, *, concurrency: int | None = None) -> None:
@@ -152,14 +132,20 @@ async def run(settings: Settings, *, concurrency: int | None = None) -> None:
     A signal at any moment stops it: while it connects or waits for the database
     it gives up at once, while it runs it finishes its jobs first (a second
     signal: at once).
+
+    ``concurrency`` (``--concurrency``) overrides WORKER_CONCURRENCY everywhere the
+    worker reads it: its job slots, its database pool and each SMTP transport's
+    connection pool.
     """
+    if concurrency is not None:
+        settings = dataclasses.replace(settings, worker_concurrency=concurrency)
     with stopping.StopSignals() as stop:
         delay = RESTART_BACKOFF[0]
         previous: int | None = None
         while True:
             began = time.monotonic()
             try:
-                crash, previous = await _run_once(settings, concurrency, previous, stop)
+                crash, previous = await _run_once(settings, previous, stop)
             except CONNECTION_ERRORS as exc:
                 crash = exc
             except stopping.Stopped:
@@ -202,13 +188,13 @@ async def _wait_for_database(url: str) -> None:
 
 
 async def _run_once(
-    settings: Settings, concurrency: int | None, previous: int | None, stop: stopping.StopSignals
+    settings: Settings, previous: int | None, stop: stopping.StopSignals
 ) -> tuple[BaseException | None, int | None]:
     """Run one worker; return why it stopped (None: on request) and its registration if left behind.
 
     Raises ``stopping.Stopped`` when asked to stop before the worker ran.
     """
-    concurrency = concurrency or settings.worker_concurrency
+    concurrency = settings.worker_concurrency
     name = f"{socket.gethostname()}:{os.getpid()}"
     await stop.until(_wait_for_database(settings.database_url))
     pool = db.async_pool(settings.database_url, size=concurrency + EXTRA_CONNECTIONS)
@@ -261,13 +247,9 @@ async def _run_once(
                 return worker.crash, worker.worker_id
             return None, None
     finally:
-        # Procrastinate (3.10) keeps an external pool after closing, so the next
-        # open_async would reuse this closed one: forget it.
-        connector = app.connector
-        if isinstance(connector, procrastinate.PsycopgConnector):
-            kept: object = connector._async_pool  # typed for tuple rows; ours returns dicts
-            if kept is pool:
-                connector._async_pool = None
+        # The App keeps an external pool after closing, so the next open_async
+        # would reuse this closed one: forget it.
+        procrastinate_boundary.forget_pool(app, pool)
         if rt is not None:
             await rt.close()
         await pool.close(timeout=5)

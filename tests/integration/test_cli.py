@@ -2,19 +2,26 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import os
 import pathlib
 import signal
 import subprocess
 import sys
+from collections.abc import Callable
+from typing import Any
 
 import pytest
 
 from tasks.core import localrun
+from tasks.core.config import Settings
 from tasks.core.db import Conn
+from tasks.domain import emails
+from tasks.domain.models import User
 from tests.support import invariants, procs
 from tests.support.procs import run_cli, wait_until
+from tests.support.smtp_sink import Sink
 
 
 def test_schedule_status_inspect_cancel(env: dict[str, str], conn: Conn) -> None:
@@ -203,3 +210,21 @@ def test_ctrl_c_at_any_moment_of_the_worker_start_stops_it_quietly(
     assert "Traceback" not in output and "KeyboardInterrupt" not in output, output
     assert proc.returncode == 0, output
     assert conn.execute("SELECT count(*) AS n FROM procrastinate_workers").fetchone() == {"n": 0}
+
+
+@pytest.mark.slow
+def test_the_concurrency_flag_sizes_the_smtp_connection_pool_too(
+    conn: Conn, owner: User, settings: Settings, make_draft: Callable[..., Any], sink: Sink, workers: Any
+) -> None:
+    """``worker --concurrency 3`` over WORKER_CONCURRENCY=1: three emails due together are
+    at the provider together, not one after the other through a pool of one connection."""
+    sink.data_delay = 1.5  # each DATA takes this long: one at a time, three take 4.5 s
+    workers("--concurrency", "3", extra_env={"WORKER_CONCURRENCY": "1"})
+    send_at = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=1)
+    for n in range(3):
+        emails.schedule(conn, owner=owner, draft=make_draft(subject=f"Hello {n}", send_at=send_at), settings=settings)
+
+    received = sink.wait_for(3, timeout=30)
+
+    ends = sorted(r.at for r in received)
+    assert ends[-1] - ends[0] < sink.data_delay, f"DATA ended {[round(e - ends[0], 2) for e in ends]} s apart"

@@ -1,0 +1,554 @@
+"""The one place this project goes past Procrastinate's public API.
+
+Everything here relies on something Procrastinate does not promise: a private
+method or attribute of its worker or connector, or the layout of its tables.
+Each use says what it does and why the public API does not serve;
+docs/procrastinate.md lists them with the small public hook that would remove
+each (the change we would propose upstream). The version pin in requirements.txt
+is not the only guard: tests/unit/test_procrastinate_boundary.py checks every
+assumption below against the installed Procrastinate (its names, signatures,
+the attributes its ``__init__`` sets, the tables, columns and functions of its
+``sql/schema.sql``) and fails naming the one that broke.
+
+What is here:
+
+1. ``HookedWorker``: Procrastinate's worker with the hooks this project needs
+   (wake the fetch loop, add a side task, a job its task ended itself, a side
+   task that failed), built on its private methods. ``tasks.queue.worker``
+   subclasses it and uses only those hooks.
+2. ``forget_pool``: drop the external pool a closed App keeps.
+3. ``STATEMENTS``: every statement of ours on Procrastinate's tables (or calling
+   its SQL functions). They are named queries of ``tasks.core.db`` like those of
+   ``sql/queries.sql`` (the scheduler, the send task and the reconciler run them
+   by name); importing ``tasks.queue`` registers them. The read-outs other
+   packages need have a function here.
+4. ``OPERATOR_QUERIES`` and ``ELSEWHERE``: what names Procrastinate's tables
+   outside this module (read-only operator queries, committed migrations, the
+   migration runner), listed so that the test checks them too.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+from collections.abc import Coroutine
+from typing import Any, LiteralString
+
+import procrastinate
+from procrastinate import job_context, retry
+from procrastinate import jobs as procrastinate_jobs
+from procrastinate import worker as procrastinate_worker
+
+from tasks.core import db
+
+# --------------------------------------------------------------------------
+# 1. The worker
+# --------------------------------------------------------------------------
+
+
+class HookedWorker(procrastinate_worker.Worker):
+    """Procrastinate's worker with four hooks and two actions it lacks publicly.
+
+    Hooks a subclass overrides: ``extra_side_tasks``, ``job_inserted``,
+    ``job_ended_by_task``, ``side_task_failed``. Actions it may take: ``wake``
+    and ``has_room``. It also tells a stop it asked for (``stop_requested``) from
+    one it made itself after a side task failed (``crash``).
+    """
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        #: Set when a side task (LISTEN, heartbeat...) failed: the worker stopped by itself.
+        self.crash: BaseException | None = None
+        #: Set when someone asked it to stop (SIGTERM/SIGINT).
+        self.stop_requested = False
+
+    # --- hooks, for a subclass to override -----------------------------------
+
+    def extra_side_tasks(self) -> dict[str, Coroutine[Any, Any, None]]:
+        """Side tasks to run next to Procrastinate's own (heartbeat, LISTEN...), by name."""
+        return {}
+
+    def job_inserted(self) -> None:
+        """A ``job_inserted`` notification arrived (Procrastinate has already woken its fetch loop)."""
+
+    def job_ended_by_task(self, job_id: int) -> bool:
+        """Tell whether the task itself already ended job ``job_id``: then the worker does not."""
+        return False
+
+    def side_task_failed(self, name: str, error: BaseException) -> None:
+        """A side task failed: the worker is about to stop by itself (``crash`` is set)."""
+
+    # --- actions -----------------------------------------------------------
+
+    def stop(self) -> None:
+        """Stop on request (a signal, ``run``'s caller): ``stop_requested`` says so afterwards."""
+        self.stop_requested = True
+        procrastinate_worker.Worker.stop(self)
+
+    def wake(self) -> None:
+        """Make the fetch loop look for a job now rather than at its next poll."""
+        # Private: _new_job_event is the event the fetch loop (_run_loop) waits on
+        # between polls; a job_inserted notification sets it. Nothing public wakes
+        # the loop: Procrastinate is notified when a job is inserted, not when a
+        # job inserted earlier becomes due.
+        self._new_job_event.set()
+
+    def has_room(self) -> bool:
+        """Tell whether fewer jobs run than the worker's concurrency allows."""
+        # Private: _running_jobs maps each running job's asyncio task to its context;
+        # no public count of running jobs exists.
+        return len(self._running_jobs) < self.concurrency
+
+    # --- the private methods the hooks are made of ----------------------------
+
+    def _start_side_tasks(self) -> list[asyncio.Task[Any]]:
+        # Private override: Procrastinate starts its side tasks here and offers no way to
+        # add one that lives and dies with the worker (and whose failure stops it).
+        side_tasks = super()._start_side_tasks()
+        side_tasks.extend(asyncio.create_task(coro, name=name) for name, coro in self.extra_side_tasks().items())
+        return side_tasks
+
+    async def _monitor_side_tasks(self, side_tasks: list[asyncio.Task[Any]]) -> None:
+        # Private override: Procrastinate's monitor stops the worker when a side task
+        # fails exactly as if asked to, so run() returns normally and the caller cannot
+        # tell a lost database from a SIGTERM. Ours records the failure (crash) and
+        # stops without marking it requested. (A cancelled side task is not a failure:
+        # Procrastinate's own task.exception() would raise on it.)
+        done, _ = await asyncio.wait(side_tasks, return_when=asyncio.FIRST_COMPLETED)
+        for task in done:
+            if not task.cancelled() and (exc := task.exception()) is not None:
+                self.crash = exc
+                self.side_task_failed(task.get_name(), exc)
+                procrastinate_worker.Worker.stop(self)
+                return
+
+    async def _handle_notification(self, *, channel: str, notification: procrastinate_jobs.Notification) -> None:
+        # Private override: the LISTEN callback is the only place notifications arrive;
+        # no public hook tells a worker that a job was inserted.
+        await super()._handle_notification(channel=channel, notification=notification)
+        if notification["type"] == "job_inserted":
+            self.job_inserted()
+
+    async def _persist_job_status(
+        self,
+        job: procrastinate_jobs.Job,
+        status: procrastinate_jobs.Status,
+        retry_decision: retry.RetryDecision | None,
+        context: job_context.JobContext,
+        job_result: job_context.JobResult | None,
+    ) -> None:
+        # Private override: after every job the worker finishes it (one more round trip);
+        # our send task already deleted its job in the statement that recorded the
+        # email's outcome (STATEMENTS, "_END_RUNNING_JOB"), and no public option lets a
+        # task say "already finished". _job_ids_to_abort is cleared as the original does.
+        if job.id is not None and self.job_ended_by_task(job.id):
+            self._job_ids_to_abort.pop(job.id, None)
+            return
+        await super()._persist_job_status(job, status, retry_decision, context, job_result)
+
+
+# --------------------------------------------------------------------------
+# 2. The connector
+# --------------------------------------------------------------------------
+
+
+def forget_pool(app: procrastinate.App, pool: object) -> None:
+    """Make ``app`` forget ``pool``, an external pool it was opened on and has been closed with.
+
+    Procrastinate (3.10) keeps an external pool after ``close_async`` (it closes
+    only a pool of its own), so the next ``open_async(new_pool)`` would return at
+    once and keep using the old, closed one.
+    """
+    connector = app.connector
+    if isinstance(connector, procrastinate.PsycopgConnector):
+        # Private: _async_pool is the pool the connector runs every query on; neither
+        # close_async nor any public method unsets an external one.
+        kept: object = connector._async_pool  # typed for tuple rows; ours returns dicts
+        if kept is pool:
+            connector._async_pool = None
+
+
+# --------------------------------------------------------------------------
+# 3. Our statements on Procrastinate's tables
+# --------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class Statement:
+    """A named statement on Procrastinate's tables, and what of their layout it relies on."""
+
+    sql: LiteralString
+    #: Procrastinate's columns it names, as ``table.column``.
+    columns: tuple[str, ...]
+    #: The values of ``procrastinate_job_status`` it names.
+    job_statuses: tuple[str, ...] = ()
+    #: Whether it writes Procrastinate's rows (else it only reads them).
+    writes: bool = False
+    #: Procrastinate's SQL functions it calls, as ``name(argument types)``.
+    functions: tuple[str, ...] = ()
+    #: Procrastinate's composite types it builds, as ``name(field type, ...)`` (a ROW
+    #: constructor relies on the fields' order and types).
+    types: tuple[str, ...] = ()
+
+
+# Ends the running job in the statement that records the email's outcome, when
+# %(end_job)s: one round trip instead of two per attempt. It is what
+# procrastinate_finish_job_v1(id, ..., delete_job => true) does (a DELETE of the
+# row, its events going by ON DELETE CASCADE). The public finish_job runs on
+# Procrastinate's own connection, in a statement of its own: it cannot join the
+# statement (nor the transaction) that writes the email. HookedWorker then skips
+# its own finish for this job (job_ended_by_task).
+_END_RUNNING_JOB: LiteralString = """job AS (
+    DELETE FROM procrastinate_jobs WHERE %(end_job)s AND id = %(job_id)s AND status = 'doing'
+)"""
+
+_FINISH_EMAIL: LiteralString = (
+    """WITH done AS (
+    UPDATE emails
+       SET status = %(status)s,
+           sent_at = CASE WHEN %(status)s = 'sent' THEN clock_timestamp() END,
+           offline_at = CASE WHEN %(status)s = 'offline' THEN clock_timestamp() ELSE offline_at END,
+           provider_reply = %(reply)s,
+           last_error = %(error)s,
+           transport = coalesce(%(transport)s, transport),
+           refused_recipients = %(refused)s,
+           waiting_reason = NULL
+     WHERE id = %(email_id)s AND status = 'sending' AND job_id = %(job_id)s
+    RETURNING id, attempts, transport
+), event AS (
+    INSERT INTO email_events (email_id, kind, job_id, detail)
+    SELECT id, %(status)s, %(job_id)s,
+           jsonb_strip_nulls(jsonb_build_object(
+               'attempt', attempts, 'transport', transport, 'reply', %(reply)s::text,
+               'error', %(error)s::text, 'refused', %(refused)s::jsonb))
+      FROM done
+), """
+    + _END_RUNNING_JOB
+    + """
+SELECT id FROM done;"""
+)
+
+_REQUEUE_EMAIL: LiteralString = (
+    """WITH moved AS (
+    UPDATE emails
+       SET status = 'scheduled', next_attempt_at = %(at)s, waiting_reason = %(reason)s,
+           last_error = %(error)s, job_id = %(new_job_id)s, data_started_at = NULL
+     WHERE id = %(email_id)s AND status = 'sending' AND job_id = %(job_id)s
+    RETURNING id, attempts
+), event AS (
+    INSERT INTO email_events (email_id, kind, job_id, detail)
+    SELECT id, %(kind)s, %(job_id)s,
+           jsonb_strip_nulls(jsonb_build_object(
+               'attempt', attempts, 'next_attempt_at', %(at)s::timestamptz, 'transport', %(transport)s::text,
+               'reason', %(reason)s::text, 'error', %(error)s::text))
+      FROM moved
+), """
+    + _END_RUNNING_JOB
+    + """
+SELECT id FROM moved;"""
+)
+
+_WAIT_WITHOUT_ATTEMPT: LiteralString = (
+    """WITH moved AS (
+    UPDATE emails
+       SET status = 'scheduled', attempts = attempts - 1, next_attempt_at = %(at)s,
+           waiting_reason = %(reason)s, job_id = %(new_job_id)s,
+           rate_slot = %(slot)s, rate_transport = %(rate_transport)s
+     WHERE id = %(email_id)s AND status = 'sending' AND job_id = %(job_id)s
+       AND data_started_at IS NULL
+    RETURNING id, attempts
+), event AS (
+    INSERT INTO email_events (email_id, kind, job_id, detail)
+    SELECT id, %(kind)s, %(job_id)s,
+           jsonb_strip_nulls(jsonb_build_object(
+               'slot', %(slot)s::timestamptz, 'next_attempt_at', %(at)s::timestamptz,
+               'transport', %(transport)s::text, 'limit', %(limit)s::text,
+               'reason', %(reason)s::text, 'error', %(error)s::text))
+      FROM moved
+), """
+    + _END_RUNNING_JOB
+    + """
+SELECT id FROM moved;"""
+)
+
+_ENDS_THE_JOB = ("procrastinate_jobs.id", "procrastinate_jobs.status")
+
+_SCHEDULE_EMAIL: LiteralString = """WITH job AS (
+    SELECT (procrastinate_defer_jobs_v1(ARRAY[ROW(
+               %(job_queue)s::varchar, %(job_task)s::varchar, 0, NULL::text, NULL::text,
+               jsonb_build_object('email_id', %(id)s::text), %(job_at)s::timestamptz
+           )::procrastinate_job_to_defer_v1]))[1] AS id
+     WHERE %(job_at)s::timestamptz IS NOT NULL
+), inserted AS (
+    INSERT INTO emails (id, owner_id, from_addr, reply_to, to_addrs, cc_addrs, bcc_addrs,
+                        subject, body_text, body_html, send_at, send_tz, next_attempt_at,
+                        message_id, idempotency_key, request_hash, job_id)
+         VALUES (%(id)s, %(owner_id)s, %(from_addr)s, %(reply_to)s, %(to_addrs)s, %(cc_addrs)s,
+                 %(bcc_addrs)s, %(subject)s, %(body_text)s, %(body_html)s, %(send_at)s,
+                 %(send_tz)s, %(send_at)s, %(message_id)s, %(idempotency_key)s,
+                 %(request_hash)s, (SELECT id FROM job))
+    RETURNING *
+), event AS (
+    INSERT INTO email_events (email_id, kind, job_id, detail)
+    SELECT id, 'scheduled', job_id, %(detail)s FROM inserted
+)
+SELECT * FROM inserted;"""
+
+#: Every statement of ours on Procrastinate's tables or functions, by the name callers run it by.
+STATEMENTS: dict[str, Statement] = {
+    # Schedule one email in one statement, atomic on its own and one round trip
+    # (tasks/domain/emails.py, schedule): the row, its 'scheduled' event and, when
+    # job_at is given (the email is due within the horizon), its send job, through
+    # Procrastinate's own procrastinate_defer_jobs_v1 (the function its public
+    # batch_defer_jobs calls) with what tasks/queue/jobs.py gives every send job
+    # (queue, task, email_id, due LEAD early). An idempotency key the owner already
+    # used makes the whole statement fail on emails_idempotency_key, the job included:
+    # the caller then reads the first email (email_by_idempotency_key). No lookup runs
+    # beforehand: a prepared lookup by (owner_id, idempotency_key) was planned once, on
+    # a small table, and then read every email of the owner through
+    # emails_owner_status_idx. Why not batch_defer_jobs(connection=conn): a statement
+    # of its own, before the row that must hold the job's id: two round trips at least
+    # (eight, with the event and the lookup), where this is one.
+    "schedule_email": Statement(
+        _SCHEDULE_EMAIL,
+        (),
+        writes=True,
+        functions=("procrastinate_defer_jobs_v1(procrastinate_job_to_defer_v1[])",),
+        types=(
+            "procrastinate_job_to_defer_v1(character varying, character varying, integer, text, text, jsonb,"
+            " timestamp with time zone)",
+        ),
+    ),
+    # End an attempt: sent, failed, uncertain or offline (tasks/delivery/send.py). The
+    # event's kind is the new status and names the transport the row records (the one
+    # DATA started on). Ends the running job too: see _END_RUNNING_JOB.
+    "finish_email": Statement(_FINISH_EMAIL, _ENDS_THE_JOB, ("doing",), writes=True),
+    # Back to 'scheduled' after a transient failure, with the job of the next attempt
+    # (deferred through the public API in the same transaction, tasks/queue/jobs.py);
+    # ends the running job: see _END_RUNNING_JOB.
+    "requeue_email": Statement(_REQUEUE_EMAIL, _ENDS_THE_JOB, ("doing",), writes=True),
+    # Back to 'scheduled' without having contacted the provider: a rate-limit slot was
+    # reserved (slot), the limiter was unavailable, or every transport's breaker is open
+    # (no slot). The claim's attempt is given back: waiting is not an attempt
+    # (MAX_ATTEMPTS counts tries at a provider). Ends the running job: see _END_RUNNING_JOB.
+    "wait_without_attempt": Statement(_WAIT_WITHOUT_ATTEMPT, _ENDS_THE_JOB, ("doing",), writes=True),
+    # Emails left 'sending' by a job that is no longer running, or by a worker whose
+    # heartbeat stopped (the reconciler recovers them). Why not get_stalled_jobs: it
+    # returns jobs, on Procrastinate's connection, and misses what we need most: an
+    # email whose job is gone or already finished. This is one join with our table.
+    "stalled_sending": Statement(
+        """SELECT e.id, e.owner_id, e.job_id, e.attempts, e.data_started_at
+  FROM emails e
+  LEFT JOIN procrastinate_jobs j ON j.id = e.job_id
+  LEFT JOIN procrastinate_workers w ON w.id = j.worker_id
+ WHERE e.status = 'sending'
+   AND (j.id IS NULL OR j.status <> 'doing' OR w.id IS NULL
+        OR w.last_heartbeat < now() - make_interval(secs => %(stalled_after)s))
+ LIMIT %(limit)s;""",
+        (
+            "procrastinate_jobs.id",
+            "procrastinate_jobs.status",
+            "procrastinate_jobs.worker_id",
+            "procrastinate_workers.id",
+            "procrastinate_workers.last_heartbeat",
+        ),
+        ("doing",),
+    ),
+    # Scheduled emails inside the horizon with no live job: far-future ones being
+    # promoted, and any whose job was lost; locked so two reconcilers never race. Why
+    # not get_job_status: one round trip per email, and no join to lock our rows by.
+    "due_without_job": Statement(
+        """SELECT e.id, e.next_attempt_at, e.job_id
+  FROM emails e
+  LEFT JOIN procrastinate_jobs j ON j.id = e.job_id
+ WHERE e.status = 'scheduled'
+   AND e.next_attempt_at <= now() + make_interval(secs => %(horizon)s)
+   AND (j.id IS NULL OR j.status NOT IN ('todo', 'doing'))
+ ORDER BY e.next_attempt_at
+ LIMIT %(limit)s
+   FOR UPDATE OF e SKIP LOCKED;""",
+        ("procrastinate_jobs.id", "procrastinate_jobs.status"),
+        ("todo", "doing"),
+    ),
+    # The same test as due_without_job on rows the reconciler now holds locked, with a
+    # fresh snapshot (same reason). (next_attempt_at IS NOT NULL is always true; with
+    # it, a plan made on a small table may still read emails_due_idx rather than the
+    # whole of emails.)
+    "recheck_due_without_job": Statement(
+        """SELECT e.id, e.next_attempt_at, e.job_id
+  FROM emails e
+  LEFT JOIN procrastinate_jobs j ON j.id = e.job_id
+ WHERE e.id = ANY(%(ids)s::uuid[])
+   AND e.status = 'scheduled' AND e.next_attempt_at IS NOT NULL
+   AND (j.id IS NULL OR j.status NOT IN ('todo', 'doing'));""",
+        ("procrastinate_jobs.id", "procrastinate_jobs.status"),
+        ("todo", "doing"),
+    ),
+    # How long until the next scheduled job is due (negative: one is due and not yet
+    # fetched), for the worker's wake-up timer; index reach_jobs_future_idx (a
+    # migration). Procrastinate has no query for the earliest scheduled_at: it polls.
+    "seconds_to_next_job": Statement(
+        """SELECT extract(epoch FROM min(scheduled_at) - clock_timestamp())::float8 AS seconds
+  FROM procrastinate_jobs
+ WHERE status = 'todo' AND scheduled_at IS NOT NULL;""",
+        ("procrastinate_jobs.scheduled_at", "procrastinate_jobs.status"),
+        ("todo",),
+    ),
+    # Procrastinate workers whose heartbeat is recent (status, /ops/status, /metrics).
+    # The JobManager lists jobs, queues, tasks and locks, not workers.
+    "workers_alive": Statement(
+        """SELECT id, last_heartbeat, extract(epoch FROM now() - last_heartbeat)::float8 AS age_seconds
+  FROM procrastinate_workers
+ WHERE last_heartbeat > now() - make_interval(secs => %(stalled_after)s)
+ ORDER BY id;""",
+        ("procrastinate_workers.id", "procrastinate_workers.last_heartbeat"),
+    ),
+    # Jobs in a final state (``prune`` counts them before and after). Why not
+    # list_queues (counts by queue and status): it runs on Procrastinate's own
+    # connector, which the CLI has not opened (it works on its own connection).
+    "count_finished_jobs": Statement(
+        """SELECT count(*) AS n FROM procrastinate_jobs
+ WHERE status IN ('succeeded', 'failed', 'cancelled', 'aborted');""",
+        ("procrastinate_jobs.status",),
+        ("succeeded", "failed", "cancelled", "aborted"),
+    ),
+    # Jobs waiting or running by queue, and how many of the waiting ones are due
+    # (/metrics). list_queues has the counts but not "due", nor a connection parameter.
+    "metrics_jobs": Statement(
+        """SELECT queue_name, status::text AS status, count(*) AS n,
+       count(*) FILTER (WHERE scheduled_at IS NULL OR scheduled_at <= now()) AS due
+  FROM procrastinate_jobs
+ WHERE status IN ('todo', 'doing')
+ GROUP BY 1, 2;""",
+        ("procrastinate_jobs.queue_name", "procrastinate_jobs.status", "procrastinate_jobs.scheduled_at"),
+        ("todo", "doing"),
+    ),
+    # A user's other emails due now that have no rate-limit slot yet, and their jobs,
+    # locked (a worker fetching one skips it: procrastinate_fetch_job_v2 takes its job
+    # FOR UPDATE SKIP LOCKED; and we skip those it holds): a burst's rest, to be queued
+    # at their turns in the user's lane in bulk (tasks/delivery/gate.py, spread). Read
+    # through emails_due_idx: only emails due now are looked at, however many the user
+    # has scheduled for later (no index of its own: one more index on emails would cost
+    # every send a write, for a query that runs once per 500). No public API locks a
+    # job against the fetch.
+    "spread_candidates": Statement(
+        """SELECT e.id, e.attempts, e.job_id
+  FROM emails e
+  JOIN procrastinate_jobs j ON j.id = e.job_id
+ WHERE e.owner_id = %(owner_id)s AND e.status = 'scheduled' AND e.rate_slot IS NULL
+   AND e.next_attempt_at <= now() + make_interval(secs => %(ahead)s)
+   AND j.status = 'todo'
+ ORDER BY e.next_attempt_at, e.id
+ LIMIT %(limit)s
+   FOR UPDATE OF e, j SKIP LOCKED;""",
+        ("procrastinate_jobs.id", "procrastinate_jobs.status"),
+        ("todo",),
+    ),
+    # Move each email's job to its slot in the lane (it stays the same job: it will be
+    # claimed once, at its turn) and record the slot and the reason. The moved jobs go
+    # one priority below the rest: when the workers fall behind, another user's email
+    # due meanwhile is fetched before the backlog of a burst (procrastinate_fetch_job_v2
+    # takes the highest priority first, then the lowest id). No public API changes a
+    # waiting job's time or priority: cancelling and deferring anew would cost a job
+    # per email and lose the job id the email row holds.
+    "spread_move": Statement(
+        """WITH input AS (
+    SELECT * FROM unnest(%(ids)s::uuid[], %(job_ids)s::bigint[], %(slots)s::timestamptz[]) AS t(id, job_id, slot)
+), job AS (
+    UPDATE procrastinate_jobs j SET scheduled_at = i.slot - %(lead)s, priority = -1
+      FROM input i WHERE j.id = i.job_id AND j.status = 'todo'
+), moved AS (
+    UPDATE emails e
+       SET next_attempt_at = i.slot, rate_slot = i.slot, rate_transport = NULL, waiting_reason = %(reason)s
+      FROM input i
+     WHERE e.id = i.id AND e.status = 'scheduled' AND e.job_id = i.job_id
+    RETURNING e.id, i.job_id, i.slot
+)
+INSERT INTO email_events (email_id, kind, job_id, detail)
+SELECT id, 'rate_limited', job_id,
+       jsonb_build_object('slot', slot, 'next_attempt_at', slot, 'transport', %(transport)s::text,
+                          'limit', %(limit)s::text, 'reason', %(reason)s::text, 'spread', true)
+  FROM moved;""",
+        (
+            "procrastinate_jobs.id",
+            "procrastinate_jobs.status",
+            "procrastinate_jobs.scheduled_at",
+            "procrastinate_jobs.priority",
+        ),
+        ("todo",),
+        writes=True,
+    ),
+}
+
+db.register({name: statement.sql for name, statement in STATEMENTS.items()})
+
+
+async def seconds_to_next_job(conn: db.AsyncConn) -> float | None:
+    """Seconds until the earliest scheduled job is due (negative: overdue); None if none is."""
+    row = await db.one_async(conn, "seconds_to_next_job")
+    return row["seconds"] if row else None
+
+
+def workers_alive(conn: db.Conn, *, stalled_after: float) -> list[db.Row]:
+    """The workers whose heartbeat is more recent than ``stalled_after`` seconds (id, last_heartbeat, age_seconds)."""
+    return db.all_rows(conn, "workers_alive", stalled_after=stalled_after)
+
+
+def count_finished_jobs(conn: db.Conn) -> int:
+    """Count the jobs that reached a final state."""
+    row = db.one(conn, "count_finished_jobs")
+    return row["n"] if row else 0
+
+
+def job_counts(conn: db.Conn) -> list[db.Row]:
+    """Jobs waiting or running by queue and status, and how many of each are due (queue_name, status, n, due)."""
+    return db.all_rows(conn, "metrics_jobs")
+
+
+# --------------------------------------------------------------------------
+# 4. Elsewhere
+# --------------------------------------------------------------------------
+
+#: The operator's queries (run with psql, read-only) that read Procrastinate's
+#: tables, and the columns they read. They stay in sql/ops/ as files an operator
+#: runs; the test checks that they only read, and that these columns exist.
+OPERATOR_QUERIES: dict[str, tuple[str, ...]] = {
+    "sql/ops/due_next_hour.sql": ("procrastinate_jobs.id", "procrastinate_jobs.status"),
+    "sql/ops/emails_without_job.sql": ("procrastinate_jobs.id", "procrastinate_jobs.status"),
+    "sql/ops/jobs_without_email.sql": (
+        "procrastinate_jobs.id",
+        "procrastinate_jobs.status",
+        "procrastinate_jobs.scheduled_at",
+        "procrastinate_jobs.args",
+        "procrastinate_jobs.task_name",
+    ),
+    "sql/ops/stuck_sending.sql": (
+        "procrastinate_jobs.id",
+        "procrastinate_jobs.status",
+        "procrastinate_jobs.worker_id",
+        "procrastinate_workers.id",
+        "procrastinate_workers.last_heartbeat",
+    ),
+    "sql/ops/workers.sql": (
+        "procrastinate_workers.id",
+        "procrastinate_workers.last_heartbeat",
+        "procrastinate_jobs.id",
+        "procrastinate_jobs.worker_id",
+        "procrastinate_jobs.status",
+    ),
+}
+
+#: Other files that name Procrastinate's database objects, and why they may.
+ELSEWHERE: dict[str, str] = {
+    "tasks/core/migrate.py": "installs Procrastinate's schema with its public SchemaManager, and asks"
+    " to_regclass('procrastinate_jobs') whether it is there; reads no row",
+    "sql/migrations/0001_core.sql": "committed (never edited): an index on procrastinate_jobs (scheduled_at),"
+    " replaced by 0006",
+    "sql/migrations/0006_fetch_plan.sql": "committed (never edited): planner settings on procrastinate_fetch_job_v2"
+    " and reach_jobs_future_idx, the wake-up timer's index on procrastinate_jobs (scheduled_at)",
+    "sql/schema.sql": "the generated dump of the whole schema, Procrastinate's included",
+}
+
+#: The columns ELSEWHERE's migrations rely on, and the function 0006 alters (with its argument types).
+MIGRATION_COLUMNS: tuple[str, ...] = ("procrastinate_jobs.scheduled_at", "procrastinate_jobs.status")
+ALTERED_FUNCTION = ("procrastinate_fetch_job_v2", ("character varying[]", "bigint"))
