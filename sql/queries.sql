@@ -79,17 +79,24 @@ WITH claimed AS (
 )
 SELECT * FROM claimed;
 
--- start_data --
--- Committed just before SMTP DATA: from here on a crash makes the email uncertain.
-WITH started AS (
-    UPDATE emails SET data_started_at = clock_timestamp(), transport = %(transport)s
-     WHERE id = %(email_id)s AND status = 'sending' AND job_id = %(job_id)s
-    RETURNING id, attempts
+-- start_data_many --
+-- Committed just before SMTP DATA: from here on a crash makes the email uncertain. For
+-- the concurrent sends of one worker in one statement (tasks/delivery/groupcommit.py):
+-- a row back for each email that was still its job's, and one commit, flushed before DATA.
+-- (e.id = ANY(ids) as well as the join: the emails are then read by primary key whatever
+-- the plan thought of unnest's size; tests/integration/test_plans.py.)
+WITH input AS (
+    SELECT * FROM unnest(%(ids)s::uuid[], %(job_ids)s::bigint[], %(transports)s::text[], %(refused)s::jsonb[])
+        AS t(id, job_id, transport, refused)
+), started AS (
+    UPDATE emails e SET data_started_at = clock_timestamp(), transport = i.transport
+      FROM input i
+     WHERE e.id = ANY(%(ids)s::uuid[]) AND e.id = i.id AND e.status = 'sending' AND e.job_id = i.job_id
+    RETURNING e.id, e.attempts, i.job_id, i.transport, i.refused
 ), event AS (
     INSERT INTO email_events (email_id, kind, job_id, detail)
-    SELECT id, 'data_started', %(job_id)s,
-           jsonb_build_object('attempt', attempts, 'transport', %(transport)s::text,
-                              'refused', %(refused)s::jsonb)
+    SELECT id, 'data_started', job_id,
+           jsonb_build_object('attempt', attempts, 'transport', transport, 'refused', refused)
       FROM started
 )
 -- The worker's connections commit asynchronously (tasks/core/db.py); this commit is

@@ -619,6 +619,47 @@ $$;
 
 
 --
+-- Name: reach_fetch_jobs(character varying[], bigint, integer); Type: FUNCTION; Schema: public; Owner: -
+--
+
+CREATE FUNCTION public.reach_fetch_jobs(target_queue_names character varying[], p_worker_id bigint, p_limit integer) RETURNS SETOF public.procrastinate_jobs
+    LANGUAGE plpgsql ROWS 5
+    SET enable_sort TO 'off'
+    SET enable_bitmapscan TO 'off'
+    SET plan_cache_mode TO 'force_generic_plan'
+    AS $$
+BEGIN
+    RETURN QUERY
+    WITH candidate AS (
+        SELECT jobs.id
+          FROM procrastinate_jobs AS jobs
+         WHERE NOT EXISTS (
+                   SELECT 1
+                     FROM procrastinate_jobs AS other_jobs
+                    WHERE jobs.lock IS NOT NULL
+                      AND other_jobs.lock = jobs.lock
+                      AND (other_jobs.status = 'doing'
+                           OR (other_jobs.status = 'todo'
+                               AND (other_jobs.priority > jobs.priority
+                                    OR (other_jobs.priority = jobs.priority AND other_jobs.id < jobs.id))))
+               )
+           AND jobs.status = 'todo'
+           AND (target_queue_names IS NULL OR jobs.queue_name = ANY(target_queue_names))
+           AND (jobs.scheduled_at IS NULL OR jobs.scheduled_at <= now())
+         ORDER BY jobs.priority DESC, jobs.id ASC
+         LIMIT p_limit
+           FOR UPDATE OF jobs SKIP LOCKED
+    )
+    UPDATE procrastinate_jobs
+       SET status = 'doing', worker_id = p_worker_id
+      FROM candidate
+     WHERE procrastinate_jobs.id = candidate.id
+    RETURNING procrastinate_jobs.*;
+END;
+$$;
+
+
+--
 -- Name: api_tokens; Type: TABLE; Schema: public; Owner: -
 --
 

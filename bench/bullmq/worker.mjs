@@ -9,6 +9,13 @@
 // smtplib; --pool keeps up to N connections open instead. Everything else is
 // BullMQ's defaults. Prints "ready" once the worker is connected; SIGTERM
 // closes it (running jobs finish first) and exits.
+//
+// Sockets are opened through nodemailer's getSocket option with Nagle's algorithm
+// off (setNoDelay). nodemailer leaves it on, and on a fast link every email then
+// waits ~40 ms for a delayed ACK between its last two writes (45 ms per email
+// sequentially instead of 3.7 ms, against bench/sink.py and aiosmtpd alike):
+// BullMQ is measured at its best, not with that stall.
+import net from "node:net";
 import { parseArgs } from "node:util";
 import { Worker } from "bullmq";
 import nodemailer from "nodemailer";
@@ -38,6 +45,11 @@ const transport = nodemailer.createTransport({
   ignoreTLS: true,
   pool: args.pool,
   maxConnections: concurrency,
+  getSocket(options, callback) {
+    const socket = net.connect({ host: options.host, port: options.port, noDelay: true });
+    socket.once("connect", () => callback(null, { connection: socket }));
+    socket.once("error", (err) => callback(err));
+  },
 });
 
 const worker = new Worker(

@@ -128,7 +128,7 @@ def async_pool(conninfo: str, *, size: int, name: str = "reachdbox-worker", chec
     database crash may forget the last fraction of a second of claims and
     outcomes, which recovery turns back into a retry (nothing was sent) or
     ``uncertain`` (DATA had begun), never into a silent resend, because the one
-    commit that must be durable first, ``start_data``, waits for its flush
+    commit that must be durable first, ``start_data_many``, waits for its flush
     (and so for every commit before it). Measured: -20% CPU per email.
     """
     idle = _IdleCheck(check_idle_after)

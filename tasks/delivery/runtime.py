@@ -7,7 +7,7 @@ from typing import Any
 
 from tasks.core import db, live
 from tasks.core.config import Settings
-from tasks.delivery import mailer, ratelimit, transports
+from tasks.delivery import groupcommit, mailer, ratelimit, transports
 
 
 @dataclasses.dataclass(kw_only=True)
@@ -25,6 +25,11 @@ class Runtime:
     #: Jobs the send task ended itself, in the statement that recorded the outcome
     #: (tasks/queue/worker.py then skips Procrastinate's own finish round trip).
     ended_jobs: set[int] = dataclasses.field(default_factory=set)
+    #: Emails claimed in the statement that fetched their jobs, by job id: the send
+    #: task takes its email from here (tasks/queue/procrastinate_boundary.py, BatchingJobManager).
+    claimed: dict[int, db.Row] = dataclasses.field(default_factory=dict)
+    #: The send task's group commits by name (tasks/delivery/send.py creates them on first use).
+    groups: dict[str, groupcommit.Group[Any, Any]] = dataclasses.field(default_factory=dict)
 
     @classmethod
     def create(cls, settings: Settings, pool: db.AsyncPool, worker_name: str) -> Runtime:
@@ -40,6 +45,8 @@ class Runtime:
         )
 
     async def close(self) -> None:
+        for group in self.groups.values():
+            await group.close()
         for transport in self.transports:
             await transport.close()
         await self.live.close()

@@ -18,6 +18,8 @@ import dataclasses
 import datetime as dt
 import random
 import time
+import uuid
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Literal, assert_never
 
 import psycopg
@@ -27,7 +29,7 @@ from psycopg.types.json import Jsonb
 
 from tasks.core import db
 from tasks.core.config import Settings
-from tasks.delivery import gate, mailer, message, runtime, transports
+from tasks.delivery import gate, groupcommit, mailer, message, runtime, transports
 from tasks.delivery.outcomes import (
     MOVED,
     Aborted,
@@ -64,14 +66,16 @@ async def send_email(context: JobContext, email_id: str) -> str:
     rt = runtime.of(context)
     job_id = context.job.id
     assert job_id is not None
-    if context.job.scheduled_at is not None:
+    # Claimed with its job when it was fetched due (tasks/queue/procrastinate_boundary.py).
+    claimed = rt.claimed.pop(job_id, None)
+    if claimed is None and context.job.scheduled_at is not None:
         # Jobs come due jobs.LEAD early: wait here for the exact instant.
         early = (context.job.scheduled_at + jobs.LEAD - dt.datetime.now(dt.UTC)).total_seconds()
         if early > 0:
             await asyncio.sleep(early)
     started = time.perf_counter()
     async with rt.pool.connection() as conn:
-        email = await claim(rt, conn, email_id, job_id)
+        email = _claimed(rt, claimed) if claimed is not None else await claim(rt, conn, email_id, job_id)
         if email is None:
             # Cancelled, rescheduled or already handled: this job is obsolete.
             log.debug("obsolete job", email_id=email_id, job_id=job_id)
@@ -102,10 +106,16 @@ async def send_email(context: JobContext, email_id: str) -> str:
 
 
 async def claim(rt: runtime.Runtime, conn: db.AsyncConn, email_id: str, job_id: int) -> Email | None:
-    """Step 1: the guarded UPDATE into ``sending`` (one attempt more); None if the email is not this job's."""
+    """Step 1: the guarded UPDATE into ``sending`` (one attempt more); None if the email is not this job's.
+
+    Most emails are claimed earlier, in the statement that fetched their job (the
+    same UPDATE for several rows); this is for a job fetched before its instant.
+    """
     row = await db.one_async(conn, "claim_email", email_id=email_id, job_id=job_id, worker=rt.worker_name)
-    if row is None:
-        return None
+    return None if row is None else _claimed(rt, row)
+
+
+def _claimed(rt: runtime.Runtime, row: db.Row) -> Email:
     email = Email.from_row(row)
     rt.live.changed(email.owner_id, email.id, Status.SENDING, attempt=email.attempts)
     return email
@@ -171,7 +181,7 @@ async def transmit(
             if held is not None:
                 sending.outcome = held  # the limits did not allow DATA in time: it waits for its next slot
                 return False
-        sending.data_started = await mark_data(conn, email, job_id, label, refused)
+        sending.data_started = await mark_data(rt, email, job_id, label, refused)
         return sending.data_started
 
     try:
@@ -199,13 +209,42 @@ async def transmit(
     return sending
 
 
-async def mark_data(conn: db.AsyncConn, email: Email, job_id: int, label: str, refused: dict[str, str]) -> bool:
+async def mark_data(rt: runtime.Runtime, email: Email, job_id: int, label: str, refused: dict[str, str]) -> bool:
     """Commit data_started_at just before DATA (on disk: a crash from here on is ``uncertain``);
-    False if the email is no longer this job's."""
-    row = await db.one_async(
-        conn, "start_data", email_id=email.id, job_id=job_id, transport=label, refused=Jsonb(refused)
+    False if the email is no longer this job's. Concurrent sends share the round trip and the flush."""
+    started: bool = await _group(rt, "start_data", _start_data_many).submit(_Start(email.id, job_id, label, refused))
+    return started
+
+
+@dataclasses.dataclass(frozen=True)
+class _Start:
+    email_id: uuid.UUID
+    job_id: int
+    transport: str
+    refused: dict[str, str]
+
+
+async def _start_data_many(conn: db.AsyncConn, starts: Sequence[_Start]) -> list[bool]:
+    rows = await db.all_async(
+        conn,
+        "start_data_many",
+        ids=[s.email_id for s in starts],
+        job_ids=[s.job_id for s in starts],
+        transports=[s.transport for s in starts],
+        refused=[Jsonb(s.refused) for s in starts],
     )
-    return row is not None
+    started = {row["id"] for row in rows}
+    return [s.email_id in started for s in starts]
+
+
+def _group(
+    rt: runtime.Runtime, name: str, write: Callable[[db.AsyncConn, Sequence[Any]], Awaitable[Sequence[Any]]]
+) -> groupcommit.Group[Any, Any]:
+    """The worker's group commit ``name`` (tasks/delivery/groupcommit.py), made on first use."""
+    group = rt.groups.get(name)
+    if group is None:
+        group = rt.groups[name] = groupcommit.Group(rt.pool, write, within=OUTCOME_RETRY, name=name)
+    return group
 
 
 async def learn(
@@ -233,16 +272,16 @@ async def record(rt: runtime.Runtime, conn: db.AsyncConn, email: Email, job_id: 
     settings = rt.settings
     match outcome:
         case Sent(transport=label, reply=reply, refused=refused):
-            await _finish(rt, conn, email, job_id, Status.SENT, reply=reply, transport=label, refused=refused)
+            await _finish(rt, email, job_id, Status.SENT, reply=reply, transport=label, refused=refused)
             return Recorded(name=Status.SENT, status=Status.SENT, ended_job=True)
         case Offline(transport=label, reply=reply, refused=refused):
-            await _finish(rt, conn, email, job_id, Status.OFFLINE, reply=reply, transport=label, refused=refused)
+            await _finish(rt, email, job_id, Status.OFFLINE, reply=reply, transport=label, refused=refused)
             return Recorded(name=Status.OFFLINE, status=Status.OFFLINE, ended_job=True)
         case Failed(transport=label, error=error, refused=refused):
-            await _finish(rt, conn, email, job_id, Status.FAILED, error=error, transport=label, refused=refused)
+            await _finish(rt, email, job_id, Status.FAILED, error=error, transport=label, refused=refused)
             return Recorded(name=Status.FAILED, status=Status.FAILED, ended_job=True)
         case Uncertain(transport=label, error=error, refused=refused):
-            await _finish(rt, conn, email, job_id, Status.UNCERTAIN, error=error, transport=label, refused=refused)
+            await _finish(rt, email, job_id, Status.UNCERTAIN, error=error, transport=label, refused=refused)
             return Recorded(name=Status.UNCERTAIN, status=Status.UNCERTAIN, ended_job=True)
         case Retry(transport=label, error=error):
             status, at = await requeue(
@@ -278,7 +317,6 @@ async def record(rt: runtime.Runtime, conn: db.AsyncConn, email: Email, job_id: 
 
 async def _finish(
     rt: runtime.Runtime,
-    conn: db.AsyncConn,
     email: Email,
     job_id: int,
     status: Status,
@@ -286,16 +324,44 @@ async def _finish(
 ) -> bool:
     """``finish``, kept through a database restart: a send that happened must be recorded.
 
+    Concurrent attempts share the statement (``finish_emails``, a group commit).
     Should the database stay away longer, the job ends with the email still
     ``sending`` and the reconciler marks it ``uncertain`` (DATA had begun): never a
     silent resend.
     """
-    return await db.with_reconnect(
-        rt.pool,
+    done: bool = await _group(rt, "finish", _finish_many).submit(_Finish(email.id, job_id, status, **outcome))
+    return done
+
+
+@dataclasses.dataclass(frozen=True)
+class _Finish:
+    email_id: uuid.UUID
+    job_id: int
+    status: Status
+    reply: str | None = None
+    error: str | None = None
+    transport: str | None = None
+    refused: dict[str, str] | None = None
+
+
+async def _finish_many(conn: db.AsyncConn, outcomes: Sequence[_Finish]) -> list[bool]:
+    """``finish`` (with ``end_job``) for several attempts in one statement."""
+    rows = await db.all_async(
         conn,
-        lambda c: finish(c, email_id=email.id, job_id=job_id, status=status, end_job=True, **outcome),
-        within=OUTCOME_RETRY,
+        "finish_emails",
+        ids=[o.email_id for o in outcomes],
+        job_ids=[o.job_id for o in outcomes],
+        statuses=[str(o.status) for o in outcomes],
+        replies=[o.reply for o in outcomes],
+        errors=[o.error for o in outcomes],
+        transports=[o.transport for o in outcomes],
+        refused=[Jsonb(o.refused or {}) for o in outcomes],
     )
+    finished = {row["id"] for row in rows}
+    for o in outcomes:
+        if o.email_id not in finished:
+            await _late_outcome(conn, o.email_id, o.job_id, o.status, o.reply, o.error, o.transport)
+    return [o.email_id in finished for o in outcomes]
 
 
 async def _wait(
@@ -411,13 +477,26 @@ async def finish(
         end_job=end_job,
     )
     if row is None:
-        await db.run_async(
-            conn,
-            "insert_event",
-            email_id=email_id,
-            kind="late_outcome",
-            job_id=job_id,
-            detail=Jsonb({"outcome": status, "reply": reply, "error": error, "transport": transport}),
-        )
+        await _late_outcome(conn, email_id, job_id, status, reply, error, transport)
         return False
     return True
+
+
+async def _late_outcome(
+    conn: db.AsyncConn,
+    email_id: Any,
+    job_id: int,
+    status: Status,
+    reply: str | None,
+    error: str | None,
+    transport: str | None,
+) -> None:
+    """An outcome for an email that had moved: on its timeline all the same, for the operator."""
+    await db.run_async(
+        conn,
+        "insert_event",
+        email_id=email_id,
+        kind="late_outcome",
+        job_id=job_id,
+        detail=Jsonb({"outcome": status, "reply": reply, "error": error, "transport": transport}),
+    )

@@ -16,7 +16,9 @@ What is here:
    (wake the fetch loop, add a side task, a job its task ended itself, a side
    task that failed), built on its private methods. ``tasks.queue.worker``
    subclasses it and uses only those hooks.
-2. ``forget_pool``: drop the external pool a closed App keeps.
+2. ``BatchingJobManager``: one round trip fetches a job for every free slot
+   and claims the due emails of those that are send jobs; ``forget_pool``:
+   drop the external pool a closed App keeps.
 3. ``STATEMENTS``: every statement of ours on Procrastinate's tables (or calling
    its SQL functions). They are named queries of ``tasks.core.db`` like those of
    ``sql/queries.sql`` (the scheduler, the send task and the reconciler run them
@@ -30,12 +32,14 @@ What is here:
 from __future__ import annotations
 
 import asyncio
+import collections
+import contextlib
 import dataclasses
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine, Iterable, Iterator
 from typing import Any, LiteralString
 
 import procrastinate
-from procrastinate import job_context, retry
+from procrastinate import job_context, manager, retry
 from procrastinate import jobs as procrastinate_jobs
 from procrastinate import worker as procrastinate_worker
 
@@ -95,9 +99,13 @@ class HookedWorker(procrastinate_worker.Worker):
 
     def has_room(self) -> bool:
         """Tell whether fewer jobs run than the worker's concurrency allows."""
+        return self.free_slots() > 0
+
+    def free_slots(self) -> int:
+        """How many more jobs the worker may run now."""
         # Private: _running_jobs maps each running job's asyncio task to its context;
         # no public count of running jobs exists.
-        return len(self._running_jobs) < self.concurrency
+        return self.concurrency - len(self._running_jobs)
 
     # --- the private methods the hooks are made of ----------------------------
 
@@ -148,8 +156,110 @@ class HookedWorker(procrastinate_worker.Worker):
 
 
 # --------------------------------------------------------------------------
-# 2. The connector
+# 2. The job manager and the connector
 # --------------------------------------------------------------------------
+
+
+class BatchingJobManager(manager.JobManager):
+    """Procrastinate's job manager, fetching a job for every free slot in one round trip.
+
+    The worker's fetch loop asks for one job per free slot, one round trip each
+    (``procrastinate_fetch_job_v2``, LIMIT 1). This manager answers the first ask
+    with one statement (``fetch_jobs``) that takes up to ``free_slots()`` jobs
+    (``reach_fetch_jobs``, migration 0015: the same selection with a LIMIT), plus
+    ``ahead`` more when that many are due, and, for each send job whose email is
+    due, claims the email in the same statement (what ``claim_email`` does:
+    ``sending``, one attempt more, the ``claimed`` event); the loop's next asks,
+    made for the other free slots and as running jobs end, are answered from what
+    it kept. Jobs kept when the worker stops are given back (``release_kept``).
+    A claimed email is handed to ``on_claimed`` before its job is returned, so the
+    send task finds it claimed. A send job fetched
+    before its instant (jobs come due ``jobs.LEAD`` early) is not claimed: its
+    task waits for the instant and claims it then, so cancelling works until the
+    instant itself.
+
+    Why not the public API: ``fetch_job`` is the only way the worker gets a job
+    and it fetches one. Overriding this public method of a public class keeps
+    Procrastinate's fetch loop (heartbeats, shutdown, abort) as it is; the
+    statement relies on its tables (STATEMENTS, ``fetch_jobs``).
+    """
+
+    def __init__(
+        self,
+        connector: procrastinate.BaseConnector,
+        *,
+        pool: db.AsyncPool,
+        worker_name: str,
+        send_task: str,
+        lead: Any,
+        free_slots: Callable[[], int],
+        on_claimed: Callable[[int, db.Row], None],
+        ahead: int = 0,
+    ) -> None:
+        super().__init__(connector)
+        self.pool = pool
+        self.worker_name = worker_name
+        self.send_task = send_task
+        self.lead = lead
+        self.free_slots = free_slots
+        self.on_claimed = on_claimed
+        self.ahead = ahead
+        self.fetched_jobs: collections.deque[procrastinate_jobs.Job] = collections.deque()
+        #: Round trips and jobs fetched (bench/ and the tests read them).
+        self.fetches = 0
+        self.fetched = 0
+
+    async def fetch_job(self, queues: Iterable[str] | None, worker_id: int) -> procrastinate_jobs.Job | None:
+        if not self.fetched_jobs:
+            await self.fetch_many(queues, worker_id, max(self.free_slots(), 1) + self.ahead)
+        return self.fetched_jobs.popleft() if self.fetched_jobs else None
+
+    async def fetch_many(self, queues: Iterable[str] | None, worker_id: int, limit: int) -> None:
+        async with self.pool.connection() as conn:
+            rows = await db.all_async(
+                conn,
+                "fetch_jobs",
+                queues=list(queues) if queues is not None else None,
+                worker_id=worker_id,
+                limit=limit,
+                send_task=self.send_task,
+                lead=self.lead,
+                worker=self.worker_name,
+            )
+        self.fetches += 1
+        self.fetched += len(rows)
+        for row in rows:
+            # The job's columns are prefixed; the claimed email's (NULL if none) are not.
+            job = procrastinate_jobs.Job.from_row({k[5:]: v for k, v in row.items() if k.startswith("job__")})
+            if row["id"] is not None and job.id is not None:
+                self.on_claimed(job.id, {k: v for k, v in row.items() if not k.startswith("job__")})
+            self.fetched_jobs.append(job)
+
+    def kept(self) -> list[int]:
+        """The ids of jobs fetched and not yet handed to the worker (it stopped meanwhile)."""
+        return [job.id for job in self.fetched_jobs if job.id is not None]
+
+    async def release_kept(self) -> int:
+        """Give back jobs fetched but never started (the worker stopped between two asks):
+        each job waits again and its email, if claimed, is unclaimed (the attempt given back)."""
+        ids = self.kept()
+        self.fetched_jobs.clear()
+        if not ids:
+            return 0
+        async with self.pool.connection() as conn:
+            return await db.run_async(conn, "release_fetched_jobs", ids=ids)
+
+
+@contextlib.contextmanager
+def job_manager(app: procrastinate.App, manager_: manager.JobManager) -> Iterator[None]:
+    """Make ``app`` (and a worker given it) use ``manager_`` for the duration of the block."""
+    # Public attribute: App.job_manager is what the worker calls for every fetch, heartbeat
+    # and finish; the tasks keep the manager they were defined with (they only defer).
+    previous, app.job_manager = app.job_manager, manager_
+    try:
+        yield
+    finally:
+        app.job_manager = previous
 
 
 def forget_pool(app: procrastinate.App, pool: object) -> None:
@@ -189,6 +299,8 @@ class Statement:
     #: Procrastinate's composite types it builds, as ``name(field type, ...)`` (a ROW
     #: constructor relies on the fields' order and types).
     types: tuple[str, ...] = ()
+    #: Our own SQL functions (from sql/migrations/) it calls that work on Procrastinate's tables.
+    own_functions: tuple[str, ...] = ()
 
 
 # Ends the running job in the statement that records the email's outcome, when
@@ -227,6 +339,40 @@ _FINISH_EMAIL: LiteralString = (
     + """
 SELECT id FROM done;"""
 )
+
+# finish_email for several attempts of one worker in one statement (tasks/delivery/
+# groupcommit.py): each row of the arrays is one attempt's outcome; the jobs of the
+# emails it finished are deleted as _END_RUNNING_JOB does. Returns the emails finished.
+# (e.id = ANY(ids) as well as the join: emails are read by primary key whatever the plan
+# thought of unnest's size; tests/integration/test_plans.py.)
+_FINISH_EMAILS: LiteralString = """WITH input AS (
+    SELECT * FROM unnest(%(ids)s::uuid[], %(job_ids)s::bigint[], %(statuses)s::text[], %(replies)s::text[],
+                         %(errors)s::text[], %(transports)s::text[], %(refused)s::jsonb[])
+        AS t(id, job_id, status, reply, error, transport, refused)
+), done AS (
+    UPDATE emails e
+       SET status = i.status,
+           sent_at = CASE WHEN i.status = 'sent' THEN clock_timestamp() END,
+           offline_at = CASE WHEN i.status = 'offline' THEN clock_timestamp() ELSE e.offline_at END,
+           provider_reply = i.reply,
+           last_error = i.error,
+           transport = coalesce(i.transport, e.transport),
+           refused_recipients = i.refused,
+           waiting_reason = NULL
+      FROM input i
+     WHERE e.id = ANY(%(ids)s::uuid[]) AND e.id = i.id AND e.status = 'sending' AND e.job_id = i.job_id
+    RETURNING e.id, e.attempts, e.transport, i.job_id, i.status, i.reply, i.error, i.refused
+), event AS (
+    INSERT INTO email_events (email_id, kind, job_id, detail)
+    SELECT id, status, job_id,
+           jsonb_strip_nulls(jsonb_build_object(
+               'attempt', attempts, 'transport', transport, 'reply', reply,
+               'error', error, 'refused', refused))
+      FROM done
+), job AS (
+    DELETE FROM procrastinate_jobs WHERE id = ANY(%(job_ids)s::bigint[]) AND status = 'doing'
+)
+SELECT id FROM done;"""
 
 _REQUEUE_EMAIL: LiteralString = (
     """WITH moved AS (
@@ -294,8 +440,89 @@ _SCHEDULE_EMAIL: LiteralString = """WITH job AS (
 )
 SELECT * FROM inserted;"""
 
+_FETCH_JOBS: LiteralString = """WITH fetched AS (
+    SELECT * FROM reach_fetch_jobs(%(queues)s::varchar[], %(worker_id)s, %(limit)s)
+), claimed AS (
+    UPDATE emails e
+       SET status = 'sending', attempts = e.attempts + 1, waiting_reason = NULL, data_started_at = NULL
+      FROM fetched f
+     WHERE f.task_name = %(send_task)s
+       AND e.id = (f.args->>'email_id')::uuid AND e.status = 'scheduled' AND e.job_id = f.id
+       AND (f.scheduled_at IS NULL OR f.scheduled_at + %(lead)s <= clock_timestamp())
+    RETURNING e.*
+), event AS (
+    INSERT INTO email_events (email_id, kind, job_id, detail)
+    SELECT id, 'claimed', job_id,
+           jsonb_build_object('attempt', attempts, 'worker', %(worker)s::text,
+                              'late_ms', round(extract(epoch FROM clock_timestamp() - next_attempt_at) * 1000))
+      FROM claimed
+)
+SELECT f.id AS job__id, f.status AS job__status, f.task_name AS job__task_name,
+       f.priority AS job__priority, f.lock AS job__lock, f.queueing_lock AS job__queueing_lock,
+       f.args AS job__args, f.scheduled_at AS job__scheduled_at, f.queue_name AS job__queue_name,
+       f.attempts AS job__attempts, f.worker_id AS job__worker_id, f.abort_requested AS job__abort_requested,
+       c.*
+  FROM fetched f LEFT JOIN claimed c ON c.job_id = f.id
+ ORDER BY f.priority DESC, f.id;"""
+
+_RELEASE_FETCHED_JOBS: LiteralString = """WITH job AS (
+    UPDATE procrastinate_jobs SET status = 'todo', worker_id = NULL
+     WHERE id = ANY(%(ids)s::bigint[]) AND status = 'doing'
+    RETURNING id
+), unclaimed AS (
+    UPDATE emails
+       SET status = 'scheduled', attempts = attempts - 1
+     WHERE job_id IN (SELECT id FROM job) AND status = 'sending' AND data_started_at IS NULL
+    RETURNING id, job_id, attempts
+), event AS (
+    INSERT INTO email_events (email_id, kind, job_id, detail)
+    SELECT id, 'released', job_id, jsonb_build_object('reason', 'the worker stopped before starting its job')
+      FROM unclaimed
+)
+SELECT count(*) AS n FROM job;"""
+
 #: Every statement of ours on Procrastinate's tables or functions, by the name callers run it by.
 STATEMENTS: dict[str, Statement] = {
+    # Fetch a job for each free slot of the worker in one round trip, and claim the
+    # email of each send job whose instant has come (BatchingJobManager). The jobs
+    # are taken by reach_fetch_jobs (migration 0015), procrastinate_fetch_job_v2
+    # with a LIMIT; the claim is claim_email's (sql/queries.sql) for many rows,
+    # joined by the job's email_id argument and id, and is due when the job's
+    # scheduled_at plus the lead has passed (a send job is due jobs.LEAD before
+    # its email; tested on the job, so the planner can only look emails up by
+    # primary key: see 0011). Each row is a job (its columns prefixed job__) and its
+    # claimed email's columns, NULL when it was not claimed.
+    # Why not fetch_job: it takes one job per round trip and cannot join a claim.
+    "fetch_jobs": Statement(
+        _FETCH_JOBS,
+        (
+            "procrastinate_jobs.id",
+            "procrastinate_jobs.status",
+            "procrastinate_jobs.task_name",
+            "procrastinate_jobs.priority",
+            "procrastinate_jobs.lock",
+            "procrastinate_jobs.queueing_lock",
+            "procrastinate_jobs.args",
+            "procrastinate_jobs.scheduled_at",
+            "procrastinate_jobs.queue_name",
+            "procrastinate_jobs.attempts",
+            "procrastinate_jobs.worker_id",
+            "procrastinate_jobs.abort_requested",
+        ),
+        writes=True,
+        own_functions=("reach_fetch_jobs(character varying[], bigint, integer)",),
+    ),
+    # Give back jobs a stopping worker fetched but never started: each waits again
+    # ('doing' back to 'todo', as procrastinate_retry_job_v1 does, which would also
+    # count an attempt and needs a time), and its email, if claimed, is unclaimed
+    # with its attempt given back. Why not retry_job: one round trip per job, and
+    # it cannot join the unclaim.
+    "release_fetched_jobs": Statement(
+        _RELEASE_FETCHED_JOBS,
+        ("procrastinate_jobs.id", "procrastinate_jobs.status", "procrastinate_jobs.worker_id"),
+        ("todo", "doing"),
+        writes=True,
+    ),
     # Schedule one email in one statement, atomic on its own and one round trip
     # (tasks/domain/emails.py, schedule): the row, its 'scheduled' event and, when
     # job_at is given (the email is due within the horizon), its send job, through
@@ -323,6 +550,10 @@ STATEMENTS: dict[str, Statement] = {
     # event's kind is the new status and names the transport the row records (the one
     # DATA started on). Ends the running job too: see _END_RUNNING_JOB.
     "finish_email": Statement(_FINISH_EMAIL, _ENDS_THE_JOB, ("doing",), writes=True),
+    # The same for several attempts at once (tasks/delivery/groupcommit.py): the send
+    # task's outcomes, gathered while a round trip is in flight. Every job of the
+    # input is ended, as finish_email ends it whether or not the email had moved.
+    "finish_emails": Statement(_FINISH_EMAILS, _ENDS_THE_JOB, ("doing",), writes=True),
     # Back to 'scheduled' after a transient failure, with the job of the next attempt
     # (deferred through the public API in the same transaction, tasks/queue/jobs.py);
     # ends the running job: see _END_RUNNING_JOB.
@@ -546,9 +777,23 @@ ELSEWHERE: dict[str, str] = {
     " replaced by 0006",
     "sql/migrations/0006_fetch_plan.sql": "committed (never edited): planner settings on procrastinate_fetch_job_v2"
     " and reach_jobs_future_idx, the wake-up timer's index on procrastinate_jobs (scheduled_at)",
+    "sql/migrations/0015_fetch_jobs_in_batches.sql": "committed (never edited): reach_fetch_jobs, the selection"
+    " and update of procrastinate_fetch_job_v2 for several jobs (fetch_jobs calls it); the test checks it still"
+    " selects as Procrastinate's function does",
     "sql/schema.sql": "the generated dump of the whole schema, Procrastinate's included",
 }
 
 #: The columns ELSEWHERE's migrations rely on, and the function 0006 alters (with its argument types).
-MIGRATION_COLUMNS: tuple[str, ...] = ("procrastinate_jobs.scheduled_at", "procrastinate_jobs.status")
+MIGRATION_COLUMNS: tuple[str, ...] = (
+    "procrastinate_jobs.scheduled_at",
+    "procrastinate_jobs.status",
+    # 0015's reach_fetch_jobs
+    "procrastinate_jobs.id",
+    "procrastinate_jobs.lock",
+    "procrastinate_jobs.priority",
+    "procrastinate_jobs.queue_name",
+    "procrastinate_jobs.worker_id",
+)
+#: The migration whose function copies procrastinate_fetch_job_v2's selection for several jobs.
+FETCH_COPY = "sql/migrations/0015_fetch_jobs_in_batches.sql"
 ALTERED_FUNCTION = ("procrastinate_fetch_job_v2", ("character varying[]", "bigint"))

@@ -31,15 +31,16 @@ from tasks.core import db, stopping
 from tasks.core.config import Settings
 from tasks.delivery import transports
 from tasks.delivery.runtime import Runtime
-from tasks.queue import procrastinate_boundary
+from tasks.queue import jobs, procrastinate_boundary
 from tasks.queue.app import app
 
 log = structlog.get_logger("tasks.queue.worker")
 
 #: How soon the wake-up timer looks again at a due job nobody has fetched.
 RECHECK = 0.02
-#: Connections beyond the job slots: fetch/finish, heartbeat, periodic deferrer, wake-up timer.
-EXTRA_CONNECTIONS = 4
+#: Connections beyond the job slots: fetch/finish, heartbeat, periodic deferrer, wake-up
+#: timer, and the send task's two group commits (tasks/delivery/groupcommit.py).
+EXTRA_CONNECTIONS = 6
 #: Seconds running jobs get to finish (and write their outcome) when the worker
 #: stops because it lost the database; then they are cancelled and the reconciler
 #: decides (retry if DATA had not begun, else ``uncertain``).
@@ -210,42 +211,67 @@ async def _run_once(
                 # gone): its jobs are over, so let the reconciler recover them now
                 # instead of after WORKER_STALLED_AFTER.
                 await stop.until(app.job_manager.unregister_worker(previous))
-            worker = Worker(
-                app=app,
+            # One round trip fetches a job for every free slot, and as many again to
+            # start as slots free up, and claims the due emails among them
+            # (tasks/queue/procrastinate_boundary.py). Without the jobs ahead, slots
+            # free one at a time and a fetch took 1.6 jobs on average; with them, 6 to 9.
+            fetcher = procrastinate_boundary.BatchingJobManager(
+                app.connector,
                 pool=pool,
-                runtime=rt,
-                name=name,
-                concurrency=concurrency,
-                fetch_job_polling_interval=settings.worker_poll_interval,
-                shutdown_graceful_timeout=settings.worker_shutdown_timeout,
-                update_heartbeat_interval=settings.worker_heartbeat,
-                stalled_worker_timeout=settings.worker_stalled_after,
-                delete_jobs="successful",
-                additional_context={"runtime": rt},
-                listen_notify=True,
-                # Ours cover the whole life of the process (tasks/core/stopping.py).
-                install_signal_handlers=False,
+                worker_name=name,
+                send_task=jobs.SEND_TASK,
+                lead=jobs.LEAD,
+                free_slots=lambda: worker.free_slots(),
+                on_claimed=rt.claimed.__setitem__,
+                ahead=concurrency,
             )
-            if stop.requested.is_set():
-                raise stopping.Stopped
-            log.info(
-                "worker started",
-                worker=name,
-                concurrency=concurrency,
-                transports=[t.name for t in rt.transports],
-            )
-            _warn_if_helo_name_is_not_qualified(settings)
-            try:
-                # From here a request reaches the worker by a loop callback, so after
-                # ``run`` has begun (which clears any earlier stop request).
-                with stop.on_stop(worker.stop):
-                    await worker.run()
-            except CONNECTION_ERRORS as exc:
-                # Asked to stop and the database is gone too: stop, do not start again.
-                return (None, None) if worker.stop_requested else (exc, worker.worker_id)
-            if worker.crash is not None and not worker.stop_requested:
-                return worker.crash, worker.worker_id
-            return None, None
+            with procrastinate_boundary.job_manager(app, fetcher):
+                worker = Worker(
+                    app=app,
+                    pool=pool,
+                    runtime=rt,
+                    name=name,
+                    concurrency=concurrency,
+                    fetch_job_polling_interval=settings.worker_poll_interval,
+                    shutdown_graceful_timeout=settings.worker_shutdown_timeout,
+                    update_heartbeat_interval=settings.worker_heartbeat,
+                    stalled_worker_timeout=settings.worker_stalled_after,
+                    delete_jobs="successful",
+                    additional_context={"runtime": rt},
+                    listen_notify=True,
+                    # Ours cover the whole life of the process (tasks/core/stopping.py).
+                    install_signal_handlers=False,
+                )
+                if stop.requested.is_set():
+                    raise stopping.Stopped
+                log.info(
+                    "worker started",
+                    worker=name,
+                    concurrency=concurrency,
+                    transports=[t.name for t in rt.transports],
+                )
+                _warn_if_helo_name_is_not_qualified(settings)
+                try:
+                    # From here a request reaches the worker by a loop callback, so after
+                    # ``run`` has begun (which clears any earlier stop request).
+                    with stop.on_stop(worker.stop):
+                        await worker.run()
+                    # Jobs fetched for slots the worker never filled (it stopped meanwhile).
+                    if released := await fetcher.release_kept():
+                        log.info("fetched jobs given back", jobs=released)
+                    log.info(
+                        "round trips",
+                        fetches=fetcher.fetches,
+                        jobs_fetched=fetcher.fetched,
+                        **{f"{name}_writes": g.stats.round_trips for name, g in rt.groups.items()},
+                        **{f"{name}_requests": g.stats.requests for name, g in rt.groups.items()},
+                    )
+                except CONNECTION_ERRORS as exc:
+                    # Asked to stop and the database is gone too: stop, do not start again.
+                    return (None, None) if worker.stop_requested else (exc, worker.worker_id)
+                if worker.crash is not None and not worker.stop_requested:
+                    return worker.crash, worker.worker_id
+                return None, None
     finally:
         # The App keeps an external pool after closing, so the next open_async
         # would reuse this closed one: forget it.

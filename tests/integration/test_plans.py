@@ -24,8 +24,10 @@ from tasks.domain.models import User
 #: Statements that find an email by its id (while it is in one status or another).
 BY_ID = [
     "claim_email",
-    "start_data",
+    "fetch_jobs",
+    "start_data_many",
     "finish_email",
+    "finish_emails",
     "requeue_email",
     "wait_without_attempt",
     "edit_email",

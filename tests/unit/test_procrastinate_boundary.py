@@ -19,6 +19,7 @@ from __future__ import annotations
 import ast
 import asyncio
 import dataclasses
+import functools
 import inspect
 import os
 import pathlib
@@ -361,7 +362,7 @@ def check_statements(statements: dict[str, boundary.Statement], schema: Schema) 
             broken.append(f"{name} uses {', '.join(undeclared)} without declaring it")
         # The one function we call, the defer, inserts jobs.
         dml = re.search(r"\b(UPDATE|DELETE FROM|INSERT INTO)\s+procrastinate_", statement.sql)
-        writes = bool(dml or statement.functions)
+        writes = bool(dml or statement.functions or statement.own_functions)
         if writes != statement.writes:
             broken.append(f"{name} {'writes' if writes else 'does not write'} Procrastinate's rows, unlike its writes=")
     return broken
@@ -391,6 +392,27 @@ def check_schema_behaviour(schema: Schema, queries_sql: str) -> list[str]:
     return broken
 
 
+def _fetch_selection(body: str) -> str:
+    """The candidate selection of a fetch function: from its first WHERE to its ORDER BY, one line."""
+    body = " ".join(_strip_comments(body).split())
+    match = re.search(r"FROM procrastinate_jobs AS jobs WHERE (.*?) ORDER BY jobs\.priority DESC, jobs\.id ASC", body)
+    return match.group(1) if match else ""
+
+
+def check_fetch_copy(schema_sql: str) -> list[str]:
+    """reach_fetch_jobs (0015) selects the jobs procrastinate_fetch_job_v2 would, lock rule included."""
+    ours = _fetch_selection((ROOT / boundary.FETCH_COPY).read_text())
+    function = re.search(r"CREATE FUNCTION procrastinate_fetch_job_v2\(.*?\$\$;", schema_sql, flags=re.DOTALL)
+    theirs = _fetch_selection(function.group(0)) if function else ""
+    normalise = functools.partial(re.sub, r"\s*([()])\s*", r"\1")
+    if not ours or normalise(ours) != normalise(theirs):
+        return [
+            f"{boundary.FETCH_COPY} no longer selects as procrastinate_fetch_job_v2 does: write a new migration"
+            " with its selection"
+        ]
+    return []
+
+
 def check_operator_queries(schema: Schema) -> list[str]:
     broken = []
     for path, columns in boundary.OPERATOR_QUERIES.items():
@@ -413,6 +435,7 @@ def broken_assumptions(
         *check_public_calls(PUBLIC_CALLS),
         *check_statements(boundary.STATEMENTS, schema_),
         *check_schema_behaviour(schema_, queries_sql if queries_sql is not None else installed_queries()),
+        *check_fetch_copy(schema_sql if schema_sql is not None else installed_schema()),
         *check_operator_queries(schema_),
     ]
 
@@ -423,7 +446,9 @@ def broken_assumptions(
 
 
 def test_the_installed_procrastinate_meets_every_assumption() -> None:
-    assert broken_assumptions() == []
+    broken = broken_assumptions()
+    # Every broken assumption on its own line (pytest would truncate a long list).
+    assert broken == [], "\n".join(broken)
 
 
 def test_the_parsed_schema_is_the_installed_one() -> None:
@@ -722,7 +747,18 @@ def test_a_copy_of_procrastinate_with_a_name_taken_away_fails_this_test(
     env = os.environ | {"PYTHONPATH": os.pathsep.join([str(tmp_path), str(ROOT)])}
 
     result = subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", __file__, "-k", "meets_every_assumption"],
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "-q",
+            "-vv",
+            "-p",
+            "no:cacheprovider",
+            __file__,
+            "-k",
+            "meets_every_assumption",
+        ],
         cwd=ROOT,
         env=env,
         capture_output=True,

@@ -61,7 +61,8 @@ def test_every_outcome_type_has_its_case() -> None:
 
 
 async def _record_twice(database_url: str, settings: Settings, email: Email, outcome: outcomes.Outcome) -> list[Any]:
-    pool = db.async_pool(database_url, size=1)  # only for a reconnect: never opened here
+    pool = db.async_pool(database_url, size=1)  # the group commits' (final outcomes)
+    await pool.open(wait=True)
     rt = runtime.Runtime.create(settings, pool, worker_name="test")
     try:
         async with await psycopg.AsyncConnection.connect(database_url, autocommit=True, row_factory=dict_row) as conn:
@@ -69,6 +70,7 @@ async def _record_twice(database_url: str, settings: Settings, email: Email, out
             return [await send.record(rt, conn, email, email.job_id, outcome) for _ in range(2)]
     finally:
         await rt.close()
+        await pool.close()
 
 
 @pytest.mark.parametrize("kind", list(CASES), ids=lambda k: k.__name__)
@@ -87,7 +89,9 @@ def test_each_outcome_is_written_once_with_its_status_and_event(
     claimed = Email.from_row(row)
     conn.execute("UPDATE procrastinate_jobs SET status = 'doing' WHERE id = %s", (email.job_id,))
     if isinstance(outcome, FINAL):  # DATA began (as it has before any of these)
-        db.one(conn, "start_data", email_id=email.id, job_id=email.job_id, transport="smtp", refused=Jsonb({}))
+        db.one(
+            conn, "start_data_many", ids=[email.id], job_ids=[email.job_id], transports=["smtp"], refused=[Jsonb({})]
+        )
 
     first, second = asyncio.run(_record_twice(database_url, settings, claimed, outcome))
 
