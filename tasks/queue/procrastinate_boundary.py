@@ -247,7 +247,8 @@ class BatchingJobManager(manager.JobManager):
         if not ids:
             return 0
         async with self.pool.connection() as conn:
-            return await db.run_async(conn, "release_fetched_jobs", ids=ids)
+            row = await db.one_async(conn, "release_fetched_jobs", ids=ids)
+        return int(row["n"]) if row else 0
 
 
 @contextlib.contextmanager
