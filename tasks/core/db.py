@@ -83,8 +83,14 @@ async def _autocommit_async(conn: AsyncConn) -> None:
     await conn.set_autocommit(True)
 
 
-def pool(conninfo: str, *, max_size: int = 10, name: str = "reachdbox") -> Pool:
-    """Open a thread-safe pool for the web app and the CLI."""
+def pool(conninfo: str, *, max_size: int = 10, name: str = "reachdbox", check_idle_after: float = 2.0) -> Pool:
+    """Open a thread-safe pool for the web app and the CLI.
+
+    Like the worker's, a connection is checked with a round trip only after
+    ``check_idle_after`` seconds idle (``_IdleCheck``): each request takes one, and
+    checking every take was one more round trip per request.
+    """
+    idle = _IdleCheck(check_idle_after)
     return psycopg_pool.ConnectionPool(
         conninfo,
         min_size=1,
@@ -92,7 +98,8 @@ def pool(conninfo: str, *, max_size: int = 10, name: str = "reachdbox") -> Pool:
         name=name,
         kwargs={"row_factory": dict_row, "options": _options()},
         configure=_autocommit,
-        check=psycopg_pool.ConnectionPool.check_connection,
+        check=idle.check_sync,
+        reset=idle.returned_sync,
         open=True,
     )
 
@@ -100,8 +107,8 @@ def pool(conninfo: str, *, max_size: int = 10, name: str = "reachdbox") -> Pool:
 class _IdleCheck:
     """Check a pooled connection with a round trip only if it sat idle for a while.
 
-    A worker takes a connection from the pool several times per email; checking
-    each time (``AsyncConnectionPool.check_connection``) was one extra round
+    A worker takes a connection from the pool several times per email, a web
+    request once; checking each time (``check_connection``) was one extra round
     trip per take. A connection used moments ago is trusted; one idle for
     ``idle_after`` seconds (long enough for the server to have restarted) is
     checked before use.
@@ -118,6 +125,17 @@ class _IdleCheck:
             await psycopg_pool.AsyncConnectionPool.check_connection(conn)
 
     async def returned(self, conn: AsyncConn) -> None:
+        self._returned[id(conn)] = time.monotonic()
+
+    # The same for the web's thread-safe pool (dict operations are atomic under the GIL).
+
+    def check_sync(self, conn: Conn) -> None:
+        if conn.broken or conn.closed:
+            raise psycopg.OperationalError("the connection is closed")
+        if time.monotonic() - self._returned.pop(id(conn), 0.0) > self.idle_after:
+            psycopg_pool.ConnectionPool.check_connection(conn)
+
+    def returned_sync(self, conn: Conn) -> None:
         self._returned[id(conn)] = time.monotonic()
 
 
