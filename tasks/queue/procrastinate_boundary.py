@@ -443,13 +443,17 @@ SELECT * FROM inserted;"""
 
 _FETCH_JOBS: LiteralString = """WITH fetched AS (
     SELECT * FROM reach_fetch_jobs(%(queues)s::varchar[], %(worker_id)s, %(limit)s)
+), due AS (
+    SELECT e.id, f.id AS job_id
+      FROM fetched f JOIN emails e ON e.id = (f.args->>'email_id')::uuid
+     WHERE f.task_name = %(send_task)s AND e.status = 'scheduled' AND e.job_id = f.id
+       AND (f.scheduled_at IS NULL OR f.scheduled_at + %(lead)s <= clock_timestamp())
+       FOR UPDATE OF e SKIP LOCKED
 ), claimed AS (
     UPDATE emails e
        SET status = 'sending', attempts = e.attempts + 1, waiting_reason = NULL, data_started_at = NULL
-      FROM fetched f
-     WHERE f.task_name = %(send_task)s
-       AND e.id = (f.args->>'email_id')::uuid AND e.status = 'scheduled' AND e.job_id = f.id
-       AND (f.scheduled_at IS NULL OR f.scheduled_at + %(lead)s <= clock_timestamp())
+      FROM due d
+     WHERE e.id = d.id AND e.status = 'scheduled' AND e.job_id = d.job_id
     RETURNING e.*
 ), event AS (
     INSERT INTO email_events (email_id, kind, job_id, detail)
@@ -491,7 +495,10 @@ STATEMENTS: dict[str, Statement] = {
     # joined by the job's email_id argument and id, and is due when the job's
     # scheduled_at plus the lead has passed (a send job is due jobs.LEAD before
     # its email; tested on the job, so the planner can only look emails up by
-    # primary key: see 0011). Each row is a job (its columns prefixed job__) and its
+    # primary key: see 0011). An email locked meanwhile (a cancel, an edit: they
+    # lock the email, then its job) is skipped, not waited for: this statement
+    # holds the jobs, and waiting would deadlock; its task claims it afterwards
+    # (claim_email), and finds it cancelled or changed. Each row is a job (its columns prefixed job__) and its
     # claimed email's columns, NULL when it was not claimed.
     # Why not fetch_job: it takes one job per round trip and cannot join a claim.
     "fetch_jobs": Statement(

@@ -249,3 +249,22 @@ def test_grouped_outcomes_end_their_jobs_and_say_which_emails_had_moved(
     assert left.fetchone() == {"n": 0}
     late = conn.execute("SELECT count(*) AS n FROM email_events WHERE kind = 'late_outcome'").fetchone()
     assert late == {"n": 1 if moved else 0}
+
+
+def test_an_email_locked_by_a_cancel_is_left_to_its_task_not_waited_for(
+    conn: Conn, database_url: str, owner: User, settings: Settings, make_draft: Callable[..., Any]
+) -> None:
+    """A cancel locks the email, then its job; the fetch holds jobs, so it must not wait for emails (deadlock)."""
+    made = _schedule(conn, owner, settings, make_draft, 2)
+    worker = _worker_id(conn)
+
+    async def run(fetcher: boundary.BatchingJobManager, claimed: dict[int, db.Row]) -> Any:
+        fetched = [await fetcher.fetch_job(queues=None, worker_id=worker) for _ in range(2)]
+        return fetched, dict(claimed)
+
+    with db.connect(database_url) as canceller, canceller.transaction():
+        canceller.execute("SELECT 1 FROM emails WHERE id = %s FOR UPDATE", (made[0].id,))
+        fetched, claimed = asyncio.run(asyncio.wait_for(_fetching(database_url, run), timeout=10))
+
+    assert [j.id for j in fetched] == [made[0].job_id, made[1].job_id]
+    assert set(claimed) == {made[1].job_id}  # the locked one: its task will claim it
