@@ -209,6 +209,7 @@ async def with_reconnect(
     a PostgreSQL restart costs a few seconds, not the record. ``write`` must be
     safe to repeat (the outcome queries are guarded by the row's state).
     """
+    deadline = time.monotonic() + within
     if not conn.broken and not conn.closed:
         try:
             return await write(conn)
@@ -216,10 +217,33 @@ async def with_reconnect(
             first: Exception = exc
     else:
         first = psycopg.OperationalError("the connection was lost")
+    return await _on_fresh_connections(pool, write, first, deadline)
+
+
+async def write_with_reconnect(pool: AsyncPool, write: Callable[[AsyncConn], Awaitable[T]], *, within: float) -> T:
+    """``with_reconnect`` on a connection taken from ``pool``, even when the pool has none to give.
+
+    While the database is away the pool may wait its whole timeout for a
+    connection; this waits at most a second for one, then goes on as
+    ``with_reconnect`` does on fresh connections, all within ``within`` seconds.
+    """
+    deadline = time.monotonic() + within
+    try:
+        conn = await pool.getconn(timeout=min(1.0, within))
+    except psycopg.OperationalError as exc:  # PoolTimeout included
+        return await _on_fresh_connections(pool, write, exc, deadline)
+    try:
+        return await with_reconnect(pool, conn, write, within=max(deadline - time.monotonic(), 0.0))
+    finally:
+        await pool.putconn(conn)
+
+
+async def _on_fresh_connections(
+    pool: AsyncPool, write: Callable[[AsyncConn], Awaitable[T]], first: Exception, deadline: float
+) -> T:
     # async_pool gives its pool both as values (psycopg_pool also takes callables).
     conninfo, kwargs = pool.conninfo, pool.kwargs or {}
     assert isinstance(conninfo, str) and isinstance(kwargs, dict)
-    deadline = time.monotonic() + within
     delay = 0.1
     while True:
         left = deadline - time.monotonic()

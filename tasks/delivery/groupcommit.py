@@ -88,10 +88,7 @@ class Group(Generic[Request, Answer]):
     async def _send(self, batch: list[tuple[Request, asyncio.Future[Answer]]]) -> None:
         requests = [request for request, _ in batch]
         try:
-            async with self._pool.connection() as conn:
-                answers = await db.with_reconnect(
-                    self._pool, conn, lambda c: self._write(c, requests), within=self._within
-                )
+            answers = await db.write_with_reconnect(self._pool, lambda c: self._write(c, requests), within=self._within)
         except (TimeoutError, psycopg.Error, OSError) as exc:
             for _, future in batch:
                 if not future.done():

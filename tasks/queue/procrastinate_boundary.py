@@ -166,12 +166,12 @@ class BatchingJobManager(manager.JobManager):
     The worker's fetch loop asks for one job per free slot, one round trip each
     (``procrastinate_fetch_job_v2``, LIMIT 1). This manager answers the first ask
     with one statement (``fetch_jobs``) that takes up to ``free_slots()`` jobs
-    (``reach_fetch_jobs``, migration 0015: the same selection with a LIMIT), plus
-    ``ahead`` more when that many are due, and, for each send job whose email is
-    due, claims the email in the same statement (what ``claim_email`` does:
-    ``sending``, one attempt more, the ``claimed`` event); the loop's next asks,
-    made for the other free slots and as running jobs end, are answered from what
-    it kept. Jobs kept when the worker stops are given back (``release_kept``).
+    (``reach_fetch_jobs``, migration 0015: the same selection with a LIMIT) and,
+    for each send job whose email is due, claims the email in the same statement
+    (what ``claim_email`` does: ``sending``, one attempt more, the ``claimed``
+    event); the loop's next asks, made at once for the other free slots, are
+    answered from what it kept. Jobs kept when the worker stops between two asks
+    are given back (``release_kept``).
     A claimed email is handed to ``on_claimed`` before its job is returned, so the
     send task finds it claimed. A send job fetched
     before its instant (jobs come due ``jobs.LEAD`` early) is not claimed: its
@@ -194,7 +194,6 @@ class BatchingJobManager(manager.JobManager):
         lead: Any,
         free_slots: Callable[[], int],
         on_claimed: Callable[[int, db.Row], None],
-        ahead: int = 0,
     ) -> None:
         super().__init__(connector)
         self.pool = pool
@@ -203,7 +202,6 @@ class BatchingJobManager(manager.JobManager):
         self.lead = lead
         self.free_slots = free_slots
         self.on_claimed = on_claimed
-        self.ahead = ahead
         self.fetched_jobs: collections.deque[procrastinate_jobs.Job] = collections.deque()
         #: Round trips and jobs fetched (bench/ and the tests read them).
         self.fetches = 0
@@ -211,7 +209,7 @@ class BatchingJobManager(manager.JobManager):
 
     async def fetch_job(self, queues: Iterable[str] | None, worker_id: int) -> procrastinate_jobs.Job | None:
         if not self.fetched_jobs:
-            await self.fetch_many(queues, worker_id, max(self.free_slots(), 1) + self.ahead)
+            await self.fetch_many(queues, worker_id, max(self.free_slots(), 1))
         return self.fetched_jobs.popleft() if self.fetched_jobs else None
 
     async def fetch_many(self, queues: Iterable[str] | None, worker_id: int, limit: int) -> None:

@@ -211,10 +211,8 @@ async def _run_once(
                 # gone): its jobs are over, so let the reconciler recover them now
                 # instead of after WORKER_STALLED_AFTER.
                 await stop.until(app.job_manager.unregister_worker(previous))
-            # One round trip fetches a job for every free slot, and as many again to
-            # start as slots free up, and claims the due emails among them
-            # (tasks/queue/procrastinate_boundary.py). Without the jobs ahead, slots
-            # free one at a time and a fetch took 1.6 jobs on average; with them, 6 to 9.
+            # One round trip fetches a job for every free slot and claims the due
+            # emails among them (tasks/queue/procrastinate_boundary.py).
             fetcher = procrastinate_boundary.BatchingJobManager(
                 app.connector,
                 pool=pool,
@@ -223,7 +221,6 @@ async def _run_once(
                 lead=jobs.LEAD,
                 free_slots=lambda: worker.free_slots(),
                 on_claimed=rt.claimed.__setitem__,
-                ahead=concurrency,
             )
             with procrastinate_boundary.job_manager(app, fetcher):
                 worker = Worker(

@@ -1,7 +1,7 @@
 """The send path's round trips: jobs fetched and emails claimed together, writes grouped.
 
 ``BatchingJobManager`` (tasks/queue/procrastinate_boundary.py) answers the worker's
-fetch loop: one statement takes a job for each free slot (and ``ahead`` more) and
+fetch loop: one statement takes a job for each free slot and
 claims the due emails among them; jobs kept when the worker stops are given back.
 ``groupcommit.Group`` (tasks/delivery/groupcommit.py) writes the requests made while
 a round trip is in flight in the next one, each with its own answer.
@@ -60,9 +60,8 @@ async def _fetching(database_url: str, run: Callable[[boundary.BatchingJobManage
         worker_name="test",
         send_task=jobs.SEND_TASK,
         lead=jobs.LEAD,
-        free_slots=lambda: 3,
+        free_slots=lambda: 5,
         on_claimed=claimed.__setitem__,
-        ahead=2,
     )
     try:
         return await run(fetcher, claimed)
@@ -70,7 +69,7 @@ async def _fetching(database_url: str, run: Callable[[boundary.BatchingJobManage
         await pool.close()
 
 
-def test_one_round_trip_takes_a_job_per_free_slot_and_ahead_and_claims_their_emails(
+def test_one_round_trip_takes_a_job_per_free_slot_and_claims_their_emails(
     conn: Conn, database_url: str, owner: User, settings: Settings, make_draft: Callable[..., Any]
 ) -> None:
     made = _schedule(conn, owner, settings, make_draft, 8)
@@ -85,7 +84,7 @@ def test_one_round_trip_takes_a_job_per_free_slot_and_ahead_and_claims_their_ema
     *fetched, fetches, claimed = asyncio.run(_fetching(database_url, run))
 
     assert fetches == 1
-    assert [j.id for j in fetched] == [e.job_id for e in made[:5]]  # 3 free slots + 2 ahead, oldest first
+    assert [j.id for j in fetched] == [e.job_id for e in made[:5]]  # 5 free slots, oldest first
     assert set(claimed) == {e.job_id for e in made[:5]}
     assert all(row["status"] == "sending" and row["attempts"] == 1 for row in claimed.values())
     rows = conn.execute(
