@@ -53,6 +53,33 @@ CREATE TYPE public.procrastinate_job_to_defer_v1 AS (
 
 
 --
+-- Name: create_personal_org(bigint, text); Type: FUNCTION; Schema: public; Owner: -
+--
+
+CREATE FUNCTION public.create_personal_org(p_user_id bigint, p_name text) RETURNS bigint
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO 'public', 'pg_temp'
+    AS $$
+DECLARE
+    _org_id bigint;
+BEGIN
+    INSERT INTO organizations (name) VALUES (left(p_name, 200)) RETURNING id INTO _org_id;
+    INSERT INTO memberships (org_id, user_id, role) VALUES (_org_id, p_user_id, 'owner');
+    RETURN _org_id;
+END;
+$$;
+
+
+--
+-- Name: current_org_id(); Type: FUNCTION; Schema: public; Owner: -
+--
+
+CREATE FUNCTION public.current_org_id() RETURNS bigint
+    LANGUAGE sql STABLE PARALLEL SAFE
+    AS $$ SELECT nullif(current_setting('app.org_id', true), '')::bigint $$;
+
+
+--
 -- Name: email_events_append_only(); Type: FUNCTION; Schema: public; Owner: -
 --
 
@@ -90,6 +117,23 @@ BEGIN
             USING ERRCODE = 'check_violation';
     END IF;
     NEW.updated_at := now();
+    RETURN NEW;
+END;
+$$;
+
+
+--
+-- Name: org_id_fixed(); Type: FUNCTION; Schema: public; Owner: -
+--
+
+CREATE FUNCTION public.org_id_fixed() RETURNS trigger
+    LANGUAGE plpgsql
+    AS $$
+BEGIN
+    IF NEW.org_id <> OLD.org_id THEN
+        RAISE EXCEPTION '%: a row never moves to another organization', TG_TABLE_NAME
+            USING ERRCODE = 'check_violation';
+    END IF;
     RETURN NEW;
 END;
 $$;
@@ -660,6 +704,51 @@ $$;
 
 
 --
+-- Name: users_personal_org(); Type: FUNCTION; Schema: public; Owner: -
+--
+
+CREATE FUNCTION public.users_personal_org() RETURNS trigger
+    LANGUAGE plpgsql
+    SET search_path TO 'public', 'pg_temp'
+    AS $$
+BEGIN
+    PERFORM create_personal_org(NEW.id, coalesce(nullif(NEW.name, ''), NEW.email));
+    RETURN NULL;
+END;
+$$;
+
+
+--
+-- Name: web_token_identity(text); Type: FUNCTION; Schema: public; Owner: -
+--
+
+CREATE FUNCTION public.web_token_identity(p_token_hash text) RETURNS TABLE(token_id bigint, user_id bigint, org_id bigint, role text, scopes text[], last_used_at timestamp with time zone)
+    LANGUAGE sql STABLE SECURITY DEFINER
+    SET search_path TO 'public', 'pg_temp'
+    AS $$
+    SELECT t.id, t.user_id, t.org_id, m.role, t.scopes, t.last_used_at
+      FROM api_tokens t
+      JOIN memberships m ON m.org_id = t.org_id AND m.user_id = t.user_id
+     WHERE t.token_hash = p_token_hash AND t.revoked_at IS NULL
+$$;
+
+
+--
+-- Name: web_user_orgs(bigint); Type: FUNCTION; Schema: public; Owner: -
+--
+
+CREATE FUNCTION public.web_user_orgs(p_user_id bigint) RETURNS TABLE(org_id bigint, name text, role text, suspended_at timestamp with time zone, joined_at timestamp with time zone)
+    LANGUAGE sql STABLE SECURITY DEFINER
+    SET search_path TO 'public', 'pg_temp'
+    AS $$
+    SELECT o.id, o.name, m.role, o.suspended_at, m.created_at
+      FROM memberships m JOIN organizations o ON o.id = m.org_id
+     WHERE m.user_id = p_user_id
+     ORDER BY m.created_at, o.id
+$$;
+
+
+--
 -- Name: api_tokens; Type: TABLE; Schema: public; Owner: -
 --
 
@@ -672,7 +761,10 @@ CREATE TABLE public.api_tokens (
     created_at timestamp with time zone DEFAULT now() NOT NULL,
     last_used_at timestamp with time zone,
     revoked_at timestamp with time zone,
-    CONSTRAINT api_tokens_name_check CHECK ((char_length(name) <= 100))
+    org_id bigint NOT NULL,
+    scopes text[] DEFAULT '{send,read}'::text[] NOT NULL,
+    CONSTRAINT api_tokens_name_check CHECK ((char_length(name) <= 100)),
+    CONSTRAINT api_tokens_scopes_check CHECK (((cardinality(scopes) >= 1) AND (scopes <@ ARRAY['send'::text, 'read'::text, 'admin'::text])))
 );
 
 
@@ -707,6 +799,7 @@ CREATE TABLE public.batches (
     idempotency_key text,
     request_hash text,
     created_at timestamp with time zone DEFAULT now() NOT NULL,
+    org_id bigint NOT NULL,
     CONSTRAINT batches_hourly_cap_check CHECK (((hourly_cap IS NULL) OR (hourly_cap > 0))),
     CONSTRAINT batches_min_delay_seconds_check CHECK ((min_delay_seconds >= (0)::double precision)),
     CONSTRAINT batches_total_check CHECK ((total > 0))
@@ -736,7 +829,8 @@ CREATE TABLE public.chart_owner_minutes (
     minute timestamp with time zone NOT NULL,
     owner_id bigint NOT NULL,
     kind text NOT NULL,
-    n integer NOT NULL
+    n integer NOT NULL,
+    org_id bigint NOT NULL
 );
 
 
@@ -814,7 +908,8 @@ CREATE TABLE public.email_events (
     at timestamp with time zone DEFAULT clock_timestamp() NOT NULL,
     kind text NOT NULL,
     job_id bigint,
-    detail jsonb DEFAULT '{}'::jsonb NOT NULL
+    detail jsonb DEFAULT '{}'::jsonb NOT NULL,
+    org_id bigint NOT NULL
 );
 
 
@@ -869,6 +964,7 @@ CREATE TABLE public.emails (
     rate_slot timestamp with time zone,
     rate_transport text,
     offline_at timestamp with time zone,
+    org_id bigint NOT NULL,
     CONSTRAINT emails_body_check CHECK (((octet_length(body_text) + COALESCE(octet_length(body_html), 0)) <= 1048576)),
     CONSTRAINT emails_offline_check CHECK (((status <> 'offline'::text) OR (offline_at IS NOT NULL))),
     CONSTRAINT emails_recipients_check CHECK (((((cardinality(to_addrs) + cardinality(cc_addrs)) + cardinality(bcc_addrs)) >= 1) AND (((cardinality(to_addrs) + cardinality(cc_addrs)) + cardinality(bcc_addrs)) <= 50))),
@@ -877,6 +973,83 @@ CREATE TABLE public.emails (
     CONSTRAINT emails_status_check CHECK ((status = ANY (ARRAY['scheduled'::text, 'sending'::text, 'sent'::text, 'failed'::text, 'cancelled'::text, 'uncertain'::text, 'offline'::text]))),
     CONSTRAINT emails_subject_check CHECK (((char_length(subject) <= 998) AND (subject !~ '[\r\n]'::text))),
     CONSTRAINT emails_uncertain_check CHECK (((status <> 'uncertain'::text) OR (data_started_at IS NOT NULL)))
+);
+
+
+--
+-- Name: invitations; Type: TABLE; Schema: public; Owner: -
+--
+
+CREATE TABLE public.invitations (
+    org_id bigint NOT NULL,
+    id bigint NOT NULL,
+    email text NOT NULL,
+    role text NOT NULL,
+    secret_hash text NOT NULL,
+    invited_by bigint NOT NULL,
+    created_at timestamp with time zone DEFAULT now() NOT NULL,
+    expires_at timestamp with time zone DEFAULT (now() + '7 days'::interval) NOT NULL,
+    accepted_at timestamp with time zone,
+    accepted_by bigint,
+    revoked_at timestamp with time zone,
+    CONSTRAINT invitations_check CHECK (((accepted_at IS NULL) = (accepted_by IS NULL))),
+    CONSTRAINT invitations_email_check CHECK (((email ~ '^[^@\s]+@[^@\s]+$'::text) AND (char_length(email) <= 320))),
+    CONSTRAINT invitations_role_check CHECK ((role = ANY (ARRAY['owner'::text, 'admin'::text, 'member'::text, 'viewer'::text])))
+);
+
+
+--
+-- Name: invitations_id_seq; Type: SEQUENCE; Schema: public; Owner: -
+--
+
+ALTER TABLE public.invitations ALTER COLUMN id ADD GENERATED ALWAYS AS IDENTITY (
+    SEQUENCE NAME public.invitations_id_seq
+    START WITH 1
+    INCREMENT BY 1
+    NO MINVALUE
+    NO MAXVALUE
+    CACHE 1
+);
+
+
+--
+-- Name: memberships; Type: TABLE; Schema: public; Owner: -
+--
+
+CREATE TABLE public.memberships (
+    org_id bigint NOT NULL,
+    user_id bigint NOT NULL,
+    role text NOT NULL,
+    created_at timestamp with time zone DEFAULT now() NOT NULL,
+    CONSTRAINT memberships_role_check CHECK ((role = ANY (ARRAY['owner'::text, 'admin'::text, 'member'::text, 'viewer'::text])))
+);
+
+
+--
+-- Name: organizations; Type: TABLE; Schema: public; Owner: -
+--
+
+CREATE TABLE public.organizations (
+    id bigint NOT NULL,
+    name text NOT NULL,
+    created_at timestamp with time zone DEFAULT now() NOT NULL,
+    suspended_at timestamp with time zone,
+    suspended_reason text,
+    CONSTRAINT organizations_name_check CHECK (((char_length(name) >= 1) AND (char_length(name) <= 200)))
+);
+
+
+--
+-- Name: organizations_id_seq; Type: SEQUENCE; Schema: public; Owner: -
+--
+
+ALTER TABLE public.organizations ALTER COLUMN id ADD GENERATED ALWAYS AS IDENTITY (
+    SEQUENCE NAME public.organizations_id_seq
+    START WITH 1
+    INCREMENT BY 1
+    NO MINVALUE
+    NO MAXVALUE
+    CACHE 1
 );
 
 
@@ -1101,7 +1274,7 @@ ALTER TABLE ONLY public.api_tokens
 --
 
 ALTER TABLE ONLY public.batches
-    ADD CONSTRAINT batches_idempotency_key UNIQUE (owner_id, idempotency_key);
+    ADD CONSTRAINT batches_idempotency_key UNIQUE (org_id, owner_id, idempotency_key);
 
 
 --
@@ -1125,7 +1298,7 @@ ALTER TABLE ONLY public.chart_minutes
 --
 
 ALTER TABLE ONLY public.chart_owner_minutes
-    ADD CONSTRAINT chart_owner_minutes_pkey PRIMARY KEY (minute, owner_id, kind);
+    ADD CONSTRAINT chart_owner_minutes_pkey PRIMARY KEY (org_id, owner_id, minute, kind);
 
 
 --
@@ -1173,7 +1346,7 @@ ALTER TABLE ONLY public.email_events
 --
 
 ALTER TABLE ONLY public.emails
-    ADD CONSTRAINT emails_idempotency_key UNIQUE (owner_id, idempotency_key);
+    ADD CONSTRAINT emails_idempotency_key UNIQUE (org_id, owner_id, idempotency_key);
 
 
 --
@@ -1190,6 +1363,30 @@ ALTER TABLE ONLY public.emails
 
 ALTER TABLE ONLY public.emails
     ADD CONSTRAINT emails_pkey PRIMARY KEY (id);
+
+
+--
+-- Name: invitations invitations_pkey; Type: CONSTRAINT; Schema: public; Owner: -
+--
+
+ALTER TABLE ONLY public.invitations
+    ADD CONSTRAINT invitations_pkey PRIMARY KEY (org_id, id);
+
+
+--
+-- Name: memberships memberships_pkey; Type: CONSTRAINT; Schema: public; Owner: -
+--
+
+ALTER TABLE ONLY public.memberships
+    ADD CONSTRAINT memberships_pkey PRIMARY KEY (org_id, user_id);
+
+
+--
+-- Name: organizations organizations_pkey; Type: CONSTRAINT; Schema: public; Owner: -
+--
+
+ALTER TABLE ONLY public.organizations
+    ADD CONSTRAINT organizations_pkey PRIMARY KEY (id);
 
 
 --
@@ -1273,24 +1470,24 @@ ALTER TABLE ONLY public.users
 
 
 --
--- Name: api_tokens_user_idx; Type: INDEX; Schema: public; Owner: -
+-- Name: api_tokens_org_user_idx; Type: INDEX; Schema: public; Owner: -
 --
 
-CREATE INDEX api_tokens_user_idx ON public.api_tokens USING btree (user_id, id DESC);
-
-
---
--- Name: batches_owner_created_idx; Type: INDEX; Schema: public; Owner: -
---
-
-CREATE INDEX batches_owner_created_idx ON public.batches USING btree (owner_id, created_at DESC, id DESC);
+CREATE INDEX api_tokens_org_user_idx ON public.api_tokens USING btree (org_id, user_id, id DESC);
 
 
 --
--- Name: chart_owner_minutes_owner_idx; Type: INDEX; Schema: public; Owner: -
+-- Name: batches_org_created_idx; Type: INDEX; Schema: public; Owner: -
 --
 
-CREATE INDEX chart_owner_minutes_owner_idx ON public.chart_owner_minutes USING btree (owner_id, minute);
+CREATE INDEX batches_org_created_idx ON public.batches USING btree (org_id, created_at DESC, id DESC);
+
+
+--
+-- Name: chart_owner_minutes_minute_idx; Type: INDEX; Schema: public; Owner: -
+--
+
+CREATE INDEX chart_owner_minutes_minute_idx ON public.chart_owner_minutes USING btree (minute);
 
 
 --
@@ -1308,10 +1505,17 @@ CREATE INDEX email_events_at_idx ON public.email_events USING btree (at);
 
 
 --
+-- Name: email_events_email_id_idx; Type: INDEX; Schema: public; Owner: -
+--
+
+CREATE INDEX email_events_email_id_idx ON public.email_events USING btree (email_id);
+
+
+--
 -- Name: email_events_email_idx; Type: INDEX; Schema: public; Owner: -
 --
 
-CREATE INDEX email_events_email_idx ON public.email_events USING btree (email_id, id);
+CREATE INDEX email_events_email_idx ON public.email_events USING btree (org_id, email_id, id);
 
 
 --
@@ -1343,10 +1547,24 @@ CREATE INDEX emails_offline_idx ON public.emails USING btree (offline_at, id) WH
 
 
 --
--- Name: emails_owner_created_idx; Type: INDEX; Schema: public; Owner: -
+-- Name: emails_org_created_idx; Type: INDEX; Schema: public; Owner: -
 --
 
-CREATE INDEX emails_owner_created_idx ON public.emails USING btree (owner_id, created_at DESC, id DESC);
+CREATE INDEX emails_org_created_idx ON public.emails USING btree (org_id, created_at DESC, id DESC);
+
+
+--
+-- Name: emails_org_owner_created_idx; Type: INDEX; Schema: public; Owner: -
+--
+
+CREATE INDEX emails_org_owner_created_idx ON public.emails USING btree (org_id, owner_id, created_at DESC, id DESC);
+
+
+--
+-- Name: emails_org_status_idx; Type: INDEX; Schema: public; Owner: -
+--
+
+CREATE INDEX emails_org_status_idx ON public.emails USING btree (org_id, status);
 
 
 --
@@ -1354,13 +1572,6 @@ CREATE INDEX emails_owner_created_idx ON public.emails USING btree (owner_id, cr
 --
 
 CREATE INDEX emails_owner_started_idx ON public.emails USING btree (owner_id, data_started_at) WHERE (data_started_at IS NOT NULL);
-
-
---
--- Name: emails_owner_status_idx; Type: INDEX; Schema: public; Owner: -
---
-
-CREATE INDEX emails_owner_status_idx ON public.emails USING btree (owner_id, status);
 
 
 --
@@ -1396,6 +1607,13 @@ CREATE INDEX idx_procrastinate_jobs_worker_not_null ON public.procrastinate_jobs
 --
 
 CREATE INDEX idx_procrastinate_workers_last_heartbeat ON public.procrastinate_workers USING btree (last_heartbeat);
+
+
+--
+-- Name: memberships_user_idx; Type: INDEX; Schema: public; Owner: -
+--
+
+CREATE INDEX memberships_user_idx ON public.memberships USING btree (user_id, created_at, org_id);
 
 
 --
@@ -1462,6 +1680,20 @@ CREATE UNIQUE INDEX users_email_key ON public.users USING btree (lower(email));
 
 
 --
+-- Name: api_tokens api_tokens_org_fixed; Type: TRIGGER; Schema: public; Owner: -
+--
+
+CREATE TRIGGER api_tokens_org_fixed BEFORE UPDATE OF org_id ON public.api_tokens FOR EACH ROW EXECUTE FUNCTION public.org_id_fixed();
+
+
+--
+-- Name: batches batches_org_fixed; Type: TRIGGER; Schema: public; Owner: -
+--
+
+CREATE TRIGGER batches_org_fixed BEFORE UPDATE OF org_id ON public.batches FOR EACH ROW EXECUTE FUNCTION public.org_id_fixed();
+
+
+--
 -- Name: email_events email_events_append_only; Type: TRIGGER; Schema: public; Owner: -
 --
 
@@ -1473,6 +1705,20 @@ CREATE TRIGGER email_events_append_only BEFORE UPDATE ON public.email_events FOR
 --
 
 CREATE TRIGGER emails_guard_update BEFORE UPDATE ON public.emails FOR EACH ROW EXECUTE FUNCTION public.emails_guard_update();
+
+
+--
+-- Name: emails emails_org_fixed; Type: TRIGGER; Schema: public; Owner: -
+--
+
+CREATE TRIGGER emails_org_fixed BEFORE UPDATE OF org_id ON public.emails FOR EACH ROW EXECUTE FUNCTION public.org_id_fixed();
+
+
+--
+-- Name: invitations invitations_org_fixed; Type: TRIGGER; Schema: public; Owner: -
+--
+
+CREATE TRIGGER invitations_org_fixed BEFORE UPDATE OF org_id ON public.invitations FOR EACH ROW EXECUTE FUNCTION public.org_id_fixed();
 
 
 --
@@ -1525,11 +1771,34 @@ CREATE TRIGGER procrastinate_trigger_status_events_update_v1 AFTER UPDATE OF sta
 
 
 --
+-- Name: users users_personal_org; Type: TRIGGER; Schema: public; Owner: -
+--
+
+CREATE TRIGGER users_personal_org AFTER INSERT ON public.users FOR EACH ROW EXECUTE FUNCTION public.users_personal_org();
+
+
+--
+-- Name: api_tokens api_tokens_org_id_fkey; Type: FK CONSTRAINT; Schema: public; Owner: -
+--
+
+ALTER TABLE ONLY public.api_tokens
+    ADD CONSTRAINT api_tokens_org_id_fkey FOREIGN KEY (org_id) REFERENCES public.organizations(id);
+
+
+--
 -- Name: api_tokens api_tokens_user_id_fkey; Type: FK CONSTRAINT; Schema: public; Owner: -
 --
 
 ALTER TABLE ONLY public.api_tokens
     ADD CONSTRAINT api_tokens_user_id_fkey FOREIGN KEY (user_id) REFERENCES public.users(id) ON DELETE CASCADE;
+
+
+--
+-- Name: batches batches_org_id_fkey; Type: FK CONSTRAINT; Schema: public; Owner: -
+--
+
+ALTER TABLE ONLY public.batches
+    ADD CONSTRAINT batches_org_id_fkey FOREIGN KEY (org_id) REFERENCES public.organizations(id);
 
 
 --
@@ -1549,6 +1818,14 @@ ALTER TABLE ONLY public.email_events
 
 
 --
+-- Name: email_events email_events_org_id_fkey; Type: FK CONSTRAINT; Schema: public; Owner: -
+--
+
+ALTER TABLE ONLY public.email_events
+    ADD CONSTRAINT email_events_org_id_fkey FOREIGN KEY (org_id) REFERENCES public.organizations(id);
+
+
+--
 -- Name: emails emails_batch_id_fkey; Type: FK CONSTRAINT; Schema: public; Owner: -
 --
 
@@ -1557,11 +1834,59 @@ ALTER TABLE ONLY public.emails
 
 
 --
+-- Name: emails emails_org_id_fkey; Type: FK CONSTRAINT; Schema: public; Owner: -
+--
+
+ALTER TABLE ONLY public.emails
+    ADD CONSTRAINT emails_org_id_fkey FOREIGN KEY (org_id) REFERENCES public.organizations(id);
+
+
+--
 -- Name: emails emails_owner_id_fkey; Type: FK CONSTRAINT; Schema: public; Owner: -
 --
 
 ALTER TABLE ONLY public.emails
     ADD CONSTRAINT emails_owner_id_fkey FOREIGN KEY (owner_id) REFERENCES public.users(id);
+
+
+--
+-- Name: invitations invitations_accepted_by_fkey; Type: FK CONSTRAINT; Schema: public; Owner: -
+--
+
+ALTER TABLE ONLY public.invitations
+    ADD CONSTRAINT invitations_accepted_by_fkey FOREIGN KEY (accepted_by) REFERENCES public.users(id);
+
+
+--
+-- Name: invitations invitations_invited_by_fkey; Type: FK CONSTRAINT; Schema: public; Owner: -
+--
+
+ALTER TABLE ONLY public.invitations
+    ADD CONSTRAINT invitations_invited_by_fkey FOREIGN KEY (invited_by) REFERENCES public.users(id);
+
+
+--
+-- Name: invitations invitations_org_id_fkey; Type: FK CONSTRAINT; Schema: public; Owner: -
+--
+
+ALTER TABLE ONLY public.invitations
+    ADD CONSTRAINT invitations_org_id_fkey FOREIGN KEY (org_id) REFERENCES public.organizations(id) ON DELETE CASCADE;
+
+
+--
+-- Name: memberships memberships_org_id_fkey; Type: FK CONSTRAINT; Schema: public; Owner: -
+--
+
+ALTER TABLE ONLY public.memberships
+    ADD CONSTRAINT memberships_org_id_fkey FOREIGN KEY (org_id) REFERENCES public.organizations(id) ON DELETE CASCADE;
+
+
+--
+-- Name: memberships memberships_user_id_fkey; Type: FK CONSTRAINT; Schema: public; Owner: -
+--
+
+ALTER TABLE ONLY public.memberships
+    ADD CONSTRAINT memberships_user_id_fkey FOREIGN KEY (user_id) REFERENCES public.users(id);
 
 
 --
@@ -1586,3 +1911,107 @@ ALTER TABLE ONLY public.procrastinate_jobs
 
 ALTER TABLE ONLY public.procrastinate_periodic_defers
     ADD CONSTRAINT procrastinate_periodic_defers_job_id_fkey FOREIGN KEY (job_id) REFERENCES public.procrastinate_jobs(id);
+
+
+--
+-- Name: api_tokens; Type: ROW SECURITY; Schema: public; Owner: -
+--
+
+ALTER TABLE public.api_tokens ENABLE ROW LEVEL SECURITY;
+
+--
+-- Name: api_tokens api_tokens_org; Type: POLICY; Schema: public; Owner: -
+--
+
+CREATE POLICY api_tokens_org ON public.api_tokens TO reach_web USING ((org_id = public.current_org_id())) WITH CHECK ((org_id = public.current_org_id()));
+
+
+--
+-- Name: batches; Type: ROW SECURITY; Schema: public; Owner: -
+--
+
+ALTER TABLE public.batches ENABLE ROW LEVEL SECURITY;
+
+--
+-- Name: batches batches_org; Type: POLICY; Schema: public; Owner: -
+--
+
+CREATE POLICY batches_org ON public.batches TO reach_web USING ((org_id = public.current_org_id())) WITH CHECK ((org_id = public.current_org_id()));
+
+
+--
+-- Name: chart_owner_minutes; Type: ROW SECURITY; Schema: public; Owner: -
+--
+
+ALTER TABLE public.chart_owner_minutes ENABLE ROW LEVEL SECURITY;
+
+--
+-- Name: chart_owner_minutes chart_owner_minutes_org; Type: POLICY; Schema: public; Owner: -
+--
+
+CREATE POLICY chart_owner_minutes_org ON public.chart_owner_minutes TO reach_web USING ((org_id = public.current_org_id())) WITH CHECK ((org_id = public.current_org_id()));
+
+
+--
+-- Name: email_events; Type: ROW SECURITY; Schema: public; Owner: -
+--
+
+ALTER TABLE public.email_events ENABLE ROW LEVEL SECURITY;
+
+--
+-- Name: email_events email_events_org; Type: POLICY; Schema: public; Owner: -
+--
+
+CREATE POLICY email_events_org ON public.email_events TO reach_web USING ((org_id = public.current_org_id())) WITH CHECK ((org_id = public.current_org_id()));
+
+
+--
+-- Name: emails; Type: ROW SECURITY; Schema: public; Owner: -
+--
+
+ALTER TABLE public.emails ENABLE ROW LEVEL SECURITY;
+
+--
+-- Name: emails emails_org; Type: POLICY; Schema: public; Owner: -
+--
+
+CREATE POLICY emails_org ON public.emails TO reach_web USING ((org_id = public.current_org_id())) WITH CHECK ((org_id = public.current_org_id()));
+
+
+--
+-- Name: invitations; Type: ROW SECURITY; Schema: public; Owner: -
+--
+
+ALTER TABLE public.invitations ENABLE ROW LEVEL SECURITY;
+
+--
+-- Name: invitations invitations_org; Type: POLICY; Schema: public; Owner: -
+--
+
+CREATE POLICY invitations_org ON public.invitations TO reach_web USING ((org_id = public.current_org_id())) WITH CHECK ((org_id = public.current_org_id()));
+
+
+--
+-- Name: memberships; Type: ROW SECURITY; Schema: public; Owner: -
+--
+
+ALTER TABLE public.memberships ENABLE ROW LEVEL SECURITY;
+
+--
+-- Name: memberships memberships_org; Type: POLICY; Schema: public; Owner: -
+--
+
+CREATE POLICY memberships_org ON public.memberships TO reach_web USING ((org_id = public.current_org_id())) WITH CHECK ((org_id = public.current_org_id()));
+
+
+--
+-- Name: organizations; Type: ROW SECURITY; Schema: public; Owner: -
+--
+
+ALTER TABLE public.organizations ENABLE ROW LEVEL SECURITY;
+
+--
+-- Name: organizations organizations_org; Type: POLICY; Schema: public; Owner: -
+--
+
+CREATE POLICY organizations_org ON public.organizations TO reach_web USING ((id = public.current_org_id())) WITH CHECK ((id = public.current_org_id()));
