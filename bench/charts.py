@@ -45,14 +45,16 @@ FILL = """
 INSERT INTO users (email) SELECT 'bench' || i || '@example.com' FROM generate_series(1, %(users)s) i;
 UPDATE users SET email = 'ops@example.com' WHERE id = 1;
 -- The finished emails, each sent at a random time of the last 24 hours; user 1 is the busiest.
-INSERT INTO emails (owner_id, from_addr, to_addrs, subject, body_text, send_at, next_attempt_at,
+INSERT INTO emails (org_id, owner_id, from_addr, to_addrs, subject, body_text, send_at, next_attempt_at,
                     message_id, status, attempts, transport, sent_at, data_started_at)
-SELECT CASE WHEN i % 10 = 0 THEN 1 ELSE 2 + i % (%(users)s - 1) END, 'noreply@example.com',
+SELECT m.org_id, s.owner, 'noreply@example.com',
        ARRAY['bob@example.com'], 'bench', 'body', t, t, '<' || gen_random_uuid() || '@bench>',
        'sent', 1, CASE WHEN i % 3 = 0 THEN 'backup' ELSE 'primary' END, t, t
-  FROM (SELECT i, now() - random() * interval '24 hours' AS t FROM generate_series(1, %(emails)s) i) s;
-INSERT INTO email_events (email_id, kind, at, detail)
-SELECT e.id,
+  FROM (SELECT i, CASE WHEN i % 10 = 0 THEN 1 ELSE 2 + i % (%(users)s - 1) END AS owner,
+               now() - random() * interval '24 hours' AS t FROM generate_series(1, %(emails)s) i) s
+  JOIN memberships m ON m.user_id = s.owner;
+INSERT INTO email_events (org_id, email_id, kind, at, detail)
+SELECT e.org_id, e.id,
        CASE WHEN k.kind = 'sent' AND random() < 0.02 THEN 'failed'
             WHEN k.kind = 'scheduled' AND random() < 0.05 THEN 'rate_limited'
             WHEN k.kind = 'data_started' AND random() < 0.03 THEN 'retry_scheduled'
@@ -63,17 +65,18 @@ SELECT e.id,
   FROM emails e
  CROSS JOIN (VALUES ('scheduled', -60000), ('claimed', -20), ('data_started', -10), ('sent', 0)) AS k(kind, offset_ms);
 -- Emails scheduled for later: the depth sampler reads them.
-INSERT INTO emails (owner_id, from_addr, to_addrs, subject, body_text, send_at, next_attempt_at, message_id)
-SELECT 2, 'noreply@example.com', ARRAY['bob@example.com'], 'later', 'body', t, t, '<' || gen_random_uuid() || '@bench>'
+INSERT INTO emails (org_id, owner_id, from_addr, to_addrs, subject, body_text, send_at, next_attempt_at, message_id)
+SELECT (SELECT org_id FROM memberships WHERE user_id = 2), 2, 'noreply@example.com', ARRAY['bob@example.com'],
+       'later', 'body', t, t, '<' || gen_random_uuid() || '@bench>'
   FROM (SELECT now() + random() * interval '30 days' AS t FROM generate_series(1, 50000)) s;
 ANALYZE;
 """
 #: One peak minute's events, all in the current minute (not yet rolled up).
 PEAK = """
-INSERT INTO email_events (email_id, kind, at, detail)
-SELECT e.id, k.kind, now() - random() * (now() - date_trunc('minute', now())),
+INSERT INTO email_events (org_id, email_id, kind, at, detail)
+SELECT e.org_id, e.id, k.kind, now() - random() * (now() - date_trunc('minute', now())),
        jsonb_build_object('attempt', 1, 'late_ms', (random() * 50)::int, 'transport', 'primary')
-  FROM (SELECT id FROM emails WHERE status = 'sent' LIMIT %(n)s) e
+  FROM (SELECT id, org_id FROM emails WHERE status = 'sent' LIMIT %(n)s) e
  CROSS JOIN (VALUES ('claimed'), ('data_started'), ('sent'), ('scheduled')) AS k(kind);
 """
 

@@ -25,13 +25,14 @@ from webapp import create_app
 
 FILL = """
 INSERT INTO users (email) VALUES ('bench@example.com') ON CONFLICT DO NOTHING;
-INSERT INTO emails (owner_id, from_addr, to_addrs, subject, body_text, send_at, next_attempt_at,
+INSERT INTO emails (org_id, owner_id, from_addr, to_addrs, subject, body_text, send_at, next_attempt_at,
                     message_id, status, attempts, transport, sent_at, data_started_at)
-SELECT 1, 'noreply@example.com', ARRAY['bob@example.com'], 'bench', 'body', now(), now(),
+SELECT (SELECT org_id FROM memberships WHERE user_id = 1), 1, 'noreply@example.com', ARRAY['bob@example.com'],
+       'bench', 'body', now(), now(),
        '<' || gen_random_uuid() || '@bench>', 'sent', 1, 'primary', now(), now()
   FROM generate_series(1, %(n)s);
-INSERT INTO email_events (email_id, kind, detail)
-SELECT e.id, k.kind, CASE k.kind
+INSERT INTO email_events (org_id, email_id, kind, detail)
+SELECT e.org_id, e.id, k.kind, CASE k.kind
          WHEN 'claimed' THEN jsonb_build_object('attempt', 1, 'late_ms', (random() * 50)::int)
          ELSE jsonb_build_object('attempt', 1, 'transport', 'primary') END
   FROM emails e CROSS JOIN (VALUES ('scheduled'), ('claimed'), ('data_started'), ('sent')) AS k(kind);

@@ -4,30 +4,31 @@
 -- Many emails at once, each with its job (or none beyond the horizon) and its
 -- 'scheduled' event: what tasks.domain.emails.schedule writes, in one statement.
 WITH inserted AS (
-    INSERT INTO emails (id, owner_id, from_addr, to_addrs, subject, body_text,
+    INSERT INTO emails (id, org_id, owner_id, from_addr, to_addrs, subject, body_text,
                         send_at, next_attempt_at, message_id, job_id)
-    SELECT v.id, %(owner_id)s, %(from_addr)s, ARRAY[%(to_addr)s::text], %(subject)s, %(body)s,
+    SELECT v.id, (SELECT org_id FROM memberships WHERE user_id = %(owner_id)s ORDER BY created_at LIMIT 1), %(owner_id)s, %(from_addr)s, ARRAY[%(to_addr)s::text], %(subject)s, %(body)s,
            v.at, v.at, '<' || v.id || '@' || %(domain)s::text || '>', v.job_id
       FROM unnest(%(ids)s::uuid[], %(ats)s::timestamptz[], %(job_ids)s::bigint[]) AS v(id, at, job_id)
-    RETURNING id, job_id, send_at
+    RETURNING id, org_id, job_id, send_at
 )
-INSERT INTO email_events (email_id, kind, job_id, detail)
-SELECT id, 'scheduled', job_id, jsonb_build_object('send_at', send_at, 'time_zone', 'UTC', 'recipients', 1)
+INSERT INTO email_events (org_id, email_id, kind, job_id, detail)
+SELECT org_id, id, 'scheduled', job_id, jsonb_build_object('send_at', send_at, 'time_zone', 'UTC', 'recipients', 1)
   FROM inserted;
 
 -- insert_backlog --
 -- The far-future backlog: emails due next month (no job: beyond the horizon), with their events.
 WITH inserted AS (
-    INSERT INTO emails (owner_id, from_addr, to_addrs, subject, body_text, send_at, next_attempt_at, message_id)
-    SELECT %(owner_id)s, %(from_addr)s, ARRAY['later@example.com'], 'backlog ' || n, 'a far-future email',
+    INSERT INTO emails (org_id, owner_id, from_addr, to_addrs, subject, body_text, send_at, next_attempt_at,
+                        message_id)
+    SELECT (SELECT org_id FROM memberships WHERE user_id = %(owner_id)s ORDER BY created_at LIMIT 1), %(owner_id)s, %(from_addr)s, ARRAY['later@example.com'], 'backlog ' || n, 'a far-future email',
            now() + interval '30 days' + n * interval '1 second',
            now() + interval '30 days' + n * interval '1 second',
            '<backlog-' || n || '-' || %(tag)s::text || '@bench.localhost>'
       FROM generate_series(1, %(count)s) AS n
-    RETURNING id, send_at
+    RETURNING id, org_id, send_at
 )
-INSERT INTO email_events (email_id, kind, detail)
-SELECT id, 'scheduled', jsonb_build_object('send_at', send_at, 'time_zone', 'UTC', 'recipients', 1)
+INSERT INTO email_events (org_id, email_id, kind, detail)
+SELECT org_id, id, 'scheduled', jsonb_build_object('send_at', send_at, 'time_zone', 'UTC', 'recipients', 1)
   FROM inserted;
 
 -- send_times --

@@ -1,6 +1,8 @@
 -- Named queries, loaded once by tasks/core/db.py. Parameters are %(name)s only.
--- Every query a user can reach is scoped: (%(any_owner)s OR owner_id = %(owner_id)s),
--- where any_owner is true only for operators (the CLI).
+-- Every query a user can reach is scoped by organization: (%(any_org)s OR org_id = %(org_id)s),
+-- where any_org is true only for operators (the CLI); lists take the "mine" filter too,
+-- (NOT %(mine_only)s OR owner_id = %(owner_id)s). The web role is also held to its
+-- organization by PostgreSQL's row-level security (sql/migrations/0012_organizations.sql).
 -- None touches Procrastinate's tables or functions: those statements (schedule_email,
 -- finish_email, requeue_email, spread_move, ...) are in tasks/queue/procrastinate_boundary.py,
 -- each with why the public API does not serve, and run by name like these.
@@ -20,23 +22,26 @@ SELECT * FROM users WHERE id = %(id)s;
 -- email_by_idempotency_key --
 -- Run unprepared (tasks/domain/emails.py): planned with the actual values each
 -- time, it reads through emails_idempotency_key (see schedule_email).
-SELECT * FROM emails WHERE owner_id = %(owner_id)s AND idempotency_key = %(idempotency_key)s;
+SELECT * FROM emails
+ WHERE org_id = %(org_id)s AND owner_id = %(owner_id)s AND idempotency_key = %(idempotency_key)s;
 
 -- insert_event --
-INSERT INTO email_events (email_id, kind, job_id, detail)
-     VALUES (%(email_id)s, %(kind)s, %(job_id)s, %(detail)s);
+-- The event belongs to the email's organization.
+INSERT INTO email_events (org_id, email_id, kind, job_id, detail)
+SELECT org_id, id, %(kind)s, %(job_id)s, %(detail)s FROM emails WHERE id = %(email_id)s;
 
 -- get_email --
 SELECT * FROM emails
- WHERE id = %(id)s AND (%(any_owner)s OR owner_id = %(owner_id)s);
+ WHERE id = %(id)s AND (%(any_org)s OR org_id = %(org_id)s);
 
 -- lock_email --
 SELECT * FROM emails
- WHERE id = %(id)s AND (%(any_owner)s OR owner_id = %(owner_id)s)
+ WHERE id = %(id)s AND (%(any_org)s OR org_id = %(org_id)s)
    FOR UPDATE;
 
 -- email_events --
-SELECT id, at, kind, job_id, detail FROM email_events WHERE email_id = %(id)s ORDER BY id;
+SELECT id, at, kind, job_id, detail FROM email_events
+ WHERE org_id = %(org_id)s AND email_id = %(id)s ORDER BY id;
 
 -- set_cancelled --
 UPDATE emails SET status = 'cancelled', waiting_reason = NULL
@@ -71,8 +76,8 @@ WITH claimed AS (
      WHERE id = %(email_id)s AND status = 'scheduled' AND job_id = %(job_id)s
     RETURNING *
 ), event AS (
-    INSERT INTO email_events (email_id, kind, job_id, detail)
-    SELECT id, 'claimed', %(job_id)s,
+    INSERT INTO email_events (org_id, email_id, kind, job_id, detail)
+    SELECT org_id, id, 'claimed', %(job_id)s,
            jsonb_build_object('attempt', attempts, 'worker', %(worker)s::text,
                               'late_ms', round(extract(epoch FROM clock_timestamp() - next_attempt_at) * 1000))
       FROM claimed
@@ -92,10 +97,10 @@ WITH input AS (
     UPDATE emails e SET data_started_at = clock_timestamp(), transport = i.transport
       FROM input i
      WHERE e.id = ANY(%(ids)s::uuid[]) AND e.id = i.id AND e.status = 'sending' AND e.job_id = i.job_id
-    RETURNING e.id, e.attempts, i.job_id, i.transport, i.refused
+    RETURNING e.id, e.org_id, e.attempts, i.job_id, i.transport, i.refused
 ), event AS (
-    INSERT INTO email_events (email_id, kind, job_id, detail)
-    SELECT id, 'data_started', job_id,
+    INSERT INTO email_events (org_id, email_id, kind, job_id, detail)
+    SELECT org_id, id, 'data_started', job_id,
            jsonb_build_object('attempt', attempts, 'transport', transport, 'refused', refused)
       FROM started
 )
@@ -109,10 +114,10 @@ WITH attached AS (
     UPDATE emails e SET job_id = v.job_id
       FROM unnest(%(ids)s::uuid[], %(job_ids)s::bigint[]) AS v(id, job_id)
      WHERE e.id = v.id
-    RETURNING e.id, e.job_id, e.next_attempt_at
+    RETURNING e.id, e.org_id, e.job_id, e.next_attempt_at
 )
-INSERT INTO email_events (email_id, kind, job_id, detail)
-SELECT id, 'queued', job_id, jsonb_build_object('due_at', next_attempt_at) FROM attached;
+INSERT INTO email_events (org_id, email_id, kind, job_id, detail)
+SELECT org_id, id, 'queued', job_id, jsonb_build_object('due_at', next_attempt_at) FROM attached;
 
 -- insert_devmail --
 INSERT INTO devmail_messages (mail_from, rcpt_tos, message_id, subject, raw)
@@ -145,14 +150,18 @@ UPDATE users SET session_version = session_version + 1, updated_at = now()
   RETURNING session_version;
 
 -- insert_token --
-INSERT INTO api_tokens (user_id, name, token_hash, prefix)
-     VALUES (%(user_id)s, %(name)s, %(token_hash)s, %(prefix)s)
-  RETURNING id, user_id, name, prefix, created_at, last_used_at, revoked_at;
+INSERT INTO api_tokens (org_id, user_id, name, token_hash, prefix, scopes)
+     VALUES (%(org_id)s, %(user_id)s, %(name)s, %(token_hash)s, %(prefix)s, %(scopes)s)
+  RETURNING id, org_id, user_id, name, prefix, scopes, created_at, last_used_at, revoked_at;
 
 -- user_by_token_hash --
-SELECT u.*, t.id AS token_id, t.last_used_at AS token_last_used_at
-  FROM api_tokens t JOIN users u ON u.id = t.user_id
- WHERE t.token_hash = %(token_hash)s AND t.revoked_at IS NULL;
+-- Who a token is (web_token_identity: only while its user is a member of its
+-- organization), and, in the same statement, the web connection's organization
+-- from now on (app.org_id, read by the row-level security policies).
+SELECT u.*, t.token_id, t.org_id AS token_org_id, t.role AS token_role, t.scopes AS token_scopes,
+       t.last_used_at AS token_last_used_at,
+       set_config('app.org_id', t.org_id::text, false) AS _org
+  FROM web_token_identity(%(token_hash)s) t JOIN users u ON u.id = t.user_id;
 
 -- touch_token --
 -- At most one write a minute per token, whatever the request rate.
@@ -160,19 +169,25 @@ UPDATE api_tokens SET last_used_at = now()
  WHERE id = %(id)s AND (last_used_at IS NULL OR last_used_at < now() - interval '1 minute');
 
 -- list_tokens --
-SELECT id, user_id, name, prefix, created_at, last_used_at, revoked_at
-  FROM api_tokens WHERE user_id = %(user_id)s ORDER BY id DESC;
+-- One user's tokens in an organization, or (all_users: admins) every member's.
+SELECT t.id, t.org_id, t.user_id, u.email AS user_email, t.name, t.prefix, t.scopes,
+       t.created_at, t.last_used_at, t.revoked_at
+  FROM api_tokens t JOIN users u ON u.id = t.user_id
+ WHERE t.org_id = %(org_id)s AND (%(all_users)s OR t.user_id = %(user_id)s)
+ ORDER BY t.id DESC;
 
 -- revoke_token --
 UPDATE api_tokens SET revoked_at = now()
- WHERE id = %(id)s AND user_id = %(user_id)s AND revoked_at IS NULL
+ WHERE org_id = %(org_id)s AND id = %(id)s AND (%(all_users)s OR user_id = %(user_id)s)
+   AND revoked_at IS NULL
   RETURNING id;
 
 -- list_emails --
 -- One page of emails, newest first, keyset-paginated on (created_at, id) so
 -- rows inserted meanwhile never shift a page.
 SELECT * FROM emails
- WHERE (%(any_owner)s OR owner_id = %(owner_id)s)
+ WHERE (%(any_org)s OR org_id = %(org_id)s)
+   AND (NOT %(mine_only)s OR owner_id = %(owner_id)s)
    AND status = ANY(%(statuses)s::text[])
    AND (%(batch_id)s::uuid IS NULL OR batch_id = %(batch_id)s::uuid)
    AND (%(pattern)s::text IS NULL
@@ -189,12 +204,14 @@ SELECT * FROM emails
 SELECT kind, id, created_at FROM (
     SELECT 'email' AS kind, e.id, e.created_at
       FROM emails e
-     WHERE (%(any_owner)s OR e.owner_id = %(owner_id)s) AND e.batch_id IS NULL
+     WHERE (%(any_org)s OR e.org_id = %(org_id)s) AND e.batch_id IS NULL
+       AND (NOT %(mine_only)s OR e.owner_id = %(owner_id)s)
        AND e.status = ANY(%(statuses)s::text[])
     UNION ALL
     SELECT 'batch', b.id, b.created_at
       FROM batches b
-     WHERE (%(any_owner)s OR b.owner_id = %(owner_id)s)
+     WHERE (%(any_org)s OR b.org_id = %(org_id)s)
+       AND (NOT %(mine_only)s OR b.owner_id = %(owner_id)s)
        AND EXISTS (SELECT 1 FROM emails e WHERE e.batch_id = b.id AND e.status = ANY(%(statuses)s::text[]))
 ) items
  WHERE (%(before_created)s::timestamptz IS NULL
@@ -204,16 +221,17 @@ SELECT kind, id, created_at FROM (
 
 -- emails_by_ids --
 SELECT * FROM emails
- WHERE id = ANY(%(ids)s::uuid[]) AND (%(any_owner)s OR owner_id = %(owner_id)s);
+ WHERE id = ANY(%(ids)s::uuid[]) AND (%(any_org)s OR org_id = %(org_id)s);
 
 -- statuses_by_ids --
 -- The live page's polling fallback: current status of the emails on screen.
 SELECT id, status, next_attempt_at, sent_at, waiting_reason FROM emails
- WHERE id = ANY(%(ids)s::uuid[]) AND (%(any_owner)s OR owner_id = %(owner_id)s);
+ WHERE id = ANY(%(ids)s::uuid[]) AND (%(any_org)s OR org_id = %(org_id)s);
 
 -- owner_status_counts --
 SELECT status, count(*) AS n FROM emails
- WHERE (%(any_owner)s OR owner_id = %(owner_id)s)
+ WHERE (%(any_org)s OR org_id = %(org_id)s)
+   AND (NOT %(mine_only)s OR owner_id = %(owner_id)s)
  GROUP BY status;
 
 -- edit_email --
@@ -226,22 +244,23 @@ UPDATE emails
   RETURNING *;
 
 -- insert_batch --
-INSERT INTO batches (id, owner_id, name, subject_template, total, start_at, send_tz,
+INSERT INTO batches (id, org_id, owner_id, name, subject_template, total, start_at, send_tz,
                      min_delay_seconds, hourly_cap, idempotency_key, request_hash)
-     VALUES (%(id)s, %(owner_id)s, %(name)s, %(subject_template)s, %(total)s, %(start_at)s,
+     VALUES (%(id)s, %(org_id)s, %(owner_id)s, %(name)s, %(subject_template)s, %(total)s, %(start_at)s,
              %(send_tz)s, %(min_delay_seconds)s, %(hourly_cap)s, %(idempotency_key)s,
              %(request_hash)s)
-ON CONFLICT (owner_id, idempotency_key) DO NOTHING
+ON CONFLICT (org_id, owner_id, idempotency_key) DO NOTHING
   RETURNING *;
 
 -- batch_by_idempotency_key --
-SELECT * FROM batches WHERE owner_id = %(owner_id)s AND idempotency_key = %(idempotency_key)s;
+SELECT * FROM batches
+ WHERE org_id = %(org_id)s AND owner_id = %(owner_id)s AND idempotency_key = %(idempotency_key)s;
 
 -- insert_batch_emails --
 -- Emails of a batch, many per statement (one recipient each).
-INSERT INTO emails (id, owner_id, batch_id, from_addr, reply_to, to_addrs, subject, body_text,
+INSERT INTO emails (id, org_id, owner_id, batch_id, from_addr, reply_to, to_addrs, subject, body_text,
                     send_at, send_tz, next_attempt_at, message_id, job_id)
-SELECT v.id, %(owner_id)s, %(batch_id)s, %(from_addr)s, %(reply_to)s, ARRAY[v.to_addr],
+SELECT v.id, %(org_id)s, %(owner_id)s, %(batch_id)s, %(from_addr)s, %(reply_to)s, ARRAY[v.to_addr],
        v.subject, v.body_text, v.send_at, %(send_tz)s, v.send_at,
        '<' || v.id || '@' || %(mail_domain)s || '>', v.job_id
   FROM unnest(%(ids)s::uuid[], %(to_addrs)s::text[], %(subjects)s::text[], %(bodies)s::text[],
@@ -249,14 +268,14 @@ SELECT v.id, %(owner_id)s, %(batch_id)s, %(from_addr)s, %(reply_to)s, ARRAY[v.to
        AS v(id, to_addr, subject, body_text, send_at, job_id);
 
 -- insert_batch_events --
-INSERT INTO email_events (email_id, kind, job_id, detail)
-SELECT id, 'scheduled', job_id,
+INSERT INTO email_events (org_id, email_id, kind, job_id, detail)
+SELECT org_id, id, 'scheduled', job_id,
        jsonb_build_object('send_at', next_attempt_at, 'time_zone', send_tz, 'recipients', 1,
                           'batch_id', batch_id)
-  FROM emails WHERE batch_id = %(batch_id)s;
+  FROM emails WHERE org_id = %(org_id)s AND batch_id = %(batch_id)s;
 
 -- get_batch --
-SELECT * FROM batches WHERE id = %(id)s AND (%(any_owner)s OR owner_id = %(owner_id)s);
+SELECT * FROM batches WHERE id = %(id)s AND (%(any_org)s OR org_id = %(org_id)s);
 
 -- batch_progress --
 -- Per batch: how many emails are in each status and when the next one goes.
@@ -270,18 +289,18 @@ SELECT batch_id,
        min(next_attempt_at) FILTER (WHERE status = 'scheduled') AS next_at,
        max(next_attempt_at) FILTER (WHERE status = 'scheduled') AS last_at
   FROM emails
- WHERE batch_id = ANY(%(ids)s::uuid[])
+ WHERE (%(any_org)s OR org_id = %(org_id)s) AND batch_id = ANY(%(ids)s::uuid[])
  GROUP BY batch_id;
 
 -- cancel_batch_rest --
 -- Cancel every email of the batch that has not been claimed yet.
 WITH cancelled AS (
     UPDATE emails SET status = 'cancelled', waiting_reason = NULL
-     WHERE batch_id = %(batch_id)s AND status = 'scheduled'
-    RETURNING id, job_id
+     WHERE (%(any_org)s OR org_id = %(org_id)s) AND batch_id = %(batch_id)s AND status = 'scheduled'
+    RETURNING id, org_id, job_id
 ), event AS (
-    INSERT INTO email_events (email_id, kind, job_id, detail)
-    SELECT id, 'cancelled', job_id, jsonb_build_object('batch_id', %(batch_id)s::uuid) FROM cancelled
+    INSERT INTO email_events (org_id, email_id, kind, job_id, detail)
+    SELECT org_id, id, 'cancelled', job_id, jsonb_build_object('batch_id', %(batch_id)s::uuid) FROM cancelled
 )
 SELECT id, job_id FROM cancelled;
 
@@ -303,10 +322,10 @@ WITH moved AS (
        SET status = 'scheduled', next_attempt_at = %(at)s, waiting_reason = %(reason)s,
            job_id = %(job_id)s, data_started_at = NULL
      WHERE id = %(id)s AND status = 'offline'
-    RETURNING id, offline_at
+    RETURNING id, org_id, offline_at
 ), event AS (
-    INSERT INTO email_events (email_id, kind, job_id, detail)
-    SELECT id, 'replayed', %(job_id)s, jsonb_build_object('offline_at', offline_at) FROM moved
+    INSERT INTO email_events (org_id, email_id, kind, job_id, detail)
+    SELECT org_id, id, 'replayed', %(job_id)s, jsonb_build_object('offline_at', offline_at) FROM moved
 )
 SELECT id FROM moved;
 
@@ -498,12 +517,12 @@ SELECT date_trunc('minute', at), coalesce(detail->>'transport', ''), count(*)
 
 -- chart_rollup_owners --
 -- Each owner's events of owner_kinds per minute over [start, end), for their own chart.
-INSERT INTO chart_owner_minutes (minute, owner_id, kind, n)
-SELECT date_trunc('minute', ev.at), e.owner_id, ev.kind, count(*)
+INSERT INTO chart_owner_minutes (minute, org_id, owner_id, kind, n)
+SELECT date_trunc('minute', ev.at), e.org_id, e.owner_id, ev.kind, count(*)
   FROM email_events ev
   JOIN emails e ON e.id = ev.email_id
  WHERE ev.at >= %(start)s AND ev.at < %(end)s AND ev.kind = ANY(%(owner_kinds)s::text[])
- GROUP BY 1, 2, 3;
+ GROUP BY 1, 2, 3, 4;
 
 -- chart_rollup_done --
 UPDATE chart_rollup SET rolled_until = %(end)s;
@@ -595,13 +614,15 @@ SELECT transport, array_agg(extract(epoch FROM minute)::bigint) AS t, array_agg(
 SELECT (x.at AT TIME ZONE %(tz)s)::date AS day, x.kind, sum(x.n)::bigint AS n
   FROM (SELECT minute AS at, kind, n
           FROM chart_owner_minutes
-         WHERE owner_id = %(owner_id)s AND minute >= %(start)s AND minute < %(rolled_until)s
+         WHERE org_id = %(org_id)s AND owner_id = %(owner_id)s
+           AND minute >= %(start)s AND minute < %(rolled_until)s
         UNION ALL
         SELECT ev.at, ev.kind, 1
           FROM email_events ev
           JOIN emails e ON e.id = ev.email_id
          WHERE ev.at >= coalesce(%(latest)s::timestamptz, 'infinity')
-           AND ev.kind = ANY(%(owner_kinds)s::text[]) AND e.owner_id = %(owner_id)s) x
+           AND ev.kind = ANY(%(owner_kinds)s::text[]) AND ev.org_id = %(org_id)s
+           AND e.org_id = %(org_id)s AND e.owner_id = %(owner_id)s) x
  GROUP BY 1, 2;
 
 -- rate_entries_transport --
@@ -638,3 +659,137 @@ SELECT id::text || ':' || attempts || ':flight', clock_timestamp()
   FROM emails
  WHERE %(in_flight)s AND owner_id = %(owner_id)s AND status = 'sending' AND data_started_at IS NULL;
 
+
+-- ---- Organizations (tasks/domain/orgs.py) ----
+
+-- user_orgs --
+-- A user's organizations, oldest membership first (web_user_orgs: the web role
+-- sees only its current organization's memberships).
+SELECT org_id, name, role, suspended_at FROM web_user_orgs(%(user_id)s);
+
+-- membership --
+SELECT m.role, o.name AS org_name
+  FROM memberships m JOIN organizations o ON o.id = m.org_id
+ WHERE m.org_id = %(org_id)s AND m.user_id = %(user_id)s;
+
+-- org_members --
+SELECT m.user_id, u.email, u.name, m.role, m.created_at
+  FROM memberships m JOIN users u ON u.id = m.user_id
+ WHERE m.org_id = %(org_id)s
+ ORDER BY m.role = 'owner' DESC, lower(u.email);
+
+-- get_org --
+SELECT * FROM organizations WHERE id = %(id)s;
+
+-- orgs_by_name --
+SELECT * FROM organizations WHERE name = %(name)s ORDER BY id;
+
+-- org_overview --
+-- Every organization, with its members and emails (operators: `org list`).
+SELECT o.id, o.name, o.created_at, o.suspended_at, o.suspended_reason,
+       (SELECT count(*) FROM memberships m WHERE m.org_id = o.id) AS members,
+       (SELECT string_agg(u.email, ', ' ORDER BY u.email) FROM memberships m JOIN users u ON u.id = m.user_id
+         WHERE m.org_id = o.id AND m.role = 'owner') AS owners,
+       (SELECT count(*) FROM emails e WHERE e.org_id = o.id) AS emails
+  FROM organizations o
+ ORDER BY o.id;
+
+-- insert_org --
+INSERT INTO organizations (name) VALUES (%(name)s) RETURNING *;
+
+-- insert_membership --
+-- A new member; an existing one keeps their role (no row back).
+INSERT INTO memberships (org_id, user_id, role) VALUES (%(org_id)s, %(user_id)s, %(role)s)
+ON CONFLICT (org_id, user_id) DO NOTHING
+RETURNING org_id;
+
+-- upsert_membership --
+INSERT INTO memberships (org_id, user_id, role) VALUES (%(org_id)s, %(user_id)s, %(role)s)
+ON CONFLICT (org_id, user_id) DO UPDATE SET role = EXCLUDED.role;
+
+-- lock_memberships --
+-- Every membership of the organization, locked: a change of roles is judged on
+-- them (the last owner), and two changes never judge at once.
+SELECT user_id, role FROM memberships WHERE org_id = %(org_id)s ORDER BY user_id FOR UPDATE;
+
+-- update_membership --
+UPDATE memberships SET role = %(role)s WHERE org_id = %(org_id)s AND user_id = %(user_id)s;
+
+-- delete_membership --
+DELETE FROM memberships WHERE org_id = %(org_id)s AND user_id = %(user_id)s;
+
+-- revoke_member_tokens --
+-- A member who leaves: their tokens in the organization stop for good (they
+-- already stop working, since web_token_identity requires the membership).
+UPDATE api_tokens SET revoked_at = now()
+ WHERE org_id = %(org_id)s AND user_id = %(user_id)s AND revoked_at IS NULL;
+
+-- suspend_org --
+UPDATE organizations SET suspended_at = coalesce(suspended_at, now()), suspended_reason = %(reason)s
+ WHERE id = %(id)s
+RETURNING *;
+
+-- resume_org --
+UPDATE organizations SET suspended_at = NULL, suspended_reason = NULL WHERE id = %(id)s RETURNING *;
+
+-- insert_invitation --
+INSERT INTO invitations (org_id, email, role, secret_hash, invited_by, expires_at)
+     VALUES (%(org_id)s, %(email)s, %(role)s, %(secret_hash)s, %(invited_by)s,
+             now() + make_interval(days => %(days)s))
+  RETURNING *;
+
+-- pending_invitations --
+SELECT * FROM invitations
+ WHERE org_id = %(org_id)s AND accepted_at IS NULL AND revoked_at IS NULL AND expires_at > now()
+ ORDER BY id DESC;
+
+-- revoke_invitation --
+UPDATE invitations SET revoked_at = now()
+ WHERE org_id = %(org_id)s AND id = %(id)s AND accepted_at IS NULL AND revoked_at IS NULL
+RETURNING id;
+
+-- get_invitation --
+SELECT *, expires_at <= now() AS expired FROM invitations WHERE org_id = %(org_id)s AND id = %(id)s;
+
+-- lock_invitation --
+SELECT *, expires_at <= now() AS expired FROM invitations
+ WHERE org_id = %(org_id)s AND id = %(id)s
+   FOR UPDATE;
+
+-- accept_invitation --
+UPDATE invitations SET accepted_at = now(), accepted_by = %(user_id)s
+ WHERE org_id = %(org_id)s AND id = %(id)s AND accepted_at IS NULL;
+
+-- set_org --
+-- The web connection's organization from now on ('': none), read by the
+-- row-level security policies (current_org_id()).
+SELECT set_config('app.org_id', %(org_id)s, false);
+
+-- org_jobs_to_cancel --
+-- Deleting an organization: its emails in flight (none may be), and the jobs of
+-- those still waiting, locked until the deletion commits.
+SELECT id, status, job_id FROM emails
+ WHERE org_id = %(org_id)s AND status IN ('scheduled', 'sending')
+   FOR UPDATE;
+
+-- delete_org --
+-- Everything the organization owns, then the organization (its memberships go
+-- with it: ON DELETE CASCADE). One statement, so the foreign keys are checked
+-- once everything is gone (emails.batch_id); each email's events go with it.
+WITH gone_emails AS (
+    DELETE FROM emails WHERE org_id = %(org_id)s RETURNING id
+), gone_batches AS (
+    DELETE FROM batches WHERE org_id = %(org_id)s RETURNING id
+), gone_tokens AS (
+    DELETE FROM api_tokens WHERE org_id = %(org_id)s RETURNING id
+), gone_invitations AS (
+    DELETE FROM invitations WHERE org_id = %(org_id)s RETURNING id
+), gone_charts AS (
+    DELETE FROM chart_owner_minutes WHERE org_id = %(org_id)s RETURNING 1
+)
+SELECT (SELECT count(*) FROM gone_emails) AS emails, (SELECT count(*) FROM gone_batches) AS batches,
+       (SELECT count(*) FROM gone_tokens) AS tokens, (SELECT count(*) FROM gone_invitations) AS invitations,
+       (SELECT count(*) FROM gone_charts) AS chart_rows;
+
+-- delete_org_row --
+DELETE FROM organizations WHERE id = %(org_id)s RETURNING id;

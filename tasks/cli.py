@@ -21,7 +21,7 @@ import psycopg
 
 from tasks.core import config, db, errors, localrun, logs
 from tasks.core.config import Settings
-from tasks.domain import emails, models, present, validation
+from tasks.domain import emails, models, orgs, present, validation
 from tasks.domain.models import Status
 from tasks.queue import procrastinate_boundary
 
@@ -104,7 +104,8 @@ def cmd_schedule(args: argparse.Namespace, settings: Settings) -> int:
     )
     with db.connect(settings.database_url) as conn:
         owner = emails.ensure_user(conn, email=args.owner or settings.dev_user_email)
-        email, _created = emails.schedule(conn, owner=owner, draft=draft, settings=settings)
+        org_id = _member_org(conn, args.org, owner) if args.org else None
+        email, _created = emails.schedule(conn, owner=owner, draft=draft, settings=settings, org_id=org_id)
     print(email.id)
     return 0
 
@@ -185,21 +186,121 @@ def cmd_token(args: argparse.Namespace, settings: Settings) -> int:
     with db.connect(settings.database_url) as conn:
         if args.token_command == "create":
             address = _token_user(args.user, settings)
-            user = emails.ensure_user(conn, email=address)
-            token, secret = tokens.create(conn, user, args.name or "")
-            print(f"token {token.id} for {user.email} (shown once, keep it secret):", file=sys.stderr)
+            # In a given organization the user must exist already (a member); else they are created.
+            user = _user(conn, address) if args.org else emails.ensure_user(conn, email=address)
+            org_id = _member_org(conn, args.org, user) if args.org else orgs.personal_org_id(conn, user.id)
+            found = orgs.membership(conn, org_id, user.id)
+            assert found is not None
+            try:
+                scopes = orgs.check_scopes(args.scope, found.role, field="scope")
+            except errors.Forbidden as exc:
+                raise errors.ValidationError(f"scope: {user.email} is {found.role} there: {exc.message}") from None
+            token, secret = tokens.create(conn, user, args.name or "", org_id=org_id, scopes=scopes)
+            print(
+                f"token {token.id} for {user.email} in organization {org_id}, scopes {','.join(token.scopes)}"
+                " (shown once, keep it secret):",
+                file=sys.stderr,
+            )
             print(secret)
             return 0
         row = db.one(conn, "user_by_email", email=args.user)
         if row is None:
             raise errors.NotFound(f"no user {args.user!r}")
         user = models.User.from_row(row)
+        org_id = _member_org(conn, args.org, user) if args.org else orgs.personal_org_id(conn, user.id)
         if args.token_command == "revoke":
-            tokens.revoke(conn, user, args.id)
+            tokens.revoke(conn, org_id, user, args.id)
             print(f"token {args.id} revoked")
             return 0
-        _print_json([t.as_dict() for t in tokens.list_for(conn, user)])
+        _print_json([t.as_dict() for t in tokens.list_for(conn, org_id, user)])
         return 0
+
+
+def _member_org(conn: db.Conn, ref: str, user: models.User) -> int:
+    """Return the id of organization ``ref``, which ``user`` must belong to (else exit 2)."""
+    org = orgs.find(conn, ref)
+    if orgs.membership(conn, org.id, user.id) is None:
+        raise errors.ValidationError(f"org: {user.email} is not a member of {org.name!r} (id {org.id})", field="org")
+    return org.id
+
+
+def _user(conn: db.Conn, address: str) -> models.User:
+    row = db.one(conn, "user_by_email", email=address.strip())
+    if row is None:
+        raise errors.ValidationError(f"no user {address!r} (they are created when they first sign in)", field="email")
+    return models.User.from_row(row)
+
+
+def cmd_org(args: argparse.Namespace, settings: Settings) -> int:
+    """Operators' commands on organizations (the operator's connection: every organization)."""
+    with db.connect(settings.database_url) as conn:
+        if args.org_command == "create":
+            owner = emails.ensure_user(conn, email=_token_user(args.owner, settings))
+            org = orgs.create(conn, args.name, owner)
+            print(f"organization {org.id} {org.name!r} created, owner {owner.email}")
+            return 0
+        if args.org_command == "list":
+            rows = orgs.overview(conn)
+            if args.json:
+                _print_json(rows)
+                return 0
+            for r in rows:
+                state = f"suspended ({r['suspended_reason']})" if r["suspended_at"] else "active"
+                print(
+                    f"{r['id']:>6}  {r['name'][:30]:<30}  {r['members']:>3} member(s)  {r['emails']:>8} email(s)  "
+                    f"{state}  owners: {r['owners'] or '-'}"
+                )
+            return 0
+        org = orgs.find(conn, args.org)
+        if args.org_command == "add-member":
+            role = orgs.parse_role(args.role)
+            user = emails.ensure_user(conn, email=_token_user(args.email, settings))
+            if orgs.add_member(conn, org.id, user, role):
+                print(f"{user.email} added to {org.name!r} as {role}")
+            else:
+                old = orgs.change_role(conn, None, org.id, user.id, role)
+                print(f"{user.email} was already a member of {org.name!r} ({old}); now {role}")
+            return 0
+        if args.org_command == "remove-member":
+            user = _user(conn, args.email)
+            try:
+                orgs.remove_member(conn, None, org.id, user.id)
+            except errors.NotFound:
+                raise errors.ValidationError(f"{user.email} is not a member of {org.name!r}", field="email") from None
+            except errors.Conflict as exc:
+                raise errors.ValidationError(exc.message) from None
+            print(f"{user.email} removed from {org.name!r}; their tokens there are revoked")
+            return 0
+        if args.org_command == "suspend":
+            org = orgs.suspend(conn, org.id, args.reason or "")
+            print(f"organization {org.id} {org.name!r} suspended: {org.suspended_reason}")
+            return 0
+        org = orgs.resume(conn, org.id)
+        print(f"organization {org.id} {org.name!r} resumed")
+        return 0
+
+
+def _add_org_parser(sub: Any) -> None:
+    p = sub.add_parser("org", help="organizations: create, list, members, suspend")
+    osub = p.add_subparsers(dest="org_command", required=True, metavar="ACTION")
+    c = osub.add_parser("create", help="create an organization with its first owner")
+    c.add_argument("name")
+    c.add_argument("--owner", required=True, metavar="EMAIL")
+    ls = osub.add_parser("list", help="every organization: members, emails, suspension")
+    ls.add_argument("--json", action="store_true")
+    a = osub.add_parser("add-member", help="add a member (or change an existing member's role)")
+    a.add_argument("org", metavar="ORG", help="id or name")
+    a.add_argument("email")
+    a.add_argument("--role", required=True, choices=[str(r) for r in orgs.Role])
+    r = osub.add_parser("remove-member", help="remove a member (not the last owner); revokes their tokens there")
+    r.add_argument("org", metavar="ORG", help="id or name")
+    r.add_argument("email")
+    s = osub.add_parser("suspend", help="suspend an organization (its mail waits until resumed)")
+    s.add_argument("org", metavar="ORG", help="id or name")
+    s.add_argument("--reason", help="shown with its waiting mail")
+    u = osub.add_parser("resume", help="resume a suspended organization")
+    u.add_argument("org", metavar="ORG", help="id or name")
+    p.set_defaults(func=cmd_org)
 
 
 def _token_user(raw: str, settings: Settings) -> str:
@@ -219,11 +320,15 @@ def _add_token_parser(sub: Any) -> None:
     c = tsub.add_parser("create", help="create a token; prints it once")
     c.add_argument("--user", required=True, metavar="EMAIL", help="the user the token acts as")
     c.add_argument("--name", help="a label, e.g. 'deploy script'")
+    c.add_argument("--org", metavar="ORG", help="its organization, id or name (default the user's first)")
+    c.add_argument("--scope", default="send,read", metavar="SCOPES", help="send, read, admin, comma-separated")
     r = tsub.add_parser("revoke", help="revoke a token")
     r.add_argument("id", type=positive_int)
     r.add_argument("--user", required=True, metavar="EMAIL")
+    r.add_argument("--org", metavar="ORG", help="id or name (default the user's first)")
     ls = tsub.add_parser("list", help="the user's tokens, as JSON (never the secrets)")
     ls.add_argument("--user", required=True, metavar="EMAIL")
+    ls.add_argument("--org", metavar="ORG", help="id or name (default the user's first)")
     p.set_defaults(func=cmd_token)
 
 
@@ -335,6 +440,9 @@ def build_parser() -> argparse.ArgumentParser:
     body.add_argument("--body-file", metavar="PATH", help="read the body from a file ('-' for stdin)")
     _when(p, now=True)
     p.add_argument("--owner", metavar="EMAIL", help="the user it is sent for (default DEV_USER_EMAIL)")
+    p.add_argument(
+        "--org", metavar="ORG", help="the organization (id or name) it belongs to (default the owner's first)"
+    )
     p.add_argument("--idempotency-key", metavar="KEY", help="repeat-safe key: the same key returns the same email")
     p.set_defaults(func=cmd_schedule)
 
@@ -361,6 +469,7 @@ def build_parser() -> argparse.ArgumentParser:
     _when(p, now=False)
     p.set_defaults(func=cmd_reschedule)
     _add_token_parser(sub)
+    _add_org_parser(sub)
 
     p = sub.add_parser("replay-offline", help="send the emails of the offline log through the real transports")
     p.add_argument("--limit", type=positive_int, help="replay at most this many (oldest first)")

@@ -59,6 +59,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
         live,
         operators,
         ops,
+        orgs,
         security,
         tokens,
     )
@@ -73,6 +74,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     app.register_blueprint(dashboard.bp)
     app.register_blueprint(batches.bp)
     app.register_blueprint(tokens.bp)
+    app.register_blueprint(orgs.bp)
     app.register_blueprint(live.bp)
     app.register_blueprint(api.bp)
     app.register_blueprint(api_docs.bp)

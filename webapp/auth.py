@@ -23,10 +23,10 @@ from flask import Blueprint, Flask, g, make_response, redirect, render_template,
 from flask_dance.consumer import OAuth2ConsumerBlueprint, oauth_authorized, oauth_error
 from oauthlib.oauth2 import OAuth2Error
 
-from tasks.core import db
+from tasks.core import db, errors
 from tasks.core.config import Settings
-from tasks.domain import emails
-from tasks.domain.models import Scope, User, owner
+from tasks.domain import emails, orgs
+from tasks.domain.models import Scope, User, in_org
 from webapp import ext, security
 
 log = structlog.get_logger("webapp.auth")
@@ -73,9 +73,27 @@ def signed_in_user() -> User:
     return user
 
 
-def scope() -> Scope:
-    """Return the signed-in user's scope: their own emails and batches only."""
-    return owner(signed_in_user().id)
+def membership() -> orgs.Membership:
+    """Return the signed-in user's membership of the current organization (403 if they belong to none)."""
+    found: orgs.Membership | None = g.get("membership")
+    if found is None:
+        raise errors.Forbidden("you belong to no organization: ask an admin of one to invite you")
+    return found
+
+
+def scope(*, mine: bool = False) -> Scope:
+    """Return the signed-in user's scope: the current organization's emails and batches
+    (``mine``: only their own)."""
+    return in_org(membership().org_id, signed_in_user().id, mine=mine)
+
+
+def require(action: orgs.Action) -> orgs.Membership:
+    """Refuse (403, with the reason) what the caller's role, or their token's scopes, do not allow."""
+    found = membership()
+    found.require(action)
+    if g.get("auth") == "token" and orgs.SCOPE_OF[action] not in g.get("token_scopes", ()):
+        raise errors.Forbidden(f"this token lacks the {orgs.SCOPE_OF[action]!r} scope")
+    return found
 
 
 def is_operator() -> bool:
@@ -122,8 +140,16 @@ def init_app(app: Flask, settings: Settings) -> None:
 
 
 def _template_helpers() -> dict[str, Any]:
-    """Tell every template who is signed in, whether they are an operator, and whether the dev login is on."""
-    return {"current_user": current_user(), "operator": is_operator(), "dev_login": dev_login_enabled()}
+    """Tell every template who is signed in, in which organization (and their others), whether they
+    are an operator, and whether the dev login is on."""
+    return {
+        "current_user": current_user(),
+        "operator": is_operator(),
+        "dev_login": dev_login_enabled(),
+        "membership": g.get("membership"),
+        "my_orgs": g.get("orgs", []),
+        "Action": orgs.Action,
+    }
 
 
 def allowed(settings: Settings, email: str) -> bool:
@@ -162,7 +188,11 @@ def dev_login() -> Any:
         return refused("The dev login is not available here.", 404)
     settings = ext.settings()
     target = security.safe_next(request.form.get("next") or session.get(NEXT_KEY))
-    user = emails.ensure_user(ext.conn(), email=settings.dev_user_email, name="Dev user")
+    # Any address in development (to accept an invitation sent to it), the dev user's by default.
+    address = (request.form.get("email") or "").strip() or settings.dev_user_email
+    if "@" not in address or len(address) > 320 or any(c.isspace() for c in address):
+        return refused("The dev login needs an email address.", 422)
+    user = emails.ensure_user(ext.conn(), email=address, name="Dev user" if address == settings.dev_user_email else "")
     security.start_session(user)
     log.info("signed in", user_id=user.id, method="dev")
     return redirect(target)

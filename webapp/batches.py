@@ -7,9 +7,9 @@ from typing import Any
 from flask import Blueprint, flash, redirect, render_template, request, url_for
 
 from tasks.core import errors
-from tasks.domain import batches, listing
+from tasks.domain import batches, listing, orgs
 from webapp import ext
-from webapp.auth import login_required, scope
+from webapp.auth import login_required, require, scope
 
 bp = Blueprint("batches", __name__, url_prefix="/batches")
 
@@ -39,7 +39,9 @@ def show(batch_id: str) -> Any:
 @login_required
 def cancel(batch_id: str) -> Any:
     """Cancel every email of the batch that has not started sending."""
+    batches.get(ext.conn(), scope(), batch_id)  # 404 outside the organization
+    require(orgs.Action.SEND)  # then 403 for a viewer
     batch, cancelled = batches.cancel_rest(ext.conn(), scope(), batch_id)
-    ext.publish(batch.owner_id, "", "batch", batch_id=str(batch.id), cancelled=len(cancelled))
+    ext.publish(batch.org_id, "", "batch", batch_id=str(batch.id), cancelled=len(cancelled))
     flash(f"Cancelled {len(cancelled)} email(s) of this batch.", "ok")
     return redirect(url_for("batches.show", batch_id=batch.id))

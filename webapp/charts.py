@@ -18,7 +18,7 @@ from flask import Blueprint, abort, jsonify, request
 from tasks.core import errors
 from tasks.ops import charts
 from webapp import ext
-from webapp.auth import current_user, is_operator
+from webapp.auth import current_user, is_operator, scope
 
 bp = Blueprint("charts", __name__)
 
@@ -43,11 +43,11 @@ def operators() -> Any:
     _signed_in()
     if not is_operator():
         abort(404)
-    return charts.operators(ext.conn(), request.args.get("range", "1h"))
+    return charts.operators(ext.operator_conn(), request.args.get("range", "1h"))
 
 
 @bp.get("/charts/mine.json")
 def mine() -> Any:
     """Return the signed-in user's sent and failed emails per day, last 7 days, in zone ``tz``."""
     owner_id = _signed_in()
-    return charts.owner_days(ext.conn(), owner_id, request.args.get("tz", "UTC"))
+    return charts.owner_days(ext.conn(), scope().org_id or 0, owner_id, request.args.get("tz", "UTC"))

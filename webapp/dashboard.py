@@ -10,10 +10,10 @@ from typing import Any
 from flask import Blueprint, Flask, flash, redirect, render_template, request, url_for
 
 from tasks.core import errors
-from tasks.domain import emails, explain, listing, zones
+from tasks.domain import emails, explain, listing, orgs, zones
 from tasks.domain.models import Email, Status
 from webapp import ext
-from webapp.auth import login_required, scope
+from webapp.auth import login_required, membership, require, scope
 
 bp = Blueprint("dashboard", __name__)
 
@@ -53,13 +53,15 @@ def index() -> Any:
         view = Status.SCHEDULED
     q = request.args.get("q", "").strip()
     cursor = request.args.get("cursor") or None
+    mine = request.args.get("mine") == "1"
+    where = scope(mine=mine)
     conn = ext.conn()
     try:
         if q:
-            page = listing.emails_page(conn, scope(), view=view, q=q, cursor=cursor, limit=25)
+            page = listing.emails_page(conn, where, view=view, q=q, cursor=cursor, limit=25)
             items, next_cursor = [listing.Item(kind="email", email=e) for e in page.emails], page.next_cursor
         else:
-            items, next_cursor = listing.items_page(conn, scope(), view=view, cursor=cursor, limit=25)
+            items, next_cursor = listing.items_page(conn, where, view=view, cursor=cursor, limit=25)
     except errors.ValidationError as exc:
         flash(exc.message, "error")
         return redirect(url_for("dashboard.index", view=view))
@@ -68,7 +70,8 @@ def index() -> Any:
         view=view,
         q=q,
         tabs=TABS,
-        counts=listing.counts(conn, scope()),
+        counts=listing.counts(conn, where),
+        mine=mine,
         items=items,
         next_cursor=next_cursor,
         first_page=cursor is None,
@@ -110,7 +113,7 @@ def detail(email_id: str) -> Any:
         email=email,
         events=emails.timeline(conn, scope(), email.id),
         why=explain.why(email),
-        actions=_actions(email),
+        actions=_actions(email) if membership().may(orgs.Action.SEND) else [],
     )
 
 
@@ -123,7 +126,8 @@ def readable(exc: errors.ReachError) -> str:
 def _act(email_id: str, action: Callable[[uuid.UUID], Email], done: str | None) -> Any:
     """Do ``action`` to the caller's email and go back to its page (``done``: what to flash, if the page
     does not say it already)."""
-    email = emails.get(ext.conn(), scope(), email_id)  # 404 for anyone else's
+    email = emails.get(ext.conn(), scope(), email_id)  # 404 outside the organization
+    require(orgs.Action.SEND)  # then 403 for a viewer
     try:
         changed = action(email.id)
     except (errors.Conflict, errors.ValidationError) as exc:

@@ -18,6 +18,7 @@ log = structlog.get_logger("webapp")
 STATUS = {
     errors.ValidationError: 422,
     errors.NotFound: 404,
+    errors.Forbidden: 403,
     errors.Conflict: 409,
     errors.TooLate: 409,
 }

@@ -27,7 +27,7 @@ from flask import Blueprint, Response, abort, request
 from tasks.core import live
 from tasks.domain import batches, emails, listing, present
 from webapp import ext, security
-from webapp.auth import current_user, scope
+from webapp.auth import current_user, scope, signed_in_user
 from webapp.errors import error_response
 
 log = structlog.get_logger("webapp.live")
@@ -63,7 +63,8 @@ def stream() -> Any:
     if request.args.get("email_id"):
         only = str(emails.get(ext.conn(), scope(), request.args["email_id"]).id)  # 404 unless theirs
     resources = ext.resources()
-    user_id = scope().owner_id or 0
+    user_id = signed_in_user().id
+    org_id = scope().org_id or 0
     with _open_lock:
         if _open[user_id] >= MAX_STREAMS_PER_USER:
             too_many = True
@@ -76,7 +77,7 @@ def stream() -> Any:
     release = _holding(user_id)
     pubsub = resources.redis.pubsub(ignore_subscribe_messages=True)
     try:
-        pubsub.subscribe(live.channel(resources.settings.redis_prefix, user_id))
+        pubsub.subscribe(live.channel(resources.settings.redis_prefix, org_id))
     except (redis.RedisError, OSError) as exc:
         pubsub.close()
         release()

@@ -30,4 +30,6 @@ def index() -> Any:
     chart_range = request.args.get("range", "1h")
     if chart_range not in charts.RANGES:
         chart_range = "1h"
-    return render_template("operators.html", overview=ops.overview(ext.conn(), ext.settings()), chart_range=chart_range)
+    return render_template(
+        "operators.html", overview=ops.overview(ext.operator_conn(), ext.settings()), chart_range=chart_range
+    )

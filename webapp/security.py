@@ -24,7 +24,7 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 
 from tasks.core import db
 from tasks.core.config import Settings
-from tasks.domain import tokens
+from tasks.domain import orgs, tokens
 from tasks.domain.models import User
 from webapp import ext
 
@@ -88,6 +88,7 @@ def takes_tokens() -> bool:
 
 def _identify() -> None:
     g.user, g.auth, g.token_problem = None, None, None
+    g.membership, g.orgs, g.token_scopes = None, [], ()
     if "Authorization" in request.headers and takes_tokens():
         # An API request with credentials of its own is judged by them alone, never by a
         # cookie (so it needs no CSRF token); the API answers 401 to bad ones. Elsewhere the
@@ -96,11 +97,14 @@ def _identify() -> None:
         if secret is None:
             g.token_problem = "use 'Authorization: Bearer <personal access token>'"
             return
+        # One statement finds the token and sets the connection's organization to its own.
         found = tokens.authenticate(ext.conn(), secret) if secret.startswith(tokens.PREFIX) else None
         if found is None:
-            g.token_problem = "the token is unknown or revoked"
+            g.token_problem = "the token is unknown or revoked, or its user left its organization"
             return
-        g.user, g.auth = found, "token"
+        g.user, g.auth = found.user, "token"
+        g.membership = orgs.Membership(org_id=found.org_id, org_name="", user_id=found.user.id, role=found.role)
+        g.token_scopes = found.scopes
         return
     user_id = session.get("user_id")
     if user_id is None:
@@ -112,6 +116,19 @@ def _identify() -> None:
         return
     assert row is not None
     g.user, g.auth = User.from_row(row), "session"
+    choose_org(session.get("org_id"))
+
+
+def choose_org(wanted: Any) -> None:
+    """Settle the signed-in user's current organization: ``wanted`` if they belong to it, else their first.
+
+    The choice is the session's (the switcher); the request's connection then sees
+    that organization's rows only.
+    """
+    g.orgs = orgs.memberships_of(ext.conn(), g.user.id)
+    chosen = next((m for m in g.orgs if m.org_id == wanted), g.orgs[0] if g.orgs else None)
+    g.membership = chosen
+    ext.set_org(chosen.org_id if chosen else None)
 
 
 def _session_holds(user_row: dict[str, Any] | None, version: Any) -> bool:

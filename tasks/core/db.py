@@ -20,6 +20,7 @@ from typing import Any, LiteralString, TypeVar, cast
 
 import psycopg
 import psycopg_pool
+from psycopg import sql as pgsql
 from psycopg.rows import dict_row
 
 SQL_DIR = pathlib.Path(__file__).resolve().parents[2] / "sql"
@@ -83,8 +84,38 @@ async def _autocommit_async(conn: AsyncConn) -> None:
     await conn.set_autocommit(True)
 
 
-def pool(conninfo: str, *, max_size: int = 10, name: str = "reachdbox", check_idle_after: float = 2.0) -> Pool:
-    """Open a thread-safe pool for the web app and the CLI.
+class AsRole:
+    """Run a pool's connections as ``role``, with no organization set when lent out.
+
+    ``configure`` (a new connection) sets both; ``reset`` puts them back on a connection
+    that a request used (an operator's page ``RESET ROLE``; every request sets its
+    organization). The web app calls it itself, in the request, before giving the
+    connection back (``webapp/ext.py``), and closes one that cannot be reset: the
+    pool's ``reset`` hook runs later, in a background worker.
+    """
+
+    def __init__(self, role: str):
+        self.statement = pgsql.SQL("SET ROLE {}; SELECT set_config('app.org_id', '', false)").format(
+            pgsql.Identifier(role)
+        )
+
+    def configure(self, conn: Conn) -> None:
+        conn.autocommit = True
+        conn.execute(self.statement)
+
+    def reset(self, conn: Conn) -> None:
+        conn.execute(self.statement)
+
+
+def pool(
+    conninfo: str,
+    *,
+    max_size: int = 10,
+    name: str = "reachdbox",
+    check_idle_after: float = 2.0,
+    role: AsRole | None = None,
+) -> Pool:
+    """Open a thread-safe pool for the web app (``role``: its connections as that role) and the CLI.
 
     Like the worker's, a connection is checked with a round trip only after
     ``check_idle_after`` seconds idle (``_IdleCheck``): each request takes one, and
@@ -97,7 +128,7 @@ def pool(conninfo: str, *, max_size: int = 10, name: str = "reachdbox", check_id
         max_size=max_size,
         name=name,
         kwargs={"row_factory": dict_row, "options": _options()},
-        configure=_autocommit,
+        configure=role.configure if role else _autocommit,
         check=idle.check_sync,
         reset=idle.returned_sync,
         open=True,

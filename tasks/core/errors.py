@@ -55,6 +55,12 @@ class NotFound(ReachError):
     code = "not_found"
 
 
+class Forbidden(ReachError):
+    """Your role in this organization does not allow this."""
+
+    code = "forbidden"
+
+
 class Conflict(ReachError):
     """The request conflicts with the current state."""
 

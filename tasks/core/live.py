@@ -1,6 +1,6 @@
-"""Live status: every status change, published to Redis on its owner's channel.
+"""Live status: every status change, published to Redis on its organization's channel.
 
-The web app relays a user's channel to their browser (Server-Sent Events).
+The web app relays the channel of a user's current organization to their browser (Server-Sent Events).
 Publishing never holds up or fails a send: the worker queues changes and a
 background task pipelines them to Redis in order, gathering what arrives within
 ``LINGER`` into one round trip; if Redis is down they are dropped (the page falls
@@ -30,9 +30,9 @@ LINGER = 0.01
 BATCH = 500
 
 
-def channel(prefix: str, owner_id: int) -> str:
-    """Name the pub/sub channel of one user's emails."""
-    return f"{prefix}live:user:{owner_id}"
+def channel(prefix: str, org_id: int) -> str:
+    """Name the pub/sub channel of one organization's emails (every member's pages follow it)."""
+    return f"{prefix}live:org:{org_id}"
 
 
 def message(email_id: Any, status: str, **extra: Any) -> str:
@@ -42,10 +42,10 @@ def message(email_id: Any, status: str, **extra: Any) -> str:
     return json.dumps(data)
 
 
-def publish(client: redis.Redis, prefix: str, owner_id: int, email_id: Any, status: str, **extra: Any) -> bool:
+def publish(client: redis.Redis, prefix: str, org_id: int, email_id: Any, status: str, **extra: Any) -> bool:
     """Publish one change from a synchronous process (web, CLI); False if Redis is unavailable."""
     try:
-        client.publish(channel(prefix, owner_id), message(email_id, status, **extra))
+        client.publish(channel(prefix, org_id), message(email_id, status, **extra))
     except (redis.RedisError, OSError) as exc:
         log.warning("live status not published", error=str(exc))
         return False
@@ -62,11 +62,11 @@ class Publisher:
         self._task: asyncio.Task[None] | None = None
         self.dropped = 0
 
-    def changed(self, owner_id: int, email_id: Any, status: str, **extra: Any) -> None:
+    def changed(self, org_id: int, email_id: Any, status: str, **extra: Any) -> None:
         """Queue a status change for publishing."""
         if self._task is None:
             self._task = asyncio.get_running_loop().create_task(self._drain(), name="live publisher")
-        item = (channel(self.prefix, owner_id), message(email_id, status, **extra))
+        item = (channel(self.prefix, org_id), message(email_id, status, **extra))
         if self._queue.full():
             self._queue.get_nowait()
             self._queue.task_done()

@@ -85,7 +85,7 @@ async def send_email(context: JobContext, email_id: str) -> str:
         rt.ended_jobs.add(job_id)
     if recorded.status is not None:
         rt.live.changed(
-            email.owner_id,
+            email.org_id,
             email.id,
             recorded.status,
             next_attempt_at=recorded.next_attempt_at,
@@ -117,7 +117,7 @@ async def claim(rt: runtime.Runtime, conn: db.AsyncConn, email_id: str, job_id: 
 
 def _claimed(rt: runtime.Runtime, row: db.Row) -> Email:
     email = Email.from_row(row)
-    rt.live.changed(email.owner_id, email.id, Status.SENDING, attempt=email.attempts)
+    rt.live.changed(email.org_id, email.id, Status.SENDING, attempt=email.attempts)
     return email
 
 

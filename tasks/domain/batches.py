@@ -15,8 +15,9 @@ from typing import Any
 
 from tasks.core import db, errors
 from tasks.core.config import Settings
+from tasks.domain import orgs
 from tasks.domain.batch_plan import Plan
-from tasks.domain.models import Scope, User
+from tasks.domain.models import Scope, User, in_org
 from tasks.queue import jobs
 
 #: Emails rendered and sent to the database per statement: by size (the web worker's memory)
@@ -28,6 +29,7 @@ INSERT_CHUNK_EMAILS = 1000
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class Batch:
     id: uuid.UUID
+    org_id: int
     owner_id: int
     name: str
     subject_template: str
@@ -63,16 +65,22 @@ class Batch:
         return out
 
 
-def _existing(conn: db.Conn, owner: User, plan: Plan) -> Batch:
-    row = db.one(conn, "batch_by_idempotency_key", owner_id=owner.id, idempotency_key=plan.idempotency_key)
+def _existing(conn: db.Conn, org_id: int, owner: User, plan: Plan) -> Batch:
+    row = db.one(
+        conn, "batch_by_idempotency_key", org_id=org_id, owner_id=owner.id, idempotency_key=plan.idempotency_key
+    )
     assert row is not None
     if row["request_hash"] != plan.request_hash:
         raise errors.Conflict("this idempotency key was already used for a different batch", field="idempotency_key")
-    return get(conn, Scope(owner_id=owner.id), row["id"])
+    return get(conn, in_org(org_id, owner.id), row["id"])
 
 
-def create(conn: db.Conn, *, owner: User, plan: Plan, settings: Settings) -> tuple[Batch, bool]:
+def create(
+    conn: db.Conn, *, owner: User, plan: Plan, settings: Settings, org_id: int | None = None
+) -> tuple[Batch, bool]:
     """Store every planned email and the jobs of those due soon, in one transaction.
+
+    The batch belongs to ``org_id`` (by default the owner's personal organization: the CLI).
 
     Returns the batch and whether it is new (a repeated idempotency key returns the first).
     """
@@ -82,16 +90,19 @@ def create(conn: db.Conn, *, owner: User, plan: Plan, settings: Settings) -> tup
             field="recipients",
             details=[{"field": f"line {r.line}", "message": r.reason} for r in plan.rejected[:50]],
         )
+    if org_id is None:
+        org_id = orgs.personal_org_id(conn, owner.id)
     batch_id = uuid.uuid4()
     with conn.transaction():
         if plan.idempotency_key and db.one(
-            conn, "batch_by_idempotency_key", owner_id=owner.id, idempotency_key=plan.idempotency_key
+            conn, "batch_by_idempotency_key", org_id=org_id, owner_id=owner.id, idempotency_key=plan.idempotency_key
         ):
-            return _existing(conn, owner, plan), False
+            return _existing(conn, org_id, owner, plan), False
         row = db.one(
             conn,
             "insert_batch",
             id=batch_id,
+            org_id=org_id,
             owner_id=owner.id,
             name=plan.name,
             subject_template=plan.subject_template,
@@ -104,7 +115,7 @@ def create(conn: db.Conn, *, owner: User, plan: Plan, settings: Settings) -> tup
             request_hash=plan.request_hash,
         )
         if row is None:  # a concurrent request with the same key won
-            return _existing(conn, owner, plan), False
+            return _existing(conn, org_id, owner, plan), False
         ids = [uuid.uuid4() for _ in plan.recipients]
         horizon = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=settings.schedule_horizon)
         due = [(email_id, r.send_at) for email_id, r in zip(ids, plan.recipients, strict=True) if r.send_at <= horizon]
@@ -116,6 +127,7 @@ def create(conn: db.Conn, *, owner: User, plan: Plan, settings: Settings) -> tup
             db.run(
                 conn,
                 "insert_batch_emails",
+                org_id=org_id,
                 owner_id=owner.id,
                 batch_id=batch_id,
                 from_addr=settings.mail_from,
@@ -130,15 +142,15 @@ def create(conn: db.Conn, *, owner: User, plan: Plan, settings: Settings) -> tup
                 job_ids=[job_of.get(e) for e in chunk_ids],
             )
             del chunk  # before the next is rendered (the loop would hold this one until then)
-        db.run(conn, "insert_batch_events", batch_id=batch_id)
-    return get(conn, Scope(owner_id=owner.id), batch_id), True
+        db.run(conn, "insert_batch_events", org_id=org_id, batch_id=batch_id)
+    return get(conn, in_org(org_id, owner.id), batch_id), True
 
 
 def get_many(conn: db.Conn, scope: Scope, ids: list[uuid.UUID]) -> list[Batch]:
     """Return these batches with their progress (the caller's only)."""
     if not ids:
         return []
-    progress = {r["batch_id"]: r for r in db.all_rows(conn, "batch_progress", ids=ids)}
+    progress = {r["batch_id"]: r for r in db.all_rows(conn, "batch_progress", ids=ids, **scope.params())}
     out = []
     for batch_id in ids:
         row = db.one(conn, "get_batch", id=batch_id, **scope.params())
@@ -163,7 +175,7 @@ def cancel_rest(conn: db.Conn, scope: Scope, batch_id: Any) -> tuple[Batch, list
     """Cancel every email of the batch not yet claimed by a worker; return the batch and their ids."""
     batch = get(conn, scope, batch_id)
     with conn.transaction():
-        rows = db.all_rows(conn, "cancel_batch_rest", batch_id=batch.id)
+        rows = db.all_rows(conn, "cancel_batch_rest", batch_id=batch.id, **scope.params())
         for row in rows:
             jobs.cancel_job(conn, row["job_id"])
     return get(conn, scope, batch.id), [r["id"] for r in rows]

@@ -19,7 +19,7 @@ from psycopg.types.json import Jsonb
 
 from tasks.core import db, errors
 from tasks.core.config import Settings
-from tasks.domain import validation
+from tasks.domain import orgs, validation
 from tasks.domain.models import Email, Event, Scope, Status, User
 from tasks.queue import jobs
 
@@ -52,14 +52,14 @@ def _job_for(conn: db.Conn, email_id: uuid.UUID, at: dt.datetime, settings: Sett
     return jobs.defer_sends(conn, [(email_id, at)])[0]
 
 
-def _existing(conn: db.Conn, owner: User, draft: validation.Draft, request_hash: str) -> Email:
+def _existing(conn: db.Conn, org_id: int, owner: User, draft: validation.Draft, request_hash: str) -> Email:
     """The email that first used ``draft``'s idempotency key, if it was for the same request."""
     # Unprepared, so planned with these values: a plan cached while the table was
     # small read every email of the owner (emails_owner_status_idx) instead of
     # the one row emails_idempotency_key holds.
     row = conn.execute(
         db.queries["email_by_idempotency_key"],
-        {"owner_id": owner.id, "idempotency_key": draft.idempotency_key},
+        {"org_id": org_id, "owner_id": owner.id, "idempotency_key": draft.idempotency_key},
         prepare=False,
     ).fetchone()
     if row is None:  # (only a key the database refused leads here)
@@ -69,8 +69,12 @@ def _existing(conn: db.Conn, owner: User, draft: validation.Draft, request_hash:
     return Email.from_row(row)
 
 
-def schedule(conn: db.Conn, *, owner: User, draft: validation.Draft, settings: Settings) -> tuple[Email, bool]:
+def schedule(
+    conn: db.Conn, *, owner: User, draft: validation.Draft, settings: Settings, org_id: int | None = None
+) -> tuple[Email, bool]:
     """Store the email and defer its job atomically; return it and whether it is new.
+
+    It belongs to ``org_id`` (by default the owner's personal organization: the CLI).
 
     A repeated idempotency key returns the first email (``False``); the same key
     with different content raises ``Conflict``.
@@ -81,11 +85,14 @@ def schedule(conn: db.Conn, *, owner: User, draft: validation.Draft, settings: S
     caller's transaction it runs in a savepoint, so a repeated key, which the
     database refuses, leaves that transaction usable.
     """
+    if org_id is None:
+        org_id = orgs.personal_org_id(conn, owner.id)
     email_id = uuid.uuid4()
     request_hash = draft.request_hash()
     at = draft.send_at
     params: dict[str, Any] = {
         "id": email_id,
+        "org_id": org_id,
         "owner_id": owner.id,
         "from_addr": settings.mail_from,
         "reply_to": owner.email,
@@ -122,7 +129,7 @@ def schedule(conn: db.Conn, *, owner: User, draft: validation.Draft, settings: S
         if exc.diag.constraint_name != "emails_idempotency_key":
             raise
         # The key was used first (by an earlier request or a concurrent one): nothing was written.
-        return _existing(conn, owner, draft, request_hash), False
+        return _existing(conn, org_id, owner, draft, request_hash), False
     assert row is not None
     return Email.from_row(row), True
 
@@ -138,7 +145,7 @@ def get(conn: db.Conn, scope: Scope, email_id: str | uuid.UUID) -> Email:
 def timeline(conn: db.Conn, scope: Scope, email_id: str | uuid.UUID) -> list[Event]:
     """Return the email's events, oldest first (scoped like ``get``)."""
     email = get(conn, scope, email_id)
-    return [Event.from_row(r) for r in db.all_rows(conn, "email_events", id=email.id)]
+    return [Event.from_row(r) for r in db.all_rows(conn, "email_events", id=email.id, org_id=email.org_id)]
 
 
 def _lock(conn: db.Conn, scope: Scope, email_id: str | uuid.UUID) -> Email:

@@ -46,26 +46,37 @@ TERMINAL = frozenset({Status.SENT, Status.FAILED, Status.CANCELLED, Status.UNCER
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class Scope:
-    """Whose emails a caller may touch: one owner's, or (operators) everyone's."""
+    """Whose rows a caller may touch: one organization's, or (operators) every one's.
 
-    owner_id: int | None
+    ``user_id`` is who acts (the owner of what they create); ``mine`` narrows
+    lists to that user's own emails (the outbox's "mine" filter).
+    """
+
+    org_id: int | None
+    user_id: int | None = None
+    mine: bool = False
 
     @property
-    def any_owner(self) -> bool:
-        return self.owner_id is None
+    def any_org(self) -> bool:
+        return self.org_id is None
 
     def params(self) -> dict[str, Any]:
         """Return the query parameters that scope a query to this caller."""
-        return {"any_owner": self.owner_id is None, "owner_id": self.owner_id or 0}
+        return {
+            "any_org": self.org_id is None,
+            "org_id": self.org_id or 0,
+            "mine_only": self.mine and self.user_id is not None,
+            "owner_id": self.user_id or 0,
+        }
 
 
-#: The operator's scope (CLI): every email.
-OPERATOR = Scope(owner_id=None)
+#: The operator's scope (CLI): every organization's rows.
+OPERATOR = Scope(org_id=None)
 
 
-def owner(user_id: int) -> Scope:
-    """Return the scope of one signed-in user."""
-    return Scope(owner_id=user_id)
+def in_org(org_id: int, user_id: int | None = None, *, mine: bool = False) -> Scope:
+    """Return the scope of a member of one organization."""
+    return Scope(org_id=org_id, user_id=user_id, mine=mine)
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -84,6 +95,7 @@ class User:
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class Email:
     id: uuid.UUID
+    org_id: int
     owner_id: int
     from_addr: str
     reply_to: str | None

@@ -48,8 +48,9 @@ FIELDS: dict[str, Callable[[Email], Any]] = {
 }
 #: The bodies, only when asked (lists leave them out).
 BODY_FIELDS = ("body_text", "body_html")
-#: Columns only an operator sees (the CLI's ``inspect``): who owns it, its job, its rate-limit slot.
+#: Columns only an operator sees (the CLI's ``inspect``): whose it is, its job, its rate-limit slot.
 INTERNAL_FIELDS = (
+    "org_id",
     "owner_id",
     "from_addr",
     "reply_to",

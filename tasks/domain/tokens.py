@@ -13,6 +13,7 @@ import secrets
 from typing import Any
 
 from tasks.core import db, errors
+from tasks.domain import orgs
 from tasks.domain.models import User
 
 #: Every token starts with this, so a leaked one is easy to recognise (and to scan for).
@@ -23,20 +24,35 @@ MAX_NAME = 100
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class Token:
     id: int
+    org_id: int
     user_id: int
     name: str
     prefix: str
+    scopes: list[str]
     created_at: dt.datetime
     last_used_at: dt.datetime | None
     revoked_at: dt.datetime | None
+    #: Whose it is (in lists an admin sees).
+    user_email: str | None = None
 
     @classmethod
     def from_row(cls, row: dict[str, Any]) -> Token:
-        return cls(**{f.name: row[f.name] for f in dataclasses.fields(cls)})
+        return cls(**{f.name: row[f.name] for f in dataclasses.fields(cls) if f.name in row})
 
     def as_dict(self) -> dict[str, Any]:
         data = dataclasses.asdict(self)
         return {k: v.isoformat() if isinstance(v, dt.datetime) else v for k, v in data.items()}
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class Identity:
+    """Who a token is: its user, in its organization, with its role there and the token's scopes."""
+
+    user: User
+    token_id: int
+    org_id: int
+    role: orgs.Role
+    scopes: tuple[str, ...]
 
 
 def digest(token: str) -> str:
@@ -44,36 +60,68 @@ def digest(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
-def create(conn: db.Conn, user: User, name: str = "") -> tuple[Token, str]:
-    """Create a token for ``user``; return it and its secret (shown once, never stored)."""
+def create(
+    conn: db.Conn,
+    user: User,
+    name: str = "",
+    *,
+    org_id: int | None = None,
+    scopes: list[str] | tuple[str, ...] = ("send", "read"),
+) -> tuple[Token, str]:
+    """Create a token for ``user`` in ``org_id`` (by default their personal organization).
+
+    Return it and its secret (shown once, never stored). The caller has checked that
+    the user may hold these scopes.
+    """
     name = name.strip()
     if len(name) > MAX_NAME or any(ord(c) < 32 for c in name):
         raise errors.ValidationError(f"name: at most {MAX_NAME} printable characters", field="name")
+    scopes = orgs.check_scopes(list(scopes))
+    if org_id is None:
+        org_id = orgs.personal_org_id(conn, user.id)
     secret = PREFIX + secrets.token_urlsafe(32)
     row = db.one(
-        conn, "insert_token", user_id=user.id, name=name, token_hash=digest(secret), prefix=secret[: len(PREFIX) + 6]
+        conn,
+        "insert_token",
+        org_id=org_id,
+        user_id=user.id,
+        name=name,
+        token_hash=digest(secret),
+        prefix=secret[: len(PREFIX) + 6],
+        scopes=scopes,
     )
     assert row is not None
     return Token.from_row(row), secret
 
 
-def authenticate(conn: db.Conn, secret: str) -> User | None:
-    """Return the user a token belongs to, or None for an unknown or revoked one."""
+def authenticate(conn: db.Conn, secret: str) -> Identity | None:
+    """Return who a token is, or None for an unknown or revoked one, or one whose user left its organization.
+
+    On the web's connection the same statement makes the token's organization the
+    connection's (row-level security).
+    """
     if not secret.startswith(PREFIX) or len(secret) > 200:
         return None
     row = db.one(conn, "user_by_token_hash", token_hash=digest(secret))
     if row is None:
         return None
     db.run(conn, "touch_token", id=row["token_id"])
-    return User.from_row(row)
+    return Identity(
+        user=User.from_row(row),
+        token_id=row["token_id"],
+        org_id=row["token_org_id"],
+        role=orgs.Role(row["token_role"]),
+        scopes=tuple(row["token_scopes"]),
+    )
 
 
-def list_for(conn: db.Conn, user: User) -> list[Token]:
-    """Return the user's tokens, newest first (revoked ones included, marked)."""
-    return [Token.from_row(r) for r in db.all_rows(conn, "list_tokens", user_id=user.id)]
+def list_for(conn: db.Conn, org_id: int, user: User, *, all_users: bool = False) -> list[Token]:
+    """Return the user's tokens in the organization (``all_users``: every member's), newest first."""
+    rows = db.all_rows(conn, "list_tokens", org_id=org_id, user_id=user.id, all_users=all_users)
+    return [Token.from_row(r) for r in rows]
 
 
-def revoke(conn: db.Conn, user: User, token_id: int) -> None:
-    """Revoke one of the user's tokens; another user's (or a revoked) one is NotFound."""
-    if db.one(conn, "revoke_token", id=token_id, user_id=user.id) is None:
+def revoke(conn: db.Conn, org_id: int, user: User, token_id: int, *, all_users: bool = False) -> None:
+    """Revoke one of the user's tokens (``all_users``: any member's); another's (or a revoked one) is NotFound."""
+    if db.one(conn, "revoke_token", org_id=org_id, id=token_id, user_id=user.id, all_users=all_users) is None:
         raise errors.NotFound(f"no active token with id {token_id}")

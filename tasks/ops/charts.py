@@ -141,7 +141,7 @@ def zone(name: str) -> zoneinfo.ZoneInfo:
         raise errors.ValidationError(f"unknown time zone {name[:64]!r}", field="tz") from exc
 
 
-def owner_days(conn: db.Conn, owner_id: int, tz: str, *, days: int = OWNER_DAYS) -> dict[str, Any]:
+def owner_days(conn: db.Conn, org_id: int, owner_id: int, tz: str, *, days: int = OWNER_DAYS) -> dict[str, Any]:
     """Return one user's sent and failed emails per day, over the last ``days`` days in zone ``tz``.
 
     Only that owner's emails are counted: the rollup rows are read by owner, and
@@ -159,7 +159,7 @@ def owner_days(conn: db.Conn, owner_id: int, tz: str, *, days: int = OWNER_DAYS)
     current = rolled_until is not None and rolled_until >= now_minute - OWNER_LAG
     try:
         rows = db.all_rows(
-            conn, "chart_owner_days", owner_id=owner_id, tz=tz, start=start, rolled_until=upto,
+            conn, "chart_owner_days", org_id=org_id, owner_id=owner_id, tz=tz, start=start, rolled_until=upto,
             latest=None if current else upto, owner_kinds=list(OWNER_KINDS),
         )  # fmt: skip
     except psycopg.errors.InvalidParameterValue as exc:  # a zone Python knows and PostgreSQL does not

@@ -325,10 +325,10 @@ _FINISH_EMAIL: LiteralString = (
            refused_recipients = %(refused)s,
            waiting_reason = NULL
      WHERE id = %(email_id)s AND status = 'sending' AND job_id = %(job_id)s
-    RETURNING id, attempts, transport
+    RETURNING id, org_id, attempts, transport
 ), event AS (
-    INSERT INTO email_events (email_id, kind, job_id, detail)
-    SELECT id, %(status)s, %(job_id)s,
+    INSERT INTO email_events (org_id, email_id, kind, job_id, detail)
+    SELECT org_id, id, %(status)s, %(job_id)s,
            jsonb_strip_nulls(jsonb_build_object(
                'attempt', attempts, 'transport', transport, 'reply', %(reply)s::text,
                'error', %(error)s::text, 'refused', %(refused)s::jsonb))
@@ -360,10 +360,10 @@ _FINISH_EMAILS: LiteralString = """WITH input AS (
            waiting_reason = NULL
       FROM input i
      WHERE e.id = ANY(%(ids)s::uuid[]) AND e.id = i.id AND e.status = 'sending' AND e.job_id = i.job_id
-    RETURNING e.id, e.attempts, e.transport, i.job_id, i.status, i.reply, i.error, i.refused
+    RETURNING e.id, e.org_id, e.attempts, e.transport, i.job_id, i.status, i.reply, i.error, i.refused
 ), event AS (
-    INSERT INTO email_events (email_id, kind, job_id, detail)
-    SELECT id, status, job_id,
+    INSERT INTO email_events (org_id, email_id, kind, job_id, detail)
+    SELECT org_id, id, status, job_id,
            jsonb_strip_nulls(jsonb_build_object(
                'attempt', attempts, 'transport', transport, 'reply', reply,
                'error', error, 'refused', refused))
@@ -379,10 +379,10 @@ _REQUEUE_EMAIL: LiteralString = (
        SET status = 'scheduled', next_attempt_at = %(at)s, waiting_reason = %(reason)s,
            last_error = %(error)s, job_id = %(new_job_id)s, data_started_at = NULL
      WHERE id = %(email_id)s AND status = 'sending' AND job_id = %(job_id)s
-    RETURNING id, attempts
+    RETURNING id, org_id, attempts
 ), event AS (
-    INSERT INTO email_events (email_id, kind, job_id, detail)
-    SELECT id, %(kind)s, %(job_id)s,
+    INSERT INTO email_events (org_id, email_id, kind, job_id, detail)
+    SELECT org_id, id, %(kind)s, %(job_id)s,
            jsonb_strip_nulls(jsonb_build_object(
                'attempt', attempts, 'next_attempt_at', %(at)s::timestamptz, 'transport', %(transport)s::text,
                'reason', %(reason)s::text, 'error', %(error)s::text))
@@ -401,10 +401,10 @@ _WAIT_WITHOUT_ATTEMPT: LiteralString = (
            rate_slot = %(slot)s, rate_transport = %(rate_transport)s
      WHERE id = %(email_id)s AND status = 'sending' AND job_id = %(job_id)s
        AND data_started_at IS NULL
-    RETURNING id, attempts
+    RETURNING id, org_id, attempts
 ), event AS (
-    INSERT INTO email_events (email_id, kind, job_id, detail)
-    SELECT id, %(kind)s, %(job_id)s,
+    INSERT INTO email_events (org_id, email_id, kind, job_id, detail)
+    SELECT org_id, id, %(kind)s, %(job_id)s,
            jsonb_strip_nulls(jsonb_build_object(
                'slot', %(slot)s::timestamptz, 'next_attempt_at', %(at)s::timestamptz,
                'transport', %(transport)s::text, 'limit', %(limit)s::text,
@@ -425,17 +425,17 @@ _SCHEDULE_EMAIL: LiteralString = """WITH job AS (
            )::procrastinate_job_to_defer_v1]))[1] AS id
      WHERE %(job_at)s::timestamptz IS NOT NULL
 ), inserted AS (
-    INSERT INTO emails (id, owner_id, from_addr, reply_to, to_addrs, cc_addrs, bcc_addrs,
+    INSERT INTO emails (id, org_id, owner_id, from_addr, reply_to, to_addrs, cc_addrs, bcc_addrs,
                         subject, body_text, body_html, send_at, send_tz, next_attempt_at,
                         message_id, idempotency_key, request_hash, job_id)
-         VALUES (%(id)s, %(owner_id)s, %(from_addr)s, %(reply_to)s, %(to_addrs)s, %(cc_addrs)s,
+         VALUES (%(id)s, %(org_id)s, %(owner_id)s, %(from_addr)s, %(reply_to)s, %(to_addrs)s, %(cc_addrs)s,
                  %(bcc_addrs)s, %(subject)s, %(body_text)s, %(body_html)s, %(send_at)s,
                  %(send_tz)s, %(send_at)s, %(message_id)s, %(idempotency_key)s,
                  %(request_hash)s, (SELECT id FROM job))
     RETURNING *
 ), event AS (
-    INSERT INTO email_events (email_id, kind, job_id, detail)
-    SELECT id, 'scheduled', job_id, %(detail)s FROM inserted
+    INSERT INTO email_events (org_id, email_id, kind, job_id, detail)
+    SELECT org_id, id, 'scheduled', job_id, %(detail)s FROM inserted
 )
 SELECT * FROM inserted;"""
 
@@ -454,8 +454,8 @@ _FETCH_JOBS: LiteralString = """WITH fetched AS (
      WHERE e.id = d.id AND e.status = 'scheduled' AND e.job_id = d.job_id
     RETURNING e.*
 ), event AS (
-    INSERT INTO email_events (email_id, kind, job_id, detail)
-    SELECT id, 'claimed', job_id,
+    INSERT INTO email_events (org_id, email_id, kind, job_id, detail)
+    SELECT org_id, id, 'claimed', job_id,
            jsonb_build_object('attempt', attempts, 'worker', %(worker)s::text,
                               'late_ms', round(extract(epoch FROM clock_timestamp() - next_attempt_at) * 1000))
       FROM claimed
@@ -476,10 +476,10 @@ _RELEASE_FETCHED_JOBS: LiteralString = """WITH job AS (
     UPDATE emails
        SET status = 'scheduled', attempts = attempts - 1
      WHERE job_id IN (SELECT id FROM job) AND status = 'sending' AND data_started_at IS NULL
-    RETURNING id, job_id, attempts
+    RETURNING id, org_id, job_id, attempts
 ), event AS (
-    INSERT INTO email_events (email_id, kind, job_id, detail)
-    SELECT id, 'released', job_id, jsonb_build_object('reason', 'the worker stopped before starting its job')
+    INSERT INTO email_events (org_id, email_id, kind, job_id, detail)
+    SELECT org_id, id, 'released', job_id, jsonb_build_object('reason', 'the worker stopped before starting its job')
       FROM unclaimed
 )
 SELECT count(*) AS n FROM job;"""
@@ -537,7 +537,7 @@ STATEMENTS: dict[str, Statement] = {
     # (queue, task, email_id, due LEAD early). An idempotency key the owner already
     # used makes the whole statement fail on emails_idempotency_key, the job included:
     # the caller then reads the first email (email_by_idempotency_key). No lookup runs
-    # beforehand: a prepared lookup by (owner_id, idempotency_key) was planned once, on
+    # beforehand: a prepared lookup by (org_id, owner_id, idempotency_key) was planned once, on
     # a small table, and then read every email of the owner through
     # emails_owner_status_idx. Why not batch_defer_jobs(connection=conn): a statement
     # of its own, before the row that must hold the job's id: two round trips at least
@@ -574,7 +574,7 @@ STATEMENTS: dict[str, Statement] = {
     # returns jobs, on Procrastinate's connection, and misses what we need most: an
     # email whose job is gone or already finished. This is one join with our table.
     "stalled_sending": Statement(
-        """SELECT e.id, e.owner_id, e.job_id, e.attempts, e.data_started_at
+        """SELECT e.id, e.org_id, e.owner_id, e.job_id, e.attempts, e.data_started_at
   FROM emails e
   LEFT JOIN procrastinate_jobs j ON j.id = e.job_id
   LEFT JOIN procrastinate_workers w ON w.id = j.worker_id
@@ -699,10 +699,10 @@ STATEMENTS: dict[str, Statement] = {
        SET next_attempt_at = i.slot, rate_slot = i.slot, rate_transport = NULL, waiting_reason = %(reason)s
       FROM input i
      WHERE e.id = i.id AND e.status = 'scheduled' AND e.job_id = i.job_id
-    RETURNING e.id, i.job_id, i.slot
+    RETURNING e.id, e.org_id, i.job_id, i.slot
 )
-INSERT INTO email_events (email_id, kind, job_id, detail)
-SELECT id, 'rate_limited', job_id,
+INSERT INTO email_events (org_id, email_id, kind, job_id, detail)
+SELECT org_id, id, 'rate_limited', job_id,
        jsonb_build_object('slot', slot, 'next_attempt_at', slot, 'transport', %(transport)s::text,
                           'limit', %(limit)s::text, 'reason', %(reason)s::text, 'spread', true)
   FROM moved;""",

@@ -46,7 +46,7 @@ async def recover_sending(rt: runtime.Runtime) -> dict[str, int]:
                 )
                 counts["uncertain"] += moved
                 if moved:
-                    rt.live.changed(row["owner_id"], row["id"], Status.UNCERTAIN)
+                    rt.live.changed(row["org_id"], row["id"], Status.UNCERTAIN)
             else:
                 status, at = await send.requeue(
                     conn,
@@ -61,7 +61,7 @@ async def recover_sending(rt: runtime.Runtime) -> dict[str, int]:
                 )
                 if status != "moved":
                     counts["recovered"] += status == Status.SCHEDULED
-                    rt.live.changed(row["owner_id"], row["id"], status, next_attempt_at=at)
+                    rt.live.changed(row["org_id"], row["id"], status, next_attempt_at=at)
     return counts
 
 

@@ -12,7 +12,7 @@ from playwright.sync_api import expect
 
 from tasks.core import config
 from tasks.core.db import Conn
-from tasks.domain import emails, models, validation
+from tasks.domain import emails, orgs, validation
 from tests.e2e.conftest import sign_in_with_google
 from tests.support import procs
 from tests.support.oauth_provider import Account, OAuthProvider
@@ -102,7 +102,7 @@ def test_an_open_detail_updates_and_polls_when_the_stream_is_unavailable(
         page.goto(f"{server.url}/emails/{email.id}")
         page.wait_for_selector("#live-status[data-state=polling]")
 
-        emails.cancel(conn, models.owner(user.id), email.id)
+        emails.cancel(conn, orgs.personal_scope(conn, user.id), email.id)
 
         page.wait_for_selector('#detail[data-status="cancelled"]', timeout=20_000)
         assert "Cancelled: it will not be sent." in page.locator("#why").inner_text()

@@ -73,10 +73,11 @@ def new_email(conn: db.Conn, owner_email: str) -> uuid.UUID:
     assert row is not None
     email_id = uuid.uuid4()
     conn.execute(
-        "INSERT INTO emails (id, owner_id, from_addr, to_addrs, subject, body_text, send_at, next_attempt_at,"
-        " message_id) VALUES (%s, %s, 'noreply@example.com', ARRAY['bob@example.com'], 's', 'b', now(),"
+        "INSERT INTO emails (id, org_id, owner_id, from_addr, to_addrs, subject, body_text, send_at,"
+        " next_attempt_at, message_id) VALUES (%s, (SELECT org_id FROM memberships WHERE user_id = %s), %s,"
+        " 'noreply@example.com', ARRAY['bob@example.com'], 's', 'b', now(),"
         " now() + interval '5 minutes', %s)",
-        [email_id, row["id"], f"<{email_id}@test>"],
+        [email_id, row["id"], row["id"], f"<{email_id}@test>"],
     )
     return email_id
 
@@ -84,8 +85,9 @@ def new_email(conn: db.Conn, owner_email: str) -> uuid.UUID:
 def events(conn: db.Conn, email_id: uuid.UUID, kind: str, ago: list[dt.timedelta], **detail: Any) -> None:
     for delta in ago:
         conn.execute(
-            "INSERT INTO email_events (email_id, kind, at, detail) VALUES (%s, %s, now() - %s, %s)",
-            [email_id, kind, delta, Jsonb(detail)],
+            "INSERT INTO email_events (org_id, email_id, kind, at, detail)"
+            " SELECT org_id, id, %s, now() - %s, %s FROM emails WHERE id = %s",
+            [kind, delta, Jsonb(detail), email_id],
         )
 
 

@@ -18,7 +18,7 @@ from playwright.sync_api import expect
 
 from tasks.core import db
 from tasks.core.config import Settings
-from tasks.domain import batch_plan, batches, emails, models, validation
+from tasks.domain import batch_plan, batches, emails, models, orgs, validation
 from tasks.domain.models import User
 from tests.e2e.conftest import sign_in_with_google
 from tests.support import flow
@@ -110,7 +110,7 @@ def test_the_batch_page_follows_its_last_send(
     expect(card.get_by_role("button")).to_have_text("Cancel the rest (2)")
 
     for row in conn.execute("SELECT id FROM emails WHERE batch_id = %s", (batch.id,)).fetchall():
-        emails.send_now(conn, models.owner(ada.id), row["id"], settings=settings)
+        emails.send_now(conn, orgs.personal_scope(conn, ada.id), row["id"], settings=settings)
 
     expect(card.locator("[data-batch-progress]")).to_have_text("2 of 2 sent", timeout=30_000)
     expect(card.locator("[data-batch-next]")).to_have_text("Nothing left to send.")
@@ -147,7 +147,7 @@ def test_counts_and_lists_follow_live_changes(
         str(email.id),
     )
 
-    emails.send_now(conn, models.owner(ada.id), email.id, settings=settings)
+    emails.send_now(conn, orgs.personal_scope(conn, ada.id), email.id, settings=settings)
 
     page.wait_for_selector("body[data-at-sent]", state="attached", timeout=30_000)  # (CSP: no wait_for_function)
     assert json.loads(page.get_attribute("body", "data-at-sent")) == {"scheduled": "0", "sent": "1", "all": "1"}
@@ -257,16 +257,19 @@ def test_on_a_phone_the_header_is_two_lines_every_tab_fits_and_the_picker_is_to_
     links = phone.evaluate(BOXES, "header .nav a")
     header = phone.locator("header.top").bounding_box()
     line = phone.evaluate("parseFloat(getComputedStyle(document.querySelector('header .nav a')).lineHeight)")
-    tabs = phone.evaluate(BOXES, ".tabs .tab")
+    tabs = phone.evaluate(BOXES, "nav.tabs[aria-label=Lists] .tab")
+    whose = phone.evaluate(BOXES, "nav.mine-filter .tab")
     phone.screenshot(path=str(output_dir / "phone-list.png"))
 
-    assert len(links) == 5  # Emails, Send to a list, API tokens, Dev mailbox, Operators
+    assert len(links) == 6  # Emails, Send to a list, API tokens, Members, Dev mailbox, Operators
     assert len({round(link["top"]) for link in links}) == 1, links  # the navigation is one line
     assert all(link["left"] >= 0 and link["right"] <= width for link in links), links
     assert header["height"] <= 2 * line + 60, header  # that line, and the one with Compose
     labels = ["Scheduled", "Sent", "Failed", "Uncertain", "Offline", "Cancelled", "All"]
     assert [t["text"].split()[0] for t in tabs] == labels
     assert all(t["fits"] and t["left"] >= 0 and t["right"] <= width for t in tabs), tabs
+    assert [t["text"] for t in whose] == ["Everyone's", "Mine"]
+    assert all(t["fits"] and t["left"] >= 0 and t["right"] <= width for t in whose), whose
     assert phone.evaluate("document.documentElement.scrollWidth") <= width
 
     phone.get_by_role("button", name="Compose").first.click()

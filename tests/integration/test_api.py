@@ -167,7 +167,7 @@ def test_a_revoked_token_is_refused(client: FlaskClient, conn: Conn) -> None:
     headers = {"Authorization": f"Bearer {secret}"}
     assert client.get("/api/v1/emails", headers=headers).status_code == 200
 
-    tokens.revoke(conn, user, token.id)
+    tokens.revoke(conn, token.org_id, user, token.id)
 
     assert client.get("/api/v1/emails", headers=headers).status_code == 401
 
@@ -296,7 +296,7 @@ def test_bad_patches_change_nothing(api: Api, conn: Conn, changes: dict[str, Any
     response = api.call("PATCH", f"/api/v1/emails/{created['id']}", "/emails/{email_id}", json=changes)
 
     assert response.status_code == status
-    assert db.one(conn, "get_email", id=created["id"], any_owner=True, owner_id=0)["subject"] == "Hello"
+    assert db.one(conn, "get_email", id=created["id"], any_org=True, org_id=0)["subject"] == "Hello"
 
 
 def _mark_sent(conn: Conn, email_id: str) -> None:

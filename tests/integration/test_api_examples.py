@@ -33,7 +33,7 @@ from webapp.api import openapi
 
 DOCUMENT = openapi.document()
 #: Fields set by the clock or by who asks, never twice the same: checked by the schema only.
-VARIES = frozenset({"created_at", "updated_at", "at", "job_id", "owner_id", "why"})
+VARIES = frozenset({"created_at", "updated_at", "at", "job_id", "owner_id", "org_id", "why"})
 #: ...and, for one operation, the times it sets to the moment of the request.
 VARIES_IN = {"sendEmailNow": frozenset({"send_at", "send_at_local", "next_attempt_at"})}
 #: What the 401 examples are sent with: the shape of a token, but no one's.

@@ -23,6 +23,7 @@ from psycopg.types.json import Jsonb
 from tasks.core import db
 from tasks.core.config import Settings
 from tasks.delivery.runtime import Runtime
+from tasks.domain import orgs
 from tasks.ops import charts
 from tasks.queue.app import app
 from tasks.queue.charts import chart_rollup
@@ -80,6 +81,9 @@ def email(conn: db.Conn, owner_id: int, **columns: Any) -> uuid.UUID:
         "next_attempt_at": dt.datetime(2031, 1, 1, tzinfo=dt.UTC),
         "message_id": f"<{uuid.uuid4()}@test>",
     } | columns
+    org = conn.execute("SELECT org_id FROM memberships WHERE user_id = %s", [values["owner_id"]]).fetchone()
+    assert org is not None
+    values["org_id"] = org["org_id"]
     names = ", ".join(values)
     marks = ", ".join(f"%({k})s" for k in values)
     conn.execute(f"INSERT INTO emails ({names}) VALUES ({marks})", values)  # our column names, never input
@@ -88,8 +92,9 @@ def email(conn: db.Conn, owner_id: int, **columns: Any) -> uuid.UUID:
 
 def event(conn: db.Conn, email_id: uuid.UUID, kind: str, at: dt.datetime, **detail: Any) -> None:
     conn.execute(
-        "INSERT INTO email_events (email_id, kind, at, detail) VALUES (%s, %s, %s, %s)",
-        [email_id, kind, at, Jsonb(detail)],
+        "INSERT INTO email_events (org_id, email_id, kind, at, detail)"
+        " SELECT org_id, id, %s, %s, %s FROM emails WHERE id = %s",
+        [kind, at, Jsonb(detail), email_id],
     )
 
 
@@ -266,7 +271,7 @@ def test_a_users_chart_counts_their_own_mail_per_local_day_and_never_anothers(
         assert data["series"]["sent"] == [0, 0, 0, 0, 1, 1, 0]
         assert data["series"]["failed"] == [0, 0, 0, 0, 1, 0, 0]
         assert data["totals"] == {"sent": 2, "failed": 1}
-    bobs = charts.owner_days(conn, bob, "Asia/Tokyo")
+    bobs = charts.owner_days(conn, orgs.personal_org_id(conn, bob), bob, "Asia/Tokyo")
     assert bobs["totals"] == {"sent": 5, "failed": 1}
 
 
@@ -278,10 +283,12 @@ def test_a_users_chart_reads_new_events_only_when_the_rollup_is_behind(database_
     rollup(database_url)
     event(conn, e, "sent", dt.datetime.now(dt.UTC))
 
-    assert charts.owner_days(conn, owner, "UTC")["totals"]["sent"] == 1  # the next run counts it
+    assert (
+        charts.owner_days(conn, orgs.personal_org_id(conn, owner), owner, "UTC")["totals"]["sent"] == 1
+    )  # the next run counts it
 
     conn.execute("UPDATE chart_rollup SET rolled_until = rolled_until - interval '5 minutes'")  # no worker ran
-    assert charts.owner_days(conn, owner, "UTC")["totals"]["sent"] == 2
+    assert charts.owner_days(conn, orgs.personal_org_id(conn, owner), owner, "UTC")["totals"]["sent"] == 2
 
 
 def test_a_users_chart_refuses_an_unknown_zone_and_a_visitor(client: FlaskClient, sign_in: Callable[..., Any]) -> None:

@@ -60,7 +60,8 @@ def test_prune_deletes_old_finished_jobs_and_events_and_keeps_every_email(
     conn.execute("UPDATE procrastinate_events SET at = now() - interval '40 days' WHERE job_id = %s", (old.job_id,))
     for email in (old, waiting):
         conn.execute(
-            "INSERT INTO email_events (email_id, kind, at) VALUES (%s, 'note', now() - interval '40 days')",
+            "INSERT INTO email_events (org_id, email_id, kind, at)"
+            " SELECT org_id, id, 'note', now() - interval '40 days' FROM emails WHERE id = %s",
             (email.id,),
         )
 

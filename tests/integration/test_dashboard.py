@@ -12,7 +12,7 @@ from flask.testing import FlaskClient
 
 from tasks.core import db
 from tasks.core.db import Conn
-from tasks.domain import batch_plan, batches, emails, models, tokens
+from tasks.domain import batch_plan, batches, emails, models, orgs, tokens
 from tasks.domain.models import User
 from tests.support import flow, procs
 from tests.support.web import csrf_token
@@ -36,7 +36,7 @@ def test_the_lists_show_counts_per_status_and_badges(
 ) -> None:
     kept = _schedule(conn, alice, settings, make_draft, subject="Kept")
     dropped = _schedule(conn, alice, settings, make_draft, subject="Dropped")
-    emails.cancel(conn, models.owner(alice.id), dropped.id)
+    emails.cancel(conn, orgs.personal_scope(conn, alice.id), dropped.id)
 
     scheduled = client.get("/").get_data(as_text=True)
     cancelled = client.get("/?view=cancelled").get_data(as_text=True)

@@ -125,10 +125,11 @@ def test_an_emptied_bucket_is_rebuilt_from_the_sends_in_the_database(
     now = dt.datetime.now(dt.UTC)
     for i in range(2):
         conn.execute(
-            """INSERT INTO emails (owner_id, from_addr, to_addrs, subject, body_text, send_at, next_attempt_at,
-                                   message_id, status, transport, data_started_at, sent_at, attempts)
-               VALUES (%s, 'a@example.com', '{b@example.com}', 's', 'b', %s, %s, %s, 'sent', 'smtp', %s, %s, 1)""",
-            (owner.id, now, now, f"<{i}@x>", now - dt.timedelta(seconds=i), now),
+            """INSERT INTO emails (org_id, owner_id, from_addr, to_addrs, subject, body_text, send_at,
+                                   next_attempt_at, message_id, status, transport, data_started_at, sent_at, attempts)
+               VALUES ((SELECT org_id FROM memberships WHERE user_id = %s), %s, 'a@example.com',
+                       '{b@example.com}', 's', 'b', %s, %s, %s, 'sent', 'smtp', %s, %s, 1)""",
+            (owner.id, owner.id, now, now, f"<{i}@x>", now - dt.timedelta(seconds=i), now),
         )
     limiter = limits(RATE_LIMITS="smtp=2/10s")
 
@@ -159,10 +160,11 @@ def test_an_idle_bucket_is_rebuilt_without_counting_attempts_in_flight_but_an_em
     after a bucket merely expired (Redis kept its data, the "alive" marker says so) it does not."""
     now = dt.datetime.now(dt.UTC)
     conn.execute(
-        """INSERT INTO emails (owner_id, from_addr, to_addrs, subject, body_text, send_at, next_attempt_at,
-                               message_id, status, transport, attempts, job_id)
-           VALUES (%s, 'a@example.com', '{b@example.com}', 's', 'b', %s, %s, '<f@x>', 'sending', 'smtp', 1, 1)""",
-        (owner.id, now, now),
+        """INSERT INTO emails (org_id, owner_id, from_addr, to_addrs, subject, body_text, send_at,
+                               next_attempt_at, message_id, status, transport, attempts, job_id)
+           VALUES ((SELECT org_id FROM memberships WHERE user_id = %s), %s, 'a@example.com',
+                   '{b@example.com}', 's', 'b', %s, %s, '<f@x>', 'sending', 'smtp', 1, 1)""",
+        (owner.id, owner.id, now, now),
     )
     settings = {"RATE_LIMITS": "smtp=1/10s", "RATE_LIMIT_FAIR_SHARE": "0"}
     client = redis.Redis.from_url(env["REDIS_URL"])

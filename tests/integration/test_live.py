@@ -14,7 +14,7 @@ import redis
 from tasks.core import live
 from tasks.core.config import Settings
 from tasks.core.db import Conn
-from tasks.domain import emails, models
+from tasks.domain import emails, models, orgs
 from tasks.domain.models import User
 from tests.support.procs import wait_until
 from tests.support.smtp_sink import Sink, free_port
@@ -27,7 +27,7 @@ def test_each_status_change_reaches_the_owners_channel(
 ) -> None:
     client = redis.Redis.from_url(settings.redis_url)
     pubsub = client.pubsub()
-    pubsub.subscribe(live.channel(settings.redis_prefix, owner.id))
+    pubsub.subscribe(live.channel(settings.redis_prefix, orgs.personal_org_id(conn, owner.id)))
     pubsub.get_message(timeout=5)  # the subscribe confirmation
     workers()
 

@@ -195,3 +195,72 @@ def test_the_migrations_build_sql_schema_sql(database_url: str) -> None:
             )
         )
         pytest.fail(f"the migrations build another schema than sql/schema.sql: run `make schema`\n{diff}")
+
+
+def test_0012_gives_every_user_a_personal_organization_and_moves_their_rows_into_it(
+    empty_db: str, tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Run on a database with data in it: nothing is lost, nothing changes owner or time."""
+    with monkeypatch.context() as patch:
+        patch.setattr(migrate, "MIGRATIONS_DIR", older_tree(tmp_path, texts_before("0012")))
+        migrate.migrate(empty_db)
+    with db.connect(empty_db) as conn:
+        conn.execute("INSERT INTO users (email, name) VALUES ('ann@example.com', 'Ann'), ('ben@example.com', '')")
+        conn.execute(
+            """INSERT INTO batches (owner_id, subject_template, total, start_at, idempotency_key)
+               SELECT id, 'b', 1, now(), 'k' FROM users"""
+        )
+        conn.execute(
+            """INSERT INTO emails (owner_id, from_addr, to_addrs, subject, body_text, send_at, next_attempt_at,
+                                   message_id, idempotency_key, batch_id, updated_at)
+               SELECT u.id, 'f@example.com', ARRAY['t@example.com'], 's' || n, 'b', now(), now(),
+                      '<' || u.id || '-' || n || '@x>', 'key' || n,
+                      CASE WHEN n = 1 THEN (SELECT id FROM batches b WHERE b.owner_id = u.id) END,
+                      now() - interval '3 days'
+                 FROM users u, generate_series(1, 3) AS n"""
+        )
+        conn.execute("INSERT INTO email_events (email_id, kind, detail) SELECT id, 'scheduled', '{}' FROM emails")
+        conn.execute(
+            "INSERT INTO api_tokens (user_id, name, token_hash, prefix) SELECT id, 'ci', 'h' || id, 'p' FROM users"
+        )
+        conn.execute(
+            "INSERT INTO chart_owner_minutes (minute, owner_id, kind, n)"
+            " SELECT date_trunc('minute', now()), id, 'sent', 2 FROM users"
+        )
+        before = {
+            table: conn.execute(f"SELECT * FROM {table} ORDER BY 1, 2").fetchall()  # our table names
+            for table in ("users", "emails", "email_events", "batches", "api_tokens", "chart_owner_minutes")
+        }
+
+    applied = migrate.migrate(empty_db)
+
+    assert "0012_organizations.sql" in applied
+    with db.connect(empty_db) as conn:
+        orgs = conn.execute(
+            """SELECT m.user_id, m.org_id, m.role, o.name FROM memberships m JOIN organizations o ON o.id = m.org_id
+                ORDER BY m.user_id"""
+        ).fetchall()
+        org_of = {r["user_id"]: r["org_id"] for r in orgs}
+        assert [(r["role"], r["name"]) for r in orgs] == [("owner", "Ann"), ("owner", "ben@example.com")]
+        assert len(set(org_of.values())) == 2
+        for table, rows in before.items():
+            after = conn.execute(f"SELECT * FROM {table} ORDER BY 1, 2").fetchall()
+            assert len(after) == len(rows), table
+            for old, new in zip(rows, after, strict=True):
+                # Every column as it was (updated_at included), plus org_id (and a token's scopes).
+                assert {k: v for k, v in new.items() if k not in ("org_id", "scopes")} == old, table
+                if table in ("emails", "batches", "chart_owner_minutes"):
+                    assert new["org_id"] == org_of[new["owner_id"]], table
+                if table == "api_tokens":
+                    assert new["org_id"] == org_of[new["user_id"]] and new["scopes"] == ["send", "read", "admin"]
+        events = conn.execute(
+            "SELECT count(*) AS n FROM email_events ev JOIN emails e ON e.id = ev.email_id WHERE ev.org_id <> e.org_id"
+        ).fetchone()
+        assert events == {"n": 0}
+        # A user created afterwards gets a personal organization too.
+        conn.execute("INSERT INTO users (email) VALUES ('cy@example.com')")
+        row = conn.execute(
+            "SELECT m.role FROM memberships m JOIN users u ON u.id = m.user_id WHERE u.email = 'cy@example.com'"
+        ).fetchone()
+        assert row == {"role": "owner"}
+    assert tool.dump_schema(empty_db) == tool.SCHEMA_FILE.read_text(encoding="utf-8")

@@ -68,9 +68,9 @@ def populated(conn: Conn, owner: User, settings: Settings, make_draft: Callable[
     stuck = made["stuck"]
     conn.execute("UPDATE emails SET status = 'sending', attempts = 1 WHERE id = %s", (stuck.id,))
     conn.execute(
-        "INSERT INTO email_events (email_id, kind, job_id, at, detail) "
-        "VALUES (%s, 'claimed', %s, now() - interval '2 minutes', '{\"attempt\": 1, \"late_ms\": 5}')",
-        (stuck.id, stuck.job_id),
+        "INSERT INTO email_events (org_id, email_id, kind, job_id, at, detail) "
+        "VALUES (%s, %s, 'claimed', %s, now() - interval '2 minutes', '{\"attempt\": 1, \"late_ms\": 5}')",
+        (stuck.org_id, stuck.id, stuck.job_id),
     )
     return made
 

@@ -61,10 +61,11 @@ def nodes(plan: dict[str, Any]) -> Iterator[dict[str, Any]]:
 def small(conn: Conn, owner: User) -> Conn:
     """A database as a worker finds it right after a deployment: a few emails, never analysed."""
     conn.execute(
-        "INSERT INTO emails (owner_id, from_addr, to_addrs, subject, body_text, send_at, next_attempt_at, message_id)"
-        " SELECT %s, 'a@example.com', ARRAY['b@example.com'], 's', 'b', now(), now(), '<plan-' || g || '@x>'"
+        "INSERT INTO emails (org_id, owner_id, from_addr, to_addrs, subject, body_text, send_at, next_attempt_at,"
+        " message_id) SELECT (SELECT org_id FROM memberships WHERE user_id = %(o)s), %(o)s, 'a@example.com',"
+        " ARRAY['b@example.com'], 's', 'b', now(), now(), '<plan-' || g || '@x>'"
         "   FROM generate_series(1, 3) AS g",
-        (owner.id,),
+        {"o": owner.id},
     )
     conn.execute("SET plan_cache_mode = force_generic_plan")
     return conn

@@ -70,12 +70,14 @@ def test_a_far_future_backlog_does_not_make_near_emails_late(
 ) -> None:
     """50,000 emails due next month hold no queue job; emails due now are as punctual as without them."""
     conn.execute(
-        """INSERT INTO emails (owner_id, from_addr, to_addrs, subject, body_text, send_at, next_attempt_at, message_id)
-           SELECT %s, 'a@example.com', '{later@example.com}', 'later', 'b',
+        """INSERT INTO emails (org_id, owner_id, from_addr, to_addrs, subject, body_text, send_at, next_attempt_at,
+                               message_id)
+           SELECT (SELECT org_id FROM memberships WHERE user_id = %(o)s), %(o)s, 'a@example.com',
+                  '{later@example.com}', 'later', 'b',
                   now() + interval '30 days' + n * interval '1 second',
                   now() + interval '30 days' + n * interval '1 second', '<later-' || n || '@x>'
              FROM generate_series(1, 50000) AS n""",
-        (owner.id,),
+        {"o": owner.id},
     )
     conn.execute("ANALYZE emails")
     workers()

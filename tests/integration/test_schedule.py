@@ -14,7 +14,7 @@ import pytest
 from tasks.core import db, errors
 from tasks.core.config import Settings
 from tasks.core.db import Conn
-from tasks.domain import emails, models
+from tasks.domain import emails, models, orgs
 from tasks.domain.models import User
 from tasks.queue import jobs
 from tests.support import invariants
@@ -148,13 +148,16 @@ def test_scheduling_is_one_round_trip(
         trips += 1
         return wait(self, *args, **kwargs)
 
+    org_id = orgs.personal_org_id(conn, owner.id)  # the API knows it already (the request's organization)
     monkeypatch.setattr(psycopg.Connection, "wait", counted)
-    email, created = emails.schedule(conn, owner=owner, draft=make_draft(idempotency_key="once"), settings=settings)
+    email, created = emails.schedule(
+        conn, owner=owner, draft=make_draft(idempotency_key="once"), settings=settings, org_id=org_id
+    )
     monkeypatch.undo()
 
     assert trips == 1
     assert created and job_of(conn, email.job_id) is not None
-    assert [e.kind for e in emails.timeline(conn, models.owner(owner.id), email.id)] == ["scheduled"]
+    assert [e.kind for e in emails.timeline(conn, orgs.personal_scope(conn, owner.id), email.id)] == ["scheduled"]
 
 
 def test_a_key_taken_meanwhile_leaves_the_callers_transaction_usable(
@@ -212,8 +215,8 @@ def test_cancel_cancels_the_job_too_and_is_idempotent(
 ) -> None:
     email, _ = emails.schedule(conn, owner=owner, draft=make_draft(), settings=settings)
 
-    cancelled = emails.cancel(conn, models.owner(owner.id), email.id)
-    again = emails.cancel(conn, models.owner(owner.id), email.id)
+    cancelled = emails.cancel(conn, orgs.personal_scope(conn, owner.id), email.id)
+    again = emails.cancel(conn, orgs.personal_scope(conn, owner.id), email.id)
 
     assert cancelled.status == again.status == "cancelled"
     assert job_of(conn, email.job_id)["status"] == "cancelled"
@@ -239,7 +242,7 @@ def test_reschedule_replaces_the_job(
     email, _ = emails.schedule(conn, owner=owner, draft=make_draft(), settings=settings)
     new_time = dt.datetime.now(dt.UTC) + dt.timedelta(minutes=3)
 
-    moved = emails.reschedule(conn, models.owner(owner.id), email.id, send_at=new_time, settings=settings)
+    moved = emails.reschedule(conn, orgs.personal_scope(conn, owner.id), email.id, send_at=new_time, settings=settings)
 
     assert moved.send_at == new_time == moved.next_attempt_at
     assert moved.job_id != email.job_id
@@ -257,7 +260,7 @@ def test_send_now_moves_the_attempt_to_now(
 ) -> None:
     email, _ = emails.schedule(conn, owner=owner, draft=make_draft(), settings=settings)
 
-    now = emails.send_now(conn, models.owner(owner.id), email.id, settings=settings)
+    now = emails.send_now(conn, orgs.personal_scope(conn, owner.id), email.id, settings=settings)
 
     assert now.next_attempt_at < email.send_at
     assert job_of(conn, now.job_id)["scheduled_at"] <= dt.datetime.now(dt.UTC)
@@ -267,7 +270,7 @@ def test_another_owners_email_is_not_found_and_unchanged(
     conn: Conn, owner: User, make_draft: Callable[..., Any], settings: Settings
 ) -> None:
     email, _ = emails.schedule(conn, owner=owner, draft=make_draft(), settings=settings)
-    mallory = models.owner(emails.ensure_user(conn, email="mallory@example.com").id)
+    mallory = orgs.personal_scope(conn, emails.ensure_user(conn, email="mallory@example.com").id)
     later = dt.datetime.now(dt.UTC) + dt.timedelta(hours=2)
 
     for attempt in (

@@ -25,12 +25,13 @@ def test_the_check_constraint_allows_exactly_the_statuses(conn: db.Conn) -> None
 
 def test_the_trigger_allows_exactly_the_transitions(conn: db.Conn, owner: User) -> None:
     row = conn.execute(
-        """INSERT INTO emails (owner_id, from_addr, to_addrs, subject, body_text, send_at, next_attempt_at,
+        """INSERT INTO emails (org_id, owner_id, from_addr, to_addrs, subject, body_text, send_at, next_attempt_at,
                                message_id, job_id, sent_at, data_started_at, offline_at)
-           VALUES (%s, 'app@example.com', ARRAY['a@example.com'], 'S', 'B', now(), now(),
+           VALUES ((SELECT org_id FROM memberships WHERE user_id = %(o)s), %(o)s, 'app@example.com',
+                   ARRAY['a@example.com'], 'S', 'B', now(), now(),
                    '<status-test@example.com>', 1, now(), now(), now())
            RETURNING id""",
-        (owner.id,),
+        {"o": owner.id},
     ).fetchone()
     assert row is not None
     email_id = row["id"]

@@ -13,9 +13,10 @@ from flask.testing import FlaskClient
 
 from tasks.core import db
 from tasks.core.config import Settings
-from tasks.domain import batch_plan, batches, emails, tokens
+from tasks.domain import batch_plan, batches, emails, orgs, tokens
 from tasks.domain.models import User
 from tests.e2e.conftest import browser, output_dir  # noqa: F401  (Chromium, and where screenshots go)
+from webapp import orgs as webapp_orgs
 
 Conn = Any
 #: Text planted in Bob's data: it must never reach Alice, whatever route she calls.
@@ -24,17 +25,29 @@ BOBS_SECRET = "BOB-PRIVATE-7f3a"
 
 @dataclasses.dataclass(frozen=True)
 class Owned:
-    """What one user has: an email, a batch, a token (and its secret)."""
+    """What one user has, in their own organization: an email, a batch, a token (and its secret),
+    and an invitation (and its signed link) to someone else."""
 
     user: User
+    org_id: int
     email: str
     batch: str
     token: int
     secret: str
+    invitation: int
+    invitation_link: str
 
     def ids(self) -> dict[str, str]:
-        """Return the values for a route's ``<email_id>``, ``<batch_id>`` and ``<token_id>``."""
-        return {"email_id": self.email, "batch_id": self.batch, "token_id": str(self.token)}
+        """Return the values for a route's ``<email_id>``, ``<batch_id>``, ``<token_id>``, ``<user_id>``
+        (a member), ``<invitation_id>`` and ``<token>`` (an invitation's signed link)."""
+        return {
+            "email_id": self.email,
+            "batch_id": self.batch,
+            "token_id": str(self.token),
+            "user_id": str(self.user.id),
+            "invitation_id": str(self.invitation),
+            "token": self.invitation_link,
+        }
 
 
 def own(conn: Conn, settings: Settings, make_draft: Callable[..., Any], user: User, marker: str) -> Owned:
@@ -51,7 +64,18 @@ def own(conn: Conn, settings: Settings, make_draft: Callable[..., Any], user: Us
     )
     batch, _ = batches.create(conn, owner=user, plan=plan, settings=settings)
     token, secret = tokens.create(conn, user, f"{marker} token")
-    return Owned(user=user, email=str(mail.id), batch=str(batch.id), token=token.id, secret=secret)
+    me = orgs.memberships_of(conn, user.id)[0]
+    invitation, invitation_secret = orgs.invite(conn, me, f"invitee-{user.id}@example.com", orgs.Role.MEMBER)
+    return Owned(
+        user=user,
+        org_id=me.org_id,
+        email=str(mail.id),
+        batch=str(batch.id),
+        token=token.id,
+        secret=secret,
+        invitation=invitation.id,
+        invitation_link=webapp_orgs.sign(invitation, invitation_secret, settings.secret_key),
+    )
 
 
 @pytest.fixture
@@ -95,6 +119,9 @@ def snapshot(conn: Conn) -> dict[str, list[Any]]:
         ).fetchall(),
         "batches": conn.execute("SELECT * FROM batches ORDER BY id").fetchall(),
         "tokens": conn.execute("SELECT id, name, revoked_at FROM api_tokens ORDER BY id").fetchall(),
+        "memberships": conn.execute("SELECT * FROM memberships ORDER BY org_id, user_id").fetchall(),
+        "invitations": conn.execute("SELECT * FROM invitations ORDER BY org_id, id").fetchall(),
+        "organizations": conn.execute("SELECT * FROM organizations ORDER BY id").fetchall(),
         "users": conn.execute("SELECT id, session_version FROM users ORDER BY id").fetchall(),
         "jobs": conn.execute("SELECT id, status, scheduled_at FROM procrastinate_jobs ORDER BY id").fetchall(),
     }

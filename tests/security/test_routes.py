@@ -46,6 +46,9 @@ QUERY_IDS = {
 }
 #: Routes that hold the connection open (Server-Sent Events): only their refusals are checked here.
 STREAMS = {"live.stream"}
+#: Routes whose id is a signed link given to one address (an invitation): someone else holding
+#: another organization's link is told it is not theirs (403), and nothing changes.
+LINKS = {"orgs.invitation", "orgs.accept"}
 #: Routes only operators may see; anyone else gets 404, as if they did not exist.
 OPERATORS_ONLY = {"operators.index", "devmail.index", "charts.operators"}
 
@@ -218,7 +221,8 @@ def test_credentials_in_the_request_replace_the_cookie(alice_client: FlaskClient
 def test_every_route_answers_404_for_another_users_ids_and_changes_nothing(
     app: Flask, alice_client: FlaskClient, conn: Conn, alices: Owned, bobs: Owned
 ) -> None:
-    """Through the session (with a valid CSRF token) and, for the API, Alice's own bearer token."""
+    """Bob's rows are in his organization, Alice's session and token in hers: through the session (with a
+    valid CSRF token) and, for the API, Alice's own bearer token, every id of his is unknown."""
     token = csrf_token(alice_client)
     bearer = {"Authorization": f"Bearer {alices.secret}"}
     before = snapshot(conn)
@@ -230,7 +234,11 @@ def test_every_route_answers_404_for_another_users_ids_and_changes_nothing(
         extra: dict[str, Any] = {} if method in SAFE else {"headers": {"X-CSRF-Token": token}}
         if method == "POST" and not target.startswith("/api/"):
             extra["data"] = {"csrf_token": token, "send_at": "2031-01-01T00:00:00Z"}
-        answers[f"session {method} {rule.rule}"] = _call(alice_client, method, target, **extra).status_code
+        status = _call(alice_client, method, target, **extra).status_code
+        if rule.endpoint in LINKS:
+            assert status == 403, (method, rule.rule)
+            continue
+        answers[f"session {method} {rule.rule}"] = status
         if target.startswith("/api/"):
             by_token = _call(app.test_client(), method, target, headers=bearer)
             answers[f"token {method} {rule.rule}"] = by_token.status_code
@@ -268,4 +276,4 @@ def test_the_tables_above_name_only_routes_that_exist(app: Flask) -> None:
     """A route renamed or removed must leave these lists too, so they never cover nothing."""
     endpoints = {rule.endpoint for rule in app.url_map.iter_rules()}
 
-    assert set(PUBLIC) | set(QUERY_IDS) | STREAMS | OPERATORS_ONLY <= endpoints
+    assert set(PUBLIC) | set(QUERY_IDS) | STREAMS | OPERATORS_ONLY | LINKS <= endpoints

@@ -18,6 +18,7 @@ NOW = dt.datetime(2030, 1, 7, 8, 0, tzinfo=dt.UTC)
 def email(**changes: Any) -> Email:
     base = Email(
         id=uuid.uuid4(),
+        org_id=1,
         owner_id=1,
         from_addr="f@x",
         reply_to=None,

@@ -40,6 +40,7 @@ def make_email(**overrides: Any) -> Email:
     now = dt.datetime.now(dt.UTC)
     fields: dict[str, Any] = dict(
         id=email_id,
+        org_id=1,
         owner_id=1,
         from_addr="Reach D. Box <noreply@example.com>",
         reply_to="alice@example.com",

@@ -14,6 +14,7 @@ from typing import Any
 
 from flask import Blueprint, Response, abort, g, request
 
+from tasks.domain import orgs
 from webapp import auth
 from webapp.errors import error_response
 
@@ -24,7 +25,11 @@ PUBLIC_ENDPOINTS = frozenset({"api.openapi"})
 @bp.before_request
 def _require_user() -> Response | None:
     """Answer 401 to a request that is neither signed in nor carrying a valid token (RFC 6750's challenge)."""
-    if request.endpoint in PUBLIC_ENDPOINTS or auth.current_user() is not None:
+    if request.endpoint in PUBLIC_ENDPOINTS:
+        return None
+    if auth.current_user() is not None:
+        # Reading needs the viewer role (and a token's 'read' scope); anything else, member ('send').
+        auth.require(orgs.Action.READ if request.method in ("GET", "HEAD", "OPTIONS") else orgs.Action.SEND)
         return None
     problem = g.get("token_problem") or "sign in, or send 'Authorization: Bearer <personal access token>'"
     response = error_response(401, "unauthenticated", problem)

@@ -61,9 +61,11 @@ def create_batch() -> Any:
     plan = plan_from(data)
     if dry_run:
         return {"dry_run": True, **plan.preview()}
-    batch, created = batches.create(ext.conn(), owner=signed_in_user(), plan=plan, settings=ext.settings())
+    batch, created = batches.create(
+        ext.conn(), owner=signed_in_user(), plan=plan, settings=ext.settings(), org_id=scope().org_id
+    )
     if created:
-        ext.publish(batch.owner_id, "", "batch", batch_id=str(batch.id), total=batch.total)
+        ext.publish(batch.org_id, "", "batch", batch_id=str(batch.id), total=batch.total)
     body = {"batch": batch.as_dict(), **plan.preview()}
     headers = {"Location": url_for("api.get_batch", batch_id=batch.id)}
     if not created:
@@ -81,5 +83,5 @@ def get_batch(batch_id: str) -> Any:
 def cancel_batch(batch_id: str) -> Any:
     """Cancel every email of the batch that has not started sending."""
     batch, cancelled = batches.cancel_rest(ext.conn(), scope(), batch_id)
-    ext.publish(batch.owner_id, "", "batch", batch_id=str(batch.id), cancelled=len(cancelled))
+    ext.publish(batch.org_id, "", "batch", batch_id=str(batch.id), cancelled=len(cancelled))
     return {"batch": batch.as_dict(), "cancelled": len(cancelled)}

@@ -25,6 +25,15 @@ def _check_fields(data: dict[str, Any], allowed: frozenset[str]) -> None:
             raise errors.ValidationError(f"{name}: unknown field", field=name)
 
 
+def _flag(raw: str | None) -> bool:
+    """Read a query string's yes/no (``mine=1``); anything else is a 422."""
+    if raw is None or raw in ("0", "false"):
+        return False
+    if raw in ("1", "true"):
+        return True
+    raise errors.ValidationError("mine: must be true or false", field="mine")
+
+
 @bp.post("/emails")
 def create_email() -> Any:
     """Schedule an email; the same Idempotency-Key returns the first one."""
@@ -45,7 +54,9 @@ def create_email() -> Any:
         send_now=send_now,
         idempotency_key=idempotency_key(data),
     )
-    email, created = emails.schedule(ext.conn(), owner=signed_in_user(), draft=draft, settings=ext.settings())
+    email, created = emails.schedule(
+        ext.conn(), owner=signed_in_user(), draft=draft, settings=ext.settings(), org_id=scope().org_id
+    )
     if created:
         ext.publish_email(email)
     headers = {"Location": url_for("api.get_email", email_id=email.id)}
@@ -56,7 +67,7 @@ def create_email() -> Any:
 
 @bp.get("/emails")
 def list_emails() -> Any:
-    """List the caller's emails, newest first, one page at a time."""
+    """List the organization's emails (``mine``: the caller's own), newest first, one page at a time."""
     limit = listing.parse_limit(request.args.get("limit"))
     batch_id = None
     if "batch_id" in request.args:
@@ -70,7 +81,7 @@ def list_emails() -> Any:
         raise errors.ValidationError(f"status: must be one of {', '.join(listing.FILTERS)}", field="status")
     page = listing.emails_page(
         ext.conn(),
-        scope(),
+        scope(mine=_flag(request.args.get("mine"))),
         view=status,
         q=request.args.get("q"),
         cursor=request.args.get("cursor") or None,

@@ -11,7 +11,7 @@ optional one (a query or header parameter) is left out. The ``unknown_token`` an
 
 tests/integration/test_api_examples.py sends every exchange to a running app and checks
 the answer against the example (field by field) and the schema, so these stay true.
-Fields that differ from run to run (creation times, event and job ids, ``owner_id``,
+Fields that differ from run to run (creation times, event and job ids, ``owner_id``, ``org_id``,
 ``why``, which counts down, and the times ``send-now`` sets) are checked against the
 schema only.
 """
@@ -192,6 +192,7 @@ _PREVIEW: list[dict[str, Any]] = [
 _SPAN = {"first_send_at": "2030-06-01T07:00:00+00:00", "last_send_at": "2030-06-01T07:01:00+00:00"}
 BATCH: dict[str, Any] = {
     "id": BATCH_ID,
+    "org_id": 3,
     "owner_id": 7,
     "name": "June invitations",
     "subject_template": "Hi {{first_name}}",
@@ -277,6 +278,6 @@ CANCEL_BATCH_404 = _NO_BATCH
 UNKNOWN_TOKEN = {
     "unknown_token": example(
         "Authorization: Bearer with a token that is unknown or revoked",
-        error("unauthenticated", "the token is unknown or revoked", None),
+        error("unauthenticated", "the token is unknown or revoked, or its user left its organization", None),
     )
 }

@@ -79,9 +79,10 @@ _REPLAYED = {
 
 _ERROR_TEXT = {
     400: "The body is not a JSON object (or the request is malformed).",
-    401: "Not signed in, or the token is unknown or revoked.",
-    403: "A session request without a valid CSRF token.",
-    404: "No such resource (or it belongs to someone else).",
+    401: "Not signed in, or the token is unknown, revoked, or its user left its organization.",
+    403: "Refused, with the reason: the caller's role in the organization (viewers only read), the token's"
+    " scopes (read, send), or a session request without a valid CSRF token.",
+    404: "No such resource (or it belongs to another organization).",
     409: "The state does not allow it (already sent, key reused with another body).",
     413: "The request body is too large.",
     422: "Invalid input; field names the first problem.",
@@ -183,10 +184,16 @@ def document() -> dict[str, Any]:
                             "examples": examples.LIST_LIMIT,
                         },
                         {"name": "batch_id", "in": "query", "schema": {"type": "string", "format": "uuid"}},
+                        {
+                            "name": "mine",
+                            "in": "query",
+                            "description": "Only the caller's own emails (else the whole organization's).",
+                            "schema": {"type": "boolean", "default": False},
+                        },
                     ],
                     "responses": {
                         "200": _json(schemas.ref("EmailList"), "One page.", examples=examples.LIST_200),
-                        **_errors(401, 404, 429),
+                        **_errors(401, 403, 404, 429),
                         **_error(422, examples.LIST_422),
                     },
                 },
@@ -199,7 +206,7 @@ def document() -> dict[str, Any]:
                     "summary": "An email, its body and timeline",
                     "responses": {
                         "200": _json(schemas.ref("Email"), "The email.", examples=examples.GET_EMAIL_200),
-                        **_errors(401, 429),
+                        **_errors(401, 403, 429),
                         **_error(404, examples.GET_EMAIL_404),
                     },
                 },
@@ -285,7 +292,7 @@ def document() -> dict[str, Any]:
                     "summary": "A batch and its progress",
                     "responses": {
                         "200": _json(schemas.ref("BatchResult"), "The batch.", examples=examples.GET_BATCH_200),
-                        **_errors(401, 429),
+                        **_errors(401, 403, 429),
                         **_error(404, examples.GET_BATCH_404),
                     },
                 },

@@ -191,7 +191,8 @@ SCHEMAS: dict[str, Any] = {
         "required": ["id", "total", "sent", "pending", "next_at"],
         "properties": {
             "id": {"type": "string", "format": "uuid"},
-            "owner_id": {"type": "integer"},
+            "org_id": {"type": "integer", "description": "The organization it belongs to."},
+            "owner_id": {"type": "integer", "description": "The member who sent it."},
             "name": {"type": "string"},
             "subject_template": {"type": "string"},
             "total": {"type": "integer"},
