@@ -200,22 +200,32 @@ SELECT * FROM emails
 
 -- list_items --
 -- The dashboard's list: single emails, and each batch as one item (when it has
--- an email in the list's statuses). Same keyset as list_emails.
+-- an email in the list's statuses). Same keyset as list_emails. Each branch is
+-- ordered and limited on its own, so each reads its first rows through its index
+-- (emails_org_created_idx, batches_org_created_idx) and the two are merged; a
+-- UNION ordered only as a whole read every email of the organization to sort
+-- them (52 ms at 100,000 emails; 1 ms this way: bench/rls_cost.py).
 SELECT kind, id, created_at FROM (
-    SELECT 'email' AS kind, e.id, e.created_at
-      FROM emails e
-     WHERE (%(any_org)s OR e.org_id = %(org_id)s) AND e.batch_id IS NULL
-       AND (NOT %(mine_only)s OR e.owner_id = %(owner_id)s)
-       AND e.status = ANY(%(statuses)s::text[])
+    (SELECT 'email' AS kind, e.id, e.created_at
+       FROM emails e
+      WHERE (%(any_org)s OR e.org_id = %(org_id)s) AND e.batch_id IS NULL
+        AND (NOT %(mine_only)s OR e.owner_id = %(owner_id)s)
+        AND e.status = ANY(%(statuses)s::text[])
+        AND (%(before_created)s::timestamptz IS NULL
+             OR (e.created_at, e.id) < (%(before_created)s::timestamptz, %(before_id)s::uuid))
+      ORDER BY e.created_at DESC, e.id DESC
+      LIMIT %(limit)s)
     UNION ALL
-    SELECT 'batch', b.id, b.created_at
-      FROM batches b
-     WHERE (%(any_org)s OR b.org_id = %(org_id)s)
-       AND (NOT %(mine_only)s OR b.owner_id = %(owner_id)s)
-       AND EXISTS (SELECT 1 FROM emails e WHERE e.batch_id = b.id AND e.status = ANY(%(statuses)s::text[]))
+    (SELECT 'batch', b.id, b.created_at
+       FROM batches b
+      WHERE (%(any_org)s OR b.org_id = %(org_id)s)
+        AND (NOT %(mine_only)s OR b.owner_id = %(owner_id)s)
+        AND EXISTS (SELECT 1 FROM emails e WHERE e.batch_id = b.id AND e.status = ANY(%(statuses)s::text[]))
+        AND (%(before_created)s::timestamptz IS NULL
+             OR (b.created_at, b.id) < (%(before_created)s::timestamptz, %(before_id)s::uuid))
+      ORDER BY b.created_at DESC, b.id DESC
+      LIMIT %(limit)s)
 ) items
- WHERE (%(before_created)s::timestamptz IS NULL
-        OR (created_at, id) < (%(before_created)s::timestamptz, %(before_id)s::uuid))
  ORDER BY created_at DESC, id DESC
  LIMIT %(limit)s;
 

@@ -8,9 +8,10 @@ from typing import Any
 
 from flask import Flask
 
+from tasks.core import db
 from tasks.core.config import Settings
 from tasks.core.db import Conn
-from tasks.domain import emails, orgs, tokens
+from tasks.domain import emails, listing, orgs, tokens
 from tasks.domain.models import User
 from tests.support.web import csrf_token, make_app
 
@@ -72,3 +73,42 @@ def test_the_dev_login_signs_in_with_the_address_given(web_env: dict[str, str], 
 
     assert response.status_code == 302
     assert "carol@example.com" in client.get("/").get_data(as_text=True)
+
+
+def test_the_outbox_list_reads_its_page_not_every_email_of_the_organization(conn: Conn) -> None:
+    """A team's outbox grows: the list's first page must cost the same at 3,000 emails as at 30."""
+    user = emails.ensure_user(conn, email="alice@example.com")
+    org_id = orgs.personal_org_id(conn, user.id)
+    conn.execute(
+        """INSERT INTO emails (org_id, owner_id, from_addr, to_addrs, subject, body_text, send_at, next_attempt_at,
+                               message_id, created_at)
+           SELECT %(o)s, %(u)s, 'f@example.com', ARRAY['t@example.com'], 's' || n, 'b', now(), now(),
+                  '<list-' || n || '@x>', now() - n * interval '1 second'
+             FROM generate_series(1, 3000) AS n""",
+        {"o": org_id, "u": user.id},
+    )
+    conn.execute("ANALYZE emails")
+    params = {
+        "any_org": False,
+        "org_id": org_id,
+        "mine_only": False,
+        "owner_id": user.id,
+        "statuses": list(listing.statuses_for("all")),
+        "before_created": None,
+        "before_id": None,
+        "limit": 26,
+    }
+    conn.execute("SET ROLE reach_web")
+    db.run(conn, "set_org", org_id=str(org_id))
+
+    row = conn.execute("EXPLAIN (ANALYZE, FORMAT JSON) " + db.queries["list_items"], params).fetchone()
+
+    assert row is not None
+    plan = row["QUERY PLAN"][0]["Plan"]
+    scans = [n for n in _nodes(plan) if n.get("Relation Name") == "emails" and "Scan" in n["Node Type"]]
+    read = sum(n["Actual Rows"] * n["Actual Loops"] for n in scans)
+    assert scans and read <= 26, scans
+
+
+def _nodes(plan: dict[str, Any]) -> list[dict[str, Any]]:
+    return [plan, *(n for child in plan.get("Plans", []) for n in _nodes(child))]
