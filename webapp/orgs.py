@@ -18,7 +18,7 @@ from flask import Blueprint, abort, flash, redirect, render_template, request, s
 from itsdangerous import BadSignature, URLSafeSerializer
 
 from tasks.core import errors
-from tasks.domain import orgs
+from tasks.domain import emails, orgs, validation
 from webapp import ext
 from webapp.auth import current_user, login_required, membership, require, signed_in_user
 from webapp.errors import error_response
@@ -98,14 +98,39 @@ def invite() -> Any:
         flash(exc.message, "error")
         return redirect(url_for("orgs.members"))
     log.info("invitation created", org_id=member.org_id, invitation_id=invitation.id, role=str(role))
+    link = invitation_link(invitation, secret)
+    if request.form.get("send") == "1":
+        _send(invitation, link, member)
     return render_template(
         "members.html",
         members=orgs.members(conn, member.org_id),
         invitations=orgs.pending_invitations(conn, member.org_id),
         roles=list(orgs.Role),
-        link=invitation_link(invitation, secret),
+        link=link,
         invited=invitation,
     )
+
+
+def _send(invitation: orgs.Invitation, link: str, member: orgs.Membership) -> None:
+    """Email the link to the invitee, from the organization's outbox, now (best effort: the page shows it too)."""
+    user = signed_in_user()
+    inviter = user.name or user.email
+    body = (
+        f"{inviter} invited you to join {member.org_name} on Reach D. Box as {invitation.role}.\n\n"
+        f"Sign in as {invitation.email} and open this link to accept (it works once, for 7 days):\n{link}\n"
+    )
+    try:
+        draft = validation.validate(
+            to=[invitation.email], subject=f"{inviter} invited you to {member.org_name}", body_text=body, send_now=True
+        )
+        email, _created = emails.schedule(
+            ext.conn(), owner=user, draft=draft, settings=ext.settings(), org_id=member.org_id
+        )
+    except errors.ValidationError as exc:
+        flash(f"The link was not emailed ({exc.message}): send it yourself.", "error")
+        return
+    ext.publish_email(email)
+    flash(f"The link was emailed to {invitation.email}.", "ok")
 
 
 @bp.post("/members/<int:user_id>/role")

@@ -397,3 +397,21 @@ def test_an_organization_is_not_deleted_while_one_of_its_emails_is_being_sent(
 
     assert "being sent" in response.get_data(as_text=True)
     assert snapshot(conn) == before
+
+
+def test_an_invitation_can_be_emailed_from_the_organizations_outbox(conn: Conn, team: Team) -> None:
+    admin = team.clients[orgs.Role.ADMIN]
+    page = admin.post(
+        "/members/invite",
+        data={"csrf_token": csrf_token(admin, "/members"), "email": "carol@example.com", "role": "member", "send": "1"},
+    ).get_data(as_text=True)
+    start = page.index('<code id="invitation-link">') + len('<code id="invitation-link">')
+    link = page[start : page.index("</code>", start)]
+
+    row = conn.execute(
+        "SELECT org_id, owner_id, to_addrs, body_text, status FROM emails WHERE 'carol@example.com' = ANY(to_addrs)"
+    ).fetchone()
+
+    assert row is not None and row["org_id"] == team.owner.org_id and row["owner_id"] == team.users[orgs.Role.ADMIN].id
+    assert link in row["body_text"] and row["status"] == "scheduled"
+    assert "The link was emailed to carol@example.com" in page
