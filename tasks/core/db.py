@@ -130,44 +130,40 @@ def pool(
         kwargs={"row_factory": dict_row, "options": _options()},
         configure=role.configure if role else _autocommit,
         check=idle.check_sync,
-        reset=idle.returned_sync,
         open=True,
     )
 
 
 class _IdleCheck:
-    """Check a pooled connection with a round trip only if it sat idle for a while.
+    """Check a pooled connection with a round trip only if it was not taken for a while.
 
     A worker takes a connection from the pool several times per email, a web
     request once; checking each time (``check_connection``) was one extra round
-    trip per take. A connection used moments ago is trusted; one idle for
+    trip per take. A connection taken moments ago is trusted; one not taken for
     ``idle_after`` seconds (long enough for the server to have restarted) is
-    checked before use.
+    checked before use. The time is noted when the connection is taken (here),
+    not when it is given back: a pool with a ``reset`` hook returns connections
+    through a background worker, so they come back late and the pool grows.
     """
 
     def __init__(self, idle_after: float):
         self.idle_after = idle_after
-        self._returned: dict[int, float] = {}
+        self._taken: dict[int, float] = {}
+
+    def _due(self, conn: AsyncConn | Conn) -> bool:
+        if conn.broken or conn.closed:
+            raise psycopg.OperationalError("the connection is closed")
+        now = time.monotonic()
+        last, self._taken[id(conn)] = self._taken.get(id(conn), 0.0), now
+        return now - last > self.idle_after
 
     async def check(self, conn: AsyncConn) -> None:
-        if conn.broken or conn.closed:
-            raise psycopg.OperationalError("the connection is closed")
-        if time.monotonic() - self._returned.pop(id(conn), 0.0) > self.idle_after:
+        if self._due(conn):
             await psycopg_pool.AsyncConnectionPool.check_connection(conn)
 
-    async def returned(self, conn: AsyncConn) -> None:
-        self._returned[id(conn)] = time.monotonic()
-
-    # The same for the web's thread-safe pool (dict operations are atomic under the GIL).
-
     def check_sync(self, conn: Conn) -> None:
-        if conn.broken or conn.closed:
-            raise psycopg.OperationalError("the connection is closed")
-        if time.monotonic() - self._returned.pop(id(conn), 0.0) > self.idle_after:
+        if self._due(conn):
             psycopg_pool.ConnectionPool.check_connection(conn)
-
-    def returned_sync(self, conn: Conn) -> None:
-        self._returned[id(conn)] = time.monotonic()
 
 
 def async_pool(conninfo: str, *, size: int, name: str = "reachdbox-worker", check_idle_after: float = 2.0) -> AsyncPool:
@@ -189,7 +185,6 @@ def async_pool(conninfo: str, *, size: int, name: str = "reachdbox-worker", chec
         kwargs={"row_factory": dict_row, "options": _options("-c synchronous_commit=off")},
         configure=_autocommit_async,
         check=idle.check,
-        reset=idle.returned,
         open=False,
     )
 
