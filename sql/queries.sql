@@ -670,6 +670,125 @@ SELECT id::text || ':' || attempts || ':flight', clock_timestamp()
  WHERE %(in_flight)s AND owner_id = %(owner_id)s AND status = 'sending' AND data_started_at IS NULL;
 
 
+-- org_state --
+-- One organization as a worker holds it (tasks/delivery/orgs.py): read at most once a
+-- second per process and organization, never once per email. Its transports' URLs are
+-- Fernet tokens, decrypted by the worker.
+SELECT o.id, o.suspended_at, o.suspended_reason,
+       s.from_name, s.from_address, s.reply_to,
+       coalesce(s.providers_mode, 'before') AS providers_mode, s.daily_quota,
+       coalesce((SELECT jsonb_agg(jsonb_build_object('label', t.label, 'secret', t.url_secret,
+                                                     'rate_limit', t.rate_limit)
+                                  ORDER BY t.position)
+                   FROM org_transports t WHERE t.org_id = o.id), '[]') AS transports
+  FROM organizations o
+  LEFT JOIN org_settings s ON s.org_id = o.id
+ WHERE o.id = %(org_id)s;
+
+-- quota_entries --
+-- What an organization's daily-quota set held, rebuilt from the truth: each of its
+-- emails whose DATA began that UTC day (tasks/delivery/ratelimit.py, count_quota).
+SELECT id::text AS member, data_started_at AS at
+  FROM emails
+ WHERE org_id = %(org_id)s AND data_started_at >= %(day_start)s
+   AND data_started_at < %(day_start)s + interval '1 day';
+
+-- org_settings_get --
+SELECT o.id AS org_id, o.name, o.suspended_at, o.suspended_reason,
+       s.from_name, s.from_address, s.reply_to,
+       coalesce(s.providers_mode, 'before') AS providers_mode, s.daily_quota, s.updated_at
+  FROM organizations o
+  LEFT JOIN org_settings s ON s.org_id = o.id
+ WHERE o.id = %(org_id)s;
+
+-- org_identity_set --
+INSERT INTO org_settings (org_id, from_name, from_address, reply_to)
+     VALUES (%(org_id)s, %(from_name)s, %(from_address)s, %(reply_to)s)
+ON CONFLICT (org_id) DO UPDATE
+        SET from_name = EXCLUDED.from_name, from_address = EXCLUDED.from_address,
+            reply_to = EXCLUDED.reply_to, updated_at = now();
+
+-- org_mode_set --
+INSERT INTO org_settings (org_id, providers_mode)
+     VALUES (%(org_id)s, %(mode)s)
+ON CONFLICT (org_id) DO UPDATE SET providers_mode = EXCLUDED.providers_mode, updated_at = now();
+
+-- org_quota_set --
+INSERT INTO org_settings (org_id, daily_quota)
+     VALUES (%(org_id)s, %(quota)s)
+ON CONFLICT (org_id) DO UPDATE SET daily_quota = EXCLUDED.daily_quota, updated_at = now();
+
+-- org_transports_list --
+-- What is shown of an organization's transports: never the secret.
+SELECT label, position, url_masked, rate_limit, created_at
+  FROM org_transports
+ WHERE org_id = %(org_id)s
+ ORDER BY position;
+
+-- org_transport_add --
+-- Last in the organization's order; NULL when the label is taken.
+INSERT INTO org_transports (org_id, label, position, url_masked, url_secret, rate_limit)
+SELECT %(org_id)s, %(label)s,
+       coalesce((SELECT max(position) FROM org_transports WHERE org_id = %(org_id)s), 0) + 1,
+       %(url_masked)s, %(url_secret)s, %(rate_limit)s
+ON CONFLICT (org_id, label) DO NOTHING
+RETURNING label, position, url_masked, rate_limit, created_at;
+
+-- org_transport_remove --
+DELETE FROM org_transports
+ WHERE org_id = %(org_id)s AND label = %(label)s
+RETURNING label, url_masked;
+
+-- org_transport_secrets --
+-- Every stored secret, for `keys rotate` (operators: every organization), locked until re-encrypted.
+SELECT org_id, label, url_secret
+  FROM org_transports
+ ORDER BY org_id, label
+   FOR UPDATE;
+
+-- org_transport_secret_set --
+UPDATE org_transports SET url_secret = %(url_secret)s
+ WHERE org_id = %(org_id)s AND label = %(label)s;
+
+-- audit_insert --
+INSERT INTO org_audit (org_id, actor_id, action, target, detail)
+     VALUES (%(org_id)s, %(actor_id)s, %(action)s, %(target)s, %(detail)s)
+  RETURNING id, at;
+
+-- audit_list --
+-- An organization's audit log, newest first, a page at a time (before: the last id seen).
+SELECT a.id, a.at, a.actor_id, u.email AS actor_email, a.action, a.target, a.detail
+  FROM org_audit a
+  LEFT JOIN users u ON u.id = a.actor_id
+ WHERE a.org_id = %(org_id)s AND (%(before)s::bigint IS NULL OR a.id < %(before)s)
+ ORDER BY a.id DESC
+ LIMIT %(limit)s;
+
+-- ops_orgs --
+-- The Operators page: every organization with its volume, quota and failures (operators only).
+SELECT o.id, o.name, o.created_at, o.suspended_at, o.suspended_reason, s.daily_quota,
+       coalesce(s.providers_mode, 'before') AS providers_mode,
+       (SELECT count(*) FROM memberships m WHERE m.org_id = o.id) AS members,
+       (SELECT count(*) FROM emails e
+         WHERE e.org_id = o.id AND e.data_started_at >= date_trunc('day', now() AT TIME ZONE 'UTC') AT TIME ZONE 'UTC'
+       ) AS sent_today,
+       (SELECT count(*) FROM emails e WHERE e.org_id = o.id AND e.status = 'scheduled') AS waiting,
+       (SELECT count(*) FROM emails e
+         WHERE e.org_id = o.id AND e.status IN ('failed', 'uncertain')
+           AND e.updated_at > now() - interval '24 hours') AS failed_24h,
+       coalesce((SELECT array_agg(t.label ORDER BY t.position) FROM org_transports t WHERE t.org_id = o.id),
+                '{}') AS transports
+  FROM organizations o
+  LEFT JOIN org_settings s ON s.org_id = o.id
+ ORDER BY o.id;
+
+-- ops_org_breakers --
+-- Every organization's own transports' breakers (labels o<org>.<label>), for the Operators page.
+SELECT label, state, failures, opened_count, last_error
+  FROM transport_breakers
+ WHERE label ~ '^o[0-9]+\.'
+ ORDER BY label;
+
 -- ---- Organizations (tasks/domain/orgs.py) ----
 
 -- user_orgs --

@@ -123,6 +123,26 @@ $$;
 
 
 --
+-- Name: org_audit_append_only(); Type: FUNCTION; Schema: public; Owner: -
+--
+
+CREATE FUNCTION public.org_audit_append_only() RETURNS trigger
+    LANGUAGE plpgsql
+    SET search_path TO 'public', 'pg_temp'
+    AS $$
+BEGIN
+    -- The cascade of deleting the organization itself runs after its row is gone.
+    IF TG_OP = 'DELETE' THEN
+        IF NOT EXISTS (SELECT 1 FROM organizations WHERE id = OLD.org_id) THEN
+            RETURN OLD;
+        END IF;
+    END IF;
+    RAISE EXCEPTION 'org_audit is append-only' USING ERRCODE = 'check_violation';
+END;
+$$;
+
+
+--
 -- Name: org_id_fixed(); Type: FUNCTION; Schema: public; Owner: -
 --
 
@@ -1026,6 +1046,73 @@ CREATE TABLE public.memberships (
 
 
 --
+-- Name: org_audit; Type: TABLE; Schema: public; Owner: -
+--
+
+CREATE TABLE public.org_audit (
+    org_id bigint NOT NULL,
+    id bigint NOT NULL,
+    at timestamp with time zone DEFAULT now() NOT NULL,
+    actor_id bigint,
+    action text NOT NULL,
+    target text DEFAULT ''::text NOT NULL,
+    detail jsonb DEFAULT '{}'::jsonb NOT NULL,
+    CONSTRAINT org_audit_action_check CHECK ((action ~ '^[a-z][a-z_.]{0,63}$'::text)),
+    CONSTRAINT org_audit_target_check CHECK ((char_length(target) <= 500))
+);
+
+
+--
+-- Name: org_audit_id_seq; Type: SEQUENCE; Schema: public; Owner: -
+--
+
+ALTER TABLE public.org_audit ALTER COLUMN id ADD GENERATED ALWAYS AS IDENTITY (
+    SEQUENCE NAME public.org_audit_id_seq
+    START WITH 1
+    INCREMENT BY 1
+    NO MINVALUE
+    NO MAXVALUE
+    CACHE 1
+);
+
+
+--
+-- Name: org_settings; Type: TABLE; Schema: public; Owner: -
+--
+
+CREATE TABLE public.org_settings (
+    org_id bigint NOT NULL,
+    from_name text,
+    from_address text,
+    reply_to text,
+    providers_mode text DEFAULT 'before'::text NOT NULL,
+    daily_quota integer,
+    updated_at timestamp with time zone DEFAULT now() NOT NULL,
+    CONSTRAINT org_settings_daily_quota_check CHECK ((daily_quota >= 0)),
+    CONSTRAINT org_settings_from_address_check CHECK (((from_address ~ '^[^@\s]+@[^@\s]+$'::text) AND (char_length(from_address) <= 320))),
+    CONSTRAINT org_settings_from_name_check CHECK (((char_length(from_name) <= 200) AND (from_name !~ '[\r\n]'::text))),
+    CONSTRAINT org_settings_providers_mode_check CHECK ((providers_mode = ANY (ARRAY['before'::text, 'instead'::text]))),
+    CONSTRAINT org_settings_reply_to_check CHECK (((reply_to ~ '^[^@\s]+@[^@\s]+$'::text) AND (char_length(reply_to) <= 320)))
+);
+
+
+--
+-- Name: org_transports; Type: TABLE; Schema: public; Owner: -
+--
+
+CREATE TABLE public.org_transports (
+    org_id bigint NOT NULL,
+    label text NOT NULL,
+    "position" integer NOT NULL,
+    url_masked text NOT NULL,
+    url_secret text NOT NULL,
+    rate_limit text DEFAULT ''::text NOT NULL,
+    created_at timestamp with time zone DEFAULT now() NOT NULL,
+    CONSTRAINT org_transports_label_check CHECK ((label ~ '^[a-z][a-z0-9_-]{0,19}$'::text))
+);
+
+
+--
 -- Name: organizations; Type: TABLE; Schema: public; Owner: -
 --
 
@@ -1382,6 +1469,30 @@ ALTER TABLE ONLY public.memberships
 
 
 --
+-- Name: org_audit org_audit_pkey; Type: CONSTRAINT; Schema: public; Owner: -
+--
+
+ALTER TABLE ONLY public.org_audit
+    ADD CONSTRAINT org_audit_pkey PRIMARY KEY (org_id, id);
+
+
+--
+-- Name: org_settings org_settings_pkey; Type: CONSTRAINT; Schema: public; Owner: -
+--
+
+ALTER TABLE ONLY public.org_settings
+    ADD CONSTRAINT org_settings_pkey PRIMARY KEY (org_id);
+
+
+--
+-- Name: org_transports org_transports_pkey; Type: CONSTRAINT; Schema: public; Owner: -
+--
+
+ALTER TABLE ONLY public.org_transports
+    ADD CONSTRAINT org_transports_pkey PRIMARY KEY (org_id, label);
+
+
+--
 -- Name: organizations organizations_pkey; Type: CONSTRAINT; Schema: public; Owner: -
 --
 
@@ -1554,6 +1665,13 @@ CREATE INDEX emails_org_created_idx ON public.emails USING btree (org_id, create
 
 
 --
+-- Name: emails_org_data_started_idx; Type: INDEX; Schema: public; Owner: -
+--
+
+CREATE INDEX emails_org_data_started_idx ON public.emails USING btree (org_id, data_started_at) WHERE (data_started_at IS NOT NULL);
+
+
+--
 -- Name: emails_org_owner_created_idx; Type: INDEX; Schema: public; Owner: -
 --
 
@@ -1719,6 +1837,20 @@ CREATE TRIGGER emails_org_fixed BEFORE UPDATE OF org_id ON public.emails FOR EAC
 --
 
 CREATE TRIGGER invitations_org_fixed BEFORE UPDATE OF org_id ON public.invitations FOR EACH ROW EXECUTE FUNCTION public.org_id_fixed();
+
+
+--
+-- Name: org_audit org_audit_append_only; Type: TRIGGER; Schema: public; Owner: -
+--
+
+CREATE TRIGGER org_audit_append_only BEFORE DELETE OR UPDATE ON public.org_audit FOR EACH ROW EXECUTE FUNCTION public.org_audit_append_only();
+
+
+--
+-- Name: org_audit org_audit_no_truncate; Type: TRIGGER; Schema: public; Owner: -
+--
+
+CREATE TRIGGER org_audit_no_truncate BEFORE TRUNCATE ON public.org_audit FOR EACH STATEMENT EXECUTE FUNCTION public.org_audit_append_only();
 
 
 --
@@ -1890,6 +2022,38 @@ ALTER TABLE ONLY public.memberships
 
 
 --
+-- Name: org_audit org_audit_actor_id_fkey; Type: FK CONSTRAINT; Schema: public; Owner: -
+--
+
+ALTER TABLE ONLY public.org_audit
+    ADD CONSTRAINT org_audit_actor_id_fkey FOREIGN KEY (actor_id) REFERENCES public.users(id);
+
+
+--
+-- Name: org_audit org_audit_org_id_fkey; Type: FK CONSTRAINT; Schema: public; Owner: -
+--
+
+ALTER TABLE ONLY public.org_audit
+    ADD CONSTRAINT org_audit_org_id_fkey FOREIGN KEY (org_id) REFERENCES public.organizations(id) ON DELETE CASCADE;
+
+
+--
+-- Name: org_settings org_settings_org_id_fkey; Type: FK CONSTRAINT; Schema: public; Owner: -
+--
+
+ALTER TABLE ONLY public.org_settings
+    ADD CONSTRAINT org_settings_org_id_fkey FOREIGN KEY (org_id) REFERENCES public.organizations(id) ON DELETE CASCADE;
+
+
+--
+-- Name: org_transports org_transports_org_id_fkey; Type: FK CONSTRAINT; Schema: public; Owner: -
+--
+
+ALTER TABLE ONLY public.org_transports
+    ADD CONSTRAINT org_transports_org_id_fkey FOREIGN KEY (org_id) REFERENCES public.organizations(id) ON DELETE CASCADE;
+
+
+--
 -- Name: procrastinate_events procrastinate_events_job_id_fkey; Type: FK CONSTRAINT; Schema: public; Owner: -
 --
 
@@ -2002,6 +2166,45 @@ ALTER TABLE public.memberships ENABLE ROW LEVEL SECURITY;
 --
 
 CREATE POLICY memberships_org ON public.memberships TO reach_web USING ((org_id = public.current_org_id())) WITH CHECK ((org_id = public.current_org_id()));
+
+
+--
+-- Name: org_audit; Type: ROW SECURITY; Schema: public; Owner: -
+--
+
+ALTER TABLE public.org_audit ENABLE ROW LEVEL SECURITY;
+
+--
+-- Name: org_audit org_audit_org; Type: POLICY; Schema: public; Owner: -
+--
+
+CREATE POLICY org_audit_org ON public.org_audit TO reach_web USING ((org_id = public.current_org_id())) WITH CHECK ((org_id = public.current_org_id()));
+
+
+--
+-- Name: org_settings; Type: ROW SECURITY; Schema: public; Owner: -
+--
+
+ALTER TABLE public.org_settings ENABLE ROW LEVEL SECURITY;
+
+--
+-- Name: org_settings org_settings_org; Type: POLICY; Schema: public; Owner: -
+--
+
+CREATE POLICY org_settings_org ON public.org_settings TO reach_web USING ((org_id = public.current_org_id())) WITH CHECK ((org_id = public.current_org_id()));
+
+
+--
+-- Name: org_transports; Type: ROW SECURITY; Schema: public; Owner: -
+--
+
+ALTER TABLE public.org_transports ENABLE ROW LEVEL SECURITY;
+
+--
+-- Name: org_transports org_transports_org; Type: POLICY; Schema: public; Owner: -
+--
+
+CREATE POLICY org_transports_org ON public.org_transports TO reach_web USING ((org_id = public.current_org_id())) WITH CHECK ((org_id = public.current_org_id()));
 
 
 --

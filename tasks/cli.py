@@ -195,7 +195,7 @@ def cmd_token(args: argparse.Namespace, settings: Settings) -> int:
                 scopes = orgs.check_scopes(args.scope, found.role, field="scope")
             except errors.Forbidden as exc:
                 raise errors.ValidationError(f"scope: {user.email} is {found.role} there: {exc.message}") from None
-            token, secret = tokens.create(conn, user, args.name or "", org_id=org_id, scopes=scopes)
+            token, secret = tokens.create(conn, user, args.name or "", org_id=org_id, scopes=scopes, actor_id=None)
             print(
                 f"token {token.id} for {user.email} in organization {org_id}, scopes {','.join(token.scopes)}"
                 " (shown once, keep it secret):",
@@ -209,7 +209,7 @@ def cmd_token(args: argparse.Namespace, settings: Settings) -> int:
         user = models.User.from_row(row)
         org_id = _member_org(conn, args.org, user) if args.org else orgs.personal_org_id(conn, user.id)
         if args.token_command == "revoke":
-            tokens.revoke(conn, org_id, user, args.id)
+            tokens.revoke(conn, org_id, user, args.id, actor_id=None)
             print(f"token {args.id} revoked")
             return 0
         _print_json([t.as_dict() for t in tokens.list_for(conn, org_id, user)])
@@ -233,6 +233,9 @@ def _user(conn: db.Conn, address: str) -> models.User:
 
 def cmd_org(args: argparse.Namespace, settings: Settings) -> int:
     """Operators' commands on organizations (the operator's connection: every organization)."""
+    from tasks.domain import org_settings
+    from tasks.ops import orgs as ops_orgs
+
     with db.connect(settings.database_url) as conn:
         if args.org_command == "create":
             owner = emails.ensure_user(conn, email=_token_user(args.owner, settings))
@@ -271,11 +274,16 @@ def cmd_org(args: argparse.Namespace, settings: Settings) -> int:
                 raise errors.ValidationError(exc.message) from None
             print(f"{user.email} removed from {org.name!r}; their tokens there are revoked")
             return 0
+        if args.org_command == "quota":
+            quota = None if args.daily_quota == "none" else _quota(args.daily_quota)
+            org_settings.set_quota(conn, org.id, None, quota)
+            print(f"organization {org.id} {org.name!r}: daily quota {'none' if quota is None else quota}")
+            return 0
         if args.org_command == "suspend":
-            org = orgs.suspend(conn, org.id, args.reason or "")
+            org = ops_orgs.suspend(conn, org.id, args.reason or "", None)
             print(f"organization {org.id} {org.name!r} suspended: {org.suspended_reason}")
             return 0
-        org = orgs.resume(conn, org.id)
+        org = ops_orgs.resume(conn, org.id, None)
         print(f"organization {org.id} {org.name!r} resumed")
         return 0
 
@@ -300,7 +308,16 @@ def _add_org_parser(sub: Any) -> None:
     s.add_argument("--reason", help="shown with its waiting mail")
     u = osub.add_parser("resume", help="resume a suspended organization")
     u.add_argument("org", metavar="ORG", help="id or name")
+    q = osub.add_parser("quota", help="set an organization's daily quota (emails a UTC day; `none`: no quota)")
+    q.add_argument("org", metavar="ORG", help="id or name")
+    q.add_argument("daily_quota", metavar="N|none")
     p.set_defaults(func=cmd_org)
+
+
+def _quota(raw: str) -> int:
+    if not raw.isdigit():
+        raise errors.ValidationError("daily_quota: must be a whole number, or none", field="daily_quota")
+    return int(raw)
 
 
 def _token_user(raw: str, settings: Settings) -> str:
@@ -330,6 +347,28 @@ def _add_token_parser(sub: Any) -> None:
     ls.add_argument("--user", required=True, metavar="EMAIL")
     ls.add_argument("--org", metavar="ORG", help="id or name (default the user's first)")
     p.set_defaults(func=cmd_token)
+
+
+def cmd_keys(args: argparse.Namespace, settings: Settings) -> int:
+    """``keys rotate``: re-encrypt every stored secret with the first key of SECRET_KEYS."""
+    from tasks.core import crypto
+    from tasks.domain import org_settings
+
+    try:
+        with db.connect(settings.database_url) as conn:
+            count = org_settings.rotate_keys(conn, settings)
+    except crypto.KeysMissing as exc:
+        print(f"error: {exc.message}", file=sys.stderr)
+        return 2
+    print(f"re-encrypted {count} stored secret(s) with the first key of SECRET_KEYS")
+    return 0
+
+
+def _add_keys_parser(sub: Any) -> None:
+    p = sub.add_parser("keys", help="the keys that encrypt stored secrets (SECRET_KEYS)")
+    ksub = p.add_subparsers(dest="keys_command", required=True, metavar="ACTION")
+    ksub.add_parser("rotate", help="re-encrypt every stored secret with the first key; the others may then be removed")
+    p.set_defaults(func=cmd_keys)
 
 
 def cmd_replay_offline(args: argparse.Namespace, settings: Settings) -> int:
@@ -469,6 +508,7 @@ def build_parser() -> argparse.ArgumentParser:
     _when(p, now=False)
     p.set_defaults(func=cmd_reschedule)
     _add_token_parser(sub)
+    _add_keys_parser(sub)
     _add_org_parser(sub)
 
     p = sub.add_parser("replay-offline", help="send the emails of the offline log through the real transports")

@@ -59,6 +59,8 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
         live,
         operators,
         ops,
+        org_ops,
+        org_settings,
         orgs,
         security,
         tokens,
@@ -83,5 +85,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     app.register_blueprint(ops.bp)
     app.register_blueprint(operators.bp)
     app.register_blueprint(charts.bp)
+    app.register_blueprint(org_settings.bp)
+    app.register_blueprint(org_ops.bp)
     dashboard.init_app(app)
     return app

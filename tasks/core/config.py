@@ -25,6 +25,7 @@ to start for a reason that is not theirs.
 from __future__ import annotations
 
 import argparse
+import base64
 import contextlib
 import dataclasses
 import ipaddress
@@ -204,6 +205,23 @@ def host_port(name: str, raw: str) -> tuple[str, int]:
     if not host:
         raise errors.ConfigError(name, f"must be HOST:PORT, got {raw!r}")
     return host, integer(1, 65535)(name, port)
+
+
+def fernet_keys(name: str, raw: str) -> tuple[str, ...]:
+    """Comma-separated Fernet keys (32 bytes, url-safe base64 each); empty means none."""
+    keys = tuple(item.strip() for item in raw.split(",") if item.strip())
+    for n, key in enumerate(keys, 1):
+        try:
+            decoded = base64.urlsafe_b64decode(key.encode("ascii"))
+        except (ValueError, UnicodeEncodeError):
+            decoded = b""
+        if len(decoded) != 32:
+            raise errors.ConfigError(
+                name,
+                f"key {n} is not a Fernet key (32 bytes in url-safe base64); make one with"
+                ' `python -c "from cryptography.fernet import Fernet; print(Fernet.generate_key().decode())"`',
+            )
+    return keys
 
 
 def address_header(name: str, raw: str) -> str:
@@ -552,6 +570,32 @@ class Settings:
         " circuit breaker in chain order, workers alive); outside production the dev user sees it too. Anyone"
         " else gets 404.",
         example="",
+    )
+    secret_keys: tuple[str, ...] = setting(
+        "",
+        fernet_keys,
+        "Comma-separated Fernet keys that encrypt the secrets stored in the database (an organization's mail"
+        " provider passwords): the first encrypts, every one decrypts, so a new key goes first and the old one"
+        " stays until `python -m tasks keys rotate` has re-encrypted everything with the new one. Empty outside"
+        " production: a fixed development key (insecure); empty in production: organizations cannot store"
+        " provider credentials.",
+        secret=True,
+        example="",
+    )
+    org_sending_domains: tuple[str, ...] = setting(
+        "",
+        comma_list(_DOMAIN, "a domain name"),
+        "Comma-separated domains an organization's sending identity (From and Reply-To) may use; an address"
+        " elsewhere is refused. Empty: any domain in development, none in production (set it there to let"
+        " organizations set their own From).",
+        example="",
+    )
+    org_hold_recheck: float = setting(
+        "60",
+        seconds(0.1, 3600),
+        "Seconds between two looks at an email whose organization is suspended (it waits, with the reason,"
+        " until the organization is resumed); a long suspension is looked at less often: a tenth of its age,"
+        " at most every 15 minutes.",
     )
     web_bind: str = setting("127.0.0.1:8000", text, "Where gunicorn listens (`gunicorn.conf.py`).")
     web_workers: int = setting("2", integer(1, 256), "gunicorn's worker processes.")

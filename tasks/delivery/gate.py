@@ -9,6 +9,12 @@ job then sends in the slot it holds. Redis unavailable: nothing is sent and
 nothing fails; ``LimiterDown``, and the email is tried again after a jittered
 backoff. Either way the claim's attempt is given back (``attempts`` counts only
 attempts that reached the provider).
+
+Before any limit, the email's organization (its state cached per process,
+tasks/delivery/orgs.py: no statement per email) may hold it: suspended, it waits
+ORG_HOLD_RECHECK and is looked at again, until the organization is resumed;
+over its daily quota, it waits for the next UTC day. Either is a ``Held``
+outcome, written like every wait by ``send.record``; nothing is dropped.
 """
 
 from __future__ import annotations
@@ -22,7 +28,7 @@ import structlog
 
 from tasks.core import db
 from tasks.delivery import ratelimit, runtime
-from tasks.delivery.outcomes import LimiterDown, RateLimited, Wait
+from tasks.delivery.outcomes import Held, LimiterDown, RateLimited, Wait
 from tasks.domain.models import Email
 from tasks.queue import jobs
 
@@ -35,6 +41,8 @@ SLEEP_MAX = 0.25
 #: How long a send may wait in place, at the gate for a provider's window to free up (its
 #: turn has come) or just before DATA for the limits to allow it; longer waits are new jobs.
 CONFIRM_WAIT_MAX = 2.0
+#: The longest a suspended organization's email waits before it is looked at again.
+HOLD_RECHECK_MAX = 900.0
 #: How many of a user's other due emails one full lane queues at their turns at once.
 SPREAD_BATCH = 500
 #: Emails due within this many seconds count as part of the burst.
@@ -60,12 +68,74 @@ def member(email: Email) -> str:
     return f"{email.id}:{email.attempts}"
 
 
+def next_day(now: dt.datetime) -> dt.datetime:
+    """The start of the UTC day after ``now``'s: when a spent daily quota is whole again."""
+    return dt.datetime.combine(now.astimezone(dt.UTC).date() + dt.timedelta(days=1), dt.time(), dt.UTC)
+
+
+def hold_recheck(age: float, base: float) -> float:
+    """Seconds until a suspended organization's email is looked at again.
+
+    ORG_HOLD_RECHECK at first; then a tenth of the suspension's age, up to
+    HOLD_RECHECK_MAX: a long suspension costs each waiting email a few dozen
+    looks a day (each one a line on its timeline), not one a minute, and a
+    resumed organization's mail goes within a tenth of how long it waited.
+    """
+    return max(base, min(age / 10, HOLD_RECHECK_MAX))
+
+
+def quota_reason(quota: int, until: dt.datetime) -> str:
+    return f"daily quota of {quota} emails reached; waits for {until:%Y-%m-%d} 00:00 UTC"
+
+
+async def hold(rt: runtime.Runtime, conn: db.AsyncConn, email: Email, label: str) -> Wait | None:
+    """Whether the email's organization holds it now (suspended, quota spent); None: it may go.
+
+    Counting it against the quota is the last step: an email held for another
+    reason has not used its organization's day.
+    """
+    state = await rt.orgs.get(conn, email.org_id)
+    if state is None:
+        return None
+    now = dt.datetime.now(dt.UTC)
+    if state.suspended_reason is not None:
+        # Looked at again after a while (with jitter, so a resumed organization's mail does not
+        # all come back at once), and sent then if the organization was resumed meanwhile.
+        age = (now - state.suspended_at).total_seconds() if state.suspended_at else 0.0
+        recheck = hold_recheck(age, rt.settings.org_hold_recheck) * random.uniform(1.0, 1.2)
+        at = now + dt.timedelta(seconds=recheck)
+        return Held(transport=label, at=at, kind="org_suspended", reason=state.suspended_reason)
+    if state.daily_quota is None:
+        return None
+    try:
+        counted = await rt.limiter.count_quota(conn, state.org_id, str(email.id), state.daily_quota, now.date())
+    except ratelimit.Unavailable as exc:
+        settings = rt.settings
+        delay = unavailable_backoff(rt.limiter.failures, settings.retry_backoff_base, settings.retry_backoff_max)
+        return LimiterDown(transport=label, at=now + dt.timedelta(seconds=delay), error=exc.args[0])
+    if counted:
+        return None
+    until = next_day(now)
+    # Spread over the day's first minute: the limits pace them anyway, this spares the claims.
+    at = until + dt.timedelta(seconds=random.uniform(0, 60))
+    return Held(transport=label, at=at, kind="over_quota", reason=quota_reason(state.daily_quota, until))
+
+
 async def reserve(rt: runtime.Runtime, conn: db.AsyncConn, email: Email, label: str) -> Wait | None:
-    """Reserve this attempt's slot on ``label`` (and the owner's); None means send now.
+    """The organization's word (``hold``), then this attempt's slot on ``label`` (and the
+    owner's); None means send now.
 
     A slot a moment away is waited for here; a later one is the answer, for the
     email to wait as a new job (nothing is written here).
     """
+    held = await hold(rt, conn, email, label)
+    if held is not None:
+        return held
+    return await _slot(rt, conn, email, label)
+
+
+async def _slot(rt: runtime.Runtime, conn: db.AsyncConn, email: Email, label: str) -> Wait | None:
+    """Reserve this attempt's slot on ``label`` (and the owner's); None means send now."""
     limiter = rt.limiter
     if not limiter.enabled(label):
         return None
@@ -166,7 +236,7 @@ async def confirm(rt: runtime.Runtime, conn: db.AsyncConn, email: Email, label: 
     waited = 0.0
     while (wait := await limiter.confirm(label, email.owner_id, member(email))) > 0:
         if waited + wait > CONFIRM_WAIT_MAX:
-            return await reserve(rt, conn, email, label)
+            return await _slot(rt, conn, email, label)
         await asyncio.sleep(wait)
         waited += wait
     return None

@@ -15,6 +15,12 @@ because a shared breaker opens after BREAKER_THRESHOLD failures across the
 fleet (not per process), lets exactly one trial run after the cool-down, and is
 what ``status``, ``/metrics`` and the dashboard read. The row is written only on
 failures and state changes, and read at most once a second per process.
+
+An organization that brings its own transports (tasks/delivery/orgs.py) gets a
+chain of its own, built once per change of its providers and kept per process:
+its transports first, then the deployment's (mode ``before``) or none of them
+(``instead``), the offline log last either way. Each of its transports has its
+own breaker (label ``o<org>.<label>``), cached like the deployment's.
 """
 
 from __future__ import annotations
@@ -29,6 +35,7 @@ import structlog
 
 from tasks.core import db
 from tasks.core.config import Settings
+from tasks.delivery import orgs, transports
 from tasks.delivery.transports import SendError, Transport
 
 log = structlog.get_logger("tasks.delivery.mailer")
@@ -54,6 +61,12 @@ class Choice:
     transport: Transport
     #: Set when this send is the breaker's one trial after its cool-down.
     trial: uuid.UUID | None = None
+    #: The chain that picked it (an organization's own, or the deployment's): it learns the outcome.
+    chain: Mailer | None = None
+    #: The organization's sending identity (None: the deployment's ``MAIL_FROM``).
+    identity: orgs.Identity | None = None
+    #: The envelope sender when it is not ``MAIL_FROM`` (the organization's own transport).
+    sender: str | None = None
 
     @property
     def offline(self) -> bool:
@@ -102,7 +115,9 @@ def is_provider_fault(error: SendError | None) -> bool:
 class Mailer:
     """Pick a transport for each attempt and keep the breakers up to date."""
 
-    def __init__(self, chain: list[Transport], settings: Settings, worker_name: str):
+    def __init__(
+        self, chain: list[Transport], settings: Settings, worker_name: str, org_states: orgs.OrgStates | None = None
+    ):
         self.chain = chain
         self.real = [t for t in chain if not t.offline]
         self.offline = next((t for t in chain if t.offline), None)
@@ -114,6 +129,34 @@ class Mailer:
         self._read_at = float("-inf")
         self._ensured = False
         self._lock = asyncio.Lock()
+        #: Where organizations' states come from (None: this is an organization's own chain).
+        self.org_states = org_states
+        #: Each organization's own chain: (its providers' fingerprint, the chain, the transports it built).
+        self._org_chains: dict[int, tuple[str, Mailer, list[Transport]]] = {}
+
+    async def _org_chain(self, state: orgs.OrgState) -> Mailer:
+        """Return the organization's own chain, built again only when its providers changed."""
+        held = self._org_chains.get(state.org_id)
+        if held is not None and held[0] == state.fingerprint:
+            return held[1]
+        own: list[Transport] = [transports.build(t.spec, self.settings) for t in state.transports]
+        chain = own + (self.real if state.mode == "before" else [])
+        if self.offline is not None:
+            chain.append(self.offline)
+        sub = Mailer(chain, self.settings, self.worker_name)
+        self._org_chains[state.org_id] = (state.fingerprint, sub, own)
+        if held is not None:
+            log.info("an organization's transports changed", org_id=state.org_id)
+            for transport in held[2]:
+                await transport.close()
+        return sub
+
+    async def close_org_chains(self) -> None:
+        """Close the connections of every organization's own transports."""
+        for _, _, own in self._org_chains.values():
+            for transport in own:
+                await transport.close()
+        self._org_chains.clear()
 
     async def breakers(self, conn: db.AsyncConn, *, fresh: bool = False) -> dict[str, Breaker]:
         """Return every real transport's breaker, read at most once per CACHE_SECONDS."""
@@ -137,21 +180,38 @@ class Mailer:
         self._breakers[breaker.label] = breaker
         return breaker
 
-    async def pick(self, conn: db.AsyncConn, *, offline_ok: bool = True) -> Choice:
+    async def pick(self, conn: db.AsyncConn, *, offline_ok: bool = True, org_id: int | None = None) -> Choice:
         """Return the transport to use now; raise ``NoTransport`` if none may be used.
 
         ``offline_ok=False`` for an email that was already logged offline once:
         it waits for a real transport instead of being logged again. Before it is
         told to wait, the breakers are read afresh: the copy may be up to
         CACHE_SECONDS old, and a replay (``trial_now``) may have just made a trial due.
+        ``org_id``: the email's organization, whose own chain (if it has one) and
+        sending identity apply.
         """
+        if self.org_states is not None and org_id is not None:
+            state = await self.org_states.get(conn, org_id)
+            if state is not None:
+                # Stored transports of its own, even unusable ones (a key removed too early): its own
+                # chain, so that mode "instead" never sends through the deployment's meanwhile.
+                chain = await self._org_chain(state) if state.configured else self
+                choice = await chain._pick_in_chain(conn, offline_ok=offline_ok)
+                own = choice.transport.label in {t.label for t in state.transports}
+                sender = state.identity.from_address if own else None
+                identity = state.identity if state.identity != orgs.Identity() else None
+                return dataclasses.replace(choice, identity=identity, sender=sender)
+        return await self._pick_in_chain(conn, offline_ok=offline_ok)
+
+    async def _pick_in_chain(self, conn: db.AsyncConn, *, offline_ok: bool) -> Choice:
+        """``pick`` in this chain."""
         waits: list[float] = []
         for fresh in (False, True):
             choice, waits = await self._pick(conn, fresh=fresh)
             if choice is not None:
                 return choice
             if self.offline is not None and offline_ok:
-                return Choice(transport=self.offline)
+                return Choice(transport=self.offline, chain=self)
         raise NoTransport(max(min(waits, default=self.settings.breaker_cooldown), 0.0))
 
     async def _pick(self, conn: db.AsyncConn, *, fresh: bool) -> tuple[Choice | None, list[float]]:
@@ -161,7 +221,7 @@ class Mailer:
         for transport in self.real:
             breaker = breakers.get(transport.label)
             if breaker is None or breaker.state == "closed":
-                return Choice(transport=transport), waits
+                return Choice(transport=transport, chain=self), waits
             if breaker.state == "open" and breaker.retry_in_now() > 0:
                 waits.append(breaker.retry_in_now())
                 continue
@@ -179,7 +239,7 @@ class Mailer:
             )
             if self._remember(row) is not None:
                 log.info("circuit breaker trial", transport=transport.label)
-                return Choice(transport=transport, trial=token), waits
+                return Choice(transport=transport, trial=token, chain=self), waits
             # Another process took the trial (or the breaker closed meanwhile): look again soon.
             self._read_at = float("-inf")
             waits.append(min(TRIAL_RECHECK_SECONDS, self.settings.breaker_cooldown))
@@ -187,6 +247,8 @@ class Mailer:
 
     async def record(self, conn: db.AsyncConn, choice: Choice, error: SendError | None) -> None:
         """Record how an attempt went: a provider fault counts, anything else resets the count."""
+        if choice.chain is not None and choice.chain is not self:
+            return await choice.chain.record(conn, choice, error)
         if choice.offline:
             return
         label = choice.transport.label
@@ -221,6 +283,8 @@ class Mailer:
 
     async def release(self, conn: db.AsyncConn, choice: Choice) -> None:
         """Give back a trial that was picked but not used, so the next send can take it."""
+        if choice.chain is not None and choice.chain is not self:
+            return await choice.chain.release(conn, choice)
         if choice.trial is not None:
             self._remember(
                 await db.one_async(conn, "breaker_release", label=choice.transport.label, trial=choice.trial)

@@ -96,6 +96,17 @@ class LimiterDown(_Attempted):
     at: dt.datetime
 
 
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class Held(_Attempted):
+    """The email's organization holds it (suspended, or its daily quota spent): wait, no attempt spent."""
+
+    at: dt.datetime
+    #: The event's kind: ``org_suspended`` or ``over_quota``.
+    kind: str
+    #: Why it waits, for people.
+    reason: str
+
+
 # --- nothing to write.
 
 
@@ -104,9 +115,9 @@ class Aborted(_Attempted):
     """The email changed before DATA (cancelled, recovered): nothing was sent, nothing is written."""
 
 
-Outcome = Sent | Offline | Failed | Uncertain | Retry | BreakersOpen | RateLimited | LimiterDown | Aborted
+Outcome = Sent | Offline | Failed | Uncertain | Retry | BreakersOpen | RateLimited | LimiterDown | Held | Aborted
 #: What the rate-limit gate answers when the email may not go now.
-Wait = RateLimited | LimiterDown
+Wait = RateLimited | LimiterDown | Held
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -115,7 +126,7 @@ class Recorded:
 
     #: The outcome as the attempt's log line and the job's result name it: a status
     #: (``sent``, ``scheduled``, ``failed``…), a wait's event kind (``rate_limited``,
-    #: ``limiter_unavailable``, ``no_transport``), ``moved`` or ``aborted``.
+    #: ``limiter_unavailable``, ``no_transport``, ``org_suspended``, ``over_quota``), ``moved`` or ``aborted``.
     name: str
     #: The email's status to publish live; None when there is nothing to say (the
     #: email was no longer this job's, or nothing was written).

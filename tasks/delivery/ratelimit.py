@@ -14,6 +14,13 @@ A bucket without its sentinel (Redis restarted empty, FLUSHALL, eviction, or
 idle expiry) is rebuilt from PostgreSQL before any slot is reserved in it;
 a lock spares the other workers the same queries, and the load only ever adds
 (ZADD GT), so racing rebuilds are harmless.
+
+An organization's own transport (``o<org>.<label>``) is a transport like any
+other here: its windows come from the organization's settings (``org_limits``,
+kept current by tasks/delivery/orgs.py) and its bucket is shared by every member
+and every worker. An organization's daily quota is a set per organization and
+UTC day (``lua/quota.lua``): each email counts once that day, and a missing set
+is rebuilt from the emails whose DATA began that day before it answers.
 """
 
 from __future__ import annotations
@@ -132,12 +139,19 @@ class Limiter:
         self._sent = self._client.register_script(_script("sent"))
         self._spread = self._client.register_script(_script("spread"))
         self._load = self._client.register_script(_script("load"))
+        self._quota = self._client.register_script(_script("quota"))
+        #: The windows of organizations' own transports by label (tasks/delivery/orgs.py fills it).
+        self.org_limits: dict[str, tuple[RateWindow, ...]] = {}
         #: Consecutive failures to reach Redis, for the backoff of the emails that wait.
         self.failures = 0
 
+    def transport_limits(self, label: str) -> tuple[RateWindow, ...]:
+        """The windows of a transport: the deployment's (RATE_LIMITS) or an organization's own."""
+        return self.org_limits.get(label) or self.settings.transport_limits(label)
+
     def enabled(self, label: str) -> bool:
         """Tell whether a send on this transport is limited at all (if not, Redis is not asked)."""
-        return bool(self.settings.transport_limits(label) or self.settings.user_rate_limit)
+        return bool(self.transport_limits(label) or self.settings.user_rate_limit)
 
     def user_limits(self, label: str) -> tuple[RateWindow, ...]:
         """The windows of a user's own lane for a send on ``label``.
@@ -150,7 +164,7 @@ class Limiter:
         own = self.settings.user_rate_limit
         if not self.settings.rate_limit_fair_share:
             return own
-        return own + tuple(w for w in self.settings.transport_limits(label) if w not in own)
+        return own + tuple(w for w in self.transport_limits(label) if w not in own)
 
     def _keys(self, label: str, owner_id: int) -> list[str]:
         return [self.transport_key(label), self.user_key(owner_id), self.alive_key]
@@ -191,7 +205,7 @@ class Limiter:
         into the window. Checked here, the provider never sees more than the
         limit. Redis unreachable: 0 (the gate's reservation stands).
         """
-        tw = self._windows(self.settings.transport_limits(label))
+        tw = self._windows(self.transport_limits(label))
         uw = self._windows(self.user_limits(label))
         args = [member, *self._args(label, tw, uw)]
         try:
@@ -245,7 +259,7 @@ class Limiter:
         at the slot finds the reservation under the same name. Rebuilds missing
         buckets from PostgreSQL (on ``conn``) first. Raises ``Unavailable``.
         """
-        tw = self._windows(self.settings.transport_limits(label))
+        tw = self._windows(self.transport_limits(label))
         uw = self._windows(self.user_limits(label))
         margins = [m for _, _, m in tw + uw]
         # A held slot is honoured only if used within 3/4 of the margin (a job a
@@ -265,7 +279,7 @@ class Limiter:
                 kind, held = Kind(reply["kind"]), reply["held"]
                 # "all": every bucket holds the slot; "lane": only the user's; "none": nothing is reserved.
                 transport = label if held == "all" and tw else None
-                waited = _limit_name(self.settings, label, own=held == "lane" or not tw)
+                waited = _limit_name(self.settings, label, self.transport_limits(label), own=held == "lane" or not tw)
                 slot, now = _time(int(reply["slot"])), _time(int(reply["now"]))
                 return Decision(kind, slot, now, transport, waited if kind != GO else None, held != "none")
             emptied = reply["emptied"] == 1
@@ -331,14 +345,52 @@ class Limiter:
         except (redis.RedisError, OSError, Unavailable) as exc:
             log.warning("rate limiter unavailable at start; sends will wait for it", error=str(exc))
 
+    def quota_key(self, org_id: int, day: dt.date) -> str:
+        return f"{self.prefix}q:{org_id}:{day.isoformat()}"
+
+    async def count_quota(self, conn: db.AsyncConn, org_id: int, email_id: str, quota: int, day: dt.date) -> bool:
+        """Count this email against its organization's quota for ``day`` (UTC); False: the day's quota is spent.
+
+        An email counts once a day, however many attempts it takes. Raises ``Unavailable``.
+        """
+        key = self.quota_key(org_id, day)
+        start = dt.datetime.combine(day, dt.time(), dt.UTC)
+        for _ in range(3):
+            try:
+                reply = _named(await self._quota(keys=[key], args=[email_id, quota]))
+                if reply["kind"] != "missing":
+                    self.failures = 0
+                    return bool(reply["kind"] == "ok")
+                rows = await db.all_async(conn, "quota_entries", org_id=org_id, day_start=start)
+                # Kept a day past its own, so a late rebuild never finds it missing and counts again.
+                expire_at = start + dt.timedelta(days=2)
+                async with self._client.pipeline(transaction=True) as pipe:
+                    members: dict[str, float] = {row["member"]: _us(row["at"]) for row in rows}
+                    members["!built"] = float("-inf")
+                    pipe.zadd(key, members, nx=True)
+                    pipe.expireat(key, expire_at)
+                    await pipe.execute()
+            except (redis.RedisError, OSError) as exc:
+                self.failures += 1
+                raise Unavailable(f"rate limiter unavailable: {exc}") from exc
+        raise Unavailable("rate limiter unavailable: the quota's set keeps disappearing")
+
+    async def quota_used(self, org_id: int, day: dt.date) -> int | None:
+        """How many emails counted against the organization's quota on ``day`` (None: not known to Redis)."""
+        try:
+            count = await self._client.zcard(self.quota_key(org_id, day))
+        except (redis.RedisError, OSError):
+            return None
+        return max(int(count) - 1, 0) if count else None
+
     async def close(self) -> None:
         await self._client.aclose()
 
 
-def _limit_name(settings: Settings, label: str, *, own: bool) -> str:
+def _limit_name(settings: Settings, label: str, windows: tuple[RateWindow, ...], *, own: bool) -> str:
     """Name the limit that holds a slot, for people: ``smtp: 50/3600s``, ``user: 500/86400s``
     or, for a user's lane paced at the provider's rate, ``smtp: 50/3600s (your share)``."""
     if own and settings.user_rate_limit:
         return "user: " + ",".join(str(w) for w in settings.user_rate_limit)
-    name = f"{label}: " + ",".join(str(w) for w in settings.transport_limits(label))
+    name = f"{label}: " + ",".join(str(w) for w in windows)
     return f"{name} (your share)" if own else name

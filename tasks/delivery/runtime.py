@@ -7,7 +7,7 @@ from typing import Any
 
 from tasks.core import db, live
 from tasks.core.config import Settings
-from tasks.delivery import groupcommit, mailer, ratelimit, transports
+from tasks.delivery import groupcommit, mailer, orgs, ratelimit, transports
 
 
 @dataclasses.dataclass(kw_only=True)
@@ -22,6 +22,8 @@ class Runtime:
     worker_name: str
     #: The shared rate-limit buckets (Redis).
     limiter: ratelimit.Limiter
+    #: Each organization's state (suspended, quota, identity, own transports), cached per process.
+    orgs: orgs.OrgStates
     #: Jobs the send task ended itself, in the statement that recorded the outcome
     #: (tasks/queue/worker.py then skips Procrastinate's own finish round trip).
     ended_jobs: set[int] = dataclasses.field(default_factory=set)
@@ -34,19 +36,25 @@ class Runtime:
     @classmethod
     def create(cls, settings: Settings, pool: db.AsyncPool, worker_name: str) -> Runtime:
         chain = [transports.build(spec, settings) for spec in settings.mail_transports]
+        org_states = orgs.OrgStates(settings)
+        limiter = ratelimit.Limiter(settings)
+        # The organizations' transports are limited by their own windows, as the states say.
+        limiter.org_limits = org_states.limits
         return cls(
             settings=settings,
             pool=pool,
             transports=chain,
-            mailer=mailer.Mailer(chain, settings, worker_name),
+            mailer=mailer.Mailer(chain, settings, worker_name, org_states),
             live=live.Publisher(settings.redis_url, settings.redis_prefix),
             worker_name=worker_name,
-            limiter=ratelimit.Limiter(settings),
+            limiter=limiter,
+            orgs=org_states,
         )
 
     async def close(self) -> None:
         for group in self.groups.values():
             await group.close()
+        await self.mailer.close_org_chains()
         for transport in self.transports:
             await transport.close()
         await self.live.close()

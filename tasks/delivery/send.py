@@ -35,6 +35,7 @@ from tasks.delivery.outcomes import (
     Aborted,
     BreakersOpen,
     Failed,
+    Held,
     LimiterDown,
     Offline,
     Outcome,
@@ -125,7 +126,7 @@ async def attempt(rt: runtime.Runtime, conn: db.AsyncConn, email: Email, job_id:
     """Steps 2 to 7 of a claimed email's attempt; its outcome is written once, by ``record``."""
     # 2. The transport: first in the chain whose breaker allows it; the offline log last.
     try:
-        choice = await rt.mailer.pick(conn, offline_ok=email.offline_at is None)
+        choice = await rt.mailer.pick(conn, offline_ok=email.offline_at is None, org_id=email.org_id)
     except mailer.NoTransport as exc:
         at = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=exc.retry_in + random.uniform(0, 1))
         closed = BreakersOpen(at=at, error=str(exc))
@@ -142,7 +143,7 @@ async def attempt(rt: runtime.Runtime, conn: db.AsyncConn, email: Email, job_id:
     # 7. The outcome, written once.
     outcome = sending.outcome
     recorded = await record(rt, conn, email, job_id, outcome)
-    if isinstance(outcome, RateLimited | LimiterDown):
+    if isinstance(outcome, RateLimited | LimiterDown | Held):
         # Not sent, and not an attempt at the provider.
         if isinstance(outcome, RateLimited) and outcome.lane_full and recorded.name == "rate_limited":
             await gate.spread(rt, conn, email.owner_id, label, outcome.limit)
@@ -186,9 +187,9 @@ async def transmit(
 
     try:
         delivery = await choice.transport.send(
-            sender=rt.settings.mail_from_address,
+            sender=choice.sender or rt.settings.mail_from_address,
             recipients=email.recipients,
-            message=message.build(email),
+            message=message.build(email, choice.identity),
             before_data=before_data,
         )
     except transports.Transient as exc:
@@ -309,6 +310,10 @@ async def record(rt: runtime.Runtime, conn: db.AsyncConn, email: Email, job_id: 
                 conn, settings, email, job_id, name="limiter_unavailable", at=at, kind="limiter_unavailable",
                 reason=gate.UNAVAILABLE_REASON, transport=label, error=error,
             )  # fmt: skip
+        case Held(transport=label, at=at, kind=kind, reason=reason):
+            return await _wait(
+                conn, settings, email, job_id, name=kind, at=at, kind=kind, reason=reason, transport=label
+            )
         case Aborted():
             return Recorded(name="aborted")
         case _:

@@ -19,7 +19,7 @@ from psycopg.types.json import Jsonb
 
 from tasks.core import db, errors
 from tasks.core.config import Settings
-from tasks.domain import orgs, validation
+from tasks.domain import audit, orgs, validation
 from tasks.domain.models import Email, Event, Scope, Status, User
 from tasks.queue import jobs
 
@@ -174,6 +174,7 @@ def cancel(conn: db.Conn, scope: Scope, email_id: str | uuid.UUID) -> Email:
         assert row is not None
         jobs.cancel_job(conn, email.job_id)
         add_event(conn, email.id, "cancelled", email.job_id)
+        audit.record(conn, email.org_id, scope.user_id, "email.cancel", str(email.id))
     return Email.from_row(row)
 
 
@@ -228,6 +229,8 @@ def reschedule(
             raise _too_late(email, "reschedule")
         if problem := validation.local_time_problem(when, send_tz or email.send_tz):
             raise errors.ValidationError(f"send_at: {problem}", field="send_at")
+        detail = {"from": email.send_at.isoformat(), "to": when.isoformat()}
+        audit.record(conn, email.org_id, scope.user_id, "email.reschedule", str(email.id), detail)
         return _wait_again(conn, email, at=when, settings=settings, kind="rescheduled", send_tz=send_tz)
 
 

@@ -22,6 +22,7 @@ import secrets
 from typing import Any
 
 from tasks.core import db, errors
+from tasks.domain import audit
 from tasks.domain.models import Scope, User, in_org
 from tasks.queue import jobs
 
@@ -223,6 +224,12 @@ def create(conn: db.Conn, name: str, owner: User) -> Org:
     return Org.from_row(row)
 
 
+def _address(conn: db.Conn, user_id: int) -> str:
+    """A user's address, for the audit log's lines."""
+    row = db.one(conn, "get_user", id=user_id)
+    return str(row["email"]) if row is not None else f"user {user_id}"
+
+
 def _lock_members(conn: db.Conn, org_id: int) -> dict[int, Role]:
     """Lock the organization's memberships for a change of roles (the last-owner rule holds under races)."""
     return {r["user_id"]: Role(r["role"]) for r in db.all_rows(conn, "lock_memberships", org_id=org_id)}
@@ -230,7 +237,10 @@ def _lock_members(conn: db.Conn, org_id: int) -> dict[int, Role]:
 
 def add_member(conn: db.Conn, org_id: int, user: User, role: Role) -> bool:
     """Add ``user`` with ``role`` (an existing member keeps their role); return whether they were added."""
-    row = db.one(conn, "insert_membership", org_id=org_id, user_id=user.id, role=role)
+    with conn.transaction():
+        row = db.one(conn, "insert_membership", org_id=org_id, user_id=user.id, role=role)
+        if row is not None:
+            audit.record(conn, org_id, None, "member.add", user.email, {"role": role})
     return row is not None
 
 
@@ -252,6 +262,8 @@ def change_role(conn: db.Conn, actor: Membership | None, org_id: int, user_id: i
         if old == Role.OWNER and role != Role.OWNER and list(roles.values()).count(Role.OWNER) == 1:
             raise errors.Conflict("the last owner cannot be demoted: make another member an owner first", field="role")
         db.run(conn, "update_membership", org_id=org_id, user_id=user_id, role=role)
+        actor_id = actor.user_id if actor is not None else None
+        audit.record(conn, org_id, actor_id, "member.role", _address(conn, user_id), {"from": old, "to": role})
     return old
 
 
@@ -270,6 +282,9 @@ def remove_member(conn: db.Conn, actor: Membership | None, org_id: int, user_id:
             raise errors.Conflict("the last owner cannot leave: make another member an owner first")
         db.run(conn, "delete_membership", org_id=org_id, user_id=user_id)
         db.run(conn, "revoke_member_tokens", org_id=org_id, user_id=user_id)
+        actor_id = actor.user_id if actor is not None else None
+        action = "member.leave" if actor_id == user_id else "member.remove"
+        audit.record(conn, org_id, actor_id, action, _address(conn, user_id), {"role": roles[user_id]})
 
 
 def delete(conn: db.Conn, actor: Membership | None, org_id: int) -> dict[str, int]:
@@ -342,18 +357,21 @@ def invite(conn: db.Conn, actor: Membership, email: str, role: Role) -> tuple[In
     if "@" not in email or len(email) > 320 or any(c.isspace() for c in email):
         raise errors.ValidationError("email: must be an email address", field="email")
     secret = secrets.token_urlsafe(32)
-    row = db.one(
-        conn,
-        "insert_invitation",
-        org_id=actor.org_id,
-        email=email,
-        role=role,
-        secret_hash=secret_digest(secret),
-        invited_by=actor.user_id,
-        days=INVITATION_DAYS,
-    )
-    assert row is not None
-    return Invitation.from_row(row), secret
+    with conn.transaction():
+        row = db.one(
+            conn,
+            "insert_invitation",
+            org_id=actor.org_id,
+            email=email,
+            role=role,
+            secret_hash=secret_digest(secret),
+            invited_by=actor.user_id,
+            days=INVITATION_DAYS,
+        )
+        assert row is not None
+        invitation = Invitation.from_row(row)
+        audit.record(conn, actor.org_id, actor.user_id, "member.invite", email, {"role": role, "id": invitation.id})
+    return invitation, secret
 
 
 def pending_invitations(conn: db.Conn, org_id: int) -> list[Invitation]:
@@ -362,8 +380,11 @@ def pending_invitations(conn: db.Conn, org_id: int) -> list[Invitation]:
 
 def revoke_invitation(conn: db.Conn, actor: Membership, invitation_id: int) -> None:
     actor.require(Action.ADMIN)
-    if db.one(conn, "revoke_invitation", org_id=actor.org_id, id=invitation_id) is None:
-        raise errors.NotFound(f"no pending invitation with id {invitation_id}")
+    with conn.transaction():
+        row = db.one(conn, "revoke_invitation", org_id=actor.org_id, id=invitation_id)
+        if row is None:
+            raise errors.NotFound(f"no pending invitation with id {invitation_id}")
+        audit.record(conn, actor.org_id, actor.user_id, "invitation.revoke", f"invitation {invitation_id}")
 
 
 class InvitationUnusable(errors.Conflict):
@@ -404,4 +425,7 @@ def accept(conn: db.Conn, org_id: int, invitation_id: int, secret: str, user: Us
         invitation = _check(db.one(conn, "lock_invitation", org_id=org_id, id=invitation_id), secret, user)
         db.run(conn, "accept_invitation", org_id=org_id, id=invitation_id, user_id=user.id)
         db.run(conn, "insert_membership", org_id=org_id, user_id=user.id, role=invitation.role)
+        audit.record(
+            conn, org_id, user.id, "member.join", user.email, {"role": invitation.role, "invitation": invitation_id}
+        )
     return invitation

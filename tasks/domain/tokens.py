@@ -13,7 +13,7 @@ import secrets
 from typing import Any
 
 from tasks.core import db, errors
-from tasks.domain import orgs
+from tasks.domain import audit, orgs
 from tasks.domain.models import User
 
 #: Every token starts with this, so a leaked one is easy to recognise (and to scan for).
@@ -67,11 +67,13 @@ def create(
     *,
     org_id: int | None = None,
     scopes: list[str] | tuple[str, ...] = ("send", "read"),
+    actor_id: int | None = -1,
 ) -> tuple[Token, str]:
     """Create a token for ``user`` in ``org_id`` (by default their personal organization).
 
     Return it and its secret (shown once, never stored). The caller has checked that
-    the user may hold these scopes.
+    the user may hold these scopes. ``actor_id``: who did it, for the audit log (by
+    default the user; None: an operator's command).
     """
     name = name.strip()
     if len(name) > MAX_NAME or any(ord(c) < 32 for c in name):
@@ -80,18 +82,23 @@ def create(
     if org_id is None:
         org_id = orgs.personal_org_id(conn, user.id)
     secret = PREFIX + secrets.token_urlsafe(32)
-    row = db.one(
-        conn,
-        "insert_token",
-        org_id=org_id,
-        user_id=user.id,
-        name=name,
-        token_hash=digest(secret),
-        prefix=secret[: len(PREFIX) + 6],
-        scopes=scopes,
-    )
-    assert row is not None
-    return Token.from_row(row), secret
+    with conn.transaction():
+        row = db.one(
+            conn,
+            "insert_token",
+            org_id=org_id,
+            user_id=user.id,
+            name=name,
+            token_hash=digest(secret),
+            prefix=secret[: len(PREFIX) + 6],
+            scopes=scopes,
+        )
+        assert row is not None
+        token = Token.from_row(row)
+        actor = user.id if actor_id == -1 else actor_id
+        detail = {"token_id": token.id, "name": name, "scopes": scopes}
+        audit.record(conn, org_id, actor, "token.create", user.email, detail)
+    return token, secret
 
 
 def authenticate(conn: db.Conn, secret: str) -> Identity | None:
@@ -121,7 +128,15 @@ def list_for(conn: db.Conn, org_id: int, user: User, *, all_users: bool = False)
     return [Token.from_row(r) for r in rows]
 
 
-def revoke(conn: db.Conn, org_id: int, user: User, token_id: int, *, all_users: bool = False) -> None:
-    """Revoke one of the user's tokens (``all_users``: any member's); another's (or a revoked one) is NotFound."""
-    if db.one(conn, "revoke_token", org_id=org_id, id=token_id, user_id=user.id, all_users=all_users) is None:
-        raise errors.NotFound(f"no active token with id {token_id}")
+def revoke(
+    conn: db.Conn, org_id: int, user: User, token_id: int, *, all_users: bool = False, actor_id: int | None = -1
+) -> None:
+    """Revoke one of the user's tokens (``all_users``: any member's); another's (or a revoked one) is NotFound.
+
+    ``actor_id``: who did it, for the audit log (by default ``user``; None: an operator's command).
+    """
+    with conn.transaction():
+        if db.one(conn, "revoke_token", org_id=org_id, id=token_id, user_id=user.id, all_users=all_users) is None:
+            raise errors.NotFound(f"no active token with id {token_id}")
+        actor = user.id if actor_id == -1 else actor_id
+        audit.record(conn, org_id, actor, "token.revoke", f"token {token_id}", {"token_id": token_id})

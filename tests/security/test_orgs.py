@@ -46,6 +46,12 @@ NEEDS: dict[str, orgs.Action | None] = {
     "api.create_batch": orgs.Action.SEND,
     "api.cancel_batch": orgs.Action.SEND,
     "orgs.invite": orgs.Action.ADMIN,
+    "org_settings.identity": orgs.Action.ADMIN,
+    "org_settings.mode": orgs.Action.ADMIN,
+    "org_settings.add_provider": orgs.Action.ADMIN,
+    "org_settings.remove_provider": orgs.Action.ADMIN,
+    "api.edit_org_settings": orgs.Action.ADMIN,
+    "api.add_org_provider": orgs.Action.ADMIN,
     "orgs.revoke_invitation": orgs.Action.ADMIN,
     "orgs.delete": orgs.Action.OWNER,
     # The target is the owner: only owners manage owners.
@@ -59,6 +65,10 @@ NEEDS: dict[str, orgs.Action | None] = {
     "auth.dev_login": None,
     "orgs.switch": None,
     "orgs.accept": None,
+    # Operators only (404 for anyone else, whatever their role: test_org_settings_web.py).
+    "org_ops.suspend": None,
+    "org_ops.resume": None,
+    "org_ops.quota": None,
 }
 
 

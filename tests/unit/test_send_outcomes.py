@@ -51,6 +51,10 @@ CASES: dict[type, tuple[outcomes.Outcome, str, list[str], str, bool]] = {
         outcomes.LimiterDown(transport="smtp", at=SOON, error="rate limiter unavailable: refused"),
         "scheduled", ["limiter_unavailable"], "limiter_unavailable", True,
     ),
+    outcomes.Held: (
+        outcomes.Held(transport="smtp", at=SOON, kind="org_suspended", reason="organization suspended: unpaid"),
+        "scheduled", ["org_suspended"], "org_suspended", True,
+    ),
     outcomes.Aborted: (outcomes.Aborted(transport="smtp", error="changed"), "sending", [], "aborted", False),
 }  # fmt: skip
 FINAL = (outcomes.Sent, outcomes.Offline, outcomes.Failed, outcomes.Uncertain)

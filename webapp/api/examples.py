@@ -12,8 +12,9 @@ optional one (a query or header parameter) is left out. The ``unknown_token`` an
 tests/integration/test_api_examples.py sends every exchange to a running app and checks
 the answer against the example (field by field) and the schema, so these stay true.
 Fields that differ from run to run (creation times, event and job ids, ``owner_id``, ``org_id``,
-``why``, which counts down, and the times ``send-now`` sets) are checked against the
-schema only.
+``why``, which counts down, the times ``send-now`` sets, and who made the token an audit log
+line names) are checked against the schema only. A 403 example is sent with a token
+without the ``admin`` scope.
 """
 
 from __future__ import annotations
@@ -272,6 +273,100 @@ CANCEL_BATCH_200 = {
     )
 }
 CANCEL_BATCH_404 = _NO_BATCH
+
+# -- the organization's settings (admins and owners; a token with the admin scope) ------
+
+#: A new organization's settings: its name is its first owner's (``Ann``).
+ORG_SETTINGS: dict[str, Any] = {
+    "org_id": 3,
+    "name": "Ann",
+    "identity": {"from_name": None, "from_address": None, "reply_to": None},
+    "providers_mode": "before",
+    "daily_quota": None,
+    "suspended": False,
+    "suspended_reason": None,
+    "providers": [],
+}
+#: What a token without the admin scope is told (the 403 examples are sent with one).
+_NOT_ADMIN = {
+    "no_admin_scope": example(
+        "A token without the admin scope", error("forbidden", "this token lacks the 'admin' scope", None)
+    )
+}
+GET_ORG_SETTINGS_200 = {"yours": example("The settings of a new organization", ORG_SETTINGS)}
+GET_ORG_SETTINGS_403 = _NOT_ADMIN
+EDIT_ORG_SETTINGS_REQUEST = {
+    "identity": example(
+        "Send as the support team",
+        {"from_name": "Acme Support", "from_address": "support@example.com", "reply_to": "help@example.com"},
+    ),
+    "bad_mode": example("An unknown mode", {"providers_mode": "sometimes"}),
+}
+EDIT_ORG_SETTINGS_200 = {
+    "identity": example(
+        "The new identity is used from the next email sent",
+        ORG_SETTINGS
+        | {
+            "identity": {
+                "from_name": "Acme Support",
+                "from_address": "support@example.com",
+                "reply_to": "help@example.com",
+            }
+        },
+    )
+}
+EDIT_ORG_SETTINGS_422 = {
+    "bad_mode": example(
+        "Nothing is stored", error("invalid", "providers_mode: must be 'before' or 'instead'", "providers_mode")
+    )
+}
+ADD_ORG_PROVIDER_REQUEST = {
+    "sendgrid": example(
+        "SendGrid, 100 a second",
+        {"label": "own", "url": "smtps://apikey:SG.secret@smtp.sendgrid.net:465", "rate_limit": "100/second"},
+    ),
+    "file": example("The offline log is the deployment's own", {"label": "file", "url": "jsonl:///tmp/mail.jsonl"}),
+}
+ADD_ORG_PROVIDER_200 = {
+    "sendgrid": example(
+        "Stored encrypted, shown masked",
+        ORG_SETTINGS
+        | {
+            "providers": [
+                {
+                    "label": "own",
+                    "position": 1,
+                    "url": "smtps://apikey:****@smtp.sendgrid.net:465",
+                    "rate_limit": "100/second",
+                    "created_at": _CREATED,
+                }
+            ]
+        },
+    )
+}
+ADD_ORG_PROVIDER_422 = {
+    "file": example("Refused", error("invalid", "url: an organization's transport is smtp:// or smtps://", "url"))
+}
+ORG_AUDIT_BEFORE = {"bad_before": example("Not a line's id", "yesterday")}
+GET_ORG_AUDIT_200 = {
+    "yours": example(
+        "A new organization's log: the token this request uses was created",
+        {
+            "entries": [
+                {
+                    "id": 1,
+                    "at": _CREATED,
+                    "actor_id": 7,
+                    "actor_email": "ann@example.com",
+                    "action": "token.create",
+                    "target": "ann@example.com",
+                    "detail": {"name": "examples", "scopes": ["send", "read", "admin"], "token_id": 5},
+                }
+            ]
+        },
+    )
+}
+GET_ORG_AUDIT_422 = {"bad_before": example("Refused", error("invalid", "before: must be a line's id", "before"))}
 
 # -- any operation ----------------------------------------------------------------------
 

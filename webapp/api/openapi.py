@@ -103,6 +103,7 @@ def _error_response(code: int, examples: dict[str, Any] | None = None) -> dict[s
 def document() -> dict[str, Any]:
     """Return the OpenAPI document."""
     write = _errors(400, 401, 403, 413, 429)
+    admin = _errors(401, 429) | _error(403, examples.GET_ORG_SETTINGS_403)
     return {
         "openapi": "3.1.0",
         "info": {
@@ -114,6 +115,10 @@ def document() -> dict[str, Any]:
         "tags": [
             {"name": "emails", "description": "One email: schedule it, follow it, change or cancel it."},
             {"name": "batches", "description": "Send to a list: one email per recipient, spaced out."},
+            {
+                "name": "organization",
+                "description": "The organization's settings and audit log: admins and owners, tokens with 'admin'.",
+            },
         ],
         "security": [{"bearerAuth": []}, {"sessionCookie": [], "csrfToken": []}],
         "components": {
@@ -309,6 +314,68 @@ def document() -> dict[str, Any]:
                         ),
                         **write,
                         **_error(404, examples.CANCEL_BATCH_404),
+                    },
+                },
+            },
+            "/org/settings": {
+                "get": {
+                    "operationId": "getOrgSettings",
+                    "tags": ["organization"],
+                    "summary": "The organization's settings (transports masked)",
+                    "responses": {
+                        "200": _json(
+                            schemas.ref("OrgSettings"), "The settings.", examples=examples.GET_ORG_SETTINGS_200
+                        ),
+                        **admin,
+                    },
+                },
+                "patch": {
+                    "operationId": "editOrgSettings",
+                    "tags": ["organization"],
+                    "summary": "Change the sending identity or how the organization's transports are used",
+                    "requestBody": _body("OrgSettingsChanges", examples.EDIT_ORG_SETTINGS_REQUEST),
+                    "responses": {
+                        "200": _json(schemas.ref("OrgSettings"), "Changed.", examples=examples.EDIT_ORG_SETTINGS_200),
+                        **write,
+                        **admin,
+                        **_error(422, examples.EDIT_ORG_SETTINGS_422),
+                    },
+                },
+            },
+            "/org/providers": {
+                "post": {
+                    "operationId": "addOrgProvider",
+                    "tags": ["organization"],
+                    "summary": "Add a mail transport of the organization's own (stored encrypted)",
+                    "requestBody": _body("NewOrgProvider", examples.ADD_ORG_PROVIDER_REQUEST),
+                    "responses": {
+                        "200": _json(
+                            schemas.ref("OrgSettings"), "Added, last in order.", examples=examples.ADD_ORG_PROVIDER_200
+                        ),
+                        **write,
+                        **admin,
+                        **_error(422, examples.ADD_ORG_PROVIDER_422),
+                    },
+                },
+            },
+            "/org/audit": {
+                "get": {
+                    "operationId": "getOrgAudit",
+                    "tags": ["organization"],
+                    "summary": "The organization's audit log, newest first",
+                    "parameters": [
+                        {
+                            "name": "before",
+                            "in": "query",
+                            "description": "The id of the last line seen: the page after it.",
+                            "schema": {"type": "string", "pattern": "^[0-9]{1,18}$"},
+                            "examples": examples.ORG_AUDIT_BEFORE,
+                        }
+                    ],
+                    "responses": {
+                        "200": _json(schemas.ref("AuditLog"), "One page.", examples=examples.GET_ORG_AUDIT_200),
+                        **admin,
+                        **_error(422, examples.GET_ORG_AUDIT_422),
                     },
                 },
             },

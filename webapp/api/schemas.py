@@ -251,4 +251,95 @@ SCHEMAS: dict[str, Any] = {
         "required": ["batch"],
         "properties": {"batch": ref("Batch"), "cancelled": {"type": "integer"}},
     },
+    "OrgIdentity": {
+        "type": "object",
+        "description": "The From and Reply-To of the organization's mail (null: the deployment's).",
+        "required": ["from_name", "from_address", "reply_to"],
+        "properties": {
+            "from_name": nullable("string", maxLength=200),
+            "from_address": nullable("string", format="email"),
+            "reply_to": nullable("string", format="email"),
+        },
+    },
+    "OrgProvider": {
+        "type": "object",
+        "required": ["label", "position", "url", "rate_limit", "created_at"],
+        "properties": {
+            "label": {"type": "string"},
+            "position": {"type": "integer", "description": "Its place in the organization's order, from 1."},
+            "url": {"type": "string", "description": "The URL with its password masked (****)."},
+            "rate_limit": {"type": "string", "description": "Its provider's limits ('' none)."},
+            "created_at": {"type": "string", "format": "date-time"},
+        },
+    },
+    "OrgSettings": {
+        "type": "object",
+        "required": [
+            "org_id",
+            "name",
+            "identity",
+            "providers_mode",
+            "daily_quota",
+            "suspended",
+            "suspended_reason",
+            "providers",
+        ],
+        "properties": {
+            "org_id": {"type": "integer"},
+            "name": {"type": "string"},
+            "identity": ref("OrgIdentity"),
+            "providers_mode": {"type": "string", "enum": ["before", "instead"]},
+            "daily_quota": nullable("integer", description="Set by the operators: emails a UTC day."),
+            "suspended": {"type": "boolean"},
+            "suspended_reason": nullable("string"),
+            "providers": {"type": "array", "items": ref("OrgProvider")},
+        },
+    },
+    "OrgSettingsChanges": {
+        "type": "object",
+        "additionalProperties": False,
+        "minProperties": 1,
+        "description": "The fields to change; null clears a part of the identity.",
+        "properties": {
+            "from_name": nullable("string", maxLength=200),
+            "from_address": nullable("string", format="email"),
+            "reply_to": nullable("string", format="email"),
+            "providers_mode": {"type": "string", "enum": ["before", "instead"]},
+        },
+    },
+    "NewOrgProvider": {
+        "type": "object",
+        "additionalProperties": False,
+        "required": ["label", "url"],
+        "properties": {
+            "label": {"type": "string", "pattern": "^[a-z][a-z0-9_-]{0,19}$"},
+            "url": {
+                "type": "string",
+                "description": "smtp:// or smtps://, in the forms of MAIL_TRANSPORTS; stored encrypted.",
+            },
+            "rate_limit": {"type": "string", "description": "Its provider's limits, e.g. 20/10s,500/hour."},
+        },
+    },
+    "AuditLog": {
+        "type": "object",
+        "required": ["entries"],
+        "properties": {
+            "entries": {
+                "type": "array",
+                "items": {
+                    "type": "object",
+                    "required": ["id", "at", "actor_id", "actor_email", "action", "target", "detail"],
+                    "properties": {
+                        "id": {"type": "integer"},
+                        "at": {"type": "string", "format": "date-time"},
+                        "actor_id": nullable("integer", description="null: an operator's command"),
+                        "actor_email": nullable("string"),
+                        "action": {"type": "string", "examples": ["settings.identity", "member.invite"]},
+                        "target": {"type": "string"},
+                        "detail": {"type": "object"},
+                    },
+                },
+            }
+        },
+    },
 }

@@ -1,5 +1,5 @@
 -- What every rate-limit script shares; tasks/delivery/ratelimit.py puts it in front of each
--- operation's script (acquire.lua, confirm.lua, sent.lua, spread.lua, load.lua).
+-- operation's script (acquire.lua, confirm.lua, sent.lua, spread.lua, load.lua, quota.lua).
 --
 -- A bucket is a sorted set: member "<email id>:<attempt>", score = the slot in
 -- microseconds, plus the sentinel "!built" (score -inf) that says the bucket is
