@@ -858,6 +858,10 @@ UPDATE organizations SET suspended_at = coalesce(suspended_at, now()), suspended
  WHERE id = %(id)s
 RETURNING *;
 
+-- lock_org --
+-- The organization as it is, locked until the caller's transaction ends (resume reads its reason).
+SELECT * FROM organizations WHERE id = %(id)s FOR UPDATE;
+
 -- resume_org --
 UPDATE organizations SET suspended_at = NULL, suspended_reason = NULL WHERE id = %(id)s RETURNING *;
 

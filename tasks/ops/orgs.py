@@ -17,7 +17,9 @@ import redis
 
 from tasks.core import db, errors
 from tasks.core.config import Settings
+from tasks.delivery import orgs as delivery_orgs
 from tasks.domain import audit, orgs
+from tasks.queue import jobs
 
 #: Longest reason an operator may give.
 MAX_REASON = 500
@@ -91,9 +93,11 @@ def suspend(conn: db.Conn, org_id: int, reason: str, actor_id: int | None) -> or
 
 
 def resume(conn: db.Conn, org_id: int, actor_id: int | None) -> orgs.Org:
-    """Resume a suspended organization, with its audit line: its mail goes at its next look
-    (ORG_HOLD_RECHECK at most)."""
+    """Resume a suspended organization, with its audit line; the mail it held is due at once."""
     with conn.transaction():
+        before = db.one(conn, "lock_org", id=org_id)
         org = orgs.resume(conn, org_id)
-        audit.record(conn, org_id, actor_id, "org.resume", org.name)
+        held = delivery_orgs.suspended_reason(before) if before else None
+        woken = jobs.wake_held(conn, org_id, held) if held else 0
+        audit.record(conn, org_id, actor_id, "org.resume", org.name, {"emails_due_now": woken})
     return org

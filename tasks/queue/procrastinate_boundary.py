@@ -484,6 +484,20 @@ _RELEASE_FETCHED_JOBS: LiteralString = """WITH job AS (
 )
 SELECT count(*) AS n FROM job;"""
 
+_WAKE_HELD: LiteralString = """WITH woken AS (
+    UPDATE emails SET next_attempt_at = now(), waiting_reason = NULL
+     WHERE org_id = %(org_id)s AND status = 'scheduled' AND waiting_reason = %(reason)s
+       AND next_attempt_at > now()
+    RETURNING id, org_id, job_id
+), job AS (
+    UPDATE procrastinate_jobs j SET scheduled_at = now() - %(lead)s
+      FROM woken w WHERE j.id = w.job_id AND j.status = 'todo'
+), event AS (
+    INSERT INTO email_events (email_id, org_id, kind, job_id, detail)
+    SELECT id, org_id, 'org_resumed', job_id, jsonb_build_object('reason', %(reason)s::text) FROM woken
+)
+SELECT count(*) AS n FROM woken;"""
+
 #: Every statement of ours on Procrastinate's tables or functions, by the name callers run it by.
 STATEMENTS: dict[str, Statement] = {
     # Fetch a job for each free slot of the worker in one round trip, and claim the
@@ -680,6 +694,17 @@ STATEMENTS: dict[str, Statement] = {
    FOR UPDATE OF e, j SKIP LOCKED;""",
         ("procrastinate_jobs.id", "procrastinate_jobs.status"),
         ("todo",),
+    ),
+    # An organization resumed: its mail held by the suspension (waiting with the
+    # suspension's reason) is due now, its jobs too (they stay the same jobs; an email
+    # beyond the horizon has none and the reconciler gives it one). Without it the mail
+    # would wait for the hold's next look (ORG_HOLD_RECHECK, up to 15 minutes). No
+    # public API changes a waiting job's time (as spread_move).
+    "wake_held": Statement(
+        _WAKE_HELD,
+        ("procrastinate_jobs.id", "procrastinate_jobs.status", "procrastinate_jobs.scheduled_at"),
+        ("todo",),
+        writes=True,
     ),
     # Move each email's job to its slot in the lane (it stays the same job: it will be
     # claimed once, at its turn) and record the slot and the reason. The moved jobs go

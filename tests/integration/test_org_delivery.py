@@ -134,7 +134,7 @@ def test_a_suspended_organizations_mail_waits_with_the_reason_until_resumed(
 ) -> None:
     org_id = org_of(conn, owner)
     ops_orgs.suspend(conn, org_id, "invoice overdue", None)
-    workers(extra_env={"ORG_HOLD_RECHECK": "0.5"})
+    workers()  # ORG_HOLD_RECHECK's default (60 s): resuming must not wait for the hold's next look
 
     (held,) = schedule(conn, owner, settings, make_draft)
     waiting = wait_until(
@@ -148,7 +148,7 @@ def test_a_suspended_organizations_mail_waits_with_the_reason_until_resumed(
     assert sink.messages == []
 
     ops_orgs.resume(conn, org_id, None)
-    sink.wait_for(1, timeout=20)
+    sink.wait_for(1, timeout=15)
     wait_until(lambda: row(conn, held.id)["status"] == "sent", timeout=10, what="sent after resuming")
     actions = [
         r["action"] for r in conn.execute("SELECT action FROM org_audit WHERE org_id = %s ORDER BY id", (org_id,))
