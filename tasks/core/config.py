@@ -394,6 +394,22 @@ class Settings:
         seconds(30, 86400),
         "Seconds ahead within which an email holds a queue job; later ones are promoted when they come near.",
     )
+    recurrence_catch_up: float = setting(
+        "3600",
+        seconds(0, 7 * 86400),
+        "After downtime, a recurrence sends the latest occurrence it missed only if it is less than this many"
+        " seconds old (the others are recorded as skipped); 0: never catch up.",
+    )
+    recurrence_min_interval: float = setting(
+        "60",
+        seconds(60, 7 * 86400),
+        "The shortest interval a recurrence may fire at (seconds); a rule that fires more often is refused.",
+    )
+    recurrence_pause_after_failures: int = setting(
+        "5",
+        integer(1, 1000),
+        "A recurrence whose occurrences fail permanently this many times in a row pauses itself.",
+    )
     smtp_timeout: float = setting(
         "30", seconds(0.1, 600), "Seconds allowed for the connection and for each SMTP command."
     )

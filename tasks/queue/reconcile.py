@@ -6,7 +6,10 @@ Every few seconds, on one worker at a time (a queueing lock, never a lock):
    heart-beating, are recovered: back to ``scheduled`` with a new job if DATA had
    not begun, ``uncertain`` if it had (never re-sent silently).
 2. Jobs left ``doing`` by dead workers are finished, and dead workers pruned.
-3. ``scheduled`` emails due within the horizon that hold no live job get one:
+3. Recurrences pause themselves after too many permanent failures in a row, and
+   the occurrences of active ones that fall within the horizon become emails, with
+   their jobs, in the same transaction (tasks/queue/occurrences.py).
+4. ``scheduled`` emails due within the horizon that hold no live job get one:
    far-future emails being promoted, and any whose job was lost.
 """
 
@@ -21,7 +24,7 @@ from procrastinate import jobs as procrastinate_jobs
 from tasks.core import db
 from tasks.delivery import runtime, send
 from tasks.domain.models import Status
-from tasks.queue import jobs
+from tasks.queue import jobs, occurrences
 from tasks.queue.app import app
 
 log = structlog.get_logger("tasks.queue.reconcile")
@@ -96,10 +99,20 @@ async def promote(rt: runtime.Runtime) -> int:
                 return promoted
 
 
+async def recurrences(rt: runtime.Runtime) -> dict[str, int]:
+    """Pause the recurrences that keep failing, then create the occurrences now within the horizon."""
+    async with rt.pool.connection() as conn:
+        cancelled = await occurrences.pause_failing(conn, rt.settings)
+        for row in cancelled:
+            rt.live.changed(row["owner_id"], row["id"], Status.CANCELLED)
+        return await occurrences.create_due(conn, rt.settings)
+
+
 async def run(rt: runtime.Runtime) -> dict[str, int]:
     """Run every repair once and return what each did."""
     stats: dict[str, Any] = await recover_sending(rt)
     stats["stalled_jobs"] = await finish_stalled_jobs(rt)
+    stats.update(await recurrences(rt))
     stats["promoted"] = await promote(rt)
     if any(stats.values()):
         log.info("reconciled", **stats)
