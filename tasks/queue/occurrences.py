@@ -18,6 +18,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 from cronsim import CronSim
@@ -115,8 +116,13 @@ def _previous(rule: recurrence_rules.Rule, first: dt.datetime, latest: dt.dateti
     return max(first, found) if found is not None else first
 
 
-async def create_due(conn: db.AsyncConn, settings: Settings) -> dict[str, int]:
-    """Create every occurrence within the horizon, a chunk of recurrences per transaction."""
+async def create_due(
+    conn: db.AsyncConn, settings: Settings, created: Callable[[dict[str, Any]], None] | None = None
+) -> dict[str, int]:
+    """Create every occurrence within the horizon, a chunk of recurrences per transaction.
+
+    ``created`` is told of each new email (its id, owner_id and next_attempt_at) once committed.
+    """
     counts = {"occurrences": 0, "skipped_runs": 0}
     while True:
         async with conn.transaction():
@@ -182,6 +188,9 @@ async def create_due(conn: db.AsyncConn, settings: Settings) -> dict[str, int]:
                 )
             counts["occurrences"] += len(inserted)
             counts["skipped_runs"] += len(skip_ids)
+        if created is not None:
+            for r in inserted:
+                created(r)
         if len(rows) < BATCH:
             return counts
 

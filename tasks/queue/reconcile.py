@@ -6,9 +6,9 @@ Every few seconds, on one worker at a time (a queueing lock, never a lock):
    heart-beating, are recovered: back to ``scheduled`` with a new job if DATA had
    not begun, ``uncertain`` if it had (never re-sent silently).
 2. Jobs left ``doing`` by dead workers are finished, and dead workers pruned.
-3. Recurrences pause themselves after too many permanent failures in a row, and
-   the occurrences of active ones that fall within the horizon become emails, with
-   their jobs, in the same transaction (tasks/queue/occurrences.py).
+3. The occurrences of active recurrences that fall within the horizon become
+   emails, with their jobs, in the same transaction; recurrences pause themselves
+   after too many permanent failures in a row (tasks/queue/occurrences.py).
 4. ``scheduled`` emails due within the horizon that hold no live job get one:
    far-future emails being promoted, and any whose job was lost.
 """
@@ -100,12 +100,20 @@ async def promote(rt: runtime.Runtime) -> int:
 
 
 async def recurrences(rt: runtime.Runtime) -> dict[str, int]:
-    """Pause the recurrences that keep failing, then create the occurrences now within the horizon."""
+    """Create the occurrences now within the horizon, then pause the recurrences that keep failing
+    (cancelling what they have waiting, just created included)."""
     async with rt.pool.connection() as conn:
+        counts = await occurrences.create_due(
+            conn,
+            rt.settings,
+            lambda row: rt.live.changed(
+                row["owner_id"], row["id"], Status.SCHEDULED, next_attempt_at=row["next_attempt_at"]
+            ),
+        )
         cancelled = await occurrences.pause_failing(conn, rt.settings)
         for row in cancelled:
             rt.live.changed(row["owner_id"], row["id"], Status.CANCELLED)
-        return await occurrences.create_due(conn, rt.settings)
+        return counts
 
 
 async def run(rt: runtime.Runtime) -> dict[str, int]:
