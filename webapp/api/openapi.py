@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from tasks.domain import listing
+from tasks.domain import listing, recurrences
 from webapp.api import bp, examples, schemas
 
 R = "#/components/responses/"
@@ -64,6 +64,17 @@ _BATCH_ID = {
     "schema": {"type": "string", "format": "uuid"},
     "examples": examples.BATCH_ID_PARAMETER,
 }
+_RECURRENCE_ID = {
+    "name": "recurrence_id",
+    "in": "path",
+    "required": True,
+    "schema": {"type": "string", "format": "uuid"},
+}
+_N = {
+    "name": "n",
+    "in": "query",
+    "schema": {"type": "integer", "minimum": 1, "maximum": recurrences.MAX_PREVIEW, "default": 5},
+}
 _IDEMPOTENCY = {
     "name": "Idempotency-Key",
     "in": "header",
@@ -113,6 +124,10 @@ def document() -> dict[str, Any]:
         "tags": [
             {"name": "emails", "description": "One email: schedule it, follow it, change or cancel it."},
             {"name": "batches", "description": "Send to a list: one email per recipient, spaced out."},
+            {
+                "name": "recurrences",
+                "description": "Recurring emails: a rule in a time zone; each occurrence is an ordinary email.",
+            },
         ],
         "security": [{"bearerAuth": []}, {"sessionCookie": [], "csrfToken": []}],
         "components": {
@@ -303,6 +318,126 @@ def document() -> dict[str, Any]:
                         **write,
                         **_error(404, examples.CANCEL_BATCH_404),
                     },
+                },
+            },
+            **_recurrence_paths(write),
+        },
+    }
+
+
+def _recurrence_paths(write: dict[str, Any]) -> dict[str, Any]:
+    """The paths of /recurrences (no worked examples: their answers depend on the clock)."""
+    one = schemas.ref("Recurrence")
+    new = schemas.SCHEMAS["NewRecurrence"]["examples"]
+    new_examples = {
+        "weekdays": {"summary": "Every weekday at 09:00, Paris time, until the end of June", "value": new[0]},
+        "cron": {"summary": "A raw cron: Mondays at 08:00 in New York, ten times", "value": new[1]},
+    }
+    edits = schemas.SCHEMAS["RecurrenceChanges"]["examples"]
+    edit_examples = {
+        "subject": {"summary": "New content for every occurrence not yet sent", "value": edits[0]},
+        "rule": {"summary": "A new rule (what waits is replaced)", "value": edits[1]},
+    }
+    changed = {**write, **_errors(404, 409, 422)}
+    return {
+        "/recurrences": {
+            "post": {
+                "operationId": "createRecurrence",
+                "tags": ["recurrences"],
+                "summary": "Create a recurring email",
+                "parameters": [_IDEMPOTENCY],
+                "requestBody": _body("NewRecurrence", new_examples),
+                "responses": {
+                    "201": {
+                        **_json(one, "Created; occurrences are created ahead of time.", _LOCATION),
+                        "links": {
+                            op: {"operationId": op, "parameters": {"recurrence_id": "$response.body#/id"}}
+                            for op in ("getRecurrence", "editRecurrence", "pauseRecurrence", "deleteRecurrence")
+                        },
+                    },
+                    "200": _json(one, "Already created with this Idempotency-Key.", _REPLAYED),
+                    **write,
+                    **_errors(409, 422),
+                },
+            },
+            "get": {
+                "operationId": "listRecurrences",
+                "tags": ["recurrences"],
+                "summary": "List recurrences, newest first",
+                "responses": {
+                    "200": _json(schemas.ref("RecurrenceList"), "Every recurrence not deleted."),
+                    **_errors(401, 429),
+                },
+            },
+        },
+        "/recurrences/preview": {
+            "post": {
+                "operationId": "previewRule",
+                "tags": ["recurrences"],
+                "summary": "The next occurrences of a rule, without saving it",
+                "parameters": [_N],
+                "requestBody": _body("NewRecurrence", new_examples),
+                "responses": {
+                    "200": _json(schemas.ref("Occurrences"), "ISO 8601 instants with their offset."),
+                    **write,
+                    **_errors(422),
+                },
+            },
+        },
+        "/recurrences/{recurrence_id}": {
+            "parameters": [_RECURRENCE_ID],
+            "get": {
+                "operationId": "getRecurrence",
+                "tags": ["recurrences"],
+                "summary": "A recurrence, its next occurrences and its history",
+                "responses": {"200": _json(one, "The recurrence."), **_errors(401, 404, 429)},
+            },
+            "patch": {
+                "operationId": "editRecurrence",
+                "tags": ["recurrences"],
+                "summary": "Edit: applies to every occurrence not yet sent",
+                "requestBody": _body("RecurrenceChanges", edit_examples),
+                "responses": {"200": _json(one, "Changed."), **changed},
+            },
+            "delete": {
+                "operationId": "deleteRecurrence",
+                "tags": ["recurrences"],
+                "summary": "Delete: what waits is cancelled, sent emails stay",
+                "responses": {
+                    "200": _json(schemas.ref("RecurrenceDeleted"), "Deleted."),
+                    **write,
+                    **_errors(404),
+                },
+            },
+        },
+        "/recurrences/{recurrence_id}/pause": {
+            "parameters": [_RECURRENCE_ID],
+            "post": {
+                "operationId": "pauseRecurrence",
+                "tags": ["recurrences"],
+                "summary": "Pause: nothing more goes out",
+                "responses": {"200": _json(one, "Paused."), **write, **_errors(404, 409)},
+            },
+        },
+        "/recurrences/{recurrence_id}/resume": {
+            "parameters": [_RECURRENCE_ID],
+            "post": {
+                "operationId": "resumeRecurrence",
+                "tags": ["recurrences"],
+                "summary": "Resume from the next occurrence after now",
+                "responses": {"200": _json(one, "Active again (or ended)."), **write, **_errors(404, 409)},
+            },
+        },
+        "/recurrences/{recurrence_id}/preview": {
+            "parameters": [_RECURRENCE_ID],
+            "get": {
+                "operationId": "previewRecurrence",
+                "tags": ["recurrences"],
+                "summary": "Its next n occurrences",
+                "parameters": [_N],
+                "responses": {
+                    "200": _json(schemas.ref("Occurrences"), "ISO 8601 instants with their offset."),
+                    **_errors(401, 404, 422, 429),
                 },
             },
         },
