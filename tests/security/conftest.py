@@ -13,7 +13,7 @@ from flask.testing import FlaskClient
 
 from tasks.core import db
 from tasks.core.config import Settings
-from tasks.domain import batch_plan, batches, emails, tokens
+from tasks.domain import batch_plan, batches, emails, recurrences, tokens
 from tasks.domain.models import User
 from tests.e2e.conftest import browser, output_dir  # noqa: F401  (Chromium, and where screenshots go)
 
@@ -24,21 +24,27 @@ BOBS_SECRET = "BOB-PRIVATE-7f3a"
 
 @dataclasses.dataclass(frozen=True)
 class Owned:
-    """What one user has: an email, a batch, a token (and its secret)."""
+    """What one user has: an email, a batch, a token (and its secret), a recurrence."""
 
     user: User
     email: str
     batch: str
     token: int
     secret: str
+    recurrence: str
 
     def ids(self) -> dict[str, str]:
-        """Return the values for a route's ``<email_id>``, ``<batch_id>`` and ``<token_id>``."""
-        return {"email_id": self.email, "batch_id": self.batch, "token_id": str(self.token)}
+        """Return the values for a route's ``<email_id>``, ``<batch_id>``, ``<token_id>`` and ``<recurrence_id>``."""
+        return {
+            "email_id": self.email,
+            "batch_id": self.batch,
+            "token_id": str(self.token),
+            "recurrence_id": self.recurrence,
+        }
 
 
 def own(conn: Conn, settings: Settings, make_draft: Callable[..., Any], user: User, marker: str) -> Owned:
-    """Give ``user`` a scheduled email, a batch of two and a token, each carrying ``marker``."""
+    """Give ``user`` a scheduled email, a batch of two, a token and a recurrence, each carrying ``marker``."""
     draft = make_draft(subject=f"{marker} subject", body_text=f"{marker} body", to=[f"to-{user.id}@example.com"])
     mail, _ = emails.schedule(conn, owner=user, draft=draft, settings=settings)
     plan = batch_plan.prepare(
@@ -51,7 +57,24 @@ def own(conn: Conn, settings: Settings, make_draft: Callable[..., Any], user: Us
     )
     batch, _ = batches.create(conn, owner=user, plan=plan, settings=settings)
     token, secret = tokens.create(conn, user, f"{marker} token")
-    return Owned(user=user, email=str(mail.id), batch=str(batch.id), token=token.id, secret=secret)
+    spec = recurrences.validate(
+        {
+            "to": [f"to-{user.id}@example.com"],
+            "subject": f"{marker} recurring",
+            "body_text": f"{marker} every day",
+            "preset": {"kind": "daily", "time": "09:00"},
+        },
+        settings=settings,
+    )
+    recurrence, _ = recurrences.create(conn, owner=user, spec=spec, settings=settings)
+    return Owned(
+        user=user,
+        email=str(mail.id),
+        batch=str(batch.id),
+        token=token.id,
+        secret=secret,
+        recurrence=str(recurrence.id),
+    )
 
 
 @pytest.fixture
@@ -94,6 +117,7 @@ def snapshot(conn: Conn) -> dict[str, list[Any]]:
             "SELECT id, status, subject, body_text, to_addrs, send_at, job_id, updated_at FROM emails ORDER BY id"
         ).fetchall(),
         "batches": conn.execute("SELECT * FROM batches ORDER BY id").fetchall(),
+        "recurrences": conn.execute("SELECT * FROM recurrences ORDER BY id").fetchall(),
         "tokens": conn.execute("SELECT id, name, revoked_at FROM api_tokens ORDER BY id").fetchall(),
         "users": conn.execute("SELECT id, session_version FROM users ORDER BY id").fetchall(),
         "jobs": conn.execute("SELECT id, status, scheduled_at FROM procrastinate_jobs ORDER BY id").fetchall(),
