@@ -405,10 +405,9 @@ def cmd_recurrence_preview(args: argparse.Namespace, settings: Settings) -> int:
             print(rec.summary)
             _print_occurrences(recurrences.upcoming(conn, rec, args.n), rec.time_zone)
         return 0
-    data = {"to": ["preview@example.com"], "subject": "", "body_text": "", **_rule_fields(args)}
-    spec = recurrences.validate(data, settings=settings)
-    print(spec.rule.summary())
-    _print_occurrences(recurrences.preview(spec.rule, args.n), spec.rule.time_zone)
+    rule = recurrences.rule_from(_rule_fields(args), settings=settings)
+    print(rule.summary())
+    _print_occurrences(recurrences.preview(rule, args.n), rule.time_zone)
     return 0
 
 

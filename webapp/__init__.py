@@ -59,6 +59,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
         live,
         operators,
         ops,
+        recurring,
         security,
         tokens,
     )
@@ -72,6 +73,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     app.register_blueprint(health.bp)
     app.register_blueprint(dashboard.bp)
     app.register_blueprint(batches.bp)
+    app.register_blueprint(recurring.bp)
     app.register_blueprint(tokens.bp)
     app.register_blueprint(live.bp)
     app.register_blueprint(api.bp)

@@ -195,6 +195,37 @@ def validate(
         idempotency_key=idempotency_key,
         now=now,
     )
+    rule = rule_from(data, settings=settings, now=now, time_zone=draft.send_tz)
+    return Spec(
+        to=draft.to,
+        cc=draft.cc,
+        bcc=draft.bcc,
+        subject=draft.subject,
+        body_text=draft.body_text,
+        body_html=draft.body_html,
+        rule=rule,
+        idempotency_key=draft.idempotency_key,
+    )
+
+
+def rule_from(
+    data: dict[str, Any], *, settings: Settings, now: dt.datetime | None = None, time_zone: Any = None
+) -> Rule:
+    """Check only the rule's fields (cron or preset, time_zone, starts_at, ends_at, count); return the rule.
+
+    A preview needs no content: the rule is all it shows.
+    """
+    now = now or dt.datetime.now(dt.UTC)
+    for name in data:
+        if name not in FIELDS and name != "idempotency_key":
+            raise errors.ValidationError(f"{name}: unknown field", field=name)
+    if time_zone is None:
+        time_zone = data.get("time_zone") or "UTC"
+        if not validation.valid_time_zone(time_zone):
+            raise errors.ValidationError(
+                f"time_zone: must be an IANA time zone such as Europe/Paris, got {str(time_zone)[:60]!r}",
+                field="time_zone",
+            )
     cron, preset = data.get("cron"), data.get("preset")
     if cron not in (None, "") and preset not in (None, ""):
         raise errors.ValidationError("cron: give either cron or preset, not both", field="cron")
@@ -207,22 +238,13 @@ def validate(
     rule = Rule(
         cron=expr,
         preset=kept,
-        time_zone=draft.send_tz,
+        time_zone=time_zone,
         starts_at=_instant(data.get("starts_at"), "starts_at") or now.replace(microsecond=0),
         ends_at=_instant(data.get("ends_at"), "ends_at"),
         count=_count(data.get("count")),
     )
     recurrence_rules.check_rule(rule, now=now, min_interval=settings.recurrence_min_interval, field=field)
-    return Spec(
-        to=draft.to,
-        cc=draft.cc,
-        bcc=draft.bcc,
-        subject=draft.subject,
-        body_text=draft.body_text,
-        body_html=draft.body_html,
-        rule=rule,
-        idempotency_key=draft.idempotency_key,
-    )
+    return rule
 
 
 def preview(rule: Rule, n: int, *, now: dt.datetime | None = None) -> list[dt.datetime]:
@@ -306,10 +328,11 @@ def upcoming(conn: db.Conn, recurrence: Recurrence, n: int) -> list[dt.datetime]
 def history(conn: db.Conn, scope: Scope, recurrence_id: str | uuid.UUID, *, limit: int = 100) -> list[dict[str, Any]]:
     """Its occurrences (each an email: sent, failed, waiting...) and the runs it skipped, newest first."""
     recurrence = get(conn, scope, recurrence_id)
-    return [
-        {name: json_value(value) for name, value in row.items()}
-        for row in db.all_rows(conn, "recurrence_history", id=recurrence.id, limit=limit)
-    ]
+    return db.all_rows(conn, "recurrence_history", id=recurrence.id, limit=limit)
+
+
+def history_json(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [{name: json_value(value) for name, value in row.items()} for row in rows]
 
 
 def _lock(conn: db.Conn, scope: Scope, recurrence_id: str | uuid.UUID) -> Recurrence:

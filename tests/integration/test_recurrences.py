@@ -138,7 +138,7 @@ def test_downtime_sends_one_catch_up_through_a_worker_and_records_the_rest(
     sink.wait_for(1, timeout=30)
 
     def sent_one() -> list[dict[str, Any]] | None:
-        history = recurrences.history(conn, owner_scope(owner.id), rec.id)
+        history = recurrences.history_json(recurrences.history(conn, owner_scope(owner.id), rec.id))
         return history if any(h["status"] == "sent" for h in history) else None
 
     history = wait_until(sent_one, timeout=10, what="the occurrence to be recorded sent")
@@ -169,7 +169,7 @@ def test_downtime_longer_than_catch_up_sends_nothing(
         [rec.id],
     )
     tick(database_url, settings)
-    history = recurrences.history(conn, owner_scope(owner.id), rec.id)
+    history = recurrences.history_json(recurrences.history(conn, owner_scope(owner.id), rec.id))
     assert [h["kind"] for h in history] == ["skipped"] and history[0]["n"] == 3
     assert occurrence_rows(conn, rec.id) == []
 

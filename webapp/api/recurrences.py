@@ -50,14 +50,16 @@ def create_recurrence() -> Any:
 
 @bp.post("/recurrences/preview")
 def preview_recurrence() -> Any:
-    """The next occurrences of a proposed rule (the create body), and its summary; nothing is stored."""
+    """The next occurrences of a proposed rule (the create body; only its rule is checked) and its summary.
+
+    Nothing is stored."""
     data = json_body()
     n = recurrences.parse_n(request.args.get("n"))
-    spec = recurrences.validate({k: v for k, v in data.items() if k != "idempotency_key"}, settings=ext.settings())
+    rule = recurrences.rule_from(data, settings=ext.settings())
     return {
-        "summary": spec.rule.summary(),
-        "cron": spec.rule.cron,
-        "occurrences": _instants(recurrences.preview(spec.rule, n), spec.rule.time_zone),
+        "summary": rule.summary(),
+        "cron": rule.cron,
+        "occurrences": _instants(recurrences.preview(rule, n), rule.time_zone),
     }
 
 
@@ -72,7 +74,7 @@ def get_recurrence(recurrence_id: str) -> Any:
     """A recurrence, its next occurrences and its history (sent, failed, skipped)."""
     conn = ext.conn()
     rec = recurrences.get(conn, scope(), recurrence_id)
-    return _one(rec) | {"history": recurrences.history(conn, scope(), rec.id)}
+    return _one(rec) | {"history": recurrences.history_json(recurrences.history(conn, scope(), rec.id))}
 
 
 @bp.patch("/recurrences/<recurrence_id>")

@@ -368,10 +368,19 @@
       if (form.cc.value.trim()) payload.cc = splitAddresses(form.cc.value);
       if (form.bcc.value.trim()) payload.bcc = splitAddresses(form.bcc.value);
       if (now.checked) payload.send_now = true;
+      else if (window.reachRepeat && window.reachRepeat.active()) { /* the rule says when */ }
       else {
         const d = new Date(when.value);
         if (!when.value || isNaN(d)) { showErrors(form, { field: "send_at", message: "Pick a date and time, or Send now." }); return; }
         payload.send_at = d.toISOString();
+      }
+      if (window.reachRepeat && window.reachRepeat.active()) {
+        // A recurring email (recurring.js): saved, then its page is shown.
+        submit.disabled = true;
+        try { if (await window.reachRepeat.submit(form, payload, key)) key = newKey(); }
+        catch (e) { showErrors(form, { field: "_form", message: "The server could not be reached. Try again." }); }
+        finally { submit.disabled = false; }
+        return;
       }
       const label = submit.textContent;
       submit.disabled = true; submit.textContent = "Scheduling…";
