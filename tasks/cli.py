@@ -21,7 +21,7 @@ import psycopg
 
 from tasks.core import config, db, errors, localrun, logs
 from tasks.core.config import Settings
-from tasks.domain import emails, models, present, validation
+from tasks.domain import emails, models, present, recurrence_rules, validation
 from tasks.domain.models import Status
 from tasks.queue import procrastinate_boundary
 
@@ -553,6 +553,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"configuration error: {exc.message}", file=sys.stderr)
         return 2
     logs.configure(settings.log_level, settings.log_format)
+    recurrence_rules.set_time_scale(settings.recurrence_time_scale)
     command: Callable[[argparse.Namespace, Settings], int] = args.func
     try:
         return command(args, settings)

@@ -405,6 +405,12 @@ class Settings:
         seconds(60, 7 * 86400),
         "The shortest interval a recurrence may fire at (seconds); a rule that fires more often is refused.",
     )
+    recurrence_time_scale: int = setting(
+        "1",
+        integer(1, 3600),
+        "Testing only (refused in production): recurrences' rules run this many times faster than real time"
+        " (60: an every-minute rule fires every second), so a test can watch several occurrences go out.",
+    )
     recurrence_pause_after_failures: int = setting(
         "5",
         integer(1, 1000),
@@ -640,6 +646,8 @@ def _check_together(settings: Settings) -> None:
         raise errors.ConfigError("WORKER_STALLED_AFTER", "must be more than twice WORKER_HEARTBEAT")
     if settings.retry_backoff_max < settings.retry_backoff_base:
         raise errors.ConfigError("RETRY_BACKOFF_MAX", "must not be below RETRY_BACKOFF_BASE")
+    if settings.recurrence_time_scale != 1 and settings.app_env == "production":
+        raise errors.ConfigError("RECURRENCE_TIME_SCALE", "is for tests only: it must be 1 in production")
     labels = [spec.label for spec in settings.mail_transports]
     for label, _ in settings.rate_limits:
         if label not in labels:

@@ -126,15 +126,35 @@ def check_cron(expr: Any) -> str:
     return normal
 
 
+#: Testing only (RECURRENCE_TIME_SCALE): rules run this many times faster than real time,
+#: counted from TIME_ORIGIN. Set once per process by ``set_time_scale``; 1 everywhere else.
+_time_scale = 1
+TIME_ORIGIN = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
+
+
+def set_time_scale(scale: int) -> None:
+    """Make rules run ``scale`` times faster than real time (RECURRENCE_TIME_SCALE, tests only)."""
+    global _time_scale
+    _time_scale = scale
+
+
+def _to_rule_time(at: dt.datetime) -> dt.datetime:
+    return at if _time_scale == 1 else TIME_ORIGIN + (at - TIME_ORIGIN) * _time_scale
+
+
+def _to_real_time(at: dt.datetime) -> dt.datetime:
+    return at if _time_scale == 1 else TIME_ORIGIN + (at - TIME_ORIGIN) / _time_scale
+
+
 def occurrences(cron: str, time_zone: str, start: dt.datetime) -> Iterator[dt.datetime]:
     """Yield the rule's instants at or after ``start``, in UTC, strictly increasing."""
     tz = zone(time_zone)
     assert tz is not None, time_zone
-    local_start = (start - dt.timedelta(seconds=1)).astimezone(tz)
+    local_start = (_to_rule_time(start) - dt.timedelta(seconds=1)).astimezone(tz)
     last: dt.datetime | None = None
     try:
         for local_at in CronSim(cron, local_start):
-            at = local_at.astimezone(dt.UTC)
+            at = _to_real_time(local_at.astimezone(dt.UTC))
             # A gap maps a time to the instant after it, which the rule may name too: once.
             if at < start or (last is not None and at <= last):
                 continue
@@ -142,6 +162,23 @@ def occurrences(cron: str, time_zone: str, start: dt.datetime) -> Iterator[dt.da
             yield at
     except (StopIteration, RuntimeError):  # cronsim ends past its last year
         return
+
+
+def latest_before(cron: str, time_zone: str, at: dt.datetime) -> dt.datetime | None:
+    """The rule's last instant at or before ``at`` (iterating backwards), in UTC."""
+    tz = zone(time_zone)
+    assert tz is not None, time_zone
+    try:
+        for local_at in CronSim(cron, _to_rule_time(at).astimezone(tz), reverse=True):
+            return _to_real_time(local_at.astimezone(dt.UTC))
+    except (StopIteration, RuntimeError):
+        return None
+    return None
+
+
+def min_gap_seconds(earlier: dt.datetime, later: dt.datetime) -> float:
+    """The gap between two occurrences as the rule counts it (in rule time)."""
+    return (later - earlier).total_seconds() * _time_scale
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -222,7 +259,7 @@ def check_rule(
     if not sample:
         raise _invalid(field, "never fires: no date matches it")
     for earlier, later in itertools.pairwise(sample):
-        gap = (later - earlier).total_seconds()
+        gap = min_gap_seconds(earlier, later)
         if gap < min_interval:
             raise _invalid(
                 field,
@@ -239,5 +276,5 @@ def check_rule(
 
 def render(text: str, at: dt.datetime, time_zone: str) -> str:
     """Fill ``{{occurrence_date}}`` (YYYY-MM-DD) and ``{{occurrence_time}}`` (HH:MM) in the zone."""
-    local_at = at.astimezone(zone(time_zone) or dt.UTC)
+    local_at = _to_rule_time(at).astimezone(zone(time_zone) or dt.UTC)
     return _PLACEHOLDER.sub(lambda m: local_at.strftime("%Y-%m-%d" if m[1] == "date" else "%H:%M"), text)

@@ -21,12 +21,9 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
-from cronsim import CronSim
-
 from tasks.core import db
 from tasks.core.config import Settings
 from tasks.domain import recurrence_rules
-from tasks.domain.zones import zone
 from tasks.queue import jobs
 from tasks.queue.app import app
 
@@ -58,24 +55,22 @@ def rule_of(row: dict[str, Any]) -> recurrence_rules.Rule:
 
 
 def _latest_before(cron: str, time_zone: str, now: dt.datetime) -> dt.datetime | None:
-    tz = zone(time_zone)
-    assert tz is not None
-    for local_at in CronSim(cron, now.astimezone(tz), reverse=True):
-        return local_at.astimezone(dt.UTC)
-    return None
+    return recurrence_rules.latest_before(cron, time_zone, now)
 
 
 def plan(row: dict[str, Any], *, now: dt.datetime, until: dt.datetime, catch_up: float) -> Plan:
     """Decide, for a recurrence whose cursor is ``row["next_at"]``, what happens up to ``until``."""
     rule = rule_of(row)
     out = Plan()
+    # The count bounds the emails made, not the occurrences passed over: counted here.
+    unbounded = dataclasses.replace(rule, count=None)
     left = None if rule.count is None else rule.count - row["made"]
     missed: list[dt.datetime] = []  # the first, the one before the latest, and the latest missed
     n_missed = 0
     start = row["next_at"]
     while True:
         jumped = False
-        for at in rule.upcoming(start):
+        for at in unbounded.upcoming(start):
             if left is not None and left - len(out.create) <= 0:
                 out.next_at = None
                 break
@@ -101,7 +96,10 @@ def plan(row: dict[str, Any], *, now: dt.datetime, until: dt.datetime, catch_up:
             break
     if missed:
         first, before_latest, latest = missed
-        if catch_up > 0 and (now - latest).total_seconds() < catch_up and (left is None or left > len(out.create)):
+        if catch_up > 0 and (now - latest).total_seconds() < catch_up and (left is None or left > 0):
+            if left is not None and len(out.create) >= left:
+                # The catch-up comes first: the last one planned waits for a later tick.
+                out.next_at = out.create.pop()
             out.create.insert(0, latest)
             if n_missed != 1:
                 out.skips.append((first, before_latest, n_missed - 1 if n_missed > 0 else None, SUPERSEDED))

@@ -23,6 +23,7 @@ from procrastinate import jobs as procrastinate_jobs
 
 from tasks.core import db
 from tasks.delivery import runtime, send
+from tasks.domain import recurrence_rules
 from tasks.domain.models import Status
 from tasks.queue import jobs, occurrences
 from tasks.queue.app import app
@@ -102,6 +103,7 @@ async def promote(rt: runtime.Runtime) -> int:
 async def recurrences(rt: runtime.Runtime) -> dict[str, int]:
     """Create the occurrences now within the horizon, then pause the recurrences that keep failing
     (cancelling what they have waiting, just created included)."""
+    recurrence_rules.set_time_scale(rt.settings.recurrence_time_scale)
     async with rt.pool.connection() as conn:
         counts = await occurrences.create_due(
             conn,

@@ -223,3 +223,31 @@ def test_plan_creates_occurrences_within_the_horizon_and_stops_at_the_count() ->
     )
     assert p.create == [now, now + dt.timedelta(minutes=5), now + dt.timedelta(minutes=10)]
     assert p.next_at is None
+
+
+def test_skipped_occurrences_do_not_use_up_the_count() -> None:
+    now = paris(2027, 5, 3, 12, 20)
+    p = occurrences.plan(
+        row("0 * * * *", paris(2027, 5, 3, 10, 0), max_count=2),
+        now=now,
+        until=now + dt.timedelta(hours=2),
+        catch_up=3600,
+    )
+    assert p.create == [paris(2027, 5, 3, 12, 0), paris(2027, 5, 3, 13, 0)]
+    assert p.skips == [(paris(2027, 5, 3, 10, 0), paris(2027, 5, 3, 11, 0), 2, occurrences.SUPERSEDED)]
+    # The cursor stays on the next occurrence; the next tick finds the count used up and ends it.
+    assert p.next_at == paris(2027, 5, 3, 14, 0)
+    assert occurrences.plan(
+        row("0 * * * *", p.next_at, max_count=2, made=2), now=now, until=now + dt.timedelta(hours=2), catch_up=3600
+    ) == occurrences.Plan(create=[], skips=[], next_at=None)
+
+
+def test_a_time_scale_runs_the_rule_faster_and_intervals_are_checked_in_rule_time() -> None:
+    start = dt.datetime(2026, 6, 1, 0, 0, 1, tzinfo=UTC)
+    rules.set_time_scale(20)
+    try:
+        got = rule("* * * * *", start, tz="UTC").preview(start, 3)
+        assert [(b - a).total_seconds() for a, b in zip(got, got[1:], strict=False)] == [3.0, 3.0]
+        assert rules.check_rule(rule("* * * * *", start, tz="UTC"), now=start, min_interval=60) == got[0]
+    finally:
+        rules.set_time_scale(1)

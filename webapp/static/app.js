@@ -85,6 +85,8 @@
     else { shiftCounts(before, msg.status); known.set(msg.email_id, msg.status); }
     updateEmail(msg.email_id, msg.status, msg.status === "sent" ? msg.sent_at || msg.at : msg.next_attempt_at, true);
     if (before === undefined || $("[data-batch-state]")) requestSnapshot(false);
+    // A recurrence's page: its occurrences come and change (created ahead, then sent).
+    if ($("#recurrence-live")) refreshFragments();
   }
 
   // ---- badges and rows ------------------------------------------------------------------------
@@ -168,6 +170,7 @@
         const doc = new DOMParser().parseFromString(await response.text(), "text/html");
         const swap = (current, fresh) => { if (current && fresh) { current.replaceWith(document.adoptNode(fresh)); renderTimes(fresh); } };
         swap($("#detail"), doc.getElementById("detail"));
+        swap($("#recurrence-live"), doc.getElementById("recurrence-live"));
         $$("[data-batch-state]").forEach((box) => swap(box, $('[data-batch-state][data-batch-id="' + CSS.escape(box.dataset.batchId) + '"]', doc)));
         wireLocalTimeForms();
       }

@@ -53,10 +53,15 @@
     });
   }
 
+  // Choosing "every week" ticks today, so the rule says something from the start.
+  function chose(form) {
+    const days = $$('input[name="repeat_day"]', form);
+    if (kind() === "weekly" && !days.some((c) => c.checked)) days[(new Date().getDay() + 6) % 7].checked = true;
+    show(form);
+  }
+
   function show(form) {
     const k = kind(), options = $(".repeat-options", form), when = $("fieldset.when", form), submit = $("#c-submit");
-    const days = $$('input[name="repeat_day"]', form);
-    if (k === "weekly" && !days.some((c) => c.checked)) days[(new Date().getDay() + 6) % 7].checked = true; // today
     options.hidden = !k;
     when.hidden = !!k;
     $$("[data-repeat-for]", form).forEach((el) => { el.hidden = !el.dataset.repeatFor.split(" ").includes(k); });
@@ -80,11 +85,11 @@
     const form = $("#compose-form"), select = $("#c-repeat-kind");
     if (!form || !select) return;
     $$("[data-browser-zone-name]").forEach((el) => { el.textContent = zone; });
-    select.addEventListener("change", () => show(form));
+    select.addEventListener("change", () => chose(form));
     $(".repeat-options", form).addEventListener("input", () => show(form));
     $(".repeat-options", form).addEventListener("change", () => show(form));
     // "New recurring email" opens the compose form with a repeat already chosen.
-    $$("[data-open-compose][data-repeat]").forEach((b) => b.addEventListener("click", () => { select.value = b.dataset.repeat; show(form); }));
+    $$("[data-open-compose][data-repeat]").forEach((b) => b.addEventListener("click", () => { select.value = b.dataset.repeat; chose(form); }));
     form.addEventListener("reset", () => setTimeout(() => show(form), 0));
     show(form);
   });
