@@ -400,6 +400,12 @@ class Settings:
         "After downtime, a recurrence sends the latest occurrence it missed only if it is less than this many"
         " seconds old (the others are recorded as skipped); 0: never catch up.",
     )
+    recurrence_lookahead: float = setting(
+        "60",
+        seconds(10, 86400),
+        "How far ahead a recurrence's occurrences become emails with their send jobs (at most `SCHEDULE_HORIZON`):"
+        " a minute keeps the queue's future jobs few, however many recurrences there are.",
+    )
     recurrence_min_interval: float = setting(
         "60",
         seconds(60, 7 * 86400),

@@ -20,7 +20,7 @@ from typing import Any
 from cronsim import CronSim, CronSimError
 
 from tasks.core import errors
-from tasks.domain.zones import zone
+from tasks.domain.zones import local, zone
 
 #: Day names as cron numbers them (0 = Sunday), the way presets name them.
 DAYS = ("sun", "mon", "tue", "wed", "thu", "fri", "sat")
@@ -130,6 +130,8 @@ def check_cron(expr: Any) -> str:
 #: counted from TIME_ORIGIN. Set once per process by ``set_time_scale``; 1 everywhere else.
 _time_scale = 1
 TIME_ORIGIN = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
+#: The first days a date holds: no second before them to start from, nor a zone to show them in.
+_FIRST = dt.datetime(1, 1, 3, tzinfo=dt.UTC)
 
 
 def set_time_scale(scale: int) -> None:
@@ -150,9 +152,10 @@ def occurrences(cron: str, time_zone: str, start: dt.datetime) -> Iterator[dt.da
     """Yield the rule's instants at or after ``start``, in UTC, strictly increasing."""
     tz = zone(time_zone)
     assert tz is not None, time_zone
-    local_start = (_to_rule_time(start) - dt.timedelta(seconds=1)).astimezone(tz)
     last: dt.datetime | None = None
     try:
+        rule_start = _to_rule_time(start)
+        local_start = (rule_start - dt.timedelta(seconds=1) if rule_start > _FIRST else rule_start).astimezone(tz)
         for local_at in CronSim(cron, local_start):
             at = _to_real_time(local_at.astimezone(dt.UTC))
             # A gap maps a time to the instant after it, which the rule may name too: once.
@@ -160,7 +163,7 @@ def occurrences(cron: str, time_zone: str, start: dt.datetime) -> Iterator[dt.da
                 continue
             last = at
             yield at
-    except (StopIteration, RuntimeError):  # cronsim ends past its last year
+    except (StopIteration, RuntimeError, OverflowError):  # past the last year a date holds
         return
 
 
@@ -171,7 +174,7 @@ def latest_before(cron: str, time_zone: str, at: dt.datetime) -> dt.datetime | N
     try:
         for local_at in CronSim(cron, _to_rule_time(at).astimezone(tz), reverse=True):
             return _to_real_time(local_at.astimezone(dt.UTC))
-    except (StopIteration, RuntimeError):
+    except (StopIteration, RuntimeError, OverflowError):
         return None
     return None
 
@@ -209,7 +212,7 @@ class Rule:
         """The rule in plain words: "Every weekday at 09:00, Europe/Paris, until 30 June 2027"."""
         parts = [describe(self.cron, self.preset), self.time_zone]
         if self.ends_at is not None:
-            end = self.ends_at.astimezone(zone(self.time_zone) or dt.UTC)
+            end = local(self.ends_at, self.time_zone)
             parts.append(f"until {end.day} {end:%B %Y}")
         if self.count is not None:
             parts.append("once" if self.count == 1 else f"{self.count} times")
@@ -257,7 +260,7 @@ def check_rule(
         raise _invalid("ends_at", "must be after starts_at")
     sample = list(itertools.islice(occurrences(rule.cron, rule.time_zone, rule.starts_at), INTERVAL_SAMPLE))
     if not sample:
-        raise _invalid(field, "never fires: no date matches it")
+        raise _invalid(field, "never fires: no date from its start on matches it")
     for earlier, later in itertools.pairwise(sample):
         gap = min_gap_seconds(earlier, later)
         if gap < min_interval:
@@ -276,5 +279,5 @@ def check_rule(
 
 def render(text: str, at: dt.datetime, time_zone: str) -> str:
     """Fill ``{{occurrence_date}}`` (YYYY-MM-DD) and ``{{occurrence_time}}`` (HH:MM) in the zone."""
-    local_at = _to_rule_time(at).astimezone(zone(time_zone) or dt.UTC)
+    local_at = local(_to_rule_time(at), time_zone)
     return _PLACEHOLDER.sub(lambda m: local_at.strftime("%Y-%m-%d" if m[1] == "date" else "%H:%M"), text)

@@ -2,7 +2,8 @@
 
 Each reconciler tick, in one transaction per chunk of recurrences (locked with SKIP
 LOCKED, so two reconcilers never work on the same one): every occurrence of an active
-recurrence that falls within the schedule horizon becomes an ordinary emails row, with
+recurrence that falls within ``RECURRENCE_LOOKAHEAD`` (at most the schedule horizon)
+becomes an ordinary emails row, with
 its send job deferred in the same transaction, as the promotion gives far-future emails
 theirs; then the recurrence's cursor (``next_at``) moves past them. A crash anywhere
 rolls all of it back, and the unique key on (recurrence, occurrence instant) refuses a
@@ -41,6 +42,15 @@ class Plan:
     create: list[dt.datetime] = dataclasses.field(default_factory=list)
     skips: list[tuple[dt.datetime, dt.datetime, int | None, str]] = dataclasses.field(default_factory=list)
     next_at: dt.datetime | None = None
+
+
+def lookahead(settings: Settings) -> float:
+    """How far ahead occurrences are created: ``RECURRENCE_LOOKAHEAD``, within the horizon.
+
+    Every email within the horizon holds a queue job, and Procrastinate's fetch walks past
+    the future ones; a short lookahead keeps those few, however many recurrences there are.
+    """
+    return min(settings.recurrence_lookahead, settings.schedule_horizon)
 
 
 def rule_of(row: dict[str, Any]) -> recurrence_rules.Rule:
@@ -122,13 +132,14 @@ async def create_due(
     ``created`` is told of each new email (its id, owner_id and next_attempt_at) once committed.
     """
     counts = {"occurrences": 0, "skipped_runs": 0}
+    ahead = lookahead(settings)
     while True:
         async with conn.transaction():
-            rows = await db.all_async(conn, "recurrences_due", horizon=settings.schedule_horizon, limit=BATCH)
+            rows = await db.all_async(conn, "recurrences_due", horizon=ahead, limit=BATCH)
             if not rows:
                 return counts
             now = rows[0]["db_now"]
-            until = now + dt.timedelta(seconds=settings.schedule_horizon)
+            until = now + dt.timedelta(seconds=ahead)
             ids, recs, ats, subjects, bodies, htmls = [], [], [], [], [], []
             adv_ids, adv_next, adv_made = [], [], []
             skip_ids, firsts, lasts, ns, reasons = [], [], [], [], []

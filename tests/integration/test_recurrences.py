@@ -24,6 +24,12 @@ from tests.support.procs import wait_until
 from tests.support.smtp_sink import Sink
 
 
+@pytest.fixture
+def env(env: dict[str, str]) -> dict[str, str]:
+    """Occurrences created as far ahead as the horizon (10 minutes), so a tick makes several."""
+    return env | {"RECURRENCE_LOOKAHEAD": "600"}
+
+
 def spec(settings: Settings, **data: Any) -> recurrences.Spec:
     fields = {
         "to": ["bob@example.com"],
@@ -75,6 +81,18 @@ def test_occurrences_become_emails_with_jobs_once_within_the_horizon(
     after = recurrences.get(conn, owner_scope(owner.id), rec.id)
     assert after.made == len(rows) and after.next_at > rows[-1]["occurrence_at"]
     assert conn.execute("SELECT count(*) AS n FROM email_events WHERE kind = 'queued'").fetchone()["n"] == len(rows)
+
+
+def test_by_default_occurrences_are_created_a_minute_ahead(
+    conn: Conn, owner: User, env: dict[str, str], database_url: str
+) -> None:
+    settings = config.load(env | {"RECURRENCE_LOOKAHEAD": "60"})
+    rec = create(conn, owner, settings, cron="*/5 * * * *")
+    tick(database_url, settings)
+    rows = occurrence_rows(conn, rec.id)
+    now = dt.datetime.now(dt.UTC)
+    assert all(r["occurrence_at"] <= now + dt.timedelta(seconds=61) for r in rows)
+    assert recurrences.get(conn, owner_scope(owner.id), rec.id).next_at > now + dt.timedelta(seconds=59)
 
 
 def test_the_unique_key_refuses_a_second_row_for_an_occurrence(
