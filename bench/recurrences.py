@@ -155,12 +155,13 @@ def run_variant(ours: Ours, *, recurrences: int, spread_n: int, seconds: float, 
         _, times = spread(spread_n, seconds, lead=3)
         d.schedule(times)
 
-        def done() -> bool:
-            with db.connect(d.database_url) as conn:
-                row = conn.execute(rig.queries["bench_sent"]).fetchone()
-            return bool(row and row["n"] >= spread_n)
+        with db.connect(d.database_url) as poll:  # one connection for the wait (the server is shared)
 
-        rig.wait_until(done, timeout=seconds + 120, interval=0.5, what="the spread emails to be sent")
+            def done() -> bool:
+                row = poll.execute(rig.queries["bench_sent"]).fetchone()
+                return bool(row and row["n"] >= spread_n)
+
+            rig.wait_until(done, timeout=seconds + 120, interval=0.5, what="the spread emails to be sent")
         time.sleep(0.1)
         ordinary = rig.lateness_stats(d.lateness())
         with db.connect(d.database_url) as conn:

@@ -64,3 +64,17 @@ def test_the_page_shows_next_occurrences_and_history_with_links_and_skips(
     response = client.post(f"/recurring/{rec.id}/delete", data={"csrf_token": csrf_token(client)})
     assert response.status_code == 302
     assert client.get(f"/recurring/{rec.id}").status_code == 404
+
+
+def test_an_occurrence_links_back_to_its_recurrence(
+    client: FlaskClient, alice: User, conn: Conn, settings: Any
+) -> None:
+    rec = _create(conn, alice, settings)
+    row = conn.execute(
+        "INSERT INTO emails (owner_id, from_addr, to_addrs, subject, body_text, send_at, next_attempt_at,"
+        " message_id, recurrence_id, occurrence_at) VALUES (%s, 'a@x', ARRAY['b@example.com'], 's', 'b', now(),"
+        " now() + interval '1 day', '<occ@x>', %s, now() + interval '1 day') RETURNING id",
+        [alice.id, rec.id],
+    ).fetchone()
+    page = client.get(f"/emails/{row['id']}").get_data(as_text=True)
+    assert f'href="/recurring/{rec.id}"' in page
