@@ -22,6 +22,8 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
+from procrastinate import jobs as procrastinate_jobs
+
 from tasks.core import db
 from tasks.core.config import Settings
 from tasks.domain import recurrence_rules
@@ -124,6 +126,35 @@ def _previous(rule: recurrence_rules.Rule, first: dt.datetime, latest: dt.dateti
     return max(first, found) if found is not None else first
 
 
+#: The priority of an occurrence's first send job, below one-off mail's (Procrastinate's
+#: default, 0): every rule fires at second 0 of a minute, so thousands of occurrences can be
+#: due at one instant, and an email someone scheduled for that instant goes first rather than
+#: after them. Retries are deferred by the send task as any email's.
+OCCURRENCE_PRIORITY = -1
+
+
+async def _defer_occurrences(conn: db.AsyncConn, rows: list[dict[str, Any]]) -> list[int]:
+    """Defer each occurrence's send job as tasks.queue.jobs defers every send (same queue, task,
+    arguments and lead), at ``OCCURRENCE_PRIORITY``, in the caller's transaction."""
+    deferred = await app.job_manager.batch_defer_jobs_async(
+        jobs=[
+            procrastinate_jobs.Job(
+                id=None,
+                queue=jobs.SEND_QUEUE,
+                task_name=jobs.SEND_TASK,
+                lock=None,
+                queueing_lock=None,
+                task_kwargs={"email_id": str(r["id"])},
+                scheduled_at=r["next_attempt_at"] - jobs.LEAD,
+                priority=OCCURRENCE_PRIORITY,
+            )
+            for r in rows
+        ],
+        connection=conn,
+    )
+    return [job.id for job in deferred if job.id is not None]
+
+
 async def create_due(
     conn: db.AsyncConn, settings: Settings, created: Callable[[dict[str, Any]], None] | None = None
 ) -> dict[str, int]:
@@ -178,7 +209,7 @@ async def create_due(
                 )
             if inserted:
                 # Their jobs, in this transaction: the promotion's own steps.
-                job_ids = await jobs.defer_sends_async(conn, [(r["id"], r["next_attempt_at"]) for r in inserted])
+                job_ids = await _defer_occurrences(conn, inserted)
                 await db.run_async(conn, "attach_jobs", ids=[r["id"] for r in inserted], job_ids=job_ids)
             # Made counts what exists now: a row that was there already counted when it was made.
             made_by = {rid: 0 for rid in adv_ids}

@@ -81,6 +81,13 @@ def test_occurrences_become_emails_with_jobs_once_within_the_horizon(
     after = recurrences.get(conn, owner_scope(owner.id), rec.id)
     assert after.made == len(rows) and after.next_at > rows[-1]["occurrence_at"]
     assert conn.execute("SELECT count(*) AS n FROM email_events WHERE kind = 'queued'").fetchone()["n"] == len(rows)
+    # Their jobs come after one-off mail due at the same instant (every rule fires at second 0).
+    priorities = conn.execute(
+        "SELECT DISTINCT j.priority FROM procrastinate_jobs j JOIN emails e ON e.job_id = j.id"
+        " WHERE e.recurrence_id = %s",
+        [rec.id],
+    ).fetchall()
+    assert [p["priority"] for p in priorities] == [occurrences.OCCURRENCE_PRIORITY]
 
 
 def test_by_default_occurrences_are_created_a_minute_ahead(
