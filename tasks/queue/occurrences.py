@@ -110,9 +110,10 @@ def plan(row: dict[str, Any], *, now: dt.datetime, until: dt.datetime, catch_up:
         first, before_latest, latest = missed
         if catch_up > 0 and (now - latest).total_seconds() < catch_up and (left is None or left > 0):
             if left is not None and len(out.create) >= left:
-                # The catch-up comes first: the last one planned waits for a later tick.
-                out.next_at = out.create.pop()
+                out.create.pop()  # the catch-up comes first, and uses the last of the count
             out.create.insert(0, latest)
+            if left is not None and len(out.create) >= left:
+                out.next_at = None
             if n_missed != 1:
                 out.skips.append((first, before_latest, n_missed - 1 if n_missed > 0 else None, SUPERSEDED))
         else:
