@@ -69,6 +69,7 @@ _RECURRENCE_ID = {
     "in": "path",
     "required": True,
     "schema": {"type": "string", "format": "uuid"},
+    "examples": examples.RECURRENCE_ID_PARAMETER,
 }
 _N = {
     "name": "n",
@@ -326,19 +327,9 @@ def document() -> dict[str, Any]:
 
 
 def _recurrence_paths(write: dict[str, Any]) -> dict[str, Any]:
-    """The paths of /recurrences (no worked examples: their answers depend on the clock)."""
+    """The paths of /recurrences."""
     one = schemas.ref("Recurrence")
-    new = schemas.SCHEMAS["NewRecurrence"]["examples"]
-    new_examples = {
-        "weekdays": {"summary": "Every weekday at 09:00, Paris time, until the end of June", "value": new[0]},
-        "cron": {"summary": "A raw cron: Mondays at 08:00 in New York, ten times", "value": new[1]},
-    }
-    edits = schemas.SCHEMAS["RecurrenceChanges"]["examples"]
-    edit_examples = {
-        "subject": {"summary": "New content for every occurrence not yet sent", "value": edits[0]},
-        "rule": {"summary": "A new rule (what waits is replaced)", "value": edits[1]},
-    }
-    changed = {**write, **_errors(404, 409, 422)}
+    x = examples
     return {
         "/recurrences": {
             "post": {
@@ -346,10 +337,15 @@ def _recurrence_paths(write: dict[str, Any]) -> dict[str, Any]:
                 "tags": ["recurrences"],
                 "summary": "Create a recurring email",
                 "parameters": [_IDEMPOTENCY],
-                "requestBody": _body("NewRecurrence", new_examples),
+                "requestBody": _body("NewRecurrence", x.CREATE_RECURRENCE_REQUEST),
                 "responses": {
                     "201": {
-                        **_json(one, "Created; occurrences are created ahead of time.", _LOCATION),
+                        **_json(
+                            one,
+                            "Created; occurrences are created shortly before their time.",
+                            _LOCATION,
+                            x.CREATE_RECURRENCE_201,
+                        ),
                         "links": {
                             op: {"operationId": op, "parameters": {"recurrence_id": "$response.body#/id"}}
                             for op in ("getRecurrence", "editRecurrence", "pauseRecurrence", "deleteRecurrence")
@@ -357,16 +353,28 @@ def _recurrence_paths(write: dict[str, Any]) -> dict[str, Any]:
                     },
                     "200": _json(one, "Already created with this Idempotency-Key.", _REPLAYED),
                     **write,
-                    **_errors(409, 422),
+                    **_errors(409),
+                    **_error(422, x.CREATE_RECURRENCE_422),
                 },
             },
             "get": {
                 "operationId": "listRecurrences",
                 "tags": ["recurrences"],
-                "summary": "List recurrences, newest first",
+                "summary": "List recurring emails, newest first",
+                "parameters": [
+                    {
+                        "name": "limit",
+                        "in": "query",
+                        "schema": {"type": "integer", "minimum": 1, "maximum": listing.MAX_LIMIT, "default": 50},
+                        "examples": x.LIST_RECURRENCES_LIMIT,
+                    }
+                ],
                 "responses": {
-                    "200": _json(schemas.ref("RecurrenceList"), "Every recurrence not deleted."),
+                    "200": _json(
+                        schemas.ref("RecurrenceList"), "Every one not deleted.", examples=x.LIST_RECURRENCES_200
+                    ),
                     **_errors(401, 429),
+                    **_error(422, x.LIST_RECURRENCES_422),
                 },
             },
         },
@@ -376,11 +384,15 @@ def _recurrence_paths(write: dict[str, Any]) -> dict[str, Any]:
                 "tags": ["recurrences"],
                 "summary": "The next occurrences of a rule, without saving it",
                 "parameters": [_N],
-                "requestBody": _body("NewRecurrence", new_examples),
+                "requestBody": _body("NewRecurrence", x.CREATE_RECURRENCE_REQUEST),
                 "responses": {
-                    "200": _json(schemas.ref("Occurrences"), "ISO 8601 instants with their offset."),
+                    "200": _json(
+                        schemas.ref("Occurrences"),
+                        "ISO 8601 instants with their zone's offset.",
+                        examples=x.PREVIEW_RULE_200,
+                    ),
                     **write,
-                    **_errors(422),
+                    **_error(422, x.PREVIEW_RULE_422),
                 },
             },
         },
@@ -389,24 +401,33 @@ def _recurrence_paths(write: dict[str, Any]) -> dict[str, Any]:
             "get": {
                 "operationId": "getRecurrence",
                 "tags": ["recurrences"],
-                "summary": "A recurrence, its next occurrences and its history",
-                "responses": {"200": _json(one, "The recurrence."), **_errors(401, 404, 429)},
+                "summary": "A recurring email, its next occurrences and its history",
+                "responses": {
+                    "200": _json(one, "The recurring email.", examples=x.GET_RECURRENCE_200),
+                    **_errors(401, 429),
+                    **_error(404, x.RECURRENCE_404),
+                },
             },
             "patch": {
                 "operationId": "editRecurrence",
                 "tags": ["recurrences"],
                 "summary": "Edit: applies to every occurrence not yet sent",
-                "requestBody": _body("RecurrenceChanges", edit_examples),
-                "responses": {"200": _json(one, "Changed."), **changed},
+                "requestBody": _body("RecurrenceChanges", x.EDIT_RECURRENCE_REQUEST),
+                "responses": {
+                    "200": _json(one, "Changed.", examples=x.EDIT_RECURRENCE_200),
+                    **write,
+                    **_errors(404, 409),
+                    **_error(422, x.EDIT_RECURRENCE_422),
+                },
             },
             "delete": {
                 "operationId": "deleteRecurrence",
                 "tags": ["recurrences"],
                 "summary": "Delete: what waits is cancelled, sent emails stay",
                 "responses": {
-                    "200": _json(schemas.ref("RecurrenceDeleted"), "Deleted."),
+                    "200": _json(schemas.ref("RecurrenceDeleted"), "Deleted.", examples=x.DELETE_RECURRENCE_200),
                     **write,
-                    **_errors(404),
+                    **_error(404, x.RECURRENCE_404),
                 },
             },
         },
@@ -416,7 +437,12 @@ def _recurrence_paths(write: dict[str, Any]) -> dict[str, Any]:
                 "operationId": "pauseRecurrence",
                 "tags": ["recurrences"],
                 "summary": "Pause: nothing more goes out",
-                "responses": {"200": _json(one, "Paused."), **write, **_errors(404, 409)},
+                "responses": {
+                    "200": _json(one, "Paused.", examples=x.PAUSE_RECURRENCE_200),
+                    **write,
+                    **_errors(409),
+                    **_error(404, x.RECURRENCE_404),
+                },
             },
         },
         "/recurrences/{recurrence_id}/resume": {
@@ -425,7 +451,12 @@ def _recurrence_paths(write: dict[str, Any]) -> dict[str, Any]:
                 "operationId": "resumeRecurrence",
                 "tags": ["recurrences"],
                 "summary": "Resume from the next occurrence after now",
-                "responses": {"200": _json(one, "Active again (or ended)."), **write, **_errors(404, 409)},
+                "responses": {
+                    "200": _json(one, "Active again (or ended).", examples=x.RESUME_RECURRENCE_200),
+                    **write,
+                    **_errors(409),
+                    **_error(404, x.RECURRENCE_404),
+                },
             },
         },
         "/recurrences/{recurrence_id}/preview": {
@@ -436,8 +467,13 @@ def _recurrence_paths(write: dict[str, Any]) -> dict[str, Any]:
                 "summary": "Its next n occurrences",
                 "parameters": [_N],
                 "responses": {
-                    "200": _json(schemas.ref("Occurrences"), "ISO 8601 instants with their offset."),
-                    **_errors(401, 404, 422, 429),
+                    "200": _json(
+                        schemas.ref("Occurrences"),
+                        "ISO 8601 instants with their zone's offset.",
+                        examples=x.PREVIEW_RECURRENCE_200,
+                    ),
+                    **_errors(401, 422, 429),
+                    **_error(404, x.RECURRENCE_404),
                 },
             },
         },

@@ -8,7 +8,7 @@ from typing import Any
 
 from flask import request, url_for
 
-from tasks.domain import recurrences, zones
+from tasks.domain import listing, recurrences, zones
 from tasks.domain.models import Status
 from webapp import ext
 from webapp.api import bp, idempotency_key, json_body
@@ -65,8 +65,10 @@ def preview_recurrence() -> Any:
 
 @bp.get("/recurrences")
 def list_recurrences() -> Any:
-    """The caller's recurrences, newest first."""
-    return {"recurrences": [r.as_dict(with_body=False) for r in recurrences.list_for(ext.conn(), scope())]}
+    """The caller's recurrences, newest first (``limit`` of them, default 50)."""
+    limit = listing.parse_limit(request.args.get("limit"))
+    found = recurrences.list_for(ext.conn(), scope(), limit=limit)
+    return {"recurrences": [r.as_dict(with_body=False) for r in found]}
 
 
 @bp.get("/recurrences/<recurrence_id>")
