@@ -18,8 +18,8 @@ PARIS = zoneinfo.ZoneInfo("Europe/Paris")
 UTC = dt.UTC
 
 
-def paris(*args: int, fold: int = 0) -> dt.datetime:
-    return dt.datetime(*args, tzinfo=PARIS, fold=fold).astimezone(UTC)
+def paris(year: int, month: int, day: int, hour: int = 0, minute: int = 0, second: int = 0) -> dt.datetime:
+    return dt.datetime(year, month, day, hour, minute, second, tzinfo=PARIS).astimezone(UTC)
 
 
 def rule(cron: str, start: dt.datetime, tz: str = "Europe/Paris", **kw: Any) -> Rule:
