@@ -54,9 +54,9 @@ def test_the_page_shows_next_occurrences_and_history_with_links_and_skips(
 ) -> None:
     rec = _create(conn, alice, settings)
     conn.execute(
-        "INSERT INTO recurrence_skips (recurrence_id, first_at, last_at, n, reason)"
-        " VALUES (%s, now() - interval '3 days', now() - interval '1 day', 3, 'missed while the system was down')",
-        [rec.id],
+        "INSERT INTO recurrence_skips (org_id, recurrence_id, first_at, last_at, n, reason)"
+        " VALUES (%s, %s, now() - interval '3 days', now() - interval '1 day', 3, 'missed while the system was down')",
+        [rec.org_id, rec.id],
     )
     page = client.get(f"/recurring/{rec.id}").get_data(as_text=True)
     assert page.count("<li><time") == 5  # the next five occurrences
@@ -71,10 +71,10 @@ def test_an_occurrence_links_back_to_its_recurrence(
 ) -> None:
     rec = _create(conn, alice, settings)
     row = conn.execute(
-        "INSERT INTO emails (owner_id, from_addr, to_addrs, subject, body_text, send_at, next_attempt_at,"
-        " message_id, recurrence_id, occurrence_at) VALUES (%s, 'a@x', ARRAY['b@example.com'], 's', 'b', now(),"
+        "INSERT INTO emails (org_id, owner_id, from_addr, to_addrs, subject, body_text, send_at, next_attempt_at,"
+        " message_id, recurrence_id, occurrence_at) VALUES (%s, %s, 'a@x', ARRAY['b@example.com'], 's', 'b', now(),"
         " now() + interval '1 day', '<occ@x>', %s, now() + interval '1 day') RETURNING id",
-        [alice.id, rec.id],
+        [rec.org_id, alice.id, rec.id],
     ).fetchone()
     page = client.get(f"/emails/{row['id']}").get_data(as_text=True)
     assert f'href="/recurring/{rec.id}"' in page
