@@ -17,8 +17,7 @@ from tasks.core import config
 from tasks.core.config import Settings
 from tasks.core.db import Conn
 from tasks.domain import audit, emails, orgs, recurrences
-from tasks.domain.models import in_org
-from tasks.domain.models import User
+from tasks.domain.models import User, in_org
 from tasks.domain.orgs import personal_scope
 from tasks.queue import occurrences
 from tests.support.procs import wait_until

@@ -400,6 +400,7 @@ _NEVER_422 = error("invalid", "cron: '0 9 30 2 *' never fires: none of its month
 _NEXT_FIVE = [f"2030-06-0{d}T09:00:00+02:00" for d in (3, 4, 5, 6, 7)]
 _RECURRENCE_LISTED = {
     "id": RECURRENCE_ID,
+    "owner_id": 7,
     "status": "active",
     "paused_reason": None,
     "summary": "Every weekday at 09:00, Europe/Paris, until 30 June 2030",

@@ -441,7 +441,13 @@ def _recurrence_paths(write: dict[str, Any]) -> dict[str, Any]:
                         "in": "query",
                         "schema": {"type": "integer", "minimum": 1, "maximum": listing.MAX_LIMIT, "default": 50},
                         "examples": x.LIST_RECURRENCES_LIMIT,
-                    }
+                    },
+                    {
+                        "name": "mine",
+                        "in": "query",
+                        "description": "Only the caller's own recurrences (else the whole organization's).",
+                        "schema": {"type": "boolean", "default": False},
+                    },
                 ],
                 "responses": {
                     "200": _json(

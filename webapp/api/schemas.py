@@ -431,6 +431,7 @@ SCHEMAS: dict[str, Any] = {
         "required": ["id", "status", "summary", "to", "cron", "time_zone", "starts_at", "next_occurrence_at"],
         "properties": {
             "id": {"type": "string", "format": "uuid"},
+            "owner_id": {"type": "integer", "description": "The member who created it."},
             "status": {"type": "string", "enum": ["active", "paused", "ended"]},
             "paused_reason": nullable("string"),
             "summary": {"type": "string", "description": "The rule in plain words."},
