@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from tasks.core.db import Conn
+from tasks.domain import audit, emails, orgs
 from tests.support.procs import run_cli
 
 
@@ -51,3 +52,22 @@ def test_bad_input_exits_2_naming_the_field_and_stores_nothing(env: dict[str, st
         assert out.returncode == 2, (args, out.stderr)
         assert message in out.stderr, out.stderr
     assert conn.execute("SELECT count(*) AS n FROM recurrences").fetchone()["n"] == 0
+
+
+def test_create_in_an_organization_the_owner_belongs_to_and_audited_as_an_operators(
+    env: dict[str, str], conn: Conn
+) -> None:
+    ann = emails.ensure_user(conn, email="ann@example.com")
+    team = orgs.create(conn, "Support team", ann)
+    args = ["recurrence", "create", "--to", "x@example.com", "--subject", "S", "--body", "B", "--cron", "0 9 * * *"]
+
+    created = run_cli(env, *args, "--owner", "ann@example.com", "--org", "Support team")
+    refused = run_cli(env, *args, "--owner", "ben@example.com", "--org", "Support team")
+
+    assert created.returncode == 0, created.stderr
+    row = conn.execute("SELECT id, org_id, owner_id FROM recurrences").fetchone()
+    assert (str(row["id"]), row["org_id"], row["owner_id"]) == (created.stdout.split()[0], team.id, ann.id)
+    line = audit.entries(conn, team.id)[0]
+    assert (line.action, line.target, line.actor_id) == ("recurrence.create", str(row["id"]), None)
+    assert refused.returncode == 2 and "org: ben@example.com is not a member" in refused.stderr
+    assert conn.execute("SELECT count(*) AS n FROM recurrences").fetchone()["n"] == 1

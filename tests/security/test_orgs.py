@@ -202,6 +202,12 @@ def test_a_token_reads_and_changes_recurrences_within_its_scopes(app: Flask, con
     assert created.status_code == 201
     rec = recurrences.get(conn, orgs.personal_scope(conn, team.owner.user.id), created.get_json()["id"])
     assert (rec.org_id, rec.owner_id) == (team.owner.org_id, member.id)
+    everyone = api.get("/api/v1/recurrences", headers=rw).get_json()["recurrences"]
+    mine = api.get("/api/v1/recurrences?mine=true", headers=rw).get_json()["recurrences"]
+    bad = api.get("/api/v1/recurrences?mine=perhaps", headers=rw)
+    assert {r["id"] for r in everyone} == {team.owner.recurrence, str(rec.id)}
+    assert [r["id"] for r in mine] == [str(rec.id)]
+    assert bad.status_code == 422 and bad.get_json()["error"]["field"] == "mine"
 
 
 def test_a_viewer_sees_no_action_buttons_and_a_member_may_act_on_anyones_email(conn: Conn, team: Team) -> None:
