@@ -51,3 +51,19 @@ SELECT coalesce(max(id), 0) AS id FROM procrastinate_workers;
 
 -- doing_jobs --
 SELECT count(*) AS n FROM procrastinate_jobs WHERE status = 'doing';
+
+-- bulk_insert_recurrences --
+-- Active recurrences, many per statement (bench/recurrences.py): the cursor is each one's next occurrence.
+INSERT INTO recurrences (org_id, owner_id, to_addrs, subject, body_text, cron, time_zone, starts_at, next_at)
+SELECT (SELECT m.org_id FROM memberships m WHERE m.user_id = %(owner_id)s AND m.role = 'owner'
+         ORDER BY m.created_at, m.org_id LIMIT 1),
+       %(owner_id)s, ARRAY['rcpt@example.com'], 'recurring {{occurrence_time}}', 'A recurring benchmark email.',
+       v.cron, v.tz, now(), v.next_at
+  FROM unnest(%(crons)s::text[], %(tzs)s::text[], %(next_ats)s::timestamptz[]) AS v(cron, tz, next_at);
+
+-- occurrence_send_times --
+-- Message-ID -> when each occurrence was due (their lateness at the sink).
+SELECT message_id, send_at FROM emails WHERE recurrence_id IS NOT NULL;
+
+-- bench_sent --
+SELECT count(*) AS n FROM emails WHERE subject = 'bench' AND status IN ('sent', 'failed', 'uncertain');

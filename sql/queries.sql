@@ -919,10 +919,180 @@ WITH gone_emails AS (
     DELETE FROM invitations WHERE org_id = %(org_id)s RETURNING id
 ), gone_charts AS (
     DELETE FROM chart_owner_minutes WHERE org_id = %(org_id)s RETURNING 1
+), gone_skips AS (
+    DELETE FROM recurrence_skips WHERE org_id = %(org_id)s RETURNING 1
+), gone_recurrences AS (
+    DELETE FROM recurrences WHERE org_id = %(org_id)s RETURNING 1
 )
 SELECT (SELECT count(*) FROM gone_emails) AS emails, (SELECT count(*) FROM gone_batches) AS batches,
        (SELECT count(*) FROM gone_tokens) AS tokens, (SELECT count(*) FROM gone_invitations) AS invitations,
-       (SELECT count(*) FROM gone_charts) AS chart_rows;
+       (SELECT count(*) FROM gone_charts) AS chart_rows,
+       (SELECT count(*) FROM gone_recurrences) AS recurrences;
 
 -- delete_org_row --
 DELETE FROM organizations WHERE id = %(org_id)s RETURNING id;
+
+-- ---- Recurring emails (tasks/domain/recurrences.py, tasks/queue/occurrences.py) ----
+-- A recurrence's occurrences are ordinary emails rows with recurrence_id and
+-- occurrence_at; emails_occurrence_key allows one that is not cancelled per occurrence.
+
+-- insert_recurrence --
+INSERT INTO recurrences (org_id, owner_id, to_addrs, cc_addrs, bcc_addrs, subject, body_text, body_html,
+                         cron, preset, time_zone, starts_at, ends_at, max_count, next_at,
+                         idempotency_key, request_hash)
+     VALUES (%(org_id)s, %(owner_id)s, %(to_addrs)s, %(cc_addrs)s, %(bcc_addrs)s, %(subject)s, %(body_text)s,
+             %(body_html)s, %(cron)s, %(preset)s, %(time_zone)s, %(starts_at)s, %(ends_at)s,
+             %(max_count)s, %(next_at)s, %(idempotency_key)s, %(request_hash)s)
+ON CONFLICT (org_id, owner_id, idempotency_key) DO NOTHING
+  RETURNING *;
+
+-- recurrence_by_idempotency_key --
+SELECT * FROM recurrences
+ WHERE org_id = %(org_id)s AND owner_id = %(owner_id)s AND idempotency_key = %(idempotency_key)s;
+
+-- get_recurrence --
+SELECT * FROM recurrences
+ WHERE id = %(id)s AND status <> 'deleted' AND (%(any_org)s OR org_id = %(org_id)s);
+
+-- lock_recurrence --
+SELECT * FROM recurrences
+ WHERE id = %(id)s AND status <> 'deleted' AND (%(any_org)s OR org_id = %(org_id)s)
+   FOR UPDATE;
+
+-- list_recurrences --
+-- The organization's recurrences (mine_only: the caller's own), newest first, with
+-- the last occurrence's result.
+SELECT r.*, last.status AS last_status, last.occurrence_at AS last_at, last.id AS last_email_id,
+       (SELECT min(e.occurrence_at) FROM emails e
+         WHERE e.recurrence_id = r.id AND e.status = 'scheduled') AS next_pending
+  FROM recurrences r
+  LEFT JOIN LATERAL (SELECT e.id, e.status, e.occurrence_at FROM emails e
+                      WHERE e.recurrence_id = r.id AND e.occurrence_at <= now()
+                      ORDER BY e.occurrence_at DESC LIMIT 1) last ON true
+ WHERE (%(any_org)s OR r.org_id = %(org_id)s) AND r.status <> 'deleted'
+   AND (NOT %(mine_only)s OR r.owner_id = %(owner_id)s)
+ ORDER BY r.created_at DESC, r.id DESC
+ LIMIT %(limit)s;
+
+-- update_recurrence --
+-- Edit, pause, resume, delete: the caller holds the row lock and passes every column.
+UPDATE recurrences
+   SET to_addrs = %(to_addrs)s, cc_addrs = %(cc_addrs)s, bcc_addrs = %(bcc_addrs)s,
+       subject = %(subject)s, body_text = %(body_text)s, body_html = %(body_html)s,
+       cron = %(cron)s, preset = %(preset)s, time_zone = %(time_zone)s,
+       starts_at = %(starts_at)s, ends_at = %(ends_at)s, max_count = %(max_count)s,
+       status = %(status)s, paused_reason = %(paused_reason)s, next_at = %(next_at)s,
+       made = made - %(given_back)s, failures_in_row = %(failures_in_row)s, updated_at = now()
+ WHERE id = %(id)s
+  RETURNING *;
+
+-- cancel_recurrence_pending --
+-- Cancel the recurrence's occurrences that wait and have not been claimed (a
+-- pause, an edit of the rule, a delete): nothing more goes out.
+WITH cancelled AS (
+    UPDATE emails SET status = 'cancelled', waiting_reason = NULL
+     WHERE recurrence_id = %(id)s AND status = 'scheduled'
+    RETURNING id, org_id, owner_id, job_id
+), event AS (
+    INSERT INTO email_events (org_id, email_id, kind, job_id, detail)
+    SELECT org_id, id, 'cancelled', job_id, jsonb_build_object('recurrence_id', %(id)s::uuid, 'reason', %(reason)s::text)
+      FROM cancelled
+)
+SELECT id, org_id, owner_id, job_id FROM cancelled;
+
+-- edit_recurrence_pending --
+-- New content for one waiting occurrence (rendered for its instant); the caller holds the recurrence's lock.
+WITH edited AS (
+    UPDATE emails
+       SET to_addrs = %(to_addrs)s, cc_addrs = %(cc_addrs)s, bcc_addrs = %(bcc_addrs)s,
+           subject = %(subject)s, body_text = %(body_text)s, body_html = %(body_html)s
+     WHERE id = %(id)s AND status = 'scheduled'
+    RETURNING id, org_id, job_id
+)
+INSERT INTO email_events (org_id, email_id, kind, job_id, detail)
+SELECT org_id, id, 'edited', job_id, jsonb_build_object('fields', %(fields)s::text[], 'recurrence_id', %(recurrence_id)s::uuid)
+  FROM edited;
+
+-- recurrence_pending --
+SELECT id, occurrence_at FROM emails WHERE recurrence_id = %(id)s AND status = 'scheduled';
+
+-- recurrence_history --
+-- Its occurrences (each an email) and the runs it skipped, newest first.
+SELECT * FROM (
+    SELECT 'email' AS kind, e.occurrence_at AS at, NULL::timestamptz AS last_at, NULL::integer AS n,
+           e.id AS email_id, e.status, e.sent_at, e.last_error AS reason
+      FROM emails e
+     WHERE e.recurrence_id = %(id)s
+    UNION ALL
+    SELECT 'skipped', s.first_at, s.last_at, s.n, NULL, 'skipped', NULL, s.reason
+      FROM recurrence_skips s
+     WHERE s.recurrence_id = %(id)s
+) h
+ ORDER BY at DESC
+ LIMIT %(limit)s;
+
+-- recurrences_due --
+-- Active recurrences whose next occurrence is within the horizon, locked so two
+-- reconcilers never create the same ones (the unique key would refuse it anyway).
+SELECT r.*, now() AS db_now
+  FROM recurrences r
+ WHERE r.status = 'active' AND r.next_at <= now() + make_interval(secs => %(horizon)s)
+ ORDER BY r.next_at
+ LIMIT %(limit)s
+   FOR UPDATE SKIP LOCKED;
+
+-- insert_occurrences --
+-- Occurrences as emails (many recurrences per statement), each with its
+-- 'scheduled' event; one that exists already is left as it is.
+WITH inserted AS (
+    INSERT INTO emails (id, org_id, owner_id, recurrence_id, occurrence_at, from_addr, reply_to, to_addrs,
+                        cc_addrs, bcc_addrs, subject, body_text, body_html, send_at, send_tz,
+                        next_attempt_at, message_id)
+    SELECT v.id, r.org_id, r.owner_id, r.id, v.at, %(from_addr)s, u.email, r.to_addrs, r.cc_addrs,
+           r.bcc_addrs, v.subject, v.body_text, v.body_html, v.at, r.time_zone, v.at,
+           '<' || v.id || '@' || %(mail_domain)s || '>'
+      FROM unnest(%(ids)s::uuid[], %(recurrence_ids)s::uuid[], %(ats)s::timestamptz[],
+                  %(subjects)s::text[], %(bodies)s::text[], %(htmls)s::text[])
+           AS v(id, recurrence_id, at, subject, body_text, body_html)
+      JOIN recurrences r ON r.id = v.recurrence_id
+      JOIN users u ON u.id = r.owner_id
+    ON CONFLICT (recurrence_id, occurrence_at) WHERE recurrence_id IS NOT NULL AND status <> 'cancelled'
+    DO NOTHING
+    RETURNING id, org_id, owner_id, recurrence_id, occurrence_at, next_attempt_at, send_tz,
+              cardinality(to_addrs) + cardinality(cc_addrs) + cardinality(bcc_addrs) AS recipients
+), event AS (
+    INSERT INTO email_events (org_id, email_id, kind, detail)
+    SELECT org_id, id, 'scheduled',
+           jsonb_build_object('send_at', next_attempt_at, 'time_zone', send_tz, 'recipients', recipients,
+                              'recurrence_id', recurrence_id, 'occurrence_at', occurrence_at)
+      FROM inserted
+)
+SELECT id, org_id, owner_id, recurrence_id, next_attempt_at FROM inserted;
+
+-- advance_recurrences --
+-- Move each recurrence's cursor past what was created (NULL: none left, it ends).
+UPDATE recurrences r
+   SET next_at = v.next_at, made = r.made + v.made,
+       status = CASE WHEN v.next_at IS NULL THEN 'ended' ELSE r.status END,
+       updated_at = now()
+  FROM unnest(%(ids)s::uuid[], %(next_ats)s::timestamptz[], %(made)s::integer[]) AS v(id, next_at, made)
+ WHERE r.id = v.id;
+
+-- insert_recurrence_skips --
+INSERT INTO recurrence_skips (org_id, recurrence_id, first_at, last_at, n, reason)
+SELECT r.org_id, v.*
+  FROM unnest(%(ids)s::uuid[], %(firsts)s::timestamptz[], %(lasts)s::timestamptz[],
+              %(ns)s::integer[], %(reasons)s::text[]) AS v(id, first_at, last_at, n, reason)
+  JOIN recurrences r ON r.id = v.id;
+
+-- pause_failing_recurrences --
+-- Pause the active recurrences whose occurrences failed permanently `limit` times in a row.
+UPDATE recurrences
+   SET status = 'paused', updated_at = now(),
+       paused_reason = 'paused after ' || failures_in_row || ' occurrences in a row failed permanently'
+ WHERE status = 'active' AND failures_in_row >= %(limit)s AND failures_in_row > 0
+  RETURNING id, org_id, owner_id, paused_reason;
+
+-- give_back_occurrences --
+-- Occurrences cancelled before they went out no longer count towards max_count.
+UPDATE recurrences SET made = greatest(made - %(n)s, 0) WHERE id = %(id)s;

@@ -123,6 +123,22 @@ $$;
 
 
 --
+-- Name: emails_recurrence_outcome(); Type: FUNCTION; Schema: public; Owner: -
+--
+
+CREATE FUNCTION public.emails_recurrence_outcome() RETURNS trigger
+    LANGUAGE plpgsql
+    AS $$
+BEGIN
+    UPDATE recurrences
+       SET failures_in_row = CASE WHEN NEW.status = 'failed' THEN failures_in_row + 1 ELSE 0 END
+     WHERE id = NEW.recurrence_id;
+    RETURN NULL;
+END;
+$$;
+
+
+--
 -- Name: org_audit_append_only(); Type: FUNCTION; Schema: public; Owner: -
 --
 
@@ -985,7 +1001,10 @@ CREATE TABLE public.emails (
     rate_transport text,
     offline_at timestamp with time zone,
     org_id bigint NOT NULL,
+    recurrence_id uuid,
+    occurrence_at timestamp with time zone,
     CONSTRAINT emails_body_check CHECK (((octet_length(body_text) + COALESCE(octet_length(body_html), 0)) <= 1048576)),
+    CONSTRAINT emails_occurrence_check CHECK (((recurrence_id IS NULL) = (occurrence_at IS NULL))),
     CONSTRAINT emails_offline_check CHECK (((status <> 'offline'::text) OR (offline_at IS NOT NULL))),
     CONSTRAINT emails_recipients_check CHECK (((((cardinality(to_addrs) + cardinality(cc_addrs)) + cardinality(bcc_addrs)) >= 1) AND (((cardinality(to_addrs) + cardinality(cc_addrs)) + cardinality(bcc_addrs)) <= 50))),
     CONSTRAINT emails_sending_check CHECK (((status <> 'sending'::text) OR (job_id IS NOT NULL))),
@@ -1255,6 +1274,74 @@ CREATE TABLE public.queue_depth_samples (
     due integer NOT NULL,
     waiting integer NOT NULL,
     sending integer NOT NULL
+);
+
+
+--
+-- Name: recurrence_skips; Type: TABLE; Schema: public; Owner: -
+--
+
+CREATE TABLE public.recurrence_skips (
+    id bigint NOT NULL,
+    org_id bigint NOT NULL,
+    recurrence_id uuid NOT NULL,
+    first_at timestamp with time zone NOT NULL,
+    last_at timestamp with time zone NOT NULL,
+    n integer,
+    reason text NOT NULL,
+    recorded_at timestamp with time zone DEFAULT now() NOT NULL,
+    CONSTRAINT recurrence_skips_check CHECK ((last_at >= first_at))
+);
+
+
+--
+-- Name: recurrence_skips_id_seq; Type: SEQUENCE; Schema: public; Owner: -
+--
+
+ALTER TABLE public.recurrence_skips ALTER COLUMN id ADD GENERATED ALWAYS AS IDENTITY (
+    SEQUENCE NAME public.recurrence_skips_id_seq
+    START WITH 1
+    INCREMENT BY 1
+    NO MINVALUE
+    NO MAXVALUE
+    CACHE 1
+);
+
+
+--
+-- Name: recurrences; Type: TABLE; Schema: public; Owner: -
+--
+
+CREATE TABLE public.recurrences (
+    id uuid DEFAULT gen_random_uuid() NOT NULL,
+    org_id bigint NOT NULL,
+    owner_id bigint NOT NULL,
+    to_addrs text[] DEFAULT '{}'::text[] NOT NULL,
+    cc_addrs text[] DEFAULT '{}'::text[] NOT NULL,
+    bcc_addrs text[] DEFAULT '{}'::text[] NOT NULL,
+    subject text NOT NULL,
+    body_text text NOT NULL,
+    body_html text,
+    cron text NOT NULL,
+    preset jsonb,
+    time_zone text NOT NULL,
+    starts_at timestamp with time zone NOT NULL,
+    ends_at timestamp with time zone,
+    max_count integer,
+    status text DEFAULT 'active'::text NOT NULL,
+    paused_reason text,
+    next_at timestamp with time zone,
+    made integer DEFAULT 0 NOT NULL,
+    failures_in_row integer DEFAULT 0 NOT NULL,
+    idempotency_key text,
+    request_hash text,
+    created_at timestamp with time zone DEFAULT now() NOT NULL,
+    updated_at timestamp with time zone DEFAULT now() NOT NULL,
+    CONSTRAINT recurrences_ends_check CHECK (((ends_at IS NULL) OR (ends_at > starts_at))),
+    CONSTRAINT recurrences_max_count_check CHECK (((max_count IS NULL) OR (max_count > 0))),
+    CONSTRAINT recurrences_recipients_check CHECK (((((cardinality(to_addrs) + cardinality(cc_addrs)) + cardinality(bcc_addrs)) >= 1) AND (((cardinality(to_addrs) + cardinality(cc_addrs)) + cardinality(bcc_addrs)) <= 50))),
+    CONSTRAINT recurrences_status_check CHECK ((status = ANY (ARRAY['active'::text, 'paused'::text, 'ended'::text, 'deleted'::text]))),
+    CONSTRAINT recurrences_subject_check CHECK (((char_length(subject) <= 998) AND (subject !~ '[\r\n]'::text)))
 );
 
 
@@ -1549,6 +1636,30 @@ ALTER TABLE ONLY public.queue_depth_samples
 
 
 --
+-- Name: recurrence_skips recurrence_skips_pkey; Type: CONSTRAINT; Schema: public; Owner: -
+--
+
+ALTER TABLE ONLY public.recurrence_skips
+    ADD CONSTRAINT recurrence_skips_pkey PRIMARY KEY (id);
+
+
+--
+-- Name: recurrences recurrences_idempotency_key; Type: CONSTRAINT; Schema: public; Owner: -
+--
+
+ALTER TABLE ONLY public.recurrences
+    ADD CONSTRAINT recurrences_idempotency_key UNIQUE (org_id, owner_id, idempotency_key);
+
+
+--
+-- Name: recurrences recurrences_pkey; Type: CONSTRAINT; Schema: public; Owner: -
+--
+
+ALTER TABLE ONLY public.recurrences
+    ADD CONSTRAINT recurrences_pkey PRIMARY KEY (id);
+
+
+--
 -- Name: schema_migrations schema_migrations_pkey; Type: CONSTRAINT; Schema: public; Owner: -
 --
 
@@ -1651,6 +1762,13 @@ CREATE INDEX emails_due_idx ON public.emails USING btree (next_attempt_at) WHERE
 
 
 --
+-- Name: emails_occurrence_key; Type: INDEX; Schema: public; Owner: -
+--
+
+CREATE UNIQUE INDEX emails_occurrence_key ON public.emails USING btree (recurrence_id, occurrence_at) WHERE ((recurrence_id IS NOT NULL) AND (status <> 'cancelled'::text));
+
+
+--
 -- Name: emails_offline_idx; Type: INDEX; Schema: public; Owner: -
 --
 
@@ -1697,6 +1815,13 @@ CREATE INDEX emails_owner_started_idx ON public.emails USING btree (owner_id, da
 --
 
 CREATE INDEX emails_rate_wait_idx ON public.emails USING btree (owner_id, rate_transport) WHERE ((status = 'scheduled'::text) AND (rate_slot IS NOT NULL));
+
+
+--
+-- Name: emails_recurrence_idx; Type: INDEX; Schema: public; Owner: -
+--
+
+CREATE INDEX emails_recurrence_idx ON public.emails USING btree (recurrence_id, occurrence_at DESC) WHERE (recurrence_id IS NOT NULL);
 
 
 --
@@ -1791,6 +1916,41 @@ CREATE INDEX reach_jobs_future_idx ON public.procrastinate_jobs USING btree (sch
 
 
 --
+-- Name: recurrence_skips_recurrence_idx; Type: INDEX; Schema: public; Owner: -
+--
+
+CREATE INDEX recurrence_skips_recurrence_idx ON public.recurrence_skips USING btree (org_id, recurrence_id, first_at DESC);
+
+
+--
+-- Name: recurrences_due_idx; Type: INDEX; Schema: public; Owner: -
+--
+
+CREATE INDEX recurrences_due_idx ON public.recurrences USING btree (next_at) WHERE (status = 'active'::text);
+
+
+--
+-- Name: recurrences_failing_idx; Type: INDEX; Schema: public; Owner: -
+--
+
+CREATE INDEX recurrences_failing_idx ON public.recurrences USING btree (failures_in_row) WHERE ((status = 'active'::text) AND (failures_in_row > 0));
+
+
+--
+-- Name: recurrences_org_created_idx; Type: INDEX; Schema: public; Owner: -
+--
+
+CREATE INDEX recurrences_org_created_idx ON public.recurrences USING btree (org_id, created_at DESC, id DESC);
+
+
+--
+-- Name: recurrences_org_owner_created_idx; Type: INDEX; Schema: public; Owner: -
+--
+
+CREATE INDEX recurrences_org_owner_created_idx ON public.recurrences USING btree (org_id, owner_id, created_at DESC, id DESC);
+
+
+--
 -- Name: users_email_key; Type: INDEX; Schema: public; Owner: -
 --
 
@@ -1830,6 +1990,13 @@ CREATE TRIGGER emails_guard_update BEFORE UPDATE ON public.emails FOR EACH ROW E
 --
 
 CREATE TRIGGER emails_org_fixed BEFORE UPDATE OF org_id ON public.emails FOR EACH ROW EXECUTE FUNCTION public.org_id_fixed();
+
+
+--
+-- Name: emails emails_recurrence_outcome; Type: TRIGGER; Schema: public; Owner: -
+--
+
+CREATE TRIGGER emails_recurrence_outcome AFTER UPDATE OF status ON public.emails FOR EACH ROW WHEN (((new.recurrence_id IS NOT NULL) AND (new.status IS DISTINCT FROM old.status) AND (new.status = ANY (ARRAY['sent'::text, 'failed'::text])))) EXECUTE FUNCTION public.emails_recurrence_outcome();
 
 
 --
@@ -1900,6 +2067,13 @@ CREATE TRIGGER procrastinate_trigger_status_events_insert_v1 AFTER INSERT ON pub
 --
 
 CREATE TRIGGER procrastinate_trigger_status_events_update_v1 AFTER UPDATE OF status ON public.procrastinate_jobs FOR EACH ROW EXECUTE FUNCTION public.procrastinate_trigger_function_status_events_update_v1();
+
+
+--
+-- Name: recurrences recurrences_org_fixed; Type: TRIGGER; Schema: public; Owner: -
+--
+
+CREATE TRIGGER recurrences_org_fixed BEFORE UPDATE OF org_id ON public.recurrences FOR EACH ROW EXECUTE FUNCTION public.org_id_fixed();
 
 
 --
@@ -1979,6 +2153,14 @@ ALTER TABLE ONLY public.emails
 
 ALTER TABLE ONLY public.emails
     ADD CONSTRAINT emails_owner_id_fkey FOREIGN KEY (owner_id) REFERENCES public.users(id);
+
+
+--
+-- Name: emails emails_recurrence_id_fkey; Type: FK CONSTRAINT; Schema: public; Owner: -
+--
+
+ALTER TABLE ONLY public.emails
+    ADD CONSTRAINT emails_recurrence_id_fkey FOREIGN KEY (recurrence_id) REFERENCES public.recurrences(id);
 
 
 --
@@ -2075,6 +2257,38 @@ ALTER TABLE ONLY public.procrastinate_jobs
 
 ALTER TABLE ONLY public.procrastinate_periodic_defers
     ADD CONSTRAINT procrastinate_periodic_defers_job_id_fkey FOREIGN KEY (job_id) REFERENCES public.procrastinate_jobs(id);
+
+
+--
+-- Name: recurrence_skips recurrence_skips_org_id_fkey; Type: FK CONSTRAINT; Schema: public; Owner: -
+--
+
+ALTER TABLE ONLY public.recurrence_skips
+    ADD CONSTRAINT recurrence_skips_org_id_fkey FOREIGN KEY (org_id) REFERENCES public.organizations(id);
+
+
+--
+-- Name: recurrence_skips recurrence_skips_recurrence_id_fkey; Type: FK CONSTRAINT; Schema: public; Owner: -
+--
+
+ALTER TABLE ONLY public.recurrence_skips
+    ADD CONSTRAINT recurrence_skips_recurrence_id_fkey FOREIGN KEY (recurrence_id) REFERENCES public.recurrences(id);
+
+
+--
+-- Name: recurrences recurrences_org_id_fkey; Type: FK CONSTRAINT; Schema: public; Owner: -
+--
+
+ALTER TABLE ONLY public.recurrences
+    ADD CONSTRAINT recurrences_org_id_fkey FOREIGN KEY (org_id) REFERENCES public.organizations(id);
+
+
+--
+-- Name: recurrences recurrences_owner_id_fkey; Type: FK CONSTRAINT; Schema: public; Owner: -
+--
+
+ALTER TABLE ONLY public.recurrences
+    ADD CONSTRAINT recurrences_owner_id_fkey FOREIGN KEY (owner_id) REFERENCES public.users(id);
 
 
 --
@@ -2218,3 +2432,29 @@ ALTER TABLE public.organizations ENABLE ROW LEVEL SECURITY;
 --
 
 CREATE POLICY organizations_org ON public.organizations TO reach_web USING ((id = public.current_org_id())) WITH CHECK ((id = public.current_org_id()));
+
+
+--
+-- Name: recurrence_skips; Type: ROW SECURITY; Schema: public; Owner: -
+--
+
+ALTER TABLE public.recurrence_skips ENABLE ROW LEVEL SECURITY;
+
+--
+-- Name: recurrence_skips recurrence_skips_org; Type: POLICY; Schema: public; Owner: -
+--
+
+CREATE POLICY recurrence_skips_org ON public.recurrence_skips TO reach_web USING ((org_id = public.current_org_id())) WITH CHECK ((org_id = public.current_org_id()));
+
+
+--
+-- Name: recurrences; Type: ROW SECURITY; Schema: public; Owner: -
+--
+
+ALTER TABLE public.recurrences ENABLE ROW LEVEL SECURITY;
+
+--
+-- Name: recurrences recurrences_org; Type: POLICY; Schema: public; Owner: -
+--
+
+CREATE POLICY recurrences_org ON public.recurrences TO reach_web USING ((org_id = public.current_org_id())) WITH CHECK ((org_id = public.current_org_id()));

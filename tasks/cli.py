@@ -1,7 +1,7 @@
 """``python -m tasks``: the worker, migrations and the operator's commands.
 
-Bad arguments and invalid input exit 2 with a message; an email that does not
-exist or cannot change any more exits 1.
+Bad arguments and invalid input exit 2 with a message; an email (or a recurrence)
+that does not exist or cannot change any more exits 1.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ import psycopg
 
 from tasks.core import config, db, errors, localrun, logs
 from tasks.core.config import Settings
-from tasks.domain import emails, models, orgs, present, validation
+from tasks.domain import emails, models, orgs, present, recurrence_rules, validation
 from tasks.domain.models import Status
 from tasks.queue import procrastinate_boundary
 
@@ -448,6 +448,167 @@ def cmd_prune(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def _read_body(args: argparse.Namespace) -> str:
+    if args.body_file is None:
+        return str(args.body)
+    if args.body_file == "-":
+        return sys.stdin.read()
+    try:
+        with open(args.body_file, encoding="utf-8") as f:
+            return f.read()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise errors.ValidationError(f"cannot read {args.body_file}: {exc}", field="body-file") from None
+
+
+def _rule_fields(args: argparse.Namespace) -> dict[str, Any]:
+    preset: Any = None
+    if args.preset is not None:
+        try:
+            preset = json.loads(args.preset)
+        except ValueError:
+            raise errors.ValidationError('preset: must be JSON, e.g. \'{"kind": "daily"}\'', field="preset") from None
+    return {
+        "cron": args.cron,
+        "preset": preset,
+        "time_zone": args.tz,
+        "starts_at": args.starts_at,
+        "ends_at": args.ends_at,
+        "count": args.count,
+    }
+
+
+def _print_occurrences(ats: list[dt.datetime], time_zone: str) -> None:
+    from tasks.domain import zones
+
+    for at in ats:
+        print(f"  {zones.local(at, time_zone).isoformat()}")
+
+
+def cmd_recurrence_create(args: argparse.Namespace, settings: Settings) -> int:
+    from tasks.domain import recurrences
+
+    data = {
+        "to": args.to,
+        "cc": args.cc,
+        "bcc": args.bcc,
+        "subject": args.subject,
+        "body_text": _read_body(args),
+        **_rule_fields(args),
+    }
+    spec = recurrences.validate(data, settings=settings, idempotency_key=args.idempotency_key)
+    with db.connect(settings.database_url) as conn:
+        owner = emails.ensure_user(conn, email=args.owner or settings.dev_user_email)
+        org_id = _member_org(conn, args.org, owner) if args.org else None
+        rec, _created = recurrences.create(
+            conn, owner=owner, spec=spec, settings=settings, org_id=org_id, by_operator=True
+        )
+        print(rec.id)
+        print(rec.summary)
+        _print_occurrences(recurrences.upcoming(conn, rec, 5), rec.time_zone)
+    return 0
+
+
+def cmd_recurrence_list(args: argparse.Namespace, settings: Settings) -> int:
+    from tasks.domain import recurrences
+
+    with db.connect(settings.database_url) as conn:
+        found = recurrences.list_for(conn, models.OPERATOR, limit=args.limit)
+    if args.json:
+        _print_json([r.as_dict(with_body=False) for r in found])
+        return 0
+    for r in found:
+        upcoming = r.next_occurrence.isoformat() if r.next_occurrence else "-"
+        print(f"{r.id}  {r.status:<7} next {upcoming:<25} last {r.last_status or '-':<9} {r.summary}")
+    return 0
+
+
+def _recurrence_action(name: str) -> Callable[[argparse.Namespace, Settings], int]:
+    def run(args: argparse.Namespace, settings: Settings) -> int:
+        from tasks.domain import recurrences
+
+        with db.connect(settings.database_url) as conn:
+            if name == "pause":
+                changed = recurrences.pause(conn, models.OPERATOR, args.id, reason="paused by an operator")
+            elif name == "resume":
+                changed = recurrences.resume(conn, models.OPERATOR, args.id)
+            else:
+                changed = recurrences.delete(conn, models.OPERATOR, args.id)
+        rec = changed.recurrence
+        print(
+            f"{rec.id} {rec.status}"
+            + (f" ({len(changed.cancelled)} waiting occurrence(s) cancelled)" if changed.cancelled else "")
+        )
+        return 0
+
+    return run
+
+
+def cmd_recurrence_preview(args: argparse.Namespace, settings: Settings) -> int:
+    from tasks.domain import recurrences
+
+    if args.id is not None:
+        with db.connect(settings.database_url) as conn:
+            rec = recurrences.get(conn, models.OPERATOR, args.id)
+            print(rec.summary)
+            _print_occurrences(recurrences.upcoming(conn, rec, args.n), rec.time_zone)
+        return 0
+    rule = recurrences.rule_from(_rule_fields(args), settings=settings)
+    print(rule.summary())
+    _print_occurrences(recurrences.preview(rule, args.n), rule.time_zone)
+    return 0
+
+
+def _rule_arguments(parser: argparse.ArgumentParser, *, required: bool) -> None:
+    rule = parser.add_mutually_exclusive_group(required=required)
+    rule.add_argument("--cron", metavar="EXPR", help="5-field cron expression, e.g. '0 9 * * 1-5'")
+    rule.add_argument("--preset", metavar="JSON", help='a preset, e.g. \'{"kind": "weekdays", "time": "09:00"}\'')
+    parser.add_argument("--tz", metavar="ZONE", help="IANA time zone the rule is read in (default UTC)")
+    parser.add_argument("--starts-at", metavar="ISO8601", help="first possible occurrence (default now)")
+    parser.add_argument("--ends-at", metavar="ISO8601", help="no occurrence after it")
+    parser.add_argument("--count", type=positive_int, help="at most this many emails")
+
+
+def _add_recurrence_parser(sub: Any) -> None:
+    p = sub.add_parser("recurrence", help="recurring emails: create, list, pause, resume, delete, preview")
+    rsub = p.add_subparsers(dest="action", required=True, metavar="ACTION")
+
+    c = rsub.add_parser("create", help="create a recurring email; prints its id, summary and next occurrences")
+    c.add_argument("--to", action="append", required=True, metavar="ADDR", help="recipient (repeatable)")
+    c.add_argument("--cc", action="append", metavar="ADDR")
+    c.add_argument("--bcc", action="append", metavar="ADDR")
+    c.add_argument("--subject", required=True, help="may use {{occurrence_date}} and {{occurrence_time}}")
+    body = c.add_mutually_exclusive_group(required=True)
+    body.add_argument("--body", help="plain-text body")
+    body.add_argument("--body-file", metavar="PATH", help="read the body from a file ('-' for stdin)")
+    _rule_arguments(c, required=True)
+    c.add_argument("--owner", metavar="EMAIL", help="the user it is sent for (default DEV_USER_EMAIL)")
+    c.add_argument(
+        "--org", metavar="ORG", help="the organization it belongs to (id or name; default the owner's personal one)"
+    )
+    c.add_argument("--idempotency-key", metavar="KEY", help="repeat-safe key: the same key returns the same one")
+    c.set_defaults(func=cmd_recurrence_create)
+
+    c = rsub.add_parser("list", help="every recurrence: status, next occurrence, last result, rule")
+    c.add_argument("--json", action="store_true")
+    c.add_argument("--limit", type=positive_int, default=200)
+    c.set_defaults(func=cmd_recurrence_list)
+
+    for name, help_text in (
+        ("pause", "pause: what waits is cancelled, nothing more goes out"),
+        ("resume", "resume from the next occurrence after now"),
+        ("delete", "delete: what waits is cancelled; sent emails stay"),
+    ):
+        c = rsub.add_parser(name, help=help_text)
+        c.add_argument("id")
+        c.set_defaults(func=_recurrence_action(name))
+
+    c = rsub.add_parser("preview", help="the next occurrences of a saved recurrence (ID) or of a rule")
+    c.add_argument("id", nargs="?", help="a saved recurrence (else give --cron or --preset)")
+    _rule_arguments(c, required=False)
+    c.add_argument("-n", type=positive_int, default=5, help="how many (default 5)")
+    c.set_defaults(func=cmd_recurrence_preview)
+
+
 def _when(parser: argparse.ArgumentParser, *, now: bool) -> None:
     group = parser.add_mutually_exclusive_group(required=True)
     group.add_argument("--at", metavar="ISO8601", help="send time with an offset, e.g. 2026-12-01T09:00:00+01:00")
@@ -510,6 +671,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_token_parser(sub)
     _add_keys_parser(sub)
     _add_org_parser(sub)
+    _add_recurrence_parser(sub)
 
     p = sub.add_parser("replay-offline", help="send the emails of the offline log through the real transports")
     p.add_argument("--limit", type=positive_int, help="replay at most this many (oldest first)")
@@ -546,6 +708,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"configuration error: {exc.message}", file=sys.stderr)
         return 2
     logs.configure(settings.log_level, settings.log_format)
+    recurrence_rules.set_time_scale(settings.recurrence_time_scale)
     command: Callable[[argparse.Namespace, Settings], int] = args.func
     try:
         return command(args, settings)

@@ -9,6 +9,7 @@ from flask import Flask
 from flask.json.provider import DefaultJSONProvider
 
 from tasks.core import config, logs
+from tasks.domain import recurrence_rules
 from tasks.domain.models import Status
 
 
@@ -21,6 +22,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     """
     settings = config.load(test_config.get("ENV") if test_config else None)
     config.validate_for_web(settings)
+    recurrence_rules.set_time_scale(settings.recurrence_time_scale)
     if not (test_config and test_config.get("TESTING")):
         logs.configure(settings.log_level, settings.log_format)
     app = Flask(__name__)
@@ -62,6 +64,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
         org_ops,
         org_settings,
         orgs,
+        recurring,
         security,
         tokens,
     )
@@ -75,6 +78,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     app.register_blueprint(health.bp)
     app.register_blueprint(dashboard.bp)
     app.register_blueprint(batches.bp)
+    app.register_blueprint(recurring.bp)
     app.register_blueprint(tokens.bp)
     app.register_blueprint(orgs.bp)
     app.register_blueprint(live.bp)

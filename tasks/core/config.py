@@ -412,6 +412,34 @@ class Settings:
         seconds(30, 86400),
         "Seconds ahead within which an email holds a queue job; later ones are promoted when they come near.",
     )
+    recurrence_catch_up: float = setting(
+        "3600",
+        seconds(0, 7 * 86400),
+        "After downtime, a recurrence sends the latest occurrence it missed only if it is less than this many"
+        " seconds old (the others are recorded as skipped); 0: never catch up.",
+    )
+    recurrence_lookahead: float = setting(
+        "60",
+        seconds(10, 86400),
+        "How far ahead a recurrence's occurrences become emails with their send jobs (at most `SCHEDULE_HORIZON`):"
+        " a minute keeps the queue's future jobs few, however many recurrences there are.",
+    )
+    recurrence_min_interval: float = setting(
+        "60",
+        seconds(60, 7 * 86400),
+        "The shortest interval a recurrence may fire at (seconds); a rule that fires more often is refused.",
+    )
+    recurrence_time_scale: int = setting(
+        "1",
+        integer(1, 3600),
+        "Testing only (refused in production): recurrences' rules run this many times faster than real time"
+        " (60: an every-minute rule fires every second), so a test can watch several occurrences go out.",
+    )
+    recurrence_pause_after_failures: int = setting(
+        "5",
+        integer(1, 1000),
+        "A recurrence whose occurrences fail permanently this many times in a row pauses itself.",
+    )
     smtp_timeout: float = setting(
         "30", seconds(0.1, 600), "Seconds allowed for the connection and for each SMTP command."
     )
@@ -668,6 +696,8 @@ def _check_together(settings: Settings) -> None:
         raise errors.ConfigError("WORKER_STALLED_AFTER", "must be more than twice WORKER_HEARTBEAT")
     if settings.retry_backoff_max < settings.retry_backoff_base:
         raise errors.ConfigError("RETRY_BACKOFF_MAX", "must not be below RETRY_BACKOFF_BASE")
+    if settings.recurrence_time_scale != 1 and settings.app_env == "production":
+        raise errors.ConfigError("RECURRENCE_TIME_SCALE", "is for tests only: it must be 1 in production")
     labels = [spec.label for spec in settings.mail_transports]
     for label, _ in settings.rate_limits:
         if label not in labels:

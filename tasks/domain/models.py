@@ -130,6 +130,9 @@ class Email:
     #: transport label it was reserved on (None: only the user's own limit).
     rate_slot: dt.datetime | None = None
     rate_transport: str | None = None
+    #: The recurrence it is an occurrence of, and that occurrence's instant (migration 0014).
+    recurrence_id: uuid.UUID | None = None
+    occurrence_at: dt.datetime | None = None
 
     @classmethod
     def from_row(cls, row: dict[str, Any]) -> Email:

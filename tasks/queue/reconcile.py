@@ -6,7 +6,10 @@ Every few seconds, on one worker at a time (a queueing lock, never a lock):
    heart-beating, are recovered: back to ``scheduled`` with a new job if DATA had
    not begun, ``uncertain`` if it had (never re-sent silently).
 2. Jobs left ``doing`` by dead workers are finished, and dead workers pruned.
-3. ``scheduled`` emails due within the horizon that hold no live job get one:
+3. The occurrences of active recurrences that fall within the horizon become
+   emails, with their jobs, in the same transaction; recurrences pause themselves
+   after too many permanent failures in a row (tasks/queue/occurrences.py).
+4. ``scheduled`` emails due within the horizon that hold no live job get one:
    far-future emails being promoted, and any whose job was lost.
 """
 
@@ -20,8 +23,9 @@ from procrastinate import jobs as procrastinate_jobs
 
 from tasks.core import db
 from tasks.delivery import runtime, send
+from tasks.domain import recurrence_rules
 from tasks.domain.models import Status
-from tasks.queue import jobs
+from tasks.queue import jobs, occurrences
 from tasks.queue.app import app
 
 log = structlog.get_logger("tasks.queue.reconcile")
@@ -96,10 +100,29 @@ async def promote(rt: runtime.Runtime) -> int:
                 return promoted
 
 
+async def recurrences(rt: runtime.Runtime) -> dict[str, int]:
+    """Create the occurrences now within the horizon, then pause the recurrences that keep failing
+    (cancelling what they have waiting, just created included)."""
+    recurrence_rules.set_time_scale(rt.settings.recurrence_time_scale)
+    async with rt.pool.connection() as conn:
+        counts = await occurrences.create_due(
+            conn,
+            rt.settings,
+            lambda row: rt.live.changed(
+                row["org_id"], row["id"], Status.SCHEDULED, next_attempt_at=row["next_attempt_at"]
+            ),
+        )
+        cancelled = await occurrences.pause_failing(conn, rt.settings)
+        for row in cancelled:
+            rt.live.changed(row["org_id"], row["id"], Status.CANCELLED)
+        return counts
+
+
 async def run(rt: runtime.Runtime) -> dict[str, int]:
     """Run every repair once and return what each did."""
     stats: dict[str, Any] = await recover_sending(rt)
     stats["stalled_jobs"] = await finish_stalled_jobs(rt)
+    stats.update(await recurrences(rt))
     stats["promoted"] = await promote(rt)
     if any(stats.values()):
         log.info("reconciled", **stats)

@@ -45,3 +45,25 @@ def test_the_quick_benchmark_runs_every_scenario_and_writes_its_table(tmp_path: 
         line.split("|")[2].strip(): line.split("|")[3].strip() for line in text.splitlines() if "| crash |" in line
     }
     assert crash["lost"] == "0" and crash["duplicated"] == "0"
+
+
+def test_the_recurrences_benchmark_runs_and_prints_its_table() -> None:
+    """`python -m bench.recurrences`, small: both variants measured, every row filled."""
+    result = subprocess.run(
+        [sys.executable, "-m", "bench.recurrences", "--recurrences", "2000", "--spread", "40", "--seconds", "3",
+         "--ticks", "2"],
+        cwd=ROOT,
+        env=os.environ | {"PYTHONPATH": str(ROOT)},
+        capture_output=True,
+        text=True,
+        timeout=280,
+    )  # fmt: skip
+
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    lines = result.stdout.splitlines()
+    header = next(line for line in lines if line.startswith("median of"))
+    assert "no recurrence" in header and "2,000 active" in header
+    p99 = next(line for line in lines if "lateness p99" in line and line.startswith("ordinary"))
+    assert all(float(cell) >= 0 for cell in p99.split("|")[1:])
+    first = next(line for line in lines if line.startswith("first tick: occurrences created"))
+    assert float(first.split("|")[1]) == 0 and float(first.split("|")[2]) > 0

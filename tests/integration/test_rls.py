@@ -16,12 +16,22 @@ from flask import Flask
 
 from tasks.core import db
 from tasks.core.config import Settings
-from tasks.domain import batch_plan, batches, emails, orgs, tokens
+from tasks.domain import batch_plan, batches, emails, orgs, recurrences, tokens
 from tasks.domain.models import User
 from webapp import ext
 
 Conn = db.Conn
-TENANT_TABLES = ("emails", "email_events", "batches", "api_tokens", "memberships", "invitations", "organizations")
+TENANT_TABLES = (
+    "emails",
+    "email_events",
+    "batches",
+    "api_tokens",
+    "memberships",
+    "invitations",
+    "organizations",
+    "recurrences",
+    "recurrence_skips",
+)
 
 
 def fill(conn: Conn, settings: Settings, make_draft: Callable[..., Any], user: User) -> int:
@@ -36,6 +46,15 @@ def fill(conn: Conn, settings: Settings, make_draft: Callable[..., Any], user: U
     me = orgs.membership(conn, org_id, user.id)
     assert me is not None
     orgs.invite(conn, me, f"guest-{user.id}@example.com", orgs.Role.VIEWER)
+    spec = recurrences.validate(
+        {"to": [f"to-{user.id}@example.com"], "subject": "r", "body_text": "b", "cron": "0 9 * * *"}, settings=settings
+    )
+    rec, _ = recurrences.create(conn, owner=user, spec=spec, settings=settings)
+    conn.execute(
+        "INSERT INTO recurrence_skips (org_id, recurrence_id, first_at, last_at, n, reason)"
+        " VALUES (%s, %s, now(), now(), 1, 'down')",
+        (org_id, rec.id),
+    )
     return org_id
 
 
@@ -96,7 +115,17 @@ def test_the_web_role_cannot_write_into_another_organization(conn: Conn, web: Co
     updated = web.execute("UPDATE emails SET subject = 'hijacked' WHERE id = %s", (bobs_email["id"],)).rowcount
     deleted = web.execute("DELETE FROM memberships WHERE org_id = %s", (bob_org,)).rowcount
 
-    assert (updated, deleted) == (0, 0)
+    bobs_recurrence = conn.execute("SELECT id FROM recurrences WHERE org_id = %s", (bob_org,)).fetchone()
+    assert bobs_recurrence is not None
+    paused = web.execute("UPDATE recurrences SET status = 'paused' WHERE id = %s", (bobs_recurrence["id"],)).rowcount
+    with pytest.raises(psycopg.errors.InsufficientPrivilege, match="row-level security"):
+        web.execute(
+            "INSERT INTO recurrence_skips (org_id, recurrence_id, first_at, last_at, reason)"
+            " VALUES (%s, %s, now(), now(), 'forged')",
+            (bob_org, bobs_recurrence["id"]),
+        )
+
+    assert (updated, deleted, paused) == (0, 0, 0)
     assert conn.execute("SELECT count(*) AS n FROM emails WHERE subject = 'hijacked'").fetchone() == {"n": 0}
     assert conn.execute("SELECT count(*) AS n FROM memberships WHERE org_id = %s", (bob_org,)).fetchone() == {"n": 1}
 

@@ -13,7 +13,7 @@ from flask.testing import FlaskClient
 
 from tasks.core import db
 from tasks.core.config import Settings
-from tasks.domain import batch_plan, batches, emails, orgs, tokens
+from tasks.domain import batch_plan, batches, emails, orgs, recurrences, tokens
 from tasks.domain.models import User
 from tests.e2e.conftest import browser, output_dir  # noqa: F401  (Chromium, and where screenshots go)
 from webapp import orgs as webapp_orgs
@@ -26,7 +26,7 @@ BOBS_SECRET = "BOB-PRIVATE-7f3a"
 @dataclasses.dataclass(frozen=True)
 class Owned:
     """What one user has, in their own organization: an email, a batch, a token (and its secret),
-    and an invitation (and its signed link) to someone else."""
+    an invitation (and its signed link) to someone else, and a recurrence."""
 
     user: User
     org_id: int
@@ -36,10 +36,11 @@ class Owned:
     secret: str
     invitation: int
     invitation_link: str
+    recurrence: str
 
     def ids(self) -> dict[str, str]:
         """Return the values for a route's ``<email_id>``, ``<batch_id>``, ``<token_id>``, ``<user_id>``
-        (a member), ``<invitation_id>`` and ``<token>`` (an invitation's signed link)."""
+        (a member), ``<invitation_id>``, ``<token>`` (an invitation's signed link) and ``<recurrence_id>``."""
         return {
             "email_id": self.email,
             "batch_id": self.batch,
@@ -47,11 +48,12 @@ class Owned:
             "user_id": str(self.user.id),
             "invitation_id": str(self.invitation),
             "token": self.invitation_link,
+            "recurrence_id": self.recurrence,
         }
 
 
 def own(conn: Conn, settings: Settings, make_draft: Callable[..., Any], user: User, marker: str) -> Owned:
-    """Give ``user`` a scheduled email, a batch of two and a token, each carrying ``marker``."""
+    """Give ``user`` a scheduled email, a batch of two, a token and a recurrence, each carrying ``marker``."""
     draft = make_draft(subject=f"{marker} subject", body_text=f"{marker} body", to=[f"to-{user.id}@example.com"])
     mail, _ = emails.schedule(conn, owner=user, draft=draft, settings=settings)
     plan = batch_plan.prepare(
@@ -64,6 +66,16 @@ def own(conn: Conn, settings: Settings, make_draft: Callable[..., Any], user: Us
     )
     batch, _ = batches.create(conn, owner=user, plan=plan, settings=settings)
     token, secret = tokens.create(conn, user, f"{marker} token")
+    spec = recurrences.validate(
+        {
+            "to": [f"to-{user.id}@example.com"],
+            "subject": f"{marker} recurring",
+            "body_text": f"{marker} every day",
+            "preset": {"kind": "daily", "time": "09:00"},
+        },
+        settings=settings,
+    )
+    recurrence, _ = recurrences.create(conn, owner=user, spec=spec, settings=settings)
     me = orgs.memberships_of(conn, user.id)[0]
     invitation, invitation_secret = orgs.invite(conn, me, f"invitee-{user.id}@example.com", orgs.Role.MEMBER)
     return Owned(
@@ -75,6 +87,7 @@ def own(conn: Conn, settings: Settings, make_draft: Callable[..., Any], user: Us
         secret=secret,
         invitation=invitation.id,
         invitation_link=webapp_orgs.sign(invitation, invitation_secret, settings.secret_key),
+        recurrence=str(recurrence.id),
     )
 
 
@@ -118,6 +131,7 @@ def snapshot(conn: Conn) -> dict[str, list[Any]]:
             "SELECT id, status, subject, body_text, to_addrs, send_at, job_id, updated_at FROM emails ORDER BY id"
         ).fetchall(),
         "batches": conn.execute("SELECT * FROM batches ORDER BY id").fetchall(),
+        "recurrences": conn.execute("SELECT * FROM recurrences ORDER BY id").fetchall(),
         "tokens": conn.execute("SELECT id, name, revoked_at FROM api_tokens ORDER BY id").fetchall(),
         "memberships": conn.execute("SELECT * FROM memberships ORDER BY org_id, user_id").fetchall(),
         "invitations": conn.execute("SELECT * FROM invitations ORDER BY org_id, id").fetchall(),

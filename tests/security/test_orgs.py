@@ -22,7 +22,7 @@ from flask.testing import FlaskClient
 
 from tasks.core import db
 from tasks.core.config import Settings
-from tasks.domain import emails, orgs, tokens
+from tasks.domain import audit, emails, orgs, recurrences, tokens
 from tasks.domain.models import User
 from tests.security.conftest import Owned, snapshot
 from tests.security.test_routes import SAFE, routes, url
@@ -45,6 +45,15 @@ NEEDS: dict[str, orgs.Action | None] = {
     "api.send_email_now": orgs.Action.SEND,
     "api.create_batch": orgs.Action.SEND,
     "api.cancel_batch": orgs.Action.SEND,
+    "recurring.pause": orgs.Action.SEND,
+    "recurring.resume": orgs.Action.SEND,
+    "recurring.delete": orgs.Action.SEND,
+    "api.create_recurrence": orgs.Action.SEND,
+    "api.preview_recurrence": orgs.Action.SEND,
+    "api.edit_recurrence": orgs.Action.SEND,
+    "api.delete_recurrence": orgs.Action.SEND,
+    "api.pause_recurrence": orgs.Action.SEND,
+    "api.resume_recurrence": orgs.Action.SEND,
     "orgs.invite": orgs.Action.ADMIN,
     "org_settings.identity": orgs.Action.ADMIN,
     "org_settings.mode": orgs.Action.ADMIN,
@@ -145,6 +154,60 @@ def test_every_role_reads_the_whole_organizations_outbox(team: Team) -> None:
         page = team.clients[role].get("/?view=all").get_data(as_text=True)
         assert "ALICE subject" in page and "ALICE batch" in page or "ALICE list" in page, role
         assert team.clients[role].get(f"/emails/{team.owner.email}").status_code == 200, role
+        assert "ALICE recurring" in team.clients[role].get("/recurring/").get_data(as_text=True), role
+        assert team.clients[role].get(f"/recurring/{team.owner.recurrence}").status_code == 200, role
+        listed = team.clients[role].get("/api/v1/recurrences").get_json()["recurrences"]
+        assert [r["id"] for r in listed] == [team.owner.recurrence], role
+
+
+def test_a_viewer_sees_no_recurrence_actions_and_a_member_pauses_anyones(conn: Conn, team: Team) -> None:
+    viewer_page = team.clients[orgs.Role.VIEWER].get(f"/recurring/{team.owner.recurrence}").get_data(as_text=True)
+    viewer_list = team.clients[orgs.Role.VIEWER].get("/recurring/").get_data(as_text=True)
+    member = team.clients[orgs.Role.MEMBER]
+    mine = member.get("/recurring/?mine=1").get_data(as_text=True)
+
+    response = member.post(f"/recurring/{team.owner.recurrence}/pause", data={"csrf_token": csrf_token(member)})
+
+    assert "/pause" not in viewer_page and "/delete" not in viewer_page and "data-open-compose" not in viewer_list
+    assert "ALICE recurring" not in mine  # Mine: the member's own, none
+    assert response.status_code == 302
+    scope = orgs.personal_scope(conn, team.owner.user.id)
+    assert recurrences.get(conn, scope, team.owner.recurrence).status == "paused"
+    line = audit.entries(conn, team.owner.org_id)[0]
+    assert (line.action, line.target, line.actor_id) == (
+        "recurrence.pause",
+        team.owner.recurrence,
+        team.users[orgs.Role.MEMBER].id,
+    )
+
+
+def test_a_token_reads_and_changes_recurrences_within_its_scopes(app: Flask, conn: Conn, team: Team) -> None:
+    member = team.users[orgs.Role.MEMBER]
+    _token, read_only = tokens.create(conn, member, "ro", org_id=team.owner.org_id, scopes=["read"])
+    api = app.test_client()
+    new = {"to": ["bob@example.com"], "subject": "Hi", "body_text": "B", "cron": "0 9 * * *"}
+    ro = {"Authorization": f"Bearer {read_only}"}
+    rw = {"Authorization": f"Bearer {team.secrets[orgs.Role.MEMBER]}"}
+
+    listed = api.get("/api/v1/recurrences", headers=ro)
+    read = api.get(f"/api/v1/recurrences/{team.owner.recurrence}", headers=ro)
+    refused = api.post("/api/v1/recurrences", json=new, headers=ro)
+    paused = api.post(f"/api/v1/recurrences/{team.owner.recurrence}/pause", headers=ro)
+    created = api.post("/api/v1/recurrences", json=new, headers=rw)
+
+    assert listed.status_code == 200 and len(listed.get_json()["recurrences"]) == 1
+    assert read.status_code == 200 and read.get_json()["subject"] == "ALICE recurring"
+    for response in (refused, paused):
+        assert response.status_code == 403 and "lacks the 'send' scope" in response.get_json()["error"]["message"]
+    assert created.status_code == 201
+    rec = recurrences.get(conn, orgs.personal_scope(conn, team.owner.user.id), created.get_json()["id"])
+    assert (rec.org_id, rec.owner_id) == (team.owner.org_id, member.id)
+    everyone = api.get("/api/v1/recurrences", headers=rw).get_json()["recurrences"]
+    mine = api.get("/api/v1/recurrences?mine=true", headers=rw).get_json()["recurrences"]
+    bad = api.get("/api/v1/recurrences?mine=perhaps", headers=rw)
+    assert {r["id"] for r in everyone} == {team.owner.recurrence, str(rec.id)}
+    assert [r["id"] for r in mine] == [str(rec.id)]
+    assert bad.status_code == 422 and bad.get_json()["error"]["field"] == "mine"
 
 
 def test_a_viewer_sees_no_action_buttons_and_a_member_may_act_on_anyones_email(conn: Conn, team: Team) -> None:
@@ -379,7 +442,8 @@ def test_an_owner_deletes_the_organization_and_everything_in_it_and_nothing_else
     deleted = alice_client.post("/orgs/delete", data={"csrf_token": token, "confirm": orgs.get(conn, org_id).name})
 
     assert deleted.status_code == 302
-    for table in ("emails", "email_events", "batches", "api_tokens", "invitations", "memberships"):
+    tables = ("emails", "email_events", "batches", "api_tokens", "invitations", "memberships", "recurrences")
+    for table in tables:
         assert conn.execute(f"SELECT count(*) AS n FROM {table} WHERE org_id = %s", (org_id,)).fetchone() == {"n": 0}
     assert conn.execute("SELECT count(*) AS n FROM organizations WHERE id = %s", (org_id,)).fetchone() == {"n": 0}
     waiting = conn.execute(
@@ -387,6 +451,9 @@ def test_an_owner_deletes_the_organization_and_everything_in_it_and_nothing_else
     ).fetchone()
     assert waiting == {"n": 0}
     assert conn.execute("SELECT count(*) AS n FROM emails WHERE org_id <> %s", (org_id,)).fetchone() == others_before
+    assert conn.execute("SELECT count(*) AS n FROM recurrences WHERE id = %s", (bobs.recurrence,)).fetchone() == {
+        "n": 1
+    }
     api = team.clients[orgs.Role.MEMBER].get(
         "/api/v1/emails", headers={"Authorization": f"Bearer {team.secrets[orgs.Role.MEMBER]}"}
     )

@@ -26,6 +26,7 @@ from tasks.domain import listing
 EMAIL_ID = "3f2b8c1e-6d4a-4e9b-8f7c-1a2b3c4d5e6f"
 BATCH_ID = "9a8b7c6d-5e4f-4a3b-9c2d-1e0f9a8b7c6d"
 UNKNOWN_ID = "00000000-0000-4000-8000-000000000000"
+RECURRENCE_ID = "5d6e7f80-91a2-4b3c-8d4e-5f6a7b8c9d0e"
 _CREATED = "2026-05-04T08:30:00.123456+00:00"
 _CHANGED = "2026-05-04T08:35:00.654321+00:00"
 
@@ -261,6 +262,10 @@ BATCH_ID_PARAMETER = {
     "yours": example("A batch of yours (put one of your ids here)", BATCH_ID),
     "unknown": example("No batch of yours", UNKNOWN_ID),
 }
+RECURRENCE_ID_PARAMETER = {
+    "yours": example("A recurring email of yours (put one of your ids here)", RECURRENCE_ID),
+    "unknown": example("No recurring email of yours", UNKNOWN_ID),
+}
 _NO_BATCH = {
     "unknown": example("No such batch (or not yours)", error("not_found", f"no batch with id {UNKNOWN_ID}", None))
 }
@@ -376,3 +381,96 @@ UNKNOWN_TOKEN = {
         error("unauthenticated", "the token is unknown or revoked, or its user left its organization", None),
     )
 }
+
+
+# -- recurrences ----------------------------------------------------------------------------
+# Their start is in 2030, so the occurrences an answer lists are the same on every run.
+
+_NEW_RECURRENCE = {
+    "to": ["team@example.com"],
+    "subject": "Standup notes {{occurrence_date}}",
+    "body_text": "Notes for {{occurrence_date}}",
+    "preset": {"kind": "weekdays", "time": "09:00"},
+    "time_zone": "Europe/Paris",
+    "starts_at": "2030-06-03T00:00:00+02:00",
+    "ends_at": "2030-06-30T23:59:00+02:00",
+}
+_NEVER = {**_NEW_RECURRENCE, "preset": None, "cron": "0 9 30 2 *"}
+_NEVER_422 = error("invalid", "cron: '0 9 30 2 *' never fires: none of its months has that day", "cron")
+_NEXT_FIVE = [f"2030-06-0{d}T09:00:00+02:00" for d in (3, 4, 5, 6, 7)]
+_RECURRENCE_LISTED = {
+    "id": RECURRENCE_ID,
+    "owner_id": 7,
+    "status": "active",
+    "paused_reason": None,
+    "summary": "Every weekday at 09:00, Europe/Paris, until 30 June 2030",
+    "to": ["team@example.com"],
+    "cc": [],
+    "bcc": [],
+    "subject": "Standup notes {{occurrence_date}}",
+    "cron": "0 9 * * 1-5",
+    "preset": {"kind": "weekdays", "time": "09:00"},
+    "time_zone": "Europe/Paris",
+    "starts_at": "2030-06-02T22:00:00+00:00",
+    "ends_at": "2030-06-30T21:59:00+00:00",
+    "count": None,
+    "next_occurrence_at": "2030-06-03T07:00:00+00:00",
+    "occurrences_made": 0,
+    "failures_in_row": 0,
+    "last_status": None,
+    "last_occurrence_at": None,
+    "last_email_id": None,
+    "idempotency_key": None,
+    "created_at": _CREATED,
+    "updated_at": _CREATED,
+}
+RECURRENCE = _RECURRENCE_LISTED | {
+    "body_text": "Notes for {{occurrence_date}}",
+    "body_html": None,
+    "next_occurrences": _NEXT_FIVE,
+}
+_NO_RECURRENCE = {
+    "unknown": example(
+        "No such recurring email (or not yours)", error("not_found", f"no recurrence with id {UNKNOWN_ID}", None)
+    )
+}
+
+CREATE_RECURRENCE_REQUEST = {
+    "weekdays": example("Every weekday at 09:00, Paris time, in June 2030", _NEW_RECURRENCE),
+    "never_fires": example("30 February: never", _NEVER),
+}
+CREATE_RECURRENCE_201 = {"weekdays": example("Created, with its next five occurrences", RECURRENCE)}
+CREATE_RECURRENCE_422 = {"never_fires": example("A rule that never fires", _NEVER_422)}
+PREVIEW_RULE_200 = {
+    "weekdays": example(
+        "The rule in words and its next five occurrences",
+        {"summary": RECURRENCE["summary"], "cron": "0 9 * * 1-5", "occurrences": _NEXT_FIVE},
+    )
+}
+PREVIEW_RULE_422 = CREATE_RECURRENCE_422
+LIST_RECURRENCES_LIMIT = {"yours": example("Ten at most", 10), "too_many": example("More than a page holds", 1000)}
+LIST_RECURRENCES_422 = LIST_422
+LIST_RECURRENCES_200 = {"yours": example("Your recurring emails", {"recurrences": [_RECURRENCE_LISTED]})}
+GET_RECURRENCE_200 = {"yours": example("It, its next occurrences and its history", RECURRENCE | {"history": []})}
+EDIT_RECURRENCE_REQUEST = {
+    "subject": example("New content for every occurrence not yet sent", {"subject": "Standup {{occurrence_date}}"}),
+    "bad_cron": example("A rule that never fires", {"cron": "0 9 30 2 *"}),
+}
+EDIT_RECURRENCE_200 = {"subject": example("Changed", RECURRENCE | {"subject": "Standup {{occurrence_date}}"})}
+EDIT_RECURRENCE_422 = {"bad_cron": example("Refused: nothing changed", _NEVER_422)}
+DELETE_RECURRENCE_200 = {"yours": example("Deleted", {"id": RECURRENCE_ID, "status": "deleted", "cancelled": 0})}
+PAUSE_RECURRENCE_200 = {
+    "yours": example(
+        "Paused",
+        RECURRENCE
+        | {
+            "status": "paused",
+            "paused_reason": "paused by its owner",
+            "next_occurrence_at": None,
+            "next_occurrences": [],
+        },
+    )
+}
+RESUME_RECURRENCE_200 = {"yours": example("Active (it was not paused)", RECURRENCE)}
+PREVIEW_RECURRENCE_200 = {"yours": example("Its next five occurrences", {"occurrences": _NEXT_FIVE})}
+RECURRENCE_404 = _NO_RECURRENCE

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from tasks.domain import listing
+from tasks.domain import listing, recurrences
 from webapp.api import bp, examples, schemas
 
 R = "#/components/responses/"
@@ -63,6 +63,18 @@ _BATCH_ID = {
     "required": True,
     "schema": {"type": "string", "format": "uuid"},
     "examples": examples.BATCH_ID_PARAMETER,
+}
+_RECURRENCE_ID = {
+    "name": "recurrence_id",
+    "in": "path",
+    "required": True,
+    "schema": {"type": "string", "format": "uuid"},
+    "examples": examples.RECURRENCE_ID_PARAMETER,
+}
+_N = {
+    "name": "n",
+    "in": "query",
+    "schema": {"type": "integer", "minimum": 1, "maximum": recurrences.MAX_PREVIEW, "default": 5},
 }
 _IDEMPOTENCY = {
     "name": "Idempotency-Key",
@@ -118,6 +130,10 @@ def document() -> dict[str, Any]:
             {
                 "name": "organization",
                 "description": "The organization's settings and audit log: admins and owners, tokens with 'admin'.",
+            },
+            {
+                "name": "recurrences",
+                "description": "Recurring emails: a rule in a time zone; each occurrence is an ordinary email.",
             },
         ],
         "security": [{"bearerAuth": []}, {"sessionCookie": [], "csrfToken": []}],
@@ -377,6 +393,167 @@ def document() -> dict[str, Any]:
                         **admin,
                         **_error(422, examples.GET_ORG_AUDIT_422),
                     },
+                },
+            },
+            **_recurrence_paths(write),
+        },
+    }
+
+
+def _recurrence_paths(write: dict[str, Any]) -> dict[str, Any]:
+    """The paths of /recurrences."""
+    one = schemas.ref("Recurrence")
+    x = examples
+    return {
+        "/recurrences": {
+            "post": {
+                "operationId": "createRecurrence",
+                "tags": ["recurrences"],
+                "summary": "Create a recurring email",
+                "parameters": [_IDEMPOTENCY],
+                "requestBody": _body("NewRecurrence", x.CREATE_RECURRENCE_REQUEST),
+                "responses": {
+                    "201": {
+                        **_json(
+                            one,
+                            "Created; occurrences are created shortly before their time.",
+                            _LOCATION,
+                            x.CREATE_RECURRENCE_201,
+                        ),
+                        "links": {
+                            op: {"operationId": op, "parameters": {"recurrence_id": "$response.body#/id"}}
+                            for op in ("getRecurrence", "editRecurrence", "pauseRecurrence", "deleteRecurrence")
+                        },
+                    },
+                    "200": _json(one, "Already created with this Idempotency-Key.", _REPLAYED),
+                    **write,
+                    **_errors(409),
+                    **_error(422, x.CREATE_RECURRENCE_422),
+                },
+            },
+            "get": {
+                "operationId": "listRecurrences",
+                "tags": ["recurrences"],
+                "summary": "List recurring emails, newest first",
+                "parameters": [
+                    {
+                        "name": "limit",
+                        "in": "query",
+                        "schema": {"type": "integer", "minimum": 1, "maximum": listing.MAX_LIMIT, "default": 50},
+                        "examples": x.LIST_RECURRENCES_LIMIT,
+                    },
+                    {
+                        "name": "mine",
+                        "in": "query",
+                        "description": "Only the caller's own recurrences (else the whole organization's).",
+                        "schema": {"type": "boolean", "default": False},
+                    },
+                ],
+                "responses": {
+                    "200": _json(
+                        schemas.ref("RecurrenceList"), "Every one not deleted.", examples=x.LIST_RECURRENCES_200
+                    ),
+                    **_errors(401, 429),
+                    **_error(422, x.LIST_RECURRENCES_422),
+                },
+            },
+        },
+        "/recurrences/preview": {
+            "post": {
+                "operationId": "previewRule",
+                "tags": ["recurrences"],
+                "summary": "The next occurrences of a rule, without saving it",
+                "parameters": [_N],
+                "requestBody": _body("NewRecurrence", x.CREATE_RECURRENCE_REQUEST),
+                "responses": {
+                    "200": _json(
+                        schemas.ref("Occurrences"),
+                        "ISO 8601 instants with their zone's offset.",
+                        examples=x.PREVIEW_RULE_200,
+                    ),
+                    **write,
+                    **_error(422, x.PREVIEW_RULE_422),
+                },
+            },
+        },
+        "/recurrences/{recurrence_id}": {
+            "parameters": [_RECURRENCE_ID],
+            "get": {
+                "operationId": "getRecurrence",
+                "tags": ["recurrences"],
+                "summary": "A recurring email, its next occurrences and its history",
+                "responses": {
+                    "200": _json(one, "The recurring email.", examples=x.GET_RECURRENCE_200),
+                    **_errors(401, 429),
+                    **_error(404, x.RECURRENCE_404),
+                },
+            },
+            "patch": {
+                "operationId": "editRecurrence",
+                "tags": ["recurrences"],
+                "summary": "Edit: applies to every occurrence not yet sent",
+                "requestBody": _body("RecurrenceChanges", x.EDIT_RECURRENCE_REQUEST),
+                "responses": {
+                    "200": _json(one, "Changed.", examples=x.EDIT_RECURRENCE_200),
+                    **write,
+                    **_errors(404, 409),
+                    **_error(422, x.EDIT_RECURRENCE_422),
+                },
+            },
+            "delete": {
+                "operationId": "deleteRecurrence",
+                "tags": ["recurrences"],
+                "summary": "Delete: what waits is cancelled, sent emails stay",
+                "responses": {
+                    "200": _json(schemas.ref("RecurrenceDeleted"), "Deleted.", examples=x.DELETE_RECURRENCE_200),
+                    **write,
+                    **_error(404, x.RECURRENCE_404),
+                },
+            },
+        },
+        "/recurrences/{recurrence_id}/pause": {
+            "parameters": [_RECURRENCE_ID],
+            "post": {
+                "operationId": "pauseRecurrence",
+                "tags": ["recurrences"],
+                "summary": "Pause: nothing more goes out",
+                "responses": {
+                    "200": _json(one, "Paused.", examples=x.PAUSE_RECURRENCE_200),
+                    **write,
+                    **_errors(409),
+                    **_error(404, x.RECURRENCE_404),
+                },
+            },
+        },
+        "/recurrences/{recurrence_id}/resume": {
+            "parameters": [_RECURRENCE_ID],
+            "post": {
+                "operationId": "resumeRecurrence",
+                "tags": ["recurrences"],
+                "summary": "Resume from the next occurrence after now",
+                "responses": {
+                    "200": _json(one, "Active again (or ended).", examples=x.RESUME_RECURRENCE_200),
+                    **write,
+                    **_errors(409),
+                    **_error(404, x.RECURRENCE_404),
+                },
+            },
+        },
+        "/recurrences/{recurrence_id}/preview": {
+            "parameters": [_RECURRENCE_ID],
+            "get": {
+                "operationId": "previewRecurrence",
+                "tags": ["recurrences"],
+                "summary": "Its next n occurrences",
+                "parameters": [_N],
+                "responses": {
+                    "200": _json(
+                        schemas.ref("Occurrences"),
+                        "ISO 8601 instants with their zone's offset.",
+                        examples=x.PREVIEW_RECURRENCE_200,
+                    ),
+                    **_errors(401, 422, 429),
+                    **_error(404, x.RECURRENCE_404),
                 },
             },
         },

@@ -6,6 +6,7 @@ from typing import Any
 
 from tasks.domain import batch_plan, validation
 from tasks.domain.models import Status
+from tasks.domain.recurrence_rules import DAYS, HOURLY_STEPS
 
 S = "#/components/schemas/"
 
@@ -340,6 +341,162 @@ SCHEMAS: dict[str, Any] = {
                     },
                 },
             }
+        },
+    },
+    "Preset": {
+        "type": "object",
+        "required": ["kind"],
+        "description": "A friendlier way to write a cron rule: daily, weekdays, weekly (days),"
+        ' monthly (day 1-31 or "last", or weekday with nth 1-5 or "last"), hourly (every 1, 2, 3, 4, 6, 8'
+        " or 12 hours at minute).",
+        "examples": [
+            {"kind": "weekdays", "time": "09:00"},
+            {"kind": "weekly", "days": ["mon", "thu"], "time": "18:00"},
+            {"kind": "monthly", "weekday": "mon", "nth": 1, "time": "08:30"},
+            {"kind": "hourly", "every": 6, "minute": 15},
+        ],
+        "properties": {
+            "kind": {"type": "string", "enum": ["daily", "weekdays", "weekly", "monthly", "hourly"]},
+            "time": {"type": "string", "pattern": "^([01]?[0-9]|2[0-3]):[0-5][0-9]$"},
+            "days": {"type": "array", "items": {"type": "string", "enum": list(DAYS)}, "minItems": 1},
+            "day": {"oneOf": [{"type": "integer", "minimum": 1, "maximum": 31}, {"const": "last"}]},
+            "weekday": {"type": "string", "enum": list(DAYS)},
+            "nth": {"oneOf": [{"type": "integer", "minimum": 1, "maximum": 5}, {"const": "last"}]},
+            "every": {"type": "integer", "enum": list(HOURLY_STEPS)},
+            "minute": {"type": "integer", "minimum": 0, "maximum": 59},
+        },
+    },
+    "NewRecurrence": {
+        "type": "object",
+        "required": ["to", "subject", "body_text"],
+        "description": "The content of every occurrence, and the rule: either cron (5 fields) or preset."
+        " {{occurrence_date}} and {{occurrence_time}} in the subject and bodies are the occurrence's, in time_zone.",
+        "examples": [
+            {
+                "to": ["team@example.com"],
+                "subject": "Standup notes {{occurrence_date}}",
+                "body_text": "Notes for {{occurrence_date}}",
+                "preset": {"kind": "weekdays", "time": "09:00"},
+                "time_zone": "Europe/Paris",
+                "ends_at": "2030-06-30T23:59:00+02:00",
+            },
+            {
+                "to": ["ops@example.com"],
+                "subject": "Weekly report",
+                "body_text": "See the dashboard",
+                "cron": "0 8 * * 1",
+                "time_zone": "America/New_York",
+                "count": 10,
+            },
+        ],
+        "additionalProperties": False,
+        "properties": {
+            "to": {**_ADDRESSES, "minItems": 1},
+            "cc": _MAYBE_ADDRESSES,
+            "bcc": _MAYBE_ADDRESSES,
+            "subject": {"type": "string", "maxLength": validation.MAX_SUBJECT_CHARS, "pattern": "^[^\\r\\n]*$"},
+            "body_text": {"type": "string"},
+            "body_html": nullable("string"),
+            "cron": nullable("string", description="5 fields: minute hour day-of-month month day-of-week."),
+            "preset": {"oneOf": [ref("Preset"), {"type": "null"}]},
+            "time_zone": nullable("string", description="IANA zone the rule is read in (default UTC)."),
+            "starts_at": nullable("string", format="date-time", description="Default: now."),
+            "ends_at": nullable("string", format="date-time", description="No occurrence after it."),
+            "count": {"type": ["integer", "null"], "minimum": 1, "description": "At most this many emails."},
+            "idempotency_key": nullable("string", description="Same as the Idempotency-Key header."),
+        },
+    },
+    "RecurrenceChanges": {
+        "type": "object",
+        "examples": [{"subject": "A better subject"}, {"preset": {"kind": "daily", "time": "07:30"}}],
+        "minProperties": 1,
+        "additionalProperties": False,
+        "properties": {
+            "to": {**_ADDRESSES, "minItems": 1},
+            "cc": _MAYBE_ADDRESSES,
+            "bcc": _MAYBE_ADDRESSES,
+            "subject": {"type": "string"},
+            "body_text": {"type": "string"},
+            "body_html": nullable("string"),
+            "cron": nullable("string"),
+            "preset": {"oneOf": [ref("Preset"), {"type": "null"}]},
+            "time_zone": nullable("string"),
+            "starts_at": nullable("string", format="date-time"),
+            "ends_at": nullable("string", format="date-time"),
+            "count": {"type": ["integer", "null"], "minimum": 1},
+        },
+    },
+    "Recurrence": {
+        "type": "object",
+        "required": ["id", "status", "summary", "to", "cron", "time_zone", "starts_at", "next_occurrence_at"],
+        "properties": {
+            "id": {"type": "string", "format": "uuid"},
+            "owner_id": {"type": "integer", "description": "The member who created it."},
+            "status": {"type": "string", "enum": ["active", "paused", "ended"]},
+            "paused_reason": nullable("string"),
+            "summary": {"type": "string", "description": "The rule in plain words."},
+            "to": {"type": "array", "items": {"type": "string"}},
+            "cc": {"type": "array", "items": {"type": "string"}},
+            "bcc": {"type": "array", "items": {"type": "string"}},
+            "subject": {"type": "string"},
+            "body_text": {"type": "string"},
+            "body_html": nullable("string"),
+            "cron": {"type": "string"},
+            "preset": {"oneOf": [ref("Preset"), {"type": "null"}]},
+            "time_zone": {"type": "string"},
+            "starts_at": {"type": "string", "format": "date-time"},
+            "ends_at": nullable("string"),
+            "count": {"type": ["integer", "null"]},
+            "next_occurrence_at": nullable("string", description="null unless active."),
+            "next_occurrences": {"type": "array", "items": {"type": "string", "format": "date-time"}},
+            "occurrences_made": {"type": "integer"},
+            "failures_in_row": {"type": "integer"},
+            "last_status": nullable("string"),
+            "last_occurrence_at": nullable("string"),
+            "last_email_id": nullable("string"),
+            "idempotency_key": nullable("string"),
+            "created_at": {"type": "string", "format": "date-time"},
+            "updated_at": {"type": "string", "format": "date-time"},
+            "history": {
+                "type": "array",
+                "description": "Newest first: each occurrence (an email) and each run of skipped ones.",
+                "items": {
+                    "type": "object",
+                    "properties": {
+                        "kind": {"type": "string", "enum": ["email", "skipped"]},
+                        "at": {"type": "string", "format": "date-time"},
+                        "last_at": nullable("string"),
+                        "n": {"type": ["integer", "null"]},
+                        "email_id": nullable("string"),
+                        "status": {"type": "string"},
+                        "sent_at": nullable("string"),
+                        "reason": nullable("string"),
+                    },
+                },
+            },
+        },
+    },
+    "RecurrenceList": {
+        "type": "object",
+        "required": ["recurrences"],
+        "properties": {"recurrences": {"type": "array", "items": ref("Recurrence")}},
+    },
+    "Occurrences": {
+        "type": "object",
+        "required": ["occurrences"],
+        "properties": {
+            "occurrences": {"type": "array", "items": {"type": "string", "format": "date-time"}},
+            "summary": {"type": "string"},
+            "cron": {"type": "string"},
+        },
+    },
+    "RecurrenceDeleted": {
+        "type": "object",
+        "required": ["id", "status", "cancelled"],
+        "properties": {
+            "id": {"type": "string", "format": "uuid"},
+            "status": {"const": "deleted"},
+            "cancelled": {"type": "integer", "description": "Occurrences waiting that were cancelled."},
         },
     },
 }

@@ -85,6 +85,8 @@
     else { shiftCounts(before, msg.status); known.set(msg.email_id, msg.status); }
     updateEmail(msg.email_id, msg.status, msg.status === "sent" ? msg.sent_at || msg.at : msg.next_attempt_at, true);
     if (before === undefined || $("[data-batch-state]")) requestSnapshot(false);
+    // A recurrence's page: its occurrences come and change (created ahead, then sent).
+    if ($("#recurrence-live")) refreshFragments();
   }
 
   // ---- badges and rows ------------------------------------------------------------------------
@@ -168,6 +170,7 @@
         const doc = new DOMParser().parseFromString(await response.text(), "text/html");
         const swap = (current, fresh) => { if (current && fresh) { current.replaceWith(document.adoptNode(fresh)); renderTimes(fresh); } };
         swap($("#detail"), doc.getElementById("detail"));
+        swap($("#recurrence-live"), doc.getElementById("recurrence-live"));
         $$("[data-batch-state]").forEach((box) => swap(box, $('[data-batch-state][data-batch-id="' + CSS.escape(box.dataset.batchId) + '"]', doc)));
         wireLocalTimeForms();
       }
@@ -368,10 +371,19 @@
       if (form.cc.value.trim()) payload.cc = splitAddresses(form.cc.value);
       if (form.bcc.value.trim()) payload.bcc = splitAddresses(form.bcc.value);
       if (now.checked) payload.send_now = true;
+      else if (window.reachRepeat && window.reachRepeat.active()) { /* the rule says when */ }
       else {
         const d = new Date(when.value);
         if (!when.value || isNaN(d)) { showErrors(form, { field: "send_at", message: "Pick a date and time, or Send now." }); return; }
         payload.send_at = d.toISOString();
+      }
+      if (window.reachRepeat && window.reachRepeat.active()) {
+        // A recurring email (recurring.js): saved, then its page is shown.
+        submit.disabled = true;
+        try { if (await window.reachRepeat.submit(form, payload, key)) key = newKey(); }
+        catch (e) { showErrors(form, { field: "_form", message: "The server could not be reached. Try again." }); }
+        finally { submit.disabled = false; }
+        return;
       }
       const label = submit.textContent;
       submit.disabled = true; submit.textContent = "Scheduling…";
