@@ -91,10 +91,13 @@ SELECT * FROM claimed;
 -- (e.id = ANY(ids) as well as the join: the emails are then read by primary key whatever
 -- the plan thought of unnest's size; tests/integration/test_plans.py.)
 WITH input AS (
-    SELECT * FROM unnest(%(ids)s::uuid[], %(job_ids)s::bigint[], %(transports)s::text[], %(refused)s::jsonb[])
-        AS t(id, job_id, transport, refused)
+    SELECT * FROM unnest(%(ids)s::uuid[], %(job_ids)s::bigint[], %(transports)s::text[], %(refused)s::jsonb[],
+                         %(from_addrs)s::text[], %(reply_tos)s::text[])
+        AS t(id, job_id, transport, refused, from_addr, reply_to)
 ), started AS (
-    UPDATE emails e SET data_started_at = clock_timestamp(), transport = i.transport
+    -- From and Reply-To as the message carries them (an organization's identity applies at send time).
+    UPDATE emails e SET data_started_at = clock_timestamp(), transport = i.transport,
+                        from_addr = i.from_addr, reply_to = i.reply_to
       FROM input i
      WHERE e.id = ANY(%(ids)s::uuid[]) AND e.id = i.id AND e.status = 'sending' AND e.job_id = i.job_id
     RETURNING e.id, e.org_id, e.attempts, i.job_id, i.transport, i.refused

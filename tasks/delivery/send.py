@@ -174,6 +174,8 @@ async def transmit(
     data_started_at, then DATA; the transport's answer as an outcome."""
     label = choice.transport.label
     sending = Transmission(outcome=Aborted(transport=label))  # until the transport answers
+    # From and Reply-To as the message carries them (the organization's identity, if it has one).
+    as_sent = message.with_identity(email, choice.identity)
 
     async def before_data(refused: dict[str, str]) -> bool:
         # 5. MAIL and RCPT were accepted: may DATA begin?
@@ -182,14 +184,14 @@ async def transmit(
             if held is not None:
                 sending.outcome = held  # the limits did not allow DATA in time: it waits for its next slot
                 return False
-        sending.data_started = await mark_data(rt, email, job_id, label, refused)
+        sending.data_started = await mark_data(rt, as_sent, job_id, label, refused)
         return sending.data_started
 
     try:
         delivery = await choice.transport.send(
             sender=choice.sender or rt.settings.mail_from_address,
             recipients=email.recipients,
-            message=message.build(email, choice.identity),
+            message=message.build(as_sent),
             before_data=before_data,
         )
     except transports.Transient as exc:
@@ -212,8 +214,10 @@ async def transmit(
 
 async def mark_data(rt: runtime.Runtime, email: Email, job_id: int, label: str, refused: dict[str, str]) -> bool:
     """Commit data_started_at just before DATA (on disk: a crash from here on is ``uncertain``);
-    False if the email is no longer this job's. Concurrent sends share the round trip and the flush."""
-    started: bool = await _group(rt, "start_data", _start_data_many).submit(_Start(email.id, job_id, label, refused))
+    False if the email is no longer this job's. Concurrent sends share the round trip and the flush.
+    The row records the From and Reply-To the message carries (``email``'s, as sent)."""
+    start = _Start(email.id, job_id, label, refused, email.from_addr, email.reply_to)
+    started: bool = await _group(rt, "start_data", _start_data_many).submit(start)
     return started
 
 
@@ -223,6 +227,8 @@ class _Start:
     job_id: int
     transport: str
     refused: dict[str, str]
+    from_addr: str
+    reply_to: str | None
 
 
 async def _start_data_many(conn: db.AsyncConn, starts: Sequence[_Start]) -> list[bool]:
@@ -233,6 +239,8 @@ async def _start_data_many(conn: db.AsyncConn, starts: Sequence[_Start]) -> list
         job_ids=[s.job_id for s in starts],
         transports=[s.transport for s in starts],
         refused=[Jsonb(s.refused) for s in starts],
+        from_addrs=[s.from_addr for s in starts],
+        reply_tos=[s.reply_to for s in starts],
     )
     started = {row["id"] for row in rows}
     return [s.email_id in started for s in starts]

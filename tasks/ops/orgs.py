@@ -98,6 +98,7 @@ def resume(conn: db.Conn, org_id: int, actor_id: int | None) -> orgs.Org:
         before = db.one(conn, "lock_org", id=org_id)
         org = orgs.resume(conn, org_id)
         held = delivery_orgs.suspended_reason(before) if before else None
-        woken = jobs.wake_held(conn, org_id, held) if held else 0
+        # Due once every worker's cached view of the organization has seen the resumption.
+        woken = jobs.wake_held(conn, org_id, held, after=2 * delivery_orgs.CACHE_SECONDS) if held else 0
         audit.record(conn, org_id, actor_id, "org.resume", org.name, {"emails_due_now": woken})
     return org

@@ -90,7 +90,8 @@ def cancel_job(conn: db.Conn, job_id: int | None) -> bool:
     return app.job_manager.cancel_job_by_id(job_id, connection=conn)
 
 
-def wake_held(conn: db.Conn, org_id: int, reason: str) -> int:
-    """Make the mail an organization's suspension held (waiting with ``reason``) due now; how many."""
-    row = db.one(conn, "wake_held", org_id=org_id, reason=reason, lead=LEAD)
+def wake_held(conn: db.Conn, org_id: int, reason: str, after: float) -> int:
+    """Make the mail an organization's suspension held (waiting with ``reason``) due in ``after``
+    seconds (workers' cached view of the organization is that old at most); how many."""
+    row = db.one(conn, "wake_held", org_id=org_id, reason=reason, lead=LEAD, after=dt.timedelta(seconds=after))
     return int(row["n"]) if row else 0

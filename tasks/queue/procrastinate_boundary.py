@@ -485,12 +485,12 @@ _RELEASE_FETCHED_JOBS: LiteralString = """WITH job AS (
 SELECT count(*) AS n FROM job;"""
 
 _WAKE_HELD: LiteralString = """WITH woken AS (
-    UPDATE emails SET next_attempt_at = now(), waiting_reason = NULL
+    UPDATE emails SET next_attempt_at = now() + %(after)s, waiting_reason = NULL
      WHERE org_id = %(org_id)s AND status = 'scheduled' AND waiting_reason = %(reason)s
        AND next_attempt_at > now()
     RETURNING id, org_id, job_id
 ), job AS (
-    UPDATE procrastinate_jobs j SET scheduled_at = now() - %(lead)s
+    UPDATE procrastinate_jobs j SET scheduled_at = now() + %(after)s - %(lead)s
       FROM woken w WHERE j.id = w.job_id AND j.status = 'todo'
 ), event AS (
     INSERT INTO email_events (email_id, org_id, kind, job_id, detail)

@@ -88,6 +88,9 @@ def test_own_transport_sends_with_the_identity_and_its_password_never_leaves_enc
     assert parsed["Reply-To"].addresses[0].addr_spec == "desk@acme.example"
     done = wait_until(lambda: (r := row(conn, sent.id))["status"] == "sent" and r, timeout=10, what="sent")
     assert done["transport"] == f"o{org_id}.own"
+    # The row (what the dashboard, the API and psql show) says the From the message carried.
+    as_sent = conn.execute("SELECT from_addr, reply_to FROM emails WHERE id = %s", (sent.id,)).fetchone()
+    assert as_sent == {"from_addr": "Acme Support <help@acme.example>", "reply_to": "desk@acme.example"}
     worker.stop()
     assert PASSWORD not in worker.output()
 

@@ -21,7 +21,7 @@ from tasks.queue import procrastinate_boundary as boundary
 
 #: Values for the parameters whose type PostgreSQL cannot infer from a NULL (an
 #: interval subtracted from a timestamp; a uuid first used as text).
-TYPED: dict[str, Any] = {"lead": dt.timedelta(0), "id": uuid.uuid4()}
+TYPED: dict[str, Any] = {"lead": dt.timedelta(0), "after": dt.timedelta(0), "id": uuid.uuid4()}
 
 
 @pytest.mark.parametrize("name", sorted(boundary.STATEMENTS))

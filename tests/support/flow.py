@@ -12,7 +12,16 @@ from tasks.domain.models import Email
 def attempt(conn: Conn, email: Email, status: str, transport: str = "primary", error: str | None = None) -> None:
     """Take the email through one attempt with the worker's own queries."""
     assert db.one(conn, "claim_email", email_id=email.id, job_id=email.job_id, worker="test") is not None
-    db.one(conn, "start_data_many", ids=[email.id], job_ids=[email.job_id], transports=[transport], refused=[Jsonb({})])
+    db.one(
+        conn,
+        "start_data_many",
+        ids=[email.id],
+        job_ids=[email.job_id],
+        transports=[transport],
+        refused=[Jsonb({})],
+        from_addrs=[email.from_addr],
+        reply_tos=[email.reply_to],
+    )
     reply = "250 OK" if status == "sent" else None
     db.one(
         conn,

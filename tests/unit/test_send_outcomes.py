@@ -94,7 +94,14 @@ def test_each_outcome_is_written_once_with_its_status_and_event(
     conn.execute("UPDATE procrastinate_jobs SET status = 'doing' WHERE id = %s", (email.job_id,))
     if isinstance(outcome, FINAL):  # DATA began (as it has before any of these)
         db.one(
-            conn, "start_data_many", ids=[email.id], job_ids=[email.job_id], transports=["smtp"], refused=[Jsonb({})]
+            conn,
+            "start_data_many",
+            ids=[email.id],
+            job_ids=[email.job_id],
+            transports=["smtp"],
+            refused=[Jsonb({})],
+            from_addrs=[email.from_addr],
+            reply_tos=[email.reply_to],
         )
 
     first, second = asyncio.run(_record_twice(database_url, settings, claimed, outcome))
