@@ -95,17 +95,15 @@ WITH input AS (
                          %(from_addrs)s::text[], %(reply_tos)s::text[])
         AS t(id, job_id, transport, refused, from_addr, reply_to)
 ), started AS (
-    -- From and Reply-To as the message carries them (an organization's identity applies at send time).
+    -- From and Reply-To as the message carries them (an organization's identity applies at
+    -- send time), and the recipients refused at RCPT. No event row: the outcome's event
+    -- carries data_started_at, and after a crash the row does (the reconciler's
+    -- 'uncertain' follows from it). One row of email_events less per email.
     UPDATE emails e SET data_started_at = clock_timestamp(), transport = i.transport,
-                        from_addr = i.from_addr, reply_to = i.reply_to
+                        from_addr = i.from_addr, reply_to = i.reply_to, refused_recipients = i.refused
       FROM input i
      WHERE e.id = ANY(%(ids)s::uuid[]) AND e.id = i.id AND e.status = 'sending' AND e.job_id = i.job_id
-    RETURNING e.id, e.org_id, e.attempts, i.job_id, i.transport, i.refused
-), event AS (
-    INSERT INTO email_events (org_id, email_id, kind, job_id, detail)
-    SELECT org_id, id, 'data_started', job_id,
-           jsonb_build_object('attempt', attempts, 'transport', transport, 'refused', refused)
-      FROM started
+    RETURNING e.id
 )
 -- The worker's connections commit asynchronously (tasks/core/db.py); this commit is
 -- the one that must be on disk before DATA, so it waits for the flush.

@@ -322,16 +322,17 @@ _FINISH_EMAIL: LiteralString = (
            provider_reply = %(reply)s,
            last_error = %(error)s,
            transport = coalesce(%(transport)s, transport),
-           refused_recipients = %(refused)s,
+           -- none given (the reconciler's outcomes): the ones recorded when DATA began
+           refused_recipients = coalesce(nullif(%(refused)s::jsonb, '{}'::jsonb), refused_recipients),
            waiting_reason = NULL
      WHERE id = %(email_id)s AND status = 'sending' AND job_id = %(job_id)s
-    RETURNING id, org_id, attempts, transport
+    RETURNING id, org_id, attempts, transport, data_started_at, refused_recipients
 ), event AS (
     INSERT INTO email_events (org_id, email_id, kind, job_id, detail)
     SELECT org_id, id, %(status)s, %(job_id)s,
            jsonb_strip_nulls(jsonb_build_object(
                'attempt', attempts, 'transport', transport, 'reply', %(reply)s::text,
-               'error', %(error)s::text, 'refused', %(refused)s::jsonb))
+               'error', %(error)s::text, 'refused', refused_recipients, 'data_started_at', data_started_at))
       FROM done
 ), """
     + _END_RUNNING_JOB
@@ -360,13 +361,14 @@ _FINISH_EMAILS: LiteralString = """WITH input AS (
            waiting_reason = NULL
       FROM input i
      WHERE e.id = ANY(%(ids)s::uuid[]) AND e.id = i.id AND e.status = 'sending' AND e.job_id = i.job_id
-    RETURNING e.id, e.org_id, e.attempts, e.transport, i.job_id, i.status, i.reply, i.error, i.refused
+    RETURNING e.id, e.org_id, e.attempts, e.transport, e.data_started_at, i.job_id, i.status, i.reply, i.error,
+              i.refused
 ), event AS (
     INSERT INTO email_events (org_id, email_id, kind, job_id, detail)
     SELECT org_id, id, status, job_id,
            jsonb_strip_nulls(jsonb_build_object(
                'attempt', attempts, 'transport', transport, 'reply', reply,
-               'error', error, 'refused', refused))
+               'error', error, 'refused', refused, 'data_started_at', data_started_at))
       FROM done
 ), job AS (
     DELETE FROM procrastinate_jobs WHERE id = ANY(%(job_ids)s::bigint[]) AND status = 'doing'

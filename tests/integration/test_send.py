@@ -49,8 +49,13 @@ def test_an_email_arrives_at_its_time_with_its_message_id(
     print(f"lateness of the 2 s email: {lateness * 1000:.1f} ms")
     assert 0 <= lateness < 1.0
     assert received.message_id == email.message_id
-    assert final(conn, email, "sent").provider_reply == "250 2.0.0 OK queued"
-    assert kinds(conn, email) == ["scheduled", "claimed", "data_started", "sent"]
+    done = final(conn, email, "sent")
+    assert done.provider_reply == "250 2.0.0 OK queued"
+    # One event per step: DATA's beginning is on the row and in the outcome's event.
+    assert kinds(conn, email) == ["scheduled", "claimed", "sent"]
+    sent = conn.execute("SELECT detail FROM email_events WHERE email_id = %s AND kind = 'sent'", (email.id,)).fetchone()
+    assert done.data_started_at is not None
+    assert dt.datetime.fromisoformat(sent["detail"]["data_started_at"]) == done.data_started_at
 
 
 @pytest.mark.parametrize("stage", ["data", "rcpt"])

@@ -120,7 +120,7 @@ def test_each_outcome_is_written_once_with_its_status_and_event(
     assert (job_left is None) == ends_job  # the outcome's statement ended the running job itself
     if isinstance(outcome, FINAL):
         # Written once; the second arrives late, and is kept on the timeline as such.
-        assert written == ["data_started", *events, "late_outcome"]
+        assert written == [*events, "late_outcome"]
         assert first.status == status and first.waiting_reason is None
     elif status == "scheduled":
         # Waiting again with a new job; the second write found the email moved and wrote nothing.
