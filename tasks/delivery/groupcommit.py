@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Generic, TypeVar
 
@@ -63,7 +64,8 @@ class Group(Generic[Request, Answer]):
         self._write = write
         self._within = within
         self._name = name
-        self._waiting: list[tuple[Request, asyncio.Future[Answer]]] = []
+        #: Each request, its caller's future, and until when it may still be written (monotonic).
+        self._waiting: list[tuple[Request, asyncio.Future[Answer], float]] = []
         self._task: asyncio.Task[None] | None = None
         self._wake = asyncio.Event()
         self.stats = Stats()
@@ -71,7 +73,7 @@ class Group(Generic[Request, Answer]):
     async def submit(self, request: Request) -> Answer:
         """Write ``request`` with whatever else is waiting; its answer, or the write's error."""
         future: asyncio.Future[Answer] = asyncio.get_running_loop().create_future()
-        self._waiting.append((request, future))
+        self._waiting.append((request, future, time.monotonic() + self._within))
         if self._task is None or self._task.done():
             self._task = asyncio.create_task(self._run(), name=f"group commit: {self._name}")
         self._wake.set()
@@ -85,23 +87,28 @@ class Group(Generic[Request, Answer]):
                 batch, self._waiting = self._waiting[:MAX_BATCH], self._waiting[MAX_BATCH:]
                 await self._send(batch)
 
-    async def _send(self, batch: list[tuple[Request, asyncio.Future[Answer]]]) -> None:
-        requests = [request for request, _ in batch]
+    async def _send(self, batch: list[tuple[Request, asyncio.Future[Answer], float]]) -> None:
+        requests = [request for request, _, _ in batch]
+        # Each request has ``within`` seconds from when it was made, as a write of its own
+        # would have had: time spent queued behind a round trip riding out an outage counts.
+        within = min(deadline for _, _, deadline in batch) - time.monotonic()
         try:
-            answers = await db.write_with_reconnect(self._pool, lambda c: self._write(c, requests), within=self._within)
+            if within <= 0:
+                raise psycopg.OperationalError(f"the database did not answer within {self._within:g} s")
+            answers = await db.write_with_reconnect(self._pool, lambda c: self._write(c, requests), within=within)
         except (TimeoutError, psycopg.Error, OSError) as exc:
-            for _, future in batch:
+            for _, future, _ in batch:
                 if not future.done():
                     future.set_exception(exc)
             return
         except BaseException as exc:  # cancelled (the worker stops): the callers must not hang
-            for _, future in batch:
+            for _, future, _ in batch:
                 if not future.done():
                     future.set_exception(exc if isinstance(exc, Exception) else asyncio.CancelledError())
             raise
         self.stats.round_trips += 1
         self.stats.requests += len(batch)
-        for (_, future), answer in zip(batch, answers, strict=True):
+        for (_, future, _), answer in zip(batch, answers, strict=True):
             if not future.done():
                 future.set_result(answer)
 
@@ -113,7 +120,7 @@ class Group(Generic[Request, Answer]):
                 await self._task
             except (asyncio.CancelledError, Exception):
                 pass
-        for _, future in self._waiting:
+        for _, future, _ in self._waiting:
             if not future.done():
                 future.set_exception(RuntimeError("the worker stopped before this write"))
         self._waiting.clear()

@@ -261,7 +261,7 @@ def test_on_a_phone_the_header_is_two_lines_every_tab_fits_and_the_picker_is_to_
     whose = phone.evaluate(BOXES, "nav.mine-filter .tab")
     phone.screenshot(path=str(output_dir / "phone-list.png"))
 
-    assert len(links) == 6  # Emails, Send to a list, API tokens, Members, Dev mailbox, Operators
+    assert len(links) == 7  # Emails, Recurring, Send to a list, API tokens, Members, Dev mailbox, Operators
     assert len({round(link["top"]) for link in links}) == 1, links  # the navigation is one line
     assert all(link["left"] >= 0 and link["right"] <= width for link in links), links
     assert header["height"] <= 2 * line + 60, header  # that line, and the one with Compose

@@ -267,3 +267,36 @@ def test_an_email_locked_by_a_cancel_is_left_to_its_task_not_waited_for(
 
     assert [j.id for j in fetched] == [made[0].job_id, made[1].job_id]
     assert set(claimed) == {made[1].job_id}  # the locked one: its task will claim it
+
+
+def test_a_request_queued_behind_a_slow_round_trip_keeps_its_own_deadline(database_url: str) -> None:
+    """Each request may be written for ``within`` seconds from when it was made, queued time included:
+    the outcome of a send waits OUTCOME_RETRY for the database, not that plus the round trip before it."""
+
+    async def run() -> list[Any]:
+        pool = db.async_pool(database_url, size=2)
+        await pool.open(wait=True)
+        in_flight, go_on = asyncio.Event(), asyncio.Event()
+
+        async def write(conn: db.AsyncConn, batch: Sequence[int]) -> list[int]:
+            if batch == [1]:
+                in_flight.set()
+                await go_on.wait()  # the first round trip rides out an outage
+            return list(batch)
+
+        group: groupcommit.Group[int, int] = groupcommit.Group(pool, write, within=0.2, name="test")
+        try:
+            first = asyncio.ensure_future(group.submit(1))
+            await in_flight.wait()
+            second = asyncio.ensure_future(group.submit(2))
+            await asyncio.sleep(0.3)  # longer than the second request may wait
+            go_on.set()
+            return list(await asyncio.gather(first, second, return_exceptions=True))
+        finally:
+            await group.close()
+            await pool.close()
+
+    first, second = asyncio.run(run())
+
+    assert first == 1
+    assert isinstance(second, psycopg.OperationalError) and "within 0.2 s" in str(second)
