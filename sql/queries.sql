@@ -4,7 +4,7 @@
 -- (NOT %(mine_only)s OR owner_id = %(owner_id)s). The web role is also held to its
 -- organization by PostgreSQL's row-level security (sql/migrations/0012_organizations.sql).
 -- None touches Procrastinate's tables or functions: those statements (schedule_email,
--- finish_email, requeue_email, spread_move, ...) are in tasks/queue/procrastinate_boundary.py,
+-- finish_emails, requeue_email, spread_move, ...) are in tasks/queue/procrastinate_boundary.py,
 -- each with why the public API does not serve, and run by name like these.
 
 -- upsert_user --

@@ -25,7 +25,7 @@ class _Attempted:
     error: str | None = None
 
 
-# --- final: the email's attempt is over (finish_email).
+# --- final: the email's attempt is over (finish_emails).
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)

@@ -357,11 +357,13 @@ class _Finish:
     refused: dict[str, str] | None = None
 
 
-async def _finish_many(conn: db.AsyncConn, outcomes: Sequence[_Finish]) -> list[bool]:
-    """``finish`` (with ``end_job``) for several attempts in one statement."""
+async def _finish_many(conn: db.AsyncConn, outcomes: Sequence[_Finish], *, end_job: bool = True) -> list[bool]:
+    """``finish`` for several attempts in one statement: which were still theirs (the others'
+    outcomes go on the timeline as late)."""
     rows = await db.all_async(
         conn,
         "finish_emails",
+        end_job=end_job,
         ids=[o.email_id for o in outcomes],
         job_ids=[o.job_id for o in outcomes],
         statuses=[str(o.status) for o in outcomes],
@@ -477,22 +479,12 @@ async def finish(
     is still written to the timeline, so the operator can resolve it.
     ``end_job`` also deletes the running job ``job_id`` in the same statement.
     """
-    row = await db.one_async(
+    [done] = await _finish_many(
         conn,
-        "finish_email",
-        email_id=email_id,
-        job_id=job_id,
-        status=status,
-        reply=reply,
-        error=error,
-        transport=transport,
-        refused=Jsonb(refused or {}),
+        [_Finish(email_id, job_id, status, reply=reply, error=error, transport=transport, refused=refused)],
         end_job=end_job,
     )
-    if row is None:
-        await _late_outcome(conn, email_id, job_id, status, reply, error, transport)
-        return False
-    return True
+    return done
 
 
 async def _late_outcome(

@@ -313,36 +313,11 @@ _END_RUNNING_JOB: LiteralString = """job AS (
     DELETE FROM procrastinate_jobs WHERE %(end_job)s AND id = %(job_id)s AND status = 'doing'
 )"""
 
-_FINISH_EMAIL: LiteralString = (
-    """WITH done AS (
-    UPDATE emails
-       SET status = %(status)s,
-           sent_at = CASE WHEN %(status)s = 'sent' THEN clock_timestamp() END,
-           offline_at = CASE WHEN %(status)s = 'offline' THEN clock_timestamp() ELSE offline_at END,
-           provider_reply = %(reply)s,
-           last_error = %(error)s,
-           transport = coalesce(%(transport)s, transport),
-           -- none given (the reconciler's outcomes): the ones recorded when DATA began
-           refused_recipients = coalesce(nullif(%(refused)s::jsonb, '{}'::jsonb), refused_recipients),
-           waiting_reason = NULL
-     WHERE id = %(email_id)s AND status = 'sending' AND job_id = %(job_id)s
-    RETURNING id, org_id, attempts, transport, data_started_at, refused_recipients
-), event AS (
-    INSERT INTO email_events (org_id, email_id, kind, job_id, detail)
-    SELECT org_id, id, %(status)s, %(job_id)s,
-           jsonb_strip_nulls(jsonb_build_object(
-               'attempt', attempts, 'transport', transport, 'reply', %(reply)s::text,
-               'error', %(error)s::text, 'refused', refused_recipients, 'data_started_at', data_started_at))
-      FROM done
-), """
-    + _END_RUNNING_JOB
-    + """
-SELECT id FROM done;"""
-)
-
-# finish_email for several attempts of one worker in one statement (tasks/delivery/
-# groupcommit.py): each row of the arrays is one attempt's outcome; the jobs of the
-# emails it finished are deleted as _END_RUNNING_JOB does. Returns the emails finished.
+# End attempts with their final status (sent, failed, uncertain, offline), one row of
+# the arrays per attempt: the send task's outcomes, gathered by a group commit
+# (tasks/delivery/groupcommit.py), and the reconciler's one by one. When %(end_job)s,
+# the running jobs are deleted as _END_RUNNING_JOB does, whether or not the email had
+# moved. Returns the emails finished.
 # (e.id = ANY(ids) as well as the join: emails are read by primary key whatever the plan
 # thought of unnest's size; tests/integration/test_plans.py.)
 _FINISH_EMAILS: LiteralString = """WITH input AS (
@@ -357,21 +332,22 @@ _FINISH_EMAILS: LiteralString = """WITH input AS (
            provider_reply = i.reply,
            last_error = i.error,
            transport = coalesce(i.transport, e.transport),
-           refused_recipients = i.refused,
+           -- none given (the reconciler's outcomes): the ones recorded when DATA began
+           refused_recipients = coalesce(nullif(i.refused, '{}'::jsonb), e.refused_recipients),
            waiting_reason = NULL
       FROM input i
      WHERE e.id = ANY(%(ids)s::uuid[]) AND e.id = i.id AND e.status = 'sending' AND e.job_id = i.job_id
-    RETURNING e.id, e.org_id, e.attempts, e.transport, e.data_started_at, i.job_id, i.status, i.reply, i.error,
-              i.refused
+    RETURNING e.id, e.org_id, e.attempts, e.transport, e.data_started_at, e.refused_recipients, i.job_id, i.status,
+              i.reply, i.error
 ), event AS (
     INSERT INTO email_events (org_id, email_id, kind, job_id, detail)
     SELECT org_id, id, status, job_id,
            jsonb_strip_nulls(jsonb_build_object(
                'attempt', attempts, 'transport', transport, 'reply', reply,
-               'error', error, 'refused', refused, 'data_started_at', data_started_at))
+               'error', error, 'refused', refused_recipients, 'data_started_at', data_started_at))
       FROM done
 ), job AS (
-    DELETE FROM procrastinate_jobs WHERE id = ANY(%(job_ids)s::bigint[]) AND status = 'doing'
+    DELETE FROM procrastinate_jobs WHERE %(end_job)s AND id = ANY(%(job_ids)s::bigint[]) AND status = 'doing'
 )
 SELECT id FROM done;"""
 
@@ -568,13 +544,9 @@ STATEMENTS: dict[str, Statement] = {
             " timestamp with time zone)",
         ),
     ),
-    # End an attempt: sent, failed, uncertain or offline (tasks/delivery/send.py). The
+    # End attempts: sent, failed, uncertain or offline (tasks/delivery/send.py). Each
     # event's kind is the new status and names the transport the row records (the one
-    # DATA started on). Ends the running job too: see _END_RUNNING_JOB.
-    "finish_email": Statement(_FINISH_EMAIL, _ENDS_THE_JOB, ("doing",), writes=True),
-    # The same for several attempts at once (tasks/delivery/groupcommit.py): the send
-    # task's outcomes, gathered while a round trip is in flight. Every job of the
-    # input is ended, as finish_email ends it whether or not the email had moved.
+    # DATA started on). Ends the running jobs too: see _END_RUNNING_JOB.
     "finish_emails": Statement(_FINISH_EMAILS, _ENDS_THE_JOB, ("doing",), writes=True),
     # Back to 'scheduled' after a transient failure, with the job of the next attempt
     # (deferred through the public API in the same transaction, tasks/queue/jobs.py);

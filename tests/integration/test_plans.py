@@ -26,7 +26,6 @@ BY_ID = [
     "claim_email",
     "fetch_jobs",
     "start_data_many",
-    "finish_email",
     "finish_emails",
     "requeue_email",
     "wait_without_attempt",

@@ -25,13 +25,13 @@ def attempt(conn: Conn, email: Email, status: str, transport: str = "primary", e
     reply = "250 OK" if status == "sent" else None
     db.one(
         conn,
-        "finish_email",
-        email_id=email.id,
-        job_id=email.job_id,
-        status=status,
-        reply=reply,
-        error=error,
-        transport=transport,
-        refused=Jsonb({}),
+        "finish_emails",
+        ids=[email.id],
+        job_ids=[email.job_id],
+        statuses=[status],
+        replies=[reply],
+        errors=[error],
+        transports=[transport],
+        refused=[Jsonb({})],
         end_job=False,
     )

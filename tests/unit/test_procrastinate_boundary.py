@@ -617,8 +617,8 @@ def test_the_statements_are_the_named_queries_db_runs() -> None:
 
 
 def test_a_name_cannot_be_registered_twice_with_another_statement() -> None:
-    with pytest.raises(ValueError, match="finish_email"):
-        db.register({"finish_email": "SELECT 1"})
+    with pytest.raises(ValueError, match="finish_emails"):
+        db.register({"finish_emails": "SELECT 1"})
 
 
 def test_the_docs_name_every_private_use_and_statement() -> None:
@@ -695,7 +695,7 @@ def test_a_connector_attribute_gone_is_named() -> None:
             "seen_at timestamp",
             "column procrastinate_workers.last_heartbeat is gone (workers_alive uses it)",
         ),
-        ("'doing',", "'running',", "procrastinate_job_status has no 'doing' (finish_email names it)"),
+        ("'doing',", "'running',", "procrastinate_job_status has no 'doing' (finish_emails names it)"),
         (
             "ORDER BY jobs.priority DESC, jobs.id ASC",
             "ORDER BY jobs.id ASC",
