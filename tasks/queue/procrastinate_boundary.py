@@ -609,13 +609,19 @@ STATEMENTS: dict[str, Statement] = {
         ("procrastinate_jobs.id", "procrastinate_jobs.status"),
         ("todo", "doing"),
     ),
-    # How long until the next scheduled job is due (negative: one is due and not yet
-    # fetched), for the worker's wake-up timer; index reach_jobs_future_idx (a
-    # migration). Procrastinate has no query for the earliest scheduled_at: it polls.
+    # For the worker's wake-up timer: how long until the earliest scheduled job is due
+    # (negative: one is due and not yet fetched), and until the earliest one not yet due
+    # (the timer must wake for it even while an overdue job waits: a backlog being
+    # drained, or a job no worker can take). Two walks of index reach_jobs_future_idx
+    # (a migration), each stopping at its first row. Procrastinate has no query for the
+    # earliest scheduled_at: it polls.
     "seconds_to_next_job": Statement(
-        """SELECT extract(epoch FROM min(scheduled_at) - clock_timestamp())::float8 AS seconds
-  FROM procrastinate_jobs
- WHERE status = 'todo' AND scheduled_at IS NOT NULL;""",
+        """SELECT extract(epoch FROM (SELECT min(scheduled_at) FROM procrastinate_jobs
+                               WHERE status = 'todo' AND scheduled_at IS NOT NULL)
+                      - clock_timestamp())::float8 AS seconds,
+       extract(epoch FROM (SELECT min(scheduled_at) FROM procrastinate_jobs
+                            WHERE status = 'todo' AND scheduled_at > statement_timestamp())
+                      - clock_timestamp())::float8 AS future_seconds;""",
         ("procrastinate_jobs.scheduled_at", "procrastinate_jobs.status"),
         ("todo",),
     ),
@@ -719,10 +725,11 @@ SELECT org_id, id, 'rate_limited', job_id,
 db.register({name: statement.sql for name, statement in STATEMENTS.items()})
 
 
-async def seconds_to_next_job(conn: db.AsyncConn) -> float | None:
-    """Seconds until the earliest scheduled job is due (negative: overdue); None if none is."""
+async def seconds_to_next_job(conn: db.AsyncConn) -> tuple[float | None, float | None]:
+    """Seconds until the earliest scheduled job is due (negative: overdue), and until the
+    earliest one not yet due; None where there is none."""
     row = await db.one_async(conn, "seconds_to_next_job")
-    return row["seconds"] if row else None
+    return (row["seconds"], row["future_seconds"]) if row else (None, None)
 
 
 def workers_alive(conn: db.Conn, *, stalled_after: float) -> list[db.Row]:

@@ -94,7 +94,7 @@ class Worker(procrastinate_boundary.HookedWorker):
     def extra_side_tasks(self) -> dict[str, Coroutine[Any, Any, None]]:
         return {"wake_when_due": self._wake_when_due()}
 
-    async def _seconds_to_next_job(self) -> float | None:
+    async def _seconds_to_next_job(self) -> tuple[float | None, float | None]:
         async with self._pool.connection() as conn:
             return await procrastinate_boundary.seconds_to_next_job(conn)
 
@@ -104,26 +104,28 @@ class Worker(procrastinate_boundary.HookedWorker):
         while True:
             self._jobs_changed.clear()
             try:
-                seconds = await self._seconds_to_next_job()
+                seconds, future = await self._seconds_to_next_job()
             except Exception as exc:  # a database outage must not stop the worker
                 log.warning("wake-up timer: cannot read the next due job", error=str(exc))
-                seconds = None
+                seconds, future = None, None
+            # Sleep until the next job not yet due, at most a poll interval...
+            timeout = poll if future is None else min(future, poll)
             if seconds is not None and seconds <= 0:
-                # A due job nobody has fetched. Procrastinate clears its wake-up
-                # event when a fetch comes back empty, so a wake that lands during
-                # such a fetch is lost: wake it again if we have room, and look
-                # again soon (less often while the job stays: it may be another
-                # worker's to take).
+                # ...or less: a due job nobody has fetched. Procrastinate clears its
+                # wake-up event when a fetch comes back empty, so a wake that lands during
+                # such a fetch is lost: wake it again if we have room, and look again soon
+                # (less often while the job stays: it may be another worker's to take, or
+                # wait for a lock). That backoff never delays the wake for a job to come:
+                # when a burst has been drained, the next one is woken for on time.
                 if self.has_room():
                     self.wake()
-                timeout, recheck = recheck, min(recheck * 2, poll)
+                timeout, recheck = min(timeout, recheck), min(recheck * 2, poll)
             else:
                 recheck = RECHECK
-                timeout = poll if seconds is None else min(seconds, poll)
             try:
                 await asyncio.wait_for(self._jobs_changed.wait(), timeout=max(timeout, 0) + 0.0005)
             except TimeoutError:
-                if seconds is not None and 0 < seconds <= poll:
+                if future is not None and 0 < future <= timeout + 0.001:
                     self.wake()
 
 

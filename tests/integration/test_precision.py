@@ -92,3 +92,37 @@ def test_a_far_future_backlog_does_not_make_near_emails_late(
     jobs = conn.execute("SELECT count(*) AS n FROM procrastinate_jobs WHERE task_name = 'send_email'").fetchone()
     assert jobs is not None and jobs["n"] <= 30  # the backlog is not in the queue
     assert late[0] >= 0 and quantile(late, 0.5) < 0.5 and quantile(late, 0.9) < 1.0 and late[-1] < 3.0
+
+
+def test_a_due_job_no_worker_can_take_never_delays_the_wake_for_the_next_email(
+    conn: Conn, owner: User, settings: Settings, make_draft: Callable[..., Any], sink: Sink, workers: Any
+) -> None:
+    """While a due job waits that no worker can fetch (here: its lock is held; a burst being
+    drained is the same for the wake-up timer), the timer looks at it less and less often, up
+    to the poll interval. Emails coming due meanwhile still go out at their time, not at the
+    timer's next look: it sleeps until the next job not yet due whatever the overdue one."""
+    # The lock's holder runs on a worker that looks alive (its heartbeat is fresh).
+    conn.execute(
+        """WITH w AS (INSERT INTO procrastinate_workers (last_heartbeat)
+                      VALUES (now() + interval '1 minute') RETURNING id)
+           INSERT INTO procrastinate_jobs (queue_name, task_name, lock, args, status, scheduled_at, worker_id)
+           SELECT 'elsewhere', 'held_elsewhere', 'held', '{}', s, at, CASE s WHEN 'doing' THEN w.id END
+             FROM w, (VALUES ('doing'::procrastinate_job_status, NULL::timestamptz),
+                             ('todo', now() - interval '1 second')) AS v(s, at)"""
+    )
+    workers(extra_env={"WORKER_POLL_INTERVAL": "2"})
+    # The timer's look at the held job backs off from 20 ms to the 2 s poll within ~2.6 s.
+    start = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=3.5)
+    for i in range(20):
+        at = start + dt.timedelta(seconds=2 * i / 20)
+        emails.schedule(conn, owner=owner, draft=make_draft(send_at=at, subject=f"#{i}"), settings=settings)
+
+    sink.wait_for(20, timeout=30)
+
+    late = lateness(conn, sink)
+    print(f"behind a held job: lateness p50 {quantile(late, 0.5) * 1000:.1f} ms, max {late[-1] * 1000:.1f} ms")
+    # Waking at the timer's backed-off look would put these up to 2 s late (1 s on average).
+    assert quantile(late, 0.5) < 0.3 and quantile(late, 0.9) < 0.6
+    # The held job is still there, never fetched.
+    held = conn.execute("SELECT count(*) AS n FROM procrastinate_jobs WHERE status = 'todo' AND lock = 'held'")
+    assert held.fetchone()["n"] == 1
