@@ -59,7 +59,7 @@ class Deployment:
             row = conn.execute(rig.queries["registered_workers"], {"after": after}).fetchone()
         return row["n"] if row else 0
 
-    def schedule(self, send_ats: list[dt.datetime]) -> None:
+    def schedule(self, send_ats: list[dt.datetime], *, subject: str = "bench") -> None:
         """Schedule one email per send time, with jobs, as ``emails.schedule`` would (in bulk)."""
         with db.connect(self.database_url) as conn:
             for start in range(0, len(send_ats), CHUNK):
@@ -74,7 +74,7 @@ class Deployment:
                             "owner_id": self.owner_id,
                             "from_addr": self.settings.mail_from,
                             "to_addr": "rcpt@example.com",
-                            "subject": "bench",
+                            "subject": subject,
                             "body": "A benchmark email.\n",
                             "domain": self.settings.mail_domain,
                             "ids": ids,

@@ -65,5 +65,9 @@ SELECT (SELECT m.org_id FROM memberships m WHERE m.user_id = %(owner_id)s AND m.
 -- Message-ID -> when each occurrence was due (their lateness at the sink).
 SELECT message_id, send_at FROM emails WHERE recurrence_id IS NOT NULL;
 
+-- subject_send_times --
+-- Message-ID -> when each email of a subject was due (bench/recurrences.py's one-off stand-ins).
+SELECT message_id, send_at FROM emails WHERE subject = %(subject)s;
+
 -- bench_sent --
 SELECT count(*) AS n FROM emails WHERE subject = 'bench' AND status IN ('sent', 'failed', 'uncertain');

@@ -1,17 +1,28 @@
-"""What 100,000 active recurrences cost the send path, beside none.
+"""What 100,000 active recurrences cost the send path, beside none and beside the same mail sent one-off.
 
     python -m bench.recurrences [--recurrences 100000] [--runs 1] [--spread 900] [--seconds 60] [--ticks 6]
 
-For each variant (no recurrence, then ``--recurrences`` active ones: 1% every minute, 9%
-hourly at a random minute, 90% daily at a random time, half in UTC and half in
-Europe/Paris), on a private database with the lean sink and two real workers:
+Three variants, interleaved in each run, each on a private database with the lean sink and
+two real workers:
 
-1. The reconciler's first tick creates every occurrence within the horizon (the
-   warm-up, as after a deployment: reported, not part of the medians).
+- **no recurrence**;
+- **N active**: ``--recurrences`` active ones (1% every minute, 9% hourly at a random minute,
+  90% daily at a random time, half in UTC and half in Europe/Paris). Every cron rule fires at
+  second 0 of a minute, so each minute boundary brings ~1.2% of them due at one instant;
+- **the same mail, one-off**: no recurrence, but one-off emails due at exactly the instants
+  (relative to the spread) and in the numbers of the occurrences the previous variant sent.
+  Beside it, the occurrences show what being an occurrence costs: nothing, if they are as
+  punctual as one-off mail under the same load.
+
+For each:
+
+1. The reconciler's first tick creates every occurrence within the horizon (the warm-up, as
+   after a deployment: reported, not part of the medians).
 2. Spread lateness: ``--spread`` ordinary emails evenly over ``--seconds`` (one minute by
-   default, so one minute boundary, when every every-minute recurrence fires at once,
-   falls inside) while the workers also send the occurrences that come due; p50/p99 of
-   the ordinary emails' lateness at the sink, and of the occurrences'.
+   default, so one minute boundary falls inside) while the workers also send the occurrences
+   (or their one-off stand-ins); p50/p99 of the ordinary emails' lateness at the sink, also
+   for those due while no burst was being sent (from the burst's instant to its last
+   delivery), and the burst's own lateness.
 3. The promotion's cost per tick, the workers stopped: ``--ticks`` reconciler ticks 5 s
    apart (the periodic task's cadence), each the recurrences' step
    (tasks/queue/occurrences.py) plus the promotion of emails without a job
@@ -81,6 +92,32 @@ def fill(d: Deployment, n: int) -> None:
         conn.execute("VACUUM ANALYZE recurrences")
 
 
+def fill_spread(d: Deployment, n: int, t0: dt.datetime, seconds: float) -> float:
+    """Insert ``n`` daily recurrences in UTC whose occurrences make a spread: with rules running
+    ``n * 60 / seconds`` times faster than real time (RECURRENCE_TIME_SCALE, which changes
+    nothing but the rules' clock), the ``n`` minutes following ``t0`` pass in ``seconds``, and
+    each recurrence fires at one of them. Returns the time scale."""
+    scale = round(n * 60 / seconds)
+    recurrence_rules.set_time_scale(scale)
+    origin = recurrence_rules.TIME_ORIGIN
+    rule_t0 = origin + (t0 - origin) * scale
+    first = rule_t0.replace(second=0, microsecond=0) + dt.timedelta(minutes=1)
+    minutes = [first + dt.timedelta(minutes=i) for i in range(n)]
+    crons = [f"{m.minute} {m.hour} * * *" for m in minutes]
+    with db.connect(d.database_url) as conn:
+        conn.execute(
+            rig.queries["bulk_insert_recurrences"],
+            {
+                "owner_id": d.owner_id,
+                "crons": crons,
+                "tzs": ["UTC"] * n,
+                "next_ats": [origin + (m - origin) / scale for m in minutes],
+            },
+        )
+        conn.execute("VACUUM ANALYZE recurrences")
+    return scale
+
+
 def backend_cpu_ms(pid: int) -> float:
     """The CPU time a PostgreSQL backend has spent, in ms, to the nanosecond (``/proc/<pid>/schedstat``;
     the clock ticks of ``/proc/<pid>/stat`` count 10 ms at a time, more than a quiet tick costs)."""
@@ -140,21 +177,65 @@ async def ticks(d: Deployment, n: int, *, first_only: bool = False) -> dict[str,
         await conn.close()
 
 
-def lateness_of(d: Deployment, ids: set[str]) -> list[float]:
+def lateness_of(d: Deployment, due: dict[str, dt.datetime]) -> list[tuple[float, float]]:
+    """(due instant, lateness) at the sink of each email of ``due`` (Message-ID -> send_at)."""
+    return [(due[mid].timestamp(), at - due[mid].timestamp()) for at, mid in d.sink.received() if mid in due]
+
+
+def _due(d: Deployment, query: str, **params: Any) -> dict[str, dt.datetime]:
     with db.connect(d.database_url) as conn:
-        due = {r["message_id"]: r["send_at"] for r in conn.execute(rig.queries["occurrence_send_times"])}
-    return [at - due[mid].timestamp() for at, mid in d.sink.received() if mid in due and mid in ids]
+        return {r["message_id"]: r["send_at"] for r in conn.execute(rig.queries[query], params)}
 
 
-def run_variant(ours: Ours, *, recurrences: int, spread_n: int, seconds: float, n_ticks: int) -> dict[str, Any]:
-    with ours.deployment() as d:
-        if recurrences:
-            fill(d, recurrences)
-        warm = asyncio.run(ticks(d, 1, first_only=True))
-        d.start_workers(2)
-        _, times = spread(spread_n, seconds, lead=3)
+def _stats(values: list[float], prefix: str) -> dict[str, float]:
+    if not values:
+        return {f"{prefix}_p50_ms": float("nan"), f"{prefix}_p99_ms": float("nan")}
+    st = rig.lateness_stats(values)
+    return {f"{prefix}_p50_ms": st["p50_ms"], f"{prefix}_p99_ms": st["p99_ms"]}
+
+
+def run_variant(
+    ours: Ours,
+    *,
+    recurrences: int,
+    spread_n: int,
+    seconds: float,
+    n_ticks: int,
+    one_off: list[float] | None = None,
+    occurrence_spread: bool = False,
+) -> dict[str, Any]:
+    """One variant: ``recurrences`` active ones beside the spread; or ``one_off``, the seconds after
+    the spread's start of one-off stand-ins for the occurrences; or, ``occurrence_spread``, the
+    spread itself made of occurrences (fill_spread)."""
+    scale = round(spread_n * 60 / seconds) if occurrence_spread else 1
+    with ours.deployment(env={"RECURRENCE_TIME_SCALE": str(scale)}) as d:
+        try:
+            return _measure(d, recurrences, spread_n, seconds, n_ticks, one_off, occurrence_spread)
+        finally:
+            recurrence_rules.set_time_scale(1)
+
+
+def _measure(
+    d: Deployment,
+    recurrences: int,
+    spread_n: int,
+    seconds: float,
+    n_ticks: int,
+    one_off: list[float] | None,
+    occurrence_spread: bool,
+) -> dict[str, Any]:
+    if recurrences:
+        fill(d, recurrences)
+    if occurrence_spread:
+        t0 = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=4)
+        fill_spread(d, spread_n, t0, seconds)
+    warm = asyncio.run(ticks(d, 1, first_only=True))
+    d.start_workers(2)
+    if not occurrence_spread:
+        t0, times = spread(spread_n, seconds, lead=3)
+        if one_off:
+            d.schedule([t0 + dt.timedelta(seconds=x) for x in one_off], subject="bench-burst")
         d.schedule(times)
-
         with db.connect(d.database_url) as poll:  # one connection for the wait (the server is shared)
 
             def done() -> bool:
@@ -162,31 +243,55 @@ def run_variant(ours: Ours, *, recurrences: int, spread_n: int, seconds: float, 
                 return bool(row and row["n"] >= spread_n)
 
             rig.wait_until(done, timeout=seconds + 120, interval=0.5, what="the spread emails to be sent")
-        time.sleep(0.1)
-        ordinary = rig.lateness_stats(d.lateness())
-        with db.connect(d.database_url) as conn:
-            ids = {r["message_id"] for r in conn.execute(rig.queries["occurrence_send_times"])}
-        occ_late = lateness_of(d, ids)
-        d.stop()
-        cost = asyncio.run(ticks(d, n_ticks))
-        return {
-            "spread_p50_ms": ordinary["p50_ms"],
-            "spread_p99_ms": ordinary["p99_ms"],
-            "occurrences_sent": len(occ_late),
-            "occurrence_p50_ms": rig.lateness_stats(occ_late)["p50_ms"] if occ_late else float("nan"),
-            "occurrence_p99_ms": rig.lateness_stats(occ_late)["p99_ms"] if occ_late else float("nan"),
-            "warmup_tick_ms": warm["tick_ms"],
-            "warmup_occurrences": warm["occurrences_per_tick"],
-            **cost,
-        }
+    end = t0 + dt.timedelta(seconds=seconds)
+    if recurrences or occurrence_spread:
+        burst_due = _due(d, "occurrence_send_times")
+    else:
+        burst_due = _due(d, "subject_send_times", subject="bench-burst")
+    in_window = {m: at for m, at in burst_due.items() if at <= end}
+    rig.wait_until(
+        lambda: len(lateness_of(d, in_window)) >= len(in_window),
+        timeout=seconds + 120,
+        interval=0.2,
+        what="the occurrences (or their stand-ins) to be sent",
+    )
+    time.sleep(0.1)
+    burst = lateness_of(d, in_window)
+    if occurrence_spread:
+        # The spread is the occurrences: its rows are theirs, and there is no burst.
+        ordinary, burst = burst, []
+    else:
+        ordinary = lateness_of(d, _due(d, "subject_send_times", subject="bench"))
+    # While a burst was being sent: from its instant to its last delivery.
+    windows: dict[float, float] = {}
+    for due_at, late in burst:
+        windows[due_at] = max(windows.get(due_at, 0.0), late)
+    calm = [late for due_at, late in ordinary if not any(b <= due_at <= b + w for b, w in windows.items())]
+    d.stop()
+    cost = asyncio.run(ticks(d, n_ticks))
+    return {
+        **_stats([late for _, late in ordinary], "spread"),
+        **_stats(calm, "calm"),
+        "calm_n": len(calm),
+        "burst_sent": len(burst),
+        **_stats([late for _, late in burst], "burst"),
+        "burst_last_ms": max((late for _, late in burst), default=float("nan")) * 1000,
+        "burst_offsets": [due_at - t0.timestamp() for due_at, _ in burst],
+        "warmup_tick_ms": warm["tick_ms"],
+        "warmup_occurrences": warm["occurrences_per_tick"],
+        **cost,
+    }
 
 
 ROWS = [
-    ("spread_p50_ms", "ordinary emails, spread: lateness p50 (ms)"),
-    ("spread_p99_ms", "ordinary emails, spread: lateness p99 (ms)"),
-    ("occurrences_sent", "occurrences sent during the spread"),
-    ("occurrence_p50_ms", "occurrences: lateness p50 (ms)"),
-    ("occurrence_p99_ms", "occurrences: lateness p99 (ms)"),
+    ("spread_p50_ms", "spread (of occurrences in the last column): lateness p50 (ms)"),
+    ("spread_p99_ms", "spread (of occurrences in the last column): lateness p99 (ms)"),
+    ("calm_n", "  of which due while no burst was being sent"),
+    ("calm_p99_ms", "  those: lateness p99 (ms)"),
+    ("burst_sent", "occurrences (or stand-ins) due in the spread's minute"),
+    ("burst_p50_ms", "  their lateness p50 (ms)"),
+    ("burst_p99_ms", "  their lateness p99 (ms)"),
+    ("burst_last_ms", "  the last one's lateness (ms)"),
     ("tick_ms", "reconciler tick (recurrences + promotion): wall (ms)"),
     ("tick_pg_cpu_ms", "reconciler tick: PostgreSQL CPU (ms)"),
     ("tick_max_ms", "reconciler tick: slowest (ms)"),
@@ -213,23 +318,33 @@ def main(argv: list[str] | None = None) -> int:
         )
         ours.prepare()
         try:
-            results: dict[int, list[dict[str, Any]]] = {0: [], args.recurrences: []}
+            variants = ("none", "active", "one-off", "occurrences")
+            results: dict[str, list[dict[str, Any]]] = {v: [] for v in variants}
             for _ in range(args.runs):
-                for n in results:  # interleaved, so a slow moment of the machine hits both
-                    results[n].append(
-                        run_variant(ours, recurrences=n, spread_n=args.spread, seconds=args.seconds, n_ticks=args.ticks)
-                    )
+                # Interleaved, so a slow moment of the machine hits all of them; the one-off
+                # stand-ins copy the instants of the occurrences the run before them sent.
+                kwargs = {"spread_n": args.spread, "seconds": args.seconds, "n_ticks": args.ticks}
+                active = run_variant(ours, recurrences=args.recurrences, **kwargs)
+                results["active"].append(active)
+                results["one-off"].append(run_variant(ours, recurrences=0, one_off=active["burst_offsets"], **kwargs))
+                results["none"].append(run_variant(ours, recurrences=0, **kwargs))
+                results["occurrences"].append(run_variant(ours, recurrences=0, occurrence_spread=True, **kwargs))
         finally:
             ours.cleanup()
-    labels = {0: "no recurrence", args.recurrences: f"{args.recurrences:,} active"}
+    labels = {
+        "none": "no recurrence",
+        "active": f"{args.recurrences:,} active",
+        "one-off": "same mail, one-off",
+        "occurrences": "occurrence spread",
+    }
     width = max(len(label) for _, label in ROWS)
-    print(f"{'median of ' + str(args.runs) + ' run(s)':<{width}} | " + " | ".join(f"{labels[n]:>16}" for n in results))
-    print("-" * width + "-|-" + "-|-".join("-" * 16 for _ in results))
+    print(f"{'median of ' + str(args.runs) + ' run(s)':<{width}} | " + " | ".join(f"{labels[v]:>18}" for v in variants))
+    print("-" * width + "-|-" + "-|-".join("-" * 18 for _ in variants))
     for key, label in ROWS:
         cells = []
-        for n in results:
-            values = [r[key] for r in results[n] if r[key] == r[key]]
-            cells.append(f"{statistics.median(values):>16.1f}" if values else f"{'-':>16}")
+        for v in variants:
+            values = [r[key] for r in results[v] if r[key] == r[key]]
+            cells.append(f"{statistics.median(values):>18.1f}" if values else f"{'-':>18}")
         print(f"{label:<{width}} | " + " | ".join(cells))
     mix = ", ".join(f"{int(share * 100)}% {kind}" for kind, share in MIX)
     print(f"mix: {mix}; spread: {args.spread} emails over {args.seconds:g} s")
