@@ -124,6 +124,8 @@ def _values(rec: recurrences.Recurrence) -> dict[str, Any]:
         "keep_ends_at": rec.ends_at.isoformat() if rec.ends_at else "",
         "count": "" if rec.max_count is None else str(rec.max_count),
         "time_zone": rec.time_zone,
+        # Not changed here: the preview starts from it, as the recurrence does.
+        "starts_at": rec.starts_at.isoformat(),
     }
 
 

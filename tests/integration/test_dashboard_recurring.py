@@ -177,6 +177,7 @@ def test_the_edit_form_is_prefilled_and_applies_to_every_occurrence_not_yet_sent
     form = _edit_form(client, rec.id)
     assert form["repeat"] == "cron" and form["cron"] == "* * * * *" and form["time_zone"] == "Europe/Paris"
     assert form["to"] == "team@example.com" and form["body_text"] == "Line one\nline two" and form["count"] == "1000"
+    assert form["starts_at"] == rec.starts_at.isoformat()  # the preview starts where the recurrence does
 
     # Sent as it is (a textarea sends CRLF): nothing to change, nothing changed.
     unchanged = form.copy()

@@ -52,6 +52,7 @@
       else { const end = endOfDay(until.value, tz); if (end && !isNaN(end)) out.ends_at = end.toISOString(); }
     }
     if (form.count.value) out.count = Number(form.count.value);
+    if (form.starts_at && form.starts_at.value) out.starts_at = form.starts_at.value; // the edit form's recurrence
     return out;
   }
 
