@@ -253,6 +253,10 @@ def test_another_users_recurrence_cannot_be_edited(
 ) -> None:
     rec = _create(conn, alice, settings)
     form = _edit_form(client, rec.id)
+    assert form["subject"] == "Standup <b>{{occurrence_date}}</b>"
+    assert 'value="Standup &lt;b&gt;{{occurrence_date}}&lt;/b&gt;"' in client.get(f"/recurring/{rec.id}/edit").get_data(
+        as_text=True
+    )  # escaped, never markup
     bob_client = app.test_client()
     sign_in(bob_client, "bob@example.com", name="Bob")
     assert bob_client.get(f"/recurring/{rec.id}/edit").status_code == 404
