@@ -989,10 +989,11 @@ UPDATE recurrences
 
 -- cancel_recurrence_pending --
 -- Cancel the recurrence's occurrences that wait and have not been claimed (a
--- pause, an edit of the rule, a delete): nothing more goes out.
+-- pause, an edit of the rule, a delete): nothing more goes out. One in the offline
+-- log waits too (a replay would send it), as set_cancelled has it for one email.
 WITH cancelled AS (
     UPDATE emails SET status = 'cancelled', waiting_reason = NULL
-     WHERE recurrence_id = %(id)s AND status = 'scheduled'
+     WHERE recurrence_id = %(id)s AND status IN ('scheduled', 'offline')
     RETURNING id, org_id, owner_id, job_id
 ), event AS (
     INSERT INTO email_events (org_id, email_id, kind, job_id, detail)
@@ -1002,12 +1003,12 @@ WITH cancelled AS (
 SELECT id, org_id, owner_id, job_id FROM cancelled;
 
 -- edit_recurrence_pending --
--- New content for one waiting occurrence (rendered for its instant); the caller holds the recurrence's lock.
+-- New content for one occurrence not sent yet (rendered for its instant); the caller holds the recurrence's lock.
 WITH edited AS (
     UPDATE emails
        SET to_addrs = %(to_addrs)s, cc_addrs = %(cc_addrs)s, bcc_addrs = %(bcc_addrs)s,
            subject = %(subject)s, body_text = %(body_text)s, body_html = %(body_html)s
-     WHERE id = %(id)s AND status = 'scheduled'
+     WHERE id = %(id)s AND status IN ('scheduled', 'offline')
     RETURNING id, org_id, job_id
 )
 INSERT INTO email_events (org_id, email_id, kind, job_id, detail)
@@ -1016,6 +1017,10 @@ SELECT org_id, id, 'edited', job_id, jsonb_build_object('fields', %(fields)s::te
 
 -- recurrence_pending --
 SELECT id, occurrence_at FROM emails WHERE recurrence_id = %(id)s AND status = 'scheduled';
+
+-- recurrence_unsent --
+-- Its occurrences not sent yet that an edit rewrites: waiting, or in the offline log.
+SELECT id, occurrence_at FROM emails WHERE recurrence_id = %(id)s AND status IN ('scheduled', 'offline');
 
 -- recurrence_history --
 -- Its occurrences (each an email) and the runs it skipped, newest first.

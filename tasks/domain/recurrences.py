@@ -59,13 +59,17 @@ class Spec:
     body_html: str | None
     rule: Rule
     idempotency_key: str | None = None
+    #: Whether the request gave ``starts_at`` (without it the rule starts when it was checked).
+    start_given: bool = True
 
     def request_hash(self) -> str:
+        """What the request asked for: a retry with its key is the same request, whenever it comes
+        (a start left out is "now", then and at the retry alike)."""
         data = {name: getattr(self, name) for name in CONTENT} | {
             "cron": self.rule.cron,
             "preset": self.rule.preset,
             "time_zone": self.rule.time_zone,
-            "starts_at": self.rule.starts_at.isoformat(),
+            "starts_at": self.rule.starts_at.isoformat() if self.start_given else None,
             "ends_at": self.rule.ends_at.isoformat() if self.rule.ends_at else None,
             "count": self.rule.count,
         }
@@ -211,6 +215,7 @@ def validate(
         body_html=draft.body_html,
         rule=rule,
         idempotency_key=draft.idempotency_key,
+        start_given=data.get("starts_at") not in (None, ""),
     )
 
 
@@ -550,7 +555,7 @@ def edit(
         saved = _save(conn, rec, **new)
         _audit(conn, saved, scope.user_id, "recurrence.edit", {"fields": sorted(changes)})
         if fields:
-            for row in db.all_rows(conn, "recurrence_pending", id=rec.id):
+            for row in db.all_rows(conn, "recurrence_unsent", id=rec.id):
                 at, tz = row["occurrence_at"], saved.time_zone
                 db.run(
                     conn,

@@ -1,4 +1,5 @@
-"""Recurring emails in a real browser: a weekly one composed with its preview, and an
+"""Recurring emails in a real browser: a weekly one composed with its preview, then edited
+(the new summary and next five shown before saving), and an
 every-minute one watched sending two occurrences live (its rule's clock sped up by
 RECURRENCE_TIME_SCALE, so the test takes seconds, not minutes)."""
 
@@ -53,9 +54,33 @@ def test_a_weekly_recurrence_shows_its_summary_and_next_five_before_saving(
     assert [t.get_attribute("datetime") for t in page.locator("#upcoming time").all()] == [
         i.astimezone(dt.UTC).isoformat() for i in instants
     ]
+
+    # Edit: the same "Repeat" fields, prefilled, with the summary and the next five as they change.
+    page.click("#recurrence-edit")
+    page.wait_for_url("**/edit")
+    expect(page.locator("#e-repeat-kind")).to_have_value("weekly")
+    expect(page.locator("#e-repeat-time")).to_have_value("08:30")
+    expect(page.locator("#e-repeat-summary")).to_have_text("Every week on Monday and Thursday at 08:30, Europe/Paris")
+    expect(page.locator("#e-repeat-preview li")).to_have_count(5)
+    page.select_option("#e-repeat-kind", "weekdays")
+    page.fill("#e-repeat-time", "07:15")
+    expect(page.locator("#e-repeat-summary")).to_have_text("Every weekday at 07:15, Europe/Paris")
+    edited = [
+        dt.datetime.fromisoformat(t.get_attribute("datetime")) for t in page.locator("#e-repeat-preview time").all()
+    ]
+    assert len(edited) == 5 and all(i.hour == 7 and i.minute == 15 and i.isoweekday() <= 5 for i in edited), edited
+    page.screenshot(path=str(output_dir / "recurring-edit.png"))
+    detail = page.url.removesuffix("/edit")
+    page.click("#e-submit")
+    page.wait_for_url(detail)
+    expect(page.locator("#recurrence-summary")).to_have_text("Every weekday at 07:15, Europe/Paris")
+    assert [t.get_attribute("datetime") for t in page.locator("#upcoming time").all()] == [
+        i.astimezone(dt.UTC).isoformat() for i in edited
+    ]
+
     page.goto(f"{server.url}/recurring/")
     expect(page.locator("li.recurrence")).to_have_count(1)
-    expect(page.locator("li.recurrence .to")).to_have_text("Every week on Monday and Thursday at 08:30, Europe/Paris")
+    expect(page.locator("li.recurrence .to")).to_have_text("Every weekday at 07:15, Europe/Paris")
 
 
 def test_an_every_minute_recurrence_sends_two_occurrences_live(

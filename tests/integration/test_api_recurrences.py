@@ -63,6 +63,11 @@ def test_create_read_list_and_preview(api: Api, conn: Conn) -> None:
     preview = api.call("GET", f"/api/v1/recurrences/{rid}/preview?n=8", "/recurrences/{recurrence_id}/preview")
     assert preview.get_json()["occurrences"][:5] == body["next_occurrences"]
     assert len(preview.get_json()["occurrences"]) == 8
+    for n in ("0", "51", "x"):
+        refused = api.call("GET", f"/api/v1/recurrences/{rid}/preview?n={n}", "/recurrences/{recurrence_id}/preview")
+        assert refused.status_code == 422 and refused.get_json()["error"]["field"] == "n"
+        unsaved = api.call("POST", f"/api/v1/recurrences/preview?n={n}", "/recurrences/preview", json=WEEKLY)
+        assert unsaved.status_code == 422 and unsaved.get_json()["error"]["field"] == "n"
 
 
 def test_preview_a_rule_without_saving_it(api: Api, conn: Conn) -> None:

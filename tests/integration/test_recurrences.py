@@ -13,7 +13,7 @@ import psycopg
 import pytest
 from psycopg.rows import dict_row
 
-from tasks.core import config
+from tasks.core import config, errors
 from tasks.core.config import Settings
 from tasks.core.db import Conn
 from tasks.domain import audit, emails, orgs, recurrences
@@ -243,6 +243,58 @@ def test_edit_rewrites_waiting_occurrences_and_a_new_rule_replaces_them(
     with pytest.raises(Exception) as caught:
         recurrences.edit(conn, scope, rec.id, changes={"time_zone": "Mars/Olympus"}, settings=settings)
     assert getattr(caught.value, "field", None) == "time_zone"
+
+
+def _offline(conn: Conn, email_id: Any) -> None:
+    """The occurrence went to the offline log (every transport was down): not sent, replayed later."""
+    conn.execute("UPDATE emails SET status = 'sending' WHERE id = %s", [email_id])
+    conn.execute("UPDATE emails SET status = 'offline', offline_at = now() WHERE id = %s", [email_id])
+
+
+def test_an_occurrence_in_the_offline_log_is_edited_and_cancelled_as_one_waiting(
+    conn: Conn, owner: User, settings: Settings, database_url: str
+) -> None:
+    """Not sent yet, it would go out when the log is replayed: an edit rewrites it, a pause or a
+    delete cancels it (nothing more goes out), as a one-off email's cancel does."""
+    scope = personal_scope(conn, owner.id)
+    rec = create(conn, owner, settings)
+    tick(database_url, settings)
+    first = occurrence_rows(conn, rec.id)[0]
+    _offline(conn, first["id"])
+    recurrences.edit(conn, scope, rec.id, changes={"subject": "New {{occurrence_date}}"}, settings=settings)
+    row = conn.execute("SELECT status, subject FROM emails WHERE id = %s", [first["id"]]).fetchone()
+    assert row["status"] == "offline" and row["subject"].startswith("New 20")
+    changed = recurrences.pause(conn, scope, rec.id)
+    assert first["id"] in {c["id"] for c in changed.cancelled}
+    assert conn.execute("SELECT count(*) AS n FROM emails WHERE status = 'offline'").fetchone()["n"] == 0
+
+    recurrences.resume(conn, scope, rec.id)
+    tick(database_url, settings)
+    waiting = [r for r in occurrence_rows(conn, rec.id) if r["status"] == "scheduled"]
+    _offline(conn, waiting[0]["id"])
+    assert waiting[0]["id"] in {c["id"] for c in recurrences.delete(conn, scope, rec.id).cancelled}
+    assert conn.execute("SELECT count(*) AS n FROM emails WHERE status = 'offline'").fetchone()["n"] == 0
+
+
+def test_a_retry_a_moment_later_with_the_same_idempotency_key_returns_the_first(
+    conn: Conn, owner: User, settings: Settings
+) -> None:
+    """With no starts_at the rule starts now: the retry's "now" is later, and it is still the same request."""
+    data = {"to": ["bob@example.com"], "subject": "S", "body_text": "B", "cron": "0 9 * * *"}
+    now = dt.datetime.now(dt.UTC)
+
+    def attempt(at: dt.datetime, **changes: Any) -> tuple[recurrences.Recurrence, bool]:
+        spec = recurrences.validate(data | changes, settings=settings, now=at, idempotency_key="weekly-1")
+        return recurrences.create(conn, owner=owner, spec=spec, settings=settings)
+
+    first, created = attempt(now)
+    retried, again = attempt(now + dt.timedelta(seconds=3))
+    assert created and not again and retried.id == first.id
+    with pytest.raises(errors.Conflict):
+        attempt(now + dt.timedelta(seconds=3), subject="Other")
+    # A start given is part of the request.
+    with pytest.raises(errors.Conflict):
+        attempt(now, starts_at=(now + dt.timedelta(days=1)).isoformat())
 
 
 def test_delete_cancels_and_hides_it_but_keeps_its_emails(

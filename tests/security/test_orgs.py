@@ -48,6 +48,7 @@ NEEDS: dict[str, orgs.Action | None] = {
     "recurring.pause": orgs.Action.SEND,
     "recurring.resume": orgs.Action.SEND,
     "recurring.delete": orgs.Action.SEND,
+    "recurring.edit": orgs.Action.SEND,
     "api.create_recurrence": orgs.Action.SEND,
     "api.preview_recurrence": orgs.Action.SEND,
     "api.edit_recurrence": orgs.Action.SEND,

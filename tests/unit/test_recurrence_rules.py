@@ -58,6 +58,42 @@ def test_presets_are_cron_expressions_and_read_in_plain_words(preset: dict[str, 
     rules.check_cron(cron)
 
 
+@pytest.mark.parametrize(
+    ("preset", "dates"),
+    [
+        # The last day: 28 February in 2027, 29 in 2028.
+        ({"kind": "monthly", "day": "last", "time": "08:00"}, ["2027-11-30", "2027-12-31", "2028-01-31", "2028-02-29"]),
+        ({"kind": "monthly", "weekday": "mon", "nth": 1, "time": "08:00"}, ["2027-11-01", "2027-12-06", "2028-01-03"]),
+        ({"kind": "monthly", "weekday": "tue", "nth": 2, "time": "08:00"}, ["2027-11-09", "2027-12-14", "2028-01-11"]),
+        ({"kind": "monthly", "weekday": "wed", "nth": 4, "time": "08:00"}, ["2027-11-24", "2027-12-22", "2028-01-26"]),
+        # Only the months that have a fifth Monday.
+        ({"kind": "monthly", "weekday": "mon", "nth": 5, "time": "08:00"}, ["2027-11-29", "2028-01-31", "2028-05-29"]),
+        (
+            {"kind": "monthly", "weekday": "fri", "nth": "last", "time": "08:00"},
+            ["2027-11-26", "2027-12-31", "2028-01-28"],
+        ),
+        (
+            {"kind": "weekdays", "time": "08:00"},
+            ["2027-11-01", "2027-11-02", "2027-11-03", "2027-11-04", "2027-11-05", "2027-11-08"],
+        ),
+    ],
+)
+def test_monthly_and_weekday_presets_fire_on_the_days_they_name(preset: dict[str, Any], dates: list[str]) -> None:
+    start = paris(2027, 11, 1)
+    got = rule(rules.preset_cron(preset), start).preview(start, len(dates))
+    assert [f"{g.astimezone(PARIS):%Y-%m-%d %H:%M}" for g in got] == [f"{d} 08:00" for d in dates]
+
+
+def test_every_n_hours_keeps_its_local_hours_across_dst() -> None:
+    """Every 6 hours at minute 15: 00:15, 06:15, 12:15, 18:15 local, the spring-forward night too."""
+    start = paris(2027, 3, 27, 12, 0)
+    got = rule(rules.preset_cron({"kind": "hourly", "every": 6, "minute": 15}), start).preview(start, 6)
+    assert [f"{g.astimezone(PARIS):%d %H:%M}" for g in got] == [
+        "27 12:15", "27 18:15", "28 00:15", "28 06:15", "28 12:15", "28 18:15",
+    ]  # fmt: skip
+    assert got[3] - got[2] == dt.timedelta(hours=5)  # the night one hour shorter
+
+
 def test_summary_names_zone_end_and_count() -> None:
     r = Rule(
         cron="0 9 * * 1-5",
