@@ -1084,6 +1084,38 @@ UPDATE recurrences r
   FROM unnest(%(ids)s::uuid[], %(next_ats)s::timestamptz[], %(made)s::integer[]) AS v(id, next_at, made)
  WHERE r.id = v.id;
 
+-- cancel_missed_occurrences --
+-- After downtime a recurrence sends at most one occurrence late (tasks/queue/occurrences.py,
+-- cancel_missed). Occurrences are created ahead (RECURRENCE_LOOKAHEAD), so some whose
+-- instant passed during an outage exist already, never attempted: for a recurrence whose
+-- cursor was passed too (%(befores)s: that cursor), every such one before it is cancelled
+-- (its catch-up, if any, is later); for the others (NULL), all but the latest past one
+-- (no flood when the lookahead was longer than the outage). Cancelled with the reason as
+-- an event; the unique key's index finds them; one a worker is claiming is left to go.
+WITH past AS (
+    SELECT e.id, v.before, v.reason,
+           row_number() OVER (PARTITION BY e.recurrence_id ORDER BY e.occurrence_at DESC) AS nth_latest
+      FROM unnest(%(ids)s::uuid[], %(befores)s::timestamptz[], %(reasons)s::text[]) AS v(id, before, reason)
+      JOIN emails e ON e.recurrence_id = v.id AND e.occurrence_at < least(v.before, now())
+     WHERE e.status = 'scheduled' AND e.attempts = 0
+), missed AS (
+    SELECT e.id, p.reason
+      FROM past p
+      JOIN emails e ON e.id = p.id
+     WHERE (p.before IS NOT NULL OR p.nth_latest > 1) AND e.status = 'scheduled' AND e.attempts = 0
+       FOR UPDATE OF e SKIP LOCKED
+), cancelled AS (
+    UPDATE emails e SET status = 'cancelled', waiting_reason = NULL
+      FROM missed m
+     WHERE e.id = m.id
+    RETURNING e.id, e.org_id, e.job_id, e.recurrence_id, e.occurrence_at, m.reason
+), event AS (
+    INSERT INTO email_events (org_id, email_id, kind, job_id, detail)
+    SELECT org_id, id, 'cancelled', job_id, jsonb_build_object('recurrence_id', recurrence_id, 'reason', reason)
+      FROM cancelled
+)
+SELECT id, job_id, recurrence_id, occurrence_at, reason FROM cancelled;
+
 -- insert_recurrence_skips --
 INSERT INTO recurrence_skips (org_id, recurrence_id, first_at, last_at, n, reason)
 SELECT r.org_id, v.*

@@ -45,6 +45,9 @@ class Plan:
     create: list[dt.datetime] = dataclasses.field(default_factory=list)
     skips: list[tuple[dt.datetime, dt.datetime, int | None, str]] = dataclasses.field(default_factory=list)
     next_at: dt.datetime | None = None
+    #: Why occurrences were missed (the system was down), if any were: the reason for the
+    #: ones created before the outage that never went out, too (cancelled_missed).
+    missed_reason: str | None = None
 
 
 def lookahead(settings: Settings) -> float:
@@ -117,8 +120,10 @@ def plan(row: dict[str, Any], *, now: dt.datetime, until: dt.datetime, catch_up:
                 out.next_at = None
             if n_missed != 1:
                 out.skips.append((first, before_latest, n_missed - 1 if n_missed > 0 else None, SUPERSEDED))
+            out.missed_reason = SUPERSEDED
         else:
             out.skips.append((first, latest, n_missed if n_missed > 0 else None, TOO_OLD))
+            out.missed_reason = TOO_OLD
     return out
 
 
@@ -176,8 +181,12 @@ async def create_due(
             ids, recs, ats, subjects, bodies, htmls = [], [], [], [], [], []
             adv_ids, adv_next, adv_made = [], [], []
             skip_ids, firsts, lasts, ns, reasons = [], [], [], [], []
+            missed_ids, missed_befores, missed_reasons = [], [], []
             for row in rows:
                 p = plan(row, now=now, until=until, catch_up=settings.recurrence_catch_up)
+                missed_ids.append(row["id"])
+                missed_befores.append(None if p.missed_reason is None else row["next_at"])
+                missed_reasons.append(p.missed_reason or SUPERSEDED)
                 for at in p.create:
                     ids.append(uuid.uuid4())
                     recs.append(row["id"])
@@ -217,6 +226,14 @@ async def create_due(
             made_by = {rid: 0 for rid in adv_ids}
             for r in inserted:
                 made_by[r["recurrence_id"]] += 1
+            if missed_ids:
+                for r in await cancel_missed(conn, missed_ids, missed_befores, missed_reasons):
+                    made_by[r["recurrence_id"]] -= r["n"]
+                    skip_ids.append(r["recurrence_id"])
+                    firsts.append(r["first_at"])
+                    lasts.append(r["last_at"])
+                    ns.append(r["n"])
+                    reasons.append(r["reason"])
             await db.run_async(
                 conn,
                 "advance_recurrences",
@@ -235,6 +252,32 @@ async def create_due(
                 created(r)
         if len(rows) < BATCH:
             return counts
+
+
+async def cancel_missed(
+    conn: db.AsyncConn, ids: list[uuid.UUID], befores: list[dt.datetime | None], reasons: list[str]
+) -> list[dict[str, Any]]:
+    """Cancel the occurrences created ahead of an outage whose instant passed during it, never
+    attempted: after downtime a recurrence sends at most one occurrence late. Where the
+    recurrence's cursor was passed too (``befores``: that cursor), all of them, its catch-up
+    being later; elsewhere (None) all but the latest past one. One a worker is claiming at this
+    moment is left to go (it was not missed). Returns, per recurrence, how many were cancelled,
+    the first and last instants and why (``reasons``)."""
+    cancelled = await db.all_async(conn, "cancel_missed_occurrences", ids=ids, befores=befores, reasons=reasons)
+    for c in cancelled:
+        if c["job_id"] is not None:
+            await app.job_manager.cancel_job_by_id_async(c["job_id"], connection=conn)
+    per: dict[uuid.UUID, dict[str, Any]] = {}
+    for c in cancelled:
+        agg = per.setdefault(
+            c["recurrence_id"],
+            {"recurrence_id": c["recurrence_id"], "first_at": c["occurrence_at"], "last_at": c["occurrence_at"],
+             "n": 0, "reason": c["reason"]},
+        )  # fmt: skip
+        agg["first_at"] = min(agg["first_at"], c["occurrence_at"])
+        agg["last_at"] = max(agg["last_at"], c["occurrence_at"])
+        agg["n"] += 1
+    return list(per.values())
 
 
 async def pause_failing(conn: db.AsyncConn, settings: Settings) -> list[dict[str, Any]]:

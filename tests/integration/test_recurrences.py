@@ -183,6 +183,62 @@ def test_downtime_sends_one_catch_up_through_a_worker_and_records_the_rest(
     assert all(n == 1 for n in sink.by_message_id().values())
 
 
+@pytest.mark.parametrize("down", ["10 minutes", "30 minutes"])
+def test_occurrences_created_before_an_outage_are_not_sent_beside_the_catch_up(
+    conn: Conn, owner: User, settings: Settings, database_url: str, down: str
+) -> None:
+    """Occurrences are created ahead (the lookahead, here ten minutes): those whose time passed
+    while the system was down were missed too. Only one goes out late, the latest (created
+    then, or past the cursor when the outage outlasted the lookahead); the rest are cancelled
+    and recorded as skipped."""
+    rec = create(conn, owner, settings)
+    tick(database_url, settings)
+    ahead = occurrence_rows(conn, rec.id)
+    assert ahead and all(r["status"] == "scheduled" for r in ahead)
+    # Time passes with nothing running: the created occurrences and the cursor move into the past.
+    conn.execute(
+        "UPDATE emails SET occurrence_at = occurrence_at - %(down)s::interval,"
+        " send_at = send_at - %(down)s::interval, next_attempt_at = next_attempt_at - %(down)s::interval"
+        " WHERE recurrence_id = %(id)s",
+        {"down": down, "id": rec.id},
+    )
+    conn.execute(
+        "UPDATE recurrences SET starts_at = starts_at - interval '1 day', next_at = next_at - %(down)s::interval"
+        " WHERE id = %(id)s",
+        {"down": down, "id": rec.id},
+    )
+    made_before = conn.execute("SELECT made FROM recurrences WHERE id = %s", [rec.id]).fetchone()["made"]
+
+    tick(database_url, settings)
+
+    rows = occurrence_rows(conn, rec.id)
+    now = conn.execute("SELECT now() AS now").fetchone()["now"]
+    past = [r for r in rows if r["occurrence_at"] <= now]
+    going = [r for r in past if r["status"] == "scheduled"]
+    # One catch-up, the latest missed instant; every other past occurrence is cancelled, its job too.
+    assert len(going) == 1 and going[0]["occurrence_at"] == max(r["occurrence_at"] for r in past)
+    cancelled = [r for r in past if r["status"] == "cancelled"]
+    assert {r["id"] for r in cancelled} == {r["id"] for r in ahead} - {going[0]["id"]}
+    jobs_waiting = conn.execute(
+        "SELECT count(*) AS n FROM procrastinate_jobs WHERE id = ANY(%s) AND status = 'todo'",
+        [[r["job_id"] for r in cancelled]],
+    ).fetchone()["n"]
+    assert jobs_waiting == 0
+    events = conn.execute(
+        "SELECT detail->>'reason' AS reason FROM email_events WHERE kind = 'cancelled' AND email_id = ANY(%s)",
+        [[r["id"] for r in cancelled]],
+    ).fetchall()
+    assert len(events) == len(cancelled) and all("only the latest" in e["reason"] for e in events)
+    # The history says so: every missed instant but the catch-up is counted skipped.
+    history = recurrences.history_json(recurrences.history(conn, personal_scope(conn, owner.id), rec.id))
+    skipped = sum(h["n"] for h in history if h["kind"] == "skipped")
+    first_missed = min(r["occurrence_at"] for r in past)
+    assert skipped == round((going[0]["occurrence_at"] - first_missed).total_seconds() / 60)
+    # They no longer count as made (a count would still allow as many as it says).
+    made = conn.execute("SELECT made FROM recurrences WHERE id = %s", [rec.id]).fetchone()["made"]
+    assert made == made_before - len(cancelled) + len([r for r in rows if r["id"] not in {a["id"] for a in ahead}])
+
+
 def test_downtime_longer_than_catch_up_sends_nothing(
     conn: Conn, owner: User, env: dict[str, str], database_url: str
 ) -> None:
