@@ -474,3 +474,32 @@ def test_a_worker_killed_mid_creation_leaves_no_half_and_no_double(
     assert len({r["occurrence_at"] for r in rows}) == len(rows)
     assert all(r["job_id"] is not None for r in rows)
     assert recurrences.get(conn, personal_scope(conn, owner.id), rec.id).made == len(rows)
+
+
+def test_occurrences_go_through_retries_and_rate_limits_as_one_off_mail(
+    conn: Conn, owner: User, env: dict[str, str], sink: Sink, workers: Any
+) -> None:
+    """An occurrence is an ordinary email to the send path: a temporary refusal is retried, and
+    the owner's rate limit (every attempt takes a slot, as at a provider) holds what exceeds it;
+    both on the timeline."""
+    fast = {"RECURRENCE_TIME_SCALE": "20", "USER_RATE_LIMIT": "2/hour"}
+    settings = config.load(env | fast)
+    create(conn, owner, settings, count=1, subject="first")
+    create(conn, owner, settings, count=1, subject="second")
+    sink.data_replies.append("451 4.3.0 Try again later")
+    workers(extra_env=fast)
+
+    def settled() -> list[dict[str, Any]] | None:
+        rows = conn.execute(
+            "SELECT id, status, waiting_reason FROM emails WHERE recurrence_id IS NOT NULL ORDER BY status"
+        ).fetchall()
+        shape = [(r["status"], r["waiting_reason"]) for r in rows]
+        return rows if shape == [("scheduled", "waiting for a rate-limit slot"), ("sent", None)] else None
+
+    wait_until(settled, timeout=30, what="one occurrence sent and the other held by the rate limit")
+    events = conn.execute("SELECT kind, detail FROM email_events ORDER BY at, id").fetchall()
+    retried = [e["detail"] for e in events if e["kind"] == "retry_scheduled"]
+    limited = [e["detail"] for e in events if e["kind"] == "rate_limited"]
+    assert len(retried) == 1 and "451 4.3.0" in retried[0]["error"]
+    assert limited and all(d["limit"] == "user: 2/hour" for d in limited)
+    assert len(sink.messages) == 1
