@@ -77,6 +77,13 @@ def cmd_devmail(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def cmd_monitor(args: argparse.Namespace, settings: Settings) -> int:
+    from tasks.ops import monitor
+
+    monitor.run(settings)
+    return 0
+
+
 def cmd_schedule(args: argparse.Namespace, settings: Settings) -> int:
     if args.body_file == "-":
         body = sys.stdin.read()
@@ -629,6 +636,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_worker)
 
     sub.add_parser("devmail", help="run the dev mailbox SMTP sink on DEVMAIL_ADDR").set_defaults(func=cmd_devmail)
+
+    sub.add_parser(
+        "monitor", help="watch workers, breakers, the queue, PostgreSQL and Redis; alert on Slack (one is active)"
+    ).set_defaults(func=cmd_monitor)
 
     p = sub.add_parser("schedule", help="schedule an email; prints its id")
     p.add_argument("--to", action="append", required=True, metavar="ADDR", help="recipient (repeatable)")
