@@ -317,19 +317,20 @@ def mask_slack(url: str) -> str:
     return urllib.parse.urlunsplit(parts._replace(path=path, query="", fragment=""))
 
 
-def check_slack_webhook(settings: Settings, url: Any) -> str | None:
+def check_slack_webhook(settings: Settings, raw: Any) -> str | None:
     """Check a Slack incoming webhook URL (empty: none); in production only ``https://hooks.slack.com/…``."""
-    if url is None or (isinstance(url, str) and not url.strip()):
+    if raw is None or (isinstance(raw, str) and not raw.strip()):
         return None
-    if not isinstance(url, str) or len(url) > 500 or any(c.isspace() for c in url.strip()):
+    if not isinstance(raw, str) or len(raw) > 500 or any(c.isspace() for c in raw.strip()):
         raise errors.ValidationError("slack_webhook: must be a URL of at most 500 characters", field="slack_webhook")
-    url = url.strip()
+    url: str = raw.strip()
     try:
         parts = urllib.parse.urlsplit(url)
+        port = parts.port
     except ValueError:
-        parts = urllib.parse.urlsplit("")
+        raise errors.ValidationError("slack_webhook: is not a URL", field="slack_webhook") from None
     if settings.app_env == "production":
-        if parts.scheme != "https" or parts.hostname != SLACK_HOST or parts.port not in (None, 443):
+        if parts.scheme != "https" or parts.hostname != SLACK_HOST or port not in (None, 443):
             raise errors.ValidationError(
                 f"slack_webhook: must be a Slack incoming webhook, https://{SLACK_HOST}/services/…",
                 field="slack_webhook",
