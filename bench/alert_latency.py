@@ -1,6 +1,7 @@
 """Time from a worker fleet dying (SIGKILL) to the Slack message saying so, with default settings.
 
     .venv/bin/python -m bench.alert_latency [--workers 2] [--runs 3]
+        [--heartbeat S] [--stalled-after S] [--interval S]   # other than the defaults (the smoke test's)
 
 Real ``python -m tasks worker`` processes and a real ``python -m tasks monitor``
 (WORKER_HEARTBEAT, WORKER_STALLED_AFTER and MONITOR_INTERVAL at their defaults)
@@ -20,6 +21,7 @@ from __future__ import annotations
 import argparse
 import json
 import pathlib
+import random
 import subprocess
 import sys
 import tempfile
@@ -61,8 +63,20 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--heartbeat", help="WORKER_HEARTBEAT (default: its default)")
+    parser.add_argument("--stalled-after", help="WORKER_STALLED_AFTER (default: its default)")
+    parser.add_argument("--interval", help="MONITOR_INTERVAL (default: its default)")
     args = parser.parse_args()
-    defaults = config.load({})
+    chosen = {
+        name: value
+        for name, value in (
+            ("WORKER_HEARTBEAT", args.heartbeat),
+            ("WORKER_STALLED_AFTER", args.stalled_after),
+            ("MONITOR_INTERVAL", args.interval),
+        )
+        if value
+    }
+    defaults = config.load(chosen)
     receiver = SlackReceiver().start()
     logs = pathlib.Path(tempfile.mkdtemp(prefix="bench-alerts-"))
     rows: list[list[object]] = []
@@ -71,7 +85,7 @@ def main() -> None:
         env = bench_env(database_url, SLACK_WEBHOOK_URL=receiver.url(), LOG_LEVEL="INFO", LOG_FORMAT="json")
         for name in ("WORKER_HEARTBEAT", "WORKER_STALLED_AFTER", "MONITOR_INTERVAL", "ALERT_MIN_INTERVAL"):
             env.pop(name, None)  # the defaults, whatever the shell says
-        env["ALERT_MIN_INTERVAL"] = "0"  # each run raises anew (the interval would hold back the second)
+        env |= chosen | {"ALERT_MIN_INTERVAL": "0"}  # each run raises anew (the interval would hold back the second)
 
         def start_workers() -> list[subprocess.Popen[bytes]]:
             started = [
@@ -95,10 +109,13 @@ def main() -> None:
             )
         try:
             _wait(lambda: _active(monitor_log), 30, "the monitor to become active")
-            time.sleep(1)  # its first round: nothing to say while the workers live
+            time.sleep(min(1.0, 2 * defaults.monitor_interval))  # a round or two: nothing to say while they live
             assert not receiver.matching(key="no_worker"), "no_worker raised while workers were alive"
             for run in range(1, args.runs + 1):
                 raised_before = len(receiver.matching(key="no_worker", event="raised"))
+                # At a random moment of the monitor's round and of the workers' heartbeats: right
+                # after the last message, every run would kill at the same phase of both.
+                time.sleep(random.uniform(0, defaults.monitor_interval + defaults.worker_heartbeat))
                 killed = time.monotonic()
                 for worker in workers:
                     worker.kill()

@@ -167,6 +167,8 @@ class MemoryStore:
         self.episodes: dict[str, Episode] = dict(known or {})
         self.closed: list[Episode] = []
         self.posts: dict[str, dt.datetime] = {}
+        #: The open episodes changed here (the others are PostgreSQL's to change meanwhile).
+        self.changed: set[str] = set()
 
     def open_episodes(self) -> dict[str, Episode]:
         return dict(self.episodes)
@@ -175,6 +177,7 @@ class MemoryStore:
         return dict(self.posts)
 
     def save(self, episode: Episode) -> bool:
+        self.changed.add(episode.key)
         if episode.posted_at is not None:
             self.posts[episode.key] = max(episode.posted_at, self.posts.get(episode.key, episode.posted_at))
         if episode.resolved_at is not None:
@@ -189,8 +192,9 @@ class MemoryStore:
 
         A new episode whose key another monitor opened meanwhile is left to that one.
         """
-        for episode in [*self.closed, *self.episodes.values()]:
+        for episode in [*self.closed, *(e for k, e in self.episodes.items() if k in self.changed)]:
             store.save(episode)
+        self.changed.clear()
         self.episodes.clear()
         self.closed.clear()
         self.posts.clear()

@@ -61,9 +61,10 @@ class Monitor:
         self.name = name or f"{socket.gethostname()}:{os.getpid()}"
         self.lock_conn: db.Conn | None = None
         self.conn: db.Conn | None = None
-        #: Holds the advisory lock (PostgreSQL up), or acts through an outage of it.
+        #: Holds the advisory lock (PostgreSQL up).
         self.leader = False
-        self.acting_while_down = False
+        #: Held it when PostgreSQL went away: speaks through the outage.
+        self.lost_leadership = False
         self.memory: alerts.MemoryStore | None = None
         self.known_open: dict[str, Episode] = {}
         self.pg_failing_since: dt.datetime | None = None
@@ -114,38 +115,51 @@ class Monitor:
     # --- Leadership and connections.
 
     def _connect_and_lead(self, now: dt.datetime) -> bool:
-        """Make sure PostgreSQL answers and try (or check) the lock; False when it does not answer."""
-        try:
-            if self.lock_conn is None or self.lock_conn.broken or self.lock_conn.closed:
-                self._drop_connections()
-                self.lock_conn = db.connect(
-                    self.settings.database_url, connect_timeout=CONNECT_TIMEOUT, application_name="reachdbox-monitor"
-                )
-            if self.leader:
-                self.lock_conn.execute("SELECT 1")
-            else:
-                row = db.one(self.lock_conn, "monitor_try_lock", key=LOCK_KEY)
-                self.leader = bool(row and row["locked"])
+        """Make sure PostgreSQL answers and try (or check) the lock; False when it does not answer.
+
+        A connection that failed is given one fresh try at once: a session cut by itself (an
+        administrator's pg_terminate_backend, a proxy's idle timeout) is not an outage.
+        """
+        error: psycopg.OperationalError | None = None
+        for _ in range(2):
+            try:
+                self._connect_once()
+            except psycopg.OperationalError as exc:
+                error = exc
                 if self.leader:
-                    log.info("monitor active", name=self.name)
-            if self.conn is None or self.conn.broken or self.conn.closed:
-                self.conn = db.connect(
-                    self.settings.database_url, connect_timeout=CONNECT_TIMEOUT, application_name="reachdbox-monitor"
-                )
-            else:
-                self.conn.execute("SELECT 1")
-        except psycopg.OperationalError as exc:
-            if self.pg_failing_since is None:
-                log.warning("monitor: PostgreSQL does not answer", error=str(exc).strip()[:200])
-                self.pg_failing_since = now
-            if self.leader:
-                # The session (and the lock) is gone; this monitor was the active one and stays so.
-                self.acting_while_down = True
-            self.leader = False
+                    # The session, and the lock with it, is gone: if PostgreSQL is away, this
+                    # monitor was the active one and speaks through the outage.
+                    self.lost_leadership = True
+                self._drop_connections()
+                continue
+            self.pg_failing_since = None
+            if self.memory is None:
+                self.lost_leadership = False
+            return True
+        if self.pg_failing_since is None:
+            log.warning("monitor: PostgreSQL does not answer", error=str(error).strip()[:200])
+            self.pg_failing_since = now
+        return False
+
+    def _connect_once(self) -> None:
+        if self.lock_conn is None or self.lock_conn.broken or self.lock_conn.closed:
             self._drop_connections()
-            return False
-        self.pg_failing_since = None
-        return True
+            self.lock_conn = db.connect(
+                self.settings.database_url, connect_timeout=CONNECT_TIMEOUT, application_name="reachdbox-monitor"
+            )
+        if self.leader:
+            self.lock_conn.execute("SELECT 1")
+        else:
+            row = db.one(self.lock_conn, "monitor_try_lock", key=LOCK_KEY)
+            self.leader = bool(row and row["locked"])
+            if self.leader:
+                log.info("monitor active", name=self.name)
+        if self.conn is None or self.conn.broken or self.conn.closed:
+            self.conn = db.connect(
+                self.settings.database_url, connect_timeout=CONNECT_TIMEOUT, application_name="reachdbox-monitor"
+            )
+        else:
+            self.conn.execute("SELECT 1")
 
     def _drop_connections(self) -> None:
         for conn in (self.conn, self.lock_conn):
@@ -157,12 +171,15 @@ class Monitor:
         self.conn = self.lock_conn = None
         self.leader = False
 
-    def _fallback_lock(self) -> bool:
-        """Hold the short Redis lock that says who speaks while PostgreSQL is down."""
+    def _fallback_lock(self, *, take: bool = False) -> bool:
+        """Hold the short Redis lock that says who speaks while PostgreSQL is down.
+
+        ``take``: the monitor that was active when PostgreSQL went away takes it whoever holds it.
+        """
         key = f"{self.settings.redis_prefix}monitor:acting"
         ttl = max(int(3 * self.settings.monitor_interval) + 1, 5)
         try:
-            if self.redis.set(key, self.name, nx=True, ex=ttl):
+            if self.redis.set(key, self.name, nx=not take, ex=ttl):
                 return True
             held = self.redis.get(key)
             if held is not None and (held.decode() if isinstance(held, bytes) else held) == self.name:
@@ -175,10 +192,10 @@ class Monitor:
     # --- Outages of PostgreSQL.
 
     def _round_without_postgres(self, now: dt.datetime) -> list[tuple[Episode, str]]:
-        took_fallback = self._fallback_lock()
-        if not (self.acting_while_down or took_fallback):
+        if self.lost_leadership:
+            self._fallback_lock(take=True)
+        elif not self._fallback_lock():
             return []
-        self.acting_while_down = True
         if self.memory is None:
             self.memory = alerts.MemoryStore(self.known_open)
         findings = [f for f in (self._pg_finding(now), self._redis_finding(now)) if f is not None]
@@ -193,7 +210,7 @@ class Monitor:
         )
         self.memory.flush(alerts.PgStore(self.conn))
         self.memory = None
-        self.acting_while_down = False
+        self.lost_leadership = False
         log.info("monitor: PostgreSQL answers again; alerts recorded", name=self.name)
         return sent
 

@@ -11,6 +11,7 @@ tests/faults/test_monitor_faults.py.
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import uuid
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -257,9 +258,10 @@ def test_redis_unreachable_is_raised_and_resolved(
 def test_postgres_lost_by_the_active_monitor_is_posted_from_memory_then_recorded(
     make_monitor: Callable[..., monitor.Monitor], receiver: SlackReceiver, database_url: str, conn: db.Conn
 ) -> None:
-    m = make_monitor()
+    m, standby = make_monitor(), make_monitor()
     m.round()
-    assert m.leader
+    standby.round()
+    assert m.leader and not standby.leader
     dbname = database_url.rsplit("/", 1)[1]
     admin = database_url.rsplit("/", 1)[0] + "/postgres"
     with db.connect(admin) as server:
@@ -273,12 +275,14 @@ def test_postgres_lost_by_the_active_monitor_is_posted_from_memory_then_recorded
         try:
             raised = keys(m.round())
             assert raised == [("postgres_unreachable", "raised")]
+            assert standby.round() == []  # the one that was active speaks, the other stays quiet
             assert "Emails affected: unknown" in receiver.matching(key="postgres_unreachable")[0].text
-            assert m.round() == []
+            assert m.round() == [] and standby.round() == []
         finally:
             server.execute(f'ALTER DATABASE "{dbname}" ALLOW_CONNECTIONS true')
 
     assert ("postgres_unreachable", "resolved") in keys(m.round())
+    assert standby.round() == []
     with db.connect(database_url) as fresh:
         rows = fresh.execute("SELECT * FROM alerts WHERE key = 'postgres_unreachable'").fetchall()
     assert len(rows) == 1 and rows[0]["raised_at"] and rows[0]["resolved_posted"]
@@ -296,6 +300,20 @@ def test_a_monitor_that_never_reached_postgres_speaks_if_it_holds_the_redis_lock
     assert keys(first.round()) == [("postgres_unreachable", "raised")]
     assert second.round() == []  # the other one holds the lock in Redis: one message
     assert len(receiver.matching(key="postgres_unreachable")) == 1
+
+
+def test_the_webhooks_url_is_never_logged_even_at_debug(
+    receiver: SlackReceiver, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    hook = receiver.url("T7/B7/sEcReTpArT")
+
+    slack.post(hook, "hello")
+    with pytest.raises(slack.SlackError) as refused:
+        slack.post(hook.replace("sEcReTpArT", "wrong"), "hello")
+
+    assert receiver.matching(path="/services/T7/B7/sEcReTpArT")
+    assert "sEcReT" not in caplog.text and "sEcReT" not in refused.value.message
 
 
 def test_post_refuses_what_slack_did_not_take(receiver: SlackReceiver) -> None:
