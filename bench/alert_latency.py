@@ -30,7 +30,7 @@ from collections.abc import Callable
 
 from bench.web_support import ROOT, bench_env, median, scratch_database, table
 from tasks.core import config, db
-from tests.support.slack_receiver import SlackReceiver
+from tests.support.slack_receiver import Message, SlackReceiver
 
 
 def _registered(database_url: str, count: int) -> bool:
@@ -47,6 +47,11 @@ def _wait(check: Callable[[], bool], timeout: float, what: str) -> None:
         if time.monotonic() > deadline:
             raise SystemExit(f"timed out after {timeout}s waiting for {what}")
         time.sleep(0.05)
+
+
+def more(event: str, than: int) -> Callable[[list[Message]], bool]:
+    """More than ``than`` no_worker messages of ``event``."""
+    return lambda ms: len([m for m in ms if m.alert_key == "no_worker" and m.event == event]) > than
 
 
 def _active(log: pathlib.Path) -> bool:
@@ -121,25 +126,13 @@ def main() -> None:
                     worker.kill()
                 for worker in workers:
                     worker.wait(10)
-                receiver.wait_for(
-                    lambda ms, n=raised_before: (
-                        len([m for m in ms if m.alert_key == "no_worker" and m.event == "raised"]) > n
-                    ),
-                    timeout=120,
-                    what="the no_worker message",
-                )
+                receiver.wait_for(more("raised", raised_before), timeout=120, what="the no_worker message")
                 arrived = receiver.matching(key="no_worker", event="raised")[-1].arrived
                 latencies.append(arrived - killed)
                 rows.append([run, args.workers, f"{arrived - killed:.1f} s"])
                 resolved_before = len(receiver.matching(key="no_worker", event="resolved"))
                 workers = start_workers()
-                receiver.wait_for(
-                    lambda ms, n=resolved_before: (
-                        len([m for m in ms if m.alert_key == "no_worker" and m.event == "resolved"]) > n
-                    ),
-                    timeout=60,
-                    what="the resolved message",
-                )
+                receiver.wait_for(more("resolved", resolved_before), timeout=60, what="the resolved message")
         finally:
             for worker in workers:
                 worker.kill()
