@@ -122,3 +122,11 @@ def test_in_production_only_a_slack_incoming_webhook_is_accepted(env: dict[str, 
         with pytest.raises(errors.ValidationError, match="slack_webhook"):
             org_settings.check_slack_webhook(production, url)
     assert org_settings.check_slack_webhook(production, HOOK) == HOOK
+
+
+def test_the_web_role_cannot_read_alerts_only_the_operators_connection_can(conn: db.Conn) -> None:
+    import psycopg
+
+    with pytest.raises(psycopg.errors.InsufficientPrivilege), conn.transaction():
+        conn.execute("SET LOCAL ROLE reach_web")
+        conn.execute("SELECT * FROM alerts")
