@@ -114,7 +114,8 @@ def main() -> None:
             )
         try:
             _wait(lambda: _active(monitor_log), 30, "the monitor to become active")
-            time.sleep(min(1.0, 2 * defaults.monitor_interval))  # a round or two: nothing to say while they live
+            # A monitor just started looks at the workers after WORKER_STALLED_AFTER (their time to register).
+            time.sleep(defaults.worker_stalled_after + defaults.monitor_interval)
             assert not receiver.matching(key="no_worker"), "no_worker raised while workers were alive"
             for run in range(1, args.runs + 1):
                 raised_before = len(receiver.matching(key="no_worker", event="raised"))

@@ -27,6 +27,7 @@ import re
 import signal
 import socket
 import threading
+import time
 from types import FrameType
 
 import psycopg
@@ -56,9 +57,13 @@ def _now() -> dt.datetime:
 class Monitor:
     """One monitor process: its leadership, its connections, and what it knows while PostgreSQL is away."""
 
-    def __init__(self, settings: Settings, *, name: str | None = None):
+    def __init__(self, settings: Settings, *, name: str | None = None, grace: float | None = None):
         self.settings = settings
         self.name = name or f"{socket.gethostname()}:{os.getpid()}"
+        #: "No worker is alive" is not looked at before this many seconds of watching (default
+        #: WORKER_STALLED_AFTER): started with the workers (``make run``, a deploy), the monitor
+        #: would otherwise raise it before they had time to register.
+        self.watch_workers_at = time.monotonic() + (settings.worker_stalled_after if grace is None else grace)
         self.lock_conn: db.Conn | None = None
         self.conn: db.Conn | None = None
         #: Holds the advisory lock (PostgreSQL up).
@@ -259,15 +264,18 @@ class Monitor:
     # --- The checks.
 
     def checks(self, conn: db.Conn, now: dt.datetime) -> tuple[list[Finding], set[str]]:
-        """What is wrong now, and the kinds looked at (every one, when PostgreSQL answers)."""
+        """What is wrong now, and the kinds looked at (every one when PostgreSQL answers, but the workers at first)."""
         s = self.settings
         found: list[Finding] = []
         counts = db.one(conn, "monitor_emails", lag=s.alert_queue_lag)
         assert counts is not None
         due = int(counts["due"])
 
+        looked_at = set(alerts.KINDS)
         workers = procrastinate_boundary.workers_heartbeat(conn, stalled_after=s.worker_stalled_after)
-        if not workers["alive"]:
+        if time.monotonic() < self.watch_workers_at:
+            looked_at.discard("no_worker")
+        elif not workers["alive"]:
             last = workers["last_heartbeat"]
             found.append(
                 Finding(
@@ -320,7 +328,7 @@ class Monitor:
         redis_finding = self._redis_finding(now, affected=due)
         if redis_finding is not None:
             found.append(redis_finding)
-        return found, set(alerts.KINDS)
+        return found, looked_at
 
     def _breakers(self, conn: db.Conn, due: int, now: dt.datetime) -> list[Finding]:
         rows = db.all_rows(conn, "monitor_breakers")

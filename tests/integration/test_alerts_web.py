@@ -21,7 +21,7 @@ HOOK = "https://hooks.slack.com/services/T0001/B0001/sEcReTsEcReTsEcReT"
 
 def breaker_alert(env: dict[str, str], conn: db.Conn, *, resolve: bool = False) -> None:
     """A breaker opens (and closes again if ``resolve``), seen by a monitor round."""
-    m = monitor.Monitor(config.load(env | {"ALERT_MIN_INTERVAL": "0"}), name="web-test")
+    m = monitor.Monitor(config.load(env | {"ALERT_MIN_INTERVAL": "0"}), name="web-test", grace=0)
     try:
         db.run(conn, "ensure_breakers", labels=["smtp"])
         db.one(conn, "breaker_failure", label="smtp", trial=None, threshold=1, cooldown=60, error="refused")

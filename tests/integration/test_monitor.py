@@ -52,7 +52,7 @@ def make_monitor(slack_env: dict[str, str]) -> Iterator[Callable[..., monitor.Mo
     made: list[monitor.Monitor] = []
 
     def make(**overrides: str) -> monitor.Monitor:
-        m = monitor.Monitor(config.load(slack_env | overrides), name=f"test-{len(made)}")
+        m = monitor.Monitor(config.load(slack_env | overrides), name=f"test-{len(made)}", grace=0)
         made.append(m)
         return m
 
@@ -135,6 +135,23 @@ def test_no_worker_alive_says_since_when_and_how_many_wait(
     workers()
     assert ("no_worker", "resolved") in keys(m.round())
     assert [p.event for p in receiver.matching(key="no_worker")] == ["raised", "resolved"]
+
+
+def test_a_monitor_just_started_gives_workers_time_to_register_and_leaves_an_open_alert_be(
+    make_monitor: Callable[..., monitor.Monitor], slack_env: dict[str, str], receiver: SlackReceiver, conn: db.Conn
+) -> None:
+    first = make_monitor()
+    assert ("no_worker", "raised") in keys(first.round())
+    first.close()  # its lock goes with its session
+
+    starting = monitor.Monitor(config.load(slack_env), name="starting")  # default grace: WORKER_STALLED_AFTER
+    try:
+        assert starting.round() == [] and starting.leader
+    finally:
+        starting.close()
+
+    assert conn.execute("SELECT resolved_at FROM alerts WHERE key = 'no_worker'").fetchone() == {"resolved_at": None}
+    assert [m.event for m in receiver.matching(key="no_worker")] == ["raised"]
 
 
 def test_the_queue_lag_the_offline_log_and_uncertain_emails(

@@ -51,7 +51,12 @@ def test_the_monitor_killed_while_an_alert_is_open_another_takes_over_without_ra
     workers: procs.Workers,
     database_url: str,
 ) -> None:
-    monitor_env = env | {"SLACK_WEBHOOK_URL": receiver.url(), "MONITOR_INTERVAL": "0.2", "ALERT_MIN_INTERVAL": "0"}
+    monitor_env = env | {
+        "SLACK_WEBHOOK_URL": receiver.url(),
+        "MONITOR_INTERVAL": "0.2",
+        "ALERT_MIN_INTERVAL": "0",
+        "WORKER_STALLED_AFTER": "4.5",  # also how long a monitor just started waits before judging the workers
+    }
     monitors = [start_monitor(monitor_env, tmp_path, n) for n in range(2)]
     try:
         # No worker runs: exactly one of the two raises it, and records it (the alert is open).
