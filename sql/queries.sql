@@ -1244,3 +1244,7 @@ SELECT org_id, slack_webhook_secret
 
 -- org_slack_secret_set --
 UPDATE org_settings SET slack_webhook_secret = %(secret)s WHERE org_id = %(org_id)s;
+
+-- prune_alerts --
+-- `prune`: alerts over before the cut-off (the open ones stay, however old).
+DELETE FROM alerts WHERE resolved_at < %(before)s;
