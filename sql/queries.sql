@@ -1219,12 +1219,13 @@ SELECT * FROM alerts
 
 -- metrics_alerts --
 -- Open alerts by kind (raised: announced; pending: held back by the minimum interval),
--- and every alert ever raised by kind (a counter).
+-- and those raised in the last 24 hours (a gauge: `prune` deletes old ones).
 SELECT kind,
        count(*) FILTER (WHERE resolved_at IS NULL AND raised_at IS NOT NULL) AS open,
        count(*) FILTER (WHERE resolved_at IS NULL AND raised_at IS NULL) AS pending,
-       count(*) FILTER (WHERE raised_at IS NOT NULL) AS raised
+       count(*) FILTER (WHERE raised_at > now() - interval '24 hours') AS raised
   FROM alerts
+ WHERE resolved_at IS NULL OR raised_at > now() - interval '24 hours'
  GROUP BY kind;
 
 -- org_slack_set --

@@ -32,7 +32,11 @@ import json
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, Protocol
 
-from tasks.core import db
+import structlog
+
+from tasks.core import db, errors
+
+log = structlog.get_logger("tasks.ops.alerts")
 
 #: The kinds of alert, each with its title (docs/alerts.md says more of each).
 KINDS: dict[str, str] = {
@@ -227,7 +231,10 @@ def step(
     def send(episode: Episode, event: str) -> bool:
         try:
             post(episode, event)
-        except Exception:  # the caller logs why; the message is tried again next round
+        except errors.ReachError:  # Slack did not take it (``post`` logged why): tried again next round
+            return False
+        except Exception:
+            log.exception("alert not posted", key=episode.key, alert_event=event)
             return False
         last[episode.key] = now
         sent.append((episode, event))

@@ -168,7 +168,9 @@ class DatabaseCollector(Collector):
             "Alerts open now by kind (docs/alerts.md): raised (Slack was told), or pending (held back while it flaps).",
             labels=["kind", "state"],
         )
-        raised = CounterMetricFamily("reachdbox_alerts_raised", "Alerts raised, by kind.", labels=["kind"])
+        raised = GaugeMetricFamily(
+            "reachdbox_alerts_raised_24h", "Alerts raised in the last 24 hours, by kind.", labels=["kind"]
+        )
         for kind in alerts.KINDS:
             row = rows.get(kind)
             open_.add_metric([kind, "raised"], row["open"] if row else 0)

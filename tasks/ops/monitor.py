@@ -46,6 +46,8 @@ log = structlog.get_logger("tasks.ops.monitor")
 LOCK_KEY = 0x5EAC_A1E7
 #: Seconds a connection or a ping may take before the server counts as unreachable.
 CONNECT_TIMEOUT = 2
+#: Each statement of a round at most (a blocked one must not stop the monitor).
+STATEMENT_TIMEOUT_MS = 10_000
 #: An organization's own transport's breaker label: ``o<org>.<label>`` (tasks/delivery/mailer.py).
 _ORG_LABEL = re.compile(r"o(\d+)\.")
 
@@ -89,7 +91,9 @@ class Monitor:
             try:
                 self.round()
             except Exception as exc:  # a round that failed is logged; the next one starts afresh
-                log.exception("monitor round failed", error=str(exc))
+                log.exception("monitor round failed", error=str(exc)[:200])
+                if isinstance(exc, psycopg.OperationalError) and self.leader:
+                    self.lost_leadership = True  # PostgreSQL went away mid-round: as in _connect_and_lead
                 self._drop_connections()
             stop.wait(self.settings.monitor_interval)
         self.close()
@@ -149,9 +153,7 @@ class Monitor:
     def _connect_once(self) -> None:
         if self.lock_conn is None or self.lock_conn.broken or self.lock_conn.closed:
             self._drop_connections()
-            self.lock_conn = db.connect(
-                self.settings.database_url, connect_timeout=CONNECT_TIMEOUT, application_name="reachdbox-monitor"
-            )
+            self.lock_conn = self._connect()
         if self.leader:
             self.lock_conn.execute("SELECT 1")
         else:
@@ -160,11 +162,17 @@ class Monitor:
             if self.leader:
                 log.info("monitor active", name=self.name)
         if self.conn is None or self.conn.broken or self.conn.closed:
-            self.conn = db.connect(
-                self.settings.database_url, connect_timeout=CONNECT_TIMEOUT, application_name="reachdbox-monitor"
-            )
+            self.conn = self._connect()
         else:
             self.conn.execute("SELECT 1")
+
+    def _connect(self) -> db.Conn:
+        return db.connect(
+            self.settings.database_url,
+            connect_timeout=CONNECT_TIMEOUT,
+            application_name="reachdbox-monitor",
+            options=f"-c statement_timeout={STATEMENT_TIMEOUT_MS}",
+        )
 
     def _drop_connections(self) -> None:
         for conn in (self.conn, self.lock_conn):

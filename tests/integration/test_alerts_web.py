@@ -56,7 +56,7 @@ def test_metrics_export_the_alerts(env: dict[str, str], conn: db.Conn) -> None:
     assert value(samples, "reachdbox_alerts_open", kind="breaker", state="raised") == 1
     assert value(samples, "reachdbox_alerts_open", kind="no_worker", state="raised") == 1
     assert value(samples, "reachdbox_alerts_open", kind="queue_lag", state="raised") == 0
-    assert value(samples, "reachdbox_alerts_raised_total", kind="breaker") == 1
+    assert value(samples, "reachdbox_alerts_raised_24h", kind="breaker") == 1
 
 
 @pytest.fixture
