@@ -24,7 +24,8 @@ def breaker_alert(env: dict[str, str], conn: db.Conn, *, resolve: bool = False) 
     m = monitor.Monitor(config.load(env | {"ALERT_MIN_INTERVAL": "0"}), name="web-test", grace=0)
     try:
         db.run(conn, "ensure_breakers", labels=["smtp"])
-        db.one(conn, "breaker_failure", label="smtp", trial=None, threshold=1, cooldown=60, error="refused")
+        error = "refused <img src=x onerror=alert(1)> `x`"  # a provider's reply, shown escaped
+        db.one(conn, "breaker_failure", label="smtp", trial=None, threshold=1, cooldown=60, error=error)
         m.round()
         if resolve:
             conn.execute("UPDATE transport_breakers SET state = 'closed', failures = 0 WHERE label = 'smtp'")
@@ -70,6 +71,7 @@ def test_the_operators_page_shows_open_and_recently_resolved_alerts(
     operator_app: Flask, sign_in: Callable[..., Any], env: dict[str, str], conn: db.Conn
 ) -> None:
     breaker_alert(env, conn, resolve=True)
+    breaker_alert(env, conn)
     web = operator_app.test_client()
     sign_in(web, "ops@example.com")
 
@@ -77,8 +79,10 @@ def test_the_operators_page_shows_open_and_recently_resolved_alerts(
 
     alerts = page[page.index('id="alerts"') : page.index("</section>", page.index('id="alerts"'))]
     assert 'data-alert="no_worker" data-state="raised"' in alerts and "No worker is alive" in alerts
-    assert "python -m tasks worker" in alerts
+    assert "<code>python -m tasks worker</code>" in alerts
     assert 'data-alert="breaker:smtp" data-state="resolved"' in alerts
+    assert 'data-alert="breaker:smtp" data-state="raised"' in alerts
+    assert "<img" not in alerts and "refused &lt;img src=x onerror=alert(1)&gt; <code>x</code>" in alerts
 
 
 def settings_page(web: FlaskClient) -> str:
