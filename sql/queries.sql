@@ -1188,8 +1188,11 @@ SELECT s.org_id, o.name, s.slack_webhook_secret
 SELECT * FROM alerts WHERE resolved_at IS NULL ORDER BY id;
 
 -- alerts_last_posts --
--- The last message posted for each key (the minimum interval between two).
-SELECT key, max(posted_at) AS posted_at FROM alerts WHERE posted_at IS NOT NULL GROUP BY key;
+-- The last message posted for each key within the minimum interval (older ones hold nothing back).
+SELECT key, max(posted_at) AS posted_at
+  FROM alerts
+ WHERE posted_at > now() - make_interval(secs => %(within)s)
+ GROUP BY key;
 
 -- alert_insert --
 -- NULL when an episode of this key is open already (another monitor opened it).

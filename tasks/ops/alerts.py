@@ -140,16 +140,17 @@ class Store(Protocol):
 
 
 class PgStore:
-    """Episodes in the table ``alerts``."""
+    """Episodes in the table ``alerts``; ``within``: how far back a last message matters (the minimum interval)."""
 
-    def __init__(self, conn: db.Conn):
+    def __init__(self, conn: db.Conn, *, within: float = 86400.0):
         self.conn = conn
+        self.within = within
 
     def open_episodes(self) -> dict[str, Episode]:
         return {r["key"]: Episode.from_row(r) for r in db.all_rows(self.conn, "alerts_open")}
 
     def last_posts(self) -> dict[str, dt.datetime]:
-        return {r["key"]: r["posted_at"] for r in db.all_rows(self.conn, "alerts_last_posts")}
+        return {r["key"]: r["posted_at"] for r in db.all_rows(self.conn, "alerts_last_posts", within=self.within)}
 
     def save(self, episode: Episode) -> bool:
         params = dataclasses.asdict(episode) | {"detail": json.dumps(episode.detail, default=str)}

@@ -115,7 +115,7 @@ class Monitor:
             sent += self._back_from_outage(now)
         if not self.leader:
             return sent
-        store = alerts.PgStore(self.conn)
+        store = alerts.PgStore(self.conn, within=self.settings.alert_min_interval)
         findings, looked_at = self.checks(self.conn, now)
         sent += self._step(store, findings, looked_at, now)
         self.known_open = store.open_episodes()
