@@ -5,11 +5,12 @@ Each test runs ``Monitor.round()`` in this process after making a condition true
 or false the way the system would (a breaker's own statements, an email's status
 moves through the trigger-guarded transitions), and looks at what Slack received
 and what PostgreSQL recorded. The monitor as processes (several, one killed) is
-tests/faults/test_monitor_faults.py.
+tests/integration/test_monitor_processes.py.
 """
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import logging
 import uuid
@@ -18,6 +19,7 @@ from typing import Any
 
 import pytest
 
+from scripts.services import free_port
 from tasks.core import config, crypto, db
 from tasks.core.config import Settings
 from tasks.domain import emails, org_settings, orgs
@@ -309,8 +311,6 @@ def test_postgres_lost_by_the_active_monitor_is_posted_from_memory_then_recorded
 def test_a_monitor_that_never_reached_postgres_speaks_if_it_holds_the_redis_lock(
     make_monitor: Callable[..., monitor.Monitor], receiver: SlackReceiver, env: dict[str, str]
 ) -> None:
-    from scripts.services import free_port
-
     bad = f"postgresql://postgres@127.0.0.1:{free_port()}/nowhere"
     first, second = make_monitor(DATABASE_URL=bad), make_monitor(DATABASE_URL=bad)
 
@@ -338,6 +338,16 @@ def test_post_refuses_what_slack_did_not_take(receiver: SlackReceiver) -> None:
         slack.post(f"http://127.0.0.1:{receiver.port}/services/unknown", "hello")
     slack.post(receiver.url("T9/B9/x"), "hello", [{"type": "section", "text": {"type": "mrkdwn", "text": "hi"}}])
     assert receiver.matching(path="/services/T9/B9/x")[0].body["blocks"][0]["text"]["text"] == "hi"
+
+
+def test_post_async_posts_and_refuses_like_post(receiver: SlackReceiver) -> None:
+    asyncio.run(slack.post_async(receiver.url("T8/B8/a"), "from asyncio"))
+    with pytest.raises(slack.SlackError, match="404: no_service"):
+        asyncio.run(slack.post_async(f"http://127.0.0.1:{receiver.port}/services/unknown", "hello"))
+    with pytest.raises(slack.SlackError, match="cannot reach Slack"):
+        asyncio.run(slack.post_async(f"http://127.0.0.1:{free_port()}/services/T/B/x", "hello"))
+
+    assert [m.text for m in receiver.matching(path="/services/T8/B8/a")] == ["from asyncio"]
 
 
 def test_the_message_says_what_since_when_how_many_and_what_to_do() -> None:
