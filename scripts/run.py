@@ -1,13 +1,14 @@
 """``make run``: the whole product on one machine, stopped by one Ctrl-C.
 
 PostgreSQL and Redis (found or started), migrations, the dev mailbox SMTP sink,
-one worker and the web app; then it prints where everything is, and records the
-servers' URLs in ``.data/run.json`` so that ``python -m tasks …`` in another
-terminal finds them (tasks/core/localrun.py).
+one worker, the monitor (alerts, on Slack when SLACK_WEBHOOK_URL is set) and the
+web app; then it prints where everything is, and records the servers' URLs in
+``.data/run.json`` so that ``python -m tasks …`` in another terminal finds them
+(tasks/core/localrun.py).
 
 A Ctrl-C reaches every process of the terminal's foreground group. Only this one
 should act on it: the children run in process groups of their own, and are
-stopped here in order (web, worker, dev mailbox, then the servers), whatever
+stopped here in order (web, monitor, worker, dev mailbox, then the servers), whatever
 step the start had reached.
 """
 
@@ -71,6 +72,7 @@ def main() -> int:
             for name, args in (
                 ("dev mailbox", [PYTHON, "-m", "tasks", "devmail"]),
                 ("worker", [PYTHON, "-m", "tasks", "worker"]),
+                ("monitor", [PYTHON, "-m", "tasks", "monitor"]),
                 ("web", [PYTHON, "-m", "gunicorn", "-c", "gunicorn.conf.py", "webapp:create_app()"]),
             ):
                 if stop.requested:
@@ -82,6 +84,10 @@ def main() -> int:
             say(f"  dashboard      http://{bind}/  (dev login: {settings.dev_user_email})")
             devmail = f"{settings.devmail_host}:{settings.devmail_port}"
             say(f"  dev mailbox    SMTP {devmail}, shown at http://{bind}/devmail")
+            slack_note = (
+                "posted to SLACK_WEBHOOK_URL" if settings.slack_webhook_url else "no SLACK_WEBHOOK_URL: recorded only"
+            )
+            say(f"  alerts         http://{bind}/operators ({slack_note})")
             say(f"  PostgreSQL     {urls['DATABASE_URL']}")
             say(f"  Redis          {urls['REDIS_URL']}")
             say(f"  try it:        {cli} schedule --to you@example.com --subject Hi --body Hello --in 1m")

@@ -697,7 +697,8 @@ SELECT id::text AS member, data_started_at AS at
 -- org_settings_get --
 SELECT o.id AS org_id, o.name, o.suspended_at, o.suspended_reason,
        s.from_name, s.from_address, s.reply_to,
-       coalesce(s.providers_mode, 'before') AS providers_mode, s.daily_quota, s.updated_at
+       coalesce(s.providers_mode, 'before') AS providers_mode, s.daily_quota, s.updated_at,
+       s.slack_webhook_masked
   FROM organizations o
   LEFT JOIN org_settings s ON s.org_id = o.id
  WHERE o.id = %(org_id)s;
@@ -1134,3 +1135,120 @@ UPDATE recurrences
 -- give_back_occurrences --
 -- Occurrences cancelled before they went out no longer count towards max_count.
 UPDATE recurrences SET made = greatest(made - %(n)s, 0) WHERE id = %(id)s;
+
+-- ---- Alerts (tasks/ops/monitor.py, tasks/ops/alerts.py) ----
+
+-- monitor_try_lock --
+-- The one active monitor holds this session-level lock on a connection of its own.
+SELECT pg_try_advisory_lock(%(key)s) AS locked;
+
+-- monitor_emails --
+-- One look at the emails the alerts count, each through a small partial index:
+-- due now and overdue by more than the lag (emails_due_idx), in the offline log
+-- (emails_offline_idx), uncertain (emails_uncertain_idx).
+SELECT (SELECT count(*) FROM emails
+         WHERE status = 'scheduled' AND next_attempt_at IS NOT NULL AND next_attempt_at <= now()) AS due,
+       (SELECT count(*) FROM emails
+         WHERE status = 'scheduled' AND next_attempt_at IS NOT NULL
+           AND next_attempt_at < now() - make_interval(secs => %(lag)s)) AS lagging,
+       (SELECT min(next_attempt_at) FROM emails
+         WHERE status = 'scheduled' AND next_attempt_at IS NOT NULL) AS oldest_due,
+       (SELECT count(*) FROM emails WHERE status = 'offline') AS offline,
+       (SELECT min(offline_at) FROM emails WHERE status = 'offline') AS oldest_offline;
+
+-- monitor_uncertain --
+-- Uncertain emails by organization, and since when (the oldest's last change).
+SELECT org_id, count(*) AS n, min(updated_at) AS since
+  FROM emails
+ WHERE status = 'uncertain'
+ GROUP BY org_id;
+
+-- monitor_breakers --
+-- Every transport whose breaker is not closed (the deployment's and organizations' own).
+SELECT label, state, failures, last_error, changed_at, last_failure_at
+  FROM transport_breakers
+ WHERE state <> 'closed'
+ ORDER BY label;
+
+-- monitor_org_scheduled --
+-- Each of these organizations' scheduled emails (what its own transport's breaker holds up).
+SELECT org_id, count(*) AS n
+  FROM emails
+ WHERE org_id = ANY(%(org_ids)s::bigint[]) AND status = 'scheduled'
+ GROUP BY org_id;
+
+-- monitor_org_webhooks --
+-- The organizations that gave a Slack incoming webhook (as Fernet tokens).
+SELECT s.org_id, o.name, s.slack_webhook_secret
+  FROM org_settings s
+  JOIN organizations o ON o.id = s.org_id
+ WHERE s.slack_webhook_secret IS NOT NULL;
+
+-- alerts_open --
+SELECT * FROM alerts WHERE resolved_at IS NULL ORDER BY id;
+
+-- alerts_last_posts --
+-- The last message posted for each key within the minimum interval (older ones hold nothing back).
+SELECT key, max(posted_at) AS posted_at
+  FROM alerts
+ WHERE posted_at > now() - make_interval(secs => %(within)s)
+ GROUP BY key;
+
+-- alert_insert --
+-- NULL when an episode of this key is open already (another monitor opened it).
+INSERT INTO alerts (key, kind, org_id, summary, action, affected, since, last_seen_at, cleared_at,
+                    raised_at, announced, resolved_at, resolved_posted, posted_at, flaps, detail)
+     VALUES (%(key)s, %(kind)s, %(org_id)s, %(summary)s, %(action)s, %(affected)s, %(since)s, %(last_seen_at)s,
+             %(cleared_at)s, %(raised_at)s, %(announced)s, %(resolved_at)s, %(resolved_posted)s, %(posted_at)s,
+             %(flaps)s, %(detail)s)
+ON CONFLICT (key) WHERE resolved_at IS NULL DO NOTHING
+  RETURNING id;
+
+-- alert_update --
+UPDATE alerts
+   SET summary = %(summary)s, action = %(action)s, affected = %(affected)s, last_seen_at = %(last_seen_at)s,
+       cleared_at = %(cleared_at)s, raised_at = %(raised_at)s, announced = %(announced)s,
+       resolved_at = %(resolved_at)s, resolved_posted = %(resolved_posted)s, posted_at = %(posted_at)s,
+       flaps = %(flaps)s, detail = %(detail)s
+ WHERE id = %(id)s;
+
+-- alerts_recent --
+-- What /ops/alerts and the Operators page show: every open episode, then those resolved
+-- within the window, newest first.
+SELECT * FROM alerts
+ WHERE resolved_at IS NULL OR resolved_at > now() - make_interval(secs => %(window)s)
+ ORDER BY resolved_at IS NOT NULL, coalesce(resolved_at, since) DESC, id DESC
+ LIMIT %(limit)s;
+
+-- metrics_alerts --
+-- Open alerts by kind (raised: announced; pending: held back by the minimum interval),
+-- and those raised in the last 24 hours (a gauge: `prune` deletes old ones).
+SELECT kind,
+       count(*) FILTER (WHERE resolved_at IS NULL AND raised_at IS NOT NULL) AS open,
+       count(*) FILTER (WHERE resolved_at IS NULL AND raised_at IS NULL) AS pending,
+       count(*) FILTER (WHERE raised_at > now() - interval '24 hours') AS raised
+  FROM alerts
+ WHERE resolved_at IS NULL OR raised_at > now() - interval '24 hours'
+ GROUP BY kind;
+
+-- org_slack_set --
+INSERT INTO org_settings (org_id, slack_webhook_secret, slack_webhook_masked)
+     VALUES (%(org_id)s, %(secret)s, %(masked)s)
+ON CONFLICT (org_id) DO UPDATE
+        SET slack_webhook_secret = EXCLUDED.slack_webhook_secret,
+            slack_webhook_masked = EXCLUDED.slack_webhook_masked, updated_at = now();
+
+-- org_slack_secrets --
+-- Every stored Slack webhook, for `keys rotate`, locked until re-encrypted.
+SELECT org_id, slack_webhook_secret
+  FROM org_settings
+ WHERE slack_webhook_secret IS NOT NULL
+ ORDER BY org_id
+   FOR UPDATE;
+
+-- org_slack_secret_set --
+UPDATE org_settings SET slack_webhook_secret = %(secret)s WHERE org_id = %(org_id)s;
+
+-- prune_alerts --
+-- `prune`: alerts over before the cut-off (the open ones stay, however old).
+DELETE FROM alerts WHERE resolved_at < %(before)s;

@@ -785,6 +785,49 @@ $$;
 
 
 --
+-- Name: alerts; Type: TABLE; Schema: public; Owner: -
+--
+
+CREATE TABLE public.alerts (
+    id bigint NOT NULL,
+    key text NOT NULL,
+    kind text NOT NULL,
+    org_id bigint,
+    summary text NOT NULL,
+    action text DEFAULT ''::text NOT NULL,
+    affected bigint,
+    since timestamp with time zone NOT NULL,
+    last_seen_at timestamp with time zone DEFAULT now() NOT NULL,
+    cleared_at timestamp with time zone,
+    raised_at timestamp with time zone,
+    announced bigint,
+    resolved_at timestamp with time zone,
+    resolved_posted boolean DEFAULT false NOT NULL,
+    posted_at timestamp with time zone,
+    flaps integer DEFAULT 0 NOT NULL,
+    detail jsonb DEFAULT '{}'::jsonb NOT NULL,
+    CONSTRAINT alerts_action_check CHECK ((char_length(action) <= 2000)),
+    CONSTRAINT alerts_key_check CHECK ((char_length(key) <= 200)),
+    CONSTRAINT alerts_kind_check CHECK ((kind ~ '^[a-z][a-z_]{0,39}$'::text)),
+    CONSTRAINT alerts_summary_check CHECK ((char_length(summary) <= 2000))
+);
+
+
+--
+-- Name: alerts_id_seq; Type: SEQUENCE; Schema: public; Owner: -
+--
+
+ALTER TABLE public.alerts ALTER COLUMN id ADD GENERATED ALWAYS AS IDENTITY (
+    SEQUENCE NAME public.alerts_id_seq
+    START WITH 1
+    INCREMENT BY 1
+    NO MINVALUE
+    NO MAXVALUE
+    CACHE 1
+);
+
+
+--
 -- Name: api_tokens; Type: TABLE; Schema: public; Owner: -
 --
 
@@ -1107,11 +1150,15 @@ CREATE TABLE public.org_settings (
     providers_mode text DEFAULT 'before'::text NOT NULL,
     daily_quota integer,
     updated_at timestamp with time zone DEFAULT now() NOT NULL,
+    slack_webhook_secret text,
+    slack_webhook_masked text,
     CONSTRAINT org_settings_daily_quota_check CHECK ((daily_quota >= 0)),
     CONSTRAINT org_settings_from_address_check CHECK (((from_address ~ '^[^@\s]+@[^@\s]+$'::text) AND (char_length(from_address) <= 320))),
     CONSTRAINT org_settings_from_name_check CHECK (((char_length(from_name) <= 200) AND (from_name !~ '[\r\n]'::text))),
     CONSTRAINT org_settings_providers_mode_check CHECK ((providers_mode = ANY (ARRAY['before'::text, 'instead'::text]))),
-    CONSTRAINT org_settings_reply_to_check CHECK (((reply_to ~ '^[^@\s]+@[^@\s]+$'::text) AND (char_length(reply_to) <= 320)))
+    CONSTRAINT org_settings_reply_to_check CHECK (((reply_to ~ '^[^@\s]+@[^@\s]+$'::text) AND (char_length(reply_to) <= 320))),
+    CONSTRAINT org_settings_slack_both CHECK (((slack_webhook_secret IS NULL) = (slack_webhook_masked IS NULL))),
+    CONSTRAINT org_settings_slack_webhook_masked_check CHECK ((char_length(slack_webhook_masked) <= 500))
 );
 
 
@@ -1428,6 +1475,14 @@ ALTER TABLE ONLY public.procrastinate_periodic_defers ALTER COLUMN id SET DEFAUL
 
 
 --
+-- Name: alerts alerts_pkey; Type: CONSTRAINT; Schema: public; Owner: -
+--
+
+ALTER TABLE ONLY public.alerts
+    ADD CONSTRAINT alerts_pkey PRIMARY KEY (id);
+
+
+--
 -- Name: api_tokens api_tokens_pkey; Type: CONSTRAINT; Schema: public; Owner: -
 --
 
@@ -1692,6 +1747,27 @@ ALTER TABLE ONLY public.users
 
 
 --
+-- Name: alerts_key_posted_idx; Type: INDEX; Schema: public; Owner: -
+--
+
+CREATE INDEX alerts_key_posted_idx ON public.alerts USING btree (key, posted_at DESC);
+
+
+--
+-- Name: alerts_open_key; Type: INDEX; Schema: public; Owner: -
+--
+
+CREATE UNIQUE INDEX alerts_open_key ON public.alerts USING btree (key) WHERE (resolved_at IS NULL);
+
+
+--
+-- Name: alerts_resolved_idx; Type: INDEX; Schema: public; Owner: -
+--
+
+CREATE INDEX alerts_resolved_idx ON public.alerts USING btree (resolved_at DESC) WHERE (resolved_at IS NOT NULL);
+
+
+--
 -- Name: api_tokens_org_user_idx; Type: INDEX; Schema: public; Owner: -
 --
 
@@ -1836,6 +1912,13 @@ CREATE INDEX emails_sending_idx ON public.emails USING btree (id) WHERE (status 
 --
 
 CREATE INDEX emails_transport_started_idx ON public.emails USING btree (transport, data_started_at) WHERE (data_started_at IS NOT NULL);
+
+
+--
+-- Name: emails_uncertain_idx; Type: INDEX; Schema: public; Owner: -
+--
+
+CREATE INDEX emails_uncertain_idx ON public.emails USING btree (org_id) WHERE (status = 'uncertain'::text);
 
 
 --
@@ -2081,6 +2164,14 @@ CREATE TRIGGER recurrences_org_fixed BEFORE UPDATE OF org_id ON public.recurrenc
 --
 
 CREATE TRIGGER users_personal_org AFTER INSERT ON public.users FOR EACH ROW EXECUTE FUNCTION public.users_personal_org();
+
+
+--
+-- Name: alerts alerts_org_id_fkey; Type: FK CONSTRAINT; Schema: public; Owner: -
+--
+
+ALTER TABLE ONLY public.alerts
+    ADD CONSTRAINT alerts_org_id_fkey FOREIGN KEY (org_id) REFERENCES public.organizations(id) ON DELETE CASCADE;
 
 
 --

@@ -77,6 +77,13 @@ def cmd_devmail(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def cmd_monitor(args: argparse.Namespace, settings: Settings) -> int:
+    from tasks.ops import monitor
+
+    monitor.run(settings)
+    return 0
+
+
 def cmd_schedule(args: argparse.Namespace, settings: Settings) -> int:
     if args.body_file == "-":
         body = sys.stdin.read()
@@ -440,11 +447,12 @@ def cmd_prune(args: argparse.Namespace, settings: Settings) -> int:
         asyncio.run(retention.delete_old_jobs(settings.database_url, hours))
         jobs_deleted = jobs_before - retention.count_finished_jobs(conn)
         events_deleted = retention.prune_events(conn, before)
+        alerts_deleted = db.run(conn, "prune_alerts", before=before)
     age = args.older_than.total_seconds()
-    print(
-        f"deleted {max(jobs_deleted, 0)} finished job(s) and {events_deleted} event(s) older than "
-        + (f"{age / 86400:g}d" if age % 86400 == 0 else f"{age / 3600:g}h")
-    )
+    older = f"{age / 86400:g}d" if age % 86400 == 0 else f"{age / 3600:g}h"
+    print(f"deleted {max(jobs_deleted, 0)} finished job(s) and {events_deleted} event(s) older than {older}")
+    if alerts_deleted:
+        print(f"deleted {alerts_deleted} alert(s) resolved more than {older} ago")
     return 0
 
 
@@ -630,6 +638,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     sub.add_parser("devmail", help="run the dev mailbox SMTP sink on DEVMAIL_ADDR").set_defaults(func=cmd_devmail)
 
+    sub.add_parser(
+        "monitor", help="watch workers, breakers, the queue, PostgreSQL and Redis; alert on Slack (one is active)"
+    ).set_defaults(func=cmd_monitor)
+
     p = sub.add_parser("schedule", help="schedule an email; prints its id")
     p.add_argument("--to", action="append", required=True, metavar="ADDR", help="recipient (repeatable)")
     p.add_argument("--cc", action="append", metavar="ADDR")
@@ -687,7 +699,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--redis", action="store_true", help="print the REDIS_URL instead")
     p.set_defaults(func=cmd_url)
 
-    p = sub.add_parser("prune", help="delete finished jobs and old events (emails are kept)")
+    p = sub.add_parser("prune", help="delete finished jobs, old events and old resolved alerts (emails are kept)")
     p.add_argument(
         "--older-than", type=duration, default=dt.timedelta(days=30), metavar="DURATION", help="age, e.g. 30d (default)"
     )

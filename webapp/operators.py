@@ -1,4 +1,4 @@
-"""The operators' page: the queue, each transport's circuit breaker, the workers alive.
+"""The operators' page: the alerts, the queue, each transport's circuit breaker, the workers alive.
 
 Only operators see it (OPERATOR_EMAILS; outside production also the dev user);
 anyone else gets 404, as if it did not exist. It shows the same data as
@@ -13,7 +13,7 @@ from typing import Any
 
 from flask import Blueprint, abort, render_template, request
 
-from tasks.ops import charts
+from tasks.ops import alerts, charts
 from tasks.ops import overview as ops
 from webapp import ext
 from webapp.auth import is_operator, login_required
@@ -24,12 +24,16 @@ bp = Blueprint("operators", __name__)
 @bp.get("/operators")
 @login_required
 def index() -> Any:
-    """Show counts by status, the transports in chain order with their breakers, the workers, and the charts."""
+    """Show the alerts, counts by status, the transports in chain order with their breakers, the workers, the charts."""
     if not is_operator():
         abort(404)
     chart_range = request.args.get("range", "1h")
     if chart_range not in charts.RANGES:
         chart_range = "1h"
+    conn = ext.operator_conn()
     return render_template(
-        "operators.html", overview=ops.overview(ext.operator_conn(), ext.settings()), chart_range=chart_range
+        "operators.html",
+        overview=ops.overview(conn, ext.settings()),
+        alerts=alerts.split(alerts.recent(conn)),
+        chart_range=chart_range,
     )

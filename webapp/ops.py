@@ -1,8 +1,8 @@
-"""Endpoints for orchestrators and operators: ``/readyz``, ``/metrics``, ``/ops/status``.
+"""Endpoints for orchestrators and operators: ``/readyz``, ``/metrics``, ``/ops/status``, ``/ops/alerts``.
 
 ``/readyz`` says whether this process can serve (PostgreSQL and Redis answer);
-``/healthz`` (webapp.health) only that it is up. ``/metrics`` and ``/ops/status``
-require ``Authorization: Bearer OPS_TOKEN`` when OPS_TOKEN is set.
+``/healthz`` (webapp.health) only that it is up. ``/metrics``, ``/ops/status`` and
+``/ops/alerts`` require ``Authorization: Bearer OPS_TOKEN`` when OPS_TOKEN is set.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 
 from tasks.core import db
 from tasks.core.config import Settings
-from tasks.ops import metrics
+from tasks.ops import alerts, metrics
 from tasks.ops import overview as ops
 
 bp = Blueprint("ops", __name__)
@@ -100,6 +100,13 @@ def prometheus_metrics() -> Response:
     return Response(body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
 
+def _unavailable(exc: psycopg.Error) -> Response:
+    error = {"code": "unavailable", "message": f"database unavailable: {type(exc).__name__}", "field": None}
+    response = jsonify({"error": error})
+    response.status_code = 503
+    return response
+
+
 @bp.get("/ops/status")
 def status() -> Response:
     """Return the operators' overview as JSON: counts, next due, transports and breakers, workers."""
@@ -107,8 +114,16 @@ def status() -> Response:
         with _connect(METRICS_STATEMENT_TIMEOUT_MS) as conn:
             data = ops.overview(conn, _settings())
     except psycopg.Error as exc:
-        error = {"code": "unavailable", "message": f"database unavailable: {type(exc).__name__}", "field": None}
-        response = jsonify({"error": error})
-        response.status_code = 503
-        return response
+        return _unavailable(exc)
+    return jsonify(data)
+
+
+@bp.get("/ops/alerts")
+def alerts_now() -> Response:
+    """Return the alerts open now and those resolved in the last 24 hours (docs/alerts.md), as JSON."""
+    try:
+        with _connect(METRICS_STATEMENT_TIMEOUT_MS) as conn:
+            data = alerts.split(alerts.recent(conn))
+    except psycopg.Error as exc:
+        return _unavailable(exc)
     return jsonify(data)

@@ -1,7 +1,8 @@
 """An organization's settings in the dashboard and the API (admins and owners only).
 
 ``/org/settings``: the sending identity, the organization's own mail transports
-(shown masked, never their password), how they join the deployment's, and the
+(shown masked, never their password), how they join the deployment's, its Slack
+incoming webhook for its own alerts (shown masked), and the
 quota and suspension an operator set; ``/org/audit``: the organization's audit
 log. A refused value answers 422 with the page again, the reason beside its
 field; nothing is half stored.
@@ -52,7 +53,7 @@ def _form_or_422(action: Any) -> Any:
     try:
         action()
     except errors.ValidationError as exc:
-        form = {k: v for k, v in request.form.items() if k not in ("csrf_token", "url")}
+        form = {k: v for k, v in request.form.items() if k not in ("csrf_token", "url", "slack_webhook")}
         return _page(422, exc, form)
     return None
 
@@ -121,6 +122,22 @@ def remove_provider() -> Any:
     member = require(Action.ADMIN)
     org_settings.remove_transport(ext.conn(), member.org_id, member.user_id, request.form.get("label", ""))
     flash("Transport removed.", "ok")
+    return redirect(url_for("org_settings.index"))
+
+
+@bp.post("/org/settings/slack")
+@login_required
+def slack() -> Any:
+    """Set (stored encrypted) or remove (empty) the Slack incoming webhook of the organization's own alerts."""
+    member = require(Action.ADMIN)
+    refused = _form_or_422(
+        lambda: org_settings.set_slack_webhook(
+            ext.conn(), ext.settings(), member.org_id, member.user_id, request.form.get("slack_webhook")
+        )
+    )
+    if refused is not None:
+        return refused
+    flash("Slack alerts saved.", "ok")
     return redirect(url_for("org_settings.index"))
 
 

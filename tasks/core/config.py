@@ -144,6 +144,21 @@ def url(*schemes: str) -> Parser[str]:
     return parse
 
 
+def url_or_empty(*schemes: str) -> Parser[str]:
+    """Empty, or a URL with one of these schemes and a host."""
+    check = url(*schemes)
+
+    def parse(name: str, raw: str) -> str:
+        if not raw:
+            return raw
+        check(name, raw)
+        if not urllib.parse.urlsplit(raw).hostname:
+            raise errors.ConfigError(name, "must be a URL with a host")
+        return raw
+
+    return parse
+
+
 def choice(*options: str) -> Parser[str]:
     """One of ``options``, in any case (returned in the case the options are written in)."""
 
@@ -516,6 +531,38 @@ class Settings:
         secret=True,
         example="",
     )
+    slack_webhook_url: str = setting(
+        "",
+        url_or_empty("https", "http"),
+        "The operators' Slack incoming webhook (Slack > Apps > Incoming Webhooks,"
+        " `https://hooks.slack.com/services/…`): `python -m tasks monitor` posts each alert there when it is"
+        " raised and when it is resolved ([alerts](alerts.md)). Empty: alerts are only recorded (the Operators"
+        " page, `/ops/alerts`, `/metrics`). `https://` in production.",
+        secret=True,
+        example="",
+    )
+    monitor_interval: float = setting(
+        "5",
+        seconds(0.1, 600),
+        "Seconds between two rounds of the monitor's checks.",
+    )
+    alert_queue_lag: float = setting(
+        "60",
+        seconds(1, 86400),
+        "An email still unclaimed this many seconds after it was due raises the queue-lag alert.",
+    )
+    alert_unreachable_after: float = setting(
+        "10",
+        seconds(0, 3600),
+        "Seconds PostgreSQL or Redis must stay unreachable before the monitor raises it (a restart of a few"
+        " seconds is not an alert).",
+    )
+    alert_min_interval: float = setting(
+        "300",
+        seconds(0, 86400),
+        "Fewest seconds between two messages about the same alert: a condition that comes back this soon"
+        " after its last message is recorded, and posted only if it is still there when the interval is over.",
+    )
     log_level: str = setting(
         "INFO", choice("DEBUG", "INFO", "WARNING", "ERROR"), "`DEBUG`, `INFO`, `WARNING` or `ERROR`."
     )
@@ -698,6 +745,8 @@ def _check_together(settings: Settings) -> None:
         raise errors.ConfigError("RETRY_BACKOFF_MAX", "must not be below RETRY_BACKOFF_BASE")
     if settings.recurrence_time_scale != 1 and settings.app_env == "production":
         raise errors.ConfigError("RECURRENCE_TIME_SCALE", "is for tests only: it must be 1 in production")
+    if settings.app_env == "production" and settings.slack_webhook_url.startswith("http://"):
+        raise errors.ConfigError("SLACK_WEBHOOK_URL", "must be an https:// URL in production")
     labels = [spec.label for spec in settings.mail_transports]
     for label, _ in settings.rate_limits:
         if label not in labels:

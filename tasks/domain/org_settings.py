@@ -1,4 +1,4 @@
-"""An organization's settings: its sending identity, its own mail transports, its daily quota.
+"""An organization's settings: its sending identity, its own mail transports, its daily quota, its Slack.
 
 Shared by the dashboard, the API and the CLI. Each change is checked whole
 before anything is stored, stored with its audit line in one transaction
@@ -69,6 +69,8 @@ class OrgSettings:
     suspended_at: dt.datetime | None
     suspended_reason: str | None
     providers: list[Provider]
+    #: The organization's Slack incoming webhook as shown (its secret part masked), or None.
+    slack_webhook_masked: str | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -295,4 +297,65 @@ def rotate_keys(conn: db.Conn, settings: Settings) -> int:
         for row in rows:
             rotated = box.rotate(row["url_secret"].encode("ascii")).decode("ascii")
             db.run(conn, "org_transport_secret_set", org_id=row["org_id"], label=row["label"], url_secret=rotated)
-    return len(rows)
+        hooks = db.all_rows(conn, "org_slack_secrets")
+        for row in hooks:
+            rotated = box.rotate(row["slack_webhook_secret"].encode("ascii")).decode("ascii")
+            db.run(conn, "org_slack_secret_set", org_id=row["org_id"], secret=rotated)
+    return len(rows) + len(hooks)
+
+
+# --- The organization's Slack incoming webhook (its own failures: docs/alerts.md).
+
+#: Where Slack's incoming webhooks live; in production an organization's must be there.
+SLACK_HOST = "hooks.slack.com"
+
+
+def mask_slack(url: str) -> str:
+    """The webhook's URL as it may be shown: its last part (the secret) replaced by ****."""
+    parts = urllib.parse.urlsplit(url)
+    path = parts.path.rstrip("/").rpartition("/")[0] + "/" + MASK
+    return urllib.parse.urlunsplit(parts._replace(path=path, query="", fragment=""))
+
+
+def check_slack_webhook(settings: Settings, raw: Any) -> str | None:
+    """Check a Slack incoming webhook URL (empty: none); in production only ``https://hooks.slack.com/…``."""
+    if raw is None or (isinstance(raw, str) and not raw.strip()):
+        return None
+    if not isinstance(raw, str) or len(raw) > 500 or any(c.isspace() for c in raw.strip()):
+        raise errors.ValidationError("slack_webhook: must be a URL of at most 500 characters", field="slack_webhook")
+    url: str = raw.strip()
+    try:
+        parts = urllib.parse.urlsplit(url)
+        port = parts.port
+    except ValueError:
+        raise errors.ValidationError("slack_webhook: is not a URL", field="slack_webhook") from None
+    if settings.app_env == "production":
+        if parts.scheme != "https" or parts.hostname != SLACK_HOST or port not in (None, 443):
+            raise errors.ValidationError(
+                f"slack_webhook: must be a Slack incoming webhook, https://{SLACK_HOST}/services/…",
+                field="slack_webhook",
+            )
+    elif parts.scheme not in ("https", "http") or not parts.hostname:
+        raise errors.ValidationError("slack_webhook: must be an http(s):// URL", field="slack_webhook")
+    if parts.username or parts.password or parts.path.rstrip("/").count("/") < 2:
+        raise errors.ValidationError(
+            "slack_webhook: must look like https://hooks.slack.com/services/T…/B…/…", field="slack_webhook"
+        )
+    return url
+
+
+def set_slack_webhook(conn: db.Conn, settings: Settings, org_id: int, actor_id: int | None, url: Any) -> None:
+    """Store (encrypted) or remove (empty) the organization's Slack incoming webhook, with its audit line."""
+    checked = check_slack_webhook(settings, url)
+    secret = masked = None
+    if checked is not None:
+        try:
+            secret = crypto.Box(settings).encrypt(checked).decode("ascii")
+        except crypto.KeysMissing as exc:
+            raise errors.ValidationError(
+                f"slack_webhook: cannot be stored: {exc.message}", field="slack_webhook"
+            ) from None
+        masked = mask_slack(checked)
+    with conn.transaction():
+        db.run(conn, "org_slack_set", org_id=org_id, secret=secret, masked=masked)
+        audit.record(conn, org_id, actor_id, "settings.slack_webhook", masked or "removed")

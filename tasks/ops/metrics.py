@@ -19,6 +19,7 @@ from prometheus_client.registry import Collector
 from tasks.core import db
 from tasks.core.config import Settings
 from tasks.domain.models import Status
+from tasks.ops import alerts
 from tasks.queue import procrastinate_boundary
 
 #: Upper bounds (seconds) of the claim-lateness histogram.
@@ -55,6 +56,7 @@ class DatabaseCollector(Collector):
             yield self._lateness(conn)
             yield from self._breakers(conn)
             yield from self._queue(conn)
+            yield from self._alerts(conn)
 
     def _emails(self, conn: db.Conn) -> Iterator[Any]:
         rows = {r["status"]: r for r in db.all_rows(conn, "metrics_emails", rate_limit_reason=RATE_LIMIT_REASON)}
@@ -158,3 +160,20 @@ class DatabaseCollector(Collector):
         yield from (jobs, due)
         alive = procrastinate_boundary.workers_alive(conn, stalled_after=self._settings.worker_stalled_after)
         yield GaugeMetricFamily("reachdbox_workers", "Workers whose heartbeat is recent.", value=len(alive))
+
+    def _alerts(self, conn: db.Conn) -> Iterator[Any]:
+        rows = {r["kind"]: r for r in db.all_rows(conn, "metrics_alerts")}
+        open_ = GaugeMetricFamily(
+            "reachdbox_alerts_open",
+            "Alerts open now by kind (docs/alerts.md): raised (Slack was told), or pending (held back while it flaps).",
+            labels=["kind", "state"],
+        )
+        raised = GaugeMetricFamily(
+            "reachdbox_alerts_raised_24h", "Alerts raised in the last 24 hours, by kind.", labels=["kind"]
+        )
+        for kind in alerts.KINDS:
+            row = rows.get(kind)
+            open_.add_metric([kind, "raised"], row["open"] if row else 0)
+            open_.add_metric([kind, "pending"], row["pending"] if row else 0)
+            raised.add_metric([kind], row["raised"] if row else 0)
+        yield from (open_, raised)

@@ -634,6 +634,14 @@ STATEMENTS: dict[str, Statement] = {
  ORDER BY id;""",
         ("procrastinate_workers.id", "procrastinate_workers.last_heartbeat"),
     ),
+    # The workers alive, and the last heartbeat any worker sent (the monitor's "no worker
+    # alive" alert says since when): the JobManager lists jobs, queues, tasks and locks, not workers.
+    "workers_heartbeat": Statement(
+        """SELECT count(*) FILTER (WHERE last_heartbeat > now() - make_interval(secs => %(stalled_after)s)) AS alive,
+       max(last_heartbeat) AS last_heartbeat
+  FROM procrastinate_workers;""",
+        ("procrastinate_workers.last_heartbeat",),
+    ),
     # Jobs in a final state (``prune`` counts them before and after). Why not
     # list_queues (counts by queue and status): it runs on Procrastinate's own
     # connector, which the CLI has not opened (it works on its own connection).
@@ -735,6 +743,13 @@ async def seconds_to_next_job(conn: db.AsyncConn) -> tuple[float | None, float |
 def workers_alive(conn: db.Conn, *, stalled_after: float) -> list[db.Row]:
     """The workers whose heartbeat is more recent than ``stalled_after`` seconds (id, last_heartbeat, age_seconds)."""
     return db.all_rows(conn, "workers_alive", stalled_after=stalled_after)
+
+
+def workers_heartbeat(conn: db.Conn, *, stalled_after: float) -> db.Row:
+    """How many workers are alive (``alive``), and the last heartbeat of any worker (``last_heartbeat``, or None)."""
+    row = db.one(conn, "workers_heartbeat", stalled_after=stalled_after)
+    assert row is not None
+    return row
 
 
 def count_finished_jobs(conn: db.Conn) -> int:

@@ -70,3 +70,21 @@ def test_the_recurrences_benchmark_runs_and_prints_its_table() -> None:
     assert float(calm.split("|")[4]) == 40
     first = next(line for line in lines if line.startswith("first tick: occurrences created"))
     assert float(first.split("|")[1]) == 0 and float(first.split("|")[2]) > 0
+
+
+def test_the_alert_latency_benchmark_kills_the_workers_and_times_the_slack_message() -> None:
+    """`python -m bench.alert_latency`, quick settings: one run, the time within its bounds."""
+    result = subprocess.run(
+        [sys.executable, "-m", "bench.alert_latency", "--workers", "1", "--runs", "1", "--heartbeat", "0.5",
+         "--stalled-after", "2", "--interval", "0.5"],
+        cwd=ROOT,
+        env=os.environ | {"PYTHONPATH": str(ROOT)},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )  # fmt: skip
+
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    summary = next(line for line in result.stdout.splitlines() if line.startswith("median"))
+    measured = float(summary.split()[1])
+    assert 1.5 - 0.1 <= measured <= 2.5 + 1.0, summary  # from STALLED_AFTER - HEARTBEAT to + INTERVAL, some slack

@@ -197,3 +197,34 @@ def test_a_users_chart_shows_their_own_week_and_fits_a_phone(
     assert fits_the_screen(page)
     page.screenshot(path=str(output_dir / "my-chart-phone.png"), full_page=True)
     assert script_errors == []
+
+
+def test_the_operators_alerts_show_what_to_do_and_fit_a_phone(
+    page: Any,
+    ops_server: Server,
+    oauth_provider: OAuthProvider,
+    conn: db.Conn,
+    env: dict[str, str],
+    output_dir: pathlib.Path,
+) -> None:
+    from tasks.core import config
+    from tasks.ops import monitor
+
+    m = monitor.Monitor(config.load(env), name="browser-test", grace=0)  # no Slack: recorded only
+    try:
+        db.run(conn, "ensure_breakers", labels=["primary"])
+        error = "cannot connect to smtp://mail-relay.internal.example.com:587: " + "x" * 200
+        db.one(conn, "breaker_failure", label="primary", trial=None, threshold=1, cooldown=60, error=error)
+        m.round()
+    finally:
+        m.close()
+    sign_in(page, ops_server, oauth_provider, "ops@example.com")
+    page.set_viewport_size(PHONE)
+
+    page.goto(f"{ops_server.url}/operators")
+
+    alerts = page.locator("#alerts")
+    assert alerts.locator('[data-alert="no_worker"][data-state="raised"]').count() == 1
+    assert "What to do: Check that provider" in alerts.locator('[data-alert="breaker:primary"]').inner_text()
+    assert fits_the_screen(page)
+    page.screenshot(path=str(output_dir / "operators-alerts-phone.png"), full_page=True)

@@ -76,6 +76,15 @@ def test_prune_deletes_old_finished_jobs_and_events_and_keeps_every_email(
     assert notes == [{"email_id": waiting.id}]  # a waiting email's timeline is never cut
     assert conn.execute("SELECT kind, n FROM email_event_totals").fetchall() == [{"kind": "note", "n": 1}]
 
+    conn.execute(
+        "INSERT INTO alerts (key, kind, summary, since, resolved_at) VALUES"
+        " ('offline', 'offline', 'old', now() - interval '41 days', now() - interval '40 days'),"
+        " ('queue_lag', 'queue_lag', 'open', now() - interval '41 days', NULL)"
+    )
+    again = run_cli(env, "prune", "--older-than", "30d")
+    assert again.stdout.splitlines()[-1] == "deleted 1 alert(s) resolved more than 30d ago"
+    assert [r["key"] for r in conn.execute("SELECT key FROM alerts")] == ["queue_lag"]  # open: kept
+
 
 def test_the_hourly_retention_task_deletes_finished_jobs_past_job_retention(
     conn: Conn, database_url: str, env: dict[str, str], owner: User, settings: Settings, make_draft: Callable[..., Any]

@@ -83,15 +83,19 @@ def test_keys_rotate_re_encrypts_every_secret_with_the_first_key(conn: Conn, env
     org_settings.add_transport(
         conn, before, org_id, None, label="own", url="smtp://u:pw-123@127.0.0.1:2525", rate_limit=""
     )
+    hook = "https://hooks.slack.com/services/T1/B1/sEcReT"
+    org_settings.set_slack_webhook(conn, before, org_id, None, hook)
 
     done = run_cli(env | {"SECRET_KEYS": f"{new},{old}"}, "keys", "rotate")
 
     assert done.returncode == 0, done.stderr
-    assert "re-encrypted 1 stored secret" in done.stdout
+    assert "re-encrypted 2 stored secret" in done.stdout
     token = conn.execute("SELECT url_secret FROM org_transports").fetchone()
     assert token is not None
     only_new = crypto.Box(config.load(env | {"SECRET_KEYS": new}))
     assert only_new.decrypt(token["url_secret"].encode()) == "smtp://u:pw-123@127.0.0.1:2525"
+    slack_token = conn.execute("SELECT slack_webhook_secret FROM org_settings").fetchone()
+    assert slack_token is not None and only_new.decrypt(slack_token["slack_webhook_secret"].encode()) == hook
     # With the old key gone before the rotation, nothing is half rotated and the command says why.
     refused = run_cli(env | {"SECRET_KEYS": Fernet.generate_key().decode()}, "keys", "rotate")
     assert refused.returncode == 1 and "cannot be decrypted" in refused.stderr

@@ -135,6 +135,7 @@ def test_make_run_records_its_servers_for_other_terminals_and_prints_ready_comma
     try:
         banner = _read_until(proc, "Ctrl-C stops everything", timeout=120)
         record = localrun.read(tmp_path / "run.json")
+        monitors = [kid for kid in procs.children(proc.pid) if "tasks monitor" in kid]
         os.killpg(proc.pid, signal.SIGINT)
         rest, _ = proc.communicate(timeout=90)
     finally:
@@ -143,9 +144,11 @@ def test_make_run_records_its_servers_for_other_terminals_and_prints_ready_comma
             proc.wait()
 
     assert record is not None and record.pid == proc.pid
+    assert len(monitors) == 1
     assert record.urls == {"DATABASE_URL": env["DATABASE_URL"], "REDIS_URL": env["REDIS_URL"]}
     assert f"export DATABASE_URL={env['DATABASE_URL']} REDIS_URL={env['REDIS_URL']}" in banner
     assert "-m tasks schedule --to you@example.com" in banner and '-m tasks url)" -c' in banner
+    assert "/operators (no SLACK_WEBHOOK_URL: recorded only)" in banner  # the monitor runs too
     assert proc.returncode == 0, banner + rest
     assert not (tmp_path / "run.json").exists()  # removed when it stops
 

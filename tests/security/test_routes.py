@@ -32,6 +32,7 @@ PUBLIC = {
     "ops.readyz": "readiness: says only which dependency is down",
     "ops.prometheus_metrics": "aggregate counts; behind OPS_TOKEN when it is set",
     "ops.status": "aggregate counts; behind OPS_TOKEN when it is set",
+    "ops.alerts_now": "the operators' alerts (what is down, since when); behind OPS_TOKEN when it is set",
     "api.openapi": "the API's description",
     "apidocs.reference": "the API's description drawn as a page; trying it needs a session or a token",
     "auth.login": "the sign-in page",

@@ -49,6 +49,11 @@ def test_defaults_need_no_environment() -> None:
         ("USER_RATE_LIMIT", "0/day"),
         ("USER_RATE_LIMIT", "500/day,20/1d"),
         ("RATE_LIMIT_MARGIN", "-1"),
+        ("SLACK_WEBHOOK_URL", "hooks.slack.com/services/T/B/x"),
+        ("SLACK_WEBHOOK_URL", "https:///services/T/B/x"),
+        ("MONITOR_INTERVAL", "0"),
+        ("ALERT_QUEUE_LAG", "soon"),
+        ("ALERT_MIN_INTERVAL", "-5"),
     ],
 )
 def test_an_invalid_setting_is_named_in_the_error(name: str, value: str) -> None:
@@ -176,3 +181,11 @@ def test_rate_limits_name_a_transport_and_several_windows() -> None:
     assert settings.transport_limits("other") == ()
     assert settings.user_rate_limit == (config.RateWindow(500, 86400), config.RateWindow(100, 900))
     assert config.load({}).rate_limits == () and config.load({}).user_rate_limit == ()
+
+
+def test_the_slack_webhook_is_https_in_production_and_never_in_repr() -> None:
+    hook = "http://hooks.example/services/T/B/sEcReT"
+    with pytest.raises(errors.ConfigError, match="SLACK_WEBHOOK_URL: must be an https:// URL in production"):
+        config.load({"APP_ENV": "production", "SLACK_WEBHOOK_URL": hook})
+
+    assert "sEcReT" not in repr(config.load({"SLACK_WEBHOOK_URL": hook}))

@@ -39,8 +39,8 @@ def seconds(text: str) -> float:
 
 
 def test_the_stack_has_every_service_the_design_names() -> None:
-    assert set(SERVICES) == {"postgres", "redis", "migrate", "web", "worker", "devmail"}
-    assert OURS == ["devmail", "migrate", "web", "worker"]
+    assert set(SERVICES) == {"postgres", "redis", "migrate", "web", "worker", "monitor", "devmail"}
+    assert OURS == ["devmail", "migrate", "monitor", "web", "worker"]
 
 
 def test_postgres_16_and_redis_7_keep_their_data_redis_with_aof_on() -> None:
@@ -75,7 +75,7 @@ def test_migrate_runs_once_and_the_others_wait_for_it() -> None:
 
     assert command(migrate)[-1] == "migrate" and migrate["restart"] == "no"
     assert migrate["depends_on"] == {"postgres": {"condition": "service_healthy"}}
-    for name in ("web", "worker", "devmail"):
+    for name in ("web", "worker", "monitor", "devmail"):
         assert SERVICES[name]["depends_on"]["migrate"] == {"condition": "service_completed_successfully"}
 
 
@@ -144,3 +144,12 @@ def test_gunicorn_reads_its_settings_through_the_config(monkeypatch: pytest.Monk
     with pytest.raises(SystemExit) as stopped:
         runpy.run_path(str(ROOT / "gunicorn.conf.py"))
     assert stopped.value.code == 2
+
+
+def test_the_monitor_runs_and_alerts_to_the_slack_webhook_of_env() -> None:
+    monitor = SERVICES["monitor"]
+
+    assert command(monitor)[-1] == "monitor"
+    assert monitor["environment"]["SLACK_WEBHOOK_URL"] == "${SLACK_WEBHOOK_URL:-}"
+    assert float(monitor["environment"]["MONITOR_INTERVAL"]) > 0
+    assert "replicas" not in monitor.get("deploy", {})  # one is active anyway; a second only stands by
