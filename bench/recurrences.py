@@ -92,11 +92,11 @@ def fill(d: Deployment, n: int) -> None:
         conn.execute("VACUUM ANALYZE recurrences")
 
 
-def fill_spread(d: Deployment, n: int, t0: dt.datetime, seconds: float) -> float:
+def fill_spread(d: Deployment, n: int, t0: dt.datetime, seconds: float) -> list[dt.datetime]:
     """Insert ``n`` daily recurrences in UTC whose occurrences make a spread: with rules running
     ``n * 60 / seconds`` times faster than real time (RECURRENCE_TIME_SCALE, which changes
     nothing but the rules' clock), the ``n`` minutes following ``t0`` pass in ``seconds``, and
-    each recurrence fires at one of them. Returns the time scale."""
+    each recurrence fires at one of them. Returns their first occurrences (real time)."""
     scale = round(n * 60 / seconds)
     recurrence_rules.set_time_scale(scale)
     origin = recurrence_rules.TIME_ORIGIN
@@ -115,7 +115,7 @@ def fill_spread(d: Deployment, n: int, t0: dt.datetime, seconds: float) -> float
             },
         )
         conn.execute("VACUUM ANALYZE recurrences")
-    return scale
+    return [origin + (m - origin) / scale for m in minutes]
 
 
 def backend_cpu_ms(pid: int) -> float:
@@ -226,9 +226,10 @@ def _measure(
 ) -> dict[str, Any]:
     if recurrences:
         fill(d, recurrences)
+    expected = 0
     if occurrence_spread:
         t0 = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=4)
-        fill_spread(d, spread_n, t0, seconds)
+        expected = sum(at <= t0 + dt.timedelta(seconds=seconds) for at in fill_spread(d, spread_n, t0, seconds))
     warm = asyncio.run(ticks(d, 1, first_only=True))
     d.start_workers(2)
     if not occurrence_spread:
@@ -248,15 +249,20 @@ def _measure(
         burst_due = _due(d, "occurrence_send_times")
     else:
         burst_due = _due(d, "subject_send_times", subject="bench-burst")
-    in_window = {m: at for m, at in burst_due.items() if at <= end}
+
+    def window() -> dict[str, dt.datetime]:
+        # Occurrences are created a lookahead ahead, some after the spread began: read again.
+        due = _due(d, "occurrence_send_times") if recurrences or occurrence_spread else burst_due
+        return {m: at for m, at in due.items() if at <= end}
+
     rig.wait_until(
-        lambda: len(lateness_of(d, in_window)) >= len(in_window),
+        lambda: len(lateness_of(d, w := window())) >= max(len(w), expected),
         timeout=seconds + 120,
-        interval=0.2,
+        interval=0.5,
         what="the occurrences (or their stand-ins) to be sent",
     )
     time.sleep(0.1)
-    burst = lateness_of(d, in_window)
+    burst = lateness_of(d, window())
     if occurrence_spread:
         # The spread is the occurrences: its rows are theirs, and there is no burst.
         ordinary, burst = burst, []
