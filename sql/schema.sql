@@ -1046,6 +1046,7 @@ CREATE TABLE public.emails (
     org_id bigint NOT NULL,
     recurrence_id uuid,
     occurrence_at timestamp with time zone,
+    provider_message_id text,
     CONSTRAINT emails_body_check CHECK (((octet_length(body_text) + COALESCE(octet_length(body_html), 0)) <= 1048576)),
     CONSTRAINT emails_occurrence_check CHECK (((recurrence_id IS NULL) = (occurrence_at IS NULL))),
     CONSTRAINT emails_offline_check CHECK (((status <> 'offline'::text) OR (offline_at IS NOT NULL))),
@@ -1884,6 +1885,13 @@ CREATE INDEX emails_org_status_idx ON public.emails USING btree (org_id, status)
 --
 
 CREATE INDEX emails_owner_started_idx ON public.emails USING btree (owner_id, data_started_at) WHERE (data_started_at IS NOT NULL);
+
+
+--
+-- Name: emails_provider_message_id_idx; Type: INDEX; Schema: public; Owner: -
+--
+
+CREATE INDEX emails_provider_message_id_idx ON public.emails USING btree (provider_message_id) WHERE (provider_message_id IS NOT NULL);
 
 
 --

@@ -267,6 +267,18 @@ def api_rate(name: str, raw: str) -> str:
     return raw
 
 
+def api_base_url(name: str, raw: str) -> str:
+    """Empty, an ``https://`` URL, or an ``http://`` one to this machine (nothing else would carry a key in clear)."""
+    if not raw:
+        return raw
+    parts = urllib.parse.urlsplit(raw)
+    if parts.scheme == "https" and parts.hostname:
+        return raw.rstrip("/")
+    if parts.scheme == "http" and parts.hostname in ("127.0.0.1", "localhost", "::1"):
+        return raw.rstrip("/")
+    raise errors.ConfigError(name, f"must be an https:// URL (or http:// to 127.0.0.1), got {raw!r}")
+
+
 def transport_chain(name: str, raw: str) -> tuple[TransportSpec, ...]:
     """The transport chain (``tasks.delivery.transports.parse_transports``)."""
     return parse_transports(raw)
@@ -371,7 +383,9 @@ class Settings:
         "Space-separated transport URLs, tried in order, each optionally labelled (`primary=smtp://…`; the label"
         " defaults to the scheme, then `smtp-2`…): `smtp://user:pass@host:587?starttls=1`,"
         " `smtps://user:pass@host:465`, `devmail://`, `console://` (prints headers and body size),"
-        " `jsonl:///abs/path.jsonl` (the offline log; last only). Options: `starttls=1`, `timeout=SECONDS`."
+        " `jsonl:///abs/path.jsonl` (the offline log; last only), `ses://REGION` (Amazon SES's API),"
+        " `sendgrid://` (SendGrid's API). Options: `starttls=1`, `timeout=SECONDS`,"
+        " `configuration_set=NAME` (SES)."
         " A password over plain `smtp://` to a non-local host is refused; percent-encode `@ / : +` in user names"
         " and passwords. In docker compose, `devmail://` needs the dev profile (`docker compose --profile dev up`).",
         example="devmail://",
@@ -456,13 +470,36 @@ class Settings:
         "A recurrence whose occurrences fail permanently this many times in a row pauses itself.",
     )
     smtp_timeout: float = setting(
-        "30", seconds(0.1, 600), "Seconds allowed for the connection and for each SMTP command."
+        "30",
+        seconds(0.1, 600),
+        "Seconds allowed for the connection and for each SMTP command (and for each request to SES's or SendGrid's"
+        " API).",
     )
     smtp_helo_name: str = setting(
         "",
         helo_name,
         "The name the worker gives in EHLO (receiving servers judge a sender by it): a domain, or"
         " `[IP address]`; empty: the host's fully qualified name.",
+    )
+    sendgrid_api_key: str = setting(
+        "",
+        text,
+        "SendGrid's API key (with the Mail Send permission) for `sendgrid://` entries that carry none in their URL.",
+        secret=True,
+        example="",
+    )
+    sendgrid_api_url: str = setting(
+        "",
+        api_base_url,
+        "Where `sendgrid://` sends instead of `https://` + its host (a test's local stand-in); empty in"
+        " production. Plain `http://` only to this machine.",
+    )
+    ses_endpoint_url: str = setting(
+        "",
+        api_base_url,
+        "Where `ses://` sends instead of the region's SES endpoint (a test's local stand-in, a VPC endpoint);"
+        " empty: AWS's own (which also honours `AWS_ENDPOINT_URL_SESV2` and `AWS_ENDPOINT_URL`). Plain `http://`"
+        " only to this machine.",
     )
     retry_backoff_base: float = setting(
         "30",
@@ -748,6 +785,12 @@ def _check_together(settings: Settings) -> None:
     if settings.app_env == "production" and settings.slack_webhook_url.startswith("http://"):
         raise errors.ConfigError("SLACK_WEBHOOK_URL", "must be an https:// URL in production")
     labels = [spec.label for spec in settings.mail_transports]
+    for spec in settings.mail_transports:
+        if spec.scheme == "sendgrid" and not spec.password and not settings.sendgrid_api_key:
+            raise errors.ConfigError(
+                "MAIL_TRANSPORTS",
+                f"{spec.label}: sendgrid:// needs an API key: set SENDGRID_API_KEY or put it in the URL",
+            )
     for label, _ in settings.rate_limits:
         if label not in labels:
             raise errors.ConfigError(

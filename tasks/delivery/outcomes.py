@@ -34,6 +34,8 @@ class Sent(_Attempted):
 
     reply: str
     refused: dict[str, str]
+    #: The provider's own id of the message (an HTTP API's), recorded on the email.
+    provider_message_id: str | None = None
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -65,6 +67,9 @@ class Uncertain(_Attempted):
 class Retry(_Attempted):
     """A temporary error at the provider: again after a backoff (an attempt spent; failed once
     MAX_ATTEMPTS are)."""
+
+    #: Seconds the provider asked to wait (``Retry-After``): the backoff is at least that.
+    retry_after: float | None = None
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)

@@ -195,7 +195,8 @@ async def transmit(
             before_data=before_data,
         )
     except transports.Transient as exc:
-        sending.failure, sending.outcome = exc, Retry(transport=label, code=exc.code, error=exc.message)
+        sending.failure = exc
+        sending.outcome = Retry(transport=label, code=exc.code, error=exc.message, retry_after=exc.retry_after)
     except transports.Permanent as exc:
         sending.failure = exc
         sending.outcome = Failed(transport=label, code=exc.code, error=exc.message, refused=exc.refused)
@@ -207,8 +208,15 @@ async def transmit(
             sending.failure, sending.outcome = exc, Aborted(transport=label, error=exc.message)
     else:
         # The offline log is an outcome of its own: written down, not sent.
-        done = Offline if choice.offline else Sent
-        sending.outcome = done(transport=label, reply=delivery.reply, refused=delivery.refused)
+        if choice.offline:
+            sending.outcome = Offline(transport=label, reply=delivery.reply, refused=delivery.refused)
+        else:
+            sending.outcome = Sent(
+                transport=label,
+                reply=delivery.reply,
+                refused=delivery.refused,
+                provider_message_id=delivery.provider_message_id,
+            )
     return sending
 
 
@@ -280,8 +288,10 @@ async def record(rt: runtime.Runtime, conn: db.AsyncConn, email: Email, job_id: 
     """
     settings = rt.settings
     match outcome:
-        case Sent(transport=label, reply=reply, refused=refused):
-            await _finish(rt, email, job_id, Status.SENT, reply=reply, transport=label, refused=refused)
+        case Sent(transport=label, reply=reply, refused=refused, provider_message_id=provider_id):
+            await _finish(
+                rt, email, job_id, Status.SENT, reply=reply, transport=label, refused=refused, provider_id=provider_id
+            )
             return Recorded(name=Status.SENT, status=Status.SENT, ended_job=True)
         case Offline(transport=label, reply=reply, refused=refused):
             await _finish(rt, email, job_id, Status.OFFLINE, reply=reply, transport=label, refused=refused)
@@ -292,10 +302,12 @@ async def record(rt: runtime.Runtime, conn: db.AsyncConn, email: Email, job_id: 
         case Uncertain(transport=label, error=error, refused=refused):
             await _finish(rt, email, job_id, Status.UNCERTAIN, error=error, transport=label, refused=refused)
             return Recorded(name=Status.UNCERTAIN, status=Status.UNCERTAIN, ended_job=True)
-        case Retry(transport=label, error=error):
+        case Retry(transport=label, error=error, retry_after=after):
+            # The provider's Retry-After, when it gave one, is the least the next attempt waits.
+            delay = None if after is None else max(after, backoff(email.attempts, settings))
             status, at = await requeue(
                 conn, settings, email_id=email.id, job_id=job_id, attempts=email.attempts,
-                error=error or "", transport=label, end_job=True,
+                error=error or "", transport=label, end_job=True, delay=delay,
             )  # fmt: skip
             # Attempts spent: ``finish`` ended the job even when the email had moved.
             spent = email.attempts >= settings.max_attempts
@@ -355,6 +367,7 @@ class _Finish:
     error: str | None = None
     transport: str | None = None
     refused: dict[str, str] | None = None
+    provider_id: str | None = None
 
 
 async def _finish_many(conn: db.AsyncConn, outcomes: Sequence[_Finish], *, end_job: bool = True) -> list[bool]:
@@ -371,6 +384,7 @@ async def _finish_many(conn: db.AsyncConn, outcomes: Sequence[_Finish], *, end_j
         errors=[o.error for o in outcomes],
         transports=[o.transport for o in outcomes],
         refused=[Jsonb(o.refused or {}) for o in outcomes],
+        provider_ids=[o.provider_id for o in outcomes],
     )
     finished = {row["id"] for row in rows}
     for o in outcomes:

@@ -2,12 +2,14 @@
 
 ``parse_transports`` reads the setting's URLs into ``TransportSpec`` entries
 (``tasks.core.config`` calls it when it loads the settings); ``build`` makes
-each entry a transport: SMTP, the console, or the offline log (``jsonl://``).
+each entry a transport: SMTP, the console, the offline log (``jsonl://``), or a
+provider's HTTP API (``ses://``, ``sendgrid://``: tasks/delivery/providers.py).
 
 A transport either returns a ``Delivery`` or raises one of the ``SendError``
 kinds below; the send task turns those into the email's next status. The line
 that matters is DATA: before it nothing can have been delivered (retry freely),
 after it a lost reply leaves the outcome unknown (``Uncertain``, never re-sent).
+For an HTTP API the line is the request: ``before_data`` is called just before it.
 
 Which transport is used, and when one is skipped, is ``tasks.delivery.mailer``'s business:
 each error says whether it is the provider's fault (``provider_fault``), which is
@@ -39,7 +41,13 @@ from tasks.core import errors
 #: The schemes ``MAIL_TRANSPORTS`` accepts. ``jsonl://`` is the offline log: it may
 #: only end the chain, since the mailer uses it only when every transport before
 #: it is unavailable (tasks/delivery/mailer.py).
-TRANSPORT_SCHEMES = ("smtp", "smtps", "devmail", "console", "jsonl")
+TRANSPORT_SCHEMES = ("smtp", "smtps", "devmail", "console", "jsonl", "ses", "sendgrid")
+#: The providers' HTTP APIs (tasks/delivery/providers.py).
+API_SCHEMES = ("ses", "sendgrid")
+#: SendGrid's API host when ``sendgrid://`` names none (``api.eu.sendgrid.com`` for EU subusers).
+SENDGRID_HOST = "api.sendgrid.com"
+_REGION = re.compile(r"[a-z]{2}(-[a-z]+)+-[0-9]{1,2}")
+_CONFIGURATION_SET = re.compile(r"[A-Za-z0-9_-]{1,64}")
 _SETTING = "MAIL_TRANSPORTS"
 _LABELLED = re.compile(r"([a-z][a-z0-9_-]{0,30})=([a-z]+://.*)")
 #: Hosts a password may reach over plain ``smtp://`` (it never leaves the machine).
@@ -64,6 +72,10 @@ class TransportSpec:
     timeout: float | None = None
     #: The file of ``jsonl:///path`` (an absolute path).
     path: str = ""
+    #: The AWS region of ``ses://REGION``.
+    region: str = ""
+    #: SES's configuration set (``?configuration_set=``): where its event destinations are defined.
+    configuration_set: str = ""
 
     @property
     def offline(self) -> bool:
@@ -77,6 +89,10 @@ class TransportSpec:
             return f"{self.scheme}://"
         if self.scheme == "jsonl":
             return f"jsonl://{self.path}"
+        if self.scheme == "ses":
+            return f"ses://{self.region}"
+        if self.scheme == "sendgrid":
+            return f"sendgrid://{self.host}"
         user = f"{self.username}@" if self.username else ""
         return f"{self.scheme}://{user}{self.host}:{self.port}"
 
@@ -126,6 +142,10 @@ def parse_transport(raw: str) -> TransportSpec:
                 f"jsonl:// needs an absolute file path, e.g. jsonl:///var/lib/reachdbox/offline.jsonl; got {raw!r}",
             )
         return TransportSpec(scheme=scheme, label=scheme, path=urllib.parse.unquote(parsed.path))
+    if scheme == "ses":
+        return _parse_ses(raw, parsed)
+    if scheme == "sendgrid":
+        return _parse_sendgrid(parsed)
     if not parsed.hostname:
         raise errors.ConfigError(_SETTING, f"{scheme}:// needs a host")
     try:
@@ -154,6 +174,66 @@ def parse_transport(raw: str) -> TransportSpec:
         password=urllib.parse.unquote(parsed.password) if parsed.password else None,
         starttls=starttls,
         timeout=timeout,
+    )
+
+
+def _api_options(parsed: urllib.parse.SplitResult, allowed: set[str]) -> dict[str, str]:
+    query = dict(urllib.parse.parse_qsl(parsed.query))
+    unknown = set(query) - allowed
+    if unknown:
+        raise errors.ConfigError(_SETTING, f"unknown option(s) {', '.join(sorted(unknown))}")
+    return query
+
+
+def _parse_ses(raw: str, parsed: urllib.parse.SplitResult) -> TransportSpec:
+    """``ses://REGION[?configuration_set=NAME&timeout=S]``: credentials come from AWS's own chain, never the URL."""
+    if "@" in parsed.netloc:
+        raise errors.ConfigError(
+            _SETTING,
+            "ses:// takes no credentials: they come from the AWS chain (AWS_ACCESS_KEY_ID and"
+            " AWS_SECRET_ACCESS_KEY, AWS_PROFILE, or the instance's role)",
+        )
+    region = parsed.netloc
+    if not _REGION.fullmatch(region) or parsed.path not in ("", "/"):
+        raise errors.ConfigError(_SETTING, f"ses:// needs an AWS region, e.g. ses://eu-west-1; got {raw!r}")
+    query = _api_options(parsed, {"configuration_set", "timeout"})
+    configuration_set = query.get("configuration_set", "")
+    if configuration_set and not _CONFIGURATION_SET.fullmatch(configuration_set):
+        raise errors.ConfigError(
+            _SETTING, f"?configuration_set= is not an SES configuration set name: {configuration_set!r}"
+        )
+    return TransportSpec(
+        scheme="ses",
+        label="ses",
+        region=region,
+        configuration_set=configuration_set,
+        timeout=_timeout(query["timeout"]) if "timeout" in query else None,
+    )
+
+
+def _parse_sendgrid(parsed: urllib.parse.SplitResult) -> TransportSpec:
+    """``sendgrid://[API_KEY@][HOST][?timeout=S]``: the key from the URL, else SENDGRID_API_KEY."""
+    if parsed.path not in ("", "/"):
+        raise errors.ConfigError(_SETTING, "sendgrid:// takes no path")
+    try:
+        port = parsed.port
+    except ValueError:
+        port = -1
+    if port is not None:
+        raise errors.ConfigError(_SETTING, "sendgrid:// takes no port (the API is HTTPS on 443)")
+    host = parsed.hostname or SENDGRID_HOST
+    if not host.endswith(".sendgrid.com"):
+        raise errors.ConfigError(_SETTING, f"sendgrid://{host} is not a SendGrid API host (api.sendgrid.com)")
+    # The key alone (``sendgrid://SG.xxx@``), or as the password as in SendGrid's SMTP form (``apikey:SG.xxx@``).
+    key = parsed.password or parsed.username
+    query = _api_options(parsed, {"timeout"})
+    return TransportSpec(
+        scheme="sendgrid",
+        label="sendgrid",
+        host=host,
+        port=443,
+        password=urllib.parse.unquote(key) if key else None,
+        timeout=_timeout(query["timeout"]) if "timeout" in query else None,
     )
 
 
@@ -187,11 +267,14 @@ class SendError(Exception):
         code: int | None = None,
         refused: dict[str, str] | None = None,
         provider_fault: bool | None = None,
+        retry_after: float | None = None,
     ):
         super().__init__(message)
         self.message = message
         self.code = code
         self.refused = refused or {}
+        #: Seconds the provider asked us to wait (an HTTP API's ``Retry-After``): the next attempt waits at least that.
+        self.retry_after = retry_after
         if provider_fault is not None:
             self.provider_fault = provider_fault
 
@@ -223,6 +306,8 @@ class Aborted(SendError):
 class Delivery:
     reply: str
     refused: dict[str, str]
+    #: The provider's own id of the message (SES's MessageId, SendGrid's X-Message-Id), when it gives one.
+    provider_message_id: str | None = None
 
 
 class Transport(Protocol):
@@ -497,6 +582,12 @@ class BuildSettings(Protocol):
     def devmail_host(self) -> str: ...
     @property
     def devmail_port(self) -> int: ...
+    @property
+    def sendgrid_api_key(self) -> str: ...
+    @property
+    def sendgrid_api_url(self) -> str: ...
+    @property
+    def ses_endpoint_url(self) -> str: ...
 
 
 _LOCAL_NAMES = ("localhost", "localhost.localdomain", "localhost6", "localhost6.localdomain6")
@@ -561,4 +652,9 @@ def build(spec: TransportSpec, settings: BuildSettings) -> Transport:
             pool_size=pool_size,
             helo_name=helo_name(settings),
         )
+    if spec.scheme in API_SCHEMES:
+        # Imported here: the providers' clients load only in processes that use them.
+        from tasks.delivery import providers
+
+        return providers.build(spec, settings)
     raise ValueError(f"no transport for {spec.scheme}://")

@@ -133,6 +133,8 @@ class Email:
     #: The recurrence it is an occurrence of, and that occurrence's instant (migration 0014).
     recurrence_id: uuid.UUID | None = None
     occurrence_at: dt.datetime | None = None
+    #: The provider's own id of the message, when its API gave one (SES, SendGrid; migration 0018).
+    provider_message_id: str | None = None
 
     @classmethod
     def from_row(cls, row: dict[str, Any]) -> Email:

@@ -39,6 +39,7 @@ FIELDS: dict[str, Callable[[Email], Any]] = {
     "message_id": lambda e: e.message_id,
     "transport": lambda e: e.transport,
     "provider_reply": lambda e: e.provider_reply,
+    "provider_message_id": lambda e: e.provider_message_id,
     "refused_recipients": lambda e: e.refused_recipients,
     "batch_id": lambda e: e.batch_id,
     "idempotency_key": lambda e: e.idempotency_key,

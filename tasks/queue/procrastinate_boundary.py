@@ -322,8 +322,9 @@ _END_RUNNING_JOB: LiteralString = """job AS (
 # thought of unnest's size; tests/integration/test_plans.py.)
 _FINISH_EMAILS: LiteralString = """WITH input AS (
     SELECT * FROM unnest(%(ids)s::uuid[], %(job_ids)s::bigint[], %(statuses)s::text[], %(replies)s::text[],
-                         %(errors)s::text[], %(transports)s::text[], %(refused)s::jsonb[])
-        AS t(id, job_id, status, reply, error, transport, refused)
+                         %(errors)s::text[], %(transports)s::text[], %(refused)s::jsonb[],
+                         %(provider_ids)s::text[])
+        AS t(id, job_id, status, reply, error, transport, refused, provider_id)
 ), done AS (
     UPDATE emails e
        SET status = i.status,
@@ -334,17 +335,20 @@ _FINISH_EMAILS: LiteralString = """WITH input AS (
            transport = coalesce(i.transport, e.transport),
            -- none given (the reconciler's outcomes): the ones recorded when DATA began
            refused_recipients = coalesce(nullif(i.refused, '{}'::jsonb), e.refused_recipients),
+           -- the provider's id of the message (an HTTP API's), when it gave one
+           provider_message_id = coalesce(i.provider_id, e.provider_message_id),
            waiting_reason = NULL
       FROM input i
      WHERE e.id = ANY(%(ids)s::uuid[]) AND e.id = i.id AND e.status = 'sending' AND e.job_id = i.job_id
     RETURNING e.id, e.org_id, e.attempts, e.transport, e.data_started_at, e.refused_recipients, i.job_id, i.status,
-              i.reply, i.error
+              i.reply, i.error, i.provider_id
 ), event AS (
     INSERT INTO email_events (org_id, email_id, kind, job_id, detail)
     SELECT org_id, id, status, job_id,
            jsonb_strip_nulls(jsonb_build_object(
                'attempt', attempts, 'transport', transport, 'reply', reply,
-               'error', error, 'refused', refused_recipients, 'data_started_at', data_started_at))
+               'error', error, 'refused', refused_recipients, 'data_started_at', data_started_at,
+               'provider_message_id', provider_id))
       FROM done
 ), job AS (
     DELETE FROM procrastinate_jobs WHERE %(end_job)s AND id = ANY(%(job_ids)s::bigint[]) AND status = 'doing'

@@ -33,5 +33,6 @@ def attempt(conn: Conn, email: Email, status: str, transport: str = "primary", e
         errors=[error],
         transports=[transport],
         refused=[Jsonb({})],
+        provider_ids=[None],
         end_job=False,
     )

@@ -80,6 +80,9 @@ SCHEMAS: dict[str, Any] = {
             "message_id": {"type": "string"},
             "transport": nullable("string"),
             "provider_reply": nullable("string"),
+            "provider_message_id": nullable(
+                "string", description="The provider's id of the message (SES's MessageId, SendGrid's X-Message-Id)."
+            ),
             "refused_recipients": {"type": "object", "additionalProperties": {"type": "string"}},
             "batch_id": nullable("string"),
             "idempotency_key": nullable("string"),
