@@ -16,6 +16,7 @@ measured is the worker's path with the real clients, bounded by the stand-ins.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import statistics
 import time
@@ -29,8 +30,17 @@ from tests.support.ses_standin import SesStandIn
 MAIL_FROM = "noreply@example.com"
 
 
-def one_run(bench: ours.Ours, transport: str, extra_env: dict[str, str], n: int, concurrency: int) -> tuple[float, int]:
-    """One worker, ``n`` emails due at once: (emails/s, how many were not sent)."""
+@dataclasses.dataclass(frozen=True)
+class Run:
+    emails_s: float
+    #: CPU milliseconds per email: the worker process, and this process (the stand-ins' threads).
+    worker_ms: float
+    standin_ms: float
+    not_sent: int
+
+
+def one_run(bench: ours.Ours, transport: str, extra_env: dict[str, str], n: int, concurrency: int) -> Run:
+    """One worker, ``n`` emails due at once: emails/s from their instant to the last sent, and CPU per email."""
     env = {"MAIL_FROM": f"Reach D. Box <{MAIL_FROM}>", "WORKER_CONCURRENCY": str(concurrency)} | extra_env
     if transport != "smtp":  # else the deployment's own: its lean SMTP sink
         env["MAIL_TRANSPORTS"] = transport
@@ -38,6 +48,9 @@ def one_run(bench: ours.Ours, transport: str, extra_env: dict[str, str], n: int,
         d.start_workers(1)
         t0, times = ours.at_once(n, lead=2 + n / 4000)
         d.schedule(times)
+        meter = rig.CpuMeter({"worker": lambda: [p for w in d.workers for p in rig.descendants(w.pid)]})
+        meter.start()
+        own = time.process_time()
 
         def finished() -> dict[str, object] | None:
             with db.connect(d.database_url) as conn:
@@ -49,9 +62,10 @@ def one_run(bench: ours.Ours, transport: str, extra_env: dict[str, str], n: int,
             return row if row and row["done"] == n else None
 
         row = rig.wait_until(finished, timeout=60 + n / 20, interval=0.1, what=f"{n} emails through {transport}")
-        assert row is not None
+        standin = time.process_time() - own
+        worker = meter.stop()["worker"]
         last = row["last"].timestamp()
-        return n / (last - t0.timestamp()), n - int(row["sent"])
+        return Run(n / (last - t0.timestamp()), worker * 1000 / n, standin * 1000 / n, n - int(row["sent"]))
 
 
 def main() -> None:
@@ -81,23 +95,27 @@ def main() -> None:
                 {"SENDGRID_API_URL": sendgrid.url},
             ),
         }
-        results: dict[str, list[float]] = {name: [] for name in rows}
-        lost = dict.fromkeys(rows, 0)
-        for run in range(args.runs):  # interleaved: each run of each transport in turn
+        results: dict[str, list[Run]] = {name: [] for name in rows}
+        for number in range(args.runs):  # interleaved: each run of each transport in turn
             for name, (transport, extra) in rows.items():
                 started = time.monotonic()
-                rate, missing = one_run(bench, transport, extra, args.emails, args.concurrency)
-                results[name].append(rate)
-                lost[name] += missing
-                print(f"  run {run + 1}: {name}: {rate:.0f} emails/s ({time.monotonic() - started:.0f} s)", flush=True)
+                run = one_run(bench, transport, extra, args.emails, args.concurrency)
+                results[name].append(run)
+                took = time.monotonic() - started
+                print(f"  run {number + 1}: {name}: {run.emails_s:.0f} emails/s ({took:.0f} s)", flush=True)
         print(
-            f"\nOne worker, WORKER_CONCURRENCY={args.concurrency}, {args.emails} emails due at once, {args.runs} runs\n"
+            f"\nOne worker, WORKER_CONCURRENCY={args.concurrency}, {args.emails} emails due at once, {args.runs} runs"
         )
-        print("| Transport | emails/s (median) | runs | not sent |")
-        print("|---|---:|---|---:|")
-        for name, rates in results.items():
-            runs = ", ".join(f"{r:.0f}" for r in rates)
-            print(f"| {name} | {statistics.median(rates):.0f} | {runs} | {lost[name]} |")
+        print(f"(load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs at the end)\n")
+        print("| Transport | emails/s (median) | runs | worker CPU ms/email | stand-in CPU ms/email | not sent |")
+        print("|---|---:|---|---:|---:|---:|")
+        for name, runs in results.items():
+            rates = ", ".join(f"{r.emails_s:.0f}" for r in runs)
+            print(
+                f"| {name} | {statistics.median(r.emails_s for r in runs):.0f} | {rates}"
+                f" | {statistics.median(r.worker_ms for r in runs):.2f}"
+                f" | {statistics.median(r.standin_ms for r in runs):.2f} | {sum(r.not_sent for r in runs)} |"
+            )
         assert not sendgrid.violations, sendgrid.violations[:3]
     finally:
         ses.stop()

@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import email.header
 import email.message
 import email.parser
 import email.policy
@@ -46,6 +47,7 @@ from typing import Any
 import aiobotocore.session
 import botocore.config
 import botocore.exceptions
+import botocore.parsers
 import httpx
 
 from tasks.delivery.transports import (
@@ -63,7 +65,10 @@ from tasks.delivery.transports import (
 
 #: The longest ``Retry-After`` honoured (a day): beyond it, the usual backoff decides.
 RETRY_AFTER_MAX = 86400.0
-_parser = email.parser.BytesParser(policy=email.policy.default)
+#: Our all-ASCII messages are read with the ``compat32`` classes, which build no header objects (a few
+#: times cheaper); an internationalised one (UTF-8 headers, RFC 6532) with the default policy's.
+_fast_parser = email.parser.BytesParser(policy=email.policy.compat32)
+_exact_parser = email.parser.BytesParser(policy=email.policy.default)
 #: Our Message-ID is ``<EMAIL_ID@MAIL_DOMAIN>`` (tasks/delivery/message.py): its left part is the email's id.
 _EMAIL_ID = re.compile(r"<([0-9a-f-]{36})@")
 
@@ -173,13 +178,20 @@ class SesTransport:
             raise Transient(f"cannot reach {self.name}: {exc}", provider_fault=True) from exc
         except botocore.exceptions.NoCredentialsError as exc:
             raise Transient(f"{self.name}: no AWS credentials found ({exc})", provider_fault=True) from exc
+        except botocore.exceptions.ParamValidationError as exc:
+            # Checked by the client before anything is sent: this message cannot go as it is.
+            raise Permanent(f"{self.name}: {exc}") from exc
         except (
             botocore.exceptions.ReadTimeoutError,
             botocore.exceptions.ConnectionClosedError,
             botocore.exceptions.HTTPClientError,
+            botocore.parsers.ResponseParserError,
         ) as exc:
-            # The request went out and no answer came back: SES may have the message.
+            # The request went out and no answer (none that can be read) came back: SES may have the message.
             raise Uncertain(f"{self.name}: no answer to the request: {exc}") from exc
+        except botocore.exceptions.BotoCoreError as exc:
+            # The rest happen before the request (the credentials' chain, the endpoint): nothing went out.
+            raise Transient(f"{self.name}: {exc}", provider_fault=True) from exc
         message_id = answer.get("MessageId")
         return Delivery(reply=f"SES accepted it: MessageId {message_id}", refused={}, provider_message_id=message_id)
 
@@ -227,9 +239,29 @@ _SENDGRID_OWN = {
 CATEGORY = "reachdbox"
 
 
-def _party(raw: str) -> dict[str, str]:
-    name, address = email.utils.parseaddr(raw)
-    return {"email": address, "name": name} if name else {"email": address}
+def _text(raw: Any) -> str:
+    """A header's value as text: unfolded, its encoded-words (RFC 2047) decoded."""
+    unfolded = re.sub(r"\r?\n[ \t]", " ", str(raw))
+    if "=?" not in unfolded:
+        return unfolded
+    return str(email.header.make_header(email.header.decode_header(unfolded)))
+
+
+def _parties(raw_addresses: list[str], seen: set[str]) -> list[dict[str, str]]:
+    """Addresses as SendGrid's ``{"email", "name"}``, each once (``seen``: those already given)."""
+    out = []
+    for name, address in email.utils.getaddresses([re.sub(r"\r?\n[ \t]", " ", str(a)) for a in raw_addresses]):
+        # SendGrid refuses an address twice in one personalization (to, cc and bcc together).
+        if address and address.lower() not in seen:
+            seen.add(address.lower())
+            out.append({"email": address, "name": _text(name)} if name else {"email": address})
+    return out
+
+
+def _content(part: email.message.Message) -> str:
+    payload = part.get_payload(decode=True)
+    assert isinstance(payload, bytes)
+    return payload.decode(part.get_content_charset() or "utf-8", errors="replace").replace("\r\n", "\n")
 
 
 def sendgrid_body(sender: str, recipients: list[str], message: bytes) -> dict[str, Any]:
@@ -239,22 +271,11 @@ def sendgrid_body(sender: str, recipients: list[str], message: bytes) -> dict[st
     recipients are Bcc. Every other header of ours (Message-ID, Date, List-Unsubscribe…)
     goes in ``headers``, so the message SendGrid writes keeps them.
     """
-    parsed = _parser.parsebytes(message)
-    assert isinstance(parsed, email.message.EmailMessage)
+    parsed = (_fast_parser if message.isascii() else _exact_parser).parsebytes(message)
     seen: set[str] = set()
-
-    def parties(raw_addresses: list[str]) -> list[dict[str, str]]:
-        # SendGrid refuses an address twice in one personalization (to, cc and bcc together).
-        out = []
-        for name, address in email.utils.getaddresses(raw_addresses):
-            if address and address.lower() not in seen:
-                seen.add(address.lower())
-                out.append({"email": address, "name": name} if name else {"email": address})
-        return out
-
-    to = parties([str(v) for v in parsed.get_all("To", [])])
-    cc = parties([str(v) for v in parsed.get_all("Cc", [])])
-    bcc = parties([r for r in recipients])
+    to = _parties(parsed.get_all("To", []), seen)
+    cc = _parties(parsed.get_all("Cc", []), seen)
+    bcc = _parties(recipients, seen)
     if not to:  # a personalization needs a "to": the envelope's first recipient then
         to, bcc = bcc[:1], bcc[1:]
     personalization: dict[str, Any] = {"to": to}
@@ -262,29 +283,29 @@ def sendgrid_body(sender: str, recipients: list[str], message: bytes) -> dict[st
         personalization["cc"] = cc
     if bcc:
         personalization["bcc"] = bcc
-    content = []
-    for subtype in ("plain", "html"):
-        part = parsed.get_body(preferencelist=(subtype,))
-        if part is not None and part.get_content_type() == f"text/{subtype}":
-            value = part.get_content()
-            if value:
-                content.append({"type": f"text/{subtype}", "value": value})
-    headers = {key: str(value) for key, value in parsed.items() if key.lower() not in _SENDGRID_OWN}
-    message_id = str(parsed.get("Message-ID", ""))
+    parts = {part.get_content_type(): part for part in parsed.walk() if not part.is_multipart()}
+    content = [
+        {"type": kind, "value": value}
+        for kind in ("text/plain", "text/html")
+        if kind in parts and (value := _content(parts[kind]))
+    ]
+    headers = {key: _text(value) for key, value in parsed.items() if key.lower() not in _SENDGRID_OWN}
+    message_id = headers.get("Message-ID", "")
     custom_args = {"message_id": message_id}
     if match := _EMAIL_ID.match(message_id):
         custom_args["email_id"] = match[1]
+    [sent_from] = _parties([parsed.get("From", sender)], set())
     body: dict[str, Any] = {
         "personalizations": [personalization],
-        "from": _party(str(parsed.get("From", sender))),
-        "subject": str(parsed.get("Subject", "")),
+        "from": sent_from,
+        "subject": _text(parsed.get("Subject", "")),
         "content": content,
         "headers": headers,
         "categories": [CATEGORY],
         "custom_args": custom_args,
     }
     if reply_to := parsed.get("Reply-To"):
-        body["reply_to"] = _party(str(reply_to))
+        [body["reply_to"]] = _parties([reply_to], set())
     return body
 
 
@@ -334,10 +355,12 @@ class SendgridTransport:
         except httpx.TransportError as exc:
             # Read timeout, connection lost after the request: SendGrid may have it.
             raise Uncertain(f"{self.name}: no answer to the request: {exc or type(exc).__name__}") from exc
-        if response.status_code == 202:
+        if response.is_success:  # 202 (200 only in SendGrid's sandbox mode, which we never ask for)
             message_id = response.headers.get("x-message-id")
             return Delivery(
-                reply=f"202 SendGrid accepted it: X-Message-Id {message_id}", refused={}, provider_message_id=message_id
+                reply=f"{response.status_code} SendGrid accepted it: X-Message-Id {message_id}",
+                refused={},
+                provider_message_id=message_id,
             )
         raise _sendgrid_error(response)
 

@@ -122,6 +122,18 @@ def test_the_detail_says_why_it_has_not_gone_and_offers_what_is_possible(
     assert '<li class="ev ev-scheduled">' in page
 
 
+def test_the_detail_shows_the_providers_message_id_with_the_email_and_on_its_timeline(
+    client: FlaskClient, alice: User, conn: Conn, settings: Any, make_draft: Callable[..., Any]
+) -> None:
+    email = _schedule(conn, alice, settings, make_draft, send_at=dt.datetime.now(dt.UTC))
+    flow.attempt(conn, email, "sent", transport="ses", provider_message_id="0102018f-ses-message-id")
+
+    page = client.get(f"/emails/{email.id}").get_data(as_text=True)
+
+    assert "<dt>Provider's message id</dt><dd><code>0102018f-ses-message-id</code></dd>" in page
+    assert '<span class="kv">provider_message_id: 0102018f-ses-message-id</span>' in page
+
+
 def test_a_failed_email_offers_only_resend_and_says_why(
     client: FlaskClient, alice: User, conn: Conn, settings: Any, make_draft: Callable[..., Any]
 ) -> None:

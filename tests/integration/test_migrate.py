@@ -248,10 +248,12 @@ def test_0012_gives_every_user_a_personal_organization_and_moves_their_rows_into
             assert len(after) == len(rows), table
             for old, new in zip(rows, after, strict=True):
                 # Every column as it was (updated_at included), plus org_id (and a token's scopes),
-                # and an email's recurrence, none (0014, applied in the same run).
-                added = ("org_id", "scopes", "recurrence_id", "occurrence_at")
+                # and an email's recurrence, none (0014), and its provider's message id, none (0018),
+                # applied in the same run.
+                added = ("org_id", "scopes", "recurrence_id", "occurrence_at", "provider_message_id")
                 assert {k: v for k, v in new.items() if k not in added} == old, table
                 assert new.get("recurrence_id") is None and new.get("occurrence_at") is None, table
+                assert new.get("provider_message_id") is None, table
                 if table in ("emails", "batches", "chart_owner_minutes"):
                     assert new["org_id"] == org_of[new["owner_id"]], table
                 if table == "api_tokens":

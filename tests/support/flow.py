@@ -9,8 +9,16 @@ from tasks.core.db import Conn
 from tasks.domain.models import Email
 
 
-def attempt(conn: Conn, email: Email, status: str, transport: str = "primary", error: str | None = None) -> None:
-    """Take the email through one attempt with the worker's own queries."""
+def attempt(
+    conn: Conn,
+    email: Email,
+    status: str,
+    transport: str = "primary",
+    error: str | None = None,
+    provider_message_id: str | None = None,
+) -> None:
+    """Take the email through one attempt with the worker's own queries (``provider_message_id``:
+    the id an HTTP API gave)."""
     assert db.one(conn, "claim_email", email_id=email.id, job_id=email.job_id, worker="test") is not None
     db.one(
         conn,
@@ -33,6 +41,6 @@ def attempt(conn: Conn, email: Email, status: str, transport: str = "primary", e
         errors=[error],
         transports=[transport],
         refused=[Jsonb({})],
-        provider_ids=[None],
+        provider_ids=[provider_message_id],
         end_job=False,
     )

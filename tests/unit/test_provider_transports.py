@@ -131,3 +131,17 @@ def test_the_stand_in_refuses_what_sendgrid_documents_as_invalid() -> None:
 def test_an_internationalised_address_is_refused_before_any_request() -> None:
     with pytest.raises(transports.Permanent, match="SMTPUTF8"):
         providers._not_international("noreply@example.com", ["josé@example.com"], "SES")
+
+
+def test_an_internationalised_message_is_read_back_as_exactly() -> None:
+    """A Reply-To that is not ASCII makes the message UTF-8 (RFC 6532): read with the exact parser."""
+    row = make_email(reply_to="José <josé@example.com>", subject="Ça va ?", body_text="Olá\nsegunda linha")
+    raw = message.build(row)
+
+    body = providers.sendgrid_body("noreply@example.com", row.recipients, raw)
+
+    assert not raw.isascii() and problems(body) == []
+    assert body["reply_to"] == {"email": "josé@example.com", "name": "José"}
+    # The text as the message carries it (this builder ends it with a newline).
+    assert (body["subject"], body["content"][0]["value"]) == ("Ça va ?", "Olá\nsegunda linha\n")
+    assert body["headers"]["Message-ID"] == row.message_id

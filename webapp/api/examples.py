@@ -70,6 +70,7 @@ EMAIL: dict[str, Any] = {
     "message_id": f"<{EMAIL_ID}@example.com>",
     "transport": None,
     "provider_reply": None,
+    "provider_message_id": None,
     "refused_recipients": {},
     "batch_id": None,
     "idempotency_key": None,
