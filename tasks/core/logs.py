@@ -58,3 +58,7 @@ def configure(level: str = "INFO", fmt: str = "auto") -> None:
     quiet = logging.DEBUG if level == "DEBUG" else logging.WARNING
     for name in ("procrastinate", "aiosmtplib", "mail.log", "psycopg.pool"):
         logging.getLogger(name).setLevel(quiet)
+    # The providers' HTTP clients: a line per request at INFO (httpx), and at DEBUG the requests
+    # themselves, headers and bodies (botocore): never below WARNING.
+    for name in ("httpx", "httpcore", "botocore", "aiobotocore"):
+        logging.getLogger(name).setLevel(logging.WARNING)

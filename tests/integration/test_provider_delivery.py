@@ -6,6 +6,7 @@ uncertain, or logged offline."""
 
 from __future__ import annotations
 
+import datetime as dt
 import pathlib
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -17,6 +18,7 @@ from tasks.core.db import Conn
 from tasks.domain import present
 from tasks.domain.models import User
 from tests.integration.test_fallback import breaker, events, final, schedule
+from tests.integration.test_rate_limits import max_in_window
 from tests.support import ses_standin
 from tests.support.sendgrid_standin import SendgridStandIn
 from tests.support.ses_standin import SesStandIn
@@ -96,6 +98,28 @@ def test_sent_through_sendgrid_with_its_id_on_the_email_its_timeline_and_its_jso
     assert kept.body["headers"]["Message-ID"] == email.message_id
     assert kept.body["custom_args"]["email_id"] == str(email.id)
     assert kept.body["personalizations"][0]["cc"] == [{"email": "carol@example.com"}]
+
+
+def test_the_rate_limit_of_an_api_transport_holds_at_the_request(
+    conn: Conn,
+    owner: User,
+    settings: Settings,
+    make_draft: Callable[..., Any],
+    sendgrid: SendgridStandIn,
+    api_env: dict[str, str],
+    workers: Any,
+) -> None:
+    """RATE_LIMITS names the API transport by its label like an SMTP one: 6 emails due at once,
+    3/2s, the requests SendGrid receives never more than 3 in any 2 s; none waits as an attempt."""
+    workers(extra_env=api_env | {"RATE_LIMITS": "sendgrid=3/2s"})
+    due = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=1)
+    batch = [schedule(conn, owner, settings, make_draft, send_at=due, subject=f"#{n}") for n in range(6)]
+
+    sent = [final(conn, email, "sent") for email in batch]
+
+    times = [a.at for a in sendgrid.accepted]
+    assert len(times) == 6 and max_in_window(times, 2.0) <= 3
+    assert {e.transport for e in sent} == {"sendgrid"} and {e.attempts for e in sent} == {1}
 
 
 def test_throttled_by_sendgrid_waits_its_retry_after_and_the_chain_falls_through_to_ses(
