@@ -101,6 +101,7 @@ async def send_email(context: JobContext, email_id: str) -> str:
         outcome=recorded.name,
         code=outcome.code,
         error=outcome.error,
+        provider_message_id=outcome.provider_message_id if isinstance(outcome, Sent) else None,
         duration_ms=round((time.perf_counter() - started) * 1000, 1),
     )
     return recorded.name

@@ -6,6 +6,7 @@ uncertain, or logged offline."""
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
 import pathlib
 from collections.abc import Callable, Iterator
@@ -85,7 +86,7 @@ def test_sent_through_sendgrid_with_its_id_on_the_email_its_timeline_and_its_jso
     api_env: dict[str, str],
     workers: Any,
 ) -> None:
-    workers(extra_env=api_env)
+    worker = workers(extra_env=api_env | {"LOG_LEVEL": "DEBUG"})
 
     email = final(conn, schedule(conn, owner, settings, make_draft, cc=["carol@example.com"]), "sent")
 
@@ -98,6 +99,9 @@ def test_sent_through_sendgrid_with_its_id_on_the_email_its_timeline_and_its_jso
     assert kept.body["headers"]["Message-ID"] == email.message_id
     assert kept.body["custom_args"]["email_id"] == str(email.id)
     assert kept.body["personalizations"][0]["cc"] == [{"email": "carol@example.com"}]
+    logged = worker.output()  # even at DEBUG: neither the API key nor the body
+    assert email.message_id in logged or str(email.id) in logged
+    assert sendgrid.api_key not in logged and email.body_text not in logged
 
 
 def test_the_rate_limit_of_an_api_transport_holds_at_the_request(
@@ -135,7 +139,7 @@ def test_throttled_by_sendgrid_waits_its_retry_after_and_the_chain_falls_through
     """429 is the provider's: retried (no sooner than its Retry-After, though the backoff is
     0.1 s), the breaker opens, and the retry goes to SES with our raw message."""
     sendgrid.then("throttle", retry_after=2)
-    workers(extra_env=api_env)
+    worker = workers(extra_env=api_env | {"LOG_LEVEL": "DEBUG"})
 
     email = final(conn, schedule(conn, owner, settings, make_draft), "sent")
 
@@ -150,6 +154,9 @@ def test_throttled_by_sendgrid_waits_its_retry_after_and_the_chain_falls_through
     assert (email.transport, email.attempts, email.provider_message_id) == ("ses", 2, kept.id)
     assert f"Message-ID: {email.message_id}" in kept.raw_data
     assert sendgrid.accepted == []
+    logged = worker.output()  # even at DEBUG: not the message (botocore's DEBUG has it, in base64)
+    assert kept.id in logged and email.body_text not in logged
+    assert base64.b64encode(kept.raw_data.encode())[:60].decode() not in logged
 
 
 @pytest.mark.parametrize("case", ["sendgrid 400", "sendgrid timeout after send", "ses refuses"])
