@@ -188,7 +188,7 @@ class SesTransport:
             botocore.parsers.ResponseParserError,
         ) as exc:
             # The request went out and no answer (none that can be read) came back: SES may have the message.
-            raise Uncertain(f"{self.name}: no answer to the request: {exc}") from exc
+            raise Uncertain(f"no answer from {self.name} once the request was sent: {exc}") from exc
         except botocore.exceptions.BotoCoreError as exc:
             # The rest happen before the request (the credentials' chain, the endpoint): nothing went out.
             raise Transient(f"{self.name}: {exc}", provider_fault=True) from exc
@@ -354,7 +354,9 @@ class SendgridTransport:
             ) from exc
         except httpx.TransportError as exc:
             # Read timeout, connection lost after the request: SendGrid may have it.
-            raise Uncertain(f"{self.name}: no answer to the request: {exc or type(exc).__name__}") from exc
+            raise Uncertain(
+                f"no answer from {self.name} once the request was sent: {exc or type(exc).__name__}"
+            ) from exc
         if response.is_success:  # 202 (200 only in SendGrid's sandbox mode, which we never ask for)
             message_id = response.headers.get("x-message-id")
             return Delivery(

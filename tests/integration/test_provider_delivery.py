@@ -191,6 +191,7 @@ def test_each_scripted_failure_gives_its_behaviour(
         assert email.last_error == ("SendGrid 400: The from address does not match a verified Sender Identity. (from)")
     elif case == "sendgrid timeout after send":
         assert email.status == "uncertain" and email.data_started_at is not None
+        assert (email.last_error or "").startswith("no answer from sendgrid://api.sendgrid.com once the request was")
         assert len(sendgrid.accepted) == 1 and ses.sent() == []
     else:
         assert email.status == "failed" and "MessageRejected" in (email.last_error or "")
