@@ -88,3 +88,20 @@ def test_the_alert_latency_benchmark_kills_the_workers_and_times_the_slack_messa
     summary = next(line for line in result.stdout.splitlines() if line.startswith("median"))
     measured = float(summary.split()[1])
     assert 1.5 - 0.1 <= measured <= 2.5 + 1.0, summary  # from STALLED_AFTER - HEARTBEAT to + INTERVAL, some slack
+
+
+def test_the_providers_benchmark_runs_and_prints_its_table() -> None:
+    """`python -m bench.providers`, small: each API transport's row filled, every email sent."""
+    result = subprocess.run(
+        [sys.executable, "-m", "bench.providers", "--emails", "20", "--runs", "1"],
+        cwd=ROOT,
+        env=os.environ | {"PYTHONPATH": str(ROOT)},
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    rows = {line.split("|")[1].strip(): line.split("|") for line in result.stdout.splitlines() if line.startswith("| ")}
+    for name in ("ses:// (moto server)", "sendgrid:// (stand-in)"):
+        assert float(rows[name][2]) > 0 and rows[name][6].strip() == "0", rows[name]
