@@ -53,8 +53,8 @@ def sg(sendgrid: SendgridStandIn) -> Iterator[SendgridStandIn]:
     assert sendgrid.violations == []  # every request matched SendGrid's documented schema
 
 
-def ses_transport(url: str, timeout: float = 2.0) -> providers.SesTransport:
-    spec = transports.parse_transport("ses://eu-west-1")
+def ses_transport(url: str, timeout: float = 2.0, entry: str = "ses://eu-west-1") -> providers.SesTransport:
+    spec = transports.parse_transport(entry)
     return providers.SesTransport(spec, name=spec.name, label="ses", timeout=timeout, pool_size=2, endpoint=url)
 
 
@@ -102,6 +102,18 @@ def test_ses_takes_our_raw_message_and_gives_its_message_id(aws: SesStandIn) -> 
     assert kept.source == SENDER
     assert sorted(kept.destinations[:3]) == ["bob@example.com", "carol@example.com", "secret@example.com"]
     assert asked == [True]
+
+
+def test_ses_sends_with_the_configuration_set_named_in_the_url(aws: SesStandIn) -> None:
+    """Where SES's event destinations are defined: the request names it."""
+    aws.client().create_configuration_set(ConfigurationSetName="events-1")
+
+    result, _, _ = send(ses_transport(aws.url, entry="ses://eu-west-1?configuration_set=events-1"))
+
+    assert isinstance(result, transports.Delivery), result
+    [request] = aws.requests
+    assert request["ConfigurationSetName"] == "events-1"
+    assert request["FromEmailAddress"] == SENDER and set(request["Content"]) == {"Raw"}
 
 
 @pytest.mark.parametrize(

@@ -48,6 +48,8 @@ class SesStandIn:
         self.script: collections.deque[dict[str, Any]] = collections.deque()
         #: Every request the front answered: (status, error code or "").
         self.answers: list[tuple[int, str]] = []
+        #: Every SendEmail request's body, as the client sent it (JSON).
+        self.requests: list[dict[str, Any]] = []
         self._release = threading.Event()
         #: Replies being held back now.
         self.held = 0
@@ -101,6 +103,7 @@ class SesStandIn:
         with self._lock:
             self.script.clear()
             self.answers.clear()
+            self.requests.clear()
         self._release.clear()
 
     def sent(self) -> list[Any]:
@@ -177,6 +180,7 @@ class SesStandIn:
                 step = None
                 if self.command == "POST" and self.path == "/v2/email/outbound-emails":
                     with standin._lock:
+                        standin.requests.append(json.loads(body))
                         step = standin.script.popleft() if standin.script else None
                 kind = step["kind"] if step else "pass"
                 extra = [("Retry-After", str(step["retry_after"]))] if step and "retry_after" in step else []
