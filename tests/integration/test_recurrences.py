@@ -16,7 +16,7 @@ from psycopg.rows import dict_row
 from tasks.core import config, errors
 from tasks.core.config import Settings
 from tasks.core.db import Conn
-from tasks.domain import audit, emails, orgs, recurrences
+from tasks.domain import audit, emails, orgs, recurrence_rules, recurrences
 from tasks.domain.models import User, in_org
 from tasks.domain.orgs import personal_scope
 from tasks.queue import occurrences
@@ -484,8 +484,13 @@ def test_occurrences_go_through_retries_and_rate_limits_as_one_off_mail(
     both on the timeline."""
     fast = {"RECURRENCE_TIME_SCALE": "20", "USER_RATE_LIMIT": "2/hour"}
     settings = config.load(env | fast)
-    create(conn, owner, settings, count=1, subject="first")
-    create(conn, owner, settings, count=1, subject="second")
+    # Created on the workers' clock (a rule minute is 3 s), not at the next real minute.
+    recurrence_rules.set_time_scale(20)
+    try:
+        create(conn, owner, settings, count=1, subject="first")
+        create(conn, owner, settings, count=1, subject="second")
+    finally:
+        recurrence_rules.set_time_scale(1)
     sink.data_replies.append("451 4.3.0 Try again later")
     workers(extra_env=fast)
 
