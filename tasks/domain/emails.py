@@ -19,7 +19,7 @@ from psycopg.types.json import Jsonb
 
 from tasks.core import db, errors
 from tasks.core.config import Settings
-from tasks.domain import audit, orgs, validation
+from tasks.domain import audit, orgs, suppression, validation
 from tasks.domain.models import Email, Event, Scope, Status, User
 from tasks.queue import jobs
 
@@ -87,6 +87,8 @@ def schedule(
     """
     if org_id is None:
         org_id = orgs.personal_org_id(conn, owner.id)
+    # A suppressed recipient: refused, naming it (one probe per address).
+    suppression.refuse_suppressed(conn, org_id, (("to", draft.to), ("cc", draft.cc), ("bcc", draft.bcc)))
     email_id = uuid.uuid4()
     request_hash = draft.request_hash()
     at = draft.send_at
@@ -107,6 +109,7 @@ def schedule(
         "message_id": f"<{email_id}@{settings.mail_domain}>",
         "idempotency_key": draft.idempotency_key,
         "request_hash": request_hash,
+        "list_unsubscribe": draft.list_unsubscribe,
         # The send job, as tasks.queue.jobs defers every one: only within the horizon.
         "job_queue": jobs.SEND_QUEUE,
         "job_task": jobs.SEND_TASK,
@@ -299,6 +302,8 @@ def edit(
             )
             if old != new
         )
+        if {"to", "cc", "bcc"} & set(changed):
+            suppression.refuse_suppressed(conn, email.org_id, (("to", draft.to), ("cc", draft.cc), ("bcc", draft.bcc)))
         if changed:
             row = db.one(
                 conn,

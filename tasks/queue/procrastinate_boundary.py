@@ -405,11 +405,11 @@ _SCHEDULE_EMAIL: LiteralString = """WITH job AS (
 ), inserted AS (
     INSERT INTO emails (id, org_id, owner_id, from_addr, reply_to, to_addrs, cc_addrs, bcc_addrs,
                         subject, body_text, body_html, send_at, send_tz, next_attempt_at,
-                        message_id, idempotency_key, request_hash, job_id)
+                        message_id, idempotency_key, request_hash, job_id, list_unsubscribe)
          VALUES (%(id)s, %(org_id)s, %(owner_id)s, %(from_addr)s, %(reply_to)s, %(to_addrs)s, %(cc_addrs)s,
                  %(bcc_addrs)s, %(subject)s, %(body_text)s, %(body_html)s, %(send_at)s,
                  %(send_tz)s, %(send_at)s, %(message_id)s, %(idempotency_key)s,
-                 %(request_hash)s, (SELECT id FROM job))
+                 %(request_hash)s, (SELECT id FROM job), %(list_unsubscribe)s)
     RETURNING *
 ), event AS (
     INSERT INTO email_events (org_id, email_id, kind, job_id, detail)
@@ -430,7 +430,11 @@ _FETCH_JOBS: LiteralString = """WITH fetched AS (
        SET status = 'sending', attempts = e.attempts + 1, waiting_reason = NULL, data_started_at = NULL
       FROM due d
      WHERE e.id = d.id AND e.status = 'scheduled' AND e.job_id = d.job_id
-    RETURNING e.*
+    RETURNING e.*,
+           (SELECT array_agg(s.address || ' (' || s.reason || ')' ORDER BY s.address)
+                   FROM suppressions s
+                  WHERE s.address = ANY(SELECT lower(r) FROM unnest(e.to_addrs || e.cc_addrs || e.bcc_addrs) r)
+                    AND (s.org_id = e.org_id OR s.org_id IS NULL)) AS suppressed
 ), event AS (
     INSERT INTO email_events (org_id, email_id, kind, job_id, detail)
     SELECT org_id, id, 'claimed', job_id,

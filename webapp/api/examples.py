@@ -76,6 +76,11 @@ EMAIL: dict[str, Any] = {
     "created_at": _CREATED,
     "updated_at": _CREATED,
     "sent_at": None,
+    "delivery": None,
+    "bounce_type": None,
+    "delivery_detail": None,
+    "delivery_at": None,
+    "list_unsubscribe": False,
 }
 _BODY = {"body_text": "Hi Ann", "body_html": None}
 _SCHEDULED_EVENT = {

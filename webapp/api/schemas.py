@@ -86,6 +86,19 @@ SCHEMAS: dict[str, Any] = {
             "created_at": {"type": "string", "format": "date-time"},
             "updated_at": {"type": "string", "format": "date-time"},
             "sent_at": nullable("string"),
+            "delivery": {
+                "type": ["string", "null"],
+                "enum": ["delivered", "deferred", "bounced", "complained", None],
+                "description": "Where it stands after the provider took it, from the provider's events (null: nothing"
+                " heard). It only moves up: deferred, delivered, bounced (soft, then hard), complained.",
+            },
+            "bounce_type": {"type": ["string", "null"], "enum": ["hard", "soft", None]},
+            "delivery_detail": nullable("string", description="The provider's diagnostic (a bounce's SMTP reply)."),
+            "delivery_at": nullable("string", description="When the provider says it happened."),
+            "list_unsubscribe": {
+                "type": "boolean",
+                "description": "Its message carries one-click unsubscribe (a batch's and a recurrence's always do).",
+            },
             "body_text": {"type": "string"},
             "body_html": nullable("string"),
             "events": {"type": "array", "items": ref("Event")},
@@ -126,6 +139,11 @@ SCHEMAS: dict[str, Any] = {
             "time_zone": nullable("string", description="IANA zone, e.g. Europe/Paris (default UTC)."),
             "send_now": {"type": "boolean"},
             "idempotency_key": nullable("string", description="Same as the Idempotency-Key header."),
+            "list_unsubscribe": {
+                "type": "boolean",
+                "description": "Carry one-click unsubscribe (List-Unsubscribe, RFC 8058) as a list's emails do; one"
+                " recipient only.",
+            },
         },
     },
     "EmailChanges": {

@@ -1,0 +1,100 @@
+"""``/api/v1/suppressions``: the organization's suppression list (and the operators' global
+one, read-only here): list and search, add, remove (admins; on the audit log), export and
+import as CSV."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Response, request
+
+from tasks.core import errors
+from tasks.domain import suppression
+from tasks.domain.orgs import Action
+from webapp import ext
+from webapp.api import bp, json_body
+from webapp.auth import require, signed_in_user
+
+ADD_FIELDS = frozenset({"address", "detail"})
+
+
+def _only(data: dict[str, Any], allowed: frozenset[str]) -> None:
+    for name in data:
+        if name not in allowed:
+            raise errors.ValidationError(f"{name}: unknown field", field=name)
+
+
+def _before(raw: str | None) -> int | None:
+    if raw is None:
+        return None
+    if not raw.isdigit() or len(raw) > 18:
+        raise errors.ValidationError("before: must be the next_before of the page before", field="before")
+    return int(raw)
+
+
+def _limit(raw: str | None) -> int:
+    if raw is None:
+        return suppression.PAGE
+    if not raw.isdigit() or not 1 <= int(raw) <= suppression.PAGE:
+        raise errors.ValidationError(f"limit: must be from 1 to {suppression.PAGE}", field="limit")
+    return int(raw)
+
+
+@bp.get("/suppressions")
+def list_suppressions() -> Any:
+    """The list, newest first, a page at a time; ``q`` searches the addresses."""
+    member = require(Action.READ)
+    q = request.args.get("q")
+    if q is not None and len(q) > 320:
+        raise errors.ValidationError("q: at most 320 characters", field="q")
+    limit = _limit(request.args.get("limit"))
+    page = suppression.entries(ext.conn(), member.org_id, q=q, before=_before(request.args.get("before")), limit=limit)
+    return {
+        "suppressions": [e.as_dict() for e in page],
+        "next_before": page[-1].id if len(page) == limit else None,
+    }
+
+
+@bp.post("/suppressions")
+def add_suppression() -> Any:
+    """Put an address on the organization's list (by hand)."""
+    member = require(Action.SEND)
+    data = json_body()
+    _only(data, ADD_FIELDS)
+    detail = data.get("detail", "")
+    if not isinstance(detail, str) or len(detail) > 500:
+        raise errors.ValidationError("detail: text of at most 500 characters", field="detail")
+    address = suppression.normalize(data.get("address"))
+    added = suppression.add(ext.conn(), member.org_id, address, detail=detail, actor_id=signed_in_user().id)
+    return {"address": address, "added": added}, 201 if added else 200
+
+
+@bp.delete("/suppressions/<path:address>")
+def remove_suppression(address: str) -> Any:
+    """Take an address off the organization's list (admins; on the audit log). The global list is the operators'."""
+    member = require(Action.ADMIN)
+    entry = suppression.remove(ext.conn(), member.org_id, address, actor_id=signed_in_user().id)
+    return {"removed": entry.as_dict()}
+
+
+@bp.get("/suppressions/export.csv")
+def export_suppressions() -> Any:
+    """The whole list (the organization's and the global one) as CSV."""
+    member = require(Action.READ)
+    conn = ext.conn()
+    lines = suppression.export_csv(conn, member.org_id)
+    return Response(
+        "".join(lines),
+        mimetype="text/csv",
+        headers={"Content-Disposition": 'attachment; filename="suppressions.csv"'},
+    )
+
+
+@bp.post("/suppressions/import")
+def import_suppressions() -> Any:
+    """Add the addresses of a CSV (an ``address`` or ``email`` column, else the first); bad lines are listed."""
+    member = require(Action.SEND)
+    data = json_body()
+    _only(data, frozenset({"csv"}))
+    done = suppression.import_csv(ext.conn(), member.org_id, data.get("csv"), actor_id=signed_in_user().id)
+    return {"added": done.added, "already": done.already, "rejected": done.rejected}
