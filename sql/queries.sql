@@ -1355,6 +1355,10 @@ SELECT id, org_id, address, reason, detail, email_id, created_at
  ORDER BY id DESC
  LIMIT %(limit)s;
 
--- email_org --
--- The organization of an email named by a signed unsubscribe link (the owner of the tables reads it).
-SELECT org_id FROM emails WHERE id = %(id)s;
+-- email_recipient --
+-- The organization and the one recipient of an email named by a signed unsubscribe link
+-- (read by the owner of the tables; NULL address: not one recipient, no link).
+SELECT org_id,
+       CASE WHEN cardinality(to_addrs) + cardinality(cc_addrs) + cardinality(bcc_addrs) = 1
+            THEN lower((to_addrs || cc_addrs || bcc_addrs)[1]) END AS address
+  FROM emails WHERE id = %(id)s;

@@ -36,6 +36,7 @@ import re
 import threading
 import time
 import urllib.parse
+import uuid
 from collections.abc import Callable
 from typing import Any
 
@@ -52,7 +53,7 @@ from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
 from tasks.core import db, errors, live
 from tasks.domain import feedback, suppression
-from tasks.domain.unsubscribe import Links, Target
+from tasks.domain.unsubscribe import Links
 from webapp import ext
 from webapp.errors import error_response
 
@@ -344,42 +345,41 @@ def links() -> Links:
     return Links(settings.public_url, settings.secret_key)
 
 
-def _target(token: str) -> tuple[Target, int]:
-    """The link's email and address, and the email's organization; 404 for a link that is not
+def _target(token: str) -> tuple[uuid.UUID, int, str]:
+    """The link's email, its organization and its one recipient; 404 for a link that is not
     ours (altered, or signed with another key) or whose email is gone."""
-    target = links().read(token)
-    if target is None:
+    email_id = links().read(token)
+    if email_id is None:
         abort(404)
-    row = db.one(ext.operator_conn(), "email_org", id=target.email_id)
-    if row is None:
+    row = db.one(ext.operator_conn(), "email_recipient", id=email_id)
+    if row is None or not row["address"]:
         abort(404)
-    return target, int(row["org_id"])
+    return email_id, int(row["org_id"]), str(row["address"])
 
 
 @bp.get("/u/<token>")
 def unsubscribe_page(token: str) -> Any:
     """Ask to confirm (a mail client's link preview must not unsubscribe anyone)."""
-    target, _ = _target(token)
-    return render_template("unsubscribe.html", address=target.address, token=token, done=False)
+    _, _, address = _target(token)
+    return render_template("unsubscribe.html", address=address, token=token, done=False)
 
 
 @bp.post("/u/<token>")
 def unsubscribe(token: str) -> Any:
     """Suppress the link's address for the email's organization at once (again: no change)."""
-    target, org_id = _target(token)
+    email_id, org_id, address = _target(token)
     conn = ext.operator_conn()
     try:
         with conn.transaction():
             added = suppression.add(
-                conn, org_id, target.address, reason="unsubscribe", detail="one-click unsubscribe link",
-                email_id=target.email_id,
-            )  # fmt: skip
+                conn, org_id, address, reason="unsubscribe", detail="one-click unsubscribe link", email_id=email_id
+            )
             if added:
-                detail = Jsonb({"source": "link", "recipient": target.address})
-                db.run(conn, "insert_event", email_id=target.email_id, kind="unsubscribed", job_id=None, detail=detail)
+                detail = Jsonb({"source": "link", "recipient": address})
+                db.run(conn, "insert_event", email_id=email_id, kind="unsubscribed", job_id=None, detail=detail)
     except errors.ValidationError:
         abort(404)
-    log.info("unsubscribed", email_id=str(target.email_id), new=added)
+    log.info("unsubscribed", email_id=str(email_id), new=added)
     if request.form.get("List-Unsubscribe") == "One-Click" or not request.accept_mimetypes.accept_html:
         return {"unsubscribed": True}
-    return render_template("unsubscribe.html", address=target.address, token=token, done=True)
+    return render_template("unsubscribe.html", address=address, token=token, done=True)

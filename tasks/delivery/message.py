@@ -70,7 +70,7 @@ def unsubscribe_url(email_row: Email, links: Links | None) -> str | None:
     recipients = email_row.recipients
     if links is None or not email_row.unsubscribable or len(recipients) != 1:
         return None
-    return links.url(email_row.id, recipients[0])
+    return links.url(email_row.id)
 
 
 def _unsubscribe_headers(msg: Message, link: str | None) -> None:

@@ -2,16 +2,16 @@
 
 The messages of a batch and of a recurrence (and a one-off email that asks for it),
 when they have one recipient, carry ``List-Unsubscribe: <PUBLIC_URL/u/TOKEN>`` and
-``List-Unsubscribe-Post: List-Unsubscribe=One-Click``. ``TOKEN`` names the email and
-its recipient, signed with ``SECRET_KEY`` (HMAC-SHA256, itsdangerous): it cannot be
-guessed or altered, and it is the only thing the link needs, so a POST to it
-suppresses the address at once, without a sign-in (webapp/feedback.py). A link used
-again changes nothing more. Without ``PUBLIC_URL`` no message carries the headers.
+``List-Unsubscribe-Post: List-Unsubscribe=One-Click``. ``TOKEN`` names the email (whose
+one recipient is the address), signed with ``SECRET_KEY`` (HMAC-SHA256, itsdangerous):
+it cannot be guessed or altered, and it is the only thing the link needs, so a POST to
+it suppresses the address at once, without a sign-in (webapp/feedback.py). The address
+itself is not in the link. A link used again changes nothing more. Without
+``PUBLIC_URL`` no message carries the headers.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import uuid
 
@@ -20,14 +20,6 @@ import itsdangerous
 #: Keeps these signatures apart from every other use of SECRET_KEY (sessions, invitations).
 SALT = "reachdbox.unsubscribe"
 PATH = "/u/"
-
-
-@dataclasses.dataclass(frozen=True)
-class Target:
-    """Who a link unsubscribes: the recipient of one email."""
-
-    email_id: uuid.UUID
-    address: str
 
 
 class Links:
@@ -39,23 +31,23 @@ class Links:
             secret_key, salt=SALT, signer_kwargs={"digest_method": hashlib.sha256}
         )
 
-    def token(self, email_id: uuid.UUID, address: str) -> str:
-        """Sign the email and its recipient."""
-        return self._serializer.dumps([str(email_id), address.lower()])
+    def token(self, email_id: uuid.UUID) -> str:
+        """Sign the email's id."""
+        return self._serializer.dumps(email_id.hex)
 
-    def url(self, email_id: uuid.UUID, address: str) -> str:
+    def url(self, email_id: uuid.UUID) -> str:
         """The link a message carries (``PUBLIC_URL/u/TOKEN``)."""
-        return f"{self.public_url}{PATH}{self.token(email_id, address)}"
+        return f"{self.public_url}{PATH}{self.token(email_id)}"
 
-    def read(self, token: str) -> Target | None:
-        """The link's email and recipient; None if the token is not one of ours, or was altered."""
+    def read(self, token: str) -> uuid.UUID | None:
+        """The link's email; None if the token is not one of ours, or was altered."""
         try:
             value = self._serializer.loads(token)
         except itsdangerous.BadData:
             return None
-        if not (isinstance(value, list) and len(value) == 2 and all(isinstance(v, str) for v in value)):
+        if not isinstance(value, str):
             return None
         try:
-            return Target(email_id=uuid.UUID(value[0]), address=value[1])
+            return uuid.UUID(hex=value)
         except ValueError:
             return None

@@ -319,7 +319,9 @@ def test_ses_bounces_and_complaints_through_sns_are_verified_and_taken(
             "bounceType": "Permanent",
             "bounceSubType": "General",
             "timestamp": "2026-01-02T03:04:06.000Z",
-            "bouncedRecipients": [{"emailAddress": "bob@example.com", "diagnosticCode": "smtp; 550 5.1.1 no such user"}],
+            "bouncedRecipients": [
+                {"emailAddress": "bob@example.com", "diagnosticCode": "smtp; 550 5.1.1 no such user"}
+            ],
         },
     )
     response = post_sns(client, sns.sign(sns_message(bounce), version))
@@ -398,7 +400,9 @@ def test_in_production_only_https_sns_hosts_are_trusted(
 
     application = make_app(web_env | {"APP_ENV": "development", "SES_SNS_TOPIC_ARNS": TOPIC})
     with application.test_request_context("/feedback/ses"):
-        assert feedback._sns_url("https://sns.eu-west-1.amazonaws.com/SimpleNotificationService-a.pem", "SigningCertURL")
+        assert feedback._sns_url(
+            "https://sns.eu-west-1.amazonaws.com/SimpleNotificationService-a.pem", "SigningCertURL"
+        )
         for bad in (
             "http://sns.eu-west-1.amazonaws.com/SimpleNotificationService-a.pem",
             "https://sns.eu-west-1.amazonaws.com.evil.example/a.pem",
@@ -414,7 +418,9 @@ def test_in_production_only_https_sns_hosts_are_trusted(
 # --- The generic endpoint (Standard Webhooks).
 
 
-def post_webhook(client: FlaskClient, payload: dict[str, Any], *, secret: str = WEBHOOK_SECRET, msg_id: str = "") -> Any:
+def post_webhook(
+    client: FlaskClient, payload: dict[str, Any], *, secret: str = WEBHOOK_SECRET, msg_id: str = ""
+) -> Any:
     msg_id = msg_id or f"msg_{uuid.uuid4().hex}"
     body = json.dumps(payload)
     now = dt.datetime.now(dt.UTC)

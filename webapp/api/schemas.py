@@ -339,6 +339,86 @@ SCHEMAS: dict[str, Any] = {
             "rate_limit": {"type": "string", "description": "Its provider's limits, e.g. 20/10s,500/hour."},
         },
     },
+    "Suppression": {
+        "type": "object",
+        "required": ["address", "reason", "detail", "list", "email_id", "created_at"],
+        "properties": {
+            "address": {"type": "string", "description": "Lower-cased."},
+            "reason": {"type": "string", "enum": ["hard_bounce", "complaint", "unsubscribe", "manual", "import"]},
+            "detail": {"type": "string", "description": "The provider's diagnostic, or a member's note."},
+            "list": {
+                "type": "string",
+                "enum": ["organization", "global"],
+                "description": "The organization's own list, or the operators' global one (read-only here).",
+            },
+            "email_id": nullable("string", description="The email whose bounce, complaint or link put it there."),
+            "created_at": {"type": "string", "format": "date-time"},
+        },
+    },
+    "SuppressionList": {
+        "type": "object",
+        "required": ["suppressions", "next_before"],
+        "properties": {
+            "suppressions": {"type": "array", "items": ref("Suppression")},
+            "next_before": nullable("integer", description="Pass as ?before= for the next (older) page."),
+        },
+    },
+    "NewSuppression": {
+        "type": "object",
+        "additionalProperties": False,
+        "required": ["address"],
+        "properties": {
+            "address": {"type": "string", "format": "email"},
+            "detail": {"type": "string", "maxLength": 500, "description": "A note for the others."},
+        },
+    },
+    "SuppressionAdded": {
+        "type": "object",
+        "required": ["address", "added"],
+        "properties": {
+            "address": {"type": "string"},
+            "added": {"type": "boolean", "description": "false: it was on the list already."},
+        },
+    },
+    "SuppressionRemoved": {
+        "type": "object",
+        "required": ["address", "removed"],
+        "properties": {
+            "address": {"type": "string"},
+            "removed": {"type": "boolean", "description": "false: it was not on the organization's list."},
+        },
+    },
+    "SuppressionImport": {
+        "type": "object",
+        "additionalProperties": False,
+        "required": ["csv"],
+        "properties": {
+            "csv": {
+                "type": "string",
+                "description": "CSV text: an address or email column (else the first one); at most 100,000 lines.",
+            }
+        },
+    },
+    "SuppressionImported": {
+        "type": "object",
+        "required": ["added", "already", "rejected"],
+        "properties": {
+            "added": {"type": "integer"},
+            "already": {"type": "integer", "description": "On the list before."},
+            "rejected": {
+                "type": "array",
+                "items": {
+                    "type": "object",
+                    "required": ["line", "value", "reason"],
+                    "properties": {
+                        "line": {"type": "integer"},
+                        "value": {"type": "string"},
+                        "reason": {"type": "string"},
+                    },
+                },
+            },
+        },
+    },
     "AuditLog": {
         "type": "object",
         "required": ["entries"],

@@ -42,8 +42,17 @@ def _limit(raw: str | None) -> int:
 
 @bp.get("/suppressions")
 def list_suppressions() -> Any:
-    """The list, newest first, a page at a time; ``q`` searches the addresses."""
+    """The list, newest first, a page at a time; ``q`` searches the addresses; ``format=csv``: all of it as CSV."""
     member = require(Action.READ)
+    fmt = request.args.get("format", "json")
+    if fmt not in ("json", "csv"):
+        raise errors.ValidationError("format: must be json or csv", field="format")
+    if fmt == "csv":
+        return Response(
+            "".join(suppression.export_csv(ext.conn(), member.org_id)),
+            mimetype="text/csv",
+            headers={"Content-Disposition": 'attachment; filename="suppressions.csv"'},
+        )
     q = request.args.get("q")
     if q is not None and len(q) > 320:
         raise errors.ValidationError("q: at most 320 characters", field="q")
@@ -57,7 +66,7 @@ def list_suppressions() -> Any:
 
 @bp.post("/suppressions")
 def add_suppression() -> Any:
-    """Put an address on the organization's list (by hand)."""
+    """Put an address on the organization's list (by hand); one already there is left as it is."""
     member = require(Action.SEND)
     data = json_body()
     _only(data, ADD_FIELDS)
@@ -66,28 +75,20 @@ def add_suppression() -> Any:
         raise errors.ValidationError("detail: text of at most 500 characters", field="detail")
     address = suppression.normalize(data.get("address"))
     added = suppression.add(ext.conn(), member.org_id, address, detail=detail, actor_id=signed_in_user().id)
-    return {"address": address, "added": added}, 201 if added else 200
+    return {"address": address, "added": added}
 
 
 @bp.delete("/suppressions/<path:address>")
 def remove_suppression(address: str) -> Any:
-    """Take an address off the organization's list (admins; on the audit log). The global list is the operators'."""
+    """Take an address off the organization's list (admins; on the audit log); one not there: nothing.
+    The global list is the operators'."""
     member = require(Action.ADMIN)
-    entry = suppression.remove(ext.conn(), member.org_id, address, actor_id=signed_in_user().id)
-    return {"removed": entry.as_dict()}
-
-
-@bp.get("/suppressions/export.csv")
-def export_suppressions() -> Any:
-    """The whole list (the organization's and the global one) as CSV."""
-    member = require(Action.READ)
-    conn = ext.conn()
-    lines = suppression.export_csv(conn, member.org_id)
-    return Response(
-        "".join(lines),
-        mimetype="text/csv",
-        headers={"Content-Disposition": 'attachment; filename="suppressions.csv"'},
-    )
+    normalized = suppression.normalize(address)
+    try:
+        suppression.remove(ext.conn(), member.org_id, normalized, actor_id=signed_in_user().id)
+    except errors.NotFound:
+        return {"address": normalized, "removed": False}
+    return {"address": normalized, "removed": True}
 
 
 @bp.post("/suppressions/import")
