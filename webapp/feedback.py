@@ -31,6 +31,7 @@ from __future__ import annotations
 import base64
 import binascii
 import datetime as dt
+import functools
 import json
 import re
 import threading
@@ -114,6 +115,7 @@ def verify_sendgrid(public_key: str, body: bytes, signature: str | None, timesta
         raise Refused(403, "the signature does not match the body") from None
 
 
+@functools.lru_cache(maxsize=4)
 def _sendgrid_key(raw: str) -> ec.EllipticCurvePublicKey:
     if raw.startswith("-----BEGIN"):
         key = serialization.load_pem_public_key(raw.encode())

@@ -444,3 +444,55 @@ def test_a_relay_posts_signed_events_to_the_generic_endpoint(client: FlaskClient
     invalid = post_webhook(client, {"type": "email.opened", "data": {"recipient": "bob@example.com"}})
     assert invalid.status_code == 422
     assert state(conn, sent) == ("bounced", "soft", None)
+
+
+# --- Where it shows: the dashboard (badge, filter), the API, live status.
+
+
+def test_the_delivery_state_shows_on_the_dashboard_in_the_api_and_live(
+    client: FlaskClient,
+    conn: Conn,
+    sendgrid_key: ec.EllipticCurvePrivateKey,
+    sign_in: Callable[..., User],
+    settings: Settings,
+    make_draft: Callable[..., Any],
+    web_env: dict[str, str],
+) -> None:
+    import redis
+
+    from tasks.core import live
+    from tasks.domain import orgs, tokens
+
+    user = sign_in(client, "alice@example.com")
+    org_id = orgs.personal_org_id(conn, user.id)
+    bounced, quiet = (
+        emails.schedule(conn, owner=user, draft=make_draft(subject=s), settings=settings, org_id=org_id)[0]
+        for s in ("Bounced one", "Quiet one")
+    )
+    listener = redis.Redis.from_url(web_env["REDIS_URL"]).pubsub()
+    listener.subscribe(live.channel(web_env["REDIS_PREFIX"], org_id))
+    listener.get_message(timeout=2)  # the subscription's confirmation
+
+    post_sendgrid(client, sendgrid_key, [sg("bounce", bounced, type="bounce", reason="550 gone")])
+
+    pushed = listener.get_message(timeout=5)
+    assert pushed is not None
+    change = json.loads(pushed["data"])
+    assert (change["email_id"], change["status"], change["delivery"], change["bounce_type"]) == (
+        str(bounced.id), "scheduled", "bounced", "hard",
+    )  # fmt: skip
+    listener.close()
+    page = client.get("/?view=all&delivery=bounced").get_data(as_text=True)
+    assert "Bounced one" in page and "Quiet one" not in page
+    assert "badge-delivery-bounced" in page
+    detail = client.get(f"/emails/{bounced.id}").get_data(as_text=True)
+    assert "550 gone" in detail
+    token = tokens.create(conn, user, "t", org_id=org_id)[1]
+    api = client.get("/api/v1/emails?delivery=bounced", headers={"Authorization": f"Bearer {token}"}).get_json()
+    [shown] = api["emails"]
+    assert (shown["id"], shown["delivery"], shown["bounce_type"], shown["delivery_detail"]) == (
+        str(bounced.id), "bounced", "hard", "550 gone",
+    )  # fmt: skip
+    refused = client.get("/api/v1/emails?delivery=lost", headers={"Authorization": f"Bearer {token}"})
+    assert refused.status_code == 422 and refused.get_json()["error"]["field"] == "delivery"
+    assert quiet.delivery is None
