@@ -28,7 +28,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from bench.web_support import bench_env, gunicorn, median, scratch_database, table
 from tasks.core import db
-from tasks.domain import emails
+from tasks.domain import emails, orgs
 
 queries = db.load_queries(pathlib.Path(__file__).with_name("queries.sql"))
 DOMAIN = "bench.localhost"
@@ -103,7 +103,7 @@ def main() -> None:
     with scratch_database() as database_url:
         with db.connect(database_url) as conn:
             owner = emails.ensure_user(conn, email="bench@example.com", name="Bench")
-            emails.orgs.personal_org_id(conn, owner.id)
+            orgs.personal_org_id(conn, owner.id)
             plans: dict[str, list[list[tuple[bytes, dict[str, str]]]]] = {}
             for name, per_request, count in SHAPES:
                 plans[name] = []
@@ -120,9 +120,8 @@ def main() -> None:
         with gunicorn(env) as url:
             for name, per_request, count in SHAPES:
                 rates = [one_run(url, plan, args.clients, per_request * count) for plan in plans[name]]
-                rows.append(
-                    [name, per_request, per_request * count, f"{median(rates):,.0f}", " ".join(f"{r:,.0f}" for r in rates)]
-                )
+                each = " ".join(f"{r:,.0f}" for r in rates)
+                rows.append([name, per_request, per_request * count, f"{median(rates):,.0f}", each])
     print(
         table(
             f"Event ingestion, one web process (gunicorn, 1 worker), {args.clients} clients",

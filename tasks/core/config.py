@@ -753,8 +753,9 @@ class Settings:
     feedback_max_age: float = setting(
         "300",
         seconds(30, 3600),
-        "Seconds a signed event's timestamp may be away from now (SendGrid's and the generic endpoint's;"
-        " SNS messages get an hour, as AWS signs them): an older or later one is refused (403) as a replay.",
+        "Seconds a SendGrid event request's signed timestamp may be away from now: an older or later one is"
+        " refused (403) as a replay. (SNS messages get an hour; the generic endpoint, Standard Webhooks' five"
+        " minutes.)",
     )
     web_bind: str = setting("127.0.0.1:8000", text, "Where gunicorn listens (`gunicorn.conf.py`).")
     web_workers: int = setting("2", integer(1, 256), "gunicorn's worker processes.")

@@ -19,7 +19,7 @@ from flask.testing import FlaskClient
 
 from tasks.core.config import Settings
 from tasks.core.db import Conn
-from tasks.domain import audit, emails, models, suppression, tokens
+from tasks.domain import audit, emails, models, orgs, suppression, tokens
 from tasks.domain.models import Email, User
 from tests.support.openapi_check import check
 from tests.support.procs import wait_until
@@ -59,7 +59,7 @@ def final(conn: Conn, email_id: Any, *statuses: str) -> Email:
 
 def test_scheduling_to_a_suppressed_address_is_refused_naming_it(client: FlaskClient, conn: Conn, owner: User) -> None:
     headers = bearer(conn, owner)
-    org_id = emails.orgs.personal_org_id(conn, owner.id)
+    org_id = orgs.personal_org_id(conn, owner.id)
     suppression.add(conn, org_id, "Bob@Example.com", reason="complaint")
     body = {"to": ["ann@example.com"], "cc": ["bob@example.com"], "subject": "Hi", "body_text": "x", "send_now": True}
 
@@ -78,7 +78,7 @@ def test_scheduling_to_a_suppressed_address_is_refused_naming_it(client: FlaskCl
 
 def test_a_batch_leaves_suppressed_recipients_out_and_lists_them(client: FlaskClient, conn: Conn, owner: User) -> None:
     headers = bearer(conn, owner)
-    org_id = emails.orgs.personal_org_id(conn, owner.id)
+    org_id = orgs.personal_org_id(conn, owner.id)
     suppression.add(conn, org_id, "bob@example.com", reason="hard_bounce")
     batch = {"addresses": "ann@example.com\nBOB@example.com\ncarol@example.com", "subject": "Hi", "body_text": "x"}
 
@@ -173,7 +173,7 @@ def test_a_one_off_email_carries_the_link_only_when_it_asks(
 
 def test_the_list_through_the_api_search_export_remove_import(client: FlaskClient, conn: Conn, owner: User) -> None:
     headers = bearer(conn, owner)
-    org_id = emails.orgs.personal_org_id(conn, owner.id)
+    org_id = orgs.personal_org_id(conn, owner.id)
     for address in ("ann@example.com", "bob@example.com", "=cmd@example.com"):
         added = call(client, "POST", "/api/v1/suppressions", "/suppressions", headers, json={"address": address})
         assert added.get_json() == {"address": address, "added": True}
