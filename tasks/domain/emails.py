@@ -87,8 +87,6 @@ def schedule(
     """
     if org_id is None:
         org_id = orgs.personal_org_id(conn, owner.id)
-    # A suppressed recipient: refused, naming it (one probe per address).
-    suppression.refuse_suppressed(conn, org_id, (("to", draft.to), ("cc", draft.cc), ("bcc", draft.bcc)))
     email_id = uuid.uuid4()
     request_hash = draft.request_hash()
     at = draft.send_at
@@ -110,6 +108,8 @@ def schedule(
         "idempotency_key": draft.idempotency_key,
         "request_hash": request_hash,
         "list_unsubscribe": draft.list_unsubscribe,
+        # A suppressed recipient: nothing is written, and the refusal names it (the same statement).
+        "recipients": sorted({a.lower() for a in (*draft.to, *draft.cc, *draft.bcc)}),
         # The send job, as tasks.queue.jobs defers every one: only within the horizon.
         "job_queue": jobs.SEND_QUEUE,
         "job_task": jobs.SEND_TASK,
@@ -134,6 +134,8 @@ def schedule(
         # The key was used first (by an earlier request or a concurrent one): nothing was written.
         return _existing(conn, org_id, owner, draft, request_hash), False
     assert row is not None
+    if row["blocked"]:
+        raise suppression.refusal((("to", draft.to), ("cc", draft.cc), ("bcc", draft.bcc)), row["blocked"])
     return Email.from_row(row), True
 
 

@@ -93,17 +93,23 @@ def suppressed_among(conn: db.Conn, org_id: int, addresses: Iterable[str]) -> di
 def refuse_suppressed(conn: db.Conn, org_id: int, fields: Sequence[tuple[str, Sequence[str]]]) -> None:
     """Raise ``ValidationError`` (422) naming the first suppressed recipient of ``fields`` ((name, addresses))."""
     found = suppressed_among(conn, org_id, [a for _, addresses in fields for a in addresses])
-    if not found:
-        return
+    if found:
+        raise refusal(fields, found)
+
+
+def refusal(fields: Sequence[tuple[str, Sequence[str]]], found: dict[str, str]) -> errors.ValidationError:
+    """The 422 that names the first of ``fields``' recipients on a list (``found``: address -> reason)."""
     for field, addresses in fields:
         for address in addresses:
             reason = found.get(address.lower())
             if reason is not None:
-                raise errors.ValidationError(
+                return errors.ValidationError(
                     f"{field}: {address} is on the suppression list ({REASON_TEXT.get(reason, reason)}); "
                     "remove it from the list first to send to it",
                     field=field,
                 )
+    address, reason = next(iter(found.items()))
+    return errors.ValidationError(f"to: {address} is on the suppression list ({reason})", field="to")
 
 
 def add(

@@ -396,26 +396,31 @@ SELECT id FROM moved;"""
 
 _ENDS_THE_JOB = ("procrastinate_jobs.id", "procrastinate_jobs.status")
 
-_SCHEDULE_EMAIL: LiteralString = """WITH job AS (
+_SCHEDULE_EMAIL: LiteralString = """WITH blocked AS (
+    SELECT address, reason FROM suppressions
+     WHERE address = ANY(%(recipients)s::text[]) AND (org_id = %(org_id)s OR org_id IS NULL)
+), job AS (
     SELECT (procrastinate_defer_jobs_v1(ARRAY[ROW(
                %(job_queue)s::varchar, %(job_task)s::varchar, 0, NULL::text, NULL::text,
                jsonb_build_object('email_id', %(id)s::text), %(job_at)s::timestamptz
            )::procrastinate_job_to_defer_v1]))[1] AS id
-     WHERE %(job_at)s::timestamptz IS NOT NULL
+     WHERE %(job_at)s::timestamptz IS NOT NULL AND NOT EXISTS (SELECT FROM blocked)
 ), inserted AS (
     INSERT INTO emails (id, org_id, owner_id, from_addr, reply_to, to_addrs, cc_addrs, bcc_addrs,
                         subject, body_text, body_html, send_at, send_tz, next_attempt_at,
                         message_id, idempotency_key, request_hash, job_id, list_unsubscribe)
-         VALUES (%(id)s, %(org_id)s, %(owner_id)s, %(from_addr)s, %(reply_to)s, %(to_addrs)s, %(cc_addrs)s,
-                 %(bcc_addrs)s, %(subject)s, %(body_text)s, %(body_html)s, %(send_at)s,
-                 %(send_tz)s, %(send_at)s, %(message_id)s, %(idempotency_key)s,
-                 %(request_hash)s, (SELECT id FROM job), %(list_unsubscribe)s)
+    SELECT %(id)s, %(org_id)s, %(owner_id)s, %(from_addr)s, %(reply_to)s, %(to_addrs)s, %(cc_addrs)s,
+           %(bcc_addrs)s, %(subject)s, %(body_text)s, %(body_html)s, %(send_at)s,
+           %(send_tz)s, %(send_at)s, %(message_id)s, %(idempotency_key)s,
+           %(request_hash)s, (SELECT id FROM job), %(list_unsubscribe)s
+     WHERE NOT EXISTS (SELECT FROM blocked)
     RETURNING *
 ), event AS (
     INSERT INTO email_events (org_id, email_id, kind, job_id, detail)
     SELECT org_id, id, 'scheduled', job_id, %(detail)s FROM inserted
 )
-SELECT * FROM inserted;"""
+SELECT i.*, (SELECT jsonb_object_agg(address, reason) FROM blocked) AS blocked
+  FROM (SELECT) one LEFT JOIN inserted i ON true;"""
 
 _FETCH_JOBS: LiteralString = """WITH fetched AS (
     SELECT * FROM reach_fetch_jobs(%(queues)s::varchar[], %(worker_id)s, %(limit)s)

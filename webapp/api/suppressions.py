@@ -78,7 +78,7 @@ def add_suppression() -> Any:
     return {"address": address, "added": added}
 
 
-@bp.delete("/suppressions/<path:address>")
+@bp.delete("/suppressions/<address>")
 def remove_suppression(address: str) -> Any:
     """Take an address off the organization's list (admins; on the audit log); one not there: nothing.
     The global list is the operators'."""
