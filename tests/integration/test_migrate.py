@@ -47,6 +47,7 @@ def empty_db() -> Iterator[str]:
     yield _server_url(name)
     _admin(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
 
+
 #: The delivery state's columns of an email (0019), none until a provider says something.
 DELIVERY_COLUMNS = ("delivery", "delivery_at", "bounce_type", "delivery_detail", "list_unsubscribe")
 
