@@ -1362,3 +1362,7 @@ SELECT org_id,
        CASE WHEN cardinality(to_addrs) + cardinality(cc_addrs) + cardinality(bcc_addrs) = 1
             THEN lower((to_addrs || cc_addrs || bcc_addrs)[1]) END AS address
   FROM emails WHERE id = %(id)s;
+
+-- prune_feedback_seen --
+-- Forget the providers' event ids older than ``before`` (`prune`): redeliveries come within hours.
+DELETE FROM feedback_seen WHERE at < %(before)s;

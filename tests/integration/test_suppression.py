@@ -225,3 +225,20 @@ def test_the_web_role_sees_its_organizations_list_and_the_global_one_only(conn: 
                 "INSERT INTO suppressions (org_id, address, reason) VALUES (%s, 'x@example.com', 'manual')", (theirs,)
             )
     assert seen == {"a@example.com", "c@example.com"}
+
+
+def test_operators_keep_the_global_list_from_the_cli(env: dict[str, str], conn: Conn) -> None:
+    from tests.support.procs import run_cli
+
+    added = run_cli(env, "suppression", "add", "Spam@Trap.example", "--detail", "known trap")
+    again = run_cli(env, "suppression", "add", "spam@trap.example")
+    listed = run_cli(env, "suppression", "list")
+    bad = run_cli(env, "suppression", "add", "not-an-address")
+
+    assert (added.returncode, added.stdout.strip()) == (0, "added: spam@trap.example")
+    assert again.stdout.strip() == "already on the list: spam@trap.example"
+    assert listed.stdout.startswith("spam@trap.example\tmanual\t") and "known trap" in listed.stdout
+    assert bad.returncode == 2 and "address: not a valid email address" in bad.stderr
+    assert conn.execute("SELECT org_id FROM suppressions").fetchall() == [{"org_id": None}]
+    removed = run_cli(env, "suppression", "remove", "spam@trap.example")
+    assert removed.returncode == 0 and conn.execute("SELECT count(*) AS n FROM suppressions").fetchone()["n"] == 0
