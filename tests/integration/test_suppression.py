@@ -242,3 +242,30 @@ def test_operators_keep_the_global_list_from_the_cli(env: dict[str, str], conn: 
     assert conn.execute("SELECT org_id FROM suppressions").fetchall() == [{"org_id": None}]
     removed = run_cli(env, "suppression", "remove", "spam@trap.example")
     assert removed.returncode == 0 and conn.execute("SELECT count(*) AS n FROM suppressions").fetchone()["n"] == 0
+
+
+def test_the_list_on_the_dashboard_add_search_import_export_remove(
+    client: FlaskClient, conn: Conn, sign_in: Callable[..., User]
+) -> None:
+    import io
+
+    from tests.support.web import csrf_token
+
+    user = sign_in(client, "alice@example.com")
+    org_id = orgs.personal_org_id(conn, user.id)
+    token = csrf_token(client, "/suppressions/")
+    assert client.post("/suppressions/add", data={"address": "Ann@Example.com"}).status_code == 403  # no CSRF token
+    client.post("/suppressions/add", data={"address": "Ann@Example.com", "csrf_token": token})
+    upload = (io.BytesIO(b"address\nbob@example.com\n<script>@x\n"), "list.csv")
+    client.post("/suppressions/import", data={"file": upload, "csrf_token": token}, content_type="multipart/form-data")
+    assert {e.address for e in suppression.entries(conn, org_id)} == {"ann@example.com", "bob@example.com"}
+
+    page = client.get("/suppressions/?q=bob").get_data(as_text=True)
+    assert 'data-address="bob@example.com"' in page and 'data-address="ann@example.com"' not in page
+    exported = client.get("/suppressions/export.csv").get_data(as_text=True)
+    assert exported.count("\n") == 3
+    client.post("/suppressions/remove", data={"address": "ann@example.com", "csrf_token": token})
+    assert [e.address for e in suppression.entries(conn, org_id)] == ["bob@example.com"]
+    assert [e.action for e in audit.entries(conn, org_id)][:3] == [
+        "suppression.remove", "suppression.import", "suppression.add",
+    ]  # fmt: skip
