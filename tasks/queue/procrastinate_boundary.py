@@ -498,7 +498,8 @@ STATEMENTS: dict[str, Statement] = {
     # lock the email, then its job) is skipped, not waited for: this statement
     # holds the jobs, and waiting would deadlock; its task claims it afterwards
     # (claim_email), and finds it cancelled or changed. Each row is a job (its columns prefixed job__) and its
-    # claimed email's columns, NULL when it was not claimed.
+    # claimed email's columns, NULL when it was not claimed, with ``suppressed``: its recipients on a
+    # suppression list (one probe of suppressions_key each, 0.04 ms at 100,000 addresses).
     # Why not fetch_job: it takes one job per round trip and cannot join a claim.
     "fetch_jobs": Statement(
         _FETCH_JOBS,
@@ -543,6 +544,8 @@ STATEMENTS: dict[str, Statement] = {
     # emails_owner_status_idx. Why not batch_defer_jobs(connection=conn): a statement
     # of its own, before the row that must hold the job's id: two round trips at least
     # (eight, with the event and the lookup), where this is one.
+    # A recipient on a suppression list (the organization's or the global one) stops it all in the
+    # same statement: nothing written, the job not deferred, and ``blocked`` names the addresses.
     "schedule_email": Statement(
         _SCHEDULE_EMAIL,
         (),

@@ -70,6 +70,12 @@ def test_scheduling_to_a_suppressed_address_is_refused_naming_it(client: FlaskCl
     assert error["field"] == "cc"
     assert "bob@example.com is on the suppression list (spam complaint)" in error["message"]
     assert conn.execute("SELECT count(*) AS n FROM emails").fetchone()["n"] == 0
+    # Editing a scheduled email's recipients is checked the same way.
+    created = call(client, "POST", "/api/v1/emails", "/emails", headers, json=body | {"cc": []})
+    assert created.status_code == 201
+    edit = {"cc": ["BOB@example.com"]}
+    edited = call(client, "PATCH", f"/api/v1/emails/{created.get_json()['id']}", "/emails/{email_id}", headers, json=edit)
+    assert edited.status_code == 422 and edited.get_json()["error"]["field"] == "cc"
     # The operators' global list holds too.
     suppression.add(conn, None, "zed@example.com")
     body |= {"cc": [], "to": ["zed@example.com"]}
