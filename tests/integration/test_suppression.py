@@ -73,8 +73,8 @@ def test_scheduling_to_a_suppressed_address_is_refused_naming_it(client: FlaskCl
     # Editing a scheduled email's recipients is checked the same way.
     created = call(client, "POST", "/api/v1/emails", "/emails", headers, json=body | {"cc": []})
     assert created.status_code == 201
-    edit = {"cc": ["BOB@example.com"]}
-    edited = call(client, "PATCH", f"/api/v1/emails/{created.get_json()['id']}", "/emails/{email_id}", headers, json=edit)
+    target = f"/api/v1/emails/{created.get_json()['id']}"
+    edited = call(client, "PATCH", target, "/emails/{email_id}", headers, json={"cc": ["BOB@example.com"]})
     assert edited.status_code == 422 and edited.get_json()["error"]["field"] == "cc"
     # The operators' global list holds too.
     suppression.add(conn, None, "zed@example.com")
