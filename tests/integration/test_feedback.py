@@ -393,7 +393,7 @@ def test_a_forged_sns_message_is_refused_and_changes_nothing(
         assert len(sns.gets) == fetched  # never fetched from a host that is not SNS's
 
 
-def test_in_production_only_https_sns_hosts_are_trusted(
+def test_by_default_only_https_sns_hosts_are_trusted(
     web_env: dict[str, str], sendgrid_key: ec.EllipticCurvePrivateKey
 ) -> None:
     from webapp import feedback
