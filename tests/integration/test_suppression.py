@@ -148,7 +148,8 @@ def test_a_batchs_messages_carry_a_one_click_unsubscribe_link_that_works_once(
     assert page.status_code == 200 and "ann@example.com" in page.get_data(as_text=True)
     assert suppression.entries(conn, row["org_id"]) == []
     # An altered link, or one made up: nothing.
-    assert anonymous.post(path[:-2] + ("AA" if not path.endswith("AA") else "BB")).status_code == 404
+    payload, signature = path.rsplit(".", 1)
+    assert anonymous.post(f"{payload}.{'A' if signature[0] != 'A' else 'B'}{signature[1:]}").status_code == 404
     assert anonymous.post("/u/eyJhbGciOiJIUzI1NiJ9").status_code == 404
 
     # RFC 8058's one-click POST: suppressed at once; used again, nothing more.

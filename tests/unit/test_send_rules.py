@@ -121,5 +121,8 @@ def test_an_unsubscribe_token_is_refused_when_altered_or_signed_with_another_key
 
     assert Links("https://a.example", "key-one").read(token) == email_id
     assert Links("https://a.example", "key-two").read(token) is None
-    assert Links("https://a.example", "key-one").read(token[:-1] + ("A" if token[-1] != "A" else "B")) is None
+    # (The signature's first character: the last one's low bits may be base64 padding.)
+    payload, signature = token.rsplit(".", 1)
+    altered = f"{payload}.{'A' if signature[0] != 'A' else 'B'}{signature[1:]}"
+    assert Links("https://a.example", "key-one").read(altered) is None
     assert Links("https://a.example", "key-one").read("not-a-token") is None
