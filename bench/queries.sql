@@ -71,3 +71,12 @@ SELECT message_id, send_at FROM emails WHERE subject = %(subject)s;
 
 -- bench_sent --
 SELECT count(*) AS n FROM emails WHERE subject = 'bench' AND status IN ('sent', 'failed', 'uncertain');
+
+-- insert_sent_emails --
+-- Sent emails for the feedback benchmark (bench/feedback.py): one recipient each, our Message-IDs.
+INSERT INTO emails (id, org_id, owner_id, from_addr, to_addrs, subject, body_text, send_at, next_attempt_at,
+                    message_id, status, sent_at, data_started_at)
+SELECT v.id, (SELECT org_id FROM memberships WHERE user_id = %(owner_id)s ORDER BY created_at LIMIT 1),
+       %(owner_id)s, 'bench@example.com', ARRAY['r-' || v.id || '@example.com'], 'feedback', 'x',
+       now(), now(), '<' || v.id || '@' || %(domain)s::text || '>', 'sent', now(), now()
+  FROM unnest(%(ids)s::uuid[]) AS v(id);

@@ -68,13 +68,19 @@ SELECT status, count(*) AS n FROM emails GROUP BY status ORDER BY status;
 SELECT min(next_attempt_at) AS next_due FROM emails WHERE status = 'scheduled';
 
 -- claim_email --
--- The only way into 'sending': the email must still wait for exactly this job.
+-- The only way into 'sending': the email must still wait for exactly this job. ``suppressed``:
+-- its recipients on a suppression list since it was scheduled (one probe of suppressions_key
+-- each), which it is not sent to.
 WITH claimed AS (
-    UPDATE emails
+    UPDATE emails e
        SET status = 'sending', attempts = attempts + 1, waiting_reason = NULL,
            data_started_at = NULL
      WHERE id = %(email_id)s AND status = 'scheduled' AND job_id = %(job_id)s
-    RETURNING *
+    RETURNING e.*,
+           (SELECT array_agg(s.address || ' (' || s.reason || ')' ORDER BY s.address)
+                   FROM suppressions s
+                  WHERE s.address = ANY(SELECT lower(r) FROM unnest(e.to_addrs || e.cc_addrs || e.bcc_addrs) r)
+                    AND (s.org_id = e.org_id OR s.org_id IS NULL)) AS suppressed
 ), event AS (
     INSERT INTO email_events (org_id, email_id, kind, job_id, detail)
     SELECT org_id, id, 'claimed', %(job_id)s,
@@ -191,6 +197,7 @@ SELECT * FROM emails
    AND (NOT %(mine_only)s OR owner_id = %(owner_id)s)
    AND status = ANY(%(statuses)s::text[])
    AND (%(batch_id)s::uuid IS NULL OR batch_id = %(batch_id)s::uuid)
+   AND (%(delivery)s::text IS NULL OR delivery = %(delivery)s::text)
    AND (%(pattern)s::text IS NULL
         OR subject ILIKE %(pattern)s
         OR array_to_string(to_addrs || cc_addrs || bcc_addrs, ' ') ILIKE %(pattern)s)
@@ -1252,3 +1259,110 @@ UPDATE org_settings SET slack_webhook_secret = %(secret)s WHERE org_id = %(org_i
 -- prune_alerts --
 -- `prune`: alerts over before the cut-off (the open ones stay, however old).
 DELETE FROM alerts WHERE resolved_at < %(before)s;
+-- feedback_ingest --
+-- A request's provider events (tasks/domain/feedback.py), one statement: the new ones
+-- (feedback_seen: a redelivery changes nothing) matched to their emails by id, and by
+-- Message-ID when the event gave one; each email's delivery state moved up to its best
+-- event (the ranks of feedback.RANK: a late 'delivered' never hides a bounce; concurrent
+-- requests re-check the rank on the locked row); every matched event on its timeline;
+-- hard bounces, complaints and unsubscribes on the email's organization's suppression list.
+WITH v AS (
+    SELECT *,
+           CASE kind WHEN 'deferred' THEN 10 WHEN 'delivered' THEN 20
+                     WHEN 'bounced' THEN CASE bounce_type WHEN 'hard' THEN 40 ELSE 30 END
+                     WHEN 'complained' THEN 50 END AS rank
+      FROM unnest(%(sources)s::text[], %(event_ids)s::text[], %(email_ids)s::uuid[], %(message_ids)s::text[],
+                  %(kinds)s::text[], %(recipients)s::text[], %(bounce_types)s::text[], %(diagnostics)s::text[],
+                  %(ats)s::timestamptz[], %(details)s::jsonb[])
+           AS v(source, event_id, email_id, message_id, kind, recipient, bounce_type, diagnostic, at, detail)
+), fresh AS (
+    INSERT INTO feedback_seen (source, event_id)
+    SELECT source, event_id FROM v
+    ON CONFLICT DO NOTHING
+    RETURNING source, event_id
+), matched AS (
+    SELECT v.*, e.org_id
+      FROM v JOIN fresh f USING (source, event_id)
+      JOIN emails e ON e.id = v.email_id AND (v.message_id IS NULL OR e.message_id = v.message_id)
+     WHERE e.id = ANY(%(email_ids)s::uuid[])
+), best AS (
+    SELECT DISTINCT ON (email_id) * FROM matched WHERE rank IS NOT NULL
+     ORDER BY email_id, rank DESC, at DESC NULLS LAST
+), updated AS (
+    UPDATE emails e
+       SET delivery = b.kind, delivery_at = coalesce(b.at, now()),
+           bounce_type = CASE WHEN b.kind = 'bounced' THEN b.bounce_type END,
+           delivery_detail = nullif(left(b.diagnostic, 1000), '')
+      FROM best b
+     WHERE e.id = b.email_id
+       AND b.rank > CASE e.delivery WHEN 'deferred' THEN 10 WHEN 'delivered' THEN 20
+                                    WHEN 'bounced' THEN CASE e.bounce_type WHEN 'hard' THEN 40 ELSE 30 END
+                                    WHEN 'complained' THEN 50 ELSE 0 END
+    RETURNING e.id, e.org_id, e.status, e.delivery, e.bounce_type, e.delivery_detail
+), event AS (
+    INSERT INTO email_events (org_id, email_id, kind, detail)
+    SELECT org_id, email_id, kind, detail FROM matched
+), suppressed AS (
+    INSERT INTO suppressions (org_id, address, reason, detail, email_id)
+    SELECT DISTINCT ON (org_id, recipient) org_id, recipient,
+           CASE kind WHEN 'bounced' THEN 'hard_bounce' WHEN 'complained' THEN 'complaint' ELSE 'unsubscribe' END,
+           left(diagnostic, 500), email_id
+      FROM matched
+     WHERE ((kind = 'bounced' AND bounce_type = 'hard') OR kind IN ('complained', 'unsubscribed'))
+       AND recipient ~ '^[^@\s]+@[^@\s]+$'
+    ON CONFLICT (address, org_id) DO NOTHING
+)
+SELECT (SELECT count(*) FROM fresh) AS fresh, (SELECT count(*) FROM matched) AS matched,
+       (SELECT json_agg(json_build_object('id', id, 'org_id', org_id, 'status', status, 'delivery', delivery,
+                                          'bounce_type', bounce_type, 'delivery_detail', delivery_detail))
+          FROM updated) AS changed;
+
+-- suppressed_among --
+-- Which of these (lower-cased) addresses the organization, or the operators' global
+-- list, suppresses: one probe of suppressions_key per address.
+SELECT DISTINCT ON (address) address, reason, org_id
+  FROM suppressions
+ WHERE address = ANY(%(addresses)s::text[]) AND (org_id = %(org_id)s OR org_id IS NULL)
+ ORDER BY address, org_id NULLS LAST;
+
+-- suppression_add --
+-- Put an address on a list (the organization's, or NULL: the global one); nothing if it is there.
+INSERT INTO suppressions (org_id, address, reason, detail, email_id)
+VALUES (%(org_id)s, %(address)s, %(reason)s, %(detail)s, %(email_id)s)
+ON CONFLICT (address, org_id) DO NOTHING
+RETURNING *;
+
+-- suppression_add_many --
+-- An imported list: each address once; those already there are left as they are.
+INSERT INTO suppressions (org_id, address, reason, detail)
+SELECT DISTINCT ON (a) %(org_id)s, a, %(reason)s, %(detail)s FROM unnest(%(addresses)s::text[]) a
+ON CONFLICT (address, org_id) DO NOTHING
+RETURNING address;
+
+-- suppression_remove --
+DELETE FROM suppressions
+ WHERE address = %(address)s AND org_id IS NOT DISTINCT FROM %(org_id)s
+RETURNING *;
+
+-- suppression_list --
+-- A list, newest first, one page at a time (keyset on id); ``q`` searches the address.
+-- The organization's own rows, and the global list's when ``with_global``.
+SELECT id, org_id, address, reason, detail, email_id, created_at
+  FROM suppressions
+ WHERE (org_id IS NOT DISTINCT FROM %(org_id)s OR (%(with_global)s AND org_id IS NULL))
+   AND (%(q)s::text IS NULL OR address LIKE '%%' || %(q)s || '%%')
+   AND (%(before)s::bigint IS NULL OR id < %(before)s)
+ ORDER BY id DESC
+ LIMIT %(limit)s;
+
+-- email_recipient --
+-- The organization and the one recipient of an email named by a signed unsubscribe link
+-- (read by the owner of the tables; NULL address: not one recipient, no link).
+SELECT org_id,
+       CASE WHEN cardinality(to_addrs) + cardinality(cc_addrs) + cardinality(bcc_addrs) = 1
+            THEN lower((to_addrs || cc_addrs || bcc_addrs)[1]) END AS address
+  FROM emails WHERE id = %(id)s;
+
+-- prune_feedback_seen --
+-- Forget the providers' event ids older than ``before`` (`prune`): redeliveries come within hours.
+DELETE FROM feedback_seen WHERE at < %(before)s;

@@ -1047,7 +1047,15 @@ CREATE TABLE public.emails (
     recurrence_id uuid,
     occurrence_at timestamp with time zone,
     provider_message_id text,
+    delivery text,
+    delivery_at timestamp with time zone,
+    bounce_type text,
+    delivery_detail text,
+    list_unsubscribe boolean DEFAULT false NOT NULL,
     CONSTRAINT emails_body_check CHECK (((octet_length(body_text) + COALESCE(octet_length(body_html), 0)) <= 1048576)),
+    CONSTRAINT emails_bounce_type_check CHECK ((bounce_type = ANY (ARRAY['hard'::text, 'soft'::text]))),
+    CONSTRAINT emails_delivery_check CHECK ((delivery = ANY (ARRAY['deferred'::text, 'delivered'::text, 'bounced'::text, 'complained'::text]))),
+    CONSTRAINT emails_delivery_detail_check CHECK ((char_length(delivery_detail) <= 1000)),
     CONSTRAINT emails_occurrence_check CHECK (((recurrence_id IS NULL) = (occurrence_at IS NULL))),
     CONSTRAINT emails_offline_check CHECK (((status <> 'offline'::text) OR (offline_at IS NOT NULL))),
     CONSTRAINT emails_recipients_check CHECK (((((cardinality(to_addrs) + cardinality(cc_addrs)) + cardinality(bcc_addrs)) >= 1) AND (((cardinality(to_addrs) + cardinality(cc_addrs)) + cardinality(bcc_addrs)) <= 50))),
@@ -1056,6 +1064,19 @@ CREATE TABLE public.emails (
     CONSTRAINT emails_status_check CHECK ((status = ANY (ARRAY['scheduled'::text, 'sending'::text, 'sent'::text, 'failed'::text, 'cancelled'::text, 'uncertain'::text, 'offline'::text]))),
     CONSTRAINT emails_subject_check CHECK (((char_length(subject) <= 998) AND (subject !~ '[\r\n]'::text))),
     CONSTRAINT emails_uncertain_check CHECK (((status <> 'uncertain'::text) OR (data_started_at IS NOT NULL)))
+);
+
+
+--
+-- Name: feedback_seen; Type: TABLE; Schema: public; Owner: -
+--
+
+CREATE TABLE public.feedback_seen (
+    source text NOT NULL,
+    event_id text NOT NULL,
+    at timestamp with time zone DEFAULT now() NOT NULL,
+    CONSTRAINT feedback_seen_event_id_check CHECK ((char_length(event_id) <= 300)),
+    CONSTRAINT feedback_seen_source_check CHECK ((source = ANY (ARRAY['sendgrid'::text, 'ses'::text, 'webhook'::text])))
 );
 
 
@@ -1405,6 +1426,38 @@ CREATE TABLE public.schema_migrations (
 
 
 --
+-- Name: suppressions; Type: TABLE; Schema: public; Owner: -
+--
+
+CREATE TABLE public.suppressions (
+    id bigint NOT NULL,
+    org_id bigint,
+    address text NOT NULL,
+    reason text NOT NULL,
+    detail text DEFAULT ''::text NOT NULL,
+    email_id uuid,
+    created_at timestamp with time zone DEFAULT now() NOT NULL,
+    CONSTRAINT suppressions_address_check CHECK (((address = lower(address)) AND (address ~ '^[^@\s]+@[^@\s]+$'::text) AND (char_length(address) <= 320))),
+    CONSTRAINT suppressions_detail_check CHECK ((char_length(detail) <= 500)),
+    CONSTRAINT suppressions_reason_check CHECK ((reason = ANY (ARRAY['hard_bounce'::text, 'complaint'::text, 'unsubscribe'::text, 'manual'::text, 'import'::text])))
+);
+
+
+--
+-- Name: suppressions_id_seq; Type: SEQUENCE; Schema: public; Owner: -
+--
+
+ALTER TABLE public.suppressions ALTER COLUMN id ADD GENERATED ALWAYS AS IDENTITY (
+    SEQUENCE NAME public.suppressions_id_seq
+    START WITH 1
+    INCREMENT BY 1
+    NO MINVALUE
+    NO MAXVALUE
+    CACHE 1
+);
+
+
+--
 -- Name: transport_breakers; Type: TABLE; Schema: public; Owner: -
 --
 
@@ -1596,6 +1649,14 @@ ALTER TABLE ONLY public.emails
 
 
 --
+-- Name: feedback_seen feedback_seen_pkey; Type: CONSTRAINT; Schema: public; Owner: -
+--
+
+ALTER TABLE ONLY public.feedback_seen
+    ADD CONSTRAINT feedback_seen_pkey PRIMARY KEY (source, event_id);
+
+
+--
 -- Name: invitations invitations_pkey; Type: CONSTRAINT; Schema: public; Owner: -
 --
 
@@ -1721,6 +1782,22 @@ ALTER TABLE ONLY public.recurrences
 
 ALTER TABLE ONLY public.schema_migrations
     ADD CONSTRAINT schema_migrations_pkey PRIMARY KEY (name);
+
+
+--
+-- Name: suppressions suppressions_key; Type: CONSTRAINT; Schema: public; Owner: -
+--
+
+ALTER TABLE ONLY public.suppressions
+    ADD CONSTRAINT suppressions_key UNIQUE NULLS NOT DISTINCT (address, org_id);
+
+
+--
+-- Name: suppressions suppressions_pkey; Type: CONSTRAINT; Schema: public; Owner: -
+--
+
+ALTER TABLE ONLY public.suppressions
+    ADD CONSTRAINT suppressions_pkey PRIMARY KEY (id);
 
 
 --
@@ -1867,6 +1944,13 @@ CREATE INDEX emails_org_data_started_idx ON public.emails USING btree (org_id, d
 
 
 --
+-- Name: emails_org_delivery_idx; Type: INDEX; Schema: public; Owner: -
+--
+
+CREATE INDEX emails_org_delivery_idx ON public.emails USING btree (org_id, delivery, created_at DESC) WHERE (delivery IS NOT NULL);
+
+
+--
 -- Name: emails_org_owner_created_idx; Type: INDEX; Schema: public; Owner: -
 --
 
@@ -1927,6 +2011,13 @@ CREATE INDEX emails_transport_started_idx ON public.emails USING btree (transpor
 --
 
 CREATE INDEX emails_uncertain_idx ON public.emails USING btree (org_id) WHERE (status = 'uncertain'::text);
+
+
+--
+-- Name: feedback_seen_at_idx; Type: INDEX; Schema: public; Owner: -
+--
+
+CREATE INDEX feedback_seen_at_idx ON public.feedback_seen USING btree (at);
 
 
 --
@@ -2039,6 +2130,13 @@ CREATE INDEX recurrences_org_created_idx ON public.recurrences USING btree (org_
 --
 
 CREATE INDEX recurrences_org_owner_created_idx ON public.recurrences USING btree (org_id, owner_id, created_at DESC, id DESC);
+
+
+--
+-- Name: suppressions_org_idx; Type: INDEX; Schema: public; Owner: -
+--
+
+CREATE INDEX suppressions_org_idx ON public.suppressions USING btree (org_id, id DESC);
 
 
 --
@@ -2391,6 +2489,14 @@ ALTER TABLE ONLY public.recurrences
 
 
 --
+-- Name: suppressions suppressions_org_id_fkey; Type: FK CONSTRAINT; Schema: public; Owner: -
+--
+
+ALTER TABLE ONLY public.suppressions
+    ADD CONSTRAINT suppressions_org_id_fkey FOREIGN KEY (org_id) REFERENCES public.organizations(id) ON DELETE CASCADE;
+
+
+--
 -- Name: api_tokens; Type: ROW SECURITY; Schema: public; Owner: -
 --
 
@@ -2454,6 +2560,12 @@ ALTER TABLE public.emails ENABLE ROW LEVEL SECURITY;
 
 CREATE POLICY emails_org ON public.emails TO reach_web USING ((org_id = public.current_org_id())) WITH CHECK ((org_id = public.current_org_id()));
 
+
+--
+-- Name: feedback_seen; Type: ROW SECURITY; Schema: public; Owner: -
+--
+
+ALTER TABLE public.feedback_seen ENABLE ROW LEVEL SECURITY;
 
 --
 -- Name: invitations; Type: ROW SECURITY; Schema: public; Owner: -
@@ -2557,3 +2669,30 @@ ALTER TABLE public.recurrences ENABLE ROW LEVEL SECURITY;
 --
 
 CREATE POLICY recurrences_org ON public.recurrences TO reach_web USING ((org_id = public.current_org_id())) WITH CHECK ((org_id = public.current_org_id()));
+
+
+--
+-- Name: suppressions; Type: ROW SECURITY; Schema: public; Owner: -
+--
+
+ALTER TABLE public.suppressions ENABLE ROW LEVEL SECURITY;
+
+--
+-- Name: suppressions suppressions_delete; Type: POLICY; Schema: public; Owner: -
+--
+
+CREATE POLICY suppressions_delete ON public.suppressions FOR DELETE TO reach_web USING ((org_id = public.current_org_id()));
+
+
+--
+-- Name: suppressions suppressions_insert; Type: POLICY; Schema: public; Owner: -
+--
+
+CREATE POLICY suppressions_insert ON public.suppressions FOR INSERT TO reach_web WITH CHECK ((org_id = public.current_org_id()));
+
+
+--
+-- Name: suppressions suppressions_read; Type: POLICY; Schema: public; Owner: -
+--
+
+CREATE POLICY suppressions_read ON public.suppressions FOR SELECT TO reach_web USING (((org_id = public.current_org_id()) OR (org_id IS NULL)));

@@ -371,6 +371,39 @@ def cmd_keys(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def cmd_suppression(args: argparse.Namespace, settings: Settings) -> int:
+    """``suppression add|remove|list``: the operators' global list (or, with --org, one organization's)."""
+    from tasks.domain import suppression
+
+    org_id: int | None = args.org
+    with db.connect(settings.database_url) as conn:
+        if args.suppression_command == "add":
+            added = suppression.add(conn, org_id, args.address, detail=args.detail)
+            print(("added" if added else "already on the list") + f": {suppression.normalize(args.address)}")
+        elif args.suppression_command == "remove":
+            entry = suppression.remove(conn, org_id, args.address)
+            print(f"removed: {entry.address}")
+        else:
+            for e in suppression.entries(conn, org_id, q=args.search, limit=suppression.PAGE, with_global=False):
+                print(f"{e.address}\t{e.reason}\t{e.created_at.isoformat()}\t{e.detail}")
+    return 0
+
+
+def _add_suppression_parser(sub: Any) -> None:
+    p = sub.add_parser("suppression", help="the suppression list: the global one (every organization), or --org's")
+    ssub = p.add_subparsers(dest="suppression_command", required=True, metavar="ACTION")
+    for name, help_text in (("add", "stop sending to an address"), ("remove", "send to an address again")):
+        c = ssub.add_parser(name, help=help_text)
+        c.add_argument("address")
+        c.add_argument("--org", type=positive_int, help="an organization's list (default: the global one)")
+        if name == "add":
+            c.add_argument("--detail", default="", help="a note shown with it")
+    c = ssub.add_parser("list", help="the newest 100 addresses of a list (address, reason, since, detail)")
+    c.add_argument("--org", type=positive_int, help="an organization's list (default: the global one)")
+    c.add_argument("--search", help="part of an address")
+    p.set_defaults(func=cmd_suppression)
+
+
 def _add_keys_parser(sub: Any) -> None:
     p = sub.add_parser("keys", help="the keys that encrypt stored secrets (SECRET_KEYS)")
     ksub = p.add_subparsers(dest="keys_command", required=True, metavar="ACTION")
@@ -448,11 +481,15 @@ def cmd_prune(args: argparse.Namespace, settings: Settings) -> int:
         jobs_deleted = jobs_before - retention.count_finished_jobs(conn)
         events_deleted = retention.prune_events(conn, before)
         alerts_deleted = db.run(conn, "prune_alerts", before=before)
+        # Providers' event ids remembered against redeliveries: none redelivers a month later.
+        seen_deleted = db.run(conn, "prune_feedback_seen", before=before)
     age = args.older_than.total_seconds()
     older = f"{age / 86400:g}d" if age % 86400 == 0 else f"{age / 3600:g}h"
     print(f"deleted {max(jobs_deleted, 0)} finished job(s) and {events_deleted} event(s) older than {older}")
     if alerts_deleted:
         print(f"deleted {alerts_deleted} alert(s) resolved more than {older} ago")
+    if seen_deleted:
+        print(f"deleted {seen_deleted} provider event id(s) older than {older}")
     return 0
 
 
@@ -682,6 +719,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_reschedule)
     _add_token_parser(sub)
     _add_keys_parser(sub)
+    _add_suppression_parser(sub)
     _add_org_parser(sub)
     _add_recurrence_parser(sub)
 

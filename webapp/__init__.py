@@ -56,6 +56,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
         devmail,
         errors,
         ext,
+        feedback,
         health,
         limits,
         live,
@@ -66,6 +67,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
         orgs,
         recurring,
         security,
+        suppressions,
         tokens,
     )
     from webapp.api import docs as api_docs
@@ -91,5 +93,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     app.register_blueprint(charts.bp)
     app.register_blueprint(org_settings.bp)
     app.register_blueprint(org_ops.bp)
+    app.register_blueprint(feedback.bp)
+    app.register_blueprint(suppressions.bp)
     dashboard.init_app(app)
     return app

@@ -27,6 +27,8 @@ BADGES: dict[Status, tuple[str, str]] = {
     Status.CANCELLED: ("⊘", "Cancelled"),
     Status.OFFLINE: ("⎙", "Logged offline"),
 }
+#: The delivery states' names (the providers' feedback), as badges and the list's filter show them.
+DELIVERY_NAMES = {"delivered": "Delivered", "deferred": "Deferred", "bounced": "Bounced", "complained": "Complained"}
 TABS: list[tuple[str, str]] = [(Status.SCHEDULED, "Scheduled"), (Status.SENT, "Sent"), (Status.FAILED, "Failed")]
 TABS += [(Status.UNCERTAIN, "Uncertain"), (Status.OFFLINE, "Offline"), (Status.CANCELLED, "Cancelled"), ("all", "All")]
 
@@ -38,6 +40,7 @@ def init_app(app: Flask) -> None:
     def _helpers() -> dict[str, Any]:
         return {
             "badges": BADGES,
+            "delivery_names": DELIVERY_NAMES,
             "views": listing.VIEWS,
             "app_env": ext.settings().app_env,
             "relative": lambda at: explain.relative(at, dt.datetime.now(dt.UTC)) if at else "",
@@ -54,11 +57,13 @@ def index() -> Any:
     q = request.args.get("q", "").strip()
     cursor = request.args.get("cursor") or None
     mine = request.args.get("mine") == "1"
+    delivery = request.args.get("delivery") if request.args.get("delivery") in DELIVERY_NAMES else None
     where = scope(mine=mine)
     conn = ext.conn()
     try:
-        if q:
-            page = listing.emails_page(conn, where, view=view, q=q, cursor=cursor, limit=25)
+        if q or delivery:
+            # Searched, or narrowed to a delivery state: one email a line (batches' emails too).
+            page = listing.emails_page(conn, where, view=view, q=q or None, cursor=cursor, limit=25, delivery=delivery)
             items, next_cursor = [listing.Item(kind="email", email=e) for e in page.emails], page.next_cursor
         else:
             items, next_cursor = listing.items_page(conn, where, view=view, cursor=cursor, limit=25)
@@ -72,6 +77,7 @@ def index() -> Any:
         tabs=TABS,
         counts=listing.counts(conn, where),
         mine=mine,
+        delivery=delivery,
         items=items,
         next_cursor=next_cursor,
         first_page=cursor is None,

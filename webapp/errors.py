@@ -39,7 +39,7 @@ CODES = {
 
 def wants_json() -> bool:
     """Tell whether the caller is a program (the API, or the dashboard's own scripts)."""
-    if request.path.startswith("/api/"):
+    if request.path.startswith(("/api/", "/feedback/")):  # the API, and providers posting events
         return True
     best = request.accept_mimetypes.best_match(["text/html", "application/json"])
     return best == "application/json"

@@ -88,9 +88,11 @@ def set_org(org_id: int | None) -> None:
 
 
 def operator_conn() -> db.Conn:
-    """Return a connection that reads across organizations, for the operators' pages only.
+    """Return a connection that reads across organizations, for the operators' pages and the
+    endpoints a signature authenticates (providers' events, unsubscribe links: webapp/feedback.py).
 
-    The caller has checked that the signed-in user is an operator (``OPERATOR_EMAILS``).
+    The caller has checked that the signed-in user is an operator (``OPERATOR_EMAILS``), or the
+    request's signature.
     """
     if "db_ops_conn" not in g:
         connection = resources().pool.getconn()

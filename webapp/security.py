@@ -32,6 +32,9 @@ csrf = wtf_csrf.CSRFProtect()
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 #: The only blueprint whose routes accept a personal access token (``webapp/api``).
 TOKEN_BLUEPRINT = "api"
+#: Blueprints whose routes take no CSRF token: providers' signed events and signed unsubscribe
+#: links (webapp/feedback.py), which a cookie authenticates nothing on.
+CSRF_EXEMPT = frozenset({"feedback"})
 
 # Scripts and styles only from this site; user HTML is shown only in sandboxed srcdoc
 # iframes, which inherit this policy, so even there nothing remote loads.
@@ -159,7 +162,7 @@ def session_check(timeout: float) -> Callable[[], bool]:
 
 
 def _check_csrf() -> None:
-    if request.method in SAFE_METHODS:
+    if request.method in SAFE_METHODS or request.blueprint in CSRF_EXEMPT:
         return
     if takes_tokens() and g.auth != "session":
         # An API request that the cookie does not authenticate: either its token does (a

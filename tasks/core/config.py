@@ -159,6 +159,54 @@ def url_or_empty(*schemes: str) -> Parser[str]:
     return parse
 
 
+def optional_url(*schemes: str) -> Parser[str]:
+    """Empty, or a URL with one of these schemes and a host (returned without its trailing /)."""
+
+    def parse(name: str, raw: str) -> str:
+        if not raw:
+            return ""
+        parts = urllib.parse.urlsplit(raw)
+        if parts.scheme not in schemes or not parts.hostname or parts.query or parts.fragment:
+            raise errors.ConfigError(
+                name, f"must be empty or a URL starting with {' or '.join(s + '://' for s in schemes)}, with a host"
+            )
+        return raw.rstrip("/")
+
+    return parse
+
+
+def ec_public_key(name: str, raw: str) -> str:
+    """Empty, or an elliptic-curve public key: base64 DER (as SendGrid shows it) or PEM."""
+    if not raw:
+        return ""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    try:
+        if raw.startswith("-----BEGIN"):
+            key = serialization.load_pem_public_key(raw.encode())
+        else:
+            key = serialization.load_der_public_key(base64.b64decode(raw, validate=True))
+    except ValueError:
+        raise errors.ConfigError(name, "must be a public key: base64 DER (as SendGrid shows it) or PEM") from None
+    if not isinstance(key, ec.EllipticCurvePublicKey):
+        raise errors.ConfigError(name, "must be an elliptic-curve (ECDSA) public key")
+    return raw
+
+
+def webhook_secret(name: str, raw: str) -> str:
+    """Empty, or a Standard Webhooks secret (``whsec_`` and base64)."""
+    if not raw:
+        return ""
+    body = raw.removeprefix("whsec_")
+    try:
+        if len(base64.b64decode(body, validate=True)) < 24:
+            raise ValueError
+    except ValueError:
+        raise errors.ConfigError(name, "must be whsec_ followed by 24+ random bytes in base64") from None
+    return raw
+
+
 def choice(*options: str) -> Parser[str]:
     """One of ``options``, in any case (returned in the case the options are written in)."""
 
@@ -709,6 +757,43 @@ class Settings:
         " until the organization is resumed); a long suspension is looked at less often: a tenth of its age,"
         " at most every 15 minutes.",
     )
+    public_url: str = setting(
+        "",
+        optional_url("https", "http"),
+        "The web app's address as recipients reach it (`https://reach.example.com`): the one-click unsubscribe"
+        " links of the messages of a list start with it (`List-Unsubscribe`, RFC 8058). Empty: no message carries"
+        " them. Must be `https://` in production.",
+        example="",
+    )
+    sendgrid_webhook_public_key: str = setting(
+        "",
+        ec_public_key,
+        "SendGrid's Event Webhook verification key (Settings > Mail Settings > Event Webhook > Signed Event"
+        " Webhook: the base64 public key it shows). Empty: `POST /feedback/sendgrid` answers 404.",
+        example="",
+    )
+    ses_sns_topic_arns: tuple[str, ...] = setting(
+        "",
+        comma_list(re.compile(r"arn:aws[a-z-]*:sns:[a-z0-9-]+:\d{12}:[A-Za-z0-9_-]{1,256}"), "an SNS topic ARN"),
+        "Comma-separated SNS topics whose SES notifications `POST /feedback/ses` takes (after checking AWS's"
+        " signature); a message from any other topic is refused. Empty: the endpoint answers 404.",
+        example="",
+    )
+    feedback_webhook_secret: str = setting(
+        "",
+        webhook_secret,
+        "The Standard Webhooks secret (`whsec_…`) of `POST /feedback/webhook`, the generic endpoint for SMTP"
+        " relays that post delivery events. Empty: the endpoint answers 404.",
+        secret=True,
+        example="",
+    )
+    feedback_max_age: float = setting(
+        "300",
+        seconds(30, 3600),
+        "Seconds a SendGrid event request's signed timestamp may be away from now: an older or later one is"
+        " refused (403) as a replay. (SNS messages get an hour; the generic endpoint, Standard Webhooks' five"
+        " minutes.)",
+    )
     web_bind: str = setting("127.0.0.1:8000", text, "Where gunicorn listens (`gunicorn.conf.py`).")
     web_workers: int = setting("2", integer(1, 256), "gunicorn's worker processes.")
     web_threads: int = setting(
@@ -784,6 +869,8 @@ def _check_together(settings: Settings) -> None:
         raise errors.ConfigError("RECURRENCE_TIME_SCALE", "is for tests only: it must be 1 in production")
     if settings.app_env == "production" and settings.slack_webhook_url.startswith("http://"):
         raise errors.ConfigError("SLACK_WEBHOOK_URL", "must be an https:// URL in production")
+    if settings.app_env == "production" and settings.public_url and not settings.public_url.startswith("https://"):
+        raise errors.ConfigError("PUBLIC_URL", "must be an https:// URL in production")
     labels = [spec.label for spec in settings.mail_transports]
     for spec in settings.mail_transports:
         if spec.scheme == "sendgrid" and not spec.password and not settings.sendgrid_api_key:

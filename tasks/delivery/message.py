@@ -10,6 +10,10 @@ An organization's sending identity (tasks/delivery/orgs.py), when it has one,
 is the From and the Reply-To, as it stands when the email is sent: its From
 name and address replace the deployment's ``MAIL_FROM``, its Reply-To the
 signed-in user's address.
+
+The messages of a list (a batch's, a recurrence's, a one-off that asked for it) with one
+recipient carry RFC 8058's one-click unsubscribe: ``List-Unsubscribe`` with the signed
+link of tasks/domain/unsubscribe.py, and ``List-Unsubscribe-Post``.
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ from email.mime.text import MIMEText
 
 from tasks.delivery.orgs import Identity
 from tasks.domain.models import Email
+from tasks.domain.unsubscribe import Links
 
 _UTF8_QP = email.charset.Charset("utf-8")
 _UTF8_QP.header_encoding = email.charset.QP
@@ -45,24 +50,40 @@ def with_identity(email_row: Email, identity: Identity | None) -> Email:
     return dataclasses.replace(email_row, from_addr=from_addr, reply_to=reply_to)
 
 
-def build(email_row: Email, identity: Identity | None = None) -> bytes:
+def build(email_row: Email, identity: Identity | None = None, unsubscribe: Links | None = None) -> bytes:
     """Render the email as wire bytes: headers, text part, optional HTML alternative.
 
     Bcc recipients are envelope-only: they never appear in the headers.
     ``identity``: the email's organization's sending identity, if it has one.
+    ``unsubscribe``: the process's unsubscribe links (None: no ``PUBLIC_URL``, no header).
     """
     email_row = with_identity(email_row, identity)
     addresses = [*email_row.to_addrs, *email_row.cc_addrs, email_row.reply_to or ""]
+    link = unsubscribe_url(email_row, unsubscribe)
     if all(a.isascii() for a in addresses):
-        return _build_ascii(email_row)
-    return _build_international(email_row)
+        return _build_ascii(email_row, link)
+    return _build_international(email_row, link)
+
+
+def unsubscribe_url(email_row: Email, links: Links | None) -> str | None:
+    """The one-click unsubscribe link its message carries, if any: a list's message to one recipient."""
+    recipients = email_row.recipients
+    if links is None or not email_row.unsubscribable or len(recipients) != 1:
+        return None
+    return links.url(email_row.id)
+
+
+def _unsubscribe_headers(msg: Message, link: str | None) -> None:
+    if link is not None:
+        msg["List-Unsubscribe"] = f"<{link}>"
+        msg["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
 
 
 def _address(raw: str) -> str:
     return email.utils.formataddr(email.utils.parseaddr(raw), charset=_UTF8_QP)
 
 
-def _build_ascii(email_row: Email) -> bytes:
+def _build_ascii(email_row: Email, link: str | None) -> bytes:
     # MIMEText takes a Charset as well as its name (it hands it to set_payload); typeshed has only str.
     text = MIMEText(email_row.body_text, "plain", _UTF8_QP)  # type: ignore[arg-type]  # a Charset: see above
     msg: Message
@@ -84,10 +105,11 @@ def _build_ascii(email_row: Email) -> bytes:
     msg["Subject"] = subject  # type: ignore[assignment]  # a Header: see above
     msg["Date"] = email.utils.formatdate(usegmt=True)
     msg["Message-ID"] = email_row.message_id
+    _unsubscribe_headers(msg, link)
     return msg.as_bytes(policy=_CRLF)
 
 
-def _build_international(email_row: Email) -> bytes:
+def _build_international(email_row: Email, link: str | None) -> bytes:
     # Sent with SMTPUTF8 (tasks/delivery/transports.py): addresses go out as UTF-8, as typed
     # (RFC 6532); an encoded-word is never valid inside an address.
     msg = EmailMessage(policy=email.policy.SMTPUTF8)
@@ -104,6 +126,7 @@ def _build_international(email_row: Email) -> bytes:
     msg["Subject"] = Header(email_row.subject, _UTF8_QP).encode(maxlinelen=0) if literal else email_row.subject
     msg["Date"] = email.utils.formatdate(usegmt=True)
     msg["Message-ID"] = email_row.message_id
+    _unsubscribe_headers(msg, link)
     msg.set_content(email_row.body_text)
     if email_row.body_html:
         msg.add_alternative(email_row.body_html, subtype="html")

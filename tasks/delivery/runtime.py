@@ -8,6 +8,7 @@ from typing import Any
 from tasks.core import db, live
 from tasks.core.config import Settings
 from tasks.delivery import groupcommit, mailer, orgs, ratelimit, transports
+from tasks.domain.unsubscribe import Links
 
 
 @dataclasses.dataclass(kw_only=True)
@@ -32,6 +33,8 @@ class Runtime:
     claimed: dict[int, db.Row] = dataclasses.field(default_factory=dict)
     #: The send task's group commits by name (tasks/delivery/send.py creates them on first use).
     groups: dict[str, groupcommit.Group[Any, Any]] = dataclasses.field(default_factory=dict)
+    #: The one-click unsubscribe links its messages carry (None: no PUBLIC_URL).
+    unsubscribe: Links | None = None
 
     @classmethod
     def create(cls, settings: Settings, pool: db.AsyncPool, worker_name: str) -> Runtime:
@@ -49,6 +52,7 @@ class Runtime:
             worker_name=worker_name,
             limiter=limiter,
             orgs=org_states,
+            unsubscribe=Links(settings.public_url, settings.secret_key) if settings.public_url else None,
         )
 
     async def close(self) -> None:

@@ -52,6 +52,7 @@ from tasks.queue.app import app
 log = structlog.get_logger("tasks.delivery.send")
 
 RETRY_REASON = "retrying after a temporary error"
+SUPPRESSED_REASON = "not sent: on the suppression list: "
 NO_TRANSPORT_REASON = "waiting for a mail transport: every circuit breaker is open"
 #: Seconds an attempt keeps trying to record its outcome while the database is away
 #: (under tasks.queue.worker.CRASH_GRACE, so a worker that lost its database waits for it).
@@ -125,6 +126,11 @@ def _claimed(rt: runtime.Runtime, row: db.Row) -> Email:
 
 async def attempt(rt: runtime.Runtime, conn: db.AsyncConn, email: Email, job_id: int) -> tuple[Outcome, Recorded]:
     """Steps 2 to 7 of a claimed email's attempt; its outcome is written once, by ``record``."""
+    # 1b. Recipients suppressed since it was scheduled (read by the claim): not sent to them;
+    # with none left, not sent at all, and it says why.
+    if email.suppressed and not _unsuppressed(email):
+        held_back = Failed(error=SUPPRESSED_REASON + ", ".join(email.suppressed), refused=_suppressed_refused(email))
+        return held_back, await record(rt, conn, email, job_id, held_back)
     # 2. The transport: first in the chain whose breaker allows it; the offline log last.
     try:
         choice = await rt.mailer.pick(conn, offline_ok=email.offline_at is None, org_id=email.org_id)
@@ -191,8 +197,8 @@ async def transmit(
     try:
         delivery = await choice.transport.send(
             sender=choice.sender or rt.settings.mail_from_address,
-            recipients=email.recipients,
-            message=message.build(as_sent),
+            recipients=_unsuppressed(email),
+            message=message.build(as_sent, unsubscribe=rt.unsubscribe),
             before_data=before_data,
         )
     except transports.Transient as exc:
@@ -209,16 +215,34 @@ async def transmit(
             sending.failure, sending.outcome = exc, Aborted(transport=label, error=exc.message)
     else:
         # The offline log is an outcome of its own: written down, not sent.
+        refused = _suppressed_refused(email) | delivery.refused
         if choice.offline:
-            sending.outcome = Offline(transport=label, reply=delivery.reply, refused=delivery.refused)
+            sending.outcome = Offline(transport=label, reply=delivery.reply, refused=refused)
         else:
             sending.outcome = Sent(
                 transport=label,
                 reply=delivery.reply,
-                refused=delivery.refused,
+                refused=refused,
                 provider_message_id=delivery.provider_message_id,
             )
     return sending
+
+
+def _unsuppressed(email: Email) -> list[str]:
+    """The envelope recipients it is sent to: all but those suppressed since it was scheduled."""
+    if not email.suppressed:
+        return email.recipients
+    held_back = email.suppressed_addresses()
+    return [r for r in email.recipients if r.lower() not in held_back]
+
+
+def _suppressed_refused(email: Email) -> dict[str, str]:
+    """The recipients it was not sent to for being suppressed, as refused recipients (with why)."""
+    held_back = email.suppressed_addresses()
+    why = {entry.split(" (", 1)[0]: entry for entry in email.suppressed or ()}
+    return {
+        r: f"not sent: {why[r.lower()]} is on the suppression list" for r in email.recipients if r.lower() in held_back
+    }
 
 
 async def mark_data(rt: runtime.Runtime, email: Email, job_id: int, label: str, refused: dict[str, str]) -> bool:

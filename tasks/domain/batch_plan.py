@@ -23,7 +23,7 @@ import functools
 import hashlib
 import io
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 import email_validator
@@ -31,6 +31,7 @@ import email_validator
 from tasks.core import errors
 from tasks.core.config import Settings
 from tasks.domain import validation
+from tasks.domain.suppression import REASON_TEXT as SUPPRESSION_REASONS
 
 _PLACEHOLDER = re.compile(r"\{\{\s*([A-Za-z_][A-Za-z0-9_]*)\s*\}\}")
 _COLUMN = re.compile(r"[a-z_][a-z0-9_]*")
@@ -349,8 +350,13 @@ def prepare(
     name: Any = "",
     idempotency_key: Any = None,
     now: dt.datetime | None = None,
+    suppressed: Callable[[list[str]], Mapping[str, str]] | None = None,
 ) -> Plan:
-    """Check a send-to-a-list request and plan its emails; bad lines are rejected, not fatal."""
+    """Check a send-to-a-list request and plan its emails; bad lines are rejected, not fatal.
+
+    ``suppressed``: which of the accepted addresses are on the suppression list (address ->
+    reason, lower-cased); they are left out and listed among the rejected lines.
+    """
     now = now or dt.datetime.now(dt.UTC)
     given = [k for k, v in (("csv", csv_text), ("addresses", addresses), ("recipients", recipients)) if v is not None]
     if len(given) != 1:
@@ -458,6 +464,20 @@ def prepare(
             )
         seen[addr.lower()] = line
         accepted.append((line, addr, fields, size))
+    if suppressed is not None and accepted:
+        held_back = suppressed([addr for _, addr, _, _ in accepted])
+        if held_back:
+            kept = []
+            for item in accepted:
+                reason = held_back.get(item[1].lower())
+                if reason is None:
+                    kept.append(item)
+                    continue
+                total -= item[3]
+                words = SUPPRESSION_REASONS.get(reason, reason)
+                rejected.append(Rejected(line=item[0], value=item[1], reason=f"on the suppression list ({words})"))
+            accepted = kept
+            rejected.sort(key=lambda r: r.line)
     try:
         times = spacing(start, len(accepted), delay, cap)
     except OverflowError:

@@ -19,7 +19,7 @@ from psycopg.types.json import Jsonb
 
 from tasks.core import db, errors
 from tasks.core.config import Settings
-from tasks.domain import audit, orgs, validation
+from tasks.domain import audit, orgs, suppression, validation
 from tasks.domain.models import Email, Event, Scope, Status, User
 from tasks.queue import jobs
 
@@ -107,6 +107,9 @@ def schedule(
         "message_id": f"<{email_id}@{settings.mail_domain}>",
         "idempotency_key": draft.idempotency_key,
         "request_hash": request_hash,
+        "list_unsubscribe": draft.list_unsubscribe,
+        # A suppressed recipient: nothing is written, and the refusal names it (the same statement).
+        "recipients": sorted({a.lower() for a in (*draft.to, *draft.cc, *draft.bcc)}),
         # The send job, as tasks.queue.jobs defers every one: only within the horizon.
         "job_queue": jobs.SEND_QUEUE,
         "job_task": jobs.SEND_TASK,
@@ -131,6 +134,8 @@ def schedule(
         # The key was used first (by an earlier request or a concurrent one): nothing was written.
         return _existing(conn, org_id, owner, draft, request_hash), False
     assert row is not None
+    if row["blocked"]:
+        raise suppression.refusal((("to", draft.to), ("cc", draft.cc), ("bcc", draft.bcc)), row["blocked"])
     return Email.from_row(row), True
 
 
@@ -299,6 +304,8 @@ def edit(
             )
             if old != new
         )
+        if {"to", "cc", "bcc"} & set(changed):
+            suppression.refuse_suppressed(conn, email.org_id, (("to", draft.to), ("cc", draft.cc), ("bcc", draft.bcc)))
         if changed:
             row = db.one(
                 conn,

@@ -32,6 +32,8 @@ VIEWS: dict[str, tuple[Status, ...]] = {
 }
 #: What ``?status=`` accepts: a view, or one exact status.
 FILTERS = (*VIEWS, *(s for s in Status if s not in VIEWS))
+#: The delivery states a list can be narrowed to (the providers' feedback, tasks/domain/feedback.py).
+DELIVERY_STATES = ("delivered", "deferred", "bounced", "complained")
 MAX_LIMIT = 200
 MAX_QUERY = 200
 #: Far longer than any cursor the lists make (about 100 characters).
@@ -128,8 +130,11 @@ def emails_page(
     cursor: str | None = None,
     limit: int = 50,
     batch_id: uuid.UUID | None = None,
+    delivery: str | None = None,
 ) -> Page:
-    """Return one page of emails, newest first."""
+    """Return one page of emails, newest first (``delivery``: only those in this delivery state)."""
+    if delivery is not None and delivery not in DELIVERY_STATES:
+        raise errors.ValidationError(f"delivery: must be one of {', '.join(DELIVERY_STATES)}", field="delivery")
     before_created, before_id = decode_cursor(cursor)
     limit = _limit(limit)
     rows = db.all_rows(
@@ -137,6 +142,7 @@ def emails_page(
         "list_emails",
         statuses=list(statuses_for(view)),
         batch_id=batch_id,
+        delivery=delivery,
         pattern=search_pattern(q),
         before_created=before_created,
         before_id=before_id,

@@ -135,6 +135,17 @@ class Email:
     occurrence_at: dt.datetime | None = None
     #: The provider's own id of the message, when its API gave one (SES, SendGrid; migration 0018).
     provider_message_id: str | None = None
+    #: Where it stands after the provider took it, from the provider's events (migration 0019):
+    #: delivered, deferred, bounced (``bounce_type`` hard or soft) or complained; None: nothing heard.
+    delivery: str | None = None
+    delivery_at: dt.datetime | None = None
+    bounce_type: str | None = None
+    delivery_detail: str | None = None
+    #: A one-off email that carries List-Unsubscribe (a batch's and a recurrence's always do).
+    list_unsubscribe: bool = False
+    #: Not a column: its recipients on a suppression list when it was claimed, as
+    #: ``address (reason)`` (the claim statements only); it is not sent to them.
+    suppressed: list[str] | None = None
 
     @classmethod
     def from_row(cls, row: dict[str, Any]) -> Email:
@@ -145,6 +156,15 @@ class Email:
     def recipients(self) -> list[str]:
         """Return every envelope recipient: To, Cc and Bcc."""
         return [*self.to_addrs, *self.cc_addrs, *self.bcc_addrs]
+
+    @property
+    def unsubscribable(self) -> bool:
+        """Tell whether its message carries List-Unsubscribe: a batch's, a recurrence's, or one that asked."""
+        return self.list_unsubscribe or self.batch_id is not None or self.recurrence_id is not None
+
+    def suppressed_addresses(self) -> set[str]:
+        """The (lower-cased) recipients it is not sent to: on a suppression list when it was claimed."""
+        return {entry.split(" (", 1)[0] for entry in self.suppressed or ()}
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)

@@ -46,6 +46,11 @@ FIELDS: dict[str, Callable[[Email], Any]] = {
     "created_at": lambda e: e.created_at,
     "updated_at": lambda e: e.updated_at,
     "sent_at": lambda e: e.sent_at,
+    "delivery": lambda e: e.delivery,
+    "bounce_type": lambda e: e.bounce_type,
+    "delivery_detail": lambda e: e.delivery_detail,
+    "delivery_at": lambda e: e.delivery_at,
+    "list_unsubscribe": lambda e: e.unsubscribable,
 }
 #: The bodies, only when asked (lists leave them out).
 BODY_FIELDS = ("body_text", "body_html")

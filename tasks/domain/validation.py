@@ -43,11 +43,15 @@ class Draft:
     send_tz: str
     send_now: bool
     idempotency_key: str | None
+    #: Its message carries one-click unsubscribe (List-Unsubscribe), as a list's do.
+    list_unsubscribe: bool = False
 
     def request_hash(self) -> str:
         """Fingerprint the request, so a reused idempotency key with other content is caught."""
         data = dataclasses.asdict(self)
         data.pop("idempotency_key")
+        if not self.list_unsubscribe:
+            data.pop("list_unsubscribe")  # the fingerprints of requests from before it existed stay
         data["send_at"] = "now" if self.send_now else self.send_at.isoformat()
         return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()
 
@@ -181,6 +185,7 @@ def validate(
     send_tz: Any = None,
     send_now: bool = False,
     idempotency_key: Any = None,
+    list_unsubscribe: Any = False,
     now: dt.datetime | None = None,
 ) -> Draft:
     """Check every rule and return the normalised draft, or raise ``ValidationError``.
@@ -256,6 +261,8 @@ def validate(
         not isinstance(idempotency_key, str) or not _IDEMPOTENCY_KEY.fullmatch(idempotency_key)
     ):
         errs.add("idempotency_key", f"must be 1 to {MAX_IDEMPOTENCY_KEY} printable ASCII characters without spaces")
+    if not isinstance(list_unsubscribe, bool):
+        errs.add("list_unsubscribe", "must be true or false")
 
     errs.raise_if_any()
     return Draft(
@@ -269,4 +276,5 @@ def validate(
         send_tz=tz,
         send_now=send_now,
         idempotency_key=idempotency_key,
+        list_unsubscribe=list_unsubscribe is True,
     )

@@ -400,26 +400,31 @@ SELECT id FROM moved;"""
 
 _ENDS_THE_JOB = ("procrastinate_jobs.id", "procrastinate_jobs.status")
 
-_SCHEDULE_EMAIL: LiteralString = """WITH job AS (
+_SCHEDULE_EMAIL: LiteralString = """WITH blocked AS (
+    SELECT address, reason FROM suppressions
+     WHERE address = ANY(%(recipients)s::text[]) AND (org_id = %(org_id)s OR org_id IS NULL)
+), job AS (
     SELECT (procrastinate_defer_jobs_v1(ARRAY[ROW(
                %(job_queue)s::varchar, %(job_task)s::varchar, 0, NULL::text, NULL::text,
                jsonb_build_object('email_id', %(id)s::text), %(job_at)s::timestamptz
            )::procrastinate_job_to_defer_v1]))[1] AS id
-     WHERE %(job_at)s::timestamptz IS NOT NULL
+     WHERE %(job_at)s::timestamptz IS NOT NULL AND NOT EXISTS (SELECT FROM blocked)
 ), inserted AS (
     INSERT INTO emails (id, org_id, owner_id, from_addr, reply_to, to_addrs, cc_addrs, bcc_addrs,
                         subject, body_text, body_html, send_at, send_tz, next_attempt_at,
-                        message_id, idempotency_key, request_hash, job_id)
-         VALUES (%(id)s, %(org_id)s, %(owner_id)s, %(from_addr)s, %(reply_to)s, %(to_addrs)s, %(cc_addrs)s,
-                 %(bcc_addrs)s, %(subject)s, %(body_text)s, %(body_html)s, %(send_at)s,
-                 %(send_tz)s, %(send_at)s, %(message_id)s, %(idempotency_key)s,
-                 %(request_hash)s, (SELECT id FROM job))
+                        message_id, idempotency_key, request_hash, job_id, list_unsubscribe)
+    SELECT %(id)s, %(org_id)s, %(owner_id)s, %(from_addr)s, %(reply_to)s, %(to_addrs)s, %(cc_addrs)s,
+           %(bcc_addrs)s, %(subject)s, %(body_text)s, %(body_html)s, %(send_at)s,
+           %(send_tz)s, %(send_at)s, %(message_id)s, %(idempotency_key)s,
+           %(request_hash)s, (SELECT id FROM job), %(list_unsubscribe)s
+     WHERE NOT EXISTS (SELECT FROM blocked)
     RETURNING *
 ), event AS (
     INSERT INTO email_events (org_id, email_id, kind, job_id, detail)
     SELECT org_id, id, 'scheduled', job_id, %(detail)s FROM inserted
 )
-SELECT * FROM inserted;"""
+SELECT i.*, (SELECT jsonb_object_agg(address, reason) FROM blocked) AS blocked
+  FROM (SELECT) one LEFT JOIN inserted i ON true;"""
 
 _FETCH_JOBS: LiteralString = """WITH fetched AS (
     SELECT * FROM reach_fetch_jobs(%(queues)s::varchar[], %(worker_id)s, %(limit)s)
@@ -434,7 +439,11 @@ _FETCH_JOBS: LiteralString = """WITH fetched AS (
        SET status = 'sending', attempts = e.attempts + 1, waiting_reason = NULL, data_started_at = NULL
       FROM due d
      WHERE e.id = d.id AND e.status = 'scheduled' AND e.job_id = d.job_id
-    RETURNING e.*
+    RETURNING e.*,
+           (SELECT array_agg(s.address || ' (' || s.reason || ')' ORDER BY s.address)
+                   FROM suppressions s
+                  WHERE s.address = ANY(SELECT lower(r) FROM unnest(e.to_addrs || e.cc_addrs || e.bcc_addrs) r)
+                    AND (s.org_id = e.org_id OR s.org_id IS NULL)) AS suppressed
 ), event AS (
     INSERT INTO email_events (org_id, email_id, kind, job_id, detail)
     SELECT org_id, id, 'claimed', job_id,
@@ -493,7 +502,8 @@ STATEMENTS: dict[str, Statement] = {
     # lock the email, then its job) is skipped, not waited for: this statement
     # holds the jobs, and waiting would deadlock; its task claims it afterwards
     # (claim_email), and finds it cancelled or changed. Each row is a job (its columns prefixed job__) and its
-    # claimed email's columns, NULL when it was not claimed.
+    # claimed email's columns, NULL when it was not claimed, with ``suppressed``: its recipients on a
+    # suppression list (one probe of suppressions_key each, 0.04 ms at 100,000 addresses).
     # Why not fetch_job: it takes one job per round trip and cannot join a claim.
     "fetch_jobs": Statement(
         _FETCH_JOBS,
@@ -538,6 +548,8 @@ STATEMENTS: dict[str, Statement] = {
     # emails_owner_status_idx. Why not batch_defer_jobs(connection=conn): a statement
     # of its own, before the row that must hold the job's id: two round trips at least
     # (eight, with the event and the lookup), where this is one.
+    # A recipient on a suppression list (the organization's or the global one) stops it all in the
+    # same statement: nothing written, the job not deferred, and ``blocked`` names the addresses.
     "schedule_email": Statement(
         _SCHEDULE_EMAIL,
         (),

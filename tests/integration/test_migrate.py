@@ -48,6 +48,10 @@ def empty_db() -> Iterator[str]:
     _admin(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
 
 
+#: The delivery state's columns of an email (0019), none until a provider says something.
+DELIVERY_COLUMNS = ("delivery", "delivery_at", "bounce_type", "delivery_detail", "list_unsubscribe")
+
+
 def schema_of(url: str) -> list[Any]:
     """Every table, column, index and constraint: what 'one consistent schema' means."""
     with db.connect(url) as conn:
@@ -248,12 +252,13 @@ def test_0012_gives_every_user_a_personal_organization_and_moves_their_rows_into
             assert len(after) == len(rows), table
             for old, new in zip(rows, after, strict=True):
                 # Every column as it was (updated_at included), plus org_id (and a token's scopes),
-                # and an email's recurrence, none (0014), and its provider's message id, none (0018),
-                # applied in the same run.
-                added = ("org_id", "scopes", "recurrence_id", "occurrence_at", "provider_message_id")
+                # and an email's recurrence, none (0014), its provider's message id, none (0018), and its
+                # delivery state, none (0019), applied in the same run.
+                added = ("org_id", "scopes", "recurrence_id", "occurrence_at", "provider_message_id", *DELIVERY_COLUMNS)
                 assert {k: v for k, v in new.items() if k not in added} == old, table
                 assert new.get("recurrence_id") is None and new.get("occurrence_at") is None, table
                 assert new.get("provider_message_id") is None, table
+                assert all(not new.get(c) for c in DELIVERY_COLUMNS), table
                 if table in ("emails", "batches", "chart_owner_minutes"):
                     assert new["org_id"] == org_of[new["owner_id"]], table
                 if table == "api_tokens":

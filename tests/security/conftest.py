@@ -13,7 +13,7 @@ from flask.testing import FlaskClient
 
 from tasks.core import db
 from tasks.core.config import Settings
-from tasks.domain import batch_plan, batches, emails, orgs, recurrences, tokens
+from tasks.domain import batch_plan, batches, emails, orgs, recurrences, suppression, tokens
 from tasks.domain.models import User
 from tests.e2e.conftest import browser, output_dir  # noqa: F401  (Chromium, and where screenshots go)
 from webapp import orgs as webapp_orgs
@@ -37,10 +37,13 @@ class Owned:
     invitation: int
     invitation_link: str
     recurrence: str
+    #: An address on the organization's suppression list.
+    suppressed: str
 
     def ids(self) -> dict[str, str]:
         """Return the values for a route's ``<email_id>``, ``<batch_id>``, ``<token_id>``, ``<user_id>``
-        (a member), ``<invitation_id>``, ``<token>`` (an invitation's signed link) and ``<recurrence_id>``."""
+        (a member), ``<invitation_id>``, ``<token>`` (an invitation's signed link), ``<recurrence_id>`` and
+        ``<address>`` (on the suppression list)."""
         return {
             "email_id": self.email,
             "batch_id": self.batch,
@@ -49,6 +52,7 @@ class Owned:
             "invitation_id": str(self.invitation),
             "token": self.invitation_link,
             "recurrence_id": self.recurrence,
+            "address": self.suppressed,
         }
 
 
@@ -78,6 +82,8 @@ def own(conn: Conn, settings: Settings, make_draft: Callable[..., Any], user: Us
     recurrence, _ = recurrences.create(conn, owner=user, spec=spec, settings=settings)
     me = orgs.memberships_of(conn, user.id)[0]
     invitation, invitation_secret = orgs.invite(conn, me, f"invitee-{user.id}@example.com", orgs.Role.MEMBER)
+    suppressed = f"suppressed-{user.id}@example.com"
+    suppression.add(conn, me.org_id, suppressed, detail=f"{marker} note")
     return Owned(
         user=user,
         org_id=me.org_id,
@@ -88,6 +94,7 @@ def own(conn: Conn, settings: Settings, make_draft: Callable[..., Any], user: Us
         invitation=invitation.id,
         invitation_link=webapp_orgs.sign(invitation, invitation_secret, settings.secret_key),
         recurrence=str(recurrence.id),
+        suppressed=suppressed,
     )
 
 
@@ -138,4 +145,5 @@ def snapshot(conn: Conn) -> dict[str, list[Any]]:
         "organizations": conn.execute("SELECT * FROM organizations ORDER BY id").fetchall(),
         "users": conn.execute("SELECT id, session_version FROM users ORDER BY id").fetchall(),
         "jobs": conn.execute("SELECT id, status, scheduled_at FROM procrastinate_jobs ORDER BY id").fetchall(),
+        "suppressions": conn.execute("SELECT * FROM suppressions ORDER BY id").fetchall(),
     }

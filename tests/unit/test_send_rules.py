@@ -84,3 +84,45 @@ def test_the_message_carries_its_fixed_id_and_hides_bcc() -> None:
     assert parsed.get_body(("plain",)).get_content().strip() == "Hi Bob"
     assert parsed.get_body(("html",)).get_content().strip() == "<p>Hi Bob</p>"
     assert row.recipients == ["bob@example.com", "carol@example.com", "secret@example.com"]
+
+
+def test_a_lists_message_to_one_recipient_carries_one_click_unsubscribe() -> None:
+    from tasks.domain.unsubscribe import Links
+
+    links = Links("https://reach.example.test/", "a-secret-key")
+    one = {"to_addrs": ["bob@example.com"], "cc_addrs": [], "bcc_addrs": []}
+    cases = {
+        "batch": make_email(**one, batch_id=uuid.uuid4()),
+        "recurrence": make_email(**one, recurrence_id=uuid.uuid4(), occurrence_at=dt.datetime.now(dt.UTC)),
+        "asked": make_email(**one, list_unsubscribe=True),
+        "international": make_email(to_addrs=["bøb@example.com"], cc_addrs=[], bcc_addrs=[], batch_id=uuid.uuid4()),
+    }
+    for name, row in cases.items():
+        parsed = email.message_from_bytes(message.build(row, unsubscribe=links), policy=email.policy.default)
+        link = str(parsed["List-Unsubscribe"]).strip()
+        assert link == f"<https://reach.example.test/u/{links.token(row.id)}>", name
+        assert parsed["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click", name
+        assert links.read(link[1:-1].rsplit("/", 1)[1]) == row.id, name
+
+    # A one-off that did not ask, a list's message to several, or no PUBLIC_URL: no header.
+    for row, given in (
+        (make_email(**one), links),
+        (make_email(batch_id=uuid.uuid4()), links),
+        (make_email(**one, batch_id=uuid.uuid4()), None),
+    ):
+        assert b"List-Unsubscribe" not in message.build(row, unsubscribe=given)
+
+
+def test_an_unsubscribe_token_is_refused_when_altered_or_signed_with_another_key() -> None:
+    from tasks.domain.unsubscribe import Links
+
+    email_id = uuid.uuid4()
+    token = Links("https://a.example", "key-one").token(email_id)
+
+    assert Links("https://a.example", "key-one").read(token) == email_id
+    assert Links("https://a.example", "key-two").read(token) is None
+    # (The signature's first character: the last one's low bits may be base64 padding.)
+    payload, signature = token.rsplit(".", 1)
+    altered = f"{payload}.{'A' if signature[0] != 'A' else 'B'}{signature[1:]}"
+    assert Links("https://a.example", "key-one").read(altered) is None
+    assert Links("https://a.example", "key-one").read("not-a-token") is None

@@ -7,7 +7,7 @@ from typing import Any
 from flask import url_for
 
 from tasks.core import errors
-from tasks.domain import batch_plan, batches
+from tasks.domain import batch_plan, batches, suppression
 from webapp import ext
 from webapp.api import bp, idempotency_key, json_body
 from webapp.auth import scope, signed_in_user
@@ -48,7 +48,15 @@ def plan_from(data: dict[str, Any]) -> batch_plan.Plan:
         hourly_cap=data.get("hourly_cap"),
         name=data.get("name", ""),
         idempotency_key=idempotency_key(data),
+        suppressed=lambda addresses: suppression.suppressed_among(ext.conn(), scope_org(), addresses),
     )
+
+
+def scope_org() -> int:
+    """The caller's organization (a batch always belongs to one)."""
+    org_id = scope().org_id
+    assert org_id is not None
+    return org_id
 
 
 @bp.post("/batches")

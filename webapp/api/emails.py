@@ -15,7 +15,19 @@ from webapp.api import bp, idempotency_key, json_body
 from webapp.auth import scope, signed_in_user
 
 CREATE_FIELDS = frozenset(
-    {"to", "cc", "bcc", "subject", "body_text", "body_html", "send_at", "time_zone", "send_now", "idempotency_key"}
+    {
+        "to",
+        "cc",
+        "bcc",
+        "subject",
+        "body_text",
+        "body_html",
+        "send_at",
+        "time_zone",
+        "send_now",
+        "idempotency_key",
+        "list_unsubscribe",
+    }
 )
 
 
@@ -53,6 +65,7 @@ def create_email() -> Any:
         send_tz=data.get("time_zone"),
         send_now=send_now,
         idempotency_key=idempotency_key(data),
+        list_unsubscribe=data.get("list_unsubscribe", False),
     )
     email, created = emails.schedule(
         ext.conn(), owner=signed_in_user(), draft=draft, settings=ext.settings(), org_id=scope().org_id
@@ -87,6 +100,7 @@ def list_emails() -> Any:
         cursor=request.args.get("cursor") or None,
         limit=limit,
         batch_id=batch_id,
+        delivery=request.args.get("delivery"),
     )
     return {"emails": [email_json(e) for e in page.emails], "next_cursor": page.next_cursor}
 

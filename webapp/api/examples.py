@@ -77,6 +77,11 @@ EMAIL: dict[str, Any] = {
     "created_at": _CREATED,
     "updated_at": _CREATED,
     "sent_at": None,
+    "delivery": None,
+    "bounce_type": None,
+    "delivery_detail": None,
+    "delivery_at": None,
+    "list_unsubscribe": False,
 }
 _BODY = {"body_text": "Hi Ann", "body_html": None}
 _SCHEDULED_EVENT = {
@@ -373,6 +378,58 @@ GET_ORG_AUDIT_200 = {
     )
 }
 GET_ORG_AUDIT_422 = {"bad_before": example("Refused", error("invalid", "before: must be a line's id", "before"))}
+
+# -- the suppression list ------------------------------------------------------------------
+
+SUPPRESSIONS_LIMIT = {"ten": example("Ten a page", 10), "too_many": example("More than a page holds", 1000)}
+SUPPRESSIONS_FORMAT = {"json": example("A page of JSON", "json")}
+LIST_SUPPRESSIONS_200 = {"ten": example("A new organization's list: empty", {"suppressions": [], "next_before": None})}
+LIST_SUPPRESSIONS_422 = {"too_many": example("Out of range", error("invalid", "limit: must be from 1 to 100", "limit"))}
+ADD_SUPPRESSION_REQUEST = {
+    "added": example("Stop sending to an address", {"address": "Ann@Example.com", "detail": "asked by phone"}),
+    "invalid_address": example("An address that is not one", {"address": "ann@"}),
+}
+ADD_SUPPRESSION_200 = {"added": example("On the list (lower-cased)", {"address": "ann@example.com", "added": True})}
+ADD_SUPPRESSION_422 = {
+    "invalid_address": example(
+        "Refused, with the field",
+        error("invalid", "address: not a valid email address: There must be something after the @-sign.", "address"),
+    )
+}
+SUPPRESSION_ADDRESS = {
+    "absent": example("An address", "bob@example.com"),
+    "invalid": example("Not an address", "bob@"),
+}
+REMOVE_SUPPRESSION_200 = {
+    "absent": example("Not on the list: nothing to do", {"address": "bob@example.com", "removed": False})
+}
+REMOVE_SUPPRESSION_422 = {
+    "invalid": example(
+        "Not an address",
+        error("invalid", "address: not a valid email address: There must be something after the @-sign.", "address"),
+    )
+}
+IMPORT_SUPPRESSIONS_REQUEST = {
+    "imported": example("A CSV with a header", {"csv": "email,name\nann@example.com,Ann\nnot-an-address,X\n"}),
+    "empty": example("Nothing to import", {"csv": ""}),
+}
+IMPORT_SUPPRESSIONS_200 = {
+    "imported": example(
+        "One added, one line refused",
+        {
+            "added": 1,
+            "already": 0,
+            "rejected": [
+                {
+                    "line": 3,
+                    "value": "not-an-address",
+                    "reason": "not a valid email address: An email address must have an @-sign.",
+                }
+            ],
+        },
+    )
+}
+IMPORT_SUPPRESSIONS_422 = {"empty": example("Refused", error("invalid", "csv: the CSV text is required", "csv"))}
 
 # -- any operation ----------------------------------------------------------------------
 

@@ -135,6 +135,11 @@ def document() -> dict[str, Any]:
                 "name": "recurrences",
                 "description": "Recurring emails: a rule in a time zone; each occurrence is an ordinary email.",
             },
+            {
+                "name": "suppressions",
+                "description": "Addresses nothing is sent to: hard bounces, complaints, unsubscribes, and those added"
+                " by hand; the operators' global list is shown too.",
+            },
         ],
         "security": [{"bearerAuth": []}, {"sessionCookie": [], "csrfToken": []}],
         "components": {
@@ -396,6 +401,98 @@ def document() -> dict[str, Any]:
                 },
             },
             **_recurrence_paths(write),
+            **_suppression_paths(write, admin),
+        },
+    }
+
+
+def _suppression_paths(write: dict[str, Any], admin: dict[str, Any]) -> dict[str, Any]:
+    x = examples
+    return {
+        "/suppressions": {
+            "get": {
+                "operationId": "listSuppressions",
+                "tags": ["suppressions"],
+                "summary": "The list, newest first (the global one's too); search; all of it as CSV",
+                "parameters": [
+                    {"name": "q", "in": "query", "description": "Part of an address.", "schema": {"type": "string"}},
+                    {
+                        "name": "before",
+                        "in": "query",
+                        "description": "The next_before of the page before.",
+                        "schema": {"type": "string", "pattern": "^[0-9]{1,18}$"},
+                    },
+                    {
+                        "name": "limit",
+                        "in": "query",
+                        "schema": {"type": "integer", "minimum": 1, "maximum": 100, "default": 100},
+                        "examples": x.SUPPRESSIONS_LIMIT,
+                    },
+                    {
+                        "name": "format",
+                        "in": "query",
+                        "description": "csv: every line as CSV (address, reason, detail, list, created_at).",
+                        "schema": {"type": "string", "enum": ["json", "csv"], "default": "json"},
+                        "examples": x.SUPPRESSIONS_FORMAT,
+                    },
+                ],
+                "responses": {
+                    "200": {
+                        **_json(schemas.ref("SuppressionList"), "One page.", examples=x.LIST_SUPPRESSIONS_200),
+                        "content": {
+                            **_json(schemas.ref("SuppressionList"), "", examples=x.LIST_SUPPRESSIONS_200)["content"],
+                            "text/csv": {"schema": {"type": "string"}},
+                        },
+                    },
+                    **_errors(401, 429),
+                    **_error(422, x.LIST_SUPPRESSIONS_422),
+                },
+            },
+            "post": {
+                "operationId": "addSuppression",
+                "tags": ["suppressions"],
+                "summary": "Stop sending to an address (one already there is left as it is)",
+                "requestBody": _body("NewSuppression", x.ADD_SUPPRESSION_REQUEST),
+                "responses": {
+                    "200": _json(schemas.ref("SuppressionAdded"), "On the list.", examples=x.ADD_SUPPRESSION_200),
+                    **write,
+                    **_error(422, x.ADD_SUPPRESSION_422),
+                },
+            },
+        },
+        "/suppressions/{address}": {
+            "parameters": [
+                {
+                    "name": "address",
+                    "in": "path",
+                    "required": True,
+                    "schema": {"type": "string"},
+                    "examples": x.SUPPRESSION_ADDRESS,
+                }
+            ],
+            "delete": {
+                "operationId": "removeSuppression",
+                "tags": ["suppressions"],
+                "summary": "Send to an address again (admins; on the audit log)",
+                "responses": {
+                    "200": _json(schemas.ref("SuppressionRemoved"), "Off the list.", examples=x.REMOVE_SUPPRESSION_200),
+                    **admin,
+                    **_error(422, x.REMOVE_SUPPRESSION_422),
+                },
+            },
+        },
+        "/suppressions/import": {
+            "post": {
+                "operationId": "importSuppressions",
+                "tags": ["suppressions"],
+                "summary": "Add the addresses of a CSV; bad lines are listed, not fatal",
+                "requestBody": _body("SuppressionImport", x.IMPORT_SUPPRESSIONS_REQUEST),
+                "responses": {
+                    "200": _json(schemas.ref("SuppressionImported"), "Imported.", examples=x.IMPORT_SUPPRESSIONS_200),
+                    **write,
+                    **_error(422, x.IMPORT_SUPPRESSIONS_422),
+                },
+            },
         },
     }
 

@@ -89,6 +89,19 @@ SCHEMAS: dict[str, Any] = {
             "created_at": {"type": "string", "format": "date-time"},
             "updated_at": {"type": "string", "format": "date-time"},
             "sent_at": nullable("string"),
+            "delivery": {
+                "type": ["string", "null"],
+                "enum": ["delivered", "deferred", "bounced", "complained", None],
+                "description": "Where it stands after the provider took it, from the provider's events (null: nothing"
+                " heard). It only moves up: deferred, delivered, bounced (soft, then hard), complained.",
+            },
+            "bounce_type": {"type": ["string", "null"], "enum": ["hard", "soft", None]},
+            "delivery_detail": nullable("string", description="The provider's diagnostic (a bounce's SMTP reply)."),
+            "delivery_at": nullable("string", description="When the provider says it happened."),
+            "list_unsubscribe": {
+                "type": "boolean",
+                "description": "Its message carries one-click unsubscribe (a batch's and a recurrence's always do).",
+            },
             "body_text": {"type": "string"},
             "body_html": nullable("string"),
             "events": {"type": "array", "items": ref("Event")},
@@ -129,6 +142,11 @@ SCHEMAS: dict[str, Any] = {
             "time_zone": nullable("string", description="IANA zone, e.g. Europe/Paris (default UTC)."),
             "send_now": {"type": "boolean"},
             "idempotency_key": nullable("string", description="Same as the Idempotency-Key header."),
+            "list_unsubscribe": {
+                "type": "boolean",
+                "description": "Carry one-click unsubscribe (List-Unsubscribe, RFC 8058) as a list's emails do; one"
+                " recipient only.",
+            },
         },
     },
     "EmailChanges": {
@@ -322,6 +340,86 @@ SCHEMAS: dict[str, Any] = {
                 "description": "smtp:// or smtps://, in the forms of MAIL_TRANSPORTS; stored encrypted.",
             },
             "rate_limit": {"type": "string", "description": "Its provider's limits, e.g. 20/10s,500/hour."},
+        },
+    },
+    "Suppression": {
+        "type": "object",
+        "required": ["address", "reason", "detail", "list", "email_id", "created_at"],
+        "properties": {
+            "address": {"type": "string", "description": "Lower-cased."},
+            "reason": {"type": "string", "enum": ["hard_bounce", "complaint", "unsubscribe", "manual", "import"]},
+            "detail": {"type": "string", "description": "The provider's diagnostic, or a member's note."},
+            "list": {
+                "type": "string",
+                "enum": ["organization", "global"],
+                "description": "The organization's own list, or the operators' global one (read-only here).",
+            },
+            "email_id": nullable("string", description="The email whose bounce, complaint or link put it there."),
+            "created_at": {"type": "string", "format": "date-time"},
+        },
+    },
+    "SuppressionList": {
+        "type": "object",
+        "required": ["suppressions", "next_before"],
+        "properties": {
+            "suppressions": {"type": "array", "items": ref("Suppression")},
+            "next_before": nullable("integer", description="Pass as ?before= for the next (older) page."),
+        },
+    },
+    "NewSuppression": {
+        "type": "object",
+        "additionalProperties": False,
+        "required": ["address"],
+        "properties": {
+            "address": {"type": "string", "format": "email"},
+            "detail": {"type": "string", "maxLength": 500, "description": "A note for the others."},
+        },
+    },
+    "SuppressionAdded": {
+        "type": "object",
+        "required": ["address", "added"],
+        "properties": {
+            "address": {"type": "string"},
+            "added": {"type": "boolean", "description": "false: it was on the list already."},
+        },
+    },
+    "SuppressionRemoved": {
+        "type": "object",
+        "required": ["address", "removed"],
+        "properties": {
+            "address": {"type": "string"},
+            "removed": {"type": "boolean", "description": "false: it was not on the organization's list."},
+        },
+    },
+    "SuppressionImport": {
+        "type": "object",
+        "additionalProperties": False,
+        "required": ["csv"],
+        "properties": {
+            "csv": {
+                "type": "string",
+                "description": "CSV text: an address or email column (else the first one); at most 100,000 lines.",
+            }
+        },
+    },
+    "SuppressionImported": {
+        "type": "object",
+        "required": ["added", "already", "rejected"],
+        "properties": {
+            "added": {"type": "integer"},
+            "already": {"type": "integer", "description": "On the list before."},
+            "rejected": {
+                "type": "array",
+                "items": {
+                    "type": "object",
+                    "required": ["line", "value", "reason"],
+                    "properties": {
+                        "line": {"type": "integer"},
+                        "value": {"type": "string"},
+                        "reason": {"type": "string"},
+                    },
+                },
+            },
         },
     },
     "AuditLog": {

@@ -83,6 +83,7 @@
     if (before === undefined && msg.status === "sending") before = "scheduled";  // only a scheduled email is claimed
     if (before === undefined) unknown.add(msg.email_id);
     else { shiftCounts(before, msg.status); known.set(msg.email_id, msg.status); }
+    if (msg.delivery) setDelivery(msg.email_id, msg.delivery, msg.bounce_type);
     updateEmail(msg.email_id, msg.status, msg.status === "sent" ? msg.sent_at || msg.at : msg.next_attempt_at, true);
     if (before === undefined || $("[data-batch-state]")) requestSnapshot(false);
     // A recurrence's page: its occurrences come and change (created ahead, then sent).
@@ -95,6 +96,16 @@
     badge.className = "badge badge-" + status;
     $(".icon", badge).textContent = BADGES[status][0];
     $(".label", badge).textContent = BADGES[status][1];
+  }
+  // The provider's word on a sent email (delivered, deferred, bounced, complained): its small badge on each row.
+  const DELIVERY = { delivered: "Delivered", deferred: "Deferred", bounced: "Bounced", complained: "Complained" };
+  function setDelivery(id, delivery, bounceType) {
+    if (!DELIVERY[delivery]) return;
+    $$('li.row[data-email-id="' + CSS.escape(id) + '"] [data-delivery-badge]').forEach((el) => {
+      el.hidden = false;
+      el.className = "badge badge-small badge-delivery-" + delivery;
+      el.textContent = DELIVERY[delivery] + (delivery === "bounced" && bounceType ? " (" + bounceType + ")" : "");
+    });
   }
   const listView = () => (document.body.dataset.page === "list" ? document.body.dataset.view : null);
   // One email changed: its badge (and time) on every row showing it, its place in this tab, and the open detail.
