@@ -25,7 +25,7 @@ from psycopg.types.json import Jsonb
 
 from tasks.core import db, errors
 from tasks.core.config import Settings
-from tasks.domain import audit, orgs, recurrence_rules, validation
+from tasks.domain import audit, orgs, recurrence_rules, suppression, validation
 from tasks.domain.models import Scope, User, json_value
 from tasks.domain.recurrence_rules import Rule
 from tasks.queue import jobs
@@ -307,6 +307,9 @@ def create(
         "request_hash": spec.request_hash(),
     }
     with conn.transaction():
+        # A recipient on the organization's (or the global) suppression list: refused as
+        # scheduling refuses it (422 naming the address), nothing stored.
+        suppression.refuse_suppressed(conn, org_id, (("to", spec.to), ("cc", spec.cc), ("bcc", spec.bcc)))
         row = db.one(conn, "insert_recurrence", **params)
         if row is not None:
             rec = Recurrence.from_row(row)
@@ -503,6 +506,8 @@ def edit(
         spec = validate(
             merged | {k: v for k, v in changes.items() if k not in ("cron", "preset")}, settings=settings, now=now
         )
+        if {"to", "cc", "bcc"} & changes.keys():
+            suppression.refuse_suppressed(conn, rec.org_id, (("to", spec.to), ("cc", spec.cc), ("bcc", spec.bcc)))
         rule_changed = (
             spec.rule.cron,
             spec.rule.time_zone,

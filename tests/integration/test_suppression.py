@@ -82,6 +82,30 @@ def test_scheduling_to_a_suppressed_address_is_refused_naming_it(client: FlaskCl
     assert call(client, "POST", "/api/v1/emails", "/emails", headers, json=body).status_code == 422
 
 
+def test_a_recurrence_to_a_suppressed_address_is_refused_naming_it(
+    client: FlaskClient, conn: Conn, owner: User
+) -> None:
+    headers = bearer(conn, owner)
+    suppression.add(conn, orgs.personal_org_id(conn, owner.id), "bob@example.com", reason="hard_bounce")
+    body = {"to": ["ann@example.com"], "bcc": ["Bob@example.com"], "subject": "Weekly", "body_text": "x",
+            "cron": "0 9 * * 1", "time_zone": "Europe/Paris"}  # fmt: skip
+
+    refused = call(client, "POST", "/api/v1/recurrences", "/recurrences", headers, json=body)
+
+    assert refused.status_code == 422 and refused.get_json()["error"]["field"] == "bcc"
+    assert "Bob@example.com is on the suppression list" in refused.get_json()["error"]["message"]
+    assert conn.execute("SELECT count(*) AS n FROM recurrences").fetchone()["n"] == 0
+    # Nor can an edit add one; other edits of it still work.
+    created = call(client, "POST", "/api/v1/recurrences", "/recurrences", headers, json=body | {"bcc": []})
+    assert created.status_code == 201
+    target = f"/api/v1/recurrences/{created.get_json()['id']}"
+    edited = call(client, "PATCH", target, "/recurrences/{recurrence_id}", headers, json={"to": ["bob@example.com"]})
+    assert edited.status_code == 422 and edited.get_json()["error"]["field"] == "to"
+    renamed = call(client, "PATCH", target, "/recurrences/{recurrence_id}", headers, json={"subject": "Weekly, again"})
+    assert renamed.status_code == 200
+    assert conn.execute("SELECT to_addrs FROM recurrences").fetchone()["to_addrs"] == ["ann@example.com"]
+
+
 def test_a_batch_leaves_suppressed_recipients_out_and_lists_them(client: FlaskClient, conn: Conn, owner: User) -> None:
     headers = bearer(conn, owner)
     org_id = orgs.personal_org_id(conn, owner.id)
