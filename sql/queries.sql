@@ -189,26 +189,132 @@ UPDATE api_tokens SET revoked_at = now()
    AND revoked_at IS NULL
   RETURNING id;
 
--- list_emails --
--- One page of emails, newest first, keyset-paginated on (created_at, id) so
--- rows inserted meanwhile never shift a page.
-SELECT * FROM emails
+-- search_emails --
+-- One page of emails matching a search, newest first, keyset-paginated on (created_at,
+-- id) so rows inserted meanwhile never shift a page. tasks/domain/search.py puts the
+-- query's conditions (every value a parameter; TRUE for none) and the list's own (a
+-- tab's statuses, a batch) in place of the braces. The page's ids are chosen in the
+-- view emails_search (migration 0020: why), its rows read from emails under its policy.
+-- Plans per qualifier: docs/search.md.
+SELECT e.* FROM emails e
+ WHERE e.id = ANY(ARRAY(
+        SELECT id FROM emails_search
+         WHERE (%(any_org)s OR org_id = %(org_id)s)
+           AND (NOT %(mine_only)s OR owner_id = %(owner_id)s)
+           AND {conditions}
+           AND (%(before_created)s::timestamptz IS NULL
+                OR (created_at, id) < (%(before_created)s::timestamptz, %(before_id)s::uuid))
+         ORDER BY created_at DESC, id DESC
+         LIMIT %(limit)s))
+ ORDER BY e.created_at DESC, e.id DESC;
+
+-- search_emails_recent --
+-- search_emails among the list's newest %(first_look)s rows only (of %(lead_status)s, when
+-- every match has that status; the LIMIT keeps the conditions out of that reading):
+-- tasks/domain/search.py, page_rows, says why.
+SELECT e.* FROM emails e
+ WHERE e.id = ANY(ARRAY(
+        SELECT id FROM (
+            SELECT * FROM emails_search
+             WHERE (%(any_org)s OR org_id = %(org_id)s)
+               AND (NOT %(mine_only)s OR owner_id = %(owner_id)s)
+               AND (%(lead_status)s::text IS NULL OR status = %(lead_status)s::text)
+               AND (%(before_created)s::timestamptz IS NULL
+                    OR (created_at, id) < (%(before_created)s::timestamptz, %(before_id)s::uuid))
+             ORDER BY created_at DESC, id DESC
+             LIMIT %(first_look)s) recent
+         WHERE {conditions}
+         ORDER BY created_at DESC, id DESC
+         LIMIT %(limit)s))
+ ORDER BY e.created_at DESC, e.id DESC;
+
+-- count_search --
+-- How many emails match a search, counted up to %(cap)s (a saved search's count).
+SELECT count(*) AS n FROM (
+    SELECT 1 FROM emails_search
+     WHERE (%(any_org)s OR org_id = %(org_id)s)
+       AND (NOT %(mine_only)s OR owner_id = %(owner_id)s)
+       AND {conditions}
+     LIMIT %(cap)s
+) matches;
+
+-- count_search_recent --
+-- count_search among the newest %(first_look)s rows only (as search_emails_recent).
+SELECT count(*) AS n FROM (
+    SELECT 1 FROM (
+        SELECT * FROM emails_search
+         WHERE (%(any_org)s OR org_id = %(org_id)s)
+           AND (NOT %(mine_only)s OR owner_id = %(owner_id)s)
+           AND (%(lead_status)s::text IS NULL OR status = %(lead_status)s::text)
+         ORDER BY created_at DESC, id DESC
+         LIMIT %(first_look)s) recent
+     WHERE {conditions}
+     LIMIT %(cap)s
+) matches;
+
+-- suggest_recipients --
+-- Autocomplete of to: the addresses of the newest 2,000 emails that start with the
+-- text typed, most used first.
+SELECT addr AS value, count(*) || ' recent' AS hint
+  FROM (SELECT to_addrs || cc_addrs || bcc_addrs AS addrs FROM emails
+         WHERE (%(any_org)s OR org_id = %(org_id)s)
+           AND (NOT %(mine_only)s OR owner_id = %(owner_id)s)
+         ORDER BY created_at DESC, id DESC LIMIT 2000) recent,
+       unnest(addrs) AS addr
+ WHERE lower(addr) LIKE %(prefix)s
+ GROUP BY addr ORDER BY count(*) DESC, addr LIMIT %(limit)s;
+
+-- suggest_domains --
+-- Autocomplete of domain: the recipients' domains of the newest 2,000 emails.
+SELECT dom AS value, count(*) || ' recent' AS hint
+  FROM (SELECT to_addrs || cc_addrs || bcc_addrs AS addrs FROM emails
+         WHERE (%(any_org)s OR org_id = %(org_id)s)
+           AND (NOT %(mine_only)s OR owner_id = %(owner_id)s)
+         ORDER BY created_at DESC, id DESC LIMIT 2000) recent,
+       unnest(addrs) AS addr,
+       lower(split_part(addr, '@', 2)) AS dom
+ WHERE dom LIKE %(prefix)s
+ GROUP BY dom ORDER BY count(*) DESC, dom LIMIT %(limit)s;
+
+-- suggest_members --
+-- Autocomplete of from: the organization's members.
+SELECT u.email AS value, coalesce(nullif(u.name, ''), m.role) AS hint
+  FROM memberships m JOIN users u ON u.id = m.user_id
+ WHERE (%(any_org)s OR m.org_id = %(org_id)s)
+   AND (lower(u.email) LIKE %(prefix)s OR lower(u.name) LIKE %(prefix)s)
+ ORDER BY u.email LIMIT %(limit)s;
+
+-- suggest_batches --
+SELECT id, coalesce(nullif(name, ''), subject_template) AS hint FROM batches
  WHERE (%(any_org)s OR org_id = %(org_id)s)
-   AND (NOT %(mine_only)s OR owner_id = %(owner_id)s)
-   AND status = ANY(%(statuses)s::text[])
-   AND (%(batch_id)s::uuid IS NULL OR batch_id = %(batch_id)s::uuid)
-   AND (%(delivery)s::text IS NULL OR delivery = %(delivery)s::text)
-   AND (%(pattern)s::text IS NULL
-        OR subject ILIKE %(pattern)s
-        OR array_to_string(to_addrs || cc_addrs || bcc_addrs, ' ') ILIKE %(pattern)s)
-   AND (%(before_created)s::timestamptz IS NULL
-        OR (created_at, id) < (%(before_created)s::timestamptz, %(before_id)s::uuid))
- ORDER BY created_at DESC, id DESC
- LIMIT %(limit)s;
+   AND (name || ' ' || subject_template) ILIKE %(pattern)s
+ ORDER BY created_at DESC, id DESC LIMIT %(limit)s;
+
+-- suggest_recurrences --
+SELECT id, subject AS hint FROM recurrences
+ WHERE (%(any_org)s OR org_id = %(org_id)s)
+   AND subject ILIKE %(pattern)s
+ ORDER BY created_at DESC, id DESC LIMIT %(limit)s;
+
+-- saved_searches_list --
+-- A user's saved searches in the organization, in the order they were saved.
+SELECT id, name, query, created_at FROM saved_searches
+ WHERE org_id = %(org_id)s AND user_id = %(user_id)s
+ ORDER BY id;
+
+-- saved_search_insert --
+INSERT INTO saved_searches (org_id, user_id, name, query)
+     VALUES (%(org_id)s, %(user_id)s, %(name)s, %(query)s)
+ON CONFLICT (org_id, user_id, name) DO UPDATE SET query = EXCLUDED.query
+  RETURNING id, name, query, created_at;
+
+-- saved_search_delete --
+DELETE FROM saved_searches WHERE org_id = %(org_id)s AND user_id = %(user_id)s AND id = %(id)s
+  RETURNING id;
 
 -- list_items --
 -- The dashboard's list: single emails, and each batch as one item (when it has
--- an email in the list's statuses). Same keyset as list_emails. Each branch is
+-- an email in the list's statuses). Same keyset as search_emails. Each branch is
 -- ordered and limited on its own, so each reads its first rows through its index
 -- (emails_org_created_idx, batches_org_created_idx) and the two are merged; a
 -- UNION ordered only as a whole read every email of the organization to sort

@@ -5,6 +5,20 @@
 -- `python -m tasks migrate` (sql/migrations/README.md).
 
 --
+-- Name: pg_trgm; Type: EXTENSION; Schema: -; Owner: -
+--
+
+CREATE EXTENSION IF NOT EXISTS pg_trgm WITH SCHEMA public;
+
+
+--
+-- Name: EXTENSION pg_trgm; Type: COMMENT; Schema: -; Owner: -
+--
+
+COMMENT ON EXTENSION pg_trgm IS 'text similarity measurement and index searching based on trigrams';
+
+
+--
 -- Name: procrastinate_job_event_type; Type: TYPE; Schema: public; Owner: -
 --
 
@@ -80,6 +94,16 @@ CREATE FUNCTION public.current_org_id() RETURNS bigint
 
 
 --
+-- Name: email_domains(text[], text[], text[]); Type: FUNCTION; Schema: public; Owner: -
+--
+
+CREATE FUNCTION public.email_domains(to_addrs text[], cc_addrs text[], bcc_addrs text[]) RETURNS text[]
+    LANGUAGE sql IMMUTABLE PARALLEL SAFE
+    AS $$ SELECT coalesce(array_agg(DISTINCT lower(split_part(a, '@', 2))), '{}')
+            FROM unnest(to_addrs || cc_addrs || bcc_addrs) AS a $$;
+
+
+--
 -- Name: email_events_append_only(); Type: FUNCTION; Schema: public; Owner: -
 --
 
@@ -90,6 +114,24 @@ BEGIN
     RAISE EXCEPTION 'email_events is append-only' USING ERRCODE = 'check_violation';
 END;
 $$;
+
+
+--
+-- Name: email_recipients(text[], text[], text[]); Type: FUNCTION; Schema: public; Owner: -
+--
+
+CREATE FUNCTION public.email_recipients(to_addrs text[], cc_addrs text[], bcc_addrs text[]) RETURNS text
+    LANGUAGE sql IMMUTABLE PARALLEL SAFE
+    AS $$ SELECT array_to_string(to_addrs || cc_addrs || bcc_addrs, ' ') $$;
+
+
+--
+-- Name: email_reply_code(text, text); Type: FUNCTION; Schema: public; Owner: -
+--
+
+CREATE FUNCTION public.email_reply_code(last_error text, provider_reply text) RETURNS smallint
+    LANGUAGE sql IMMUTABLE PARALLEL SAFE
+    AS $_$ SELECT substring(coalesce(last_error, provider_reply) FROM '(?:^|: )([2-5][0-9][0-9])(?:[ -]|$)')::smallint $_$;
 
 
 --
@@ -1052,6 +1094,9 @@ CREATE TABLE public.emails (
     bounce_type text,
     delivery_detail text,
     list_unsubscribe boolean DEFAULT false NOT NULL,
+    recipients text GENERATED ALWAYS AS (public.email_recipients(to_addrs, cc_addrs, bcc_addrs)) STORED,
+    recipient_domains text[] GENERATED ALWAYS AS (public.email_domains(to_addrs, cc_addrs, bcc_addrs)) STORED,
+    reply_code smallint GENERATED ALWAYS AS (public.email_reply_code(last_error, provider_reply)) STORED,
     CONSTRAINT emails_body_check CHECK (((octet_length(body_text) + COALESCE(octet_length(body_html), 0)) <= 1048576)),
     CONSTRAINT emails_bounce_type_check CHECK ((bounce_type = ANY (ARRAY['hard'::text, 'soft'::text]))),
     CONSTRAINT emails_delivery_check CHECK ((delivery = ANY (ARRAY['deferred'::text, 'delivered'::text, 'bounced'::text, 'complained'::text]))),
@@ -1065,6 +1110,31 @@ CREATE TABLE public.emails (
     CONSTRAINT emails_subject_check CHECK (((char_length(subject) <= 998) AND (subject !~ '[\r\n]'::text))),
     CONSTRAINT emails_uncertain_check CHECK (((status <> 'uncertain'::text) OR (data_started_at IS NOT NULL)))
 );
+
+
+--
+-- Name: emails_search; Type: VIEW; Schema: public; Owner: -
+--
+
+CREATE VIEW public.emails_search AS
+ SELECT emails.id,
+    emails.org_id,
+    emails.owner_id,
+    emails.from_addr,
+    emails.recipients,
+    emails.recipient_domains,
+    emails.subject,
+    emails.status,
+    emails.send_at,
+    emails.created_at,
+    emails.last_error,
+    emails.provider_reply,
+    emails.reply_code,
+    emails.batch_id,
+    emails.recurrence_id,
+    emails.delivery
+   FROM public.emails
+  WHERE ((emails.org_id = public.current_org_id()) OR (CURRENT_USER <> 'reach_web'::name));
 
 
 --
@@ -1411,6 +1481,36 @@ CREATE TABLE public.recurrences (
     CONSTRAINT recurrences_recipients_check CHECK (((((cardinality(to_addrs) + cardinality(cc_addrs)) + cardinality(bcc_addrs)) >= 1) AND (((cardinality(to_addrs) + cardinality(cc_addrs)) + cardinality(bcc_addrs)) <= 50))),
     CONSTRAINT recurrences_status_check CHECK ((status = ANY (ARRAY['active'::text, 'paused'::text, 'ended'::text, 'deleted'::text]))),
     CONSTRAINT recurrences_subject_check CHECK (((char_length(subject) <= 998) AND (subject !~ '[\r\n]'::text)))
+);
+
+
+--
+-- Name: saved_searches; Type: TABLE; Schema: public; Owner: -
+--
+
+CREATE TABLE public.saved_searches (
+    org_id bigint NOT NULL,
+    id bigint NOT NULL,
+    user_id bigint NOT NULL,
+    name text NOT NULL,
+    query text NOT NULL,
+    created_at timestamp with time zone DEFAULT now() NOT NULL,
+    CONSTRAINT saved_searches_name_check CHECK (((char_length(name) >= 1) AND (char_length(name) <= 100))),
+    CONSTRAINT saved_searches_query_check CHECK (((char_length(query) >= 1) AND (char_length(query) <= 200)))
+);
+
+
+--
+-- Name: saved_searches_id_seq; Type: SEQUENCE; Schema: public; Owner: -
+--
+
+ALTER TABLE public.saved_searches ALTER COLUMN id ADD GENERATED ALWAYS AS IDENTITY (
+    SEQUENCE NAME public.saved_searches_id_seq
+    START WITH 1
+    INCREMENT BY 1
+    NO MINVALUE
+    NO MAXVALUE
+    CACHE 1
 );
 
 
@@ -1777,6 +1877,22 @@ ALTER TABLE ONLY public.recurrences
 
 
 --
+-- Name: saved_searches saved_searches_name_key; Type: CONSTRAINT; Schema: public; Owner: -
+--
+
+ALTER TABLE ONLY public.saved_searches
+    ADD CONSTRAINT saved_searches_name_key UNIQUE (org_id, user_id, name);
+
+
+--
+-- Name: saved_searches saved_searches_pkey; Type: CONSTRAINT; Schema: public; Owner: -
+--
+
+ALTER TABLE ONLY public.saved_searches
+    ADD CONSTRAINT saved_searches_pkey PRIMARY KEY (org_id, id);
+
+
+--
 -- Name: schema_migrations schema_migrations_pkey; Type: CONSTRAINT; Schema: public; Owner: -
 --
 
@@ -1853,6 +1969,13 @@ CREATE INDEX api_tokens_org_user_idx ON public.api_tokens USING btree (org_id, u
 
 
 --
+-- Name: batches_name_trgm_idx; Type: INDEX; Schema: public; Owner: -
+--
+
+CREATE INDEX batches_name_trgm_idx ON public.batches USING gin ((((name || ' '::text) || subject_template)) public.gin_trgm_ops);
+
+
+--
 -- Name: batches_org_created_idx; Type: INDEX; Schema: public; Owner: -
 --
 
@@ -1916,6 +2039,13 @@ CREATE INDEX emails_due_idx ON public.emails USING btree (next_attempt_at) WHERE
 
 
 --
+-- Name: emails_error_trgm_idx; Type: INDEX; Schema: public; Owner: -
+--
+
+CREATE INDEX emails_error_trgm_idx ON public.emails USING gin (last_error public.gin_trgm_ops) WHERE (last_error IS NOT NULL);
+
+
+--
 -- Name: emails_occurrence_key; Type: INDEX; Schema: public; Owner: -
 --
 
@@ -1958,6 +2088,27 @@ CREATE INDEX emails_org_owner_created_idx ON public.emails USING btree (org_id, 
 
 
 --
+-- Name: emails_org_reply_code_idx; Type: INDEX; Schema: public; Owner: -
+--
+
+CREATE INDEX emails_org_reply_code_idx ON public.emails USING btree (org_id, reply_code, created_at DESC) WHERE (reply_code IS NOT NULL);
+
+
+--
+-- Name: emails_org_send_at_idx; Type: INDEX; Schema: public; Owner: -
+--
+
+CREATE INDEX emails_org_send_at_idx ON public.emails USING btree (org_id, send_at) INCLUDE (created_at, id);
+
+
+--
+-- Name: emails_org_status_created_idx; Type: INDEX; Schema: public; Owner: -
+--
+
+CREATE INDEX emails_org_status_created_idx ON public.emails USING btree (org_id, status, created_at DESC, id DESC);
+
+
+--
 -- Name: emails_org_status_idx; Type: INDEX; Schema: public; Owner: -
 --
 
@@ -1986,6 +2137,20 @@ CREATE INDEX emails_rate_wait_idx ON public.emails USING btree (owner_id, rate_t
 
 
 --
+-- Name: emails_recipient_domains_idx; Type: INDEX; Schema: public; Owner: -
+--
+
+CREATE INDEX emails_recipient_domains_idx ON public.emails USING gin (recipient_domains);
+
+
+--
+-- Name: emails_recipients_trgm_idx; Type: INDEX; Schema: public; Owner: -
+--
+
+CREATE INDEX emails_recipients_trgm_idx ON public.emails USING gin (recipients public.gin_trgm_ops);
+
+
+--
 -- Name: emails_recurrence_idx; Type: INDEX; Schema: public; Owner: -
 --
 
@@ -1997,6 +2162,13 @@ CREATE INDEX emails_recurrence_idx ON public.emails USING btree (recurrence_id, 
 --
 
 CREATE INDEX emails_sending_idx ON public.emails USING btree (id) WHERE (status = 'sending'::text);
+
+
+--
+-- Name: emails_subject_trgm_idx; Type: INDEX; Schema: public; Owner: -
+--
+
+CREATE INDEX emails_subject_trgm_idx ON public.emails USING gin (subject public.gin_trgm_ops);
 
 
 --
@@ -2266,6 +2438,13 @@ CREATE TRIGGER recurrences_org_fixed BEFORE UPDATE OF org_id ON public.recurrenc
 
 
 --
+-- Name: saved_searches saved_searches_org_fixed; Type: TRIGGER; Schema: public; Owner: -
+--
+
+CREATE TRIGGER saved_searches_org_fixed BEFORE UPDATE OF org_id ON public.saved_searches FOR EACH ROW EXECUTE FUNCTION public.org_id_fixed();
+
+
+--
 -- Name: users users_personal_org; Type: TRIGGER; Schema: public; Owner: -
 --
 
@@ -2489,6 +2668,22 @@ ALTER TABLE ONLY public.recurrences
 
 
 --
+-- Name: saved_searches saved_searches_org_id_fkey; Type: FK CONSTRAINT; Schema: public; Owner: -
+--
+
+ALTER TABLE ONLY public.saved_searches
+    ADD CONSTRAINT saved_searches_org_id_fkey FOREIGN KEY (org_id) REFERENCES public.organizations(id) ON DELETE CASCADE;
+
+
+--
+-- Name: saved_searches saved_searches_user_id_fkey; Type: FK CONSTRAINT; Schema: public; Owner: -
+--
+
+ALTER TABLE ONLY public.saved_searches
+    ADD CONSTRAINT saved_searches_user_id_fkey FOREIGN KEY (user_id) REFERENCES public.users(id);
+
+
+--
 -- Name: suppressions suppressions_org_id_fkey; Type: FK CONSTRAINT; Schema: public; Owner: -
 --
 
@@ -2669,6 +2864,19 @@ ALTER TABLE public.recurrences ENABLE ROW LEVEL SECURITY;
 --
 
 CREATE POLICY recurrences_org ON public.recurrences TO reach_web USING ((org_id = public.current_org_id())) WITH CHECK ((org_id = public.current_org_id()));
+
+
+--
+-- Name: saved_searches; Type: ROW SECURITY; Schema: public; Owner: -
+--
+
+ALTER TABLE public.saved_searches ENABLE ROW LEVEL SECURITY;
+
+--
+-- Name: saved_searches saved_searches_org; Type: POLICY; Schema: public; Owner: -
+--
+
+CREATE POLICY saved_searches_org ON public.saved_searches TO reach_web USING ((org_id = public.current_org_id())) WITH CHECK ((org_id = public.current_org_id()));
 
 
 --

@@ -66,6 +66,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
         org_settings,
         orgs,
         recurring,
+        search,
         security,
         suppressions,
         tokens,
@@ -81,6 +82,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     app.register_blueprint(dashboard.bp)
     app.register_blueprint(batches.bp)
     app.register_blueprint(recurring.bp)
+    app.register_blueprint(search.bp)
     app.register_blueprint(tokens.bp)
     app.register_blueprint(orgs.bp)
     app.register_blueprint(live.bp)

@@ -1,4 +1,4 @@
-"""The dashboard: lists with counts and search, an email's detail, and its actions."""
+"""The dashboard: lists with counts, search and saved searches, an email's detail, and its actions."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from typing import Any
 from flask import Blueprint, Flask, flash, redirect, render_template, request, url_for
 
 from tasks.core import errors
-from tasks.domain import emails, explain, listing, orgs, zones
+from tasks.domain import emails, explain, listing, orgs, saved_searches, search, zones
 from tasks.domain.models import Email, Status
 from webapp import ext
 from webapp.auth import login_required, membership, require, scope
@@ -60,6 +60,8 @@ def index() -> Any:
     delivery = request.args.get("delivery") if request.args.get("delivery") in DELIVERY_NAMES else None
     where = scope(mine=mine)
     conn = ext.conn()
+    items: list[listing.Item] = []
+    next_cursor, query_error, status = None, None, 200
     try:
         if q or delivery:
             # Searched, or narrowed to a delivery state: one email a line (batches' emails too).
@@ -67,13 +69,18 @@ def index() -> Any:
             items, next_cursor = [listing.Item(kind="email", email=e) for e in page.emails], page.next_cursor
         else:
             items, next_cursor = listing.items_page(conn, where, view=view, cursor=cursor, limit=25)
+    except search.QueryError as exc:
+        # What is wrong with the query, where the list would be; the query stays in the box to fix.
+        query_error, status = readable(exc), 400
     except errors.ValidationError as exc:
         flash(exc.message, "error")
-        return redirect(url_for("dashboard.index", view=view))
+        return redirect(url_for("dashboard.index", view=view, q=q or None, mine=1 if mine else None))
+    saved = saved_searches.list_for(conn, scope())
     return render_template(
         "dashboard.html",
         view=view,
         q=q,
+        query_error=query_error,
         tabs=TABS,
         counts=listing.counts(conn, where),
         mine=mine,
@@ -81,7 +88,11 @@ def index() -> Any:
         items=items,
         next_cursor=next_cursor,
         first_page=cursor is None,
-    )
+        saved=saved,
+        saved_counts=saved_searches.counts(conn, scope(), saved),
+        count_cap=search.COUNT_CAP,
+        qualifiers=search.QUALIFIERS,
+    ), status
 
 
 def local_time(text: str, zone: str) -> dt.datetime | str:

@@ -1,4 +1,4 @@
-"""Lists of a user's emails: filters, search, counts, and keyset pagination.
+"""Lists of a user's emails: filters, search (the language: ``search.py``), counts, and keyset pagination.
 
 Pages are keyed on ``(created_at, id)``, newest first: a cursor names the last
 row seen, so emails created meanwhile (always newer) never shift a page, and
@@ -16,6 +16,7 @@ import uuid
 from typing import Any
 
 from tasks.core import db, errors
+from tasks.domain import search
 from tasks.domain.models import Email, Scope, Status
 
 #: Every status, in order.
@@ -35,7 +36,6 @@ FILTERS = (*VIEWS, *(s for s in Status if s not in VIEWS))
 #: The delivery states a list can be narrowed to (the providers' feedback, tasks/domain/feedback.py).
 DELIVERY_STATES = ("delivered", "deferred", "bounced", "complained")
 MAX_LIMIT = 200
-MAX_QUERY = 200
 #: Far longer than any cursor the lists make (about 100 characters).
 MAX_CURSOR = 1000
 _DIGITS = re.compile(r"[0-9]{1,9}")
@@ -89,19 +89,6 @@ def statuses_for(view: str | None) -> tuple[Status, ...]:
     raise errors.ValidationError(f"status: must be one of {', '.join(FILTERS)}", field="status")
 
 
-def search_pattern(q: str | None) -> str | None:
-    """Turn a search box's text into an ILIKE pattern that matches it literally."""
-    if q is None or not q.strip():
-        return None
-    q = q.strip()
-    if len(q) > MAX_QUERY:
-        raise errors.ValidationError(f"q: at most {MAX_QUERY} characters", field="q")
-    if "\x00" in q:
-        raise errors.ValidationError("q: must not contain NUL characters", field="q")
-    escaped = q.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-    return f"%{escaped}%"
-
-
 def parse_limit(raw: str | None, default: int = 50) -> int:
     """Return a page size from a query string's text: ASCII digits only, 1 to ``MAX_LIMIT``.
 
@@ -132,22 +119,23 @@ def emails_page(
     batch_id: uuid.UUID | None = None,
     delivery: str | None = None,
 ) -> Page:
-    """Return one page of emails, newest first (``delivery``: only those in this delivery state)."""
+    """Return one page of emails matching the search ``q`` (tasks/domain/search.py), newest first
+    (``delivery``: only those in this delivery state)."""
     if delivery is not None and delivery not in DELIVERY_STATES:
         raise errors.ValidationError(f"delivery: must be one of {', '.join(DELIVERY_STATES)}", field="delivery")
+    compiled = search.compile_query(q, scope)
     before_created, before_id = decode_cursor(cursor)
     limit = _limit(limit)
-    rows = db.all_rows(
+    rows = search.page_rows(
         conn,
-        "list_emails",
+        scope,
+        compiled,
         statuses=list(statuses_for(view)),
         batch_id=batch_id,
         delivery=delivery,
-        pattern=search_pattern(q),
         before_created=before_created,
         before_id=before_id,
         limit=limit + 1,
-        **scope.params(),
     )
     emails = [Email.from_row(r) for r in rows[:limit]]
     more = len(rows) > limit

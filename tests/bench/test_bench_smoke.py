@@ -105,3 +105,22 @@ def test_the_providers_benchmark_runs_and_prints_its_table() -> None:
     rows = {line.split("|")[1].strip(): line.split("|") for line in result.stdout.splitlines() if line.startswith("| ")}
     for name in ("ses:// (moto server)", "sendgrid:// (stand-in)"):
         assert float(rows[name][2]) > 0 and rows[name][6].strip() == "0", rows[name]
+
+
+def test_the_search_benchmark_runs_and_prints_its_table() -> None:
+    """`python -m bench.search`, small: every kind of query timed, and its plan printed."""
+    result = subprocess.run(
+        [sys.executable, "-m", "bench.search", "--emails", "3000", "--others", "300", "--repeat", "1", "--runs", "1",
+         "--explain"],
+        cwd=ROOT,
+        env=os.environ | {"PYTHONPATH": str(ROOT)},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )  # fmt: skip
+
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    for kind in ("free text", "status:", "domain:", "before: / after:", "negation", "count (saved search)"):
+        assert f"\n{kind} " in result.stdout, kind
+    assert "### q='to:user123@'" in result.stdout and "Execution Time" in result.stdout
+    assert "worst p99:" in result.stdout

@@ -253,14 +253,27 @@ def test_0012_gives_every_user_a_personal_organization_and_moves_their_rows_into
             for old, new in zip(rows, after, strict=True):
                 # Every column as it was (updated_at included), plus org_id (and a token's scopes),
                 # and an email's recurrence, none (0014), its provider's message id, none (0018), and its
-                # delivery state, none (0019), applied in the same run.
-                added = ("org_id", "scopes", "recurrence_id", "occurrence_at", "provider_message_id", *DELIVERY_COLUMNS)
+                # delivery state, none (0019), applied in the same run; and the columns 0020 computes
+                # from the row (recipients, their domains, reply code).
+                added = (
+                    "org_id",
+                    "scopes",
+                    "recurrence_id",
+                    "occurrence_at",
+                    "provider_message_id",
+                    *DELIVERY_COLUMNS,
+                    "recipients",
+                    "recipient_domains",
+                    "reply_code",
+                )
                 assert {k: v for k, v in new.items() if k not in added} == old, table
                 assert new.get("recurrence_id") is None and new.get("occurrence_at") is None, table
                 assert new.get("provider_message_id") is None, table
                 assert all(not new.get(c) for c in DELIVERY_COLUMNS), table
                 if table in ("emails", "batches", "chart_owner_minutes"):
                     assert new["org_id"] == org_of[new["owner_id"]], table
+                if table == "emails":
+                    assert new["recipients"] == " ".join(old["to_addrs"] + old["cc_addrs"] + old["bcc_addrs"])
                 if table == "api_tokens":
                     assert new["org_id"] == org_of[new["user_id"]] and new["scopes"] == ["send", "read", "admin"]
         events = conn.execute(

@@ -13,7 +13,7 @@ from flask.testing import FlaskClient
 
 from tasks.core import db
 from tasks.core.config import Settings
-from tasks.domain import batch_plan, batches, emails, orgs, recurrences, suppression, tokens
+from tasks.domain import batch_plan, batches, emails, orgs, recurrences, saved_searches, suppression, tokens
 from tasks.domain.models import User
 from tests.e2e.conftest import browser, output_dir  # noqa: F401  (Chromium, and where screenshots go)
 from webapp import orgs as webapp_orgs
@@ -26,7 +26,7 @@ BOBS_SECRET = "BOB-PRIVATE-7f3a"
 @dataclasses.dataclass(frozen=True)
 class Owned:
     """What one user has, in their own organization: an email, a batch, a token (and its secret),
-    an invitation (and its signed link) to someone else, and a recurrence."""
+    an invitation (and its signed link) to someone else, a recurrence and a saved search."""
 
     user: User
     org_id: int
@@ -39,11 +39,12 @@ class Owned:
     recurrence: str
     #: An address on the organization's suppression list.
     suppressed: str
+    search: int
 
     def ids(self) -> dict[str, str]:
         """Return the values for a route's ``<email_id>``, ``<batch_id>``, ``<token_id>``, ``<user_id>``
-        (a member), ``<invitation_id>``, ``<token>`` (an invitation's signed link), ``<recurrence_id>`` and
-        ``<address>`` (on the suppression list)."""
+        (a member), ``<invitation_id>``, ``<token>`` (an invitation's signed link), ``<recurrence_id>``,
+        ``<address>`` (on the suppression list) and ``<search_id>``."""
         return {
             "email_id": self.email,
             "batch_id": self.batch,
@@ -53,11 +54,13 @@ class Owned:
             "token": self.invitation_link,
             "recurrence_id": self.recurrence,
             "address": self.suppressed,
+            "search_id": str(self.search),
         }
 
 
 def own(conn: Conn, settings: Settings, make_draft: Callable[..., Any], user: User, marker: str) -> Owned:
-    """Give ``user`` a scheduled email, a batch of two, a token and a recurrence, each carrying ``marker``."""
+    """Give ``user`` a scheduled email, a batch of two, a token, a recurrence and a saved search, each carrying
+    ``marker``."""
     draft = make_draft(subject=f"{marker} subject", body_text=f"{marker} body", to=[f"to-{user.id}@example.com"])
     mail, _ = emails.schedule(conn, owner=user, draft=draft, settings=settings)
     plan = batch_plan.prepare(
@@ -84,6 +87,8 @@ def own(conn: Conn, settings: Settings, make_draft: Callable[..., Any], user: Us
     invitation, invitation_secret = orgs.invite(conn, me, f"invitee-{user.id}@example.com", orgs.Role.MEMBER)
     suppressed = f"suppressed-{user.id}@example.com"
     suppression.add(conn, me.org_id, suppressed, detail=f"{marker} note")
+    scope = orgs.personal_scope(conn, user.id)
+    saved = saved_searches.save(conn, scope, name=f"{marker} search", query=f'"{marker}"')
     return Owned(
         user=user,
         org_id=me.org_id,
@@ -95,6 +100,7 @@ def own(conn: Conn, settings: Settings, make_draft: Callable[..., Any], user: Us
         invitation_link=webapp_orgs.sign(invitation, invitation_secret, settings.secret_key),
         recurrence=str(recurrence.id),
         suppressed=suppressed,
+        search=saved.id,
     )
 
 
@@ -139,6 +145,7 @@ def snapshot(conn: Conn) -> dict[str, list[Any]]:
         ).fetchall(),
         "batches": conn.execute("SELECT * FROM batches ORDER BY id").fetchall(),
         "recurrences": conn.execute("SELECT * FROM recurrences ORDER BY id").fetchall(),
+        "saved_searches": conn.execute("SELECT * FROM saved_searches ORDER BY org_id, id").fetchall(),
         "tokens": conn.execute("SELECT id, name, revoked_at FROM api_tokens ORDER BY id").fetchall(),
         "memberships": conn.execute("SELECT * FROM memberships ORDER BY org_id, user_id").fetchall(),
         "invitations": conn.execute("SELECT * FROM invitations ORDER BY org_id, id").fetchall(),

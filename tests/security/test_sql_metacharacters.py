@@ -70,7 +70,8 @@ def test_metacharacters_in_every_parameter_are_only_data(setup: tuple[FlaskClien
         text = response.get_data(as_text=True)
 
         assert response.status_code < 500, (target, response.status_code)
-        assert response.status_code in (200, 302, 404, 422), (target, response.status_code)
+        # 400: the dashboard's page for a search it cannot read (an unclosed quote), saying why.
+        assert response.status_code in (200, 302, 400, 404, 422), (target, response.status_code)
         assert BOBS_SECRET not in text, target
         assert took < 2.5, (target, took)  # no pg_sleep ran
     assert snapshot(conn) == before

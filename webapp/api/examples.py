@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from tasks.domain import listing
+from tasks.domain import listing, search
 
 EMAIL_ID = "3f2b8c1e-6d4a-4e9b-8f7c-1a2b3c4d5e6f"
 BATCH_ID = "9a8b7c6d-5e4f-4a3b-9c2d-1e0f9a8b7c6d"
@@ -108,9 +108,31 @@ CREATE_EMAIL_422 = {
 # out", so each one's first example is a sensible value, never the one an error needs.
 LIST_STATUS = {"scheduled": example("Only emails still to send", "scheduled")}
 LIST_LIMIT = {"scheduled": example("Ten a page", 10), "too_many": example("More than a page holds", 1000)}
-LIST_200 = {"scheduled": example("One page, the last", {"emails": [EMAIL], "next_cursor": None})}
+LIST_Q = {
+    "search": example(
+        "Scheduled, to example.com, subject with hello, not to bob",
+        "status:scheduled domain:example.com subject:hello !to:bob",
+    ),
+    "bad_query": example("A qualifier that does not exist", "state:sent"),
+}
+
+
+def _query_error(query: str) -> str:
+    """The message an invalid query gets (made by the parser itself, so the example stays true)."""
+    try:
+        search.tokenize(query)
+    except search.QueryError as exc:
+        return exc.message
+    raise AssertionError(f"{query!r} is a valid query")
+
+
+LIST_200 = {
+    "scheduled": example("One page, the last", {"emails": [EMAIL], "next_cursor": None}),
+    "search": example("What the search found", {"emails": [EMAIL], "next_cursor": None}),
+}
 LIST_422 = {
-    "too_many": example("Out of range", error("invalid", f"limit: must be between 1 and {listing.MAX_LIMIT}", "limit"))
+    "too_many": example("Out of range", error("invalid", f"limit: must be between 1 and {listing.MAX_LIMIT}", "limit")),
+    "bad_query": example("An invalid search: where and why", error("invalid", _query_error("state:sent"), "q")),
 }
 
 EMAIL_ID_PARAMETER = {
@@ -507,7 +529,7 @@ PREVIEW_RULE_200 = {
 }
 PREVIEW_RULE_422 = CREATE_RECURRENCE_422
 LIST_RECURRENCES_LIMIT = {"yours": example("Ten at most", 10), "too_many": example("More than a page holds", 1000)}
-LIST_RECURRENCES_422 = LIST_422
+LIST_RECURRENCES_422 = {"too_many": LIST_422["too_many"]}
 LIST_RECURRENCES_200 = {"yours": example("Your recurring emails", {"recurrences": [_RECURRENCE_LISTED]})}
 GET_RECURRENCE_200 = {"yours": example("It, its next occurrences and its history", RECURRENCE | {"history": []})}
 EDIT_RECURRENCE_REQUEST = {

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from tasks.domain import listing, recurrences
+from tasks.domain import listing, recurrences, search
 from webapp.api import bp, examples, schemas
 
 R = "#/components/responses/"
@@ -49,6 +49,15 @@ def _links(param: str, *operations: str) -> dict[str, Any]:
 def _errors(*codes: int) -> dict[str, Any]:
     return {str(c): {"$ref": f"{R}E{c}"} for c in codes}
 
+
+#: The search language, as ``GET /emails?q=`` documents it (docs/search.md says more).
+_Q_DESCRIPTION = (
+    "A search: terms separated by spaces, all of which must hold. A term is free text (found in the "
+    "subject or a recipient) or `qualifier:value`; `!` before a term leaves out what it matches; a value "
+    'with spaces is quoted (`subject:"weekly report"`). The qualifiers:\n\n'
+    + "\n".join(f"- `{k}:` {hint}" for k, hint in search.QUALIFIERS.items())
+    + "\n\nTimes without an offset are UTC. An invalid query is a 422 naming `q`, the position and the reason."
+)
 
 _ID = {
     "name": "email_id",
@@ -197,7 +206,13 @@ def document() -> dict[str, Any]:
                             "schema": {"type": "string", "enum": list(listing.FILTERS)},
                             "examples": examples.LIST_STATUS,
                         },
-                        {"name": "q", "in": "query", "schema": {"type": "string", "maxLength": listing.MAX_QUERY}},
+                        {
+                            "name": "q",
+                            "in": "query",
+                            "description": _Q_DESCRIPTION,
+                            "schema": {"type": "string", "maxLength": search.MAX_QUERY},
+                            "examples": examples.LIST_Q,
+                        },
                         {
                             "name": "cursor",
                             "in": "query",

@@ -79,6 +79,8 @@
   }
   function streamed(msg) {
     changes += 1;
+    // Others on the page follow changes too (search.js: the saved searches' counts).
+    document.dispatchEvent(new CustomEvent("reach:changed", { detail: msg }));
     let before = known.get(msg.email_id);
     if (before === undefined && msg.status === "sending") before = "scheduled";  // only a scheduled email is claimed
     if (before === undefined) unknown.add(msg.email_id);
@@ -252,7 +254,7 @@
       let msg; try { msg = JSON.parse(ev.data); } catch (e) { return; }
       if (msg.email_id) streamed(msg);
       // A batch-wide change (created, cancelled) names no single email: refresh every row on screen.
-      else { changes += 1; requestSnapshot(true); }
+      else { changes += 1; document.dispatchEvent(new CustomEvent("reach:changed", { detail: msg })); requestSnapshot(true); }
     };
     source.addEventListener("unavailable", () => { source.close(); startPolling(); });
     source.onerror = () => {
