@@ -1,7 +1,10 @@
 """The dev mailbox page (not in production): what the built-in SMTP sink captured.
 
 It shows every user's mail, so only operators see it (outside production the dev
-user is one); anyone else gets 404, as if it did not exist.
+user is one); anyone else gets 404, as if it did not exist. A message's HTML is
+attacker-controlled content: it is only ever served from ``/devmail/<id>/html`` with a
+``sandbox`` Content-Security-Policy (an opaque origin, no script, nothing remote unless
+asked), and shown in an ``<iframe sandbox>``.
 """
 
 from __future__ import annotations
@@ -11,16 +14,30 @@ import email.parser
 import email.policy
 from typing import Any
 
-from flask import Blueprint, abort, render_template
+from flask import Blueprint, Response, abort, flash, redirect, render_template, request, url_for
 
-from tasks.core import db
-from webapp import ext
+from tasks.core import db, errors
+from webapp import devmail_check, devmail_search, ext
 from webapp.auth import is_operator, login_required
 
 bp = Blueprint("devmail", __name__, url_prefix="/devmail")
 _parser = email.parser.BytesParser(policy=email.policy.default)
 SHOWN = 100
+#: How many of the newest messages a search looks through (pruning keeps fewer by default).
+SCANNED = 5000
 HEADERS = ("From", "Reply-To", "To", "Cc", "Subject", "Date", "Message-ID")
+VIEWS = ("html", "text", "source", "headers", "links", "check")
+#: The policy of a message's HTML: its own opaque origin, no script, no form, no plugin,
+#: inline styles and ``data:`` images only; nothing is fetched from anywhere.
+HTML_CSP = (
+    "sandbox; default-src 'none'; style-src 'unsafe-inline'; img-src data:; font-src data:; "
+    "base-uri 'none'; form-action 'none'; frame-ancestors 'self'"
+)
+#: The same once the user asks for remote content: images, styles and fonts over http(s).
+HTML_CSP_REMOTE = (
+    "sandbox; default-src 'none'; style-src 'unsafe-inline' http: https:; img-src data: http: https:; "
+    "font-src data: http: https:; base-uri 'none'; form-action 'none'; frame-ancestors 'self'"
+)
 
 
 def content(part: email.message.MIMEPart) -> str:
@@ -35,9 +52,37 @@ def content(part: email.message.MIMEPart) -> str:
         return payload.decode("utf-8", "replace") if isinstance(payload, bytes) else ""
 
 
+def _header(msg: email.message.EmailMessage, name: str) -> str:
+    """Return every value of a header, decoded and joined; a malformed one as it was written."""
+    try:
+        return ", ".join(str(value) for value in msg.get_all(name, []))
+    except (LookupError, ValueError):
+        return ", ".join(str(value) for value in msg.get_all(name, []) if isinstance(value, str))
+
+
+def attachments(msg: email.message.EmailMessage) -> list[dict[str, Any]]:
+    """Return each attachment's file name, type and size (a part with a file name, or marked attachment)."""
+    found = []
+    for part in msg.walk():
+        if part.is_multipart():
+            continue
+        if part.is_attachment() or part.get_filename():
+            payload = part.get_payload(decode=True)
+            found.append(
+                {
+                    "filename": part.get_filename() or "(no name)",
+                    "type": part.get_content_type(),
+                    "size": len(payload) if isinstance(payload, bytes) else 0,
+                }
+            )
+    return found
+
+
 def parse(row: dict[str, Any]) -> dict[str, Any]:
-    """Turn a stored message into its headers, text body and HTML body."""
-    msg = _parser.parsebytes(bytes(row["raw"]))
+    """Turn a stored message into its headers, text body, HTML body and attachments."""
+    raw = bytes(row["raw"])
+    msg = _parser.parsebytes(raw)
+    assert isinstance(msg, email.message.EmailMessage)
     text = msg.get_body(preferencelist=("plain",))
     html = msg.get_body(preferencelist=("html",))
     return {
@@ -46,18 +91,141 @@ def parse(row: dict[str, Any]) -> dict[str, Any]:
         "rcpt_tos": row["rcpt_tos"],
         "mail_from": row["mail_from"],
         "subject": row["subject"] or "(no subject)",
-        "headers": [(name, str(msg[name])) for name in HEADERS if msg[name] is not None],
+        "headers": [(name, _header(msg, name)) for name in HEADERS if msg[name] is not None],
+        "all_headers": [(name, str(value)) for name, value in msg.raw_items()],
         "text": content(text) if text is not None else "",
+        "has_text": text is not None,
         "html": content(html) if html is not None else None,
-        "size": len(row["raw"]),
+        "attachments": attachments(msg),
+        "size": len(raw),
+        "raw": raw,
     }
+
+
+def searchable(message: dict[str, Any]) -> devmail_search.Searchable:
+    """What a search matches a parsed message on: envelope and headers, subject, text."""
+    headers = dict(message["headers"])
+    to = [*message["rcpt_tos"], headers.get("To", ""), headers.get("Cc", "")]
+    return devmail_search.Searchable(
+        mail_from=f"{message['mail_from']} {headers.get('From', '')}",
+        to=" ".join(to),
+        subject=message["subject"],
+        body=message["text"],
+        has_attachment=bool(message["attachments"]),
+    )
+
+
+def _require_operator() -> None:
+    if not is_operator():
+        abort(404)
+
+
+def _message(message_id: int) -> dict[str, Any]:
+    row = db.one(ext.conn(), "get_devmail", id=message_id)
+    if row is None:
+        abort(404)
+    return parse(row)
 
 
 @bp.get("/")
 @login_required
 def index() -> Any:
-    """List captured mail, newest first, with headers and body."""
-    if not is_operator():
+    """List captured mail, newest first, narrowed by the search ``q``."""
+    _require_operator()
+    query = request.args.get("q", "").strip()
+    try:
+        terms = devmail_search.parse(query)
+    except devmail_search.QueryError as exc:
+        page = render_template("devmail.html", messages=[], shown=SHOWN, q=query, error=exc.message)
+        return page, 400
+    rows = db.all_rows(ext.conn(), "list_devmail", limit=SCANNED if terms else SHOWN)
+    messages = []
+    for row in rows:
+        message = parse(row)
+        if devmail_search.matches(terms, searchable(message)):
+            messages.append(message)
+            if len(messages) == SHOWN:
+                break
+    return render_template("devmail.html", messages=messages, shown=SHOWN, q=query, error=None)
+
+
+@bp.get("/<int:message_id>")
+@login_required
+def message(message_id: int) -> Any:
+    """One message: its HTML, text, source, headers, links or HTML check (``view``)."""
+    _require_operator()
+    view = request.args.get("view", "")
+    found = _message(message_id)
+    if view not in VIEWS:
+        view = "html" if found["html"] is not None else "text"
+    return _render(found, view, checked=None)
+
+
+def _render(found: dict[str, Any], view: str, *, checked: list[devmail_check.Link] | None) -> str:
+    hosts = ext.settings().devmail_link_check_hosts
+    links = checked if checked is not None else devmail_check.links(found["html"], found["text"], hosts)
+    return render_template(
+        "devmail_message.html",
+        m=found,
+        view=view,
+        views=VIEWS,
+        remote=request.args.get("remote") == "1",
+        source=found["raw"].decode("utf-8", "replace"),
+        findings=devmail_check.check_html(found["html"], has_text_part=found["has_text"]),
+        links=links,
+        checked=checked is not None,
+        hosts=hosts,
+    )
+
+
+@bp.get("/<int:message_id>/html")
+@login_required
+def html_body(message_id: int) -> Response:
+    """A message's HTML, for the sandboxed iframe only: nothing remote loads unless ``remote=1``."""
+    _require_operator()
+    found = _message(message_id)
+    if found["html"] is None:
         abort(404)
-    rows = db.all_rows(ext.conn(), "list_devmail", limit=SHOWN)
-    return render_template("devmail.html", messages=[parse(r) for r in rows], shown=SHOWN)
+    response = Response(found["html"], mimetype="text/html")
+    response.headers["Content-Security-Policy"] = HTML_CSP_REMOTE if request.args.get("remote") == "1" else HTML_CSP
+    response.headers["X-Frame-Options"] = "SAMEORIGIN"
+    response.headers["Referrer-Policy"] = "no-referrer"
+    return response
+
+
+@bp.get("/<int:message_id>/raw")
+@login_required
+def raw(message_id: int) -> Response:
+    """A message's source, as received, to download (``.eml``)."""
+    _require_operator()
+    found = _message(message_id)
+    response = Response(found["raw"], mimetype="message/rfc822")
+    response.headers["Content-Disposition"] = f'attachment; filename="devmail-{message_id}.eml"'
+    response.headers["Content-Security-Policy"] = "sandbox; default-src 'none'"
+    return response
+
+
+@bp.post("/<int:message_id>/links")
+@login_required
+def check_links(message_id: int) -> Any:
+    """Request each link the operator allows (one HEAD or GET each) and show what answered."""
+    _require_operator()
+    found = _message(message_id)
+    hosts = ext.settings().devmail_link_check_hosts
+    listed = devmail_check.links(found["html"], found["text"], hosts)
+    return _render(found, "links", checked=devmail_check.check_links(listed, hosts))
+
+
+@bp.post("/delete")
+@login_required
+def delete() -> Any:
+    """Delete the selected messages (``ids``, one or more), then go back to the same search."""
+    _require_operator()
+    values = request.form.getlist("ids")
+    if not values:
+        raise errors.ValidationError("select at least one message to delete", field="ids")
+    if len(values) > SCANNED or not all(value.isdigit() and len(value) < 19 for value in values):
+        raise errors.ValidationError("ids must be message numbers", field="ids")
+    deleted = db.all_rows(ext.conn(), "delete_devmail", ids=[int(value) for value in values])
+    flash(f"Deleted {len(deleted)} message(s).", "ok")
+    return redirect(url_for("devmail.index", q=request.form.get("q") or None))
