@@ -43,7 +43,8 @@ class Owned:
     def ids(self) -> dict[str, str]:
         """Return the values for a route's ``<email_id>``, ``<batch_id>``, ``<token_id>``, ``<user_id>``
         (a member), ``<invitation_id>``, ``<token>`` (an invitation's signed link), ``<recurrence_id>`` and
-        ``<address>`` (on the suppression list)."""
+        ``<address>`` (on the suppression list) and ``<message_id>`` (a dev mailbox message: operators
+        only, so any number)."""
         return {
             "email_id": self.email,
             "batch_id": self.batch,
@@ -53,6 +54,7 @@ class Owned:
             "token": self.invitation_link,
             "recurrence_id": self.recurrence,
             "address": self.suppressed,
+            "message_id": "1",
         }
 
 

@@ -115,7 +115,7 @@ def test_markup_in_every_user_field_is_inert_on_every_page(
     captured["From"], captured["To"], captured["Subject"] = "a@example.com", "b@example.com", XSS
     captured.set_content(XSS)
     captured.add_alternative(f"<p>{XSS}</p>", subtype="html")
-    db.one(
+    kept = db.one(
         conn,
         "insert_devmail",
         mail_from="a@example.com",
@@ -124,8 +124,10 @@ def test_markup_in_every_user_field_is_inert_on_every_page(
         subject=XSS,
         raw=captured.as_bytes(),
     )
+    assert kept is not None
+    devmail_views = [f"/devmail/{kept['id']}?view={view}" for view in ("html", "text", "source", "headers", "links")]
 
-    for path in ("/?view=all", f"/emails/{email_id}", f"/batches/{batch_id}", "/devmail/"):
+    for path in ("/?view=all", f"/emails/{email_id}", f"/batches/{batch_id}", "/devmail/", *devmail_views):
         page.goto(f"{server.url}{path}")
         inert(page, path)
     page.goto(f"{server.url}/?view=all&q={urllib.parse.quote(XSS)}")
