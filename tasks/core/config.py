@@ -471,7 +471,6 @@ class Settings:
         comma_list(_DOMAIN, "a host name or IPv4 address"),
         "Comma-separated hosts the dev mailbox's link check may send a request to (when asked, one HEAD or"
         " GET per link, no redirect followed); a link to any other host is listed, never requested.",
-        example="127.0.0.1,localhost,staging.example.com",
     )
     dev_user_email: str = setting(
         "dev@localhost", text, "The local user of the dev login and the CLI's default `--owner`."
