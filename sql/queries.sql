@@ -323,8 +323,10 @@ WITH cancelled AS (
 SELECT id, job_id FROM cancelled;
 
 -- list_devmail --
+-- Newest first, from just below the id ``before`` (NULL: from the newest), a page at a time.
 SELECT id, received_at, mail_from, rcpt_tos, message_id, subject, raw
   FROM devmail_messages
+ WHERE %(before)s::bigint IS NULL OR id < %(before)s::bigint
  ORDER BY id DESC
  LIMIT %(limit)s;
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
+from typing import Protocol
 
 QUALIFIERS = ("from", "to", "subject", "has")
 HAS_VALUES = ("attachment",)
@@ -34,15 +35,23 @@ class Term:
     negated: bool = False
 
 
-@dataclasses.dataclass(frozen=True)
-class Searchable:
-    """What a message is matched on (each text already joined and as shown)."""
+class Searchable(Protocol):
+    """What a message is matched on; ``body`` and ``has_attachment`` are asked for last (costlier)."""
 
-    mail_from: str
-    to: str
-    subject: str
-    body: str
-    has_attachment: bool
+    @property
+    def mail_from(self) -> str: ...
+
+    @property
+    def to(self) -> str: ...
+
+    @property
+    def subject(self) -> str: ...
+
+    @property
+    def body(self) -> str: ...
+
+    @property
+    def has_attachment(self) -> bool: ...
 
 
 def parse(query: str) -> list[Term]:
@@ -80,8 +89,9 @@ def parse(query: str) -> list[Term]:
 
 
 def matches(terms: list[Term], item: Searchable) -> bool:
-    """Tell whether ``item`` meets every term."""
-    return all(_holds(term, item) != term.negated for term in terms)
+    """Tell whether ``item`` meets every term (those on headers first: the rest need the whole message)."""
+    ordered = sorted(terms, key=lambda term: term.field in ("text", "has"))
+    return all(_holds(term, item) != term.negated for term in ordered)
 
 
 def _holds(term: Term, item: Searchable) -> bool:
@@ -93,5 +103,9 @@ def _holds(term: Term, item: Searchable) -> bool:
         return term.value in item.to.lower()
     if term.field == "subject":
         return term.value in item.subject.lower()
-    fields = (item.mail_from, item.to, item.subject, item.body)
-    return any(term.value in field.lower() for field in fields)
+    return (
+        term.value in item.subject.lower()
+        or term.value in item.mail_from.lower()
+        or term.value in item.to.lower()
+        or term.value in item.body.lower()
+    )

@@ -96,6 +96,15 @@ def test_search_by_sender_recipient_subject_attachment_free_text_and_negation(op
     assert shown(ops, "to:nobody") == []
 
 
+def test_a_search_reaches_past_the_newest_page_and_a_list_stops_at_a_hundred(ops: FlaskClient, conn: Conn) -> None:
+    needle = store(conn, mail("a@example.com", "b@example.com", "Needle"))
+    for n in range(230):  # more than a page of the search's reading, all newer than the needle
+        store(conn, mail("a@example.com", "b@example.com", f"Filler {n}"))
+
+    assert shown(ops, "subject:needle") == [needle]
+    assert len(shown(ops, "")) == len(shown(ops, "subject:filler")) == 100
+
+
 def test_a_query_that_cannot_be_read_says_what_is_wrong(ops: FlaskClient, conn: Conn) -> None:
     store(conn, mail("a@example.com", "b@example.com", "Kept"))
     cases = {
