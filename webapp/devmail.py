@@ -34,6 +34,8 @@ SCANNED = 5000
 PAGE = 200
 #: A message without any of these bytes has no attachment (no part marked so, no file name).
 _MAY_ATTACH = re.compile(rb"(?i)attachment|filename|name=")
+#: What an attachment's file name keeps in a Content-Disposition header (the rest becomes ``_``).
+_SAFE_FILENAME = re.compile(r"[^A-Za-z0-9._ -]")
 HEADERS = ("From", "Reply-To", "To", "Cc", "Subject", "Date", "Message-ID")
 VIEWS = ("html", "text", "source", "headers", "links", "check")
 #: The policy of a message's HTML: its own opaque origin, no script, no form, no plugin,
@@ -70,18 +72,20 @@ def _header(msg: email.message.EmailMessage, name: str) -> str:
 
 
 def attachments(msg: email.message.EmailMessage) -> list[dict[str, Any]]:
-    """Return each attachment's file name, type and size (a part with a file name, or marked attachment)."""
+    """Return each attachment's file name, type, size and content (a part with a file name, or marked attachment)."""
     found = []
     for part in msg.walk():
         if part.is_multipart():
             continue
         if part.is_attachment() or part.get_filename():
             payload = part.get_payload(decode=True)
+            data = payload if isinstance(payload, bytes) else b""
             found.append(
                 {
                     "filename": part.get_filename() or "(no name)",
                     "type": part.get_content_type(),
-                    "size": len(payload) if isinstance(payload, bytes) else 0,
+                    "size": len(data),
+                    "data": data,
                 }
             )
     return found
@@ -250,6 +254,21 @@ def raw(message_id: int) -> Response:
     found = _message(message_id)
     response = Response(found["raw"], mimetype="message/rfc822")
     response.headers["Content-Disposition"] = f'attachment; filename="devmail-{message_id}.eml"'
+    response.headers["Content-Security-Policy"] = "sandbox; default-src 'none'"
+    return response
+
+
+@bp.get("/<int:message_id>/attachments/<int:number>")
+@login_required
+def attachment(message_id: int, number: int) -> Response:
+    """One attachment (counted from 0), always as a download: never rendered in the app's origin."""
+    _require_operator()
+    found = _message(message_id)["attachments"]
+    if number >= len(found):
+        abort(404)
+    response = Response(found[number]["data"], mimetype="application/octet-stream")
+    filename = _SAFE_FILENAME.sub("_", found[number]["filename"])[:100] or "attachment"
+    response.headers["Content-Disposition"] = f'attachment; filename="{filename}"'
     response.headers["Content-Security-Policy"] = "sandbox; default-src 'none'"
     return response
 

@@ -148,6 +148,12 @@ def test_html_text_source_and_headers_views_and_the_sandboxed_html(ops: FlaskCli
     assert "img-src data: http: https:" in remote.headers["Content-Security-Policy"]
     assert remote.headers["Content-Security-Policy"].startswith("sandbox;")
     assert raw.data == message.as_bytes() and "attachment" in raw.headers["Content-Disposition"]
+    attached = ops.get(f"/devmail/{mid}/attachments/0")
+    assert attached.data == b"a,b\n" and attached.headers["Content-Disposition"] == 'attachment; filename="data.csv"'
+    assert attached.headers["Content-Type"] == "application/octet-stream"
+    assert attached.headers["Content-Security-Policy"].startswith("sandbox;")
+    assert f'href="/devmail/{mid}/attachments/0" download>data.csv</a>' in default
+    assert ops.get(f"/devmail/{mid}/attachments/1").status_code == 404
     assert ops.get("/devmail/999999").status_code == 404
     text_only = store(conn, mail("a@example.com", "b@example.com", "Text only"))
     assert ops.get(f"/devmail/{text_only}/html").status_code == 404

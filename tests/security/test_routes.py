@@ -68,6 +68,7 @@ OPERATORS_ONLY = {
     "devmail.message",
     "devmail.html_body",
     "devmail.raw",
+    "devmail.attachment",
     "devmail.check_links",
     "devmail.delete",
 }
