@@ -9,11 +9,13 @@ asked), and shown in an ``<iframe sandbox>``.
 
 from __future__ import annotations
 
+import base64
 import email.message
 import email.parser
 import email.policy
 import functools
 import re
+import urllib.parse
 from typing import Any
 
 from flask import Blueprint, Response, abort, flash, redirect, render_template, request, url_for
@@ -34,6 +36,8 @@ SCANNED = 5000
 PAGE = 200
 #: A message without any of these bytes has no attachment (no part marked so, no file name).
 _MAY_ATTACH = re.compile(rb"(?i)attachment|filename|name=")
+#: A ``cid:`` reference in HTML (an attribute or CSS ``url()``), up to a quote, space, ``)`` or ``>``.
+_CID = re.compile(r"""(?i)\bcid:([^"'\s)>]+)""")
 #: What an attachment's file name keeps in a Content-Disposition header (the rest becomes ``_``).
 _SAFE_FILENAME = re.compile(r"[^A-Za-z0-9._ -]")
 HEADERS = ("From", "Reply-To", "To", "Cc", "Subject", "Date", "Message-ID")
@@ -91,6 +95,27 @@ def attachments(msg: email.message.EmailMessage) -> list[dict[str, Any]]:
     return found
 
 
+def inline_images(msg: email.message.EmailMessage) -> dict[str, str]:
+    """Return each image part with a Content-ID as a ``data:`` URI, by its id (without ``<>``)."""
+    found = {}
+    for part in msg.walk():
+        content_id = part.get("Content-ID")
+        if content_id and part.get_content_maintype() == "image":
+            payload = part.get_payload(decode=True)
+            if isinstance(payload, bytes):
+                encoded = base64.b64encode(payload).decode("ascii")
+                found[str(content_id).strip().strip("<>")] = f"data:{part.get_content_type()};base64,{encoded}"
+    return found
+
+
+def with_inline_images(html: str, images: dict[str, str]) -> str:
+    """Point each ``cid:`` reference of the HTML at its image part, as a ``data:`` URI (the only images
+    the HTML view's policy loads without asking)."""
+    if not images:
+        return html
+    return _CID.sub(lambda m: images.get(urllib.parse.unquote(m[1]), m[0]), html)
+
+
 def parse(row: dict[str, Any]) -> dict[str, Any]:
     """Turn a stored message into its headers, text body, HTML body and attachments."""
     raw = bytes(row["raw"])
@@ -110,6 +135,7 @@ def parse(row: dict[str, Any]) -> dict[str, Any]:
         "has_text": text is not None,
         "html": content(html) if html is not None else None,
         "attachments": attachments(msg),
+        "inline_images": inline_images(msg),
         "size": len(raw),
         "raw": raw,
     }
@@ -239,7 +265,7 @@ def html_body(message_id: int) -> Response:
     found = _message(message_id)
     if found["html"] is None:
         abort(404)
-    response = Response(found["html"], mimetype="text/html")
+    response = Response(with_inline_images(found["html"], found["inline_images"]), mimetype="text/html")
     response.headers["Content-Security-Policy"] = HTML_CSP_REMOTE if request.args.get("remote") == "1" else HTML_CSP
     response.headers["X-Frame-Options"] = "SAMEORIGIN"
     response.headers["Referrer-Policy"] = "no-referrer"

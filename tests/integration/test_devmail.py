@@ -3,6 +3,7 @@ link check against a local HTTP server, multi-select delete, and pruning by the 
 
 from __future__ import annotations
 
+import base64
 import email.message
 import http.server
 import re
@@ -157,6 +158,19 @@ def test_html_text_source_and_headers_views_and_the_sandboxed_html(ops: FlaskCli
     assert ops.get("/devmail/999999").status_code == 404
     text_only = store(conn, mail("a@example.com", "b@example.com", "Text only"))
     assert ops.get(f"/devmail/{text_only}/html").status_code == 404
+
+
+def test_inline_images_show_in_the_html_view_without_loading_anything_remote(ops: FlaskClient, conn: Conn) -> None:
+    png = b"\x89PNG\r\n\x1a\n" + b"\0" * 16
+    message = mail("a@example.com", "b@example.com", "Logo", html='<img alt="Logo" src="cid:logo@test">')
+    html_part = message.get_body(("html",))
+    assert html_part is not None
+    html_part.add_related(png, "image", "png", cid="<logo@test>")
+    mid = store(conn, message)
+
+    body = ops.get(f"/devmail/{mid}/html").get_data(as_text=True)
+
+    assert body.strip() == f'<img alt="Logo" src="data:image/png;base64,{base64.b64encode(png).decode()}">'
 
 
 BAD_HTML = """<html><head><style>.box { display: flex; }</style>
