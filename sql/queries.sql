@@ -429,10 +429,25 @@ WITH cancelled AS (
 SELECT id, job_id FROM cancelled;
 
 -- list_devmail --
+-- Newest first, from just below the id ``before`` (NULL: from the newest), a page at a time.
 SELECT id, received_at, mail_from, rcpt_tos, message_id, subject, raw
   FROM devmail_messages
+ WHERE %(before)s::bigint IS NULL OR id < %(before)s::bigint
  ORDER BY id DESC
  LIMIT %(limit)s;
+
+-- get_devmail --
+SELECT id, received_at, mail_from, rcpt_tos, message_id, subject, raw
+  FROM devmail_messages
+ WHERE id = %(id)s;
+
+-- delete_devmail --
+DELETE FROM devmail_messages WHERE id = ANY(%(ids)s::bigint[]) RETURNING id;
+
+-- prune_devmail --
+-- Keep the newest %(keep)s messages: the id of the first one past them bounds the rest.
+DELETE FROM devmail_messages
+ WHERE id <= (SELECT id FROM devmail_messages ORDER BY id DESC OFFSET %(keep)s LIMIT 1);
 -- offline_emails --
 -- Emails in the offline log, oldest first (the order replay hands them back in).
 SELECT id FROM emails WHERE status = 'offline' ORDER BY offline_at, id LIMIT %(limit)s;

@@ -461,6 +461,17 @@ class Settings:
     devmail_addr: tuple[str, int] = setting(
         "127.0.0.1:2525", host_port, "Where the dev mailbox listens and `devmail://` sends."
     )
+    devmail_keep: int = setting(
+        "500",
+        integer(1, 1_000_000),
+        "How many messages the dev mailbox keeps: each new one prunes all but the last `DEVMAIL_KEEP`.",
+    )
+    devmail_link_check_hosts: tuple[str, ...] = setting(
+        "127.0.0.1,localhost",
+        comma_list(_DOMAIN, "a host name or IPv4 address"),
+        "Comma-separated hosts the dev mailbox's link check may send a request to (when asked, one HEAD or"
+        " GET per link, no redirect followed); a link to any other host is listed, never requested.",
+    )
     dev_user_email: str = setting(
         "dev@localhost", text, "The local user of the dev login and the CLI's default `--owner`."
     )

@@ -1,7 +1,8 @@
 """The built-in dev mailbox: an SMTP sink that keeps what it receives in PostgreSQL.
 
 ``python -m tasks devmail`` listens on DEVMAIL_ADDR; the ``devmail://`` transport
-sends there, and the dashboard's dev mailbox page shows the captured mail.
+sends there, and the dashboard's dev mailbox page shows the captured mail. Each
+new message prunes all but the newest ``DEVMAIL_KEEP``.
 """
 
 from __future__ import annotations
@@ -23,10 +24,11 @@ _headers = email.parser.BytesHeaderParser(policy=email.policy.default)
 
 
 class Mailbox:
-    """aiosmtpd handler: store each message, answer 250 with its mailbox id."""
+    """aiosmtpd handler: store each message, prune past ``keep``, answer 250 with its mailbox id."""
 
-    def __init__(self, pool: db.AsyncPool):
+    def __init__(self, pool: db.AsyncPool, *, keep: int = 500):
         self.pool = pool
+        self.keep = keep
 
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
         raw = envelope.original_content or b""
@@ -41,6 +43,7 @@ class Mailbox:
                 subject=str(headers.get("Subject", "")),
                 raw=raw,
             )
+            await db.run_async(conn, "prune_devmail", keep=self.keep)
         assert row is not None
         return f"250 OK stored as devmail-{row['id']}"
 
@@ -52,7 +55,7 @@ async def serve(settings: Settings, *, ready: asyncio.Event | None = None) -> No
         server: asyncio.Server | None = None
         try:
             await stop.until(pool.open(wait=True, timeout=30))
-            mailbox = Mailbox(pool)
+            mailbox = Mailbox(pool, keep=settings.devmail_keep)
             server = await asyncio.get_running_loop().create_server(
                 lambda: SMTP(
                     mailbox,

@@ -44,7 +44,8 @@ class Owned:
     def ids(self) -> dict[str, str]:
         """Return the values for a route's ``<email_id>``, ``<batch_id>``, ``<token_id>``, ``<user_id>``
         (a member), ``<invitation_id>``, ``<token>`` (an invitation's signed link), ``<recurrence_id>``,
-        ``<address>`` (on the suppression list) and ``<search_id>``."""
+        ``<address>`` (on the suppression list), ``<search_id>``, ``<message_id>`` and ``<number>`` (a dev
+        mailbox message and its attachment: operators only, so any numbers)."""
         return {
             "email_id": self.email,
             "batch_id": self.batch,
@@ -55,6 +56,8 @@ class Owned:
             "recurrence_id": self.recurrence,
             "address": self.suppressed,
             "search_id": str(self.search),
+            "message_id": "1",
+            "number": "0",
         }
 
 

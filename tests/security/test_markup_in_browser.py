@@ -115,7 +115,7 @@ def test_markup_in_every_user_field_is_inert_on_every_page(
     captured["From"], captured["To"], captured["Subject"] = "a@example.com", "b@example.com", XSS
     captured.set_content(XSS)
     captured.add_alternative(f"<p>{XSS}</p>", subtype="html")
-    db.one(
+    kept = db.one(
         conn,
         "insert_devmail",
         mail_from="a@example.com",
@@ -124,6 +124,8 @@ def test_markup_in_every_user_field_is_inert_on_every_page(
         subject=XSS,
         raw=captured.as_bytes(),
     )
+    assert kept is not None
+    devmail_views = [f"/devmail/{kept['id']}?view={view}" for view in ("html", "text", "source", "headers", "links")]
 
     for path in ("/?view=all", f"/emails/{email_id}", f"/batches/{batch_id}", "/devmail/"):
         page.goto(f"{server.url}{path}")
@@ -167,4 +169,8 @@ def test_markup_in_every_user_field_is_inert_on_every_page(
     )
     page.wait_for_selector(".flash.error")
     inert(page, "an error message")
+
+    for path in devmail_views:  # a captured message's own page, in each of its views
+        page.goto(f"{server.url}{path}")
+        inert(page, path)
     page.screenshot(path=str(output_dir / "security-inert-markup.png"), full_page=True)

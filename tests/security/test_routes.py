@@ -61,7 +61,17 @@ STREAMS = {"live.stream"}
 #: another organization's link is told it is not theirs (403), and nothing changes.
 LINKS = {"orgs.invitation", "orgs.accept"}
 #: Routes only operators may see; anyone else gets 404, as if they did not exist.
-OPERATORS_ONLY = {"operators.index", "devmail.index", "charts.operators"}
+OPERATORS_ONLY = {
+    "operators.index",
+    "charts.operators",
+    "devmail.index",
+    "devmail.message",
+    "devmail.html_body",
+    "devmail.raw",
+    "devmail.attachment",
+    "devmail.check_links",
+    "devmail.delete",
+}
 
 
 def routes(app: Flask) -> Iterator[tuple[Rule, str]]:
