@@ -1487,3 +1487,100 @@ SELECT org_id,
 -- prune_feedback_seen --
 -- Forget the providers' event ids older than ``before`` (`prune`): redeliveries come within hours.
 DELETE FROM feedback_seen WHERE at < %(before)s;
+
+-- webhook_endpoint_insert --
+-- Webhooks (tasks/webhooks/): an organization's endpoints, their deliveries and attempts.
+-- Every one is scoped by organization (and the web role by row-level security too).
+INSERT INTO webhook_endpoints (org_id, created_by, url, description, event_types, enabled, secret)
+     VALUES (%(org_id)s, %(created_by)s, %(url)s, %(description)s, %(event_types)s, %(enabled)s, %(secret)s)
+  RETURNING *;
+
+-- webhook_endpoints_list --
+SELECT w.*,
+       (SELECT count(*) FROM webhook_deliveries d
+         WHERE d.org_id = w.org_id AND d.endpoint_id = w.id AND d.status = 'pending') AS pending
+  FROM webhook_endpoints w
+ WHERE w.org_id = %(org_id)s
+ ORDER BY w.created_at, w.id;
+
+-- webhook_endpoint_get --
+SELECT w.*, 0::bigint AS pending FROM webhook_endpoints w WHERE w.org_id = %(org_id)s AND w.id = %(id)s;
+
+-- webhook_endpoint_update --
+-- Enabling an endpoint again starts its run of failures afresh.
+UPDATE webhook_endpoints
+   SET url = %(url)s, description = %(description)s, event_types = %(event_types)s,
+       failing_since = CASE WHEN %(enabled)s AND NOT enabled THEN NULL ELSE failing_since END,
+       disabled_reason = CASE WHEN %(enabled)s THEN NULL ELSE disabled_reason END,
+       enabled = %(enabled)s, updated_at = now()
+ WHERE org_id = %(org_id)s AND id = %(id)s
+RETURNING *, 0::bigint AS pending;
+
+-- webhook_endpoint_delete --
+DELETE FROM webhook_endpoints WHERE org_id = %(org_id)s AND id = %(id)s RETURNING id;
+
+-- webhook_endpoint_rotate --
+-- The new secret signs from now on; the current one too, until %(overlap)s has passed.
+UPDATE webhook_endpoints
+   SET previous_secret = secret, previous_secret_until = now() + %(overlap)s::interval,
+       secret = %(secret)s, updated_at = now()
+ WHERE org_id = %(org_id)s AND id = %(id)s
+RETURNING *, 0::bigint AS pending;
+
+-- webhook_deliveries_list --
+-- An endpoint's deliveries, newest first (keyset: the last one's created_at and id).
+SELECT d.id, d.endpoint_id, d.event_type, d.payload, d.created_at, d.status, d.attempts, d.next_attempt_at,
+       d.finished_at,
+       (SELECT a.status_code FROM webhook_attempts a
+         WHERE a.org_id = d.org_id AND a.delivery_id = d.id ORDER BY a.id DESC LIMIT 1) AS last_status_code
+  FROM webhook_deliveries d
+ WHERE d.org_id = %(org_id)s AND d.endpoint_id = %(endpoint_id)s
+   AND (%(before_at)s::timestamptz IS NULL OR (d.created_at, d.id) < (%(before_at)s, %(before_id)s::uuid))
+ ORDER BY d.created_at DESC, d.id DESC
+ LIMIT %(limit)s;
+
+-- webhook_delivery_get --
+SELECT d.id, d.endpoint_id, d.event_type, d.payload, d.created_at, d.status, d.attempts, d.next_attempt_at,
+       d.finished_at, NULL::integer AS last_status_code
+  FROM webhook_deliveries d
+ WHERE d.org_id = %(org_id)s AND d.endpoint_id = %(endpoint_id)s AND d.id = %(id)s;
+
+-- webhook_attempts_list --
+SELECT id, at, status_code, latency_ms, response, error
+  FROM webhook_attempts
+ WHERE org_id = %(org_id)s AND delivery_id = %(delivery_id)s
+ ORDER BY id;
+
+-- webhook_delivery_to_send --
+-- What an attempt needs (the delivery task, across organizations: the worker's role).
+-- The payload's text is the body: jsonb prints the same text every time, so each
+-- retry sends the same bytes.
+SELECT d.org_id, d.id, d.endpoint_id, d.event_type, d.payload::text AS body, d.status, d.attempts, d.job_id,
+       d.retrying_since, w.url, w.enabled, w.secret,
+       CASE WHEN w.previous_secret_until > now() THEN w.previous_secret END AS previous_secret,
+       w.created_by
+  FROM webhook_deliveries d
+  JOIN webhook_endpoints w ON w.org_id = d.org_id AND w.id = d.endpoint_id
+ WHERE d.id = %(id)s;
+
+-- webhook_delivery_give_up --
+-- A pending delivery whose endpoint was disabled: failed without an attempt.
+UPDATE webhook_deliveries SET status = 'failed', finished_at = now(), next_attempt_at = NULL, job_id = NULL
+ WHERE org_id = %(org_id)s AND id = %(id)s AND status = 'pending' AND job_id = %(job_id)s;
+
+-- batches_completed --
+-- Batches none of whose emails waits or is being sent any more: completed now, once.
+UPDATE batches b SET completed_at = now()
+ WHERE b.completed_at IS NULL
+   AND NOT EXISTS (SELECT 1 FROM emails e WHERE e.batch_id = b.id AND e.status IN ('scheduled', 'sending'))
+RETURNING b.id, b.org_id, b.owner_id, b.name, b.total, b.completed_at,
+          (SELECT jsonb_object_agg(status, n) FROM (SELECT e.status, count(*) AS n FROM emails e
+             WHERE e.batch_id = b.id GROUP BY e.status) s) AS counts;
+
+-- webhook_secrets --
+-- Every endpoint's secrets, for re-encryption under the first key (keys rotate).
+SELECT org_id, id, secret, previous_secret FROM webhook_endpoints FOR UPDATE;
+
+-- webhook_secret_set --
+UPDATE webhook_endpoints SET secret = %(secret)s, previous_secret = %(previous_secret)s
+ WHERE org_id = %(org_id)s AND id = %(id)s;

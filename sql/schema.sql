@@ -921,6 +921,7 @@ CREATE TABLE public.batches (
     request_hash text,
     created_at timestamp with time zone DEFAULT now() NOT NULL,
     org_id bigint NOT NULL,
+    completed_at timestamp with time zone,
     CONSTRAINT batches_hourly_cap_check CHECK (((hourly_cap IS NULL) OR (hourly_cap > 0))),
     CONSTRAINT batches_min_delay_seconds_check CHECK ((min_delay_seconds >= (0)::double precision)),
     CONSTRAINT batches_total_check CHECK ((total > 0))
@@ -1608,6 +1609,87 @@ ALTER TABLE public.users ALTER COLUMN id ADD GENERATED ALWAYS AS IDENTITY (
 
 
 --
+-- Name: webhook_attempts; Type: TABLE; Schema: public; Owner: -
+--
+
+CREATE TABLE public.webhook_attempts (
+    org_id bigint NOT NULL,
+    id bigint NOT NULL,
+    delivery_id uuid NOT NULL,
+    at timestamp with time zone DEFAULT now() NOT NULL,
+    status_code integer,
+    latency_ms integer NOT NULL,
+    response text DEFAULT ''::text NOT NULL,
+    error text,
+    CONSTRAINT webhook_attempts_error_check CHECK ((char_length(error) <= 500)),
+    CONSTRAINT webhook_attempts_response_check CHECK ((octet_length(response) <= 1024))
+);
+
+
+--
+-- Name: webhook_attempts_id_seq; Type: SEQUENCE; Schema: public; Owner: -
+--
+
+ALTER TABLE public.webhook_attempts ALTER COLUMN id ADD GENERATED ALWAYS AS IDENTITY (
+    SEQUENCE NAME public.webhook_attempts_id_seq
+    START WITH 1
+    INCREMENT BY 1
+    NO MINVALUE
+    NO MAXVALUE
+    CACHE 1
+);
+
+
+--
+-- Name: webhook_deliveries; Type: TABLE; Schema: public; Owner: -
+--
+
+CREATE TABLE public.webhook_deliveries (
+    org_id bigint NOT NULL,
+    id uuid DEFAULT gen_random_uuid() NOT NULL,
+    endpoint_id uuid NOT NULL,
+    event_type text NOT NULL,
+    payload jsonb NOT NULL,
+    created_at timestamp with time zone DEFAULT now() NOT NULL,
+    status text DEFAULT 'pending'::text NOT NULL,
+    attempts integer DEFAULT 0 NOT NULL,
+    next_attempt_at timestamp with time zone,
+    job_id bigint,
+    retrying_since timestamp with time zone DEFAULT now() NOT NULL,
+    finished_at timestamp with time zone,
+    CONSTRAINT webhook_deliveries_event_type_check CHECK ((event_type ~ '^[a-z]+\.[a-z_]+$'::text)),
+    CONSTRAINT webhook_deliveries_status_check CHECK ((status = ANY (ARRAY['pending'::text, 'delivered'::text, 'failed'::text])))
+);
+
+
+--
+-- Name: webhook_endpoints; Type: TABLE; Schema: public; Owner: -
+--
+
+CREATE TABLE public.webhook_endpoints (
+    org_id bigint NOT NULL,
+    id uuid DEFAULT gen_random_uuid() NOT NULL,
+    created_by bigint,
+    url text NOT NULL,
+    description text DEFAULT ''::text NOT NULL,
+    event_types text[] NOT NULL,
+    enabled boolean DEFAULT true NOT NULL,
+    secret text NOT NULL,
+    previous_secret text,
+    previous_secret_until timestamp with time zone,
+    failing_since timestamp with time zone,
+    disabled_reason text,
+    created_at timestamp with time zone DEFAULT now() NOT NULL,
+    updated_at timestamp with time zone DEFAULT now() NOT NULL,
+    CONSTRAINT webhook_endpoints_check CHECK (((previous_secret IS NULL) = (previous_secret_until IS NULL))),
+    CONSTRAINT webhook_endpoints_description_check CHECK ((char_length(description) <= 200)),
+    CONSTRAINT webhook_endpoints_disabled_reason_check CHECK ((char_length(disabled_reason) <= 500)),
+    CONSTRAINT webhook_endpoints_event_types_check CHECK (((cardinality(event_types) >= 1) AND (event_types <@ ARRAY['email.sent'::text, 'email.failed'::text, 'email.uncertain'::text, 'email.offline'::text, 'email.cancelled'::text, 'batch.completed'::text, 'recurrence.paused'::text]))),
+    CONSTRAINT webhook_endpoints_url_check CHECK (((url ~ '^https?://'::text) AND (char_length(url) <= 2000)))
+);
+
+
+--
 -- Name: procrastinate_events id; Type: DEFAULT; Schema: public; Owner: -
 --
 
@@ -1941,6 +2023,30 @@ ALTER TABLE ONLY public.users
 
 
 --
+-- Name: webhook_attempts webhook_attempts_pkey; Type: CONSTRAINT; Schema: public; Owner: -
+--
+
+ALTER TABLE ONLY public.webhook_attempts
+    ADD CONSTRAINT webhook_attempts_pkey PRIMARY KEY (org_id, id);
+
+
+--
+-- Name: webhook_deliveries webhook_deliveries_pkey; Type: CONSTRAINT; Schema: public; Owner: -
+--
+
+ALTER TABLE ONLY public.webhook_deliveries
+    ADD CONSTRAINT webhook_deliveries_pkey PRIMARY KEY (org_id, id);
+
+
+--
+-- Name: webhook_endpoints webhook_endpoints_pkey; Type: CONSTRAINT; Schema: public; Owner: -
+--
+
+ALTER TABLE ONLY public.webhook_endpoints
+    ADD CONSTRAINT webhook_endpoints_pkey PRIMARY KEY (org_id, id);
+
+
+--
 -- Name: alerts_key_posted_idx; Type: INDEX; Schema: public; Owner: -
 --
 
@@ -1973,6 +2079,13 @@ CREATE INDEX api_tokens_org_user_idx ON public.api_tokens USING btree (org_id, u
 --
 
 CREATE INDEX batches_name_trgm_idx ON public.batches USING gin ((((name || ' '::text) || subject_template)) public.gin_trgm_ops);
+
+
+--
+-- Name: batches_open_idx; Type: INDEX; Schema: public; Owner: -
+--
+
+CREATE INDEX batches_open_idx ON public.batches USING btree (created_at) WHERE (completed_at IS NULL);
 
 
 --
@@ -2319,6 +2432,41 @@ CREATE UNIQUE INDEX users_email_key ON public.users USING btree (lower(email));
 
 
 --
+-- Name: webhook_attempts_delivery_idx; Type: INDEX; Schema: public; Owner: -
+--
+
+CREATE INDEX webhook_attempts_delivery_idx ON public.webhook_attempts USING btree (org_id, delivery_id, id);
+
+
+--
+-- Name: webhook_deliveries_endpoint_idx; Type: INDEX; Schema: public; Owner: -
+--
+
+CREATE INDEX webhook_deliveries_endpoint_idx ON public.webhook_deliveries USING btree (org_id, endpoint_id, created_at DESC, id DESC);
+
+
+--
+-- Name: webhook_deliveries_id_idx; Type: INDEX; Schema: public; Owner: -
+--
+
+CREATE UNIQUE INDEX webhook_deliveries_id_idx ON public.webhook_deliveries USING btree (id);
+
+
+--
+-- Name: webhook_deliveries_pending_idx; Type: INDEX; Schema: public; Owner: -
+--
+
+CREATE INDEX webhook_deliveries_pending_idx ON public.webhook_deliveries USING btree (next_attempt_at) WHERE (status = 'pending'::text);
+
+
+--
+-- Name: webhook_endpoints_id_idx; Type: INDEX; Schema: public; Owner: -
+--
+
+CREATE UNIQUE INDEX webhook_endpoints_id_idx ON public.webhook_endpoints USING btree (id);
+
+
+--
 -- Name: api_tokens api_tokens_org_fixed; Type: TRIGGER; Schema: public; Owner: -
 --
 
@@ -2449,6 +2597,13 @@ CREATE TRIGGER saved_searches_org_fixed BEFORE UPDATE OF org_id ON public.saved_
 --
 
 CREATE TRIGGER users_personal_org AFTER INSERT ON public.users FOR EACH ROW EXECUTE FUNCTION public.users_personal_org();
+
+
+--
+-- Name: webhook_endpoints webhook_endpoints_org_fixed; Type: TRIGGER; Schema: public; Owner: -
+--
+
+CREATE TRIGGER webhook_endpoints_org_fixed BEFORE UPDATE OF org_id ON public.webhook_endpoints FOR EACH ROW EXECUTE FUNCTION public.org_id_fixed();
 
 
 --
@@ -2692,6 +2847,54 @@ ALTER TABLE ONLY public.suppressions
 
 
 --
+-- Name: webhook_attempts webhook_attempts_org_id_delivery_id_fkey; Type: FK CONSTRAINT; Schema: public; Owner: -
+--
+
+ALTER TABLE ONLY public.webhook_attempts
+    ADD CONSTRAINT webhook_attempts_org_id_delivery_id_fkey FOREIGN KEY (org_id, delivery_id) REFERENCES public.webhook_deliveries(org_id, id) ON DELETE CASCADE;
+
+
+--
+-- Name: webhook_attempts webhook_attempts_org_id_fkey; Type: FK CONSTRAINT; Schema: public; Owner: -
+--
+
+ALTER TABLE ONLY public.webhook_attempts
+    ADD CONSTRAINT webhook_attempts_org_id_fkey FOREIGN KEY (org_id) REFERENCES public.organizations(id) ON DELETE CASCADE;
+
+
+--
+-- Name: webhook_deliveries webhook_deliveries_org_id_endpoint_id_fkey; Type: FK CONSTRAINT; Schema: public; Owner: -
+--
+
+ALTER TABLE ONLY public.webhook_deliveries
+    ADD CONSTRAINT webhook_deliveries_org_id_endpoint_id_fkey FOREIGN KEY (org_id, endpoint_id) REFERENCES public.webhook_endpoints(org_id, id) ON DELETE CASCADE;
+
+
+--
+-- Name: webhook_deliveries webhook_deliveries_org_id_fkey; Type: FK CONSTRAINT; Schema: public; Owner: -
+--
+
+ALTER TABLE ONLY public.webhook_deliveries
+    ADD CONSTRAINT webhook_deliveries_org_id_fkey FOREIGN KEY (org_id) REFERENCES public.organizations(id) ON DELETE CASCADE;
+
+
+--
+-- Name: webhook_endpoints webhook_endpoints_created_by_fkey; Type: FK CONSTRAINT; Schema: public; Owner: -
+--
+
+ALTER TABLE ONLY public.webhook_endpoints
+    ADD CONSTRAINT webhook_endpoints_created_by_fkey FOREIGN KEY (created_by) REFERENCES public.users(id);
+
+
+--
+-- Name: webhook_endpoints webhook_endpoints_org_id_fkey; Type: FK CONSTRAINT; Schema: public; Owner: -
+--
+
+ALTER TABLE ONLY public.webhook_endpoints
+    ADD CONSTRAINT webhook_endpoints_org_id_fkey FOREIGN KEY (org_id) REFERENCES public.organizations(id) ON DELETE CASCADE;
+
+
+--
 -- Name: api_tokens; Type: ROW SECURITY; Schema: public; Owner: -
 --
 
@@ -2904,3 +3107,42 @@ CREATE POLICY suppressions_insert ON public.suppressions FOR INSERT TO reach_web
 --
 
 CREATE POLICY suppressions_read ON public.suppressions FOR SELECT TO reach_web USING (((org_id = public.current_org_id()) OR (org_id IS NULL)));
+
+
+--
+-- Name: webhook_attempts; Type: ROW SECURITY; Schema: public; Owner: -
+--
+
+ALTER TABLE public.webhook_attempts ENABLE ROW LEVEL SECURITY;
+
+--
+-- Name: webhook_attempts webhook_attempts_org; Type: POLICY; Schema: public; Owner: -
+--
+
+CREATE POLICY webhook_attempts_org ON public.webhook_attempts TO reach_web USING ((org_id = public.current_org_id())) WITH CHECK ((org_id = public.current_org_id()));
+
+
+--
+-- Name: webhook_deliveries; Type: ROW SECURITY; Schema: public; Owner: -
+--
+
+ALTER TABLE public.webhook_deliveries ENABLE ROW LEVEL SECURITY;
+
+--
+-- Name: webhook_deliveries webhook_deliveries_org; Type: POLICY; Schema: public; Owner: -
+--
+
+CREATE POLICY webhook_deliveries_org ON public.webhook_deliveries TO reach_web USING ((org_id = public.current_org_id())) WITH CHECK ((org_id = public.current_org_id()));
+
+
+--
+-- Name: webhook_endpoints; Type: ROW SECURITY; Schema: public; Owner: -
+--
+
+ALTER TABLE public.webhook_endpoints ENABLE ROW LEVEL SECURITY;
+
+--
+-- Name: webhook_endpoints webhook_endpoints_org; Type: POLICY; Schema: public; Owner: -
+--
+
+CREATE POLICY webhook_endpoints_org ON public.webhook_endpoints TO reach_web USING ((org_id = public.current_org_id())) WITH CHECK ((org_id = public.current_org_id()));

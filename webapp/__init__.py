@@ -70,6 +70,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
         security,
         suppressions,
         tokens,
+        webhooks,
     )
     from webapp.api import docs as api_docs
 
@@ -84,6 +85,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     app.register_blueprint(recurring.bp)
     app.register_blueprint(search.bp)
     app.register_blueprint(tokens.bp)
+    app.register_blueprint(webhooks.bp)
     app.register_blueprint(orgs.bp)
     app.register_blueprint(live.bp)
     app.register_blueprint(api.bp)

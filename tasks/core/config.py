@@ -805,6 +805,43 @@ class Settings:
         " refused (403) as a replay. (SNS messages get an hour; the generic endpoint, Standard Webhooks' five"
         " minutes.)",
     )
+    webhook_allow_http: bool = setting(
+        "0",
+        flag,
+        "Allow webhook endpoints whose URL is `http://` (development and tests); otherwise only `https://`.",
+    )
+    webhook_allow_private: bool = setting(
+        "0",
+        flag,
+        "Deliver webhooks to addresses in private, loopback, link-local or other reserved networks (tests, a"
+        " receiver on this machine); otherwise such an address is refused before any connection.",
+    )
+    webhook_timeout: float = setting(
+        "10", seconds(0.1, 60), "Seconds a webhook delivery may take (connecting, sending, the answer)."
+    )
+    webhook_retry_base: float = setting(
+        "30",
+        seconds(0.01, 3600),
+        "Seconds before a failed webhook delivery's first retry; each later wait doubles (up to"
+        " WEBHOOK_RETRY_MAX), half of it random.",
+    )
+    webhook_retry_max: float = setting("3600", seconds(0.01, 86400), "The longest wait between two webhook attempts.")
+    webhook_retry_for: float = setting(
+        "86400",
+        seconds(0.1, 30 * 86400),
+        "Seconds a webhook delivery is retried before it is marked failed (at least a day in production).",
+    )
+    webhook_disable_after: float = setting(
+        "259200",
+        seconds(0.1, 90 * 86400),
+        "An endpoint whose deliveries have failed without a success for this long is disabled, and its owner"
+        " told by email (3 days).",
+    )
+    webhook_rotation_overlap: float = setting(
+        "86400",
+        seconds(1, 30 * 86400),
+        "After a webhook secret is rotated, deliveries are signed with the old one too for this long.",
+    )
     web_bind: str = setting("127.0.0.1:8000", text, "Where gunicorn listens (`gunicorn.conf.py`).")
     web_workers: int = setting("2", integer(1, 256), "gunicorn's worker processes.")
     web_threads: int = setting(

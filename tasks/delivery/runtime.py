@@ -35,6 +35,8 @@ class Runtime:
     groups: dict[str, groupcommit.Group[Any, Any]] = dataclasses.field(default_factory=dict)
     #: The one-click unsubscribe links its messages carry (None: no PUBLIC_URL).
     unsubscribe: Links | None = None
+    #: The webhook sender (tasks/webhooks/deliver.py creates it on first use).
+    webhooks: Any = None
 
     @classmethod
     def create(cls, settings: Settings, pool: db.AsyncPool, worker_name: str) -> Runtime:
@@ -63,6 +65,8 @@ class Runtime:
             await transport.close()
         await self.live.close()
         await self.limiter.close()
+        if self.webhooks is not None:
+            await self.webhooks.aclose()
 
 
 def of(context: Any) -> Runtime:

@@ -19,6 +19,7 @@ from tasks.domain import orgs
 from tasks.domain.batch_plan import Plan
 from tasks.domain.models import Scope, User, in_org
 from tasks.queue import jobs
+from tasks.webhooks import events as webhook_events
 
 #: Emails rendered and sent to the database per statement: by size (the web worker's memory)
 #: and by count (each statement's arrays).
@@ -178,4 +179,5 @@ def cancel_rest(conn: db.Conn, scope: Scope, batch_id: Any) -> tuple[Batch, list
         rows = db.all_rows(conn, "cancel_batch_rest", batch_id=batch.id, **scope.params())
         for row in rows:
             jobs.cancel_job(conn, row["job_id"])
+        webhook_events.emails_changed(conn, [r["id"] for r in rows])
     return get(conn, scope, batch.id), [r["id"] for r in rows]

@@ -22,6 +22,7 @@ from tasks.core.config import Settings
 from tasks.domain import audit, orgs, suppression, validation
 from tasks.domain.models import Email, Event, Scope, Status, User
 from tasks.queue import jobs
+from tasks.webhooks import events as webhook_events
 
 
 def parse_id(raw: str | uuid.UUID) -> uuid.UUID:
@@ -180,6 +181,7 @@ def cancel(conn: db.Conn, scope: Scope, email_id: str | uuid.UUID) -> Email:
         jobs.cancel_job(conn, email.job_id)
         add_event(conn, email.id, "cancelled", email.job_id)
         audit.record(conn, email.org_id, scope.user_id, "email.cancel", str(email.id))
+        webhook_events.emails_changed(conn, [email.id])
     return Email.from_row(row)
 
 

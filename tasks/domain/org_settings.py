@@ -21,6 +21,7 @@ from tasks.core import crypto, db, errors
 from tasks.core.config import RateWindow, Settings, parse_windows
 from tasks.delivery import orgs, transports
 from tasks.domain import audit, validation
+from tasks.webhooks import endpoints as webhook_endpoints
 
 #: Most transports one organization may bring.
 MAX_TRANSPORTS = 5
@@ -301,7 +302,8 @@ def rotate_keys(conn: db.Conn, settings: Settings) -> int:
         for row in hooks:
             rotated = box.rotate(row["slack_webhook_secret"].encode("ascii")).decode("ascii")
             db.run(conn, "org_slack_secret_set", org_id=row["org_id"], secret=rotated)
-    return len(rows) + len(hooks)
+        endpoints = webhook_endpoints.rotate_keys(conn, box)
+    return len(rows) + len(hooks) + endpoints
 
 
 # --- The organization's Slack incoming webhook (its own failures: docs/alerts.md).

@@ -29,6 +29,7 @@ from tasks.domain import audit, orgs, recurrence_rules, suppression, validation
 from tasks.domain.models import Scope, User, json_value
 from tasks.domain.recurrence_rules import Rule
 from tasks.queue import jobs
+from tasks.webhooks import events as webhook_events
 
 CONTENT = ("to", "cc", "bcc", "subject", "body_text", "body_html")
 RULE = ("cron", "preset", "time_zone", "starts_at", "ends_at", "count")
@@ -388,6 +389,7 @@ def _cancel_pending(conn: db.Conn, recurrence: Recurrence, reason: str) -> list[
     cancelled = db.all_rows(conn, "cancel_recurrence_pending", id=recurrence.id, reason=reason)
     for row in cancelled:
         jobs.cancel_job(conn, row["job_id"])
+    webhook_events.emails_changed(conn, [row["id"] for row in cancelled])
     return cancelled
 
 
@@ -438,6 +440,9 @@ def pause(conn: db.Conn, scope: Scope, recurrence_id: str | uuid.UUID, *, reason
         cancelled = _cancel_pending(conn, rec, "the recurrence was paused")
         saved = _save(conn, rec, given_back=len(cancelled), status="paused", paused_reason=reason)
         _audit(conn, saved, scope.user_id, "recurrence.pause", {"cancelled": len(cancelled)})
+        webhook_events.emit(
+            conn, [webhook_events.recurrence_paused(saved.org_id, saved.id, saved.owner_id, reason, len(cancelled))]
+        )
         return Changed(saved, cancelled)
 
 

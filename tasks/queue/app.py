@@ -8,5 +8,11 @@ import procrastinate
 #: async pool (``tasks.queue.worker``), so there is no pool of Procrastinate's own here.
 app = procrastinate.App(
     connector=procrastinate.PsycopgConnector(),
-    import_paths=["tasks.delivery.send", "tasks.queue.reconcile", "tasks.queue.retention", "tasks.queue.charts"],
+    import_paths=[
+        "tasks.delivery.send",
+        "tasks.queue.reconcile",
+        "tasks.queue.retention",
+        "tasks.queue.charts",
+        "tasks.webhooks.deliver",
+    ],
 )

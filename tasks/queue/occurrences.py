@@ -30,6 +30,7 @@ from tasks.core.config import Settings
 from tasks.domain import recurrence_rules
 from tasks.queue import jobs
 from tasks.queue.app import app
+from tasks.webhooks import events as webhook_events
 
 BATCH = 500
 #: Missed occurrences counted one by one before the rest of an outage is skipped in one jump.
@@ -292,6 +293,15 @@ async def pause_failing(conn: db.AsyncConn, settings: Settings) -> list[dict[str
             for c in cancelled:
                 if c["job_id"] is not None:
                     await app.job_manager.cancel_job_by_id_async(c["job_id"], connection=conn)
+            await webhook_events.emails_changed_async(conn, [c["id"] for c in cancelled])
+            await webhook_events.emit_async(
+                conn,
+                [
+                    webhook_events.recurrence_paused(
+                        row["org_id"], row["id"], row["owner_id"], row["paused_reason"], len(cancelled)
+                    )
+                ],
+            )
             await db.run_async(conn, "give_back_occurrences", id=row["id"], n=len(cancelled))
             # The organization's audit log: paused by no one (the failures did it).
             await db.run_async(

@@ -313,6 +313,172 @@ _END_RUNNING_JOB: LiteralString = """job AS (
     DELETE FROM procrastinate_jobs WHERE %(end_job)s AND id = %(job_id)s AND status = 'doing'
 )"""
 
+
+# Webhooks' transactional outbox (tasks/webhooks/): in the statement that changes what an
+# event reports, one delivery per subscribed, enabled endpoint of the organization, with its
+# job, deferred through Procrastinate's own procrastinate_defer_jobs_v1 (what its public
+# batch_defer_jobs calls): the change and its deliveries commit together or not at all.
+# Why not batch_defer_jobs(connection=conn): a statement and a round trip of its own, on
+# the send path's hot statement, even for the organizations that have no endpoint; joined
+# here, an organization without one costs an index probe of an empty relation.
+def _defer_delivery(id_: LiteralString, at: LiteralString) -> LiteralString:
+    return (
+        """(procrastinate_defer_jobs_v1(ARRAY[ROW(
+               'webhooks'::varchar, 'deliver_webhook'::varchar, 0, NULL::text, NULL::text,
+               jsonb_build_object('delivery_id', """
+        + id_
+        + """::text), """
+        + at
+        + """::timestamptz
+           )::procrastinate_job_to_defer_v1]))[1]"""
+    )
+
+
+#: An instant as the payloads write it: UTC, ISO 8601, microseconds, Z.
+def _instant(expr: LiteralString) -> LiteralString:
+    return "to_char(" + expr + """ AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"')"""
+
+
+# The deliveries of emails' events: {source} names a relation of the emails whose status
+# changed, with their new status (docs/webhooks.md, "Payloads": the same shape from every
+# statement that writes one; never the email's body).
+_EMAIL_HOOKS: LiteralString = (
+    """
+    INSERT INTO webhook_deliveries (org_id, id, endpoint_id, event_type, payload, job_id)
+    SELECT ev.org_id, ev.delivery_id, ev.endpoint_id, ev.event_type,
+           jsonb_build_object(
+               'type', ev.event_type, 'timestamp', """
+    + _instant("clock_timestamp()")
+    + """,
+               'data', jsonb_build_object(
+                   'email_id', ev.id, 'status', ev.status, 'owner_id', ev.owner_id, 'batch_id', ev.batch_id,
+                   'recurrence_id', ev.recurrence_id, 'to', to_jsonb(ev.to_addrs), 'subject', ev.subject,
+                   'attempts', ev.attempts, 'transport', ev.transport, 'reply', ev.reply, 'error', ev.error,
+                   'sent_at', """
+    + _instant("ev.sent_at")
+    + """)),
+           """
+    + _defer_delivery("ev.delivery_id", "NULL")
+    + """
+      FROM (SELECT s.*, 'email.' || s.status AS event_type, w.id AS endpoint_id, gen_random_uuid() AS delivery_id
+              FROM {source} s
+              JOIN webhook_endpoints w
+                ON w.org_id = s.org_id AND w.enabled AND ('email.' || s.status) = ANY(w.event_types)) ev"""
+)
+
+# Emails whose status a statement of sql/queries.sql changed (a cancel: set_cancelled,
+# cancel_batch_rest, cancel_recurrence_pending), read again in the same transaction.
+_EMAIL_EVENTS: LiteralString = (
+    """WITH changed AS (
+    SELECT id, org_id, owner_id, batch_id, recurrence_id, to_addrs, subject, sent_at, attempts, transport,
+           status, provider_reply AS reply, last_error AS error
+      FROM emails WHERE id = ANY(%(ids)s::uuid[])
+), hook AS ("""
+    + _EMAIL_HOOKS.replace("{source}", "changed")
+    + """
+    RETURNING id
+)
+SELECT count(*) AS n FROM hook;"""
+)
+
+# Other events (batch.completed, recurrence.paused; and a test event, to one endpoint
+# whatever it subscribed to): one row of the arrays per event, with its data.
+_WEBHOOK_EVENTS: LiteralString = (
+    """WITH input AS (
+    SELECT * FROM unnest(%(org_ids)s::bigint[], %(endpoint_ids)s::uuid[], %(types)s::text[], %(datas)s::jsonb[])
+        AS t(org_id, endpoint_id, event_type, data)
+), ev AS (
+    SELECT i.org_id, i.event_type, i.data, w.id AS endpoint_id, gen_random_uuid() AS delivery_id
+      FROM input i
+      JOIN webhook_endpoints w
+        ON w.org_id = i.org_id
+       AND CASE WHEN i.endpoint_id IS NULL THEN w.enabled AND i.event_type = ANY(w.event_types)
+                ELSE w.id = i.endpoint_id END
+)
+INSERT INTO webhook_deliveries (org_id, id, endpoint_id, event_type, payload, job_id)
+SELECT org_id, delivery_id, endpoint_id, event_type,
+       jsonb_build_object('type', event_type, 'timestamp', """
+    + _instant("clock_timestamp()")
+    + """, 'data', data),
+       """
+    + _defer_delivery("delivery_id", "NULL")
+    + """
+  FROM ev
+RETURNING id, endpoint_id;"""
+)
+
+# An attempt's outcome, in one statement: its line in the log, the delivery (delivered,
+# failed, or pending with the job of its next attempt at %(next_at)s), and the endpoint's
+# run of failures (disabled when it has lasted %(disable_after)s). Guarded by the job: a
+# delivery redelivered meanwhile keeps its new job. Returns whether the endpoint was
+# enabled before and after (the FROM row is the one before the update).
+_WEBHOOK_ATTEMPTED: LiteralString = (
+    """WITH attempt AS (
+    INSERT INTO webhook_attempts (org_id, delivery_id, status_code, latency_ms, response, error)
+    VALUES (%(org_id)s, %(id)s, %(status_code)s, %(latency_ms)s, %(response)s, %(error)s)
+), delivery AS (
+    UPDATE webhook_deliveries
+       SET attempts = attempts + 1, status = %(status)s,
+           next_attempt_at = CASE WHEN %(status)s = 'pending' THEN %(next_at)s::timestamptz END,
+           finished_at = CASE WHEN %(status)s <> 'pending' THEN now() END,
+           job_id = CASE WHEN %(status)s = 'pending' THEN """
+    + _defer_delivery("%(id)s", "%(next_at)s")
+    + """ END
+     WHERE org_id = %(org_id)s AND id = %(id)s AND status = 'pending' AND job_id = %(job_id)s
+    RETURNING id, job_id
+), endpoint AS (
+    UPDATE webhook_endpoints w
+       SET failing_since = CASE WHEN %(ok)s THEN NULL ELSE coalesce(w.failing_since, now()) END,
+           enabled = w.enabled AND (%(ok)s OR w.failing_since IS NULL
+                                    OR w.failing_since > now() - %(disable_after)s::interval),
+           disabled_reason = CASE
+               WHEN w.enabled AND NOT %(ok)s AND w.failing_since <= now() - %(disable_after)s::interval
+               THEN 'disabled after failing since ' || """
+    + _instant("w.failing_since")
+    + """
+               ELSE w.disabled_reason END
+      FROM webhook_endpoints old
+     WHERE w.org_id = %(org_id)s AND w.id = %(endpoint_id)s AND old.org_id = w.org_id AND old.id = w.id
+       AND %(counts)s
+    RETURNING old.enabled AS was_enabled, w.enabled
+)
+SELECT (SELECT job_id FROM delivery) AS job_id, (SELECT count(*) FROM delivery) AS updated,
+       (SELECT was_enabled AND NOT enabled FROM endpoint) AS disabled;"""
+)
+
+# Deliver again (the dashboard's and the API's "redeliver"): the same delivery (the same
+# webhook-id), pending again with a new job and a new day of retries.
+_WEBHOOK_REDELIVER: LiteralString = (
+    """UPDATE webhook_deliveries
+   SET status = 'pending', next_attempt_at = now(), finished_at = NULL, retrying_since = now(),
+       job_id = """
+    + _defer_delivery("id", "NULL")
+    + """
+ WHERE org_id = %(org_id)s AND id = %(id)s
+RETURNING *;"""
+)
+
+# Pending deliveries whose job is gone or ended (a worker killed during the attempt: the
+# reconciler failed its job), given a new job; locked so two reconcilers never race.
+_WEBHOOK_LOST: LiteralString = (
+    """WITH lost AS (
+    SELECT d.org_id, d.id
+      FROM webhook_deliveries d
+      LEFT JOIN procrastinate_jobs j ON j.id = d.job_id
+     WHERE d.status = 'pending' AND (j.id IS NULL OR j.status NOT IN ('todo', 'doing'))
+     LIMIT %(limit)s
+       FOR UPDATE OF d SKIP LOCKED
+)
+UPDATE webhook_deliveries d
+   SET next_attempt_at = now(), job_id = """
+    + _defer_delivery("d.id", "NULL")
+    + """
+  FROM lost l
+ WHERE d.org_id = l.org_id AND d.id = l.id
+RETURNING d.id;"""
+)
+
+
 # End attempts with their final status (sent, failed, uncertain, offline), one row of
 # the arrays per attempt: the send task's outcomes, gathered by a group commit
 # (tasks/delivery/groupcommit.py), and the reconciler's one by one. When %(end_job)s,
@@ -320,7 +486,8 @@ _END_RUNNING_JOB: LiteralString = """job AS (
 # moved. Returns the emails finished.
 # (e.id = ANY(ids) as well as the join: emails are read by primary key whatever the plan
 # thought of unnest's size; tests/integration/test_plans.py.)
-_FINISH_EMAILS: LiteralString = """WITH input AS (
+_FINISH_EMAILS: LiteralString = (
+    """WITH input AS (
     SELECT * FROM unnest(%(ids)s::uuid[], %(job_ids)s::bigint[], %(statuses)s::text[], %(replies)s::text[],
                          %(errors)s::text[], %(transports)s::text[], %(refused)s::jsonb[],
                          %(provider_ids)s::text[])
@@ -340,7 +507,8 @@ _FINISH_EMAILS: LiteralString = """WITH input AS (
            waiting_reason = NULL
       FROM input i
      WHERE e.id = ANY(%(ids)s::uuid[]) AND e.id = i.id AND e.status = 'sending' AND e.job_id = i.job_id
-    RETURNING e.id, e.org_id, e.attempts, e.transport, e.data_started_at, e.refused_recipients, i.job_id, i.status,
+    RETURNING e.id, e.org_id, e.owner_id, e.batch_id, e.recurrence_id, e.to_addrs, e.subject, e.sent_at,
+              e.attempts, e.transport, e.data_started_at, e.refused_recipients, i.job_id, i.status,
               i.reply, i.error, i.provider_id
 ), event AS (
     INSERT INTO email_events (org_id, email_id, kind, job_id, detail)
@@ -352,8 +520,12 @@ _FINISH_EMAILS: LiteralString = """WITH input AS (
       FROM done
 ), job AS (
     DELETE FROM procrastinate_jobs WHERE %(end_job)s AND id = ANY(%(job_ids)s::bigint[]) AND status = 'doing'
+), hook AS ("""
+    + _EMAIL_HOOKS.replace("{source}", "done")
+    + """
 )
 SELECT id FROM done;"""
+)
 
 _REQUEUE_EMAIL: LiteralString = (
     """WITH moved AS (
@@ -489,6 +661,12 @@ _WAKE_HELD: LiteralString = """WITH woken AS (
 )
 SELECT count(*) AS n FROM woken;"""
 
+_DEFERS = ("procrastinate_defer_jobs_v1(procrastinate_job_to_defer_v1[])",)
+_JOB_TYPE = (
+    "procrastinate_job_to_defer_v1(character varying, character varying, integer, text, text, jsonb,"
+    " timestamp with time zone)",
+)
+
 #: Every statement of ours on Procrastinate's tables or functions, by the name callers run it by.
 STATEMENTS: dict[str, Statement] = {
     # Fetch a job for each free slot of the worker in one round trip, and claim the
@@ -563,7 +741,28 @@ STATEMENTS: dict[str, Statement] = {
     # End attempts: sent, failed, uncertain or offline (tasks/delivery/send.py). Each
     # event's kind is the new status and names the transport the row records (the one
     # DATA started on). Ends the running jobs too: see _END_RUNNING_JOB.
-    "finish_emails": Statement(_FINISH_EMAILS, _ENDS_THE_JOB, ("doing",), writes=True),
+    # And, in the same statement, each subscribed webhook endpoint's delivery of the
+    # change with its job (_EMAIL_HOOKS).
+    "finish_emails": Statement(
+        _FINISH_EMAILS, _ENDS_THE_JOB, ("doing",), writes=True, functions=_DEFERS, types=_JOB_TYPE
+    ),
+    # Webhooks (tasks/webhooks/): the transactional outbox's statements besides
+    # finish_emails' (see _EMAIL_HOOKS), an attempt's outcome with the job of the next one,
+    # a redelivery, and the reconciler's look for deliveries whose job was lost. Why not
+    # defer_job: a statement of its own before the row that must hold the job's id, and
+    # no join to the endpoints subscribed.
+    "webhook_email_events": Statement(_EMAIL_EVENTS, (), writes=True, functions=_DEFERS, types=_JOB_TYPE),
+    "webhook_events": Statement(_WEBHOOK_EVENTS, (), writes=True, functions=_DEFERS, types=_JOB_TYPE),
+    "webhook_attempted": Statement(_WEBHOOK_ATTEMPTED, (), writes=True, functions=_DEFERS, types=_JOB_TYPE),
+    "webhook_redeliver": Statement(_WEBHOOK_REDELIVER, (), writes=True, functions=_DEFERS, types=_JOB_TYPE),
+    "webhook_lost_jobs": Statement(
+        _WEBHOOK_LOST,
+        ("procrastinate_jobs.id", "procrastinate_jobs.status"),
+        ("todo", "doing"),
+        writes=True,
+        functions=_DEFERS,
+        types=_JOB_TYPE,
+    ),
     # Back to 'scheduled' after a transient failure, with the job of the next attempt
     # (deferred through the public API in the same transaction, tasks/queue/jobs.py);
     # ends the running job: see _END_RUNNING_JOB.

@@ -11,6 +11,8 @@ Every few seconds, on one worker at a time (a queueing lock, never a lock):
    after too many permanent failures in a row (tasks/queue/occurrences.py).
 4. ``scheduled`` emails due within the horizon that hold no live job get one:
    far-future emails being promoted, and any whose job was lost.
+5. Batches none of whose emails waits any more are completed (``batch.completed``),
+   and webhook deliveries whose job was lost get a new one (tasks/webhooks/).
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from tasks.domain import recurrence_rules
 from tasks.domain.models import Status
 from tasks.queue import jobs, occurrences
 from tasks.queue.app import app
+from tasks.webhooks import events as webhook_events
 
 log = structlog.get_logger("tasks.queue.reconcile")
 
@@ -118,12 +121,24 @@ async def recurrences(rt: runtime.Runtime) -> dict[str, int]:
         return counts
 
 
+async def webhooks(rt: runtime.Runtime) -> dict[str, int]:
+    """Batches that completed (their ``batch.completed`` events), and webhook deliveries whose
+    job was lost (a worker killed during the attempt: its job failed above) given a new one."""
+    async with rt.pool.connection() as conn:
+        async with conn.transaction():
+            done = await db.all_async(conn, "batches_completed")
+            await webhook_events.emit_async(conn, [webhook_events.batch_completed(r) for r in done])
+        lost = await db.all_async(conn, "webhook_lost_jobs", limit=BATCH)
+    return {"batches_completed": len(done), "webhooks_requeued": len(lost)}
+
+
 async def run(rt: runtime.Runtime) -> dict[str, int]:
     """Run every repair once and return what each did."""
     stats: dict[str, Any] = await recover_sending(rt)
     stats["stalled_jobs"] = await finish_stalled_jobs(rt)
     stats.update(await recurrences(rt))
     stats["promoted"] = await promote(rt)
+    stats.update(await webhooks(rt))
     if any(stats.values()):
         log.info("reconciled", **stats)
     return stats

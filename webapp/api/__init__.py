@@ -55,4 +55,12 @@ def idempotency_key(data: dict[str, Any]) -> Any:
     return request.headers.get("Idempotency-Key", data.get("idempotency_key"))
 
 
-from webapp.api import batches, emails, openapi, org, recurrences, suppressions  # noqa: E402,F401  (routes register on bp)
+from webapp.api import (  # noqa: E402,F401  (routes register on bp)
+    batches,
+    emails,
+    openapi,
+    org,
+    recurrences,
+    suppressions,
+    webhooks,
+)

@@ -554,3 +554,98 @@ PAUSE_RECURRENCE_200 = {
 RESUME_RECURRENCE_200 = {"yours": example("Active (it was not paused)", RECURRENCE)}
 PREVIEW_RECURRENCE_200 = {"yours": example("Its next five occurrences", {"occurrences": _NEXT_FIVE})}
 RECURRENCE_404 = _NO_RECURRENCE
+
+
+# -- webhooks -------------------------------------------------------------------------------
+# No worker runs where the examples are sent: a test event's delivery stays pending.
+
+WEBHOOK_ID = "7c1d2e3f-4a5b-4c6d-8e7f-9a0b1c2d3e4f"
+DELIVERY_ID = "2b3c4d5e-6f70-4182-9394-a5b6c7d8e9f0"
+_SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw8F2Cft1dnwQ="
+WEBHOOK = {
+    "id": WEBHOOK_ID,
+    "url": "https://hooks.example.com/reach-d-box",
+    "description": "Failures, to the on-call",
+    "event_types": ["email.failed", "email.uncertain"],
+    "enabled": True,
+    "failing_since": None,
+    "disabled_reason": None,
+    "previous_secret_valid_until": None,
+    "created_at": _CREATED,
+    "updated_at": _CREATED,
+    "pending": 0,
+}
+_NEW_WEBHOOK = {
+    "url": "https://hooks.example.com/reach-d-box",
+    "description": "Failures, to the on-call",
+    "event_types": ["email.failed", "email.uncertain"],
+}
+_NO_WEBHOOK = {
+    "unknown": example(
+        "No such endpoint (or another organization's)", error("not_found", "No such webhook endpoint.", None)
+    )
+}
+CREATE_WEBHOOK_REQUEST = {
+    "created": example("Failures and uncertain sends", _NEW_WEBHOOK),
+    "plain_http": example("Not https://", {**_NEW_WEBHOOK, "url": "http://hooks.example.com/reach-d-box"}),
+}
+CREATE_WEBHOOK_201 = {"created": example("Created: its secret is shown this once", WEBHOOK | {"secret": _SECRET})}
+CREATE_WEBHOOK_422 = {"plain_http": example("Refused", error("invalid", "url: must start with https://", "url"))}
+LIST_WEBHOOKS_200 = {"yours": example("The organization's endpoints (no secret)", {"webhooks": [WEBHOOK]})}
+GET_WEBHOOK_200 = {"yours": example("The endpoint (no secret)", WEBHOOK)}
+EDIT_WEBHOOK_REQUEST = {
+    "disable": example("Stop deliveries for now", {"enabled": False}),
+    "unknown_type": example("An event type that does not exist", {"event_types": ["email.opened"]}),
+}
+EDIT_WEBHOOK_200 = {"disable": example("Disabled", WEBHOOK | {"enabled": False})}
+EDIT_WEBHOOK_422 = {
+    "unknown_type": example(
+        "Refused: nothing changed",
+        error(
+            "invalid",
+            "event_types: 'email.opened' is not one of email.sent, email.failed, email.uncertain, email.offline,"
+            " email.cancelled, batch.completed, recurrence.paused",
+            "event_types",
+        ),
+    )
+}
+DELETE_WEBHOOK_200 = {"yours": example("Deleted, with its deliveries", {"id": WEBHOOK_ID, "deleted": True})}
+ROTATE_WEBHOOK_200 = {
+    "yours": example(
+        "The new secret, shown this once; the old one signs too for a day",
+        WEBHOOK | {"secret": _SECRET, "previous_secret_valid_until": "2026-05-05T08:30:00.123456+00:00"},
+    )
+}
+DELIVERY = {
+    "id": DELIVERY_ID,
+    "webhook_id": "msg_2b3c4d5e6f7041829394a5b6c7d8e9f0",
+    "endpoint_id": WEBHOOK_ID,
+    "event_type": "webhook.test",
+    "payload": {
+        "type": "webhook.test",
+        "timestamp": "2026-05-04T08:30:00.123456Z",
+        "data": {"endpoint_id": WEBHOOK_ID, "message": "a test event"},
+    },
+    "created_at": _CREATED,
+    "status": "pending",
+    "attempts": 0,
+    "next_attempt_at": None,
+    "finished_at": None,
+    "last_status_code": None,
+}
+TEST_WEBHOOK_201 = {"yours": example("Sent shortly by a worker", DELIVERY)}
+LIST_DELIVERIES_200 = {"yours": example("Newest first", {"deliveries": [DELIVERY]})}
+LIST_DELIVERIES_BEFORE = {"not_a_delivery": example("Not one of its deliveries", UNKNOWN_ID)}
+LIST_DELIVERIES_422 = {
+    "not_a_delivery": example("Refused", error("invalid", "before: must be a delivery's id", "before"))
+}
+GET_DELIVERY_200 = {"yours": example("The delivery and its attempts", DELIVERY | {"attempt_log": []})}
+REDELIVER_200 = {"yours": example("Pending again, the same webhook-id", DELIVERY)}
+_NO_DELIVERY = {"unknown_delivery": example("No such delivery", error("not_found", "No such delivery.", None))}
+WEBHOOK_404 = _NO_WEBHOOK
+DELIVERY_404 = _NO_DELIVERY
+WEBHOOK_ID_PARAMETER = {"yours": example("One of yours", WEBHOOK_ID), "unknown": example("No one's", UNKNOWN_ID)}
+DELIVERY_ID_PARAMETER = {
+    "yours": example("One of its deliveries", DELIVERY_ID),
+    "unknown_delivery": example("No one's", UNKNOWN_ID),
+}

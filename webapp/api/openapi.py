@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from tasks.domain import listing, recurrences, search
+from tasks.webhooks import events as webhook_events
 from webapp.api import bp, examples, schemas
 
 R = "#/components/responses/"
@@ -80,6 +81,20 @@ _RECURRENCE_ID = {
     "schema": {"type": "string", "format": "uuid"},
     "examples": examples.RECURRENCE_ID_PARAMETER,
 }
+_WEBHOOK_ID = {
+    "name": "endpoint_id",
+    "in": "path",
+    "required": True,
+    "schema": {"type": "string", "format": "uuid"},
+    "examples": examples.WEBHOOK_ID_PARAMETER,
+}
+_DELIVERY_ID = {
+    "name": "delivery_id",
+    "in": "path",
+    "required": True,
+    "schema": {"type": "string", "format": "uuid"},
+    "examples": examples.DELIVERY_ID_PARAMETER,
+}
 _N = {
     "name": "n",
     "in": "query",
@@ -148,6 +163,11 @@ def document() -> dict[str, Any]:
                 "name": "suppressions",
                 "description": "Addresses nothing is sent to: hard bounces, complaints, unsubscribes, and those added"
                 " by hand; the operators' global list is shown too.",
+            },
+            {
+                "name": "webhooks",
+                "description": "Signed HTTP notifications of the organization's events (Standard Webhooks):"
+                " admins and owners, tokens with 'admin'. What is sent: the document's webhooks.",
             },
         ],
         "security": [{"bearerAuth": []}, {"sessionCookie": [], "csrfToken": []}],
@@ -417,7 +437,9 @@ def document() -> dict[str, Any]:
             },
             **_recurrence_paths(write),
             **_suppression_paths(write, admin),
+            **_webhook_paths(),
         },
+        "webhooks": _webhooks(),
     }
 
 
@@ -670,6 +692,199 @@ def _recurrence_paths(write: dict[str, Any]) -> dict[str, Any]:
             },
         },
     }
+
+
+def _webhook_paths() -> dict[str, Any]:
+    """The paths of /webhooks (admins and owners: a token needs the 'admin' scope)."""
+    x = examples
+    one = schemas.ref("Webhook")
+    delivery = schemas.ref("WebhookDelivery")
+    admin = _errors(401, 403, 429)
+    write = _errors(400, 401, 403, 413, 429)
+    tag = ["webhooks"]
+    return {
+        "/webhooks": {
+            "post": {
+                "operationId": "createWebhook",
+                "tags": tag,
+                "summary": "Add an endpoint (its secret is in this answer only)",
+                "requestBody": _body("NewWebhook", x.CREATE_WEBHOOK_REQUEST),
+                "responses": {
+                    "201": {
+                        **_json(one, "Created, with its signing secret.", _LOCATION, x.CREATE_WEBHOOK_201),
+                        "links": _links("endpoint_id", "getWebhook", "editWebhook", "testWebhook"),
+                    },
+                    **write,
+                    **_error(422, x.CREATE_WEBHOOK_422),
+                },
+            },
+            "get": {
+                "operationId": "listWebhooks",
+                "tags": tag,
+                "summary": "The organization's endpoints",
+                "responses": {
+                    "200": _json(schemas.ref("WebhookList"), "Every endpoint.", examples=x.LIST_WEBHOOKS_200),
+                    **_errors(401, 429),
+                    **_error(403, x.GET_ORG_SETTINGS_403),
+                },
+            },
+        },
+        "/webhooks/{endpoint_id}": {
+            "parameters": [_WEBHOOK_ID],
+            "get": {
+                "operationId": "getWebhook",
+                "tags": tag,
+                "summary": "An endpoint",
+                "responses": {
+                    "200": _json(one, "The endpoint.", examples=x.GET_WEBHOOK_200),
+                    **admin,
+                    **_error(404, x.WEBHOOK_404),
+                },
+            },
+            "patch": {
+                "operationId": "editWebhook",
+                "tags": tag,
+                "summary": "Change its URL, event types, description, or enable/disable it",
+                "requestBody": _body("WebhookChanges", x.EDIT_WEBHOOK_REQUEST),
+                "responses": {
+                    "200": _json(one, "Changed.", examples=x.EDIT_WEBHOOK_200),
+                    **write,
+                    **_errors(404),
+                    **_error(422, x.EDIT_WEBHOOK_422),
+                },
+            },
+            "delete": {
+                "operationId": "deleteWebhook",
+                "tags": tag,
+                "summary": "Delete it, its deliveries and their log",
+                "responses": {
+                    "200": _json(schemas.ref("WebhookDeleted"), "Deleted.", examples=x.DELETE_WEBHOOK_200),
+                    **write,
+                    **_error(404, x.WEBHOOK_404),
+                },
+            },
+        },
+        "/webhooks/{endpoint_id}/rotate": {
+            "parameters": [_WEBHOOK_ID],
+            "post": {
+                "operationId": "rotateWebhookSecret",
+                "tags": tag,
+                "summary": "A new secret; the old one also signs for WEBHOOK_ROTATION_OVERLAP (a day)",
+                "responses": {
+                    "200": _json(one, "Rotated: the new secret, this once.", examples=x.ROTATE_WEBHOOK_200),
+                    **write,
+                    **_error(404, x.WEBHOOK_404),
+                },
+            },
+        },
+        "/webhooks/{endpoint_id}/test": {
+            "parameters": [_WEBHOOK_ID],
+            "post": {
+                "operationId": "testWebhook",
+                "tags": tag,
+                "summary": "Send a webhook.test event to it now",
+                "responses": {
+                    "201": {
+                        **_json(delivery, "The delivery, in its log.", _LOCATION, x.TEST_WEBHOOK_201),
+                        "links": {
+                            op: {
+                                "operationId": op,
+                                "parameters": {"delivery_id": "$response.body#/id"},
+                            }
+                            for op in ("getWebhookDelivery", "redeliverWebhook")
+                        },
+                    },
+                    **write,
+                    **_error(404, x.WEBHOOK_404),
+                },
+            },
+        },
+        "/webhooks/{endpoint_id}/deliveries": {
+            "parameters": [_WEBHOOK_ID],
+            "get": {
+                "operationId": "listWebhookDeliveries",
+                "tags": tag,
+                "summary": "Its deliveries, newest first, 50 a page",
+                "parameters": [
+                    {
+                        "name": "before",
+                        "in": "query",
+                        "description": "The id of the last delivery seen: the page after it.",
+                        "schema": {"type": "string", "format": "uuid"},
+                        "examples": x.LIST_DELIVERIES_BEFORE,
+                    }
+                ],
+                "responses": {
+                    "200": _json(schemas.ref("WebhookDeliveryList"), "One page.", examples=x.LIST_DELIVERIES_200),
+                    **admin,
+                    **_errors(404),
+                    **_error(422, x.LIST_DELIVERIES_422),
+                },
+            },
+        },
+        "/webhooks/{endpoint_id}/deliveries/{delivery_id}": {
+            "parameters": [_WEBHOOK_ID, _DELIVERY_ID],
+            "get": {
+                "operationId": "getWebhookDelivery",
+                "tags": tag,
+                "summary": "A delivery and each attempt: time, status code, latency, the answer's first 1 KB",
+                "responses": {
+                    "200": _json(delivery, "The delivery.", examples=x.GET_DELIVERY_200),
+                    **admin,
+                    **_error(404, x.DELIVERY_404),
+                },
+            },
+        },
+        "/webhooks/{endpoint_id}/deliveries/{delivery_id}/redeliver": {
+            "parameters": [_WEBHOOK_ID, _DELIVERY_ID],
+            "post": {
+                "operationId": "redeliverWebhook",
+                "tags": tag,
+                "summary": "Deliver again now (the same webhook-id, a new day of retries)",
+                "responses": {
+                    "200": _json(delivery, "Pending again.", examples=x.REDELIVER_200),
+                    **write,
+                    **_error(404, x.DELIVERY_404),
+                },
+            },
+        },
+    }
+
+
+def _webhooks() -> dict[str, Any]:
+    """What the product sends to endpoints (OpenAPI 3.1's webhooks): one POST per event type."""
+    headers = {
+        "webhook-id": {
+            "description": "The delivery's id (msg_...): the same on every retry, to deduplicate.",
+            "schema": {"type": "string"},
+        },
+        "webhook-timestamp": {"description": "Seconds since the epoch, when signed.", "schema": {"type": "string"}},
+        "webhook-signature": {
+            "description": "v1,<base64 HMAC-SHA256 of id.timestamp.body>, space-separated: two for a day after a"
+            " rotation (Standard Webhooks). Verify with the standardwebhooks library.",
+            "schema": {"type": "string"},
+        },
+    }
+    out: dict[str, Any] = {}
+    for kind, schema in (
+        *((k, "EmailEvent") for k in webhook_events.EMAIL_TYPES),
+        ("batch.completed", "BatchCompletedEvent"),
+        ("recurrence.paused", "RecurrencePausedEvent"),
+        (webhook_events.TEST, "TestEvent"),
+    ):
+        out[kind] = {
+            "post": {
+                "summary": f"{kind}",
+                "description": schemas.SCHEMAS[schema]["description"],
+                "parameters": [{"name": n, "in": "header", "required": True, **h} for n, h in headers.items()],
+                "requestBody": {"required": True, "content": {"application/json": {"schema": schemas.ref(schema)}}},
+                "responses": {
+                    "2XX": {"description": "Delivered (within WEBHOOK_TIMEOUT; redirects are not followed)."},
+                    "default": {"description": "Retried with exponential backoff for WEBHOOK_RETRY_FOR, then failed."},
+                },
+            }
+        }
+    return out
 
 
 @bp.get("/openapi.json")

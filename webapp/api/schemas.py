@@ -7,6 +7,8 @@ from typing import Any
 from tasks.domain import batch_plan, validation
 from tasks.domain.models import Status
 from tasks.domain.recurrence_rules import DAYS, HOURLY_STEPS
+from tasks.webhooks import endpoints as webhook_endpoints
+from tasks.webhooks import events as webhook_events
 
 S = "#/components/schemas/"
 
@@ -600,4 +602,181 @@ SCHEMAS: dict[str, Any] = {
             "cancelled": {"type": "integer", "description": "Occurrences waiting that were cancelled."},
         },
     },
+}
+
+_EVENT_TYPES = {"type": "array", "items": {"type": "string", "enum": list(webhook_events.TYPES)}, "minItems": 1}
+_STAMP = {"type": "string", "format": "date-time", "description": "UTC, ISO 8601, ending in Z."}
+
+
+def _event(kind: list[str], data: dict[str, Any], description: str) -> dict[str, Any]:
+    """The body of a webhook: Standard Webhooks' {type, timestamp, data}."""
+    return {
+        "type": "object",
+        "description": description,
+        "required": ["type", "timestamp", "data"],
+        "properties": {"type": {"type": "string", "enum": kind}, "timestamp": _STAMP, "data": data},
+    }
+
+
+SCHEMAS |= {
+    "NewWebhook": {
+        "type": "object",
+        "required": ["url", "event_types"],
+        "additionalProperties": False,
+        "properties": {
+            "url": {
+                "type": "string",
+                "maxLength": 2000,
+                "description": "https:// (the address it resolves to must be public).",
+            },
+            "event_types": _EVENT_TYPES,
+            "description": {"type": ["string", "null"], "maxLength": webhook_endpoints.MAX_DESCRIPTION},
+            "enabled": {"type": "boolean", "default": True},
+        },
+    },
+    "WebhookChanges": {
+        "type": "object",
+        "additionalProperties": False,
+        "minProperties": 1,
+        "properties": {
+            "url": {"type": "string", "maxLength": 2000},
+            "event_types": _EVENT_TYPES,
+            "description": {"type": ["string", "null"], "maxLength": webhook_endpoints.MAX_DESCRIPTION},
+            "enabled": {"type": "boolean"},
+        },
+    },
+    "Webhook": {
+        "type": "object",
+        "required": ["id", "url", "event_types", "enabled", "created_at"],
+        "properties": {
+            "id": {"type": "string", "format": "uuid"},
+            "url": {"type": "string"},
+            "description": {"type": "string"},
+            "event_types": _EVENT_TYPES,
+            "enabled": {"type": "boolean"},
+            "failing_since": nullable(
+                "string", format="date-time", description="Since when its deliveries fail (null: the last went)."
+            ),
+            "disabled_reason": nullable("string", description="Why it was disabled by itself, if it was."),
+            "previous_secret_valid_until": nullable(
+                "string", format="date-time", description="After a rotation: until when the old secret also signs."
+            ),
+            "created_at": {"type": "string", "format": "date-time"},
+            "updated_at": {"type": "string", "format": "date-time"},
+            "pending": {"type": "integer", "description": "Deliveries waiting (in lists; 0 elsewhere)."},
+            "secret": {
+                "type": "string",
+                "pattern": "^whsec_[A-Za-z0-9+/=]+$",
+                "description": "The signing secret: only in the answer that created or rotated it.",
+            },
+        },
+    },
+    "WebhookList": {
+        "type": "object",
+        "required": ["webhooks"],
+        "properties": {"webhooks": {"type": "array", "items": ref("Webhook")}},
+    },
+    "WebhookDeleted": {
+        "type": "object",
+        "required": ["id", "deleted"],
+        "properties": {"id": {"type": "string"}, "deleted": {"const": True}},
+    },
+    "WebhookDelivery": {
+        "type": "object",
+        "required": ["id", "webhook_id", "event_type", "payload", "status", "attempts"],
+        "properties": {
+            "id": {"type": "string", "format": "uuid"},
+            "webhook_id": {"type": "string", "description": "The webhook-id header of every attempt."},
+            "endpoint_id": {"type": "string", "format": "uuid"},
+            "event_type": {"type": "string"},
+            "payload": {"type": "object", "description": "The body sent (see the document's webhooks)."},
+            "created_at": {"type": "string", "format": "date-time"},
+            "status": {"type": "string", "enum": ["pending", "delivered", "failed"]},
+            "attempts": {"type": "integer"},
+            "next_attempt_at": nullable("string", format="date-time"),
+            "finished_at": nullable("string", format="date-time"),
+            "last_status_code": {"type": ["integer", "null"]},
+            "attempt_log": {
+                "type": "array",
+                "description": "Each attempt, oldest first (only when one delivery is read).",
+                "items": {
+                    "type": "object",
+                    "required": ["at", "status_code", "latency_ms", "response", "error"],
+                    "properties": {
+                        "at": {"type": "string", "format": "date-time"},
+                        "status_code": {"type": ["integer", "null"], "description": "null: no answer."},
+                        "latency_ms": {"type": "integer"},
+                        "response": {"type": "string", "description": "The answer's first 1 KB."},
+                        "error": nullable("string"),
+                    },
+                },
+            },
+        },
+    },
+    "WebhookDeliveryList": {
+        "type": "object",
+        "required": ["deliveries"],
+        "properties": {"deliveries": {"type": "array", "items": ref("WebhookDelivery")}},
+    },
+    "EmailEvent": _event(
+        list(webhook_events.EMAIL_TYPES),
+        {
+            "type": "object",
+            "required": ["email_id", "status"],
+            "properties": {
+                "email_id": {"type": "string", "format": "uuid"},
+                "status": {"type": "string", "enum": ["sent", "failed", "uncertain", "offline", "cancelled"]},
+                "owner_id": {"type": "integer"},
+                "batch_id": nullable("string", format="uuid"),
+                "recurrence_id": nullable("string", format="uuid"),
+                "to": {"type": "array", "items": {"type": "string"}},
+                "subject": {"type": "string"},
+                "attempts": {"type": "integer"},
+                "transport": nullable("string"),
+                "reply": nullable("string", description="The provider's last reply."),
+                "error": nullable("string"),
+                "sent_at": nullable("string", format="date-time"),
+            },
+        },
+        "An email's status changed (never its body).",
+    ),
+    "BatchCompletedEvent": _event(
+        ["batch.completed"],
+        {
+            "type": "object",
+            "required": ["batch_id", "total", "counts"],
+            "properties": {
+                "batch_id": {"type": "string", "format": "uuid"},
+                "owner_id": {"type": "integer"},
+                "name": {"type": "string"},
+                "total": {"type": "integer"},
+                "counts": {
+                    "type": "object",
+                    "additionalProperties": {"type": "integer"},
+                    "description": "Its emails by status.",
+                },
+                "completed_at": _STAMP,
+            },
+        },
+        "None of the batch's emails waits or is being sent any more.",
+    ),
+    "RecurrencePausedEvent": _event(
+        ["recurrence.paused"],
+        {
+            "type": "object",
+            "required": ["recurrence_id", "reason"],
+            "properties": {
+                "recurrence_id": {"type": "string", "format": "uuid"},
+                "owner_id": {"type": "integer"},
+                "reason": nullable("string"),
+                "cancelled": {"type": "integer", "description": "Occurrences waiting that were cancelled."},
+            },
+        },
+        "A recurrence was paused: by a member, or by itself after occurrences failed in a row.",
+    ),
+    "TestEvent": _event(
+        [webhook_events.TEST],
+        {"type": "object", "properties": {"endpoint_id": {"type": "string"}, "message": {"type": "string"}}},
+        "Sent by 'send a test event', to that endpoint only.",
+    ),
 }
