@@ -11,12 +11,22 @@ from typing import Any
 from flask import Blueprint, flash, redirect, render_template, request, url_for
 
 from tasks.core import errors
-from tasks.domain.orgs import Action
+from tasks.domain.orgs import Action, Membership
 from tasks.webhooks import endpoints, events
 from webapp import ext
-from webapp.auth import login_required, require, signed_in_user
+from webapp.auth import login_required, membership, require, signed_in_user
 
 bp = Blueprint("webhooks", __name__, url_prefix="/webhooks")
+
+
+def _admin_of(endpoint_id: str, delivery_id: str | None = None) -> Membership:
+    """The caller, once the endpoint (and delivery) are found in their organization (else 404)."""
+    member = membership()
+    if delivery_id is None:
+        endpoints.get(ext.conn(), member.org_id, endpoint_id)
+    else:
+        endpoints.delivery(ext.conn(), member.org_id, endpoint_id, delivery_id)
+    return require(Action.ADMIN)
 
 
 def _form_changes() -> dict[str, Any]:
@@ -61,7 +71,7 @@ def create() -> Any:
 
 
 def _page(endpoint_id: str, secret: str | None = None, status: int = 200) -> Any:
-    member = require(Action.ADMIN)
+    member = _admin_of(endpoint_id)
     conn = ext.conn()
     endpoint = endpoints.get(conn, member.org_id, endpoint_id)
     before = None
@@ -100,7 +110,7 @@ def show(endpoint_id: str) -> Any:
 @bp.post("/<endpoint_id>")
 @login_required
 def edit(endpoint_id: str) -> Any:
-    member = require(Action.ADMIN)
+    member = _admin_of(endpoint_id)
     try:
         endpoints.update(ext.conn(), ext.settings(), member.org_id, signed_in_user().id, endpoint_id, _form_changes())
     except errors.ValidationError as exc:
@@ -114,7 +124,7 @@ def edit(endpoint_id: str) -> Any:
 @login_required
 def rotate(endpoint_id: str) -> Any:
     """A new secret, shown once; the old one signs too for a day."""
-    member = require(Action.ADMIN)
+    member = _admin_of(endpoint_id)
     rotated = endpoints.rotate(ext.conn(), ext.settings(), member.org_id, signed_in_user().id, endpoint_id)
     return _page(endpoint_id, secret=rotated.secret)
 
@@ -122,7 +132,7 @@ def rotate(endpoint_id: str) -> Any:
 @bp.post("/<endpoint_id>/test")
 @login_required
 def test(endpoint_id: str) -> Any:
-    member = require(Action.ADMIN)
+    member = _admin_of(endpoint_id)
     endpoints.send_test(ext.conn(), member.org_id, endpoint_id)
     flash("Test event sent: it appears in the log below.", "ok")
     return redirect(url_for("webhooks.show", endpoint_id=endpoint_id))
@@ -131,7 +141,7 @@ def test(endpoint_id: str) -> Any:
 @bp.post("/<endpoint_id>/delete")
 @login_required
 def delete(endpoint_id: str) -> Any:
-    member = require(Action.ADMIN)
+    member = _admin_of(endpoint_id)
     endpoints.delete(ext.conn(), member.org_id, signed_in_user().id, endpoint_id)
     flash("Endpoint deleted.", "ok")
     return redirect(url_for("webhooks.index"))
@@ -140,7 +150,7 @@ def delete(endpoint_id: str) -> Any:
 @bp.post("/<endpoint_id>/deliveries/<delivery_id>/redeliver")
 @login_required
 def redeliver(endpoint_id: str, delivery_id: str) -> Any:
-    member = require(Action.ADMIN)
+    member = _admin_of(endpoint_id, delivery_id)
     endpoints.redeliver(ext.conn(), member.org_id, endpoint_id, delivery_id)
     flash("Delivering again, with the same webhook-id.", "ok")
     return redirect(url_for("webhooks.show", endpoint_id=endpoint_id))

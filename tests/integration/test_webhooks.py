@@ -59,7 +59,9 @@ def _endpoint(
 
 def _finish(conn: db.Conn, email: Email, status: str) -> None:
     """The send path's own statement: the email was being sent, and ended with ``status``."""
-    conn.execute("UPDATE emails SET status = 'sending', attempts = 1, data_started_at = now() WHERE id = %s", (email.id,))
+    conn.execute(
+        "UPDATE emails SET status = 'sending', attempts = 1, data_started_at = now() WHERE id = %s", (email.id,)
+    )
     db.all_rows(
         conn, "finish_emails", end_job=True, ids=[email.id], job_ids=[email.job_id], statuses=[status],
         replies=["250 2.0.0 queued"], errors=[None], transports=["primary"], refused=[Jsonb({})],

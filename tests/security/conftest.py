@@ -15,6 +15,7 @@ from tasks.core import db
 from tasks.core.config import Settings
 from tasks.domain import batch_plan, batches, emails, orgs, recurrences, saved_searches, suppression, tokens
 from tasks.domain.models import User
+from tasks.webhooks import endpoints as webhook_endpoints
 from tests.e2e.conftest import browser, output_dir  # noqa: F401  (Chromium, and where screenshots go)
 from webapp import orgs as webapp_orgs
 
@@ -40,6 +41,10 @@ class Owned:
     #: An address on the organization's suppression list.
     suppressed: str
     search: int
+    #: A webhook endpoint (its secret, shown once at creation) and a delivery of a test event to it.
+    webhook: str
+    webhook_secret: str
+    delivery: str
 
     def ids(self) -> dict[str, str]:
         """Return the values for a route's ``<email_id>``, ``<batch_id>``, ``<token_id>``, ``<user_id>``
@@ -58,6 +63,8 @@ class Owned:
             "search_id": str(self.search),
             "message_id": "1",
             "number": "0",
+            "endpoint_id": self.webhook,
+            "delivery_id": self.delivery,
         }
 
 
@@ -87,6 +94,12 @@ def own(conn: Conn, settings: Settings, make_draft: Callable[..., Any], user: Us
     )
     recurrence, _ = recurrences.create(conn, owner=user, spec=spec, settings=settings)
     me = orgs.memberships_of(conn, user.id)[0]
+    hook = webhook_endpoints.create(
+        conn, settings, me.org_id, user.id, url=f"https://hooks.example.com/{user.id}",
+        event_types=["email.failed"], description=f"{marker} hook",
+    )  # fmt: skip
+    assert hook.secret is not None
+    delivery = webhook_endpoints.send_test(conn, me.org_id, hook.id)
     invitation, invitation_secret = orgs.invite(conn, me, f"invitee-{user.id}@example.com", orgs.Role.MEMBER)
     suppressed = f"suppressed-{user.id}@example.com"
     suppression.add(conn, me.org_id, suppressed, detail=f"{marker} note")
@@ -104,6 +117,9 @@ def own(conn: Conn, settings: Settings, make_draft: Callable[..., Any], user: Us
         recurrence=str(recurrence.id),
         suppressed=suppressed,
         search=saved.id,
+        webhook=str(hook.id),
+        webhook_secret=hook.secret,
+        delivery=str(delivery.id),
     )
 
 
@@ -156,4 +172,6 @@ def snapshot(conn: Conn) -> dict[str, list[Any]]:
         "users": conn.execute("SELECT id, session_version FROM users ORDER BY id").fetchall(),
         "jobs": conn.execute("SELECT id, status, scheduled_at FROM procrastinate_jobs ORDER BY id").fetchall(),
         "suppressions": conn.execute("SELECT * FROM suppressions ORDER BY id").fetchall(),
+        "webhooks": conn.execute("SELECT * FROM webhook_endpoints ORDER BY id").fetchall(),
+        "deliveries": conn.execute("SELECT * FROM webhook_deliveries ORDER BY id").fetchall(),
     }

@@ -8,7 +8,6 @@ import dataclasses
 import http.server
 import threading
 import time
-from collections.abc import Callable
 from typing import Any
 
 from tests.support.procs import wait_until

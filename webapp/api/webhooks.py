@@ -11,13 +11,24 @@ from typing import Any
 from flask import request, url_for
 
 from tasks.core import errors
-from tasks.domain.orgs import Action
+from tasks.domain.orgs import Action, Membership
 from tasks.webhooks import endpoints
 from webapp import ext
 from webapp.api import bp, json_body
-from webapp.auth import require
+from webapp.auth import membership, require
 
 FIELDS = frozenset({"url", "event_types", "description", "enabled"})
+
+
+def _admin_of(endpoint_id: str, delivery_id: str | None = None) -> Membership:
+    """The caller, once the endpoint (and delivery) are found in their organization: another
+    organization's are unknown (404) whatever the caller's role or token, before any other answer."""
+    member = membership()
+    if delivery_id is None:
+        endpoints.get(ext.conn(), member.org_id, endpoint_id)
+    else:
+        endpoints.delivery(ext.conn(), member.org_id, endpoint_id, delivery_id)
+    return require(Action.ADMIN)
 
 
 def _only(data: dict[str, Any]) -> None:
@@ -49,14 +60,14 @@ def list_webhooks() -> Any:
 
 @bp.get("/webhooks/<endpoint_id>")
 def get_webhook(endpoint_id: str) -> Any:
-    member = require(Action.ADMIN)
+    member = _admin_of(endpoint_id)
     return endpoints.get(ext.conn(), member.org_id, endpoint_id).as_dict()
 
 
 @bp.patch("/webhooks/<endpoint_id>")
 def edit_webhook(endpoint_id: str) -> Any:
     """Change the fields given; enabling a disabled endpoint starts its failures' count afresh."""
-    member = require(Action.ADMIN)
+    member = _admin_of(endpoint_id)
     data = json_body()
     _only(data)
     if not data:
@@ -67,7 +78,7 @@ def edit_webhook(endpoint_id: str) -> Any:
 @bp.delete("/webhooks/<endpoint_id>")
 def delete_webhook(endpoint_id: str) -> Any:
     """Delete an endpoint, its deliveries and their log."""
-    member = require(Action.ADMIN)
+    member = _admin_of(endpoint_id)
     endpoints.delete(ext.conn(), member.org_id, member.user_id, endpoint_id)
     return {"id": endpoint_id, "deleted": True}
 
@@ -75,14 +86,14 @@ def delete_webhook(endpoint_id: str) -> Any:
 @bp.post("/webhooks/<endpoint_id>/rotate")
 def rotate_webhook_secret(endpoint_id: str) -> Any:
     """A new secret (in this answer only); the previous one also signs for a day."""
-    member = require(Action.ADMIN)
+    member = _admin_of(endpoint_id)
     return endpoints.rotate(ext.conn(), ext.settings(), member.org_id, member.user_id, endpoint_id).as_dict()
 
 
 @bp.post("/webhooks/<endpoint_id>/test")
 def test_webhook(endpoint_id: str) -> Any:
     """Send a ``webhook.test`` event to the endpoint now; the delivery, to follow in its log."""
-    member = require(Action.ADMIN)
+    member = _admin_of(endpoint_id)
     delivery = endpoints.send_test(ext.conn(), member.org_id, endpoint_id)
     location = url_for("api.get_webhook_delivery", endpoint_id=delivery.endpoint_id, delivery_id=delivery.id)
     return delivery.as_dict(), 201, {"Location": location}
@@ -91,7 +102,7 @@ def test_webhook(endpoint_id: str) -> Any:
 @bp.get("/webhooks/<endpoint_id>/deliveries")
 def list_webhook_deliveries(endpoint_id: str) -> Any:
     """The endpoint's deliveries, newest first, 50 a page (``before``: the last one's id)."""
-    member = require(Action.ADMIN)
+    member = _admin_of(endpoint_id)
     conn = ext.conn()
     before = None
     raw = request.args.get("before")
@@ -108,7 +119,7 @@ def list_webhook_deliveries(endpoint_id: str) -> Any:
 @bp.get("/webhooks/<endpoint_id>/deliveries/<delivery_id>")
 def get_webhook_delivery(endpoint_id: str, delivery_id: str) -> Any:
     """A delivery and each of its attempts (time, status code, latency, the answer's first 1 KB)."""
-    member = require(Action.ADMIN)
+    member = _admin_of(endpoint_id, delivery_id)
     conn = ext.conn()
     found = endpoints.delivery(conn, member.org_id, endpoint_id, delivery_id)
     return found.as_dict() | {"attempt_log": endpoints.attempts(conn, member.org_id, endpoint_id, found.id)}
@@ -117,5 +128,5 @@ def get_webhook_delivery(endpoint_id: str, delivery_id: str) -> Any:
 @bp.post("/webhooks/<endpoint_id>/deliveries/<delivery_id>/redeliver")
 def redeliver_webhook(endpoint_id: str, delivery_id: str) -> Any:
     """Deliver again now, with the same ``webhook-id`` and a new day of retries."""
-    member = require(Action.ADMIN)
+    member = _admin_of(endpoint_id, delivery_id)
     return endpoints.redeliver(ext.conn(), member.org_id, endpoint_id, delivery_id).as_dict()
