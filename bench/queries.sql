@@ -80,3 +80,7 @@ SELECT v.id, (SELECT org_id FROM memberships WHERE user_id = %(owner_id)s ORDER 
        %(owner_id)s, 'bench@example.com', ARRAY['r-' || v.id || '@example.com'], 'feedback', 'x',
        now(), now(), '<' || v.id || '@' || %(domain)s::text || '>', 'sent', now(), now()
   FROM unnest(%(ids)s::uuid[]) AS v(id);
+
+-- webhooks_delivered --
+-- bench/webhooks.py: the deliveries recorded as delivered.
+SELECT count(*) AS n FROM webhook_deliveries WHERE status = 'delivered';

@@ -142,8 +142,14 @@ def backoff(attempts: int, settings: Settings) -> float:
     return delay / 2 + random.uniform(0, delay / 2)
 
 
-async def attempt(pool: db.AsyncPool, sender: Sender, delivery_id: str, job_id: int | None) -> str:
-    """Make one attempt at a delivery for its job ``job_id``; what happened (a word)."""
+async def attempt(
+    pool: db.AsyncPool, sender: Sender, delivery_id: str, job_id: int | None, ended: set[int] | None = None
+) -> str:
+    """Make one attempt at a delivery for its job ``job_id``; what happened (a word).
+
+    The statement that records the attempt also ends the job when it is running; its id
+    then goes in ``ended`` (the worker skips Procrastinate's own finish for it).
+    """
     settings = sender.settings
     async with pool.connection() as conn:
         row = await db.one_async(conn, "webhook_delivery_to_send", id=delivery_id)
@@ -169,6 +175,8 @@ async def attempt(pool: db.AsyncPool, sender: Sender, delivery_id: str, job_id: 
             disable_after=dt.timedelta(seconds=settings.webhook_disable_after),
             counts=row["event_type"] != events.TEST,
         )  # fmt: skip
+    if ended is not None and job_id is not None:
+        ended.add(job_id)
     log.info(
         "webhook attempt",
         delivery_id=str(row["id"]),
@@ -225,4 +233,4 @@ async def deliver_webhook(context: JobContext, delivery_id: str) -> str:
     """Make one attempt at a webhook delivery, if this job is still the one responsible for it."""
     rt = runtime.of(context)
     job_id = context.job.id
-    return await attempt(rt.pool, sender_of(rt), delivery_id, job_id)
+    return await attempt(rt.pool, sender_of(rt), delivery_id, job_id, rt.ended_jobs)
