@@ -17,6 +17,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
+from flask.testing import FlaskClient
 from psycopg.types.json import Jsonb
 
 from tasks.core import db
@@ -27,6 +28,7 @@ from tasks.queue import reconcile
 from tasks.webhooks import deliver, endpoints, events
 from tests.support.hooks import Answer, Receiver, verified
 from tests.support.smtp_sink import free_port
+from tests.support.web import csrf_token
 
 
 @pytest.fixture
@@ -316,3 +318,53 @@ def test_cancelling_and_a_batch_completing_are_events_too(
         "batch_id": str(batch_id), "owner_id": owner.id, "name": "Newsletter", "total": 1,
         "counts": {"cancelled": 1}, "completed_at": None,
     }  # fmt: skip
+
+
+def test_the_pages_add_an_endpoint_send_a_test_event_show_its_log_and_redeliver(
+    client: FlaskClient, sign_in: Callable[..., User], conn: db.Conn, database_url: str, web_env: dict[str, str],
+    receiver: Receiver,
+) -> None:  # fmt: skip
+    user = sign_in(client, "alice@example.com", name="Alice")
+    token = csrf_token(client, "/webhooks/")
+    refused = client.post(
+        "/webhooks/", data={"csrf_token": token, "url": "ftp://x.example/", "event_type": ["email.sent"]}
+    )
+    assert refused.status_code == 422 and "url: must start with https://" in refused.get_data(as_text=True)
+    made = client.post(
+        "/webhooks/",
+        data={
+            "csrf_token": token,
+            "url": "https://hooks.example.com/in",
+            "event_type": ["email.sent", "batch.completed"],
+        },
+    )
+    assert made.status_code == 200 and 'id="new-secret">whsec_' in made.get_data(as_text=True)
+    [endpoint] = endpoints.list_endpoints(conn, _org(conn, user))
+    assert endpoint.event_types == ["email.sent", "batch.completed"]
+    page = f"/webhooks/{endpoint.id}"
+
+    assert client.post(f"{page}/test", data={"csrf_token": token}).status_code == 302
+    [delivery] = _deliveries(conn)
+    conn.execute(
+        "INSERT INTO webhook_attempts (org_id, delivery_id, status_code, latency_ms, response, error)"
+        " VALUES (%s, %s, 500, 12, 'upstream <b>down</b>', 'answered 500')",
+        (delivery["org_id"], delivery["id"]),
+    )
+    conn.execute("UPDATE webhook_deliveries SET attempts = 1")  # as the attempt's statement does
+    shown = client.get(page).get_data(as_text=True)
+    assert "webhook.test" in shown and endpoints.message_id(delivery["id"]) in shown
+    assert "upstream &lt;b&gt;down&lt;/b&gt;" in shown and "12 ms" in shown  # the log, escaped
+    old_job = delivery["job_id"]
+    redone = client.post(f"{page}/deliveries/{delivery['id']}/redeliver", data={"csrf_token": token})
+    assert redone.status_code == 302
+    [again] = _deliveries(conn)
+    assert again["id"] == delivery["id"] and again["job_id"] != old_job and again["status"] == "pending"
+
+    edited = client.post(
+        page, data={"csrf_token": token, "url": "https://hooks.example.com/v2", "event_type": ["email.failed"]}
+    )
+    assert edited.status_code == 302
+    now = endpoints.get(conn, _org(conn, user), endpoint.id)
+    assert (now.url, now.event_types, now.enabled) == ("https://hooks.example.com/v2", ["email.failed"], False)
+    assert client.post(f"{page}/delete", data={"csrf_token": token}).status_code == 302
+    assert endpoints.list_endpoints(conn, _org(conn, user)) == [] and _deliveries(conn) == []

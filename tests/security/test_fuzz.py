@@ -50,7 +50,13 @@ def test_the_api_answers_every_generated_request_as_documented(
     schema = schemathesis.openapi.from_wsgi("/api/v1/openapi.json", app)
     operation = schema[path][method]
     auth = {"Authorization": f"Bearer {alices.secret}"}
-    ids = {"email_id": alices.email, "batch_id": alices.batch, "recurrence_id": alices.recurrence}
+    ids = {
+        "email_id": alices.email,
+        "batch_id": alices.batch,
+        "recurrence_id": alices.recurrence,
+        "endpoint_id": alices.webhook,
+        "delivery_id": alices.delivery,
+    }
     fixed = {k: v for k, v in ids.items() if "{" + k + "}" in path}
     strategies = [operation.as_strategy(mode)]
     if fixed:
