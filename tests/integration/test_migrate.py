@@ -253,8 +253,9 @@ def test_0012_gives_every_user_a_personal_organization_and_moves_their_rows_into
             for old, new in zip(rows, after, strict=True):
                 # Every column as it was (updated_at included), plus org_id (and a token's scopes),
                 # and an email's recurrence, none (0014), its provider's message id, none (0018), and its
-                # delivery state, none (0019), applied in the same run; and the columns 0020 computes
-                # from the row (recipients, their domains, reply code).
+                # delivery state, none (0019), applied in the same run; the columns 0020 computes
+                # from the row (recipients, their domains, reply code); and a batch's completion, none
+                # while an email of it waits (0016).
                 added = (
                     "org_id",
                     "scopes",
@@ -265,10 +266,11 @@ def test_0012_gives_every_user_a_personal_organization_and_moves_their_rows_into
                     "recipients",
                     "recipient_domains",
                     "reply_code",
+                    "completed_at",
                 )
                 assert {k: v for k, v in new.items() if k not in added} == old, table
                 assert new.get("recurrence_id") is None and new.get("occurrence_at") is None, table
-                assert new.get("provider_message_id") is None, table
+                assert new.get("provider_message_id") is None and new.get("completed_at") is None, table
                 assert all(not new.get(c) for c in DELIVERY_COLUMNS), table
                 if table in ("emails", "batches", "chart_owner_minutes"):
                     assert new["org_id"] == org_of[new["owner_id"]], table

@@ -22,7 +22,7 @@ from psycopg.types.json import Jsonb
 
 from tasks.core import db
 from tasks.core.config import Settings
-from tasks.domain import emails, orgs
+from tasks.domain import emails, orgs, recurrences
 from tasks.domain.models import Email, User, in_org
 from tasks.queue import reconcile
 from tasks.webhooks import deliver, endpoints, events
@@ -368,3 +368,28 @@ def test_the_pages_add_an_endpoint_send_a_test_event_show_its_log_and_redeliver(
     assert (now.url, now.event_types, now.enabled) == ("https://hooks.example.com/v2", ["email.failed"], False)
     assert client.post(f"{page}/delete", data={"csrf_token": token}).status_code == 302
     assert endpoints.list_endpoints(conn, _org(conn, user)) == [] and _deliveries(conn) == []
+
+
+def test_a_paused_recurrence_is_an_event_with_its_cancelled_occurrences(
+    conn: db.Conn, owner: User, hook_settings: Settings, receiver: Receiver
+) -> None:
+    org_id = _org(conn, owner)
+    _endpoint(conn, hook_settings, owner, receiver.url, ("recurrence.paused",))
+    spec = recurrences.validate(
+        {
+            "to": ["team@example.com"],
+            "subject": "Standup",
+            "body_text": "Notes",
+            "preset": {"kind": "daily", "time": "09:00"},
+        },
+        settings=hook_settings,
+    )
+    recurrence, _ = recurrences.create(conn, owner=owner, spec=spec, settings=hook_settings)
+
+    recurrences.pause(conn, in_org(org_id, owner.id), recurrence.id, reason="paused by its owner")
+
+    [paused] = _deliveries(conn)
+    assert paused["event_type"] == "recurrence.paused"
+    assert paused["payload"]["data"] == {
+        "recurrence_id": str(recurrence.id), "owner_id": owner.id, "reason": "paused by its owner", "cancelled": 0,
+    }  # fmt: skip
