@@ -124,3 +124,19 @@ def test_the_search_benchmark_runs_and_prints_its_table() -> None:
         assert f"\n{kind} " in result.stdout, kind
     assert "### q='to:user123@'" in result.stdout and "Execution Time" in result.stdout
     assert "worst p99:" in result.stdout
+
+
+def test_the_webhooks_benchmark_runs_and_prints_its_table() -> None:
+    """`python -m bench.webhooks`, small: every event delivered and its rate in the table."""
+    result = subprocess.run(
+        [sys.executable, "-m", "bench.webhooks", "--events", "50", "--runs", "1"],
+        cwd=ROOT,
+        env=os.environ | {"PYTHONPATH": str(ROOT)},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    median = next(line for line in result.stdout.splitlines() if line.startswith("| **median**"))
+    assert median.split("|")[2].strip() == "50" and float(median.split("|")[4].strip(" *")) > 0
