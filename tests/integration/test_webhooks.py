@@ -27,6 +27,7 @@ from tasks.domain.models import Email, User, in_org
 from tasks.queue import reconcile
 from tasks.webhooks import deliver, endpoints, events
 from tests.support.hooks import Answer, Receiver, verified
+from tests.support.openapi_check import check_schema
 from tests.support.smtp_sink import free_port
 from tests.support.web import csrf_token
 
@@ -137,6 +138,7 @@ def test_a_sent_email_and_its_delivery_commit_together_and_a_rollback_leaves_nei
     }  # fmt: skip
     assert payload["data"]["sent_at"].endswith("Z")
     assert "secret plans" not in str(payload)  # never the body
+    check_schema("EmailEvent", payload)  # as the OpenAPI document's webhooks describe it
 
 
 def test_an_organization_without_a_subscribed_enabled_endpoint_gets_no_row(
@@ -272,6 +274,7 @@ def test_after_a_rotation_both_secrets_verify_and_the_test_event_goes_to_that_en
     for secret in (made.secret, rotated.secret):
         assert secret is not None
         assert verified(received, secret) == test.payload
+    check_schema("TestEvent", test.payload)
     assert received.headers["webhook-id"] == test.webhook_id
 
 
@@ -289,6 +292,7 @@ def test_cancelling_and_a_batch_completing_are_events_too(
     assert cancelled["event_type"] == "email.cancelled"
     assert cancelled["payload"]["data"]["email_id"] == str(email.id)
     assert cancelled["payload"]["data"]["status"] == "cancelled"
+    check_schema("EmailEvent", cancelled["payload"])
 
     batch_id = uuid.uuid4()
     conn.execute(
@@ -318,6 +322,7 @@ def test_cancelling_and_a_batch_completing_are_events_too(
         "batch_id": str(batch_id), "owner_id": owner.id, "name": "Newsletter", "total": 1,
         "counts": {"cancelled": 1}, "completed_at": None,
     }  # fmt: skip
+    check_schema("BatchCompletedEvent", completed[0]["payload"])
 
 
 def test_the_pages_add_an_endpoint_send_a_test_event_show_its_log_and_redeliver(
@@ -393,3 +398,4 @@ def test_a_paused_recurrence_is_an_event_with_its_cancelled_occurrences(
     assert paused["payload"]["data"] == {
         "recurrence_id": str(recurrence.id), "owner_id": owner.id, "reason": "paused by its owner", "cancelled": 0,
     }  # fmt: skip
+    check_schema("RecurrencePausedEvent", paused["payload"])

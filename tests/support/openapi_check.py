@@ -34,3 +34,9 @@ def check(method: str, path: str, status: int, body: Any) -> None:
         )
     validator = jsonschema.Draft202012Validator({"$ref": URI + pointer}, registry=_REGISTRY)
     validator.validate(body)
+
+
+def check_schema(name: str, body: Any) -> None:
+    """Fail unless ``body`` matches the document's schema ``name`` (a webhook's payload, say)."""
+    pointer = "#/" + _pointer("components", "schemas", name)
+    jsonschema.Draft202012Validator({"$ref": URI + pointer}, registry=_REGISTRY).validate(body)
