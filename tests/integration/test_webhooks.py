@@ -17,12 +17,13 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
+from cryptography.fernet import Fernet
 from flask.testing import FlaskClient
 from psycopg.types.json import Jsonb
 
-from tasks.core import db
+from tasks.core import crypto, db
 from tasks.core.config import Settings
-from tasks.domain import emails, orgs, recurrences
+from tasks.domain import emails, org_settings, orgs, recurrences
 from tasks.domain.models import Email, User, in_org
 from tasks.queue import reconcile
 from tasks.webhooks import deliver, endpoints, events
@@ -399,3 +400,21 @@ def test_a_paused_recurrence_is_an_event_with_its_cancelled_occurrences(
         "recurrence_id": str(recurrence.id), "owner_id": owner.id, "reason": "paused by its owner", "cancelled": 0,
     }  # fmt: skip
     check_schema("RecurrencePausedEvent", paused["payload"])
+
+
+def test_keys_rotate_re_encrypts_the_webhook_secrets_with_the_new_key(
+    conn: db.Conn, owner: User, hook_settings: Settings, receiver: Receiver
+) -> None:
+    old, new = Fernet.generate_key().decode(), Fernet.generate_key().decode()
+    before = dataclasses.replace(hook_settings, secret_keys=(old,))
+    made = _endpoint(conn, before, owner, receiver.url, ("email.sent",))
+    endpoints.rotate(conn, before, _org(conn, owner), owner.id, made.id)  # a previous secret too
+    both = dataclasses.replace(hook_settings, secret_keys=(new, old))
+
+    assert org_settings.rotate_keys(conn, both) == 1
+
+    only_new = crypto.Box(dataclasses.replace(hook_settings, secret_keys=(new,)))
+    row = conn.execute("SELECT secret, previous_secret FROM webhook_endpoints").fetchone()
+    assert row is not None
+    assert only_new.decrypt(row["previous_secret"].encode()) == made.secret
+    assert only_new.decrypt(row["secret"].encode()).startswith("whsec_")
