@@ -130,10 +130,11 @@ async def post(sender: Sender, row: db.Row) -> Result:
     except (httpx.HTTPError, OSError) as exc:
         error = f"{type(exc).__name__}: {str(exc)[:200]}"
     latency = round((time.perf_counter() - started) * 1000)
-    text = body[:RESPONSE_KEPT].decode("utf-8", "replace")
+    # As text PostgreSQL can hold: invalid UTF-8 and NUL replaced, at most RESPONSE_KEPT bytes.
+    text = body[:RESPONSE_KEPT].decode("utf-8", "replace").replace("\x00", "\ufffd")
     while len(text.encode()) > RESPONSE_KEPT:
         text = text[:-1]
-    return Result(status, latency, text, error[:500] if error else None)
+    return Result(status, latency, text, error.replace("\x00", "\ufffd")[:500] if error else None)
 
 
 def backoff(attempts: int, settings: Settings) -> float:

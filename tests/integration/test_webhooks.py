@@ -200,7 +200,7 @@ def test_a_slow_endpoint_times_out_and_the_retry_delivers(
     receiver: Receiver,
 ) -> None:  # fmt: skip
     _endpoint(conn, hook_settings, owner, receiver.url, ("email.sent",))
-    receiver.answers = [Answer(200, b"late", delay=1.5)]  # WEBHOOK_TIMEOUT is 0.5 s here
+    receiver.answers = [Answer(200, b"late", delay=1.5), Answer(200, b"\x00\xff fine")]  # WEBHOOK_TIMEOUT: 0.5 s
     _finish(conn, emails.schedule(conn, owner=owner, draft=make_draft(), settings=hook_settings)[0], "sent")
 
     assert _attempt_all(database_url, hook_settings, 2, lambda i: None) == ["pending", "delivered"]
@@ -210,6 +210,9 @@ def test_a_slow_endpoint_times_out_and_the_retry_delivers(
     assert log[0]["status_code"] is None and log[0]["error"] == "no answer within 0.5 s"
     assert 450 <= log[0]["latency_ms"] < 1500
     assert log[1]["status_code"] == 200
+    assert conn.execute("SELECT response FROM webhook_attempts ORDER BY id").fetchall()[1] == {
+        "response": "\ufffd\ufffd fine"  # NUL and invalid UTF-8, kept as text PostgreSQL can hold
+    }
     assert len({r.headers["webhook-id"] for r in receiver.received}) == 1
 
 
