@@ -1584,3 +1584,22 @@ SELECT org_id, id, secret, previous_secret FROM webhook_endpoints FOR UPDATE;
 -- webhook_secret_set --
 UPDATE webhook_endpoints SET secret = %(secret)s, previous_secret = %(previous_secret)s
  WHERE org_id = %(org_id)s AND id = %(id)s;
+
+-- prune_webhook_deliveries --
+-- Finished deliveries made before %(before)s, with their attempts (ON DELETE CASCADE), a
+-- batch at a time (tasks/webhooks/deliver.py, prune_webhooks); each endpoint's oldest
+-- first, through webhook_deliveries_endpoint_idx.
+WITH old AS (
+    SELECT d.org_id, d.id
+      FROM webhook_endpoints w
+     CROSS JOIN LATERAL (
+           SELECT x.org_id, x.id FROM webhook_deliveries x
+            WHERE x.org_id = w.org_id AND x.endpoint_id = w.id AND x.created_at < %(before)s
+              AND x.status IN ('delivered', 'failed')
+            ORDER BY x.created_at LIMIT %(batch)s) d
+     LIMIT %(batch)s
+), gone AS (
+    DELETE FROM webhook_deliveries d USING old o WHERE d.org_id = o.org_id AND d.id = o.id
+    RETURNING 1
+)
+SELECT count(*) AS n FROM gone;

@@ -837,6 +837,12 @@ class Settings:
         "An endpoint whose deliveries have failed without a success for this long is disabled, and its owner"
         " told by email (3 days).",
     )
+    webhook_log_days: int = setting(
+        "30",
+        integer(1, 3650),
+        "Days a finished webhook delivery (delivered or failed) and its attempts' log are kept; an hourly task"
+        " deletes older ones.",
+    )
     webhook_rotation_overlap: float = setting(
         "86400",
         seconds(1, 30 * 86400),

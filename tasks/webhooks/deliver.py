@@ -12,7 +12,7 @@ exponential backoff and jitter for WEBHOOK_RETRY_FOR, then failed; the attempt's
 line, the delivery's new state, the next attempt's job and the endpoint's run of
 failures are one statement (``webhook_attempted``). An endpoint failing for
 WEBHOOK_DISABLE_AFTER is disabled and its owner told by an email sent the
-product's own way.
+product's own way. Finished deliveries are kept WEBHOOK_LOG_DAYS (``prune_webhooks``).
 """
 
 from __future__ import annotations
@@ -227,6 +227,31 @@ def sender_of(rt: runtime.Runtime) -> Sender:
         rt.webhooks = Sender(rt.settings)
     sender: Sender = rt.webhooks
     return sender
+
+
+#: Deliveries deleted per statement, so a large prune never holds long locks.
+PRUNE_BATCH = 5000
+
+
+async def prune(pool: db.AsyncPool, days: int) -> int:
+    """Delete finished deliveries (and their attempts) older than ``days``; how many."""
+    before = dt.datetime.now(dt.UTC) - dt.timedelta(days=days)
+    deleted = 0
+    async with pool.connection() as conn:
+        while True:
+            row = await db.one_async(conn, "prune_webhook_deliveries", before=before, batch=PRUNE_BATCH)
+            n = int(row["n"]) if row else 0
+            deleted += n
+            if n < PRUNE_BATCH:
+                return deleted
+
+
+@app.periodic(cron="41 * * * *", periodic_id="prune_webhooks")
+@app.task(name="prune_webhooks", queue="maintenance", queueing_lock="prune_webhooks", priority=50, pass_context=True)
+async def prune_webhooks(context: JobContext, timestamp: int) -> int:
+    """Delete the finished deliveries older than WEBHOOK_LOG_DAYS (every hour, on one worker)."""
+    rt = runtime.of(context)
+    return await prune(rt.pool, rt.settings.webhook_log_days)
 
 
 @app.task(name=events.TASK, queue=events.QUEUE, pass_context=True)

@@ -26,6 +26,7 @@ from tasks.core.config import Settings
 from tasks.domain import emails, org_settings, orgs, recurrences
 from tasks.domain.models import Email, User, in_org
 from tasks.queue import reconcile
+from tasks.queue.app import app
 from tasks.webhooks import deliver, endpoints, events
 from tests.support.hooks import Answer, Receiver, verified
 from tests.support.openapi_check import check_schema
@@ -421,3 +422,34 @@ def test_keys_rotate_re_encrypts_the_webhook_secrets_with_the_new_key(
     assert row is not None
     assert only_new.decrypt(row["previous_secret"].encode()) == made.secret
     assert only_new.decrypt(row["secret"].encode()).startswith("whsec_")
+
+
+def test_finished_deliveries_older_than_the_log_days_are_pruned_with_their_attempts(
+    conn: db.Conn, database_url: str, owner: User, hook_settings: Settings, receiver: Receiver
+) -> None:
+    org_id = _org(conn, owner)
+    made = _endpoint(conn, hook_settings, owner, receiver.url, ("email.sent",))
+    for _ in range(3):
+        endpoints.send_test(conn, org_id, made.id)
+    old_done, old_pending, recent = [r["id"] for r in _deliveries(conn)]
+    conn.execute("UPDATE webhook_deliveries SET created_at = now() - interval '31 days' WHERE id <> %s", (recent,))
+    conn.execute(
+        "UPDATE webhook_deliveries SET status = 'delivered', finished_at = now() WHERE id <> %s", (old_pending,)
+    )
+    conn.execute(
+        "INSERT INTO webhook_attempts (org_id, delivery_id, status_code, latency_ms) VALUES (%s, %s, 200, 1)",
+        (org_id, old_done),
+    )
+
+    async def run() -> int:
+        pool = db.async_pool(database_url, size=1)
+        await pool.open(wait=True)
+        try:
+            return await deliver.prune(pool, 30)
+        finally:
+            await pool.close()
+
+    assert asyncio.run(run()) == 1
+    assert [r["id"] for r in _deliveries(conn)] == [old_pending, recent]  # a pending one stays, whatever its age
+    assert conn.execute("SELECT count(*) AS n FROM webhook_attempts").fetchone() == {"n": 0}
+    assert deliver.prune_webhooks.name in {p.task.name for p in app.periodic_registry.periodic_tasks.values()}
