@@ -70,6 +70,7 @@ def _finish(conn: db.Conn, email: Email, status: str) -> None:
     db.all_rows(
         conn, "finish_emails", end_job=True, ids=[email.id], job_ids=[email.job_id], statuses=[status],
         replies=["250 2.0.0 queued"], errors=[None], transports=["primary"], refused=[Jsonb({})],
+        provider_ids=[None],
     )  # fmt: skip
 
 

@@ -45,6 +45,7 @@ def test_a_worker_killed_during_a_delivery_loses_nothing_and_another_delivers_it
         db.all_rows(
             conn, "finish_emails", end_job=True, ids=[email.id], job_ids=[email.job_id], statuses=["failed"],
             replies=["550 5.1.1 no such user"], errors=["refused"], transports=["primary"], refused=[Jsonb({})],
+            provider_ids=[None],
         )  # fmt: skip
 
         first = workers(extra_env=WORKER_ENV)
