@@ -148,7 +148,7 @@
           splits: () => days.map((_, i) => i),
           grid: { show: false },
         },
-        { size: 40, grid: { stroke: "#eef0f5" } },
+        { size: 40, grid: { stroke: color("--chart-grid", "#eef0f5") } },
       ],
     });
     const bars = (label, fill, align) => ({ label, fill, stroke: fill, width: 0, points: { show: false }, paths: window.uPlot.paths.bars({ size: [0.36, 28], align }) });
