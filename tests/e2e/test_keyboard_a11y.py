@@ -197,8 +197,9 @@ def test_slash_searches_and_a_field_keeps_its_keys(signed_in: Any, site: Site) -
     expect(page.locator("#compose")).to_be_hidden()
     expect(page.locator("#shortcuts")).to_be_hidden()
 
-    page.keyboard.press("Escape")
-    page.evaluate("document.activeElement.blur()")
+    page.keyboard.press("Escape")  # leaves the search box, keeping its text
+    expect(search).not_to_be_focused()
+    expect(search).to_have_value("jkxcg?/")
     page.keyboard.press("c")
     expect(page.locator("#compose")).to_be_visible()
     expect(page.locator("#c-to")).to_be_focused()

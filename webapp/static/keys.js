@@ -121,6 +121,8 @@
   let chord = null, chordTimer = null;
   function onKey(ev) {
     if (ev.defaultPrevented || ev.isComposing || ev.ctrlKey || ev.metaKey || ev.altKey) return;
+    // Esc leaves the search box (the shortcuts work again); what was typed stays.
+    if (ev.key === "Escape" && ev.target === searchInput()) { ev.preventDefault(); ev.target.blur(); return; }
     if (typingIn(ev.target) || typingIn(document.activeElement)) return;
     if ($("dialog[open]")) return;  // a dialog has the keys (Esc closes it)
     const key = ev.key;
