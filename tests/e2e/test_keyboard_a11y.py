@@ -21,6 +21,7 @@ from playwright.sync_api import expect
 
 from tasks.core import config, db
 from tasks.core.config import Settings
+from tasks.domain import unsubscribe
 from tests.e2e.test_dashboard_ui import populate, user_named
 from tests.support import procs
 from tests.support.web import Server
@@ -99,6 +100,8 @@ def site(module_database_url: str, browser: Any, tmp_path_factory: pytest.TempPa
         "members": "/members",
         "api docs": "/api/docs",
         "dev mailbox": "/devmail/",
+        "suppression list": "/suppressions/",
+        "unsubscribe": unsubscribe.PATH + unsubscribe.Links(settings.public_url, settings.secret_key).token(email),
     }
     yield Site(server, settings, module_database_url, state, pages)
     server.stop()
@@ -117,8 +120,10 @@ def signed_in(browser: Any, site: Site) -> Iterator[Any]:
 
 
 def open_page(page: Any, site: Site, path: str) -> None:
-    page.goto(site.server.url + path.removesuffix("#compose"))
-    page.wait_for_selector("#live-status[data-state=live]")
+    response = page.goto(site.server.url + path.removesuffix("#compose"))
+    assert response is not None and response.ok, (path, response and response.status)
+    if page.locator("#live-status").count():  # a page for signed-in users: its live stream opens
+        page.wait_for_selector("#live-status[data-state=live]")
     if path.endswith("#compose"):
         page.get_by_role("button", name="Compose").first.click()
         expect(page.locator("#compose")).to_be_visible()
