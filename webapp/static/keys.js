@@ -128,8 +128,8 @@
     const key = ev.key;
     if (chord === "g") {
       chord = null; clearTimeout(chordTimer);
-      if (key === "s" || key === "f") { ev.preventDefault(); go(key); }
-      return;
+      if (key === "s" || key === "f") { ev.preventDefault(); go(key); return; }
+      // Any other key is itself (g then j: the next row).
     }
     if (key === "Enter") {
       // Enter on a link or button is theirs; on the page itself it opens the current row.
