@@ -187,6 +187,12 @@ def test_j_k_x_enter_move_select_and_open_rows(signed_in: Any, site: Site) -> No
     page.keyboard.press("Alt+j")
     expect(page.locator("li.row.current")).to_have_count(0)
 
+    # The dev mailbox's messages are rows too, with their checkboxes.
+    open_page(page, site, "/devmail/")
+    page.keyboard.press("j")
+    page.keyboard.press("x")
+    expect(page.locator(".mail-row.current input[type=checkbox]")).to_be_checked()
+
 
 def test_slash_searches_and_a_field_keeps_its_keys(signed_in: Any, site: Site) -> None:
     page = signed_in

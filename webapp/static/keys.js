@@ -41,8 +41,11 @@
 
   // ---- rows: j/k move, x selects, Enter opens ------------------------------------------------------
   const visible = (el) => !!(el.offsetWidth || el.offsetHeight || el.getClientRects().length);
-  const rows = () => $$("ul.rows > li.row").filter((row) => visible(row) && !row.classList.contains("leaving"));
-  const linkOf = (row) => $("a.row-link, a[href]", row);
+  // The lists' rows (emails, batches, recurring emails) and the dev mailbox's messages.
+  const ROWS = "ul.rows > li.row, .mail-row";
+  const rows = () => $$(ROWS).filter((row) => visible(row) && !row.classList.contains("leaving"));
+  // What a row opens with: its link, or a message's summary (which unfolds it).
+  const linkOf = (row) => $("a.row-link", row) || $("summary", row) || $("a[href]", row);
   let current = null;
   function setCurrent(row, focus) {
     if (current && current !== row) current.classList.remove("current");
@@ -153,7 +156,7 @@
     document.addEventListener("keydown", onKey);
     // A row reached with Tab or a click is the current one for j/k too.
     document.addEventListener("focusin", (ev) => {
-      const row = ev.target instanceof Element ? ev.target.closest("ul.rows > li.row") : null;
+      const row = ev.target instanceof Element ? ev.target.closest(ROWS) : null;
       if (row) setCurrent(row, false);
     });
     if (location.hash === "#search") { const input = searchInput(); if (input) input.focus(); }
