@@ -70,7 +70,7 @@ def site(module_database_url: str, browser: Any, tmp_path_factory: pytest.TempPa
             message = (
                 "From: app@test.reachdbox.localhost\r\nTo: grace@example.com\r\nSubject: Hello\r\n\r\nHi Grace\r\n"
             )
-            db.one(
+            captured = db.one(
                 conn,
                 "insert_devmail",
                 mail_from="app@test.reachdbox.localhost",
@@ -79,6 +79,7 @@ def site(module_database_url: str, browser: Any, tmp_path_factory: pytest.TempPa
                 subject="Hello",
                 raw=message.encode(),
             )
+            assert captured is not None
         created = page.evaluate(
             """async () => (await window.reach.api('POST', '/api/v1/recurrences', {
                  to: ['team@example.com'], subject: 'Standup notes', body_text: 'Notes',
@@ -100,6 +101,11 @@ def site(module_database_url: str, browser: Any, tmp_path_factory: pytest.TempPa
         "members": "/members",
         "api docs": "/api/docs",
         "dev mailbox": "/devmail/",
+        "a captured message": f"/devmail/{captured['id']}",
+        "send to a list": "/batches/new",
+        "recurrence edit": f"/recurring/{created['data']['id']}/edit",
+        "api tokens": "/tokens/",
+        "audit log": "/org/audit",
         "suppression list": "/suppressions/",
         "unsubscribe": unsubscribe.PATH + unsubscribe.Links(settings.public_url, settings.secret_key).token(email),
     }
@@ -388,6 +394,12 @@ def test_every_page_passes_axe_and_fits_a_390_px_screen(
             if width > 390:
                 too_wide[name] = width
             page.set_viewport_size({"width": 1200, "height": 800})
+        # Signed out: the sign-in page.
+        context.clear_cookies()
+        open_page(page, site, "/auth/login")
+        violations = blocking(axe.run(page))
+        if violations:
+            found["sign-in"] = violations
     finally:
         context.close()
     assert found == {}, "\n".join(f"{name}: {v}" for name, vs in found.items() for v in vs)
