@@ -26,7 +26,7 @@ from tests.support.web import Server
 pytestmark = pytest.mark.slow
 PHONE = {"width": 375, "height": 740}
 #: Colours of the series (app.css's --sent and --failed), as the canvas holds them.
-SENT_RGB = (0x2B, 0x8A, 0x3E)
+SENT_RGB = (0x23, 0x70, 0x32)
 
 #: How much of a canvas is painted in a colour (0..1), within a small tolerance for antialiasing.
 SHARE_OF_COLOUR = """(canvas, rgb) => {

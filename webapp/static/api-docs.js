@@ -36,6 +36,23 @@
     return request;
   }
 
+  // Swagger UI's own dark mode (html.dark-mode) whenever the app's theme is dark (theme.js).
+  var html = document.documentElement;
+  function followTheme() { html.classList.toggle("dark-mode", html.getAttribute("data-theme") === "dark"); }
+  followTheme();
+  new MutationObserver(followTheme).observe(html, { attributes: true, attributeFilter: ["data-theme"] });
+
+  // What Swagger UI draws without a name, or with a link inside a button, mended each time it draws:
+  // the servers' select gets a name; the operation's path inside its expand button is text, not a link.
+  function mend() {
+    var servers = root.querySelector("select#servers:not([aria-label])");
+    if (servers) servers.setAttribute("aria-label", "Server");
+    Array.prototype.forEach.call(root.querySelectorAll(".opblock-summary-control a[href]"), function (a) {
+      a.removeAttribute("href");
+    });
+  }
+  new MutationObserver(mend).observe(root, { childList: true, subtree: true });
+
   window.reachApiDocs = window.SwaggerUIBundle({
     url: root.getAttribute("data-spec-url"),
     domNode: root,

@@ -92,6 +92,24 @@
     if ($("#recurrence-live")) refreshFragments();
   }
 
+  // ---- said to screen readers: live changes, gathered for a second so a burst is one sentence ----
+  let said = [], sayTimer = null;
+  function announce(text) {
+    const region = $("#announcer");
+    if (!region) return;
+    said.push(text);
+    if (sayTimer) return;
+    sayTimer = setTimeout(() => {
+      const all = said; said = []; sayTimer = null;
+      const sentence = all.length === 1 ? all[0] : all.length + " changes: " + all.slice(0, 3).join(" ") + (all.length > 3 ? " …" : "");
+      // Emptied first, so the same sentence twice is said twice.
+      region.textContent = "";
+      requestAnimationFrame(() => { region.textContent = sentence; });
+    }, 1000);
+  }
+  const nameOf = (text) => "“" + ((text || "").trim() || "(no subject)") + "”";
+  const statusName = (status) => (BADGES[status] ? BADGES[status][1] : status);
+
   // ---- badges and rows ------------------------------------------------------------------------
   function setBadge(badge, status) {
     if (!badge || !BADGES[status]) return;
@@ -114,6 +132,9 @@
   // ``at`` is the instant to show now (sent time, or the new due time), if any.
   function updateEmail(id, status, at, fromStream) {
     const rows = $$('li.row[data-email-id="' + CSS.escape(id) + '"]');
+    const detail = $("#detail");
+    const shown = rows.find((row) => row.dataset.status !== status) || (detail && detail.dataset.emailId === id && detail.dataset.status !== status ? detail : null);
+    if (shown) announce(nameOf(($(".subject", shown) || {}).textContent) + " is now " + statusName(status) + ".");
     rows.forEach((row) => {
       if (at) { const ts = $("[data-ts]", row), rel = $("[data-rel]", row); if (ts) ts.dataset.ts = at; if (rel) rel.dataset.rel = at; renderTimes(row); }
       if (row.dataset.status !== status) {
@@ -123,7 +144,6 @@
       place(row, status);
     });
     if (!rows.length) enter(id, status);
-    const detail = $("#detail");
     // A streamed event may change more than the status (a new time, an attempt): always refresh then.
     if (detail && detail.dataset.emailId === id && (fromStream || detail.dataset.status !== status)) refreshFragments();
   }
@@ -149,17 +169,17 @@
     try {
       const r = await api("GET", "/api/v1/emails/" + encodeURIComponent(id));
       // Emails of a batch are shown as their batch's row, not one by one.
-      if (r.ok && !r.data.batch_id && inView(view, r.data.status)) addRow(r.data);
+      if (r.ok && !r.data.batch_id && inView(view, r.data.status) && addRow(r.data)) announce(nameOf(r.data.subject) + " is now " + statusName(r.data.status) + ".");
     } catch (e) { /* offline: the next reload shows it */ } finally { entering.delete(id); }
   }
   // Insert an email (the API's JSON) where it belongs on this page: newest first, by creation time.
   function addRow(email) {
     const list = $("#rows"), tpl = $("#row-template"), view = listView();
-    if (!list || !tpl || !view || !inView(view, email.status) || $('li.row[data-email-id="' + CSS.escape(email.id) + '"]')) return;
+    if (!list || !tpl || !view || !inView(view, email.status) || $('li.row[data-email-id="' + CSS.escape(email.id) + '"]')) return false;
     const created = Date.parse(email.created_at), rows = $$(":scope > li.row", list);
     const after = rows.find((r) => Date.parse(r.dataset.created) < created);
-    if (rows.length && document.body.dataset.firstPage !== "1" && created > Date.parse(rows[0].dataset.created)) return;  // a newer page's
-    if (!after && document.body.dataset.more === "1") return;  // an older page's
+    if (rows.length && document.body.dataset.firstPage !== "1" && created > Date.parse(rows[0].dataset.created)) return false;  // a newer page's
+    if (!after && document.body.dataset.more === "1") return false;  // an older page's
     const row = tpl.content.firstElementChild.cloneNode(true);
     row.dataset.emailId = email.id; row.dataset.status = email.status; row.dataset.created = email.created_at;
     $("a", row).href = "/emails/" + encodeURIComponent(email.id);
@@ -170,6 +190,7 @@
     setBadge($("[data-badge]", row), email.status);
     list.insertBefore(row, after || null); showEmpty();
     renderTimes(row); row.classList.add("flash-change");
+    return true;
   }
 
   // ---- parts of the page re-rendered by the server (the same templates, nothing written twice) ----
@@ -241,6 +262,7 @@
   const indicator = $("#live-status");
   function setLive(state) {
     if (!indicator) return;
+    if (state === "polling" && indicator.dataset.state !== "polling") announce("Live updates are unavailable; the page checks every 5 seconds.");
     indicator.dataset.state = state;
     $(".live-text", indicator).textContent = state === "live" ? "Live" : state === "polling" ? "Updates every 5 s" : "Connecting…";
     indicator.title = state === "polling" ? "Live updates are unavailable; checking every 5 seconds instead." : "Live updates";

@@ -99,15 +99,15 @@
       }
       const s = data.series, t = data.t;
       charts.throughput.chart.draw([t, s.sent, s.failed, s.retried], [
-        line("Sent", color("--sent", "#2b8a3e")), line("Failed", color("--failed", "#c92a2a")), line("Retried", color("--uncertain", "#e67700")),
+        line("Sent", color("--sent", "#237032")), line("Failed", color("--failed", "#c92a2a")), line("Retried", color("--uncertain", "#a34f00")),
       ], countAxes);
       caption("throughput", `sent ${show(data.totals.sent)} · failed ${show(data.totals.failed)} · retried ${show(data.totals.retried)}`, "Emails per minute");
       charts.lateness.chart.draw([t, s.late_p50_ms, s.late_p99_ms], [
-        dotted("p50 ms", color("--scheduled", "#1c7ed6")), dotted("p99 ms", color("--sending", "#7048e8")),
+        dotted("p50 ms", color("--scheduled", "#1864ab")), dotted("p99 ms", color("--sending", "#7048e8")),
       ], countAxes);
       caption("lateness", `latest p50 ${show(last(s.late_p50_ms), " ms")} · p99 ${show(last(s.late_p99_ms), " ms")}`, "Lateness per minute");
       charts.depth.chart.draw([t, s.due, s.waiting, s.sending], [
-        dotted("Due", color("--failed", "#c92a2a")), dotted("Waiting", color("--uncertain", "#e67700")), dotted("Sending", color("--sending", "#7048e8")),
+        dotted("Due", color("--failed", "#c92a2a")), dotted("Waiting", color("--uncertain", "#a34f00")), dotted("Sending", color("--sending", "#7048e8")),
       ], countAxes);
       caption("depth", `latest due ${show(last(s.due))} · waiting ${show(last(s.waiting))} · sending ${show(last(s.sending))}`, "Queue depth");
       const labels = Object.keys(data.rate_limited);
@@ -148,7 +148,7 @@
           splits: () => days.map((_, i) => i),
           grid: { show: false },
         },
-        { size: 40, grid: { stroke: "#eef0f5" } },
+        { size: 40, grid: { stroke: color("--chart-grid", "#eef0f5") } },
       ],
     });
     const bars = (label, fill, align) => ({ label, fill, stroke: fill, width: 0, points: { show: false }, paths: window.uPlot.paths.bars({ size: [0.36, 28], align }) });
@@ -163,7 +163,7 @@
       days = data.days.map((d) => { const [y, m, day] = d.split("-").map(Number); return new Date(y, m - 1, day); });
       const x = days.map((_, i) => i);
       chart.draw([x, data.series.sent, data.series.failed], [
-        bars("Sent", color("--sent", "#2b8a3e"), -1), bars("Failed", color("--failed", "#c92a2a"), 1),
+        bars("Sent", color("--sent", "#237032"), -1), bars("Failed", color("--failed", "#c92a2a"), 1),
       ]);
       const text = `sent ${show(data.totals.sent)} · failed ${show(data.totals.failed)}`;
       summary.textContent = text;
