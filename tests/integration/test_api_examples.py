@@ -39,6 +39,9 @@ VARIES_IN = {
     "sendEmailNow": frozenset({"send_at", "send_at_local", "next_attempt_at"}),
     # Who made the example's token (a user of its own) and the token's id.
     "getOrgAudit": frozenset({"actor_id", "actor_email", "target", "detail"}),
+    # The window and the hours are the moment of the request's.
+    "getFailures": frozenset({"since", "until"}),
+    "getUpcoming": frozenset({"now", "start"}),
 }
 #: What the 401 examples are sent with: the shape of a token, but no one's.
 NOT_A_TOKEN = "rdbx_not-a-real-token-0000000000000000"

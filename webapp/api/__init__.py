@@ -55,4 +55,4 @@ def idempotency_key(data: dict[str, Any]) -> Any:
     return request.headers.get("Idempotency-Key", data.get("idempotency_key"))
 
 
-from webapp.api import batches, emails, openapi, org, recurrences, suppressions  # noqa: E402,F401  (routes register on bp)
+from webapp.api import batches, emails, insights, openapi, org, recurrences, suppressions  # noqa: E402,F401  (routes register on bp)
