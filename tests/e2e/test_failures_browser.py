@@ -21,6 +21,12 @@ from tests.support.web import Server
 pytestmark = pytest.mark.slow
 
 
+@pytest.fixture
+def web_env(web_env: dict[str, str]) -> dict[str, str]:
+    """The server with each user's own limit: 2 an hour, so 3 due in one hour are a backlog coming."""
+    return web_env | {"USER_RATE_LIMIT": "2/hour"}
+
+
 def _insert(conn: Any, org: int, owner: int, subject: str, status: str, error: str | None, at: dt.datetime) -> None:
     email_id = uuid.uuid4()
     conn.execute(
@@ -66,6 +72,10 @@ def test_the_failures_and_upcoming_views(
     page.locator("#view-upcoming").click()
     hours = page.locator("#upcoming-hours tbody tr")
     expect(hours).to_have_count(24)
-    expect(page.locator("#upcoming-hours tbody tr[data-count='3']")).to_have_count(1)
+    busy = page.locator("#upcoming-hours tbody tr[data-count='3']")
+    expect(busy).to_have_count(1)
+    expect(busy).to_contain_text("Backlog coming: a user's limit: 3 > 2")
+    expect(page.locator("#upcoming-hours tbody tr[data-over]")).to_have_count(1)
+    expect(page.locator("#limits")).to_contain_text("each user 2/hour, 48/day")
     expect(page.locator("#upcoming-days tbody tr")).to_have_count(7)
     page.screenshot(path=str(output_dir / "upcoming.png"), full_page=True)
