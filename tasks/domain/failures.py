@@ -16,6 +16,7 @@ import uuid
 from typing import Any
 
 from tasks.core import db
+from tasks.domain import search
 from tasks.domain.models import Scope
 
 #: How far back the view looks, by creation time (what the indexes are ordered by).
@@ -37,6 +38,9 @@ CLASSES = {
     "bounce": "Bounced",
     "other": "Other error",
 }
+
+#: The search term that picks out an error class among failed emails (the others are told by their code).
+_CLASS_TERMS = {"retries exhausted": 'error:"gave up after"', "suppressed": 'error:"suppression list"'}
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -77,15 +81,17 @@ class Group:
             terms.append(f"status:{self.kind}")
             if self.code is not None:
                 terms.append(f"code:{self.code}")
+            elif self.kind == "failed":
+                terms += ["!code:4xx", "!code:5xx"]  # no reply code (a NULL passes a negated code:)
             if self.enhanced:
                 terms.append(f"code:{self.enhanced}")
-            if self.error_class == "retries exhausted":
-                terms.append('error:"gave up after"')
-            elif self.error_class == "suppressed":
-                terms.append('error:"suppression list"')
-        if self.domain:
-            terms.append(f"domain:{self.domain}")
-        return " ".join(terms)
+            if self.error_class in _CLASS_TERMS:
+                terms.append(_CLASS_TERMS[self.error_class])
+            elif self.error_class == "other":
+                terms += [f"!{t}" for t in _CLASS_TERMS.values()]
+        # A long domain may not fit in a query (search.MAX_QUERY): the list is then wider than the group.
+        domain = f"domain:{self.domain}" if self.domain else ""
+        return " ".join([*terms, domain] if len(" ".join([*terms, domain])) <= search.MAX_QUERY else terms).strip()
 
     @property
     def delivery(self) -> str | None:

@@ -15,7 +15,7 @@ from flask.testing import FlaskClient
 from tasks.core import db
 from tasks.core.config import RateWindow, Settings
 from tasks.delivery import send
-from tasks.domain import emails, failures, listing, org_settings, orgs, upcoming
+from tasks.domain import emails, failures, listing, org_settings, orgs, search, upcoming
 from tasks.domain.models import in_org
 from tasks.domain.orgs import Role
 from tests.support.openapi_check import check
@@ -110,6 +110,7 @@ def _crafted_failures(conn: db.Conn, org_a: int, org_b: int, alice: int, bob: in
         "uncertain": _email(
             conn, org_a, bob, status="uncertain", error="the connection was lost after DATA began: timeout"
         ),
+        "other": _email(conn, org_a, bob, status="failed", to="no@acme.example", error="connection refused"),
         "suppressed": _email(
             conn, org_a, alice, status="failed", to="no@acme.example", error=send.SUPPRESSED_REASON + "no@acme.example"
         ),
@@ -152,9 +153,10 @@ def test_failures_are_grouped_by_cause_in_the_organization_only(conn: db.Conn) -
         ("failed", 451, "4.7.1", "retries exhausted", "smtp", "slow.example"),
         ("uncertain", None, None, "uncertain", "smtp", "acme.example"),
         ("failed", None, None, "suppressed", "smtp", "acme.example"),
+        ("failed", None, None, "other", "smtp", "acme.example"),
         ("bounced", 550, "5.1.1", "bounce (hard)", "ses", "gone.example"),
     }
-    assert found.total == 7
+    assert found.total == 8
     refused = groups[("failed", 550, "5.1.1", "refused", "smtp", "gone.example")]
     assert found.groups[0] is refused and refused.count == 3
     # Two in the last hour, one in the hour three hours before it.
@@ -168,9 +170,13 @@ def test_failures_are_grouped_by_cause_in_the_organization_only(conn: db.Conn) -
         assert {e.id for e in page.emails} == {e.id for e in g.examples}, g.query
     assert refused.query == "status:failed code:550 code:5.1.1 domain:gone.example"
 
-    # Bob's own only ("mine"): his refusal and his uncertain email.
+    # Bob's own only ("mine"): his refusal, his other failure and his uncertain email.
     mine = failures.report(conn, in_org(org_a, bob, mine=True), now=NOW)
-    assert sorted((g.kind, g.count) for g in mine.groups) == [("failed", 1), ("uncertain", 1)]
+    assert sorted((g.kind, g.error_class, g.count) for g in mine.groups) == [
+        ("failed", "other", 1),
+        ("failed", "refused", 1),
+        ("uncertain", "uncertain", 1),
+    ]
 
     # Carol's organization sees only its two.
     conn.execute("SELECT set_config('app.org_id', %s, false)", (str(org_b),))
@@ -263,3 +269,16 @@ def test_the_pages_and_the_api_show_the_callers_organization_only(
 
     wrong = client.get("/api/v1/upcoming?mine=maybe")
     assert wrong.status_code == 422 and wrong.json is not None and wrong.json["error"]["field"] == "mine"
+
+
+def test_a_groups_search_always_fits_in_a_query() -> None:
+    long = failures.Group(
+        kind="failed", code=550, enhanced=None, error_class="refused", transport="", domain="d" * 190 + ".example"
+    )
+    other = failures.Group(kind="failed", code=None, enhanced=None, error_class="other", transport="", domain="a.b")
+
+    assert long.query == "status:failed code:550"  # the domain left out: a wider list, never an invalid query
+    assert (
+        other.query == 'status:failed !code:4xx !code:5xx !error:"gave up after" !error:"suppression list" domain:a.b'
+    )
+    assert len(other.query) <= search.MAX_QUERY
