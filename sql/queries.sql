@@ -358,6 +358,62 @@ SELECT status, count(*) AS n FROM emails
    AND (NOT %(mine_only)s OR owner_id = %(owner_id)s)
  GROUP BY status;
 
+-- failure_groups --
+-- The Failures view (tasks/domain/failures.py): the failed, uncertain and bounced emails
+-- created since %(since)s, grouped by cause (kind, reply code, enhanced status, error
+-- class, transport, first recipient domain) and by the hour before %(now)s they failed in
+-- (0 to 23; -1 for earlier), with each group's newest ids. Each branch reads one index
+-- range: emails_org_status_created_idx (failed, uncertain) and emails_org_delivery_idx
+-- (bounced); plans in docs/web-app.md.
+WITH f AS (
+    SELECT id, status AS kind, reply_code, last_error AS detail, transport,
+           recipient_domains[1] AS domain, updated_at AS failed_at, NULL::text AS bounce_type
+      FROM emails
+     WHERE (%(any_org)s OR org_id = %(org_id)s)
+       AND (NOT %(mine_only)s OR owner_id = %(owner_id)s)
+       AND status IN ('failed', 'uncertain') AND created_at >= %(since)s
+       AND delivery IS DISTINCT FROM 'bounced'
+    UNION ALL
+    SELECT id, 'bounced', NULL, coalesce(delivery_detail, last_error), transport,
+           recipient_domains[1], coalesce(delivery_at, updated_at), bounce_type
+      FROM emails
+     WHERE (%(any_org)s OR org_id = %(org_id)s)
+       AND (NOT %(mine_only)s OR owner_id = %(owner_id)s)
+       AND delivery = 'bounced' AND created_at >= %(since)s
+), causes AS (
+    SELECT id, kind, failed_at,
+           coalesce(reply_code,
+                    substring(detail FROM '(?:^|[ :])([2-5][0-9][0-9])(?:[ -]|$)')::smallint) AS code,
+           substring(detail FROM '(?:^|[ :(])([245]\.[0-9]{1,3}\.[0-9]{1,3})(?:[ ):;,.]|$)') AS enhanced,
+           CASE WHEN kind = 'bounced' THEN 'bounce' || coalesce(' (' || bounce_type || ')', '')
+                WHEN kind = 'uncertain' THEN 'uncertain'
+                WHEN detail LIKE %(suppressed)s THEN 'suppressed'
+                WHEN detail LIKE 'gave up after %%' THEN 'retries exhausted'
+                WHEN reply_code >= 500 THEN 'refused'
+                ELSE 'other' END AS error_class,
+           coalesce(transport, '') AS transport, coalesce(domain, '') AS domain,
+           CASE WHEN failed_at > %(now)s - interval '24 hours'
+                THEN greatest(0, floor(extract(epoch FROM %(now)s - failed_at) / 3600))::int
+                ELSE -1 END AS hour
+      FROM f
+)
+SELECT kind, code, enhanced, error_class, transport, domain, hour, count(*) AS n,
+       (array_agg(id ORDER BY failed_at DESC, id))[1:3] AS examples
+  FROM causes
+ GROUP BY kind, code, enhanced, error_class, transport, domain, hour;
+
+-- upcoming_by_hour --
+-- The Upcoming view (tasks/domain/upcoming.py): the scheduled emails due before %(until)s,
+-- counted per UTC hour and owner; those already due count in the hour of %(now)s.
+-- Read through emails_due_idx (or emails_org_status_idx for a small organization).
+SELECT greatest(date_trunc('hour', next_attempt_at, 'UTC'), date_trunc('hour', %(now)s::timestamptz, 'UTC')) AS hour,
+       owner_id, count(*) AS n
+  FROM emails
+ WHERE (%(any_org)s OR org_id = %(org_id)s)
+   AND (NOT %(mine_only)s OR owner_id = %(owner_id)s)
+   AND status = 'scheduled' AND next_attempt_at < %(until)s
+ GROUP BY 1, 2;
+
 -- edit_email --
 -- Edit a scheduled email's content (the caller holds the row lock).
 UPDATE emails

@@ -58,6 +58,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
         ext,
         feedback,
         health,
+        insights,
         limits,
         live,
         operators,
@@ -99,5 +100,6 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     app.register_blueprint(org_ops.bp)
     app.register_blueprint(feedback.bp)
     app.register_blueprint(suppressions.bp)
+    app.register_blueprint(insights.bp)
     dashboard.init_app(app)
     return app

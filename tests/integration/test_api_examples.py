@@ -43,6 +43,9 @@ VARIES_IN = {
     "getOrgAudit": frozenset({"actor_id", "actor_email", "target", "detail"}),
     "rotateWebhookSecret": frozenset({"previous_secret_valid_until"}),
     "redeliverWebhook": frozenset({"next_attempt_at"}),
+    # The window and the hours are the moment of the request's.
+    "getFailures": frozenset({"since", "until"}),
+    "getUpcoming": frozenset({"now", "start"}),
 }
 #: What the 401 examples are sent with: the shape of a token, but no one's.
 NOT_A_TOKEN = "rdbx_not-a-real-token-0000000000000000"

@@ -58,6 +58,7 @@ def idempotency_key(data: dict[str, Any]) -> Any:
 from webapp.api import (  # noqa: E402,F401  (routes register on bp)
     batches,
     emails,
+    insights,
     openapi,
     org,
     recurrences,

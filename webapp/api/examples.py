@@ -455,6 +455,38 @@ IMPORT_SUPPRESSIONS_422 = {"empty": example("Refused", error("invalid", "csv: th
 
 # -- any operation ----------------------------------------------------------------------
 
+# -- failures and upcoming ----------------------------------------------------------------
+
+GET_FAILURES_200 = {
+    "none": example(
+        "A new organization: no failures in the last 7 days (a group's shape: the FailureGroup schema)",
+        {"since": "2026-04-27T08:30:00+00:00", "until": "2026-05-04T08:30:00+00:00", "total": 0, "groups": []},
+    )
+}
+GET_FAILURES_422 = {"bad_mine": example("Not a yes or no", error("invalid", "mine: must be true or false", "mine"))}
+MINE_BAD = {"bad_mine": example("Not a yes or no", "maybe")}
+_SLOT = {"start": "2026-05-04T08:00:00+00:00", "count": 0, "busiest_user": 0, "over_limit": False, "over": []}
+GET_UPCOMING_200 = {
+    "none": example(
+        "A new organization: nothing scheduled (hours and days start at the current UTC hour and day)",
+        {
+            "now": "2026-05-04T08:30:00+00:00",
+            "limits": {
+                "transport": None,
+                "transport_hour": None,
+                "transport_day": None,
+                "user_hour": None,
+                "user_day": None,
+                "daily_quota": None,
+            },
+            "hours": [_SLOT] * 24,
+            "days": [_SLOT] * 7,
+        },
+    )
+}
+GET_UPCOMING_422 = GET_FAILURES_422
+
+
 UNKNOWN_TOKEN = {
     "unknown_token": example(
         "Authorization: Bearer with a token that is unknown or revoked",

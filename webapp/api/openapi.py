@@ -438,8 +438,54 @@ def document() -> dict[str, Any]:
             **_recurrence_paths(write),
             **_suppression_paths(write, admin),
             **_webhook_paths(),
+            **_insight_paths(),
         },
         "webhooks": _webhooks(),
+    }
+
+
+def _insight_paths() -> dict[str, Any]:
+    """The paths of /failures and /upcoming: the dashboard's Failures and Upcoming views."""
+    x = examples
+    mine = {
+        "name": "mine",
+        "in": "query",
+        "description": "true: only the caller's own emails (as the list's Mine).",
+        "schema": {"type": "string", "enum": ["true", "false", "1", "0"], "default": "false"},
+        "examples": x.MINE_BAD,
+    }
+    return {
+        "/failures": {
+            "get": {
+                "operationId": "getFailures",
+                "tags": ["emails"],
+                "summary": "Failed, uncertain and bounced emails of the last 7 days (by creation), grouped by cause",
+                "description": "Each group: what happened, the SMTP reply code and enhanced status, the error class,"
+                " the transport and the first recipient's domain; its count, failures per hour over 24 hours, up to"
+                " 3 examples, and the search that lists its emails. The largest group first.",
+                "parameters": [mine],
+                "responses": {
+                    "200": _json(schemas.ref("Failures"), "The groups.", examples=x.GET_FAILURES_200),
+                    **_errors(401, 429),
+                    **_error(422, x.GET_FAILURES_422),
+                },
+            }
+        },
+        "/upcoming": {
+            "get": {
+                "operationId": "getUpcoming",
+                "tags": ["emails"],
+                "summary": "Scheduled emails per hour (next 24) and per UTC day (next 7), against the limits",
+                "description": "Emails already due count in the current hour. An hour or a day over a limit (the first"
+                " transport's rate limit, a user's, the daily quota) has over_limit true: a backlog is coming.",
+                "parameters": [mine],
+                "responses": {
+                    "200": _json(schemas.ref("Upcoming"), "The forecast.", examples=x.GET_UPCOMING_200),
+                    **_errors(401, 429),
+                    **_error(422, x.GET_UPCOMING_422),
+                },
+            }
+        },
     }
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from tasks.domain import batch_plan, validation
+from tasks.domain import batch_plan, failures, validation
 from tasks.domain.models import Status
 from tasks.domain.recurrence_rules import DAYS, HOURLY_STEPS
 from tasks.webhooks import endpoints as webhook_endpoints
@@ -583,6 +583,94 @@ SCHEMAS: dict[str, Any] = {
         "type": "object",
         "required": ["recurrences"],
         "properties": {"recurrences": {"type": "array", "items": ref("Recurrence")}},
+    },
+    "FailureGroup": {
+        "type": "object",
+        "required": ["kind", "reply_code", "enhanced_status", "error_class", "transport", "domain", "count", "hourly"]
+        + ["query", "delivery", "examples"],
+        "properties": {
+            "kind": {"enum": ["failed", "uncertain", "bounced"]},
+            "reply_code": nullable("integer", description="The SMTP reply code (of the bounce report, for a bounce)."),
+            "enhanced_status": nullable("string", description="The enhanced status code (RFC 3463), such as 5.1.1."),
+            "error_class": {
+                "enum": list(failures.CLASSES),
+                "description": "refused (5xx), retries exhausted, suppressed, uncertain (connection lost after DATA),"
+                " bounce (hard or soft), other.",
+            },
+            "transport": nullable("string", description="The transport label that tried."),
+            "domain": nullable("string", description="The first recipient's domain."),
+            "count": {"type": "integer", "description": "Emails of this cause in the window."},
+            "hourly": {
+                "type": "array",
+                "items": {"type": "integer"},
+                "minItems": failures.HOURS,
+                "maxItems": failures.HOURS,
+                "description": "Failures per hour over the last 24 hours, oldest first.",
+            },
+            "query": {
+                "type": "string",
+                "description": "The search (GET /emails?q=) listing this group's emails (not narrowed by transport).",
+            },
+            "delivery": nullable("string", description="bounced: list with ?delivery=bounced too."),
+            "examples": {
+                "type": "array",
+                "maxItems": failures.EXAMPLES,
+                "items": {
+                    "type": "object",
+                    "required": ["id", "subject", "to", "status", "last_error"],
+                    "properties": {
+                        "id": {"type": "string", "format": "uuid"},
+                        "subject": {"type": "string"},
+                        "to": {"type": "array", "items": {"type": "string"}},
+                        "status": {"type": "string"},
+                        "last_error": nullable("string"),
+                    },
+                },
+            },
+        },
+    },
+    "Failures": {
+        "type": "object",
+        "required": ["since", "until", "total", "groups"],
+        "properties": {
+            "since": {"type": "string", "format": "date-time", "description": "The window: emails created since."},
+            "until": {"type": "string", "format": "date-time"},
+            "total": {"type": "integer"},
+            "groups": {"type": "array", "items": ref("FailureGroup"), "description": "The largest first."},
+        },
+    },
+    "UpcomingSlot": {
+        "type": "object",
+        "required": ["start", "count", "busiest_user", "over_limit", "over"],
+        "properties": {
+            "start": {"type": "string", "format": "date-time", "description": "The hour's or UTC day's start."},
+            "count": {"type": "integer", "description": "Scheduled emails due then (those already due: now)."},
+            "busiest_user": {"type": "integer", "description": "The most of them one user has."},
+            "over_limit": {"type": "boolean", "description": "A backlog is coming: a limit is exceeded."},
+            "over": {"type": "array", "items": {"type": "string"}, "description": "Which limits, in words."},
+        },
+    },
+    "Upcoming": {
+        "type": "object",
+        "required": ["now", "limits", "hours", "days"],
+        "properties": {
+            "now": {"type": "string", "format": "date-time"},
+            "limits": {
+                "type": "object",
+                "required": ["transport", "transport_hour", "transport_day", "user_hour", "user_day", "daily_quota"],
+                "description": "The most each limit lets through in an hour or a day; null: no such limit.",
+                "properties": {
+                    "transport": nullable("string", description="The label of the transport that sends first."),
+                    "transport_hour": nullable("integer"),
+                    "transport_day": nullable("integer"),
+                    "user_hour": nullable("integer"),
+                    "user_day": nullable("integer"),
+                    "daily_quota": nullable("integer"),
+                },
+            },
+            "hours": {"type": "array", "items": ref("UpcomingSlot"), "minItems": 24, "maxItems": 24},
+            "days": {"type": "array", "items": ref("UpcomingSlot"), "minItems": 7, "maxItems": 7},
+        },
     },
     "Occurrences": {
         "type": "object",

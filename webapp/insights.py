@@ -1,0 +1,34 @@
+"""The Failures and Upcoming views in the dashboard: why mail fails, grouped by cause, and what
+will go out over the next hours and days against the limits (tasks/domain/failures.py and
+tasks/domain/upcoming.py), scoped as the list is (the organization, or "mine")."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Blueprint, render_template, request
+
+from tasks.domain import failures, upcoming
+from webapp import ext
+from webapp.auth import login_required, scope
+
+bp = Blueprint("insights", __name__)
+
+
+@bp.get("/failures")
+@login_required
+def failures_view() -> Any:
+    """Show the failed, uncertain and bounced emails of the last 7 days, grouped by cause."""
+    mine = request.args.get("mine") == "1"
+    found = failures.report(ext.conn(), scope(mine=mine))
+    return render_template("failures.html", report=found, mine=mine, sparkline=failures.sparkline)
+
+
+@bp.get("/upcoming")
+@login_required
+def upcoming_view() -> Any:
+    """Show how many emails go out per hour (24 hours) and per day (7 days), against the limits."""
+    mine = request.args.get("mine") == "1"
+    found = upcoming.forecast(ext.conn(), scope(mine=mine), ext.settings())
+    top = max([s.count for s in found.hours] + [found.limits.transport_hour or 0, found.limits.user_hour or 0, 1])
+    return render_template("upcoming.html", forecast=found, mine=mine, top=top)
