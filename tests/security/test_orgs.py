@@ -75,6 +75,15 @@ NEEDS: dict[str, orgs.Action | None] = {
     "api.test_webhook": orgs.Action.ADMIN,
     "api.redeliver_webhook": orgs.Action.ADMIN,
     "orgs.revoke_invitation": orgs.Action.ADMIN,
+    "org_settings.slack": orgs.Action.ADMIN,
+    # The suppression list: adding or importing is sending's side (members); removing an
+    # address lets mail reach it again, an admin's decision (audited).
+    "suppressions.add": orgs.Action.SEND,
+    "suppressions.import_csv": orgs.Action.SEND,
+    "suppressions.remove": orgs.Action.ADMIN,
+    "api.add_suppression": orgs.Action.SEND,
+    "api.import_suppressions": orgs.Action.SEND,
+    "api.remove_suppression": orgs.Action.ADMIN,
     "orgs.delete": orgs.Action.OWNER,
     # The target is the owner: only owners manage owners.
     "orgs.change_role": orgs.Action.OWNER,
@@ -87,10 +96,21 @@ NEEDS: dict[str, orgs.Action | None] = {
     "auth.dev_login": None,
     "orgs.switch": None,
     "orgs.accept": None,
+    # Each user's own saved searches.
+    "search.save": None,
+    "search.delete": None,
+    # No sign-in at all: the providers' signed event feeds and a recipient's one-click
+    # unsubscribe (tests/integration/test_feedback.py, test_suppression.py).
+    "feedback.sendgrid": None,
+    "feedback.ses": None,
+    "feedback.webhook": None,
+    "feedback.unsubscribe": None,
     # Operators only (404 for anyone else, whatever their role: test_org_settings_web.py).
     "org_ops.suspend": None,
     "org_ops.resume": None,
     "org_ops.quota": None,
+    "devmail.check_links": None,
+    "devmail.delete": None,
 }
 
 
