@@ -1475,7 +1475,7 @@ WITH v AS (
        AND b.rank > CASE e.delivery WHEN 'deferred' THEN 10 WHEN 'delivered' THEN 20
                                     WHEN 'bounced' THEN CASE e.bounce_type WHEN 'hard' THEN 40 ELSE 30 END
                                     WHEN 'complained' THEN 50 ELSE 0 END
-    RETURNING e.id, e.org_id, e.status, e.delivery, e.bounce_type, e.delivery_detail
+    RETURNING e.id, e.org_id, e.owner_id, e.status, e.delivery, e.delivery_at, e.bounce_type, e.delivery_detail
 ), event AS (
     INSERT INTO email_events (org_id, email_id, kind, detail)
     SELECT org_id, email_id, kind, detail FROM matched
@@ -1490,7 +1490,8 @@ WITH v AS (
     ON CONFLICT (address, org_id) DO NOTHING
 )
 SELECT (SELECT count(*) FROM fresh) AS fresh, (SELECT count(*) FROM matched) AS matched,
-       (SELECT json_agg(json_build_object('id', id, 'org_id', org_id, 'status', status, 'delivery', delivery,
+       (SELECT json_agg(json_build_object('id', id, 'org_id', org_id, 'owner_id', owner_id, 'status', status,
+                                          'delivery', delivery, 'delivery_at', delivery_at,
                                           'bounce_type', bounce_type, 'delivery_detail', delivery_detail))
           FROM updated) AS changed;
 

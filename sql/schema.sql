@@ -1684,7 +1684,7 @@ CREATE TABLE public.webhook_endpoints (
     CONSTRAINT webhook_endpoints_check CHECK (((previous_secret IS NULL) = (previous_secret_until IS NULL))),
     CONSTRAINT webhook_endpoints_description_check CHECK ((char_length(description) <= 200)),
     CONSTRAINT webhook_endpoints_disabled_reason_check CHECK ((char_length(disabled_reason) <= 500)),
-    CONSTRAINT webhook_endpoints_event_types_check CHECK (((cardinality(event_types) >= 1) AND (event_types <@ ARRAY['email.sent'::text, 'email.failed'::text, 'email.uncertain'::text, 'email.offline'::text, 'email.cancelled'::text, 'batch.completed'::text, 'recurrence.paused'::text]))),
+    CONSTRAINT webhook_endpoints_event_types_check CHECK (((cardinality(event_types) >= 1) AND (event_types <@ ARRAY['email.sent'::text, 'email.failed'::text, 'email.uncertain'::text, 'email.offline'::text, 'email.cancelled'::text, 'email.bounced'::text, 'email.complained'::text, 'batch.completed'::text, 'recurrence.paused'::text]))),
     CONSTRAINT webhook_endpoints_url_check CHECK (((url ~ '^https?://'::text) AND (char_length(url) <= 2000)))
 );
 

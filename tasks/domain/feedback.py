@@ -31,6 +31,7 @@ from typing import Any, Literal
 from psycopg.types.json import Jsonb
 
 from tasks.core import db
+from tasks.webhooks import events as outbox
 
 Kind = Literal["delivered", "deferred", "bounced", "complained", "unsubscribed"]
 KINDS: tuple[Kind, ...] = ("delivered", "deferred", "bounced", "complained", "unsubscribed")
@@ -127,6 +128,11 @@ def ingest(conn: db.Conn, events: Sequence[Event]) -> Ingested:
     for event in events:
         unique.setdefault((event.source, event.event_id[:300]), event)
     batch = list(unique.values())
+    with conn.transaction():
+        return _ingest(conn, events, batch)
+
+
+def _ingest(conn: db.Conn, events: Sequence[Event], batch: list[Event]) -> Ingested:
     row = db.one(
         conn,
         "feedback_ingest",
@@ -154,6 +160,28 @@ def ingest(conn: db.Conn, events: Sequence[Event]) -> Ingested:
         )
         for c in row["changed"] or []
     ]
+    # A bounce or a complaint is an event for the organization's webhooks, written in the
+    # transaction that records it (never the body; the recipient is the one that bounced).
+    outbox.emit(
+        conn,
+        [
+            (
+                int(c["org_id"]),
+                f"email.{c['delivery']}",
+                {
+                    "email_id": c["id"],
+                    "owner_id": c["owner_id"],
+                    "status": c["status"],
+                    "delivery": c["delivery"],
+                    "bounce_type": c["bounce_type"],
+                    "diagnostic": c["delivery_detail"],
+                    "delivery_at": c["delivery_at"],
+                },
+            )
+            for c in row["changed"] or []
+            if c["delivery"] in ("bounced", "complained")
+        ],
+    )
     return Ingested(
         received=len(events),
         duplicates=len(events) - fresh,

@@ -22,8 +22,10 @@ TASK = "deliver_webhook"
 QUEUE = "webhooks"
 
 EMAIL_TYPES = ("email.sent", "email.failed", "email.uncertain", "email.offline", "email.cancelled")
+#: What the provider reported after it took the message (tasks/domain/feedback.py).
+FEEDBACK_TYPES = ("email.bounced", "email.complained")
 #: Every event type an endpoint may subscribe to, in the order they are shown.
-TYPES = (*EMAIL_TYPES, "batch.completed", "recurrence.paused")
+TYPES = (*EMAIL_TYPES, *FEEDBACK_TYPES, "batch.completed", "recurrence.paused")
 #: An event: its organization, its type and its data.
 Event = tuple[int, str, dict[str, Any]]
 

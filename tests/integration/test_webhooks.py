@@ -23,7 +23,7 @@ from psycopg.types.json import Jsonb
 
 from tasks.core import crypto, db
 from tasks.core.config import Settings
-from tasks.domain import emails, org_settings, orgs, recurrences
+from tasks.domain import emails, feedback, org_settings, orgs, recurrences
 from tasks.domain.models import Email, User, in_org
 from tasks.queue import reconcile
 from tasks.queue.app import app
@@ -405,6 +405,46 @@ def test_a_paused_recurrence_is_an_event_with_its_cancelled_occurrences(
         "recurrence_id": str(recurrence.id), "owner_id": owner.id, "reason": "paused by its owner", "cancelled": 0,
     }  # fmt: skip
     check_schema("RecurrencePausedEvent", paused["payload"])
+
+
+def test_a_bounce_and_a_complaint_reported_by_the_provider_are_events_with_their_state_change(
+    conn: db.Conn, owner: User, hook_settings: Settings, make_draft: Callable[..., Any], receiver: Receiver
+) -> None:
+    _endpoint(conn, hook_settings, owner, receiver.url, ("email.bounced", "email.complained"))
+    bounced, complained, delivered = [
+        emails.schedule(conn, owner=owner, draft=make_draft(body_text="The secret plans"), settings=hook_settings)[0]
+        for _ in range(3)
+    ]
+    for email in (bounced, complained, delivered):
+        _finish(conn, email, "sent")  # not subscribed to email.sent: nothing yet
+    assert _deliveries(conn) == []
+
+    def report(email: Email, kind: Any, event_id: str, **extra: Any) -> feedback.Event:
+        return feedback.Event(source="webhook", event_id=event_id, kind=kind, recipient="bob@example.com",
+                              message_id=email.message_id, **extra)  # fmt: skip
+
+    taken = feedback.ingest(
+        conn,
+        [
+            report(bounced, "bounced", "e1", bounce_type="hard", diagnostic="550 5.1.1 no such user"),
+            report(complained, "complained", "e2", diagnostic="abuse"),
+            report(delivered, "delivered", "e3"),  # not an event type: no delivery
+        ],
+    )
+
+    assert taken.matched == 3
+    rows = {r["event_type"]: r for r in _deliveries(conn)}
+    assert set(rows) == {"email.bounced", "email.complained"}
+    data = rows["email.bounced"]["payload"]["data"]
+    assert (data["email_id"], data["delivery"], data["bounce_type"]) == (str(bounced.id), "bounced", "hard")
+    assert data["diagnostic"] == "550 5.1.1 no such user" and data["owner_id"] == owner.id
+    assert rows["email.complained"]["payload"]["data"]["email_id"] == str(complained.id)
+    for row in rows.values():
+        assert "secret plans" not in str(row["payload"])
+        check_schema("DeliveryFeedbackEvent", row["payload"])
+    # The same report again changes nothing: no second event.
+    again = feedback.ingest(conn, [report(bounced, "bounced", "e1", bounce_type="hard")])
+    assert again.duplicates == 1 and len(_deliveries(conn)) == 2
 
 
 def test_keys_rotate_re_encrypts_the_webhook_secrets_with_the_new_key(

@@ -636,7 +636,7 @@ EDIT_WEBHOOK_422 = {
         error(
             "invalid",
             "event_types: 'email.opened' is not one of email.sent, email.failed, email.uncertain, email.offline,"
-            " email.cancelled, batch.completed, recurrence.paused",
+            " email.cancelled, email.bounced, email.complained, batch.completed, recurrence.paused",
             "event_types",
         ),
     )

@@ -914,6 +914,7 @@ def _webhooks() -> dict[str, Any]:
     out: dict[str, Any] = {}
     for kind, schema in (
         *((k, "EmailEvent") for k in webhook_events.EMAIL_TYPES),
+        *((k, "DeliveryFeedbackEvent") for k in webhook_events.FEEDBACK_TYPES),
         ("batch.completed", "BatchCompletedEvent"),
         ("recurrence.paused", "RecurrencePausedEvent"),
         (webhook_events.TEST, "TestEvent"),

@@ -828,6 +828,23 @@ SCHEMAS |= {
         },
         "An email's status changed (never its body).",
     ),
+    "DeliveryFeedbackEvent": _event(
+        list(webhook_events.FEEDBACK_TYPES),
+        {
+            "type": "object",
+            "required": ["email_id", "delivery"],
+            "properties": {
+                "email_id": {"type": "string", "format": "uuid"},
+                "owner_id": {"type": "integer"},
+                "status": {"type": "string"},
+                "delivery": {"type": "string", "enum": ["bounced", "complained"]},
+                "bounce_type": nullable("string", enum=["hard", "soft", None]),
+                "diagnostic": nullable("string", description="The provider's diagnostic (at most 1,000 characters)."),
+                "delivery_at": nullable("string", format="date-time"),
+            },
+        },
+        "The provider reported a bounce or a spam complaint for an email it had taken (never its body).",
+    ),
     "BatchCompletedEvent": _event(
         ["batch.completed"],
         {
