@@ -19,8 +19,10 @@ from webapp.auth import login_required, membership, require, signed_in_user
 bp = Blueprint("webhooks", __name__, url_prefix="/webhooks")
 
 
-def _admin_of(endpoint_id: str, delivery_id: str | None = None) -> Membership:
-    """The caller, once the endpoint (and delivery) are found in their organization (else 404)."""
+def admin_of(endpoint_id: str, delivery_id: str | None = None) -> Membership:
+    """The caller, once the endpoint (and delivery) are found in their organization: another
+    organization's are unknown (404) whatever the caller's role or token, before any other answer
+    (the pages' and the API's, webapp/api/webhooks.py)."""
     member = membership()
     if delivery_id is None:
         endpoints.get(ext.conn(), member.org_id, endpoint_id)
@@ -71,7 +73,7 @@ def create() -> Any:
 
 
 def _page(endpoint_id: str, secret: str | None = None, status: int = 200) -> Any:
-    member = _admin_of(endpoint_id)
+    member = admin_of(endpoint_id)
     conn = ext.conn()
     endpoint = endpoints.get(conn, member.org_id, endpoint_id)
     before = None
@@ -110,7 +112,7 @@ def show(endpoint_id: str) -> Any:
 @bp.post("/<endpoint_id>")
 @login_required
 def edit(endpoint_id: str) -> Any:
-    member = _admin_of(endpoint_id)
+    member = admin_of(endpoint_id)
     try:
         endpoints.update(ext.conn(), ext.settings(), member.org_id, signed_in_user().id, endpoint_id, _form_changes())
     except errors.ValidationError as exc:
@@ -124,7 +126,7 @@ def edit(endpoint_id: str) -> Any:
 @login_required
 def rotate(endpoint_id: str) -> Any:
     """A new secret, shown once; the old one signs too for a day."""
-    member = _admin_of(endpoint_id)
+    member = admin_of(endpoint_id)
     rotated = endpoints.rotate(ext.conn(), ext.settings(), member.org_id, signed_in_user().id, endpoint_id)
     return _page(endpoint_id, secret=rotated.secret)
 
@@ -132,7 +134,7 @@ def rotate(endpoint_id: str) -> Any:
 @bp.post("/<endpoint_id>/test")
 @login_required
 def test(endpoint_id: str) -> Any:
-    member = _admin_of(endpoint_id)
+    member = admin_of(endpoint_id)
     endpoints.send_test(ext.conn(), member.org_id, endpoint_id)
     flash("Test event sent: it appears in the log below.", "ok")
     return redirect(url_for("webhooks.show", endpoint_id=endpoint_id))
@@ -141,7 +143,7 @@ def test(endpoint_id: str) -> Any:
 @bp.post("/<endpoint_id>/delete")
 @login_required
 def delete(endpoint_id: str) -> Any:
-    member = _admin_of(endpoint_id)
+    member = admin_of(endpoint_id)
     endpoints.delete(ext.conn(), member.org_id, signed_in_user().id, endpoint_id)
     flash("Endpoint deleted.", "ok")
     return redirect(url_for("webhooks.index"))
@@ -150,7 +152,7 @@ def delete(endpoint_id: str) -> Any:
 @bp.post("/<endpoint_id>/deliveries/<delivery_id>/redeliver")
 @login_required
 def redeliver(endpoint_id: str, delivery_id: str) -> Any:
-    member = _admin_of(endpoint_id, delivery_id)
+    member = admin_of(endpoint_id, delivery_id)
     endpoints.redeliver(ext.conn(), member.org_id, endpoint_id, delivery_id)
     flash("Delivering again, with the same webhook-id.", "ok")
     return redirect(url_for("webhooks.show", endpoint_id=endpoint_id))

@@ -11,24 +11,14 @@ from typing import Any
 from flask import request, url_for
 
 from tasks.core import errors
-from tasks.domain.orgs import Action, Membership
+from tasks.domain.orgs import Action
 from tasks.webhooks import endpoints
 from webapp import ext
 from webapp.api import bp, json_body
-from webapp.auth import membership, require
+from webapp.auth import require
+from webapp.webhooks import admin_of as _admin_of
 
 FIELDS = frozenset({"url", "event_types", "description", "enabled"})
-
-
-def _admin_of(endpoint_id: str, delivery_id: str | None = None) -> Membership:
-    """The caller, once the endpoint (and delivery) are found in their organization: another
-    organization's are unknown (404) whatever the caller's role or token, before any other answer."""
-    member = membership()
-    if delivery_id is None:
-        endpoints.get(ext.conn(), member.org_id, endpoint_id)
-    else:
-        endpoints.delivery(ext.conn(), member.org_id, endpoint_id, delivery_id)
-    return require(Action.ADMIN)
 
 
 def _only(data: dict[str, Any]) -> None:
