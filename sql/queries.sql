@@ -1430,6 +1430,10 @@ SELECT org_id, slack_webhook_secret
  ORDER BY org_id
    FOR UPDATE;
 
+-- org_slack_secret --
+-- One organization's Slack incoming webhook, encrypted (a disabled webhook endpoint is told there).
+SELECT slack_webhook_secret FROM org_settings WHERE org_id = %(org_id)s AND slack_webhook_secret IS NOT NULL;
+
 -- org_slack_secret_set --
 UPDATE org_settings SET slack_webhook_secret = %(secret)s WHERE org_id = %(org_id)s;
 

@@ -29,9 +29,10 @@ import structlog
 from procrastinate import JobContext
 from standardwebhooks.webhooks import Webhook
 
-from tasks.core import crypto, db
+from tasks.core import crypto, db, errors
 from tasks.core.config import Settings
 from tasks.delivery import runtime
+from tasks.ops import slack
 from tasks.queue.app import app
 from tasks.webhooks import endpoints, events, safety
 
@@ -196,13 +197,15 @@ async def attempt(
 
 
 def tell_owner(settings: Settings, row: db.Row) -> None:
-    """Email the endpoint's creator that it was disabled, through the product's own pipeline."""
+    """Tell the endpoint's creator that it was disabled: an email through the product's own
+    pipeline, and the organization's Slack channel when it has one (its settings page)."""
     from tasks.domain import emails, validation  # the domain imports the queue: not at import time
     from tasks.domain.models import User
 
-    if row["created_by"] is None:
-        return
     with db.connect(settings.database_url) as conn:
+        _tell_slack(conn, settings, row)
+        if row["created_by"] is None:
+            return
         user_row = db.one(conn, "get_user", id=row["created_by"])
         if user_row is None:
             return
@@ -219,6 +222,22 @@ def tell_owner(settings: Settings, row: db.Row) -> None:
             idempotency_key=f"webhook-disabled-{row['endpoint_id']}-{uuid.uuid4().hex[:8]}",
         )
         emails.schedule(conn, owner=owner, draft=draft, settings=settings, org_id=row["org_id"])
+
+
+def _tell_slack(conn: db.Conn, settings: Settings, row: db.Row) -> None:
+    hook = db.one(conn, "org_slack_secret", org_id=row["org_id"])
+    if hook is None:
+        return
+    try:
+        url = crypto.Box(settings).decrypt(hook["slack_webhook_secret"].encode("ascii"))
+        slack.post(
+            url,
+            f":warning: Webhook endpoint {row['url']} was disabled: its deliveries failed for"
+            f" {settings.webhook_disable_after / 86400:g} days without a success. Enable it again on the"
+            " Webhooks page once it answers; its delivery log says what it answered.",
+        )
+    except errors.ReachError as exc:  # SlackError too: the email still goes; Slack is best effort
+        log.warning("webhook endpoint disabled: Slack not told", org_id=row["org_id"], error=str(exc))
 
 
 def sender_of(rt: runtime.Runtime) -> Sender:

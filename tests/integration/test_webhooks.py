@@ -30,6 +30,7 @@ from tasks.queue.app import app
 from tasks.webhooks import deliver, endpoints, events
 from tests.support.hooks import Answer, Receiver, verified
 from tests.support.openapi_check import check_schema
+from tests.support.slack_receiver import SlackReceiver
 from tests.support.smtp_sink import free_port
 from tests.support.web import csrf_token
 
@@ -242,6 +243,8 @@ def test_after_a_day_of_retries_the_delivery_fails_and_after_three_days_the_endp
     receiver: Receiver,
 ) -> None:  # fmt: skip
     made = _endpoint(conn, hook_settings, owner, receiver.url, ("email.sent",))
+    slack_receiver = SlackReceiver().start()  # the organization's own Slack channel is told too
+    org_settings.set_slack_webhook(conn, hook_settings, _org(conn, owner), owner.id, slack_receiver.url())
     receiver.default = Answer(503, b"down for maintenance")
     _finish(conn, emails.schedule(conn, owner=owner, draft=make_draft(), settings=hook_settings)[0], "sent")
 
@@ -262,6 +265,11 @@ def test_after_a_day_of_retries_the_delivery_fails_and_after_three_days_the_endp
     ).fetchall()
     assert len(told) == 1 and told[0]["to_addrs"] == [owner.email] and receiver.url in told[0]["body_text"]
     assert made.secret is not None and made.secret not in told[0]["body_text"]
+    try:
+        [said] = slack_receiver.messages
+        assert "was disabled" in said.text and receiver.url in said.text and made.secret not in said.text
+    finally:
+        slack_receiver.stop()
 
 
 def test_after_a_rotation_both_secrets_verify_and_the_test_event_goes_to_that_endpoint_only(
