@@ -261,9 +261,8 @@ def test_question_mark_opens_an_accessible_help_and_g_goes_places(signed_in: Any
 
     page.keyboard.press("g")
     page.keyboard.press("f")
-    page.wait_for_url("**/?view=failed")
-    expect(page.locator('.tab[aria-current="page"]')).to_contain_text("Failed")
-    page.wait_for_selector("#live-status[data-state=live]")
+    page.wait_for_url("**/failures")  # the Failures view, linked from the list's page
+    expect(page.locator("h1")).to_have_text("Failures by cause")
     page.keyboard.press("g")
     page.keyboard.press("s")
     page.wait_for_url("**/?view=scheduled")
