@@ -107,6 +107,9 @@ def site(module_database_url: str, browser: Any, tmp_path_factory: pytest.TempPa
         "api tokens": "/tokens/",
         "audit log": "/org/audit",
         "suppression list": "/suppressions/",
+        "failures": "/failures",
+        "upcoming": "/upcoming",
+        "webhooks": "/webhooks/",
         "unsubscribe": unsubscribe.PATH + unsubscribe.Links(settings.public_url, settings.secret_key).token(email),
     }
     yield Site(server, settings, module_database_url, state, pages)
