@@ -47,17 +47,19 @@ def list_suppressions() -> Any:
     fmt = request.args.get("format", "json")
     if fmt not in ("json", "csv"):
         raise errors.ValidationError("format: must be json or csv", field="format")
+    # Every parameter is checked whatever the format: a bad one is refused, never ignored.
+    q = request.args.get("q")
+    if q is not None and len(q) > 320:
+        raise errors.ValidationError("q: at most 320 characters", field="q")
+    limit = _limit(request.args.get("limit"))
+    before = _before(request.args.get("before"))
     if fmt == "csv":
         return Response(
             "".join(suppression.export_csv(ext.conn(), member.org_id)),
             mimetype="text/csv",
             headers={"Content-Disposition": 'attachment; filename="suppressions.csv"'},
         )
-    q = request.args.get("q")
-    if q is not None and len(q) > 320:
-        raise errors.ValidationError("q: at most 320 characters", field="q")
-    limit = _limit(request.args.get("limit"))
-    page = suppression.entries(ext.conn(), member.org_id, q=q, before=_before(request.args.get("before")), limit=limit)
+    page = suppression.entries(ext.conn(), member.org_id, q=q, before=before, limit=limit)
     return {
         "suppressions": [e.as_dict() for e in page],
         "next_before": page[-1].id if len(page) == limit else None,
