@@ -289,7 +289,8 @@ def test_a_request_queued_behind_a_slow_round_trip_keeps_its_own_deadline(databa
             first = asyncio.ensure_future(group.submit(1))
             await in_flight.wait()
             second = asyncio.ensure_future(group.submit(2))
-            await asyncio.sleep(0.3)  # longer than the second request may wait
+            # The second request gives up at its own deadline while the first still waits.
+            await asyncio.wait({second}, timeout=10)
             go_on.set()
             return list(await asyncio.gather(first, second, return_exceptions=True))
         finally:

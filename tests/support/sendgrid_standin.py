@@ -31,6 +31,7 @@ from typing import Any
 
 import jsonschema
 
+from tests.support.held_replies import HeldReplies
 from tests.support.smtp_sink import free_port
 
 #: Headers SendGrid does not let ``headers`` set.
@@ -166,10 +167,11 @@ class Accepted:
     body: dict[str, Any]
 
 
-class SendgridStandIn:
+class SendgridStandIn(HeldReplies):
     """SendGrid's mail/send on 127.0.0.1, checking each request, answering as scripted."""
 
     def __init__(self, api_key: str = "SG.test-key.standin") -> None:
+        super().__init__()
         self.api_key = api_key
         self.port = free_port()
         self.script: collections.deque[dict[str, Any]] = collections.deque()
@@ -177,10 +179,6 @@ class SendgridStandIn:
         self.violations: list[dict[str, Any]] = []
         #: Every request answered: (status, time).
         self.answers: list[tuple[int, float]] = []
-        self._release = threading.Event()
-        #: Replies being held back now.
-        self.held = 0
-        self._lock = threading.Lock()
         self._server = http.server.ThreadingHTTPServer(("127.0.0.1", self.port), self._handler())
         self._server.daemon_threads = True
         self._thread = threading.Thread(target=self._server.serve_forever, name="sendgrid-standin", daemon=True)
@@ -205,24 +203,6 @@ class SendgridStandIn:
             self.violations.clear()
             self.answers.clear()
         self._release.clear()
-
-    def release(self, timeout: float = 5.0) -> None:
-        """Let held replies (``stall_after_accept``) go, and return once they are answered."""
-        self._release.set()
-        deadline = time.monotonic() + timeout
-        while self.held and time.monotonic() < deadline:
-            time.sleep(0.01)
-
-    def _hold(self, seconds: float) -> None:
-        """Hold a reply back (``held`` counts it until ``_answered``)."""
-        with self._lock:
-            self.held += 1
-        self._release.wait(timeout=seconds)
-
-    def _answered(self) -> None:
-        """A held reply went out."""
-        with self._lock:
-            self.held -= 1
 
     def then(self, kind: str, **options: Any) -> SendgridStandIn:
         """Answer the next valid request with ``kind`` (see the module's docstring)."""

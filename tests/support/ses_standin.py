@@ -24,12 +24,12 @@ import http.server
 import json
 import logging
 import threading
-import time
 from typing import Any
 
 import boto3
 from moto.server import ThreadedMotoServer
 
+from tests.support.held_replies import HeldReplies
 from tests.support.smtp_sink import free_port
 
 ACCOUNT = "123456789012"  # moto's default account
@@ -37,10 +37,11 @@ ACCOUNT = "123456789012"  # moto's default account
 CREDENTIALS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_SESSION_TOKEN": "testing"}
 
 
-class SesStandIn:
+class SesStandIn(HeldReplies):
     """moto's SES on 127.0.0.1 behind a front that answers scripted failures."""
 
     def __init__(self, region: str = "eu-west-1") -> None:
+        super().__init__()
         self.region = region
         self.moto_port = free_port()
         self._moto = ThreadedMotoServer(ip_address="127.0.0.1", port=self.moto_port, verbose=False)
@@ -50,10 +51,6 @@ class SesStandIn:
         self.answers: list[tuple[int, str]] = []
         #: Every SendEmail request's body, as the client sent it (JSON).
         self.requests: list[dict[str, Any]] = []
-        self._release = threading.Event()
-        #: Replies being held back now.
-        self.held = 0
-        self._lock = threading.Lock()
         self._server = http.server.ThreadingHTTPServer(("127.0.0.1", self.port), self._handler())
         self._server.daemon_threads = True
         self._thread = threading.Thread(target=self._server.serve_forever, name="ses-front", daemon=True)
@@ -112,28 +109,10 @@ class SesStandIn:
 
         return list(ses_backends[ACCOUNT][self.region].sent_messages)
 
-    def _hold(self, seconds: float) -> None:
-        """Hold a reply back (``held`` counts it until ``_answered``)."""
-        with self._lock:
-            self.held += 1
-        self._release.wait(timeout=seconds)
-
-    def _answered(self) -> None:
-        """A held reply went out."""
-        with self._lock:
-            self.held -= 1
-
     def then(self, kind: str, **options: Any) -> SesStandIn:
         """Answer the next SendEmail with ``kind`` (see the module's docstring)."""
         self.script.append({"kind": kind, **options})
         return self
-
-    def release(self, timeout: float = 5.0) -> None:
-        """Let held replies (``stall_after_accept``) go, and return once they are answered."""
-        self._release.set()
-        deadline = time.monotonic() + timeout
-        while self.held and time.monotonic() < deadline:
-            time.sleep(0.01)
 
     def _forward(self, method: str, path: str, headers: Any, body: bytes) -> tuple[int, list[tuple[str, str]], bytes]:
         connection = http.client.HTTPConnection("127.0.0.1", self.moto_port, timeout=30)
