@@ -685,6 +685,8 @@ WITH waits AS (
     DELETE FROM chart_transport_minutes WHERE minute >= %(start)s AND minute < %(end)s
 ), owners AS (
     DELETE FROM chart_owner_minutes WHERE minute >= %(start)s AND minute < %(end)s
+), lateness AS (
+    DELETE FROM chart_lateness_minutes WHERE minute >= %(start)s AND minute < %(end)s
 )
 DELETE FROM chart_minutes WHERE minute >= %(start)s AND minute < %(end)s;
 
@@ -719,6 +721,35 @@ SELECT date_trunc('minute', ev.at), e.org_id, e.owner_id, ev.kind, count(*)
  WHERE ev.at >= %(start)s AND ev.at < %(end)s AND ev.kind = ANY(%(owner_kinds)s::text[])
  GROUP BY 1, 2, 3, 4;
 
+-- chart_rollup_lateness --
+-- Sent lateness (the sent event's time minus the email's send_at, ms) per minute of
+-- [start, end): exact percentile_cont p50/p95/p99 and the count over 60 s, over everyone
+-- (into chart_minutes, whose rows chart_rollup_minutes has just written: a minute with a
+-- 'sent' event has one), per organization (owner_id 0) and per owner. One pass over the
+-- window's sent events, each joined to its email by primary key.
+WITH late AS (
+    SELECT date_trunc('minute', ev.at) AS minute, e.org_id, e.owner_id,
+           (extract(epoch FROM ev.at - e.send_at) * 1000)::float8 AS late_ms
+      FROM email_events ev
+      JOIN emails e ON e.id = ev.email_id
+     WHERE ev.at >= %(start)s AND ev.at < %(end)s AND ev.kind = 'sent'
+), grouped AS (
+    SELECT minute, org_id, owner_id, grouping(org_id, owner_id) AS level, count(*) AS sent,
+           percentile_cont(0.5) WITHIN GROUP (ORDER BY late_ms) AS p50,
+           percentile_cont(0.95) WITHIN GROUP (ORDER BY late_ms) AS p95,
+           percentile_cont(0.99) WITHIN GROUP (ORDER BY late_ms) AS p99,
+           count(*) FILTER (WHERE late_ms > 60000) AS over_1m
+      FROM late
+     GROUP BY GROUPING SETS ((minute), (minute, org_id), (minute, org_id, owner_id))
+), scoped AS (
+    INSERT INTO chart_lateness_minutes (org_id, owner_id, minute, sent, p50_ms, p95_ms, p99_ms, over_1m)
+    SELECT org_id, coalesce(owner_id, 0), minute, sent, p50, p95, p99, over_1m FROM grouped WHERE level < 3
+)
+UPDATE chart_minutes c
+   SET sent_late_p50_ms = g.p50, sent_late_p95_ms = g.p95, sent_late_p99_ms = g.p99, sent_late_over_1m = g.over_1m
+  FROM grouped g
+ WHERE g.level = 3 AND c.minute = g.minute;
+
 -- chart_rollup_done --
 UPDATE chart_rollup SET rolled_until = %(end)s;
 
@@ -728,6 +759,8 @@ WITH waits AS (
     DELETE FROM chart_transport_minutes WHERE minute < %(before)s
 ), owners AS (
     DELETE FROM chart_owner_minutes WHERE minute < %(before)s
+), lateness AS (
+    DELETE FROM chart_lateness_minutes WHERE minute < %(before)s
 ), depth AS (
     DELETE FROM queue_depth_samples WHERE minute < %(before)s
 )
@@ -772,6 +805,23 @@ WITH axis AS (
       FROM email_events
      WHERE at >= %(latest)s AND kind = ANY(%(kinds)s::text[])
      GROUP BY 1
+), late AS (
+    SELECT minute, sent_late_p50_ms AS p50, sent_late_p95_ms AS p95, sent_late_p99_ms AS p99,
+           sent_late_over_1m AS over_1m
+      FROM chart_minutes
+     WHERE minute >= %(start)s AND minute < %(rolled_until)s
+    UNION ALL
+    -- counted as chart_rollup_lateness does
+    SELECT date_trunc('minute', ev.at),
+           percentile_cont(0.5) WITHIN GROUP (ORDER BY late_ms),
+           percentile_cont(0.95) WITHIN GROUP (ORDER BY late_ms),
+           percentile_cont(0.99) WITHIN GROUP (ORDER BY late_ms),
+           count(*) FILTER (WHERE late_ms > 60000)
+      FROM email_events ev
+      JOIN emails e ON e.id = ev.email_id,
+           LATERAL (SELECT (extract(epoch FROM ev.at - e.send_at) * 1000)::float8 AS late_ms) l
+     WHERE ev.at >= %(latest)s AND ev.kind = 'sent'
+     GROUP BY 1
 )
 SELECT array_agg(extract(epoch FROM a.minute)::bigint ORDER BY a.minute) AS t,
        array_agg(coalesce(c.sent, 0)::int ORDER BY a.minute) AS sent,
@@ -781,9 +831,14 @@ SELECT array_agg(extract(epoch FROM a.minute)::bigint ORDER BY a.minute) AS t,
        array_agg(round(c.late_p99_ms::numeric, 1)::float8 ORDER BY a.minute) AS late_p99_ms,
        array_agg(d.due ORDER BY a.minute) AS due,
        array_agg(d.waiting ORDER BY a.minute) AS waiting,
-       array_agg(d.sending ORDER BY a.minute) AS sending
+       array_agg(d.sending ORDER BY a.minute) AS sending,
+       array_agg(round(l.p50::numeric, 1)::float8 ORDER BY a.minute) AS sent_late_p50_ms,
+       array_agg(round(l.p95::numeric, 1)::float8 ORDER BY a.minute) AS sent_late_p95_ms,
+       array_agg(round(l.p99::numeric, 1)::float8 ORDER BY a.minute) AS sent_late_p99_ms,
+       array_agg(coalesce(l.over_1m, 0)::int ORDER BY a.minute) AS sent_late_over_1m
   FROM axis a
   LEFT JOIN counted c ON c.minute = a.minute
+  LEFT JOIN late l ON l.minute = a.minute
   LEFT JOIN queue_depth_samples d ON d.minute = a.minute;
 
 -- chart_waits --
@@ -801,6 +856,40 @@ SELECT transport, array_agg(extract(epoch FROM minute)::bigint) AS t, array_agg(
  WHERE minute <= %(last)s
  GROUP BY transport
  ORDER BY transport;
+
+-- chart_lateness --
+-- One organization's sent lateness (owner_key 0, mine_only false) or one owner's in it,
+-- one array each, one element per minute of [start, last]: the rollup's rows before
+-- rolled_until, then the latest sent events counted as chart_rollup_lateness does. A
+-- minute without a send counts 0 and its percentiles are null.
+WITH axis AS (
+    SELECT generate_series(%(start)s::timestamptz, %(last)s::timestamptz, interval '1 minute') AS minute
+), late AS (
+    SELECT minute, sent, p50_ms AS p50, p95_ms AS p95, p99_ms AS p99, over_1m
+      FROM chart_lateness_minutes
+     WHERE org_id = %(org_id)s AND owner_id = %(owner_key)s
+       AND minute >= %(start)s AND minute < %(rolled_until)s
+    UNION ALL
+    SELECT date_trunc('minute', ev.at), count(*),
+           percentile_cont(0.5) WITHIN GROUP (ORDER BY late_ms),
+           percentile_cont(0.95) WITHIN GROUP (ORDER BY late_ms),
+           percentile_cont(0.99) WITHIN GROUP (ORDER BY late_ms),
+           count(*) FILTER (WHERE late_ms > 60000)
+      FROM email_events ev
+      JOIN emails e ON e.id = ev.email_id,
+           LATERAL (SELECT (extract(epoch FROM ev.at - e.send_at) * 1000)::float8 AS late_ms) l
+     WHERE ev.at >= %(latest)s AND ev.kind = 'sent' AND ev.org_id = %(org_id)s
+       AND e.org_id = %(org_id)s AND (NOT %(mine_only)s OR e.owner_id = %(owner_id)s)
+     GROUP BY 1
+)
+SELECT array_agg(extract(epoch FROM a.minute)::bigint ORDER BY a.minute) AS t,
+       array_agg(coalesce(l.sent, 0)::int ORDER BY a.minute) AS sent,
+       array_agg(round(l.p50::numeric, 1)::float8 ORDER BY a.minute) AS p50_ms,
+       array_agg(round(l.p95::numeric, 1)::float8 ORDER BY a.minute) AS p95_ms,
+       array_agg(round(l.p99::numeric, 1)::float8 ORDER BY a.minute) AS p99_ms,
+       array_agg(coalesce(l.over_1m, 0)::int ORDER BY a.minute) AS over_1m
+  FROM axis a
+  LEFT JOIN late l ON l.minute = a.minute;
 
 -- chart_owner_days --
 -- One user's own events of owner_kinds per day in the zone tz, since start:

@@ -929,6 +929,23 @@ CREATE TABLE public.batches (
 
 
 --
+-- Name: chart_lateness_minutes; Type: TABLE; Schema: public; Owner: -
+--
+
+CREATE TABLE public.chart_lateness_minutes (
+    org_id bigint NOT NULL,
+    owner_id bigint NOT NULL,
+    minute timestamp with time zone NOT NULL,
+    sent integer NOT NULL,
+    p50_ms double precision NOT NULL,
+    p95_ms double precision NOT NULL,
+    p99_ms double precision NOT NULL,
+    over_1m integer NOT NULL,
+    CONSTRAINT chart_lateness_minutes_owner_id_check CHECK ((owner_id >= 0))
+);
+
+
+--
 -- Name: chart_minutes; Type: TABLE; Schema: public; Owner: -
 --
 
@@ -939,7 +956,11 @@ CREATE TABLE public.chart_minutes (
     retried integer NOT NULL,
     claims integer NOT NULL,
     late_p50_ms double precision,
-    late_p99_ms double precision
+    late_p99_ms double precision,
+    sent_late_p50_ms double precision,
+    sent_late_p95_ms double precision,
+    sent_late_p99_ms double precision,
+    sent_late_over_1m integer DEFAULT 0 NOT NULL
 );
 
 
@@ -1751,6 +1772,14 @@ ALTER TABLE ONLY public.batches
 
 
 --
+-- Name: chart_lateness_minutes chart_lateness_minutes_pkey; Type: CONSTRAINT; Schema: public; Owner: -
+--
+
+ALTER TABLE ONLY public.chart_lateness_minutes
+    ADD CONSTRAINT chart_lateness_minutes_pkey PRIMARY KEY (org_id, owner_id, minute);
+
+
+--
 -- Name: chart_minutes chart_minutes_pkey; Type: CONSTRAINT; Schema: public; Owner: -
 --
 
@@ -2093,6 +2122,13 @@ CREATE INDEX batches_open_idx ON public.batches USING btree (created_at) WHERE (
 --
 
 CREATE INDEX batches_org_created_idx ON public.batches USING btree (org_id, created_at DESC, id DESC);
+
+
+--
+-- Name: chart_lateness_minutes_minute_idx; Type: INDEX; Schema: public; Owner: -
+--
+
+CREATE INDEX chart_lateness_minutes_minute_idx ON public.chart_lateness_minutes USING btree (minute);
 
 
 --
@@ -2918,6 +2954,19 @@ ALTER TABLE public.batches ENABLE ROW LEVEL SECURITY;
 --
 
 CREATE POLICY batches_org ON public.batches TO reach_web USING ((org_id = public.current_org_id())) WITH CHECK ((org_id = public.current_org_id()));
+
+
+--
+-- Name: chart_lateness_minutes; Type: ROW SECURITY; Schema: public; Owner: -
+--
+
+ALTER TABLE public.chart_lateness_minutes ENABLE ROW LEVEL SECURITY;
+
+--
+-- Name: chart_lateness_minutes chart_lateness_minutes_org; Type: POLICY; Schema: public; Owner: -
+--
+
+CREATE POLICY chart_lateness_minutes_org ON public.chart_lateness_minutes TO reach_web USING ((org_id = public.current_org_id())) WITH CHECK ((org_id = public.current_org_id()));
 
 
 --

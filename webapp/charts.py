@@ -4,6 +4,9 @@
   gets 404, as for the operators' page.
 - ``/charts/mine.json?tz=Europe/Paris``: the signed-in user's own sent and
   failed emails per day over the last 7 days, in their browser's zone.
+- ``/charts/lateness.json?range=1h|24h[&mine=1]``: how late the current
+  organization's emails (``mine=1``: the user's own) were sent, per minute, for
+  the Lateness view (webapp/insights.py).
 
 Both are read from the rollups of ``tasks.ops.charts`` plus the latest events,
 so they stay cheap however many events the database holds.
@@ -51,3 +54,13 @@ def mine() -> Any:
     """Return the signed-in user's sent and failed emails per day, last 7 days, in zone ``tz``."""
     owner_id = _signed_in()
     return charts.owner_days(ext.conn(), scope().org_id or 0, owner_id, request.args.get("tz", "UTC"))
+
+
+@bp.get("/charts/lateness.json")
+def lateness() -> Any:
+    """Return how late the organization's (``mine=1``: the user's own) emails were sent, per minute."""
+    _signed_in()
+    mine = request.args.get("mine", "0")
+    if mine not in ("0", "1"):
+        raise errors.ValidationError("mine must be 0 or 1", field="mine")
+    return charts.lateness(ext.conn(), scope(mine=mine == "1"), request.args.get("range", "1h"))

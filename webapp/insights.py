@@ -1,6 +1,8 @@
-"""The Failures and Upcoming views in the dashboard: why mail fails, grouped by cause, and what
-will go out over the next hours and days against the limits (tasks/domain/failures.py and
-tasks/domain/upcoming.py), scoped as the list is (the organization, or "mine")."""
+"""The Failures, Upcoming and Lateness views in the dashboard: why mail fails, grouped by cause,
+what will go out over the next hours and days against the limits (tasks/domain/failures.py and
+tasks/domain/upcoming.py), and how late what went out was sent, per minute (drawn by
+webapp/static/charts.js from /charts/lateness.json), scoped as the list is (the organization,
+or "mine")."""
 
 from __future__ import annotations
 
@@ -9,6 +11,7 @@ from typing import Any
 from flask import Blueprint, render_template, request
 
 from tasks.domain import failures, upcoming
+from tasks.ops import charts
 from webapp import ext
 from webapp.auth import login_required, scope
 
@@ -32,3 +35,14 @@ def upcoming_view() -> Any:
     found = upcoming.forecast(ext.conn(), scope(mine=mine), ext.settings())
     top = max([s.count for s in found.hours] + [found.limits.transport_hour or 0, found.limits.user_hour or 0, 1])
     return render_template("upcoming.html", forecast=found, mine=mine, top=top)
+
+
+@bp.get("/lateness")
+@login_required
+def lateness_view() -> Any:
+    """Show how late emails were sent, per minute, over the last hour or 24 hours."""
+    mine = request.args.get("mine") == "1"
+    chart_range = request.args.get("range", "1h")
+    if chart_range not in charts.RANGES:
+        chart_range = "1h"
+    return render_template("lateness.html", mine=mine, chart_range=chart_range)

@@ -9,6 +9,11 @@ the events are many (a busy day is millions). Instead a periodic task
   rate-limit waits per minute and transport;
 - ``chart_owner_minutes``: sent and failed per minute and owner, for each
   user's own chart;
+- sent lateness (the ``sent`` event's time minus the email's ``send_at``: how
+  late the recipient got it, retries included): exact p50/p95/p99 and the count
+  over a minute, per minute over everyone (columns of ``chart_minutes``) and per
+  organization and owner (``chart_lateness_minutes``: percentiles do not add up,
+  so each scope a chart draws has its own rows);
 - ``queue_depth_samples``: the queue's depth, sampled once a minute. Depth is
   a state, not an event: rebuilding it from timelines would mean replaying every
   live email's events at every refresh, and ``prune`` deletes events, so it is
@@ -32,6 +37,7 @@ from typing import Any
 import psycopg
 
 from tasks.core import db, errors
+from tasks.domain.models import Scope
 
 #: The operators' ranges, in minutes (one point per minute).
 RANGES = {"1h": 60, "24h": 24 * 60}
@@ -49,7 +55,12 @@ KINDS = ("sent", "failed", *RETRIED, "claimed")
 #: Kinds counted per owner, for each user's chart.
 OWNER_KINDS = ("sent", "failed")
 #: The operators' series, in the JSON's order.
-SERIES = ("sent", "failed", "retried", "late_p50_ms", "late_p99_ms", "due", "waiting", "sending")
+SERIES = (
+    "sent", "failed", "retried", "late_p50_ms", "late_p99_ms", "due", "waiting", "sending",
+    "sent_late_p50_ms", "sent_late_p95_ms", "sent_late_p99_ms", "sent_late_over_1m",
+)  # fmt: skip
+#: A lateness chart's series (``lateness``), in the JSON's order.
+LATENESS_SERIES = ("sent", "p50_ms", "p95_ms", "p99_ms", "over_1m")
 #: A user's chart reads only the rollup while its watermark is at most this old.
 OWNER_LAG = dt.timedelta(minutes=2)
 #: Days in a user's chart, today included.
@@ -80,6 +91,7 @@ async def rollup(conn: db.AsyncConn, *, keep: dt.timedelta = KEEP) -> dict[str, 
             )
             await db.run_async(conn, "chart_rollup_waits", start=start, end=end)
             await db.run_async(conn, "chart_rollup_owners", start=start, end=end, owner_kinds=list(OWNER_KINDS))
+            await db.run_async(conn, "chart_rollup_lateness", start=start, end=end)
             await db.run_async(conn, "chart_rollup_done", end=end)
             rolled_until = end
         if end >= now_minute:
@@ -126,10 +138,46 @@ def operators(conn: db.Conn, range_key: str) -> dict[str, Any]:
         "step_seconds": 60,
         "t": row["t"],
         "rolled_until": rolled_until.isoformat() if rolled_until else None,
-        "totals": {name: sum(series[name]) for name in ("sent", "failed", "retried")}
+        "totals": {name: sum(series[name]) for name in ("sent", "failed", "retried", "sent_late_over_1m")}
         | {"rate_limited": sum(sum(v) for v in rate_limited.values())},
         "series": series,
         "rate_limited": rate_limited,
+    }
+
+
+def lateness(conn: db.Conn, scope: Scope, range_key: str) -> dict[str, Any]:
+    """Return the sent lateness of ``scope``'s emails over ``range_key`` (``RANGES``), per minute.
+
+    The organization's emails (``scope.mine`` false: what its outbox lists to every
+    member) or only the signed-in user's own. Per minute of sending: how many were
+    sent, the exact p50/p95/p99 of how late they went out (ms; null in a minute
+    without a send) and how many went out more than a minute late. The rollup's
+    rows before the watermark, the latest events (that organization's, through
+    ``email_events_at_idx``) after it, as the operators' charts.
+    """
+    if range_key not in RANGES:
+        raise errors.ValidationError(f"range must be one of {', '.join(RANGES)}", field="range")
+    if scope.org_id is None or scope.user_id is None:
+        raise ValueError("a lateness chart is one organization's")  # operators read operators()
+    points = RANGES[range_key]
+    rolled_until, now_minute = _state(conn)
+    start = now_minute - dt.timedelta(minutes=points - 1)
+    upto = min(rolled_until, now_minute + dt.timedelta(minutes=1)) if rolled_until else start
+    row = db.one(
+        conn, "chart_lateness", start=start, last=now_minute, rolled_until=upto, latest=max(upto, start),
+        org_id=scope.org_id, owner_id=scope.user_id, owner_key=scope.user_id if scope.mine else 0,
+        mine_only=scope.mine,
+    )  # fmt: skip
+    assert row is not None  # an aggregate without GROUP BY: always one row
+    series = {name: row[name] for name in LATENESS_SERIES}
+    return {
+        "range": range_key,
+        "step_seconds": 60,
+        "mine": scope.mine,
+        "t": row["t"],
+        "rolled_until": rolled_until.isoformat() if rolled_until else None,
+        "totals": {"sent": sum(series["sent"]), "over_1m": sum(series["over_1m"])},
+        "series": series,
     }
 
 

@@ -23,7 +23,7 @@ from psycopg.types.json import Jsonb
 from tasks.core import db
 from tasks.core.config import Settings
 from tasks.delivery.runtime import Runtime
-from tasks.domain import orgs
+from tasks.domain import models, orgs
 from tasks.ops import charts
 from tasks.queue.app import app
 from tasks.queue.charts import chart_rollup
@@ -81,9 +81,10 @@ def email(conn: db.Conn, owner_id: int, **columns: Any) -> uuid.UUID:
         "next_attempt_at": dt.datetime(2031, 1, 1, tzinfo=dt.UTC),
         "message_id": f"<{uuid.uuid4()}@test>",
     } | columns
-    org = conn.execute("SELECT org_id FROM memberships WHERE user_id = %s", [values["owner_id"]]).fetchone()
-    assert org is not None
-    values["org_id"] = org["org_id"]
+    if "org_id" not in values:
+        org = conn.execute("SELECT org_id FROM memberships WHERE user_id = %s", [values["owner_id"]]).fetchone()
+        assert org is not None
+        values["org_id"] = org["org_id"]
     names = ", ".join(values)
     marks = ", ".join(f"%({k})s" for k in values)
     conn.execute(f"INSERT INTO emails ({names}) VALUES ({marks})", values)  # our column names, never input
@@ -147,7 +148,7 @@ def test_operators_get_per_minute_counts_lateness_and_waits_before_and_after_the
     assert before["rolled_until"] is None
     check_seeded(before, seeded)
     assert len(before["t"]) == 60 and before["t"][-1] == int(seeded["minute"].timestamp())
-    assert before["totals"] == {"sent": 4, "failed": 1, "retried": 2, "rate_limited": 5}
+    assert before["totals"] == {"sent": 4, "failed": 1, "retried": 2, "rate_limited": 5, "sent_late_over_1m": 0}
 
     rollup(database_url)
     # The rollup now answers for the minutes before the watermark: deleting their
@@ -344,3 +345,123 @@ def test_the_periodic_task_runs_the_rollup_on_the_workers_pool(
     assert done["rows"] == 1 and done["depth"] == {"due": 0, "waiting": 0, "sending": 0}
     assert conn.execute("SELECT sum(sent) AS n FROM chart_minutes").fetchone() == {"n": 1}
     assert chart_rollup.name in {p.task.name for p in app.periodic_registry.periodic_tasks.values()}
+
+
+# ---- Sent lateness: the sent event's time minus the email's send_at ----------------------------
+
+
+def percentile_cont(values: list[float], fraction: float) -> float:
+    """PostgreSQL's percentile_cont: linear interpolation between the two nearest ranks."""
+    ordered = sorted(values)
+    position = fraction * (len(ordered) - 1)
+    low = int(position)
+    high = min(low + 1, len(ordered) - 1)
+    return ordered[low] + (position - low) * (ordered[high] - ordered[low])
+
+
+def sent_late(conn: db.Conn, owner_id: int, org_id: int, at: dt.datetime, late: dt.timedelta) -> None:
+    """An email of ``owner_id`` in ``org_id`` scheduled for ``at - late`` and sent at ``at``."""
+    e = email(conn, owner_id, org_id=org_id, send_at=at - late, next_attempt_at=at - late, status="sent", sent_at=at)
+    event(conn, e, "sent", at, attempt=1, transport="primary")
+
+
+@pytest.fixture
+def lateness_seeded(conn: db.Conn, sign_in: Callable[..., Any], client: FlaskClient) -> dict[str, Any]:
+    """Five minutes ago: Alice's 100 emails sent 1..100 s late, her teammate Bob's two sent
+    200 and 300 s late, Carol's (another organization) one 1,000 s late; and in the current
+    minute one of Alice's, 90 s late."""
+    m = now_minute(conn)
+    old = m - dt.timedelta(minutes=5)
+    alice = sign_in(client, "alice@example.com").id
+    team = orgs.personal_org_id(conn, alice)
+    bob, carol = user(conn, "bob@example.com"), user(conn, "carol@example.com")
+    conn.execute("INSERT INTO memberships (org_id, user_id, role) VALUES (%s, %s, 'member')", [team, bob])
+    for k in range(1, 101):
+        sent_late(conn, alice, team, old + dt.timedelta(milliseconds=100 * k), dt.timedelta(seconds=k))
+    for k in (200, 300):
+        sent_late(conn, bob, team, old + dt.timedelta(seconds=20), dt.timedelta(seconds=k))
+    sent_late(conn, carol, orgs.personal_org_id(conn, carol), old + dt.timedelta(seconds=30), dt.timedelta(seconds=1000))
+    sent_late(conn, alice, team, m + dt.timedelta(seconds=1), dt.timedelta(seconds=90))
+    return {"minute": m, "old": old, "team": team, "alice": alice, "bob": bob, "carol": carol}
+
+
+def lateness_at(data: dict[str, Any], minute: dt.datetime, *names: str) -> tuple[Any, ...]:
+    i = at_minute(data, minute)
+    return tuple(data["series"][name][i] for name in names)
+
+
+def check_lateness(ops: dict[str, Any], alices: dict[str, Any], teams: dict[str, Any], seeded: dict[str, Any]) -> None:
+    old, now = seeded["old"], seeded["minute"]
+    everyone = [1000.0 * k for k in range(1, 101)] + [200_000.0, 300_000.0, 1_000_000.0]
+    expected_ops = tuple(round(percentile_cont(everyone, f), 1) for f in (0.5, 0.95, 0.99)) + (40 + 3,)
+    names = ("sent_late_p50_ms", "sent_late_p95_ms", "sent_late_p99_ms", "sent_late_over_1m")
+    assert lateness_at(ops, old, *names) == expected_ops
+    assert lateness_at(ops, now, *names) == (90_000.0, 90_000.0, 90_000.0, 1)
+    assert ops["totals"]["sent_late_over_1m"] == 44
+
+    names = ("sent", "p50_ms", "p95_ms", "p99_ms", "over_1m")
+    # 1..100 s: p50 50.5 s, p95 95.05 s, p99 99.01 s (percentile_cont); 61..100 s are over a minute (60 s is not).
+    assert lateness_at(alices, old, *names) == (100, 50_500.0, 95_050.0, 99_010.0, 40)
+    assert lateness_at(alices, now, *names) == (1, 90_000.0, 90_000.0, 90_000.0, 1)
+    assert alices["totals"] == {"sent": 101, "over_1m": 41} and alices["mine"] is True
+    team = [1000.0 * k for k in range(1, 101)] + [200_000.0, 300_000.0]
+    assert lateness_at(teams, old, *names) == (
+        102, *(round(percentile_cont(team, f), 1) for f in (0.5, 0.95, 0.99)), 42
+    )  # Carol's, in another organization, is not there
+    assert teams["totals"] == {"sent": 103, "over_1m": 43} and teams["mine"] is False
+    quiet = at_minute(alices, old) - 1
+    assert alices["series"]["sent"][quiet] == 0 and alices["series"]["p50_ms"][quiet] is None  # a gap, not a zero
+
+
+def test_sent_lateness_percentiles_per_minute_for_operators_an_organization_and_a_user(
+    ops_client: FlaskClient, client: FlaskClient, database_url: str, conn: db.Conn, lateness_seeded: dict[str, Any]
+) -> None:
+    """Exact p50/p95/p99 and the count over a minute, read from the events alone, then from
+    the rollup plus the current minute (the minutes before it deleted, as prune may): the same."""
+    answers = []
+    for rolled in (False, True):
+        if rolled:
+            rollup(database_url)
+            conn.execute("DELETE FROM email_events WHERE at < %s", [lateness_seeded["minute"]])
+        ops = ops_client.get("/operators/charts.json?range=1h").get_json()
+        alices = client.get("/charts/lateness.json?range=1h&mine=1").get_json()
+        teams = client.get("/charts/lateness.json?range=1h").get_json()
+        assert (ops["rolled_until"] is not None) == rolled and (alices["rolled_until"] is not None) == rolled
+        check_lateness(ops, alices, teams, lateness_seeded)
+        answers.append((alices["t"], alices["series"], teams["series"]))
+    if answers[0][0] == answers[1][0]:  # (unless a minute turned in between)
+        assert answers[0] == answers[1]
+
+    day = client.get("/charts/lateness.json?range=24h&mine=1").get_json()
+    assert len(day["t"]) == 24 * 60 and day["totals"] == {"sent": 101, "over_1m": 41}
+
+
+def test_a_lateness_chart_shows_only_its_scopes_emails(conn: db.Conn, database_url: str, lateness_seeded: dict[str, Any]) -> None:
+    """Bob's own (in Alice's team), and Carol's organization: nobody else's emails, before and after the rollup."""
+    s = lateness_seeded
+    bobs = models.Scope(org_id=s["team"], user_id=s["bob"], mine=True)
+    carols = models.Scope(org_id=orgs.personal_org_id(conn, s["carol"]), user_id=s["carol"])
+    for _ in range(2):
+        bob = charts.lateness(conn, bobs, "1h")
+        assert lateness_at(bob, s["old"], "sent", "p50_ms", "p99_ms", "over_1m") == (2, 250_000.0, 299_000.0, 2)
+        assert bob["totals"] == {"sent": 2, "over_1m": 2}
+        carol = charts.lateness(conn, carols, "1h")
+        assert carol["totals"] == {"sent": 1, "over_1m": 1}
+        assert lateness_at(carol, s["old"], "p95_ms") == (1_000_000.0,)
+        rollup(database_url)
+    assert conn.execute("SELECT count(*) AS n FROM chart_lateness_minutes").fetchone() == {"n": 3 + 2}  # the team, Alice, Bob; Carol's organization, Carol
+
+
+def test_the_lateness_endpoint_refuses_bad_parameters_and_visitors(
+    client: FlaskClient, ops_client: FlaskClient, sign_in: Callable[..., Any]
+) -> None:
+    assert client.get("/charts/lateness.json", headers={"Accept": "application/json"}).status_code == 401
+    sign_in(client, "alice@example.com")
+    for query, field in (("range=7d", "range"), ("mine=yes", "mine")):
+        bad = client.get(f"/charts/lateness.json?{query}")
+        assert bad.status_code == 422 and bad.get_json()["error"]["field"] == field
+    assert client.get("/operators/charts.json?range=1h").status_code == 404  # not an operator
+    page = client.get("/lateness?mine=1&range=24h").get_data(as_text=True)
+    assert 'data-lateness-src="/charts/lateness.json"' in page and 'data-mine="1"' in page and 'data-range="24h"' in page
+    assert 'id="view-lateness"' in client.get("/upcoming").get_data(as_text=True)
+    assert 'data-chart="sent_lateness"' in ops_client.get("/operators").get_data(as_text=True)

@@ -1,5 +1,6 @@
 /* Reach D. Box charts: the operators' charts (emails, lateness, queue depth, rate-limit
-   waits per minute) and each user's 7-day chart on the dashboard.
+   waits per minute, sent lateness), each user's 7-day chart on the dashboard, and the
+   Lateness view (how late the organization's or the user's own emails were sent).
 
    Drawn with the vendored uPlot (static/vendor/uplot-VERSION, loaded just before this file) from
    the JSON of webapp/charts.py, and refreshed by polling while the page is visible: the data
@@ -71,6 +72,22 @@
   const sum = (values) => values.reduce((a, b) => a + (b || 0), 0);
   const last = (values) => { for (let i = values.length - 1; i >= 0; i--) if (values[i] !== null) return values[i]; return null; };
   const show = (value, unit) => (value === null ? "—" : numFmt.format(value) + (unit || ""));
+  const secFmt = new Intl.NumberFormat(undefined, { maximumFractionDigits: 1 });
+  /* A lateness in ms as people read it: "340 ms", "12.5 s", "4.2 min". */
+  const ago = (ms) => {
+    if (ms === null || ms === undefined) return "—";
+    if (Math.abs(ms) < 1000) return numFmt.format(Math.round(ms)) + " ms";
+    if (Math.abs(ms) < 120000) return secFmt.format(ms / 1000) + " s";
+    return secFmt.format(ms / 60000) + " min";
+  };
+  const seconds = (values) => values.map((v) => (v === null ? null : v / 1000));
+  /* The three percentile lines, told apart by their dashes as well as their colours. */
+  const percentileLines = () => [
+    dotted("p50 s", color("--scheduled", "#1864ab")),
+    Object.assign(dotted("p95 s", color("--uncertain", "#a34f00")), { dash: [6, 3] }),
+    Object.assign(dotted("p99 s", color("--sending", "#7048e8")), { dash: [2, 3] }),
+  ];
+  const overBars = (label) => ({ label, fill: color("--failed", "#c92a2a"), stroke: color("--failed", "#c92a2a"), width: 0, points: { show: false }, paths: window.uPlot.paths.bars({ size: [0.8, 12] }) });
 
   // ---- the operators' page ----------------------------------------------------------------
   function operators(section) {
@@ -110,6 +127,8 @@
         dotted("Due", color("--failed", "#c92a2a")), dotted("Waiting", color("--uncertain", "#a34f00")), dotted("Sending", color("--sending", "#7048e8")),
       ], countAxes);
       caption("depth", `latest due ${show(last(s.due))} · waiting ${show(last(s.waiting))} · sending ${show(last(s.sending))}`, "Queue depth");
+      charts.sent_lateness.chart.draw([t, seconds(s.sent_late_p50_ms), seconds(s.sent_late_p95_ms), seconds(s.sent_late_p99_ms)], percentileLines(), countAxes);
+      caption("sent_lateness", `latest p50 ${ago(last(s.sent_late_p50_ms))} · p95 ${ago(last(s.sent_late_p95_ms))} · p99 ${ago(last(s.sent_late_p99_ms))} · ${show(data.totals.sent_late_over_1m)} sent over a minute late`, "Sent lateness per minute");
       const labels = Object.keys(data.rate_limited);
       const perTransport = labels.length ? labels : ["(none)"];
       charts.rate_limited.chart.draw([t].concat(perTransport.map((l) => data.rate_limited[l] || t.map(() => 0))),
@@ -122,6 +141,7 @@
       section.dataset.failed = String(data.totals.failed);
       section.dataset.retried = String(data.totals.retried);
       section.dataset.rateLimited = String(data.totals.rate_limited);
+      section.dataset.sentLateOver1m = String(data.totals.sent_late_over_1m);
       status.classList.remove("warn");
       status.textContent = `Updated ${timeFmt.format(new Date())}; refreshes every ${section.dataset.refreshSeconds} s. One point per minute.`;
     }
@@ -176,12 +196,82 @@
     every(Number(section.dataset.refreshSeconds) || 60, load);
   }
 
+  // ---- the Lateness view: the organization's or the user's own emails ----------------------
+  function lateness(section) {
+    const base = section.dataset.latenessSrc, range = section.dataset.range || "1h";
+    const status = $("[data-chart-status]", section);
+    const common = { legend: { live: false }, cursor: { drag: { x: false, y: false } } };
+    const countAxes = { scales: { y: { range: fromZero } } };
+    const figures = {};
+    for (const figure of section.querySelectorAll("figure[data-chart]")) {
+      figures[figure.dataset.chart] = { figure, chart: new Chart($(".chart-plot", figure), 170, common) };
+    }
+    const tbody = $("#lateness-minutes tbody", section);
+
+    function caption(name, text, label) {
+      const f = figures[name];
+      $("[data-chart-summary]", f.figure).textContent = text;
+      $(".chart-plot", f.figure).setAttribute("aria-label", label + ": " + text);
+    }
+
+    /* The text alternative: the latest minutes that had sends, newest first. */
+    function table(data) {
+      const s = data.series, rows = [];
+      for (let i = data.t.length - 1; i >= 0 && rows.length < 10; i--) {
+        if (!s.sent[i]) continue;
+        const tr = document.createElement("tr");
+        tr.dataset.t = String(data.t[i]);
+        const cells = [timeFmt.format(new Date(data.t[i] * 1000)), show(s.sent[i]), ago(s.p50_ms[i]), ago(s.p95_ms[i]), ago(s.p99_ms[i]),
+          s.over_1m[i] ? "⚠ " + show(s.over_1m[i]) : "0"];
+        cells.forEach((text, c) => {
+          const td = document.createElement("td");
+          td.textContent = text;
+          if (c > 0) td.className = "num";
+          tr.appendChild(td);
+        });
+        rows.push(tr);
+      }
+      if (!rows.length) {
+        const tr = document.createElement("tr"), td = document.createElement("td");
+        td.colSpan = 6; td.className = "muted"; td.textContent = "None in this range.";
+        tr.appendChild(td); rows.push(tr);
+      }
+      tbody.replaceChildren(...rows);
+    }
+
+    async function load() {
+      let data;
+      try {
+        data = await getJSON(base + "?range=" + encodeURIComponent(range) + "&mine=" + (section.dataset.mine === "1" ? "1" : "0"));
+      } catch (err) {
+        status.textContent = "Could not refresh the chart (" + err.message + "); trying again shortly.";
+        status.classList.add("warn");
+        return;
+      }
+      const s = data.series, t = data.t;
+      figures.percentiles.chart.draw([t, seconds(s.p50_ms), seconds(s.p95_ms), seconds(s.p99_ms)], percentileLines(), countAxes);
+      caption("percentiles", `${show(data.totals.sent)} sent · latest minute with sends: p50 ${ago(last(s.p50_ms))} · p95 ${ago(last(s.p95_ms))} · p99 ${ago(last(s.p99_ms))}`, "Sent lateness per minute");
+      figures.over.chart.draw([t, s.over_1m], [overBars("Over a minute late")], countAxes);
+      caption("over", `${show(data.totals.over_1m)} of ${show(data.totals.sent)} sent more than a minute late`, "Emails sent more than a minute late, per minute");
+      table(data);
+      section.dataset.sent = String(data.totals.sent);
+      section.dataset.over1m = String(data.totals.over_1m);
+      section.dataset.loads = String(Number(section.dataset.loads || 0) + 1);
+      status.classList.remove("warn");
+      status.textContent = `Updated ${timeFmt.format(new Date())}; refreshes every ${section.dataset.refreshSeconds} s. One point per minute.`;
+    }
+
+    every(Number(section.dataset.refreshSeconds) || 10, load);
+  }
+
   function start() {
     if (!window.uPlot) return;
     const ops = $("[data-charts-src]");
     if (ops) operators(ops);
     const own = $("[data-my-chart-src]");
     if (own) mine(own);
+    const late = $("[data-lateness-src]");
+    if (late) lateness(late);
   }
   if (document.readyState === "loading") document.addEventListener("DOMContentLoaded", start); else start();
 })();
