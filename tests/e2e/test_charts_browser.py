@@ -1,6 +1,6 @@
 """The charts in a real browser: drawn with data, refreshed live, and fitting a phone's screen.
 
-Screenshots go to test-output/ (operators-charts*.png, my-chart*.png).
+Screenshots go to test-output/ (operators-charts*.png, my-chart*.png, lateness*.png).
 """
 
 from __future__ import annotations
@@ -134,7 +134,7 @@ def test_the_operators_charts_draw_the_events_refresh_live_and_fit_a_phone(
     assert charts_section.get_attribute("data-failed") == "2"
     assert charts_section.get_attribute("data-rate-limited") == "3"
     figures = page.locator("#charts figure[data-chart]")
-    assert figures.count() == 4
+    assert figures.count() == 5
     for box in canvases_drawn(page, "#charts figure"):
         assert box["width"] > 300 and box["height"] > 100
     throughput = page.locator('figure[data-chart="throughput"] canvas')
@@ -142,6 +142,7 @@ def test_the_operators_charts_draw_the_events_refresh_live_and_fit_a_phone(
     assert "sent 10 · failed 2 · retried 1" in page.locator('figure[data-chart="throughput"] figcaption').inner_text()
     assert "p99" in page.locator('figure[data-chart="lateness"] figcaption').inner_text()
     assert "primary 3" in page.locator('figure[data-chart="rate_limited"] figcaption').inner_text()
+    assert "0 sent over a minute late" in page.locator('figure[data-chart="sent_lateness"] figcaption').inner_text()
     page.screenshot(path=str(output_dir / "operators-charts.png"), full_page=True)
 
     # New events arrive: the next refresh (every 10 s) draws them, without a reload.
@@ -228,3 +229,67 @@ def test_the_operators_alerts_show_what_to_do_and_fit_a_phone(
     assert "What to do: Check that provider" in alerts.locator('[data-alert="breaker:primary"]').inner_text()
     assert fits_the_screen(page)
     page.screenshot(path=str(output_dir / "operators-alerts-phone.png"), full_page=True)
+
+
+def sent_late(conn: db.Conn, owner_email: str, at: dt.datetime, late: dt.timedelta) -> None:
+    """An email of ``owner_email``'s scheduled for ``at - late`` and sent at ``at``."""
+    email_id = new_email(conn, owner_email)
+    conn.execute("UPDATE emails SET send_at = %s WHERE id = %s", [at - late, email_id])  # (no worker runs)
+    conn.execute(
+        "INSERT INTO email_events (org_id, email_id, kind, at, detail)"
+        " SELECT org_id, id, 'sent', %s, '{}' FROM emails WHERE id = %s",
+        [at, email_id],
+    )
+
+
+def test_the_lateness_view_draws_a_users_own_percentiles_in_light_dark_and_on_a_phone(
+    page: Any,
+    ops_server: Server,
+    oauth_provider: OAuthProvider,
+    conn: db.Conn,
+    database_url: str,
+    output_dir: pathlib.Path,
+) -> None:
+    row = conn.execute("SELECT date_trunc('minute', now()) AS m").fetchone()
+    assert row is not None
+    base: dt.datetime = row["m"] + dt.timedelta(seconds=30)
+    # Seconds late, by minutes ago: 20 emails, 5 of them more than a minute late.
+    lates = {50: [1, 2, 3], 40: [2, 5, 70], 30: [1, 1, 2, 3], 20: [4, 9, 30, 65, 90], 10: [2, 4, 6, 80, 200]}
+    for ago, seconds in lates.items():
+        for late in seconds:
+            sent_late(conn, "ada@example.com", base - dt.timedelta(minutes=ago), dt.timedelta(seconds=late))
+    sent_late(conn, "grace@example.com", base - dt.timedelta(minutes=10), dt.timedelta(seconds=500))  # not Ada's
+    rollup(database_url)
+    script_errors: list[str] = []
+    page.on("pageerror", lambda e: script_errors.append(str(e)))
+    sign_in(page, ops_server, oauth_provider, "ada@example.com")
+
+    page.goto(f"{ops_server.url}/lateness?mine=1")
+    page.wait_for_selector("#lateness[data-loads]")
+
+    section = page.locator("#lateness")
+    assert (section.get_attribute("data-sent"), section.get_attribute("data-over1m")) == ("20", "5")
+    for box in canvases_drawn(page, "#lateness figure"):
+        assert box["width"] > 300 and box["height"] > 100
+    assert "5 of 20 sent more than a minute late" in page.locator('figure[data-chart="over"] figcaption').inner_text()
+    # The text alternative, newest minute first: 2, 4, 6, 80, 200 s: p50 6 s, p95 176 s, p99 195.2 s.
+    cells = page.locator("#lateness-minutes tbody tr").first.locator("td").all_inner_texts()
+    assert cells[1:] == ["5", "6 s", "2.9 min", "3.3 min", "⚠ 2"]
+    assert page.locator("#lateness-minutes tbody tr").count() == 5
+    assert page.locator("#view-lateness[aria-current=page]").count() == 1
+    page.screenshot(path=str(output_dir / "lateness.png"), full_page=True)
+
+    page.emulate_media(color_scheme="dark")
+    page.reload()
+    page.wait_for_selector("#lateness[data-loads]")
+    assert page.evaluate("document.documentElement.dataset.theme") == "dark"
+    page.screenshot(path=str(output_dir / "lateness-dark.png"), full_page=True)
+
+    page.set_viewport_size({"width": 390, "height": 800})
+    page.reload()
+    page.wait_for_selector("#lateness[data-loads]")
+    for box in canvases_drawn(page, "#lateness figure"):
+        assert 200 < box["width"] <= 390 and box["x"] >= 0 and box["x"] + box["width"] <= 390
+    assert fits_the_screen(page)
+    page.screenshot(path=str(output_dir / "lateness-phone.png"), full_page=True)
+    assert script_errors == []

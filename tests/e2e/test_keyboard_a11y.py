@@ -109,6 +109,7 @@ def site(module_database_url: str, browser: Any, tmp_path_factory: pytest.TempPa
         "suppression list": "/suppressions/",
         "failures": "/failures",
         "upcoming": "/upcoming",
+        "lateness": "/lateness",
         "webhooks": "/webhooks/",
         "unsubscribe": unsubscribe.PATH + unsubscribe.Links(settings.public_url, settings.secret_key).token(email),
     }

@@ -83,10 +83,11 @@
   const seconds = (values) => values.map((v) => (v === null ? null : v / 1000));
   /* The three percentile lines, told apart by their dashes as well as their colours. */
   const percentileLines = () => [
-    dotted("p50 s", color("--scheduled", "#1864ab")),
-    Object.assign(dotted("p95 s", color("--uncertain", "#a34f00")), { dash: [6, 3] }),
-    Object.assign(dotted("p99 s", color("--sending", "#7048e8")), { dash: [2, 3] }),
+    line("p50 s", color("--scheduled", "#1864ab"), { points: { show: true, size: 6, fill: color("--scheduled", "#1864ab") } }),
+    line("p95 s", color("--uncertain", "#a34f00"), { dash: [6, 3], points: { show: true, size: 6, fill: color("--uncertain", "#a34f00") } }),
+    line("p99 s", color("--sending", "#7048e8"), { dash: [2, 3], points: { show: true, size: 6, fill: color("--sending", "#7048e8") } }),
   ];
+  const minuteFmt = new Intl.DateTimeFormat(undefined, { hour: "2-digit", minute: "2-digit" });
   const overBars = (label) => ({ label, fill: color("--failed", "#c92a2a"), stroke: color("--failed", "#c92a2a"), width: 0, points: { show: false }, paths: window.uPlot.paths.bars({ size: [0.8, 12] }) });
 
   // ---- the operators' page ----------------------------------------------------------------
@@ -221,7 +222,7 @@
         if (!s.sent[i]) continue;
         const tr = document.createElement("tr");
         tr.dataset.t = String(data.t[i]);
-        const cells = [timeFmt.format(new Date(data.t[i] * 1000)), show(s.sent[i]), ago(s.p50_ms[i]), ago(s.p95_ms[i]), ago(s.p99_ms[i]),
+        const cells = [minuteFmt.format(new Date(data.t[i] * 1000)), show(s.sent[i]), ago(s.p50_ms[i]), ago(s.p95_ms[i]), ago(s.p99_ms[i]),
           s.over_1m[i] ? "⚠ " + show(s.over_1m[i]) : "0"];
         cells.forEach((text, c) => {
           const td = document.createElement("td");
