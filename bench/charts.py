@@ -7,14 +7,17 @@ emails spread over the last 24 hours (four timeline events each, as a real send
 leaves, a few failed, retried or rate-limited), for 100 users, plus 50,000 emails
 scheduled for later. Then prints the median and the fastest of ``--runs`` timings of:
 
-- ``/operators/charts.json`` (1h and 24h) and ``/charts/mine.json`` (the busiest
-  user), through the Flask app as a signed-in operator, with the rollup current;
+- ``/operators/charts.json`` (1h and 24h), ``/charts/mine.json`` and
+  ``/charts/lateness.json`` (1h and 24h; the busiest user), through the Flask app
+  as a signed-in operator, with the rollup current;
 - the same with the rollup never run: everything aggregated from email_events
   (what the rollup saves);
 - the 1h chart when the current minute holds a peak minute's events (the
   benchmark's throughput, ~480 emails/s, is ~115,000 events a minute), which are
   read from email_events until the next run;
-- one rollup run: the first (a catch-up of the 8 days it keeps) and a steady one.
+- one rollup run: the first (a catch-up of the 8 days it keeps) and a steady one;
+  and its sent-lateness statement alone (``chart_rollup_lateness``, rolled back)
+  over a steady run's three minutes and over the peak minute.
 
 ``--explain`` also prints EXPLAIN ANALYZE of the 24-hour read (docs/operators-charts.md).
 Not a timed test: the figures depend on the machine.
@@ -144,7 +147,20 @@ def main() -> None:
             "/operators/charts.json?range=1h": get("/operators/charts.json?range=1h"),
             "/operators/charts.json?range=24h": get("/operators/charts.json?range=24h"),
             "/charts/mine.json (busiest user)": get("/charts/mine.json?tz=Europe/Paris"),
+            "/charts/lateness.json?range=1h&mine=1 (busiest user)": get("/charts/lateness.json?range=1h&mine=1"),
+            "/charts/lateness.json?range=24h (busiest user's org)": get("/charts/lateness.json?range=24h"),
         }
+
+        def lateness_rollup(conn: db.Conn, start: dt.datetime, end: dt.datetime) -> Callable[[], Any]:
+            """The rollup's sent-lateness statement over [start, end), rolled back (a run recounts)."""
+
+            def call() -> None:
+                with conn.transaction(force_rollback=True):
+                    db.run(conn, "chart_rollup_clear", start=start, end=end)
+                    db.run(conn, "chart_rollup_lateness", start=start, end=end)
+
+            return call
+
 
         def report(label: str, ms: tuple[float, float]) -> None:
             print(f"{label:<66}  {ms[0]:>9.1f}  {ms[1]:>9.1f}", flush=True)
@@ -160,6 +176,9 @@ def main() -> None:
             report(f"{label}, rollup current", timed(fn, args.runs))
         with db.connect(url) as conn:
             report("depth sample alone", timed(lambda: db.one(conn, "queue_depth_sample"), args.runs))
+            now_minute = db.one(conn, "chart_rollup_state")["now_minute"]
+            steady = lateness_rollup(conn, now_minute - charts.OVERLAP - dt.timedelta(minutes=1), now_minute)
+            report("rollup's sent lateness alone, a steady run's 3 minutes", timed(steady, args.runs))
             if args.explain:
                 state = db.one(conn, "chart_rollup_state")
                 assert state is not None
@@ -177,7 +196,14 @@ def main() -> None:
                 print("\n".join(r["QUERY PLAN"] for r in plan))
             conn.execute(PEAK.replace("%(n)s", str(115_000 // 4)))
             conn.execute("ANALYZE email_events")
-        for label in ("/operators/charts.json?range=1h", "/charts/mine.json (busiest user)"):
+            peak_minute = db.one(conn, "chart_rollup_state")["now_minute"]
+            peak = lateness_rollup(conn, peak_minute, peak_minute + dt.timedelta(minutes=1))
+            report("rollup's sent lateness alone, the peak minute", timed(peak, args.runs))
+        for label in (
+            "/operators/charts.json?range=1h",
+            "/charts/mine.json (busiest user)",
+            "/charts/lateness.json?range=1h&mine=1 (busiest user)",
+        ):
             report(f"{label}, a peak minute not yet rolled up", timed(reads[label], args.runs))
     finally:
         with psycopg.connect(admin, autocommit=True) as server:

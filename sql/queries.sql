@@ -811,7 +811,8 @@ WITH axis AS (
       FROM chart_minutes
      WHERE minute >= %(start)s AND minute < %(rolled_until)s
     UNION ALL
-    -- counted as chart_rollup_lateness does
+    -- counted as chart_rollup_lateness does; only while the rollup is behind (late_latest
+    -- null otherwise): each event joins its email, too dear at a peak (docs/operators-charts.md)
     SELECT date_trunc('minute', ev.at),
            percentile_cont(0.5) WITHIN GROUP (ORDER BY late_ms),
            percentile_cont(0.95) WITHIN GROUP (ORDER BY late_ms),
@@ -820,7 +821,7 @@ WITH axis AS (
       FROM email_events ev
       JOIN emails e ON e.id = ev.email_id,
            LATERAL (SELECT (extract(epoch FROM ev.at - e.send_at) * 1000)::float8 AS late_ms) l
-     WHERE ev.at >= %(latest)s AND ev.kind = 'sent'
+     WHERE ev.at >= coalesce(%(late_latest)s::timestamptz, 'infinity') AND ev.kind = 'sent'
      GROUP BY 1
 )
 SELECT array_agg(extract(epoch FROM a.minute)::bigint ORDER BY a.minute) AS t,
@@ -860,8 +861,9 @@ SELECT transport, array_agg(extract(epoch FROM minute)::bigint) AS t, array_agg(
 -- chart_lateness --
 -- One organization's sent lateness (owner_key 0, mine_only false) or one owner's in it,
 -- one array each, one element per minute of [start, last]: the rollup's rows before
--- rolled_until, then the latest sent events counted as chart_rollup_lateness does. A
--- minute without a send counts 0 and its percentiles are null.
+-- rolled_until, then the latest sent events counted as chart_rollup_lateness does (none
+-- when latest is null: while the rollup is current). A minute without a send counts 0
+-- and its percentiles are null.
 WITH axis AS (
     SELECT generate_series(%(start)s::timestamptz, %(last)s::timestamptz, interval '1 minute') AS minute
 ), late AS (
@@ -878,7 +880,7 @@ WITH axis AS (
       FROM email_events ev
       JOIN emails e ON e.id = ev.email_id,
            LATERAL (SELECT (extract(epoch FROM ev.at - e.send_at) * 1000)::float8 AS late_ms) l
-     WHERE ev.at >= %(latest)s AND ev.kind = 'sent' AND ev.org_id = %(org_id)s
+     WHERE ev.at >= coalesce(%(latest)s::timestamptz, 'infinity') AND ev.kind = 'sent' AND ev.org_id = %(org_id)s
        AND e.org_id = %(org_id)s AND (NOT %(mine_only)s OR e.owner_id = %(owner_id)s)
      GROUP BY 1
 )

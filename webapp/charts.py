@@ -8,7 +8,7 @@
   organization's emails (``mine=1``: the user's own) were sent, per minute, for
   the Lateness view (webapp/insights.py).
 
-Both are read from the rollups of ``tasks.ops.charts`` plus the latest events,
+All are read from the rollups of ``tasks.ops.charts`` plus the latest events,
 so they stay cheap however many events the database holds.
 """
 
