@@ -161,7 +161,6 @@ def main() -> None:
 
             return call
 
-
         def report(label: str, ms: tuple[float, float]) -> None:
             print(f"{label:<66}  {ms[0]:>9.1f}  {ms[1]:>9.1f}", flush=True)
 
