@@ -1,6 +1,6 @@
 """The charts in a real browser: drawn with data, refreshed live, and fitting a phone's screen.
 
-Screenshots go to test-output/ (operators-charts*.png, my-chart*.png, lateness*.png).
+Screenshots go to test-output/ (operators-charts*.png, my-chart*.png, lateness*.png, operators-lateness.png).
 """
 
 from __future__ import annotations
@@ -142,7 +142,10 @@ def test_the_operators_charts_draw_the_events_refresh_live_and_fit_a_phone(
     assert "sent 10 · failed 2 · retried 1" in page.locator('figure[data-chart="throughput"] figcaption').inner_text()
     assert "p99" in page.locator('figure[data-chart="lateness"] figcaption').inner_text()
     assert "primary 3" in page.locator('figure[data-chart="rate_limited"] figcaption').inner_text()
-    assert "0 sent over a minute late" in page.locator('figure[data-chart="sent_lateness"] figcaption').inner_text()
+    assert (
+        "0 sent over a minute late this hour"
+        in page.locator('figure[data-chart="sent_lateness"] figcaption').inner_text()
+    )
     page.screenshot(path=str(output_dir / "operators-charts.png"), full_page=True)
 
     # New events arrive: the next refresh (every 10 s) draws them, without a reload.
@@ -293,3 +296,16 @@ def test_the_lateness_view_draws_a_users_own_percentiles_in_light_dark_and_on_a_
     assert fits_the_screen(page)
     page.screenshot(path=str(output_dir / "lateness-phone.png"), full_page=True)
     assert script_errors == []
+
+    # The operators' chart of the same measure: everyone's, Grace's too.
+    ops = page.context.browser.new_page(viewport={"width": 1200, "height": 900})
+    sign_in(ops, ops_server, oauth_provider, "ops@example.com")
+    ops.goto(f"{ops_server.url}/operators")
+    ops.wait_for_selector("#charts[data-loads]")
+    assert ops.locator("#charts").get_attribute("data-sent-late-over1m") == "6"
+    figure = ops.locator('figure[data-chart="sent_lateness"]')
+    caption = figure.locator("figcaption").inner_text()
+    # The latest minute: Ada's 2, 4, 6, 80, 200 s and Grace's 500 s.
+    assert "p50 43 s · p95 7.1 min · p99 8.1 min · 6 sent over a minute late this hour" in caption
+    figure.screenshot(path=str(output_dir / "operators-lateness.png"))
+    ops.close()

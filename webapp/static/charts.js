@@ -129,7 +129,7 @@
       ], countAxes);
       caption("depth", `latest due ${show(last(s.due))} · waiting ${show(last(s.waiting))} · sending ${show(last(s.sending))}`, "Queue depth");
       charts.sent_lateness.chart.draw([t, seconds(s.sent_late_p50_ms), seconds(s.sent_late_p95_ms), seconds(s.sent_late_p99_ms)], percentileLines(), countAxes);
-      caption("sent_lateness", `latest p50 ${ago(last(s.sent_late_p50_ms))} · p95 ${ago(last(s.sent_late_p95_ms))} · p99 ${ago(last(s.sent_late_p99_ms))} · ${show(data.totals.sent_late_over_1m)} sent over a minute late`, "Sent lateness per minute");
+      caption("sent_lateness", `latest p50 ${ago(last(s.sent_late_p50_ms))} · p95 ${ago(last(s.sent_late_p95_ms))} · p99 ${ago(last(s.sent_late_p99_ms))} · ${show(data.totals.sent_late_over_1m)} sent over a minute late ${range === "24h" ? "in 24 hours" : "this hour"}`, "Sent lateness per minute");
       const labels = Object.keys(data.rate_limited);
       const perTransport = labels.length ? labels : ["(none)"];
       charts.rate_limited.chart.draw([t].concat(perTransport.map((l) => data.rate_limited[l] || t.map(() => 0))),
