@@ -466,9 +466,13 @@ def test_a_lateness_chart_shows_only_its_scopes_emails(
         assert carol["totals"] == {"sent": 1, "over_1m": 1}
         assert lateness_at(carol, s["old"], "p95_ms") == (1_000_000.0,)
         rollup(database_url)
-    assert conn.execute("SELECT count(*) AS n FROM chart_lateness_minutes").fetchone() == {
-        "n": 3 + 2
-    }  # the team, Alice, Bob; Carol's organization, Carol
+    # The team, Alice, Bob; Carol's organization, Carol.
+    assert conn.execute("SELECT count(*) AS n FROM chart_lateness_minutes").fetchone() == {"n": 3 + 2}
+    with db.connect(database_url) as web:  # the web app's role: PostgreSQL shows it only its organization's rows
+        web.execute("SET ROLE reach_web")
+        web.execute("SELECT set_config('app.org_id', %s, false)", (str(s["team"]),))
+        rows = web.execute("SELECT org_id, owner_id FROM chart_lateness_minutes ORDER BY owner_id").fetchall()
+        assert rows == [{"org_id": s["team"], "owner_id": o} for o in (0, s["alice"], s["bob"])]
 
 
 def test_the_lateness_endpoint_refuses_bad_parameters_and_visitors(
