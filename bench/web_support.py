@@ -28,6 +28,23 @@ def server_url(dbname: str) -> str:
 
 
 @contextlib.contextmanager
+def kept_database(name: str) -> Iterator[tuple[str, bool]]:
+    """Create and migrate the database ``name`` unless it exists; keep it afterwards.
+
+    Yields its URL and whether it was just created (empty). For benchmarks whose data takes
+    minutes to load, run again and again: it is migrated on each use (new migrations apply).
+    """
+    if not name.isidentifier():
+        raise SystemExit(f"--keep: {name!r} is not a database name (letters, digits, _)")
+    with psycopg.connect(server_url("postgres"), autocommit=True) as conn:
+        exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone() is not None
+        if not exists:
+            conn.execute(f"CREATE DATABASE {name}")  # checked above: an identifier
+    migrate.migrate(server_url(name))
+    yield server_url(name), not exists
+
+
+@contextlib.contextmanager
 def scratch_database() -> Iterator[str]:
     """Create and migrate a database of our own; drop it afterwards."""
     name = f"rdbx_bench_{os.getpid()}"

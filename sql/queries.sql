@@ -228,6 +228,45 @@ SELECT e.* FROM emails e
          LIMIT %(limit)s))
  ORDER BY e.created_at DESC, e.id DESC;
 
+-- search_emails_recent_before --
+-- search_emails_recent for a query with before: (the send time): the newest rows that can
+-- match are read instead, those created before %(created_before)s (the time plus an hour:
+-- an email is created before it is due), and, in the second branch, those created later
+-- but due over an hour before they were created (a few: emails_org_backdated_idx, migration
+-- 0024; its predicate and this condition are the same text). tasks/domain/search.py,
+-- page_rows, says why the two give the page.
+SELECT e.* FROM emails e
+ WHERE e.id = ANY(ARRAY(
+        SELECT id FROM (
+            (SELECT id, created_at FROM (
+                SELECT * FROM emails_search
+                 WHERE (%(any_org)s OR org_id = %(org_id)s)
+                   AND (NOT %(mine_only)s OR owner_id = %(owner_id)s)
+                   AND (%(lead_status)s::text IS NULL OR status = %(lead_status)s::text)
+                   AND (%(before_created)s::timestamptz IS NULL
+                        OR (created_at, id) < (%(before_created)s::timestamptz, %(before_id)s::uuid))
+                   AND created_at < %(created_before)s::timestamptz
+                 ORDER BY created_at DESC, id DESC
+                 LIMIT %(first_look)s) recent
+              WHERE {conditions}
+              ORDER BY created_at DESC, id DESC
+              LIMIT %(limit)s)
+            UNION ALL
+            (SELECT id, created_at FROM emails_search
+              WHERE created_at - send_at > interval '1 hour'
+                AND created_at >= %(created_before)s::timestamptz
+                AND (%(any_org)s OR org_id = %(org_id)s)
+                AND (NOT %(mine_only)s OR owner_id = %(owner_id)s)
+                AND (%(before_created)s::timestamptz IS NULL
+                     OR (created_at, id) < (%(before_created)s::timestamptz, %(before_id)s::uuid))
+                AND {conditions}
+              ORDER BY created_at DESC, id DESC
+              LIMIT %(limit)s)
+        ) found
+         ORDER BY created_at DESC, id DESC
+         LIMIT %(limit)s))
+ ORDER BY e.created_at DESC, e.id DESC;
+
 -- count_search --
 -- How many emails match a search, counted up to %(cap)s (a saved search's count).
 SELECT count(*) AS n FROM (

@@ -2209,6 +2209,13 @@ CREATE INDEX emails_offline_idx ON public.emails USING btree (offline_at, id) WH
 
 
 --
+-- Name: emails_org_backdated_idx; Type: INDEX; Schema: public; Owner: -
+--
+
+CREATE INDEX emails_org_backdated_idx ON public.emails USING btree (org_id, created_at DESC, id DESC) WHERE ((created_at - send_at) > '01:00:00'::interval);
+
+
+--
 -- Name: emails_org_created_idx; Type: INDEX; Schema: public; Owner: -
 --
 
@@ -2500,6 +2507,13 @@ CREATE INDEX webhook_deliveries_pending_idx ON public.webhook_deliveries USING b
 --
 
 CREATE UNIQUE INDEX webhook_endpoints_id_idx ON public.webhook_endpoints USING btree (id);
+
+
+--
+-- Name: emails_backdated_stats; Type: STATISTICS; Schema: public; Owner: -
+--
+
+CREATE STATISTICS public.emails_backdated_stats ON (created_at - send_at) FROM public.emails;
 
 
 --

@@ -14,10 +14,12 @@ the indexes each qualifier uses and their plans).
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime as dt
 import re
 import uuid
+from collections.abc import Iterator
 from typing import Any, LiteralString
 
 from psycopg import sql
@@ -58,6 +60,15 @@ _ENHANCED = re.compile(r"[245]\.[0-9]{1,3}\.[0-9]{1,3}")
 COUNT_CAP = 1000
 #: How many of the newest rows a search reads first (``page_rows``).
 FIRST_LOOK = 5000
+#: An email is created before it is due, give or take this: ``before:`` a time finds emails created
+#: before it plus this, and the few due longer before they were created (a recurrence catching up,
+#: a send time in the past) through ``emails_org_backdated_idx``, whose predicate says the same
+#: (migration 0024; sql/queries.sql, search_emails_recent).
+BACKDATED = dt.timedelta(hours=1)
+#: The planner's settings for a search through the indexes (``page_rows``): rows read from the table
+#: cost five times the default, so it narrows them down with every index that applies (a BitmapAnd of
+#: the subject's trigrams and the owner) rather than checking each row one index finds.
+THROUGH_INDEXES: dict[LiteralString, LiteralString] = {"enable_indexscan": "off", "cpu_tuple_cost": "0.05"}
 
 # One fragment per kind of condition. {v}, {lo}, {hi}: the term's parameters; {any_org},
 # {org_id}: the caller's scope (sub-selects on other tables are scoped too, not only by RLS).
@@ -190,6 +201,9 @@ class Compiled:
     #: The one status every match has, when the query names one (``status:failed``): the newest
     #: rows a search reads first are then the newest of that status (``page_rows``).
     lead_status: str | None = None
+    #: Every match was created before this or is in ``emails_org_backdated_idx`` (``BACKDATED``), when the
+    #: query bounds the send time from above (``before:``, ``!after:``): the newest rows that can match.
+    created_before: dt.datetime | None = None
 
 
 class _Builder:
@@ -198,6 +212,16 @@ class _Builder:
         self.params: dict[str, Any] = {}
         self.parts: list[sql.Composable] = []
         self.lead_status: str | None = None
+        self.created_before: dt.datetime | None = None
+
+    def send_before(self, at: dt.datetime) -> None:
+        """Note that every match is due before ``at``: created before ``at + BACKDATED``, or backdated."""
+        try:
+            bound = at + BACKDATED
+        except OverflowError:  # the year 9999: no bound
+            return
+        if self.created_before is None or bound < self.created_before:
+            self.created_before = bound
 
     def add(self, kind: str, negated: bool, **values: Any) -> None:
         names = {}
@@ -219,7 +243,13 @@ def compile_query(query: str | None, scope: Scope, *, now: dt.datetime | None = 
     for term in terms:
         _compile_term(b, term)
     condition = sql.SQL(" AND ").join(b.parts) if b.parts else sql.SQL("TRUE")
-    return Compiled(condition=condition, params=b.params, terms=terms, lead_status=b.lead_status)
+    return Compiled(
+        condition=condition,
+        params=b.params,
+        terms=terms,
+        lead_status=b.lead_status,
+        created_before=b.created_before,
+    )
 
 
 def _compile_term(b: _Builder, t: Term) -> None:
@@ -261,7 +291,10 @@ def _compile_term(b: _Builder, t: Term) -> None:
                     raise QueryError(f'domain: "{name}" is not a domain name (such as example.com)', pos)
             b.add("domain", neg, v=sorted({name.removeprefix("@") for name in names}))
         case "before" | "after":
-            b.add(t.key, neg, v=parse_time(value, b.now, t.key, pos))
+            at = parse_time(value, b.now, t.key, pos)
+            b.add(t.key, neg, v=at)
+            if (t.key == "before") != neg:  # before:, or !after: (send_at is never NULL)
+                b.send_before(at)
         case _:  # pragma: no cover - tokenize refuses unknown qualifiers
             raise QueryError(f"unknown qualifier {t.key}:", pos)
 
@@ -324,9 +357,10 @@ def page_rows(
     sort them (fast when they are rare). The planner picks by its estimate of how common the
     matches are, and a wrong one costs seconds at a million emails (matches that are common
     overall but all old, or conditions that seldom hold together). So a query first reads
-    only the newest ``FIRST_LOOK`` rows: when they hold a page of matches, that is the
-    answer. Otherwise matches are rare among the newest rows, and the page is found through
-    the indexes, the ordered reading ruled out (``enable_indexscan`` off for that statement).
+    only the newest ``FIRST_LOOK`` rows that can match (with ``before:``, from the send time
+    plus ``BACKDATED`` down, and the backdated emails after it): when they hold a page of
+    matches, that is the answer. Otherwise matches are rare among them, and the page is found
+    through the indexes, with the settings ``THROUGH_INDEXES`` for that statement.
     """
     statement, params = page_statement(scope, compiled, statuses=statuses, batch_id=batch_id, delivery=delivery)
     params |= {"before_created": before_created, "before_id": before_id, "limit": limit}
@@ -335,18 +369,35 @@ def page_rows(
     if not compiled.terms:
         return conn.execute(statement, params, prepare=False).fetchall()
     recent, _ = page_statement(
-        scope, compiled, statuses=statuses, batch_id=batch_id, delivery=delivery, query="search_emails_recent"
+        scope, compiled, statuses=statuses, batch_id=batch_id, delivery=delivery, query=first_query(compiled)
     )
     lead = compiled.lead_status or (statuses[0] if len(statuses) == 1 else None)
-    rows = conn.execute(recent, params | {"first_look": FIRST_LOOK, "lead_status": lead}, prepare=False).fetchall()
+    first = {"first_look": FIRST_LOOK, "lead_status": lead, "created_before": compiled.created_before}
+    rows = conn.execute(recent, params | first, prepare=False).fetchall()
     if len(rows) >= limit:
         return rows
+    with through_indexes(conn):
+        return conn.execute(statement, params, prepare=False).fetchall()
+
+
+def first_query(compiled: Compiled) -> LiteralString:
+    """The statement that reads the newest rows that can match (``page_rows``)."""
+    return "search_emails_recent" if compiled.created_before is None else "search_emails_recent_before"
+
+
+@contextlib.contextmanager
+def through_indexes(conn: db.Conn) -> Iterator[None]:
+    """Run the statements inside with ``THROUGH_INDEXES`` (ordered index scans ruled out, rows read from the
+    table dearer), in a transaction or a savepoint of the caller's, set back after them either way."""
     with conn.transaction():
-        conn.execute("SET LOCAL enable_indexscan = off")
+        for name, value in THROUGH_INDEXES.items():
+            conn.execute(sql.SQL("SET LOCAL {} = {}").format(sql.Identifier(name), sql.Literal(value)))
         try:
-            return conn.execute(statement, params, prepare=False).fetchall()
+            yield
         finally:
-            conn.execute("RESET enable_indexscan")
+            # SET LOCAL lasts to the end of the outer transaction, not of a savepoint.
+            for name in THROUGH_INDEXES:
+                conn.execute(sql.SQL("RESET {}").format(sql.Identifier(name)))
 
 
 def page_statement(
@@ -386,12 +437,8 @@ def count(conn: db.Conn, scope: Scope, query: str, *, cap: int = COUNT_CAP) -> i
     if row is not None and int(row["n"]) >= cap:
         return cap
     statement = sql.SQL(db.queries["count_search"]).format(conditions=compiled.condition)
-    with conn.transaction():
-        conn.execute("SET LOCAL enable_indexscan = off")
-        try:
-            row = conn.execute(statement, params, prepare=False).fetchone()
-        finally:
-            conn.execute("RESET enable_indexscan")
+    with through_indexes(conn):
+        row = conn.execute(statement, params, prepare=False).fetchone()
     return int(row["n"]) if row else 0
 
 

@@ -16,6 +16,7 @@ from typing import Any
 
 import psycopg
 import pytest
+from psycopg import sql
 
 from tasks.core import db, errors
 from tasks.domain import emails, listing, orgs, saved_searches, search
@@ -362,3 +363,127 @@ def test_a_page_is_the_same_whether_the_newest_rows_hold_it_or_not(
             if cursor is None:
                 break
         assert walked == everything, first_look
+
+
+@dataclasses.dataclass
+class Timeline:
+    scope: Scope
+    #: (created_at, id, send_at, status) of every email of the organization.
+    rows: list[tuple[dt.datetime, uuid.UUID, dt.datetime, str]]
+
+
+@pytest.fixture(scope="module")
+def timeline(data: Data) -> Timeline:
+    """An organization whose emails were created over two days, each due 5 minutes later (some
+    sent), with the exceptions before: must still find: due 40 minutes before it was created (within
+    BACKDATED), due days before it was created (a recurrence catching up), created long ago and due
+    tomorrow."""
+    base = NOW - 48 * HOUR
+    plan = [
+        (base + i * 20 * dt.timedelta(minutes=1), base + i * 20 * dt.timedelta(minutes=1) + 5 * MINUTE)
+        for i in range(144)
+    ]
+    at = NOW - 10 * HOUR
+    plan += [
+        (at + 30 * MINUTE, at - 10 * MINUTE),  # due 40 min before it was created
+        (NOW - 2 * HOUR, NOW - 72 * HOUR),  # backdated by days
+        (NOW - 1 * HOUR, NOW - 29 * HOUR),
+        (NOW - 47 * HOUR, NOW + 24 * HOUR),  # written long ago, due tomorrow
+    ]
+    rows = []
+    with db.connect(data.url) as conn:
+        dora = emails.ensure_user(conn, email="dora@example.com", name="Dora")
+        org = orgs.personal_org_id(conn, dora.id)
+        for n, (created, send_at) in enumerate(plan):
+            email_id, status = uuid.uuid4(), "sent" if n % 3 == 0 and send_at < NOW else "scheduled"
+            conn.execute(
+                """INSERT INTO emails (id, org_id, owner_id, from_addr, to_addrs, subject, body_text, send_at,
+                                       next_attempt_at, status, message_id, sent_at, created_at)
+                   VALUES (%s, %s, %s, 'd@example.com', '{x@example.com}', %s, 'b', %s, %s, %s, %s, %s, %s)""",
+                (
+                    email_id,
+                    org,
+                    dora.id,
+                    f"Note {n}",
+                    send_at,
+                    send_at,
+                    status,
+                    f"<{email_id}@t>",
+                    send_at if status == "sent" else None,
+                    created,
+                ),
+            )
+            rows.append((created, email_id, send_at, status))
+        conn.execute("ANALYZE emails")
+    return Timeline(in_org(org, dora.id), rows)
+
+
+MINUTE = dt.timedelta(minutes=1)
+
+
+@pytest.mark.parametrize(
+    ("query", "matches"),
+    [
+        ("before:-10h", lambda send, status: send < NOW - 10 * HOUR),
+        ("!after:-10h", lambda send, status: send < NOW - 10 * HOUR),
+        ("before:-20h status:sent", lambda send, status: send < NOW - 20 * HOUR and status == "sent"),
+        ("after:-30h before:-10h", lambda send, status: NOW - 30 * HOUR <= send < NOW - 10 * HOUR),
+        ("before:-47h", lambda send, status: send < NOW - 47 * HOUR),
+    ],
+)
+@pytest.mark.parametrize("first_look", [0, 1, 7, 5000])
+def test_before_reads_the_newest_rows_that_can_match_and_misses_none(
+    data: Data,
+    timeline: Timeline,
+    query: str,
+    matches: Any,
+    first_look: int,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A query with before: reads the emails created before its time plus BACKDATED, and the backdated
+    ones through their index: every page, cursor after cursor, is the one the whole table gives,
+    whether the newest rows hold it (first_look large) or the indexes find it (0: never)."""
+    expected = [i for c, i, s, st in sorted(timeline.rows, reverse=True) if matches(s, st)]
+    monkeypatch.setattr(search, "FIRST_LOOK", first_look)
+    with db.connect(data.url) as web:
+        web.execute("SET ROLE reach_web")
+        web.execute("SELECT set_config('app.org_id', %s, false)", (str(timeline.scope.org_id),))
+        walked: list[uuid.UUID] = []
+        cursor = None
+        for _ in range(len(timeline.rows)):
+            page = listing.emails_page(web, timeline.scope, view="all", q=query, cursor=cursor, limit=4)
+            walked += [e.id for e in page.emails]
+            cursor = page.next_cursor
+            if cursor is None:
+                break
+        # The planner's settings for the indexes' way are the session's again afterwards.
+        assert web.execute("SHOW cpu_tuple_cost").fetchone()["cpu_tuple_cost"] == "0.01"
+        assert web.execute("SHOW enable_indexscan").fetchone()["enable_indexscan"] == "on"
+
+    assert walked == expected
+    assert len(expected) >= 3
+
+
+def test_the_backdated_emails_are_read_through_their_index(data: Data, timeline: Timeline) -> None:
+    """The query's condition is the partial index's predicate (migration 0024): PostgreSQL can use it."""
+    compiled = search.compile_query("before:-10h", timeline.scope)
+    statement, params = search.page_statement(
+        timeline.scope,
+        compiled,
+        statuses=[s.value for s in listing.ALL],
+        batch_id=None,
+        query=search.first_query(compiled),
+    )
+    params |= {
+        "before_created": None,
+        "before_id": None,
+        "limit": 5,
+        "first_look": 5,
+        "lead_status": None,
+        "created_before": compiled.created_before,
+    }
+    with db.connect(data.url) as conn, conn.transaction():
+        conn.execute("SET LOCAL enable_seqscan = off")
+        conn.execute("SET LOCAL enable_bitmapscan = off")
+        plan = "\n".join(r["QUERY PLAN"] for r in conn.execute(sql.SQL("EXPLAIN ") + statement, params).fetchall())
+    assert "emails_org_backdated_idx" in plan

@@ -154,3 +154,21 @@ def test_a_query_naming_one_status_leads_with_it() -> None:
     assert lead("status:scheduled") is None  # with sending
     assert lead("!status:failed") is None
     assert lead("to:ann") is None
+
+
+@pytest.mark.parametrize(
+    ("query", "bound"),
+    [
+        ("before:-1d", NOW - dt.timedelta(days=1) + search.BACKDATED),
+        ("!after:-1d", NOW - dt.timedelta(days=1) + search.BACKDATED),  # send_at is never NULL
+        ("before:-1d before:-3d status:sent", NOW - dt.timedelta(days=3) + search.BACKDATED),  # the earlier
+        ("after:-2d before:-1d", NOW - dt.timedelta(days=1) + search.BACKDATED),
+        ("after:-1d", None),
+        ("!before:-1d", None),
+        ("invoice", None),
+        ("before:9999-12-31T23:59", None),  # an hour later is past the year 9999: no bound
+    ],
+)
+def test_an_upper_bound_on_the_send_time_bounds_the_creation_time(query: str, bound: dt.datetime | None) -> None:
+    """The newest emails that can match before: are those created before it plus BACKDATED (page_rows)."""
+    assert search.compile_query(query, SCOPE, now=NOW).created_before == bound
