@@ -17,7 +17,9 @@ different selectivity; each query runs ``--repeat`` times per run, in turns, and
 shows, per kind, the median over ``--runs`` runs of each run's p50 and p99 (milliseconds).
 ``--explain`` prints each query's plan (EXPLAIN ANALYZE) once, for docs/search.md. ``--keep
 DBNAME`` fills that database the first time and leaves it; later runs with the same name
-migrate it (a new migration's indexes are built on the loaded emails) and reuse its emails.
+migrate it (a new migration's indexes are built on the loaded emails) and reuse its emails,
+which age meanwhile (``after:-1h`` finds fewer of them an hour later): for trying changes; the
+figures in docs/search.md are from a fresh load.
 """
 
 from __future__ import annotations
@@ -184,7 +186,7 @@ def explain(conn: db.Conn, scope: Scope, query: str) -> str:
     from psycopg import sql
 
     compiled = search.compile_query(query, scope)
-    head = sql.SQL("EXPLAIN (ANALYZE, COSTS OFF, TIMING OFF, SUMMARY ON) ")
+    head = sql.SQL("EXPLAIN (ANALYZE, BUFFERS, COSTS OFF, TIMING OFF, SUMMARY ON) ")
     params: dict[str, Any] = {"before_created": None, "before_id": None, "limit": 51, "first_look": search.FIRST_LOOK}
     params["lead_status"] = compiled.lead_status
     params["created_before"] = compiled.created_before

@@ -3,8 +3,8 @@
 -- A list is newest first by created_at; before: and after: are on send_at. An email is
 -- created before it is due (a send time more than a minute in the past is refused), so every
 -- email due before a time T was created before T + 1 hour, except those due over an hour
--- before they were created: a recurrence catching up after a pause, an email written straight
--- into the table. This index holds those (normally none), in the list's order; a search for
+-- before they were created: the application makes none, but a row written straight into the
+-- table or restored could be one. This index holds those, in the list's order; a search for
 -- before:T reads the newest emails created before T + 1 hour through emails_org_created_idx,
 -- and these through this index (sql/queries.sql, search_emails_recent, whose condition is this
 -- predicate's text). Without it, before:-20d sorted the 136,000 emails in that range of send

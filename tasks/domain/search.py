@@ -61,9 +61,9 @@ COUNT_CAP = 1000
 #: How many of the newest rows a search reads first (``page_rows``).
 FIRST_LOOK = 5000
 #: An email is created before it is due, give or take this: ``before:`` a time finds emails created
-#: before it plus this, and the few due longer before they were created (a recurrence catching up,
-#: a send time in the past) through ``emails_org_backdated_idx``, whose predicate says the same
-#: (migration 0024; sql/queries.sql, search_emails_recent).
+#: before it plus this, and those due longer before they were created (the application makes none; a
+#: row written into the table could be one) through ``emails_org_backdated_idx``, whose predicate says the same
+#: (migration 0024; sql/queries.sql, search_emails_recent_before).
 BACKDATED = dt.timedelta(hours=1)
 #: The planner's settings for a search through the indexes (``page_rows``): rows read from the table
 #: cost five times the default, so it narrows them down with every index that applies (a BitmapAnd of
@@ -389,15 +389,16 @@ def first_query(compiled: Compiled) -> LiteralString:
 def through_indexes(conn: db.Conn) -> Iterator[None]:
     """Run the statements inside with ``THROUGH_INDEXES`` (ordered index scans ruled out, rows read from the
     table dearer), in a transaction or a savepoint of the caller's, set back after them either way."""
+    settings = [
+        sql.SQL("SET LOCAL {} = {}").format(sql.Identifier(k), sql.Literal(v)) for k, v in THROUGH_INDEXES.items()
+    ]
     with conn.transaction():
-        for name, value in THROUGH_INDEXES.items():
-            conn.execute(sql.SQL("SET LOCAL {} = {}").format(sql.Identifier(name), sql.Literal(value)))
+        conn.execute(sql.SQL("; ").join(settings))  # one round trip (no parameters: a simple query)
         try:
             yield
         finally:
             # SET LOCAL lasts to the end of the outer transaction, not of a savepoint.
-            for name in THROUGH_INDEXES:
-                conn.execute(sql.SQL("RESET {}").format(sql.Identifier(name)))
+            conn.execute(sql.SQL("; ").join(sql.SQL("RESET {}").format(sql.Identifier(k)) for k in THROUGH_INDEXES))
 
 
 def page_statement(

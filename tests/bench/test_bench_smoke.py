@@ -7,8 +7,10 @@ import pathlib
 import subprocess
 import sys
 
+import psycopg
 import pytest
 
+from bench.web_support import server_url
 from tests.support.procs import ROOT
 
 pytestmark = pytest.mark.slow
@@ -123,7 +125,30 @@ def test_the_search_benchmark_runs_and_prints_its_table() -> None:
     for kind in ("free text", "status:", "domain:", "before: / after:", "negation", "count (saved search)"):
         assert f"\n{kind} " in result.stdout, kind
     assert "### q='to:user123@'" in result.stdout and "Execution Time" in result.stdout
+    assert "\nharder (added) " in result.stdout
     assert "worst p99:" in result.stdout
+
+
+def test_the_search_benchmark_keeps_its_database_for_the_next_run() -> None:
+    """`--keep NAME`: the first run loads the emails, the next reuses them; another size is refused."""
+    name = f"rdbx_search_keep_{os.getpid()}"
+    command = [sys.executable, "-m", "bench.search", "--others", "300", "--repeat", "1", "--runs", "1", "--keep", name]
+    env = os.environ | {"PYTHONPATH": str(ROOT)}
+    try:
+        runs = [
+            subprocess.run(
+                [*command, "--emails", str(n)], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120
+            )
+            for n in (2000, 2000, 3000)
+        ]
+    finally:
+        with psycopg.connect(server_url("postgres"), autocommit=True) as conn:
+            conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")  # generated name
+
+    assert runs[0].returncode == 0 and "loaded 2,300 emails" in runs[0].stdout, runs[0].stdout[-3000:]
+    assert runs[1].returncode == 0 and "reusing the 2,300 emails" in runs[1].stdout, runs[1].stdout[-3000:]
+    assert "loaded" not in runs[1].stdout and "worst p99:" in runs[1].stdout
+    assert runs[2].returncode != 0 and "not 3,000 + 300" in runs[2].stderr, runs[2].stderr[-3000:]
 
 
 def test_the_webhooks_benchmark_runs_and_prints_its_table() -> None:

@@ -376,7 +376,7 @@ class Timeline:
 def timeline(data: Data) -> Timeline:
     """An organization whose emails were created over two days, each due 5 minutes later (some
     sent), with the exceptions before: must still find: due 40 minutes before it was created (within
-    BACKDATED), due days before it was created (a recurrence catching up), created long ago and due
+    BACKDATED), due days before it was created (written straight into the table), created long ago and due
     tomorrow."""
     base = NOW - 48 * HOUR
     plan = [
