@@ -1794,3 +1794,176 @@ WITH old AS (
     RETURNING 1
 )
 SELECT count(*) AS n FROM gone;
+
+-- ---- Bulk actions (tasks/domain/bulk.py, docs/bulk-actions.md) ----
+
+-- bulk_match_counts --
+-- How many emails a bulk action's selection matches, by status. {conditions}: the search's,
+-- the list's tab and the rows picked (tasks/domain/bulk.py), on emails_search as the list reads it.
+SELECT status, count(*) AS n FROM emails_search
+ WHERE (%(any_org)s OR org_id = %(org_id)s)
+   AND (NOT %(mine_only)s OR owner_id = %(owner_id)s)
+   AND {conditions}
+ GROUP BY status;
+
+-- bulk_match_sample --
+-- The newest few of the emails the action applies to.
+SELECT e.* FROM emails e
+ WHERE e.id = ANY(ARRAY(
+        SELECT id FROM emails_search
+         WHERE (%(any_org)s OR org_id = %(org_id)s)
+           AND (NOT %(mine_only)s OR owner_id = %(owner_id)s)
+           AND {conditions} AND status = ANY(%(applies)s::text[])
+         ORDER BY created_at DESC, id DESC
+         LIMIT %(limit)s))
+ ORDER BY e.created_at DESC, e.id DESC;
+
+-- bulk_snapshot --
+-- Confirming: every email the action applies to, with its status and version now (one
+-- statement, so one snapshot of the search). Returns how many.
+WITH picked AS (
+    INSERT INTO bulk_action_emails (bulk_id, email_id, org_id, status, version, previous_send_at,
+                                    previous_next_attempt_at)
+    SELECT %(bulk_id)s, e.id, e.org_id, e.status, e.updated_at, e.send_at, e.next_attempt_at
+      FROM emails e
+     WHERE e.id IN (SELECT id FROM emails_search
+                     WHERE (%(any_org)s OR org_id = %(org_id)s)
+                       AND (NOT %(mine_only)s OR owner_id = %(owner_id)s)
+                       AND {conditions} AND status = ANY(%(applies)s::text[]))
+       AND e.org_id = %(bulk_org_id)s AND e.status = ANY(%(applies)s::text[])
+    RETURNING previous_send_at
+)
+SELECT count(*) AS n, min(previous_send_at) AS earliest FROM picked;
+
+-- bulk_insert --
+INSERT INTO bulk_actions (org_id, actor_id, action, params, query, view, mine, picked, total)
+VALUES (%(org_id)s, %(actor_id)s, %(action)s, %(params)s, %(query)s, %(view)s, %(mine)s, %(picked)s, 0)
+RETURNING id;
+
+-- bulk_set_total --
+UPDATE bulk_actions SET total = %(total)s WHERE id = %(id)s;
+
+-- bulk_get --
+SELECT b.*, u.email AS actor_email FROM bulk_actions b LEFT JOIN users u ON u.id = b.actor_id
+ WHERE b.id = %(id)s AND (%(any_org)s OR b.org_id = %(org_id)s);
+
+-- bulk_lock --
+SELECT * FROM bulk_actions WHERE id = %(id)s AND (%(any_org)s OR org_id = %(org_id)s) FOR UPDATE;
+
+-- bulk_start --
+UPDATE bulk_actions SET state = 'running' WHERE id = %(id)s AND state IN ('pending', 'running')
+RETURNING *;
+
+-- bulk_chunk --
+-- The next emails of a bulk action still to do, each locked with what it is now (an email's
+-- lock, then its job's, as every action on one email takes them).
+SELECT b.email_id, b.status AS was, b.version, e.status, e.updated_at, e.job_id, e.send_at, e.next_attempt_at
+  FROM bulk_action_emails b JOIN emails e ON e.id = b.email_id
+ WHERE b.bulk_id = %(bulk_id)s AND b.outcome IS NULL
+ ORDER BY b.email_id
+ LIMIT %(limit)s
+   FOR UPDATE OF e;
+
+-- bulk_cancel --
+-- Cancel these emails (each still as confirmed: the caller checked it under lock), with their events.
+WITH done AS (
+    UPDATE emails SET status = 'cancelled', waiting_reason = NULL
+     WHERE id = ANY(%(ids)s::uuid[]) AND status IN ('scheduled', 'offline')
+    RETURNING id, org_id, job_id, updated_at
+), event AS (
+    INSERT INTO email_events (org_id, email_id, kind, job_id, detail)
+    SELECT org_id, id, 'cancelled', job_id, jsonb_build_object('bulk_action_id', %(bulk_id)s::uuid) FROM done
+)
+SELECT id, job_id, updated_at FROM done;
+
+-- bulk_wait_again --
+-- Reschedule, send now, retry (and undoing a reschedule): each email waits again until its
+-- next_at, with its new job (NULL beyond the horizon); send_at moves where one is given.
+WITH input AS (
+    SELECT * FROM unnest(%(ids)s::uuid[], %(send_ats)s::timestamptz[], %(next_ats)s::timestamptz[],
+                         %(job_ids)s::bigint[]) AS t(id, send_at, next_at, job_id)
+), done AS (
+    UPDATE emails e
+       SET status = 'scheduled', send_at = coalesce(i.send_at, e.send_at), next_attempt_at = i.next_at,
+           waiting_reason = NULL, job_id = i.job_id
+      FROM input i
+     WHERE e.id = i.id
+    RETURNING e.id, e.org_id, e.job_id, e.updated_at, e.next_attempt_at
+), event AS (
+    INSERT INTO email_events (org_id, email_id, kind, job_id, detail)
+    SELECT org_id, id, %(kind)s, job_id,
+           jsonb_build_object('send_at', next_attempt_at, 'bulk_action_id', %(bulk_id)s::uuid, 'undo', %(undo)s::boolean)
+      FROM done
+)
+SELECT id, updated_at FROM done;
+
+-- bulk_uncancel --
+-- Undo a bulk cancel: each email back to what it was (scheduled, with its new job, or offline);
+-- the caller set reach.bulk_undo (migration 0022) and checked each one under lock.
+WITH input AS (
+    SELECT * FROM unnest(%(ids)s::uuid[], %(statuses)s::text[], %(job_ids)s::bigint[]) AS t(id, status, job_id)
+), done AS (
+    UPDATE emails e SET status = i.status, job_id = i.job_id, waiting_reason = NULL
+      FROM input i
+     WHERE e.id = i.id AND e.status = 'cancelled'
+    RETURNING e.id, e.org_id, e.job_id, e.status
+), event AS (
+    INSERT INTO email_events (org_id, email_id, kind, job_id, detail)
+    SELECT org_id, id, 'uncancelled', job_id, jsonb_build_object('bulk_action_id', %(bulk_id)s::uuid, 'status', status)
+      FROM done
+)
+SELECT id FROM done;
+
+-- bulk_mark --
+-- What happened to each email of a chunk: applied (with the version it left) or skipped (why).
+UPDATE bulk_action_emails b
+   SET outcome = t.outcome, reason = t.reason, applied_version = t.version
+  FROM unnest(%(ids)s::uuid[], %(outcomes)s::text[], %(reasons)s::text[], %(versions)s::timestamptz[])
+       AS t(id, outcome, reason, version)
+ WHERE b.bulk_id = %(bulk_id)s AND b.email_id = t.id;
+
+-- bulk_progress --
+UPDATE bulk_actions SET applied = applied + %(applied)s, skipped = skipped + %(skipped)s WHERE id = %(id)s;
+
+-- bulk_finish --
+UPDATE bulk_actions
+   SET state = 'done', finished_at = now(),
+       undo_until = CASE WHEN %(undoable)s THEN clock_timestamp() + %(window)s END
+ WHERE id = %(id)s
+RETURNING *;
+
+-- bulk_fail --
+UPDATE bulk_actions SET state = 'failed', finished_at = now() WHERE id = %(id)s AND state <> 'done';
+
+-- bulk_undo_rows --
+-- The emails a bulk action changed, each locked with what it is now (undo).
+SELECT b.email_id, b.status AS was, b.applied_version, b.previous_send_at, b.previous_next_attempt_at,
+       e.status, e.updated_at, e.job_id, e.next_attempt_at
+  FROM bulk_action_emails b JOIN emails e ON e.id = b.email_id
+ WHERE b.bulk_id = %(bulk_id)s AND b.outcome = 'applied' AND b.undo IS NULL
+ ORDER BY b.email_id
+   FOR UPDATE OF e;
+
+-- bulk_mark_undo --
+UPDATE bulk_action_emails b SET undo = t.undo, undo_reason = t.reason
+  FROM unnest(%(ids)s::uuid[], %(undos)s::text[], %(reasons)s::text[]) AS t(id, undo, reason)
+ WHERE b.bulk_id = %(bulk_id)s AND b.email_id = t.id;
+
+-- bulk_undone --
+UPDATE bulk_actions SET state = 'undone', undone_at = now(), restored = %(restored)s, undo_skipped = %(skipped)s
+ WHERE id = %(id)s
+RETURNING *;
+
+-- bulk_skip_reasons --
+-- Why emails were skipped, most common first (the action's, then its undo's).
+SELECT 'action' AS stage, reason, count(*) AS n FROM bulk_action_emails
+ WHERE bulk_id = %(bulk_id)s AND outcome = 'skipped' GROUP BY reason
+UNION ALL
+SELECT 'undo', undo_reason, count(*) FROM bulk_action_emails
+ WHERE bulk_id = %(bulk_id)s AND undo = 'skipped' GROUP BY undo_reason
+ ORDER BY stage, n DESC, reason;
+
+-- bulk_skipped_examples --
+SELECT b.email_id, b.reason, b.undo_reason, e.subject FROM bulk_action_emails b JOIN emails e ON e.id = b.email_id
+ WHERE b.bulk_id = %(bulk_id)s AND (b.outcome = 'skipped' OR b.undo = 'skipped')
+ ORDER BY b.email_id LIMIT %(limit)s;

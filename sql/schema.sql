@@ -153,6 +153,8 @@ BEGIN
         WHEN 'failed'    THEN NEW.status IN ('scheduled')
         WHEN 'uncertain' THEN NEW.status IN ('scheduled', 'sent', 'failed')
         WHEN 'offline'   THEN NEW.status IN ('scheduled', 'cancelled')
+        WHEN 'cancelled' THEN NEW.status IN ('scheduled', 'offline')
+                              AND current_setting('reach.bulk_undo', true) = 'on'
         ELSE false
     END) THEN
         RAISE EXCEPTION 'email %: status cannot go from % to %', OLD.id, OLD.status, NEW.status
@@ -925,6 +927,62 @@ CREATE TABLE public.batches (
     CONSTRAINT batches_hourly_cap_check CHECK (((hourly_cap IS NULL) OR (hourly_cap > 0))),
     CONSTRAINT batches_min_delay_seconds_check CHECK ((min_delay_seconds >= (0)::double precision)),
     CONSTRAINT batches_total_check CHECK ((total > 0))
+);
+
+
+--
+-- Name: bulk_action_emails; Type: TABLE; Schema: public; Owner: -
+--
+
+CREATE TABLE public.bulk_action_emails (
+    bulk_id uuid NOT NULL,
+    email_id uuid NOT NULL,
+    org_id bigint NOT NULL,
+    status text NOT NULL,
+    version timestamp with time zone NOT NULL,
+    outcome text,
+    reason text,
+    applied_version timestamp with time zone,
+    previous_send_at timestamp with time zone,
+    previous_next_attempt_at timestamp with time zone,
+    undo text,
+    undo_reason text,
+    CONSTRAINT bulk_action_emails_outcome_check CHECK ((outcome = ANY (ARRAY['applied'::text, 'skipped'::text]))),
+    CONSTRAINT bulk_action_emails_reason_check CHECK ((char_length(reason) <= 200)),
+    CONSTRAINT bulk_action_emails_undo_check CHECK ((undo = ANY (ARRAY['restored'::text, 'skipped'::text]))),
+    CONSTRAINT bulk_action_emails_undo_reason_check CHECK ((char_length(undo_reason) <= 200))
+);
+
+
+--
+-- Name: bulk_actions; Type: TABLE; Schema: public; Owner: -
+--
+
+CREATE TABLE public.bulk_actions (
+    id uuid DEFAULT gen_random_uuid() NOT NULL,
+    org_id bigint NOT NULL,
+    actor_id bigint,
+    action text NOT NULL,
+    params jsonb DEFAULT '{}'::jsonb NOT NULL,
+    query text DEFAULT ''::text NOT NULL,
+    view text DEFAULT 'all'::text NOT NULL,
+    mine boolean DEFAULT false NOT NULL,
+    picked boolean DEFAULT false NOT NULL,
+    state text DEFAULT 'pending'::text NOT NULL,
+    total integer NOT NULL,
+    applied integer DEFAULT 0 NOT NULL,
+    skipped integer DEFAULT 0 NOT NULL,
+    restored integer DEFAULT 0 NOT NULL,
+    undo_skipped integer DEFAULT 0 NOT NULL,
+    created_at timestamp with time zone DEFAULT now() NOT NULL,
+    finished_at timestamp with time zone,
+    undo_until timestamp with time zone,
+    undone_at timestamp with time zone,
+    CONSTRAINT bulk_actions_action_check CHECK ((action = ANY (ARRAY['cancel'::text, 'reschedule'::text, 'send_now'::text, 'retry'::text]))),
+    CONSTRAINT bulk_actions_query_check CHECK ((char_length(query) <= 200)),
+    CONSTRAINT bulk_actions_state_check CHECK ((state = ANY (ARRAY['pending'::text, 'running'::text, 'done'::text, 'undone'::text, 'failed'::text]))),
+    CONSTRAINT bulk_actions_total_check CHECK ((total >= 0)),
+    CONSTRAINT bulk_actions_view_check CHECK ((char_length(view) <= 20))
 );
 
 
@@ -1772,6 +1830,22 @@ ALTER TABLE ONLY public.batches
 
 
 --
+-- Name: bulk_action_emails bulk_action_emails_pkey; Type: CONSTRAINT; Schema: public; Owner: -
+--
+
+ALTER TABLE ONLY public.bulk_action_emails
+    ADD CONSTRAINT bulk_action_emails_pkey PRIMARY KEY (bulk_id, email_id);
+
+
+--
+-- Name: bulk_actions bulk_actions_pkey; Type: CONSTRAINT; Schema: public; Owner: -
+--
+
+ALTER TABLE ONLY public.bulk_actions
+    ADD CONSTRAINT bulk_actions_pkey PRIMARY KEY (id);
+
+
+--
 -- Name: chart_lateness_minutes chart_lateness_minutes_pkey; Type: CONSTRAINT; Schema: public; Owner: -
 --
 
@@ -2122,6 +2196,20 @@ CREATE INDEX batches_open_idx ON public.batches USING btree (created_at) WHERE (
 --
 
 CREATE INDEX batches_org_created_idx ON public.batches USING btree (org_id, created_at DESC, id DESC);
+
+
+--
+-- Name: bulk_action_emails_pending_idx; Type: INDEX; Schema: public; Owner: -
+--
+
+CREATE INDEX bulk_action_emails_pending_idx ON public.bulk_action_emails USING btree (bulk_id) WHERE (outcome IS NULL);
+
+
+--
+-- Name: bulk_actions_org_idx; Type: INDEX; Schema: public; Owner: -
+--
+
+CREATE INDEX bulk_actions_org_idx ON public.bulk_actions USING btree (org_id, created_at DESC);
 
 
 --
@@ -2697,6 +2785,38 @@ ALTER TABLE ONLY public.batches
 
 
 --
+-- Name: bulk_action_emails bulk_action_emails_bulk_id_fkey; Type: FK CONSTRAINT; Schema: public; Owner: -
+--
+
+ALTER TABLE ONLY public.bulk_action_emails
+    ADD CONSTRAINT bulk_action_emails_bulk_id_fkey FOREIGN KEY (bulk_id) REFERENCES public.bulk_actions(id) ON DELETE CASCADE;
+
+
+--
+-- Name: bulk_action_emails bulk_action_emails_email_id_fkey; Type: FK CONSTRAINT; Schema: public; Owner: -
+--
+
+ALTER TABLE ONLY public.bulk_action_emails
+    ADD CONSTRAINT bulk_action_emails_email_id_fkey FOREIGN KEY (email_id) REFERENCES public.emails(id);
+
+
+--
+-- Name: bulk_actions bulk_actions_actor_id_fkey; Type: FK CONSTRAINT; Schema: public; Owner: -
+--
+
+ALTER TABLE ONLY public.bulk_actions
+    ADD CONSTRAINT bulk_actions_actor_id_fkey FOREIGN KEY (actor_id) REFERENCES public.users(id);
+
+
+--
+-- Name: bulk_actions bulk_actions_org_id_fkey; Type: FK CONSTRAINT; Schema: public; Owner: -
+--
+
+ALTER TABLE ONLY public.bulk_actions
+    ADD CONSTRAINT bulk_actions_org_id_fkey FOREIGN KEY (org_id) REFERENCES public.organizations(id) ON DELETE CASCADE;
+
+
+--
 -- Name: email_events email_events_email_id_fkey; Type: FK CONSTRAINT; Schema: public; Owner: -
 --
 
@@ -2968,6 +3088,32 @@ ALTER TABLE public.batches ENABLE ROW LEVEL SECURITY;
 --
 
 CREATE POLICY batches_org ON public.batches TO reach_web USING ((org_id = public.current_org_id())) WITH CHECK ((org_id = public.current_org_id()));
+
+
+--
+-- Name: bulk_action_emails; Type: ROW SECURITY; Schema: public; Owner: -
+--
+
+ALTER TABLE public.bulk_action_emails ENABLE ROW LEVEL SECURITY;
+
+--
+-- Name: bulk_action_emails bulk_action_emails_org; Type: POLICY; Schema: public; Owner: -
+--
+
+CREATE POLICY bulk_action_emails_org ON public.bulk_action_emails TO reach_web USING ((org_id = public.current_org_id())) WITH CHECK ((org_id = public.current_org_id()));
+
+
+--
+-- Name: bulk_actions; Type: ROW SECURITY; Schema: public; Owner: -
+--
+
+ALTER TABLE public.bulk_actions ENABLE ROW LEVEL SECURITY;
+
+--
+-- Name: bulk_actions bulk_actions_org; Type: POLICY; Schema: public; Owner: -
+--
+
+CREATE POLICY bulk_actions_org ON public.bulk_actions TO reach_web USING ((org_id = public.current_org_id())) WITH CHECK ((org_id = public.current_org_id()));
 
 
 --

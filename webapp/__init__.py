@@ -51,6 +51,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
         api,
         auth,
         batches,
+        bulk,
         charts,
         dashboard,
         devmail,
@@ -83,6 +84,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     app.register_blueprint(health.bp)
     app.register_blueprint(dashboard.bp)
     app.register_blueprint(batches.bp)
+    app.register_blueprint(bulk.bp)
     app.register_blueprint(recurring.bp)
     app.register_blueprint(search.bp)
     app.register_blueprint(tokens.bp)

@@ -10,7 +10,7 @@ from typing import Any
 from flask import Blueprint, Flask, flash, redirect, render_template, request, url_for
 
 from tasks.core import errors
-from tasks.domain import emails, explain, listing, orgs, saved_searches, search, zones
+from tasks.domain import bulk, emails, explain, listing, orgs, saved_searches, search, zones
 from tasks.domain.models import Email, Status
 from webapp import ext
 from webapp.auth import login_required, membership, require, scope
@@ -76,6 +76,11 @@ def index() -> Any:
         flash(exc.message, "error")
         return redirect(url_for("dashboard.index", view=view, q=q or None, mine=1 if mine else None))
     saved = saved_searches.list_for(conn, scope())
+    may_act = membership().may(orgs.Action.SEND)
+    matching = None
+    if may_act and q and delivery is None and query_error is None and items:
+        # The exact count of the search in this tab: what "Select all N matching" acts on.
+        matching = bulk.count(conn, where, bulk.Selection(q=q, view=view, mine=mine))
     return render_template(
         "dashboard.html",
         view=view,
@@ -92,6 +97,8 @@ def index() -> Any:
         saved_counts=saved_searches.counts(conn, scope(), saved),
         count_cap=search.COUNT_CAP,
         qualifiers=search.QUALIFIERS,
+        may_act=may_act,
+        matching=matching,
     ), status
 
 

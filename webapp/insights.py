@@ -10,10 +10,10 @@ from typing import Any
 
 from flask import Blueprint, render_template, request
 
-from tasks.domain import failures, upcoming
+from tasks.domain import failures, orgs, upcoming
 from tasks.ops import charts
 from webapp import ext
-from webapp.auth import login_required, scope
+from webapp.auth import login_required, membership, scope
 
 bp = Blueprint("insights", __name__)
 
@@ -24,7 +24,8 @@ def failures_view() -> Any:
     """Show the failed, uncertain and bounced emails of the last 7 days, grouped by cause."""
     mine = request.args.get("mine") == "1"
     found = failures.report(ext.conn(), scope(mine=mine))
-    return render_template("failures.html", report=found, mine=mine, sparkline=failures.sparkline)
+    may_act = membership().may(orgs.Action.SEND)
+    return render_template("failures.html", report=found, mine=mine, sparkline=failures.sparkline, may_act=may_act)
 
 
 @bp.get("/upcoming")

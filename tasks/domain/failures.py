@@ -94,6 +94,16 @@ class Group:
         return " ".join([*terms, domain] if len(" ".join([*terms, domain])) <= search.MAX_QUERY else terms).strip()
 
     @property
+    def pending_query(self) -> str | None:
+        """The search for this cause's emails still waiting for a retry ("Cancel this group"): a
+        failed email is final, but one that failed with the same error and waits for its next
+        attempt is scheduled, with that error as its last. None for the other kinds (an
+        uncertain or bounced email is not retried by itself)."""
+        if self.kind != "failed" or not self.query.startswith("status:failed"):
+            return None
+        return "status:scheduled" + self.query.removeprefix("status:failed")
+
+    @property
     def delivery(self) -> str | None:
         """The list's delivery filter this group needs (bounces are a delivery state, not a status)."""
         return "bounced" if self.kind == "bounced" else None

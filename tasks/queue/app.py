@@ -14,5 +14,6 @@ app = procrastinate.App(
         "tasks.queue.retention",
         "tasks.queue.charts",
         "tasks.webhooks.deliver",
+        "tasks.queue.bulk",
     ],
 )

@@ -83,6 +83,16 @@ async def wait_again_async(
     return True
 
 
+def defer_task(conn: db.Conn, task_name: str, queue: str, **kwargs: str) -> int:
+    """Defer one job of another task in the caller's transaction (a bulk action's, tasks/queue/bulk.py)."""
+    job = procrastinate_jobs.Job(
+        id=None, queue=queue, task_name=task_name, lock=None, queueing_lock=None, task_kwargs=dict(kwargs)
+    )
+    [deferred] = app.job_manager.batch_defer_jobs(jobs=[job], connection=conn)
+    assert deferred.id is not None
+    return deferred.id
+
+
 def cancel_job(conn: db.Conn, job_id: int | None) -> bool:
     """Cancel a job that has not started, in the caller's transaction."""
     if job_id is None:
