@@ -45,6 +45,8 @@ class Owned:
     webhook: str
     webhook_secret: str
     delivery: str
+    #: A bulk action (a cancel of nothing, finished), for the routes that take a ``<bulk_id>``.
+    bulk: str
 
     def ids(self) -> dict[str, str]:
         """Return the values for a route's ``<email_id>``, ``<batch_id>``, ``<token_id>``, ``<user_id>``
@@ -65,6 +67,7 @@ class Owned:
             "number": "0",
             "endpoint_id": self.webhook,
             "delivery_id": self.delivery,
+            "bulk_id": self.bulk,
         }
 
 
@@ -105,6 +108,11 @@ def own(conn: Conn, settings: Settings, make_draft: Callable[..., Any], user: Us
     suppression.add(conn, me.org_id, suppressed, detail=f"{marker} note")
     scope = orgs.personal_scope(conn, user.id)
     saved = saved_searches.save(conn, scope, name=f"{marker} search", query=f'"{marker}"')
+    bulk_row = conn.execute(
+        """INSERT INTO bulk_actions (org_id, actor_id, action, query, total, state, finished_at)
+           VALUES (%s, %s, 'cancel', %s, 0, 'done', now()) RETURNING id""",
+        (me.org_id, user.id, f'"{marker}"'),
+    ).fetchone()
     return Owned(
         user=user,
         org_id=me.org_id,
@@ -120,6 +128,7 @@ def own(conn: Conn, settings: Settings, make_draft: Callable[..., Any], user: Us
         webhook=str(hook.id),
         webhook_secret=hook.secret,
         delivery=str(delivery.id),
+        bulk=str(bulk_row["id"]),
     )
 
 

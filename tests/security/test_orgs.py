@@ -39,6 +39,8 @@ NEEDS: dict[str, orgs.Action | None] = {
     "dashboard.resend": orgs.Action.SEND,
     "dashboard.reschedule": orgs.Action.SEND,
     "batches.cancel": orgs.Action.SEND,
+    "bulk.create": orgs.Action.SEND,
+    "bulk.undo": orgs.Action.SEND,
     "api.create_email": orgs.Action.SEND,
     "api.edit_email": orgs.Action.SEND,
     "api.cancel_email": orgs.Action.SEND,
