@@ -80,6 +80,13 @@ def site(module_database_url: str, browser: Any, tmp_path_factory: pytest.TempPa
                 raw=message.encode(),
             )
             assert captured is not None
+            bulk_id = conn.execute(
+                """INSERT INTO bulk_actions (org_id, actor_id, action, query, total, applied, skipped, state,
+                                           finished_at)
+                   SELECT org_id, user_id, 'cancel', 'status:scheduled', 3, 2, 1, 'done', now()
+                     FROM memberships WHERE user_id = %s LIMIT 1 RETURNING id""",
+                (user.id,),
+            ).fetchone()["id"]
         created = page.evaluate(
             """async () => (await window.reach.api('POST', '/api/v1/recurrences', {
                  to: ['team@example.com'], subject: 'Standup notes', body_text: 'Notes',
@@ -111,6 +118,8 @@ def site(module_database_url: str, browser: Any, tmp_path_factory: pytest.TempPa
         "upcoming": "/upcoming",
         "lateness": "/lateness",
         "webhooks": "/webhooks/",
+        "bulk confirm": "/bulk/new?action=reschedule&view=scheduled&all=1",
+        "bulk progress": f"/bulk/{bulk_id}",
         "unsubscribe": unsubscribe.PATH + unsubscribe.Links(settings.public_url, settings.secret_key).token(email),
     }
     yield Site(server, settings, module_database_url, state, pages)
@@ -171,22 +180,26 @@ def test_j_k_x_enter_move_select_and_open_rows(signed_in: Any, site: Site) -> No
         "document.activeElement === document.querySelectorAll('ul.rows > li.row')[1].querySelector('a')"
     )
 
-    # x: a row without a checkbox gets the focus; one with a checkbox (bulk selection) is ticked by it.
+    # x: a batch's row, which has no checkbox, gets the focus; an email's row is ticked by it (its
+    # checkbox, for bulk actions).
+    batch_at = page.evaluate("[...document.querySelectorAll('ul.rows > li.row')].findIndex(r => r.matches('.batch'))")
+    assert batch_at >= 0
+    for _ in range(abs(batch_at - 1)):
+        page.keyboard.press("j" if batch_at > 1 else "k")
+    expect(rows.nth(batch_at)).to_contain_class("current")
     page.evaluate("document.activeElement.blur()")
     page.keyboard.press("x")
     assert page.evaluate("document.activeElement === document.querySelector('li.row.current a')")
-    page.evaluate(
-        """() => { const box = document.createElement('input');
-                   box.type = 'checkbox'; box.setAttribute('aria-label', 'Select');
-                   document.querySelector('li.row.current').prepend(box); }"""
-    )
+    page.keyboard.press("k" if batch_at > 0 else "j")
+    expect(page.locator("li.row.current input.pick")).to_have_count(1)
+    page.evaluate("document.activeElement.blur()")
     page.keyboard.press("x")
-    expect(page.locator("li.row.current input[type=checkbox]")).to_be_checked()
+    expect(page.locator("li.row.current input.pick")).to_be_checked()
     page.keyboard.press("x")
-    expect(page.locator("li.row.current input[type=checkbox]")).not_to_be_checked()
+    expect(page.locator("li.row.current input.pick")).not_to_be_checked()
 
     # Enter opens the current row, from the page itself too (nothing focused).
-    href = rows.nth(1).locator("a.row-link").get_attribute("href")
+    href = page.locator("li.row.current a.row-link").get_attribute("href")
     page.evaluate("document.activeElement.blur()")
     page.keyboard.press("Enter")
     page.wait_for_url(f"**{href}")
