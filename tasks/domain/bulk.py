@@ -372,8 +372,7 @@ def _apply(
     """Apply the action to emails locked and still as confirmed; return each one's new version."""
     if spec.name == "cancel":
         done = db.all_rows(conn, "bulk_cancel", bulk_id=bulk_id, ids=[r["email_id"] for r in rows])
-        for r in done:
-            jobs.cancel_job(conn, r["job_id"])
+        jobs.cancel_jobs(conn, [r["job_id"] for r in done])
         webhook_events.emails_changed(conn, [r["id"] for r in done])
         return {r["id"]: r["updated_at"] for r in done}
     now = dt.datetime.now(dt.UTC)
@@ -417,9 +416,7 @@ def _wait_again(
 ) -> dict[uuid.UUID, dt.datetime]:
     """Each email waits again until its next_at: its old job cancelled (if scheduled), a new one
     (within the horizon)."""
-    for r in rows:
-        if r["status"] == Status.SCHEDULED:
-            jobs.cancel_job(conn, r["job_id"])
+    jobs.cancel_jobs(conn, [r["job_id"] for r in rows if r["status"] == Status.SCHEDULED])
     due = [
         (r["email_id"], at)
         for r, at in zip(rows, next_ats, strict=True)

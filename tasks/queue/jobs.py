@@ -100,6 +100,12 @@ def cancel_job(conn: db.Conn, job_id: int | None) -> bool:
     return app.job_manager.cancel_job_by_id(job_id, connection=conn)
 
 
+def cancel_jobs(conn: db.Conn, job_ids: Sequence[int | None]) -> int:
+    """Cancel the jobs that have not started among ``job_ids`` (None: no job), in one round trip; how many."""
+    row = db.one(conn, "cancel_jobs", job_ids=[j for j in job_ids if j is not None])
+    return int(row["n"]) if row else 0
+
+
 def wake_held(conn: db.Conn, org_id: int, reason: str, after: float) -> int:
     """Make the mail an organization's suspension held (waiting with ``reason``) due in ``after``
     seconds (workers' cached view of the organization is that old at most); how many."""
