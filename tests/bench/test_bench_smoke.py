@@ -151,6 +151,21 @@ def test_the_search_benchmark_keeps_its_database_for_the_next_run() -> None:
     assert runs[2].returncode != 0 and "not 3,000 + 300" in runs[2].stderr, runs[2].stderr[-3000:]
 
 
+def test_the_bulk_benchmark_runs_and_prints_its_table() -> None:
+    """`python -m bench.bulk`, small: a cancel and a reschedule timed, each applied to every email and undone."""
+    result = subprocess.run(
+        [sys.executable, "-m", "bench.bulk", "--emails", "300", "--background", "100", "--runs", "1"],
+        cwd=ROOT,
+        env=os.environ | {"PYTHONPATH": str(ROOT)},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert "\ncancel      300 " in result.stdout and "\nreschedule  300 " in result.stdout, result.stdout
+
+
 def test_the_webhooks_benchmark_runs_and_prints_its_table() -> None:
     """`python -m bench.webhooks`, small: every event delivered and its rate in the table."""
     result = subprocess.run(

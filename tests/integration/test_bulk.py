@@ -288,3 +288,33 @@ def test_a_viewer_may_not_act_and_another_organization_sees_nothing(
     # Olga's own "select all" of the same search finds none of Alice's emails.
     assert outsider.post("/bulk", data=form | {"csrf_token": token}).status_code == 422
     assert db.one(conn, "bulk_get", id=uuid.UUID(bulk_id), any_org=True, org_id=0)["state"] == "pending"
+
+
+def _insert(conn: Conn, owner: User, subject: str, status: str, error: str) -> None:
+    org_id = orgs.personal_org_id(conn, owner.id)
+    conn.execute(
+        """INSERT INTO emails (org_id, owner_id, from_addr, to_addrs, subject, body_text, send_at, next_attempt_at,
+                               status, message_id, last_error, transport)
+           VALUES (%s, %s, 'a@example.com', ARRAY['x@gone.example'], %s, 'b', now() + interval '1 hour',
+                   now() + interval '1 hour', %s, %s, %s, 'smtp')""",
+        (org_id, owner.id, subject, status, f"<{uuid.uuid4()}@t>", error),
+    )
+
+
+def test_a_failures_group_leads_to_a_bulk_retry_and_a_cancel_of_its_pending_retries(
+    client: FlaskClient, alice: User, conn: Conn
+) -> None:
+    refused = "RCPT TO: 550 5.1.1 mailbox unavailable"
+    for i in range(2):
+        _insert(conn, alice, f"Refused {i}", "failed", refused)
+    _insert(conn, alice, "Waiting", "scheduled", refused)  # failed once the same way, waits for its retry
+
+    page = client.get("/failures").get_data(as_text=True)
+    retry = re.search(r'class="btn small group-retry" href="([^"]+)"', page)
+    cancel = re.search(r'class="btn small group-cancel" href="([^"]+)"', page)
+    assert retry and cancel
+
+    retrying = client.get(retry[1].replace("&amp;", "&")).get_data(as_text=True)
+    cancelling = client.get(cancel[1].replace("&amp;", "&")).get_data(as_text=True)
+    assert "Retry 2 emails?" in retrying and "Cancel 1 email?" in cancelling
+    assert "status:scheduled code:550 code:5.1.1 domain:gone.example" in cancelling
