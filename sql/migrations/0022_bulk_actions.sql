@@ -76,7 +76,7 @@ BEGIN
         WHEN 'uncertain' THEN NEW.status IN ('scheduled', 'sent', 'failed')
         WHEN 'offline'   THEN NEW.status IN ('scheduled', 'cancelled')
         WHEN 'cancelled' THEN NEW.status IN ('scheduled', 'offline')
-                              AND current_setting('reach.bulk_undo', true) = 'on'
+                              AND coalesce(current_setting('reach.bulk_undo', true), '') = 'on'
         ELSE false
     END) THEN
         RAISE EXCEPTION 'email %: status cannot go from % to %', OLD.id, OLD.status, NEW.status
