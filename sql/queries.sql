@@ -1806,6 +1806,16 @@ SELECT status, count(*) AS n FROM emails_search
    AND {conditions}
  GROUP BY status;
 
+-- bulk_match_count --
+-- How many emails the selection matches, counted up to %(cap)s (the list's "Select all N").
+SELECT count(*) AS n FROM (
+    SELECT 1 FROM emails_search
+     WHERE (%(any_org)s OR org_id = %(org_id)s)
+       AND (NOT %(mine_only)s OR owner_id = %(owner_id)s)
+       AND {conditions}
+     LIMIT %(cap)s
+) matches;
+
 -- bulk_match_sample --
 -- The newest few of the emails the action applies to.
 SELECT e.* FROM emails e

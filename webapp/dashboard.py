@@ -99,6 +99,7 @@ def index() -> Any:
         qualifiers=search.QUALIFIERS,
         may_act=may_act,
         matching=matching,
+        matching_cap=bulk.COUNT_CAP,
     ), status
 
 

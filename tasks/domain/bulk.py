@@ -55,6 +55,9 @@ UNDO_WINDOW = dt.timedelta(seconds=10)
 CHUNK = 500
 #: Emails shown before confirming.
 SAMPLE = 10
+#: The list's "Select all N matching" counts up to this many (then "N+"): every search of the list
+#: pays for it, and counting a million matches would cost seconds.
+COUNT_CAP = 10_000
 #: Most emails a selection of rows picked by hand may name.
 MAX_PICKED = 1000
 #: A shift: the search's relative times (``+2h``, ``-30m``, ``+1d``, ``+1w``).
@@ -208,10 +211,12 @@ class Preview:
         return self.count > CONFIRM_ABOVE
 
 
-def count(conn: db.Conn, scope: Scope, selection: Selection) -> int:
-    """How many emails the selection matches, whatever their status (the list's "Select all N")."""
-    statement, values = _statement("bulk_match_counts", scope, selection)
-    return sum(int(r["n"]) for r in conn.execute(statement, values, prepare=False).fetchall())
+def count(conn: db.Conn, scope: Scope, selection: Selection, *, cap: int | None = None) -> int:
+    """How many emails the selection matches, whatever their status, counted up to ``cap`` (the
+    list's "Select all N"; the confirmation page counts exactly)."""
+    statement, values = _statement("bulk_match_count", scope, selection)
+    row = conn.execute(statement, values | {"cap": cap or COUNT_CAP}, prepare=False).fetchone()
+    return int(row["n"]) if row else 0
 
 
 def preview(

@@ -318,3 +318,14 @@ def test_a_failures_group_leads_to_a_bulk_retry_and_a_cancel_of_its_pending_retr
     cancelling = client.get(cancel[1].replace("&amp;", "&")).get_data(as_text=True)
     assert "Retry 2 emails?" in retrying and "Cancel 1 email?" in cancelling
     assert "status:scheduled code:550 code:5.1.1 domain:gone.example" in cancelling
+
+
+def test_the_lists_select_all_count_stops_at_its_cap(
+    conn: Conn, settings: Settings, make_draft: Callable[..., Any], monkeypatch: Any, client: FlaskClient, alice: User
+) -> None:
+    schedule(conn, alice, settings, make_draft, 4, "Capped")
+    monkeypatch.setattr(bulk, "COUNT_CAP", 3)
+    assert bulk.count(conn, orgs.personal_scope(conn, alice.id), everything("capped"), cap=3) == 3
+    page = client.get("/?view=all&q=capped").get_data(as_text=True)
+    assert "Select all 3+ matching this search" in page
+    assert "Cancel 4 emails?" in client.get("/bulk/new?action=cancel&q=capped&all=1").get_data(as_text=True)
