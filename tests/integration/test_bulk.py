@@ -17,8 +17,9 @@ from flask.testing import FlaskClient
 from tasks.core import db, errors
 from tasks.core.config import Settings
 from tasks.core.db import Conn
-from tasks.domain import audit, bulk, emails, orgs
+from tasks.domain import audit, bulk, emails, orgs, tokens
 from tasks.domain.models import Scope, Status, User
+from tests.support.openapi_check import check
 from tests.support.web import csrf_token
 
 
@@ -329,3 +330,43 @@ def test_the_lists_select_all_count_stops_at_its_cap(
     page = client.get("/?view=all&q=capped").get_data(as_text=True)
     assert "Select all 3+ matching this search" in page
     assert "Cancel 4 emails?" in client.get("/bulk/new?action=cancel&q=capped&all=1").get_data(as_text=True)
+
+
+# ---- the API ----
+
+
+def test_the_api_counts_confirms_follows_and_undoes_a_bulk_cancel(
+    client: FlaskClient, conn: Conn, settings: Settings, make_draft: Callable[..., Any]
+) -> None:
+    ann = emails.ensure_user(conn, email="ann@example.com", name="Ann")
+    headers = {"Authorization": f"Bearer {tokens.create(conn, ann, 'bulk')[1]}"}
+    sent = schedule(conn, ann, settings, make_draft, 101, "Api sale")
+
+    def call(method: str, url: str, spec: str, body: Any = None) -> Any:
+        response = client.open(url, method=method, json=body, headers=headers)
+        check(method, spec, response.status_code, response.get_json())
+        return response
+
+    counted = call(
+        "POST", "/api/v1/emails/bulk", "/emails/bulk", {"action": "cancel", "q": "api sale", "dry_run": True}
+    )
+    assert counted.status_code == 200 and counted.get_json()["count"] == 101
+    assert counted.get_json()["confirm_count_required"] is True
+    missing = call("POST", "/api/v1/emails/bulk", "/emails/bulk", {"action": "cancel", "q": "api sale"})
+    assert missing.status_code == 422 and missing.get_json()["error"]["field"] == "confirm_count"
+    assert stored(conn) == (0, 0, 0, 0)
+
+    started = call(
+        "POST", "/api/v1/emails/bulk", "/emails/bulk", {"action": "cancel", "q": "api sale", "confirm_count": 101}
+    )
+    assert started.status_code == 202
+    url = started.headers["Location"]
+    bulk.run(conn, started.get_json()["bulk_action"]["id"], settings)  # what the worker's job does
+    done = call("GET", url, "/emails/bulk/{bulk_id}").get_json()["bulk_action"]
+    assert (done["state"], done["applied"], done["skipped"]) == ("done", 101, 0) and done["undo_seconds_left"] > 0
+
+    undone = call("POST", url + "/undo", "/emails/bulk/{bulk_id}/undo").get_json()["bulk_action"]
+    assert (undone["state"], undone["restored"]) == ("undone", 101)
+    assert {emails.get(conn, orgs.personal_scope(conn, ann.id), e.id).status for e in sent} == {Status.SCHEDULED}
+    again = call("POST", url + "/undo", "/emails/bulk/{bulk_id}/undo")
+    assert again.status_code == 409

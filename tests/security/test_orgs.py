@@ -41,6 +41,8 @@ NEEDS: dict[str, orgs.Action | None] = {
     "batches.cancel": orgs.Action.SEND,
     "bulk.create": orgs.Action.SEND,
     "bulk.undo": orgs.Action.SEND,
+    "api.create_bulk_action": orgs.Action.SEND,
+    "api.undo_bulk_action": orgs.Action.SEND,
     "api.create_email": orgs.Action.SEND,
     "api.edit_email": orgs.Action.SEND,
     "api.cancel_email": orgs.Action.SEND,

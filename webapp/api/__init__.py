@@ -57,6 +57,7 @@ def idempotency_key(data: dict[str, Any]) -> Any:
 
 from webapp.api import (  # noqa: E402,F401  (routes register on bp)
     batches,
+    bulk,
     emails,
     insights,
     openapi,

@@ -27,6 +27,7 @@ EMAIL_ID = "3f2b8c1e-6d4a-4e9b-8f7c-1a2b3c4d5e6f"
 BATCH_ID = "9a8b7c6d-5e4f-4a3b-9c2d-1e0f9a8b7c6d"
 UNKNOWN_ID = "00000000-0000-4000-8000-000000000000"
 RECURRENCE_ID = "5d6e7f80-91a2-4b3c-8d4e-5f6a7b8c9d0e"
+BULK_ID = "7c1d2e3f-4a5b-4c6d-8e7f-901a2b3c4d5e"
 _CREATED = "2026-05-04T08:30:00.123456+00:00"
 _CHANGED = "2026-05-04T08:35:00.654321+00:00"
 
@@ -306,6 +307,82 @@ CANCEL_BATCH_200 = {
     )
 }
 CANCEL_BATCH_404 = _NO_BATCH
+
+# -- bulk actions -------------------------------------------------------------------------
+
+CREATE_BULK_REQUEST = {
+    "preview": example(
+        "Count first (dry_run): nothing is done", {"action": "cancel", "ids": [EMAIL_ID], "dry_run": True}
+    ),
+    "cancel": example(
+        "Cancel these emails (over 100, add confirm_count: the count)", {"action": "cancel", "ids": [EMAIL_ID]}
+    ),
+    "wrong_count": example(
+        "A confirm_count that is not the count", {"action": "cancel", "ids": [EMAIL_ID], "confirm_count": 2}
+    ),
+    "past": example(
+        "Reschedule to a time that has passed", {"action": "reschedule", "q": "", "to": "2020-01-01T00:00:00Z"}
+    ),
+}
+CREATE_BULK_200 = {
+    "preview": example(
+        "The exact count, what is left alone, a sample",
+        {
+            "dry_run": True,
+            "action": "cancel",
+            "count": 1,
+            "left": {},
+            "confirm_count_required": False,
+            "sample": [{"id": EMAIL_ID, "status": "scheduled", "subject": "Hello", "to": ["ann@example.com"]}],
+        },
+    )
+}
+#: A bulk action just confirmed: its job has not run yet.
+BULK_ACTION: dict[str, Any] = {
+    "id": BULK_ID,
+    "action": "cancel",
+    "params": {},
+    "query": "",
+    "view": "all",
+    "mine": False,
+    "picked": True,
+    "state": "pending",
+    "total": 1,
+    "applied": 0,
+    "skipped": 0,
+    "restored": 0,
+    "undo_skipped": 0,
+    "created_at": _CREATED,
+    "finished_at": None,
+    "undo_until": None,
+    "undo_seconds_left": 0.0,
+    "skipped_reasons": [],
+}
+CREATE_BULK_202 = {"cancel": example("Confirmed: follow it at Location", {"bulk_action": BULK_ACTION})}
+CREATE_BULK_422 = {
+    "wrong_count": example(
+        "Refused; nothing stored", error("invalid", "confirm_count: 2 is not the number of emails (1)", "confirm_count")
+    ),
+    "past": example("Refused; nothing stored", error("invalid", "to: that time has passed", "to")),
+}
+BULK_ID_PARAMETER = {
+    "yours": example("A bulk action of yours (put one of your ids here)", BULK_ID),
+    "unknown": example("No bulk action of yours", UNKNOWN_ID),
+}
+_NO_BULK = {
+    "unknown": example(
+        "No such bulk action (or not yours)", error("not_found", f"no bulk action with id {UNKNOWN_ID}", None)
+    )
+}
+GET_BULK_200 = {"yours": example("Its progress (here, its job has not run yet)", {"bulk_action": BULK_ACTION})}
+GET_BULK_404 = _NO_BULK
+UNDO_BULK_409 = {
+    "yours": example(
+        "Not finished yet (undo is possible for 10 s once it is)",
+        error("conflict", "this bulk action has not finished: undo it once it has", None),
+    )
+}
+UNDO_BULK_404 = _NO_BULK
 
 # -- the organization's settings (admins and owners; a token with the admin scope) ------
 

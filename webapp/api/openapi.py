@@ -74,6 +74,13 @@ _BATCH_ID = {
     "schema": {"type": "string", "format": "uuid"},
     "examples": examples.BATCH_ID_PARAMETER,
 }
+_BULK_ID = {
+    "name": "bulk_id",
+    "in": "path",
+    "required": True,
+    "schema": {"type": "string", "format": "uuid"},
+    "examples": examples.BULK_ID_PARAMETER,
+}
 _RECURRENCE_ID = {
     "name": "recurrence_id",
     "in": "path",
@@ -310,6 +317,61 @@ def document() -> dict[str, Any]:
                         **write,
                         **_errors(409),
                         **_error(404, examples.SEND_NOW_404),
+                    },
+                },
+            },
+            "/emails/bulk": {
+                "post": {
+                    "operationId": "createBulkAction",
+                    "tags": ["emails"],
+                    "summary": "Cancel, reschedule, send now or retry every email a search matches (or these ids)",
+                    "description": "Count first with dry_run. Over 100 emails, confirm_count must be the count. The"
+                    " emails are those matching when it is confirmed; one that changes before its turn is skipped"
+                    " and reported. A cancel or a reschedule can be undone for 10 s once done (docs/bulk-actions.md).",
+                    "requestBody": _body("BulkRequest", examples.CREATE_BULK_REQUEST),
+                    "responses": {
+                        "202": {
+                            **_json(
+                                schemas.ref("BulkAction"),
+                                "Confirmed; a job does it. Follow it at Location.",
+                                _LOCATION,
+                                examples.CREATE_BULK_202,
+                            ),
+                            "links": {
+                                op: {"operationId": op, "parameters": {"bulk_id": "$response.body#/bulk_action/id"}}
+                                for op in ("getBulkAction", "undoBulkAction")
+                            },
+                        },
+                        "200": _json(schemas.ref("BulkPreview"), "A dry run.", examples=examples.CREATE_BULK_200),
+                        **write,
+                        **_error(422, examples.CREATE_BULK_422),
+                    },
+                },
+            },
+            "/emails/bulk/{bulk_id}": {
+                "parameters": [_BULK_ID],
+                "get": {
+                    "operationId": "getBulkAction",
+                    "tags": ["emails"],
+                    "summary": "A bulk action and its progress",
+                    "responses": {
+                        "200": _json(schemas.ref("BulkAction"), "The bulk action.", examples=examples.GET_BULK_200),
+                        **_errors(401, 403, 429),
+                        **_error(404, examples.GET_BULK_404),
+                    },
+                },
+            },
+            "/emails/bulk/{bulk_id}/undo": {
+                "parameters": [_BULK_ID],
+                "post": {
+                    "operationId": "undoBulkAction",
+                    "tags": ["emails"],
+                    "summary": "Undo a finished bulk cancel or reschedule, within 10 s",
+                    "responses": {
+                        "200": _json(schemas.ref("BulkAction"), "Undone: restored, and what was left as it was."),
+                        **write,
+                        **_error(404, examples.UNDO_BULK_404),
+                        **_error(409, examples.UNDO_BULK_409),
                     },
                 },
             },

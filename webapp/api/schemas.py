@@ -885,3 +885,102 @@ SCHEMAS |= {
         "Sent by 'send a test event', to that endpoint only.",
     ),
 }
+
+# -- bulk actions (tasks/domain/bulk.py) ---------------------------------------------------
+
+_BULK_ACTIONS = ["cancel", "reschedule", "send_now", "retry"]
+SCHEMAS |= {
+    "BulkRequest": {
+        "type": "object",
+        "required": ["action"],
+        "properties": {
+            "action": {"type": "string", "enum": _BULK_ACTIONS},
+            "q": nullable("string", maxLength=200, description="The search (GET /emails's q); empty: every email."),
+            "view": nullable("string", description="The list's tab or a status (as GET /emails's status)."),
+            "mine": nullable("boolean", description="Only the caller's own emails."),
+            "ids": {
+                "type": ["array", "null"],
+                "items": {"type": "string", "format": "uuid"},
+                "maxItems": 1000,
+                "description": "Only these emails (those of them the search matches); null: every match.",
+            },
+            "to": nullable("string", format="date-time", description="reschedule: the new time (in the future)."),
+            "shift": nullable(
+                "string", pattern="^[+-][0-9]{1,6}[mhdw]$", description="reschedule: move each by +2h, -30m, +1d, +1w."
+            ),
+            "confirm_count": nullable(
+                "integer", minimum=0, description="The number of emails: required over 100, and then equal to it."
+            ),
+            "dry_run": nullable("boolean", description="Only count and show a sample: nothing is done."),
+        },
+    },
+    "BulkPreview": {
+        "type": "object",
+        "required": ["dry_run", "action", "count", "left", "confirm_count_required", "sample"],
+        "properties": {
+            "dry_run": {"type": "boolean"},
+            "action": {"type": "string", "enum": _BULK_ACTIONS},
+            "count": {"type": "integer", "description": "The emails the action applies to, exactly."},
+            "left": {
+                "type": "object",
+                "additionalProperties": {"type": "integer"},
+                "description": "Matching emails left alone, by status.",
+            },
+            "confirm_count_required": {"type": "boolean"},
+            "sample": {
+                "type": "array",
+                "items": {
+                    "type": "object",
+                    "required": ["id", "status", "subject", "to"],
+                    "properties": {
+                        "id": {"type": "string", "format": "uuid"},
+                        "status": {"type": "string", "enum": [s.value for s in Status]},
+                        "subject": {"type": "string"},
+                        "to": {"type": "array", "items": {"type": "string"}},
+                    },
+                },
+            },
+        },
+    },
+    "BulkAction": {
+        "type": "object",
+        "required": ["bulk_action"],
+        "properties": {
+            "bulk_action": {
+                "type": "object",
+                "required": ["id", "action", "state", "total", "applied", "skipped", "undo_seconds_left"],
+                "properties": {
+                    "id": {"type": "string", "format": "uuid"},
+                    "action": {"type": "string", "enum": _BULK_ACTIONS},
+                    "params": {"type": "object"},
+                    "query": {"type": "string"},
+                    "view": {"type": "string"},
+                    "mine": {"type": "boolean"},
+                    "picked": {"type": "boolean", "description": "Emails named by ids, rather than every match."},
+                    "state": {"type": "string", "enum": ["pending", "running", "done", "undone", "failed"]},
+                    "total": {"type": "integer", "description": "The emails confirmed (the snapshot)."},
+                    "applied": {"type": "integer"},
+                    "skipped": {"type": "integer", "description": "Changed since confirmed: left as they were."},
+                    "restored": {"type": "integer", "description": "Brought back by the undo."},
+                    "undo_skipped": {"type": "integer", "description": "Changed since the action: not undone."},
+                    "created_at": {"type": "string", "format": "date-time"},
+                    "finished_at": nullable("string", format="date-time"),
+                    "undo_until": nullable("string", format="date-time"),
+                    "undo_seconds_left": {"type": "number", "minimum": 0},
+                    "skipped_reasons": {
+                        "type": "array",
+                        "items": {
+                            "type": "object",
+                            "required": ["stage", "reason", "count"],
+                            "properties": {
+                                "stage": {"type": "string", "enum": ["action", "undo"]},
+                                "reason": nullable("string"),
+                                "count": {"type": "integer"},
+                            },
+                        },
+                    },
+                },
+            }
+        },
+    },
+}
