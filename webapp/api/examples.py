@@ -7,7 +7,9 @@ optional one (a query or header parameter) is left out. The ``unknown_token`` an
 (401) is what any operation says to a token that is not valid.
 
 ``EMAIL_ID`` and ``BATCH_ID`` are the email and the batch that the ``scheduled`` and
-``list`` examples create; the other examples act on them. ``UNKNOWN_ID`` is no one's.
+``list`` examples create; the other examples act on them. ``BULK_ID`` is the bulk action the
+``cancel`` example confirms (on ``EMAIL_ID``); the test runs its job, as a worker would, before
+the examples that follow it. ``UNKNOWN_ID`` is no one's.
 
 tests/integration/test_api_examples.py sends every exchange to a running app and checks
 the answer against the example (field by field) and the schema, so these stay true.
@@ -374,12 +376,20 @@ _NO_BULK = {
         "No such bulk action (or not yours)", error("not_found", f"no bulk action with id {UNKNOWN_ID}", None)
     )
 }
-GET_BULK_200 = {"yours": example("Its progress (here, its job has not run yet)", {"bulk_action": BULK_ACTION})}
+#: ...and once its job has run: undo is possible until undo_until.
+_BULK_DONE = BULK_ACTION | {
+    "state": "done",
+    "applied": 1,
+    "finished_at": _CHANGED,
+    "undo_until": "2026-05-04T08:35:10.654321+00:00",
+    "undo_seconds_left": 9.8,
+}
+GET_BULK_200 = {"yours": example("Done; undo possible for a few seconds more", {"bulk_action": _BULK_DONE})}
 GET_BULK_404 = _NO_BULK
-UNDO_BULK_409 = {
+UNDO_BULK_200 = {
     "yours": example(
-        "Not finished yet (undo is possible for 10 s once it is)",
-        error("conflict", "this bulk action has not finished: undo it once it has", None),
+        "Undone: the cancelled email is scheduled again",
+        {"bulk_action": _BULK_DONE | {"state": "undone", "restored": 1, "undo_seconds_left": 0.0}},
     )
 }
 UNDO_BULK_404 = _NO_BULK

@@ -368,10 +368,14 @@ def document() -> dict[str, Any]:
                     "tags": ["emails"],
                     "summary": "Undo a finished bulk cancel or reschedule, within 10 s",
                     "responses": {
-                        "200": _json(schemas.ref("BulkAction"), "Undone: restored, and what was left as it was."),
+                        "200": _json(
+                            schemas.ref("BulkAction"),
+                            "Undone: restored, and what was left as it was.",
+                            examples=examples.UNDO_BULK_200,
+                        ),
                         **write,
+                        **_errors(409),
                         **_error(404, examples.UNDO_BULK_404),
-                        **_error(409, examples.UNDO_BULK_409),
                     },
                 },
             },
