@@ -1,6 +1,7 @@
 """A bulk cancel of 1,000 emails in a real browser: "select all matching", the confirmation page
-(its count, sample and typed count; screenshot ``test-output/bulk.png``, copied to ``docs/`` by
-hand), the progress page to done with a real worker running the job, then Undo: all back."""
+(its count, sample and typed count; screenshot ``test-output/bulk.png``), the progress page to done
+with a real worker running the job (``test-output/bulk-progress.png``; both copied to ``docs/`` by
+hand), then Undo: all back."""
 
 from __future__ import annotations
 
@@ -71,6 +72,7 @@ def test_a_bulk_cancel_of_1000_emails_is_confirmed_followed_and_undone(
     counts = {r["status"]: r["n"] for r in conn.execute("SELECT status, count(*) AS n FROM emails GROUP BY 1")}
     assert counts == {"cancelled": N, "scheduled": 1}
     expect(page.locator("#bulk-undo")).to_be_visible()
+    page.screenshot(path=str(output_dir / "bulk-progress.png"))
     page.locator("#bulk-undo").click()
 
     expect(page.locator(".flash.ok")).to_contain_text(f"Undone: {N} restored, 0 left as they were.")
