@@ -59,8 +59,6 @@ def new() -> Any:
     try:
         selection = _selection(request.args)
         action = bulk.kind(request.args.get("action", "")).name
-        if selection.ids is not None and not selection.ids:
-            raise errors.ValidationError("ids: pick some emails first, or select all that match", field="ids")
         return _confirm_page(selection, action, request.args)
     except errors.ValidationError as exc:
         flash(readable(exc), "error")

@@ -108,7 +108,9 @@ class Selection:
         view = view or "all"
         listing.statuses_for(view)  # a known tab or status, else the field "status"
         picked: tuple[uuid.UUID, ...] | None = None
-        if ids:
+        if ids is not None:
+            if not ids:
+                raise errors.ValidationError("ids: pick some emails first, or select all that match", field="ids")
             if len(ids) > MAX_PICKED:
                 raise errors.ValidationError(f"ids: at most {MAX_PICKED} picked emails", field="ids")
             try:

@@ -2,8 +2,10 @@
 
 The domain's statements are synchronous (psycopg's sync connection, as the web's), so the
 job runs them in a thread on a connection of its own, opened for the job and closed after:
-one connection while a bulk action runs, none otherwise. A job that stops half-way (a
-worker killed) is retried and goes on where it stopped: only the emails not done yet are read.
+one connection while a bulk action runs, none otherwise. A job that fails (an error) is
+retried, up to ``ATTEMPTS`` in all, and goes on where it stopped: only the emails not done
+yet are read; after the last, the bulk action is marked failed. (A worker killed during the
+job leaves it running: nothing here takes a stalled job back.)
 """
 
 from __future__ import annotations
@@ -20,22 +22,26 @@ from tasks.domain import bulk
 from tasks.queue.app import app
 
 log = structlog.get_logger("tasks.queue.bulk")
+#: Attempts of a bulk action's job, in all.
+ATTEMPTS = 3
 
 
-def _run(bulk_id: str, settings: Settings) -> None:
+def _run(bulk_id: str, settings: Settings, last: bool) -> None:
     with db.connect(settings.database_url) as conn:
         try:
             row = bulk.run(conn, bulk_id, settings)
         except Exception:
-            log.exception("bulk action failed", bulk_action_id=bulk_id)
-            db.run(conn, "bulk_fail", id=bulk_id)
+            log.exception("bulk action failed", bulk_action_id=bulk_id, retried=not last)
+            if last:
+                db.run(conn, "bulk_fail", id=bulk_id)
             raise
     if row is not None:
         log.info("bulk action done", bulk_action_id=bulk_id, applied=row["applied"], skipped=row["skipped"])
 
 
-@app.task(name=bulk.TASK, queue=bulk.QUEUE, pass_context=True, retry=RetryStrategy(max_attempts=3, wait=5))
+@app.task(name=bulk.TASK, queue=bulk.QUEUE, pass_context=True, retry=RetryStrategy(max_attempts=ATTEMPTS - 1, wait=5))
 async def bulk_action(context: JobContext, bulk_id: str) -> None:
     """Apply the bulk action ``bulk_id`` (confirmed in the web or the API)."""
     rt = runtime.of(context)
-    await asyncio.to_thread(_run, bulk_id, rt.settings)
+    last = context.job.attempts >= ATTEMPTS - 1
+    await asyncio.to_thread(_run, bulk_id, rt.settings, last)

@@ -246,6 +246,18 @@ def test_the_list_offers_select_all_and_the_confirmation_shows_the_count(
     assert client.get(f"/bulk/{bulk_id}.json").get_json()["state"] == "pending"
 
 
+def test_nothing_picked_and_not_select_all_acts_on_nothing(
+    client: FlaskClient, alice: User, conn: Conn, settings: Settings, make_draft: Callable[..., Any]
+) -> None:
+    schedule(conn, alice, settings, make_draft, 2, "Unpicked")
+    shown = client.get("/bulk/new?action=cancel&q=unpicked&view=all")
+    assert shown.status_code == 302 and "/bulk/new" not in shown.headers["Location"]
+    form = {"csrf_token": csrf_token(client), "action": "cancel", "q": "unpicked", "view": "all"}
+    assert client.post("/bulk", data=form).status_code == 302
+    assert stored(conn) == (0, 0, 0, 0)
+    assert "Pick some emails first" in client.get("/").get_data(as_text=True)
+
+
 def test_a_wrong_typed_count_reshows_the_form_with_the_reason(
     client: FlaskClient, alice: User, conn: Conn, settings: Settings, make_draft: Callable[..., Any]
 ) -> None:
