@@ -16,7 +16,7 @@ from flask import Flask
 
 from tasks.core import db
 from tasks.core.config import Settings
-from tasks.domain import batch_plan, batches, emails, orgs, recurrences, tokens
+from tasks.domain import batch_plan, batches, bulk, emails, orgs, recurrences, tokens
 from tasks.domain.models import User
 from webapp import ext
 
@@ -31,6 +31,8 @@ TENANT_TABLES = (
     "organizations",
     "recurrences",
     "recurrence_skips",
+    "bulk_actions",
+    "bulk_action_emails",
 )
 
 
@@ -38,6 +40,7 @@ def fill(conn: Conn, settings: Settings, make_draft: Callable[..., Any], user: U
     """Give ``user``'s organization a row in every tenant table; return its id."""
     org_id = orgs.personal_org_id(conn, user.id)
     emails.schedule(conn, owner=user, draft=make_draft(to=[f"to-{user.id}@example.com"]), settings=settings)
+    bulk.confirm(conn, orgs.personal_scope(conn, user.id), bulk.Selection(q=f"to-{user.id}@"), "cancel", {})
     plan = batch_plan.prepare(
         settings=settings, addresses="x@example.com", subject="s", body_text="b", start_at="2031-01-01T00:00:00Z"
     )
