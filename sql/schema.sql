@@ -2213,6 +2213,13 @@ CREATE INDEX bulk_actions_org_idx ON public.bulk_actions USING btree (org_id, cr
 
 
 --
+-- Name: bulk_actions_unfinished_idx; Type: INDEX; Schema: public; Owner: -
+--
+
+CREATE INDEX bulk_actions_unfinished_idx ON public.bulk_actions USING btree (created_at) WHERE (state = ANY (ARRAY['pending'::text, 'running'::text]));
+
+
+--
 -- Name: chart_lateness_minutes_minute_idx; Type: INDEX; Schema: public; Owner: -
 --
 

@@ -314,8 +314,14 @@ def confirm(
             selection.describe(),
             {"bulk_action_id": str(bulk_id), "query": selection.q, "view": selection.view, "count": count} | params,
         )
-        jobs.defer_task(conn, TASK, QUEUE, bulk_id=str(bulk_id))
+        jobs.defer_task(conn, TASK, QUEUE, lock=job_lock(bulk_id), bulk_id=str(bulk_id))
     return bulk_id
+
+
+def job_lock(bulk_id: uuid.UUID | str) -> str:
+    """The lock every job of one bulk action holds (a lost job's replacement, tasks/queue/reconcile.py,
+    waits for it): two never apply the same snapshot at once."""
+    return f"bulk:{bulk_id}"
 
 
 def _past(spec: Kind) -> str:

@@ -4,8 +4,10 @@ The domain's statements are synchronous (psycopg's sync connection, as the web's
 job runs them in a thread on a connection of its own, opened for the job and closed after:
 one connection while a bulk action runs, none otherwise. A job that fails (an error) is
 retried, up to ``ATTEMPTS`` in all, and goes on where it stopped: only the emails not done
-yet are read; after the last, the bulk action is marked failed. (A worker killed during the
-job leaves it running: nothing here takes a stalled job back.)
+yet are read; after the last, the bulk action is marked failed. A worker killed during the job leaves
+it ``doing``: the reconciler fails it once the worker's heartbeat stops and gives the
+bulk action a new job (tasks/queue/reconcile.py), which goes on the same way. Every job
+of one bulk action holds the lock ``bulk:<id>``, so two never run at once.
 """
 
 from __future__ import annotations

@@ -83,10 +83,11 @@ async def wait_again_async(
     return True
 
 
-def defer_task(conn: db.Conn, task_name: str, queue: str, **kwargs: str) -> int:
-    """Defer one job of another task in the caller's transaction (a bulk action's, tasks/queue/bulk.py)."""
+def defer_task(conn: db.Conn, task_name: str, queue: str, *, lock: str | None = None, **kwargs: str) -> int:
+    """Defer one job of another task in the caller's transaction (a bulk action's, tasks/queue/bulk.py);
+    jobs with the same ``lock`` never run at once."""
     job = procrastinate_jobs.Job(
-        id=None, queue=queue, task_name=task_name, lock=None, queueing_lock=None, task_kwargs=dict(kwargs)
+        id=None, queue=queue, task_name=task_name, lock=lock, queueing_lock=None, task_kwargs=dict(kwargs)
     )
     [deferred] = app.job_manager.batch_defer_jobs(jobs=[job], connection=conn)
     assert deferred.id is not None

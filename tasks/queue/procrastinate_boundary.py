@@ -914,6 +914,34 @@ STATEMENTS: dict[str, Statement] = {
         writes=True,
         functions=("procrastinate_cancel_job_v1(bigint, boolean, boolean)",),
     ),
+    # Bulk actions whose job was lost (tasks/queue/bulk.py): unfinished, and no job of theirs
+    # waiting or running, because a worker was killed during it and the reconciler failed the
+    # job it left 'doing' (finish_stalled_jobs). Each gets a new job, which goes on where the
+    # lost one stopped (tasks/domain/bulk.py, run). A bulk action's jobs share the lock
+    # 'bulk:<id>', so two never run at once. Why not defer_job: one statement for all of them,
+    # under the rows' locks, with no window where another reconciler sees them jobless.
+    "bulk_lost_jobs": Statement(
+        """WITH lost AS (
+    SELECT b.id FROM bulk_actions b
+     WHERE b.state IN ('pending', 'running')
+       AND NOT EXISTS (SELECT 1 FROM procrastinate_jobs j
+                        WHERE j.queue_name = 'bulk' AND j.lock = 'bulk:' || b.id
+                          AND j.status IN ('todo', 'doing'))
+     ORDER BY b.created_at
+     LIMIT %(limit)s
+       FOR UPDATE OF b SKIP LOCKED
+)
+SELECT l.id, (procrastinate_defer_jobs_v1(ARRAY[ROW(
+           'bulk'::varchar, 'bulk_action'::varchar, 0, ('bulk:' || l.id)::text, NULL::text,
+           jsonb_build_object('bulk_id', l.id::text), NULL::timestamptz
+       )::procrastinate_job_to_defer_v1]))[1] AS job_id
+  FROM lost l;""",
+        ("procrastinate_jobs.queue_name", "procrastinate_jobs.lock", "procrastinate_jobs.status"),
+        ("todo", "doing"),
+        writes=True,
+        functions=_DEFERS,
+        types=_JOB_TYPE,
+    ),
     # An organization resumed: its mail held by the suspension (waiting with the
     # suspension's reason) is due now, its jobs too (they stay the same jobs; an email
     # beyond the horizon has none and the reconciler gives it one). Without it the mail

@@ -13,6 +13,8 @@ Every few seconds, on one worker at a time (a queueing lock, never a lock):
    far-future emails being promoted, and any whose job was lost.
 5. Batches none of whose emails waits any more are completed (``batch.completed``),
    and webhook deliveries whose job was lost get a new one (tasks/webhooks/).
+6. Bulk actions not finished whose job was lost get a new one, which goes on where
+   the lost one stopped (tasks/domain/bulk.py).
 """
 
 from __future__ import annotations
@@ -132,6 +134,16 @@ async def webhooks(rt: runtime.Runtime) -> dict[str, int]:
     return {"batches_completed": len(done), "webhooks_requeued": len(lost)}
 
 
+async def bulk_actions(rt: runtime.Runtime) -> int:
+    """Give a new job to every unfinished bulk action whose job was lost (a worker killed during
+    it: its job failed above); the new one goes on where the lost one stopped."""
+    async with rt.pool.connection() as conn:
+        lost = await db.all_async(conn, "bulk_lost_jobs", limit=BATCH)
+    for row in lost:
+        log.warning("bulk action's job lost, deferred again", bulk_action_id=str(row["id"]), job_id=row["job_id"])
+    return len(lost)
+
+
 async def run(rt: runtime.Runtime) -> dict[str, int]:
     """Run every repair once and return what each did."""
     stats: dict[str, Any] = await recover_sending(rt)
@@ -139,6 +151,7 @@ async def run(rt: runtime.Runtime) -> dict[str, int]:
     stats.update(await recurrences(rt))
     stats["promoted"] = await promote(rt)
     stats.update(await webhooks(rt))
+    stats["bulk_requeued"] = await bulk_actions(rt)
     if any(stats.values()):
         log.info("reconciled", **stats)
     return stats
