@@ -315,6 +315,13 @@ SELECT dom AS value, count(*) || ' recent' AS hint
  WHERE dom LIKE %(prefix)s
  GROUP BY dom ORDER BY count(*) DESC, dom LIMIT %(limit)s;
 
+-- search_from_users --
+-- The users a search's from: names (their address or name holds the text), at most
+-- %(limit)s: the same rows as the sub-select of its condition (tasks/domain/search.py,
+-- _compile_from, says why they are read first).
+SELECT u.id FROM users u WHERE u.email ILIKE %(pattern)s OR u.name ILIKE %(pattern)s
+ ORDER BY u.id LIMIT %(limit)s;
+
 -- suggest_members --
 -- Autocomplete of from: the organization's members.
 SELECT u.email AS value, coalesce(nullif(u.name, ''), m.role) AS hint

@@ -2290,6 +2290,13 @@ CREATE INDEX emails_error_trgm_idx ON public.emails USING gin (last_error public
 
 
 --
+-- Name: emails_from_trgm_idx; Type: INDEX; Schema: public; Owner: -
+--
+
+CREATE INDEX emails_from_trgm_idx ON public.emails USING gin (from_addr public.gin_trgm_ops);
+
+
+--
 -- Name: emails_occurrence_key; Type: INDEX; Schema: public; Owner: -
 --
 

@@ -123,7 +123,7 @@ def emails_page(
     (``delivery``: only those in this delivery state)."""
     if delivery is not None and delivery not in DELIVERY_STATES:
         raise errors.ValidationError(f"delivery: must be one of {', '.join(DELIVERY_STATES)}", field="delivery")
-    compiled = search.compile_query(q, scope)
+    compiled = search.compile_query(q, scope, conn=conn)
     before_created, before_id = decode_cursor(cursor)
     limit = _limit(limit)
     rows = search.page_rows(

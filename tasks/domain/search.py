@@ -67,8 +67,19 @@ FIRST_LOOK = 5000
 BACKDATED = dt.timedelta(hours=1)
 #: The planner's settings for a search through the indexes (``page_rows``): rows read from the table
 #: cost five times the default, so it narrows them down with every index that applies (a BitmapAnd of
-#: the subject's trigrams and the owner) rather than checking each row one index finds.
-THROUGH_INDEXES: dict[LiteralString, LiteralString] = {"enable_indexscan": "off", "cpu_tuple_cost": "0.05"}
+#: the subject's trigrams and the owner) rather than checking each row one index finds; and no parallel
+#: workers: the indexes are read by one process anyway (a bitmap is built by the leader), and starting two
+#: workers to read the few rows left cost 20 to 30 ms a search (docs/search.md).
+THROUGH_INDEXES: dict[LiteralString, LiteralString] = {
+    "enable_indexscan": "off",
+    "cpu_tuple_cost": "0.05",
+    "max_parallel_workers_per_gather": "0",
+}
+#: ``from:`` a name looks up the users it names first, and passes their ids to the search when they are
+#: at most this many: the planner then ORs the owner's index with the From address's (a ``BitmapOr``) and
+#: ANDs that with the other conditions' indexes. More (``from:a`` in a big installation), and the search
+#: reads them itself, as a sub-select the planner cannot combine (docs/search.md, "How it is fast").
+MEMBERS_LISTED = 100
 
 # One fragment per kind of condition. {v}, {lo}, {hi}: the term's parameters; {any_org},
 # {org_id}: the caller's scope (sub-selects on other tables are scoped too, not only by RLS).
@@ -86,6 +97,8 @@ _SQL: dict[str, LiteralString] = {
     "from": (
         "(from_addr ILIKE {v} OR owner_id IN (SELECT u.id FROM users u WHERE u.email ILIKE {v} OR u.name ILIKE {v}))"
     ),
+    # {ids}: the users whose address or name holds the text, looked up first (compile_query with a connection).
+    "from_ids": "(from_addr ILIKE {v} OR owner_id = ANY({ids}::bigint[]))",
     "from_me": "owner_id = {v}",
     "batch_id": "batch_id = {v}",
     "batch": (
@@ -207,8 +220,8 @@ class Compiled:
 
 
 class _Builder:
-    def __init__(self, scope: Scope, now: dt.datetime):
-        self.scope, self.now = scope, now
+    def __init__(self, scope: Scope, now: dt.datetime, conn: db.Conn | None):
+        self.scope, self.now, self.conn = scope, now, conn
         self.params: dict[str, Any] = {}
         self.parts: list[sql.Composable] = []
         self.lead_status: str | None = None
@@ -236,10 +249,16 @@ class _Builder:
         self.parts.append(sql.SQL("NOT coalesce({}, false)").format(fragment) if negated else fragment)
 
 
-def compile_query(query: str | None, scope: Scope, *, now: dt.datetime | None = None) -> Compiled:
-    """Compile a query into a condition on ``emails`` for this scope, or raise ``QueryError``."""
+def compile_query(
+    query: str | None, scope: Scope, *, now: dt.datetime | None = None, conn: db.Conn | None = None
+) -> Compiled:
+    """Compile a query into a condition on ``emails`` for this scope, or raise ``QueryError``.
+
+    With ``conn``, what the condition needs from other tables is read now (``from:`` a name: the users
+    it names, ``MEMBERS_LISTED``), for a condition the planner can combine with the others' indexes;
+    without, the condition reads it itself (the same rows match either way)."""
     terms = tokenize((query or "").strip())
-    b = _Builder(scope, now or dt.datetime.now(dt.UTC))
+    b = _Builder(scope, now or dt.datetime.now(dt.UTC), conn)
     for term in terms:
         _compile_term(b, term)
     condition = sql.SQL(" AND ").join(b.parts) if b.parts else sql.SQL("TRUE")
@@ -276,7 +295,7 @@ def _compile_term(b: _Builder, t: Term) -> None:
                     raise QueryError("from:me needs a signed-in user", pos)
                 b.add("from_me", neg, v=b.scope.user_id)
             else:
-                b.add("from", neg, v=_like(value))
+                _compile_from(b, _like(value), neg)
         case "batch" | "recurrence":
             try:
                 b.add(f"{t.key}_id", neg, v=uuid.UUID(value))
@@ -297,6 +316,18 @@ def _compile_term(b: _Builder, t: Term) -> None:
                 b.send_before(at)
         case _:  # pragma: no cover - tokenize refuses unknown qualifiers
             raise QueryError(f"unknown qualifier {t.key}:", pos)
+
+
+def _compile_from(b: _Builder, pattern: str, neg: bool) -> None:
+    """``from:`` a text: the From address, or a user whose address or name holds it (``MEMBERS_LISTED``)."""
+    if b.conn is None:
+        b.add("from", neg, v=pattern)
+        return
+    rows = db.all_rows(b.conn, "search_from_users", pattern=pattern, limit=MEMBERS_LISTED + 1)
+    if len(rows) > MEMBERS_LISTED:
+        b.add("from", neg, v=pattern)
+    else:
+        b.add("from_ids", neg, v=pattern, ids=[r["id"] for r in rows])
 
 
 def _compile_code(b: _Builder, value: str, neg: bool, pos: int) -> None:
@@ -429,7 +460,7 @@ def page_statement(
 
 def count(conn: db.Conn, scope: Scope, query: str, *, cap: int = COUNT_CAP) -> int:
     """Return how many emails match ``query`` in scope, counting at most ``cap`` (then ``cap``)."""
-    compiled = compile_query(query, scope)
+    compiled = compile_query(query, scope, conn=conn)
     params = {**compiled.params, **scope.params(), "cap": cap, "first_look": FIRST_LOOK}
     params["lead_status"] = compiled.lead_status
     # As page_rows: the newest rows first (a broad search reaches the cap there), else the indexes.

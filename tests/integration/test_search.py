@@ -459,6 +459,7 @@ def test_before_reads_the_newest_rows_that_can_match_and_misses_none(
         # The planner's settings for the indexes' way are the session's again afterwards.
         assert web.execute("SHOW cpu_tuple_cost").fetchone()["cpu_tuple_cost"] == "0.01"
         assert web.execute("SHOW enable_indexscan").fetchone()["enable_indexscan"] == "on"
+        assert web.execute("SHOW max_parallel_workers_per_gather").fetchone()["max_parallel_workers_per_gather"] == "2"
 
     assert walked == expected
     assert len(expected) >= 3
@@ -487,3 +488,88 @@ def test_the_backdated_emails_are_read_through_their_index(data: Data, timeline:
         conn.execute("SET LOCAL enable_bitmapscan = off")
         plan = "\n".join(r["QUERY PLAN"] for r in conn.execute(sql.SQL("EXPLAIN ") + statement, params).fetchall())
     assert "emails_org_backdated_idx" in plan
+
+
+def _walk(conn: db.Conn, scope: Scope, compiled: search.Compiled, limit: int) -> list[uuid.UUID]:
+    """Every match, page after page of ``limit`` through search.page_rows's keyset cursor."""
+    walked: list[uuid.UUID] = []
+    before_created, before_id = None, None
+    for _ in range(len(ROWS) + 1):
+        rows = search.page_rows(
+            conn,
+            scope,
+            compiled,
+            statuses=[s.value for s in listing.ALL],
+            batch_id=None,
+            before_created=before_created,
+            before_id=before_id,
+            limit=limit,
+        )
+        walked += [r["id"] for r in rows]
+        if len(rows) < limit:
+            break
+        before_created, before_id = rows[-1]["created_at"], rows[-1]["id"]
+    return walked
+
+
+@pytest.mark.parametrize(
+    ("query", "subjects"),
+    [
+        ("from:bob", ["Lunch Friday", "Report"]),  # the member's address and name
+        ("from:BOB report", ["Report"]),
+        ("!from:bob status:scheduled", ["Newsletter May", "Invoice 12", "Retrying"]),
+        ("from:team@acme !status:sent", ["Newsletter May", "Invoice 12", "Retrying", "Welcome", "Report"]),
+        ("from:bobbins", []),  # Carol, who wrote none of this organization's emails
+        ("from:e", [r["subject"] for r in sorted(ROWS, key=lambda r: r["at"], reverse=True)]),  # every user named
+    ],
+)
+@pytest.mark.parametrize("first_look", [0, 2, 5000])
+@pytest.mark.parametrize("listed", [0, 1, 2, search.MEMBERS_LISTED])
+def test_from_a_name_finds_the_same_rows_with_the_users_looked_up_first(
+    web: db.Conn,
+    data: Data,
+    query: str,
+    subjects: list[str],
+    first_look: int,
+    listed: int,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """from: a name compiled with a connection passes the users it names as a list (at most MEMBERS_LISTED,
+    else the sub-select): the pages, cursor after cursor, are those of the sub-select, in the same order,
+    whether the newest rows hold them or the indexes find them (first_look 0), and the emails expected."""
+    scope = in_org(data.org_a, data.alice)
+    monkeypatch.setattr(search, "FIRST_LOOK", first_look)
+    monkeypatch.setattr(search, "MEMBERS_LISTED", listed)
+    looked_up = search.compile_query(query, scope, conn=web)
+    plain = search.compile_query(query, scope)
+    assert "owner_id IN (SELECT" in plain.condition.as_string(web)
+    # Listed when few enough users are named (bob: Bob and Carol Bobbins; team@acme: none; e: every user).
+    named = db.all_rows(web, "search_from_users", pattern=plain.params["s0"], limit=1000)
+    assert ("owner_id = ANY(" in looked_up.condition.as_string(web)) == (len(named) <= listed)
+
+    by_subselect = _walk(web, scope, plain, 1)
+    by_list = _walk(web, scope, looked_up, 1)
+
+    assert by_list == by_subselect
+    # Created in the order of ROWS within the same second or so: compare the sets, and the order with the keyset's.
+    assert set(by_list) == {data.ids[s] for s in subjects}
+    assert by_list == _walk(web, scope, looked_up, 50)
+
+
+def test_from_a_name_is_read_from_indexes_only_when_the_users_are_listed(web: db.Conn, data: Data) -> None:
+    """With the users listed, both halves of from: are in indexes (the From address's trigrams, migration 0025;
+    the owner's), which the planner ORs and can AND with other conditions' indexes; as a sub-select, not."""
+    scope = in_org(data.org_a, data.alice)
+    plans = {}
+    for name, compiled in {
+        "listed": search.compile_query("from:bob", scope, conn=web),
+        "sub-select": search.compile_query("from:bob", scope),
+    }.items():
+        statement = sql.SQL("EXPLAIN SELECT id FROM emails_search WHERE {}").format(compiled.condition)
+        with web.transaction():
+            web.execute("SET LOCAL enable_seqscan = off")
+            rows = web.execute(statement, compiled.params).fetchall()
+            plans[name] = "\n".join(r["QUERY PLAN"] for r in rows)
+    assert "BitmapOr" in plans["listed"] and "emails_from_trgm_idx" in plans["listed"], plans["listed"]
+    assert "SubPlan" not in plans["listed"], plans["listed"]
+    assert "BitmapOr" not in plans["sub-select"], plans["sub-select"]
