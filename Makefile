@@ -44,7 +44,7 @@ node:
 	@command -v node >/dev/null && command -v npm >/dev/null || \
 		{ $(SUDO) apt-get update -q && $(SUDO) apt-get install -y -q nodejs npm; }
 
-bench-quick: $(DEV)  ## one short run of each scenario (also run by `make test`)
+bench-quick: $(DEV)  ## one short run of each scenario (`make test` runs a smaller one: python -m bench --smoke)
 	$(PY) -m scripts.services -- $(PY) -m bench --quick $(BENCH_ARGS)
 
 schema: $(RUNTIME)  ## regenerate sql/schema.sql: the schema after every migration (pg_dump of a throwaway database)

@@ -2,8 +2,9 @@
 
 ``make bench`` runs the full version (each scenario 3 times, the stacks' runs
 interleaved, medians) and writes bench/RESULTS.md; ``--quick`` runs one short
-run of each (CI) and leaves BullMQ out unless ``--bullmq`` asks for it, so the
-test suite needs no Node.
+run of each and leaves BullMQ out unless ``--bullmq`` asks for it, so it needs
+no Node; ``--smoke`` is a quick run smaller still, with shorter leads: the test
+suite's check that every scenario's code runs (tests/bench/test_bench_smoke.py).
 """
 
 from __future__ import annotations
@@ -57,6 +58,23 @@ QUICK: dict[str, Any] = {
     "rss_runs": 1,
     # CI checks the harness, not the figures: the baseline runs only its throughput.
     "baseline_all": False,
+}
+#: The test suite's run (``--smoke``): every scenario and code path of the quick run, at the
+#: smallest sizes that still have each do its work (a kill a quarter through, a rate limit
+#: that holds back two windows, a tenth of the emails to warm up on) and with one second
+#: between scheduling and the due instant instead of two or three. Its figures mean nothing.
+SMOKE: dict[str, Any] = QUICK | {
+    "throughput": 100,
+    "enqueue": 50,
+    "burst": 40,
+    "spread": (20, 1.0),
+    "backlog": 1_000,
+    "crash": 80,
+    "rate": (30, 10, 1.0),
+    "rss": 200,
+    "api": 20,
+    "sink": 200,
+    "lead": 1.0,
 }
 
 
@@ -127,7 +145,12 @@ def bullmq_plan(
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
-    parser.add_argument("--quick", action="store_true", help="one short run of each scenario (CI)")
+    parser.add_argument("--quick", action="store_true", help="one short run of each scenario")
+    parser.add_argument(
+        "--smoke",
+        action="store_true",
+        help="a quick run, smaller and with short leads: the test suite's (implies --quick)",
+    )
     parser.add_argument("--runs", type=int, help="runs per scenario (default 3, quick 1)")
     parser.add_argument("--out", type=pathlib.Path, help="write the table here (default bench/RESULTS.md; quick: none)")
     parser.add_argument("--only", help="comma-separated scenarios: " + ", ".join(report.SCENARIOS))
@@ -138,7 +161,10 @@ def main(argv: list[str] | None = None) -> int:
         help="run the BullMQ baseline (default: yes, except with --quick; needs node and npm)",
     )
     args = parser.parse_args(argv)
-    size: dict[str, Any] = dict(QUICK if args.quick else FULL)
+    args.quick = args.quick or args.smoke
+    size: dict[str, Any] = dict(SMOKE if args.smoke else QUICK if args.quick else FULL)
+    # Seconds from scheduling to the due instant: each scenario's own unless the size says.
+    lead: dict[str, Any] = {"lead": size["lead"]} if "lead" in size else {}
     if args.emails:
         size |= {"throughput": args.emails, "burst": args.emails, "enqueue": args.emails}
     runs = args.runs or size["runs"]
@@ -184,8 +210,8 @@ def main(argv: list[str] | None = None) -> int:
         if "throughput" in only:
             n = size["throughput"]
             stacks: list[Stack] = [
-                ("throughput", "ours throughput", lambda: ours.throughput(ours_rig, n=n)),
-                ("throughput_base", "baseline throughput", lambda: baseline.throughput(base_rig, n=n)),
+                ("throughput", "ours throughput", lambda: ours.throughput(ours_rig, n=n, **lead)),
+                ("throughput_base", "baseline throughput", lambda: baseline.throughput(base_rig, n=n, **lead)),
             ]
             results |= compare(runs, with_bullmq("throughput", stacks, bullmq_stack.throughput, n))
         if "enqueue" in only:
@@ -202,13 +228,13 @@ def main(argv: list[str] | None = None) -> int:
                 results["enqueue_bullmq50"] = results["enqueue_bullmq5"]
         if "burst" in only:
             b = size["burst"]
-            stacks = [("burst", "ours burst", lambda: ours.burst(ours_rig, n=b))]
+            stacks = [("burst", "ours burst", lambda: ours.burst(ours_rig, n=b, **lead))]
             if size["baseline_all"]:
                 stacks.append(("burst_base", "baseline burst", lambda: baseline.burst(base_rig, n=b)))
             results |= compare(runs, with_bullmq("burst", stacks, bullmq_stack.burst, b))
         if "spread" in only:
             sn, secs = size["spread"]
-            stacks = [("spread", "ours spread", lambda: ours.spread_run(ours_rig, n=sn, seconds=secs))]
+            stacks = [("spread", "ours spread", lambda: ours.spread_run(ours_rig, n=sn, seconds=secs, **lead))]
             if size["baseline_all"]:
                 stacks.append(("spread_base", "baseline spread", lambda: baseline.spread(base_rig, n=sn, seconds=secs)))
             results |= compare(runs, stacks)
@@ -224,9 +250,9 @@ def main(argv: list[str] | None = None) -> int:
                     "backlog",
                     "ours backlog",
                     lambda: {
-                        "emails_s": ours.throughput(ours_rig, n=n, backlog=True)["emails_s"],
-                        "last_s": ours.burst(ours_rig, n=bn, backlog=True)["last_s"],
-                        "spread_p99_ms": ours.spread_run(ours_rig, n=sn, seconds=secs, backlog=True)["p99_ms"],
+                        "emails_s": ours.throughput(ours_rig, n=n, backlog=True, **lead)["emails_s"],
+                        "last_s": ours.burst(ours_rig, n=bn, backlog=True, **lead)["last_s"],
+                        "spread_p99_ms": ours.spread_run(ours_rig, n=sn, seconds=secs, backlog=True, **lead)["p99_ms"],
                     },
                 )
             ]
@@ -246,20 +272,22 @@ def main(argv: list[str] | None = None) -> int:
             results |= compare(runs, stacks)
         if "crash" in only:
             n = size["crash"]
-            stacks = [("crash", "ours crash", lambda: extra.crash(ours_rig, n=n, env=size["crash_env"]))]
+            stacks = [("crash", "ours crash", lambda: extra.crash(ours_rig, n=n, env=size["crash_env"], **lead))]
             if size["baseline_all"]:
                 stacks.append(("crash_base", "baseline crash", lambda: baseline.crash(base_rig, n=n, wait=10)))
             results |= compare(runs, stacks)
         if "rate" in only:
             n, count, secs = size["rate"]
             results["rate"] = repeat(
-                runs, "ours rate limit", lambda: extra.max_rate(ours_rig, n=n, count=count, seconds=secs)
+                runs, "ours rate limit", lambda: extra.max_rate(ours_rig, n=n, count=count, seconds=secs, **lead)
             )
         if "api" in only:
             results["api"] = repeat(runs, "ours api", lambda: extra.api(ours_rig, requests=size["api"]))
         if "rss" in only:
             n = size["rss"]
-            results["rss"] = repeat(min(runs, size["rss_runs"]), "ours rss", lambda: extra.memory(ours_rig, n=n))
+            results["rss"] = repeat(
+                min(runs, size["rss_runs"]), "ours rss", lambda: extra.memory(ours_rig, n=n, **lead)
+            )
     table = report.table(results, size, runs, bullmq=bullmq_note)
     print()
     print(table)

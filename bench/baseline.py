@@ -181,10 +181,10 @@ class Baseline:
             rig.drop_database(name)
 
 
-def throughput(base: Baseline, *, n: int, workers: int = 2, backlog: bool = False) -> dict[str, Any]:
+def throughput(base: Baseline, *, n: int, workers: int = 2, backlog: bool = False, lead: float = 2.0) -> dict[str, Any]:
     with base.run(backlog) as r:
         r.start_workers(workers)
-        t0 = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=2 + n / 4000)
+        t0 = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=lead + n / 4000)
         r.schedule([t0] * n)
         meter = r.cpu_meter()
         meter.start()

@@ -26,11 +26,11 @@ def _counts(database_url: str) -> dict[str, int]:
     return {r["status"]: r["n"] for r in rows}
 
 
-def crash(ours: Ours, *, n: int, env: dict[str, str] | None = None) -> dict[str, Any]:
+def crash(ours: Ours, *, n: int, env: dict[str, str] | None = None, lead: float = 2.0) -> dict[str, Any]:
     """kill -9 one of two workers a quarter through; a new one starts (as a supervisor would)."""
     with ours.deployment(env=env) as d:
         first, _ = d.start_workers(2)
-        t0, times = ours_module.at_once(n, lead=2 + n / 4000)
+        t0, times = ours_module.at_once(n, lead=lead + n / 4000)
         d.schedule(times)
         d.sink.wait_for(n // 4, timeout=120)
         first.kill()
@@ -62,12 +62,12 @@ def crash(ours: Ours, *, n: int, env: dict[str, str] | None = None) -> dict[str,
         }
 
 
-def max_rate(ours: Ours, *, n: int, count: int, seconds: float, workers: int = 2) -> dict[str, Any]:
+def max_rate(ours: Ours, *, n: int, count: int, seconds: float, workers: int = 2, lead: float = 3.0) -> dict[str, Any]:
     """``n`` emails due at once under ``count/seconds``: busiest window and drain time vs the ideal."""
     env = {"RATE_LIMITS": f"bench={count}/{seconds:g}s"}
     with ours.deployment(env=env) as d:
         d.start_workers(workers)
-        t0, times = ours_module.at_once(n, lead=3)
+        t0, times = ours_module.at_once(n, lead=lead)
         d.schedule(times)
         last = d.sink.wait_for(n, timeout=60 + n / count * seconds * 1.5)
         arrivals = [at for at, _ in d.sink.received()]
@@ -82,11 +82,11 @@ def max_rate(ours: Ours, *, n: int, count: int, seconds: float, workers: int = 2
         }
 
 
-def memory(ours: Ours, *, n: int) -> dict[str, Any]:
+def memory(ours: Ours, *, n: int, lead: float = 2.0) -> dict[str, Any]:
     """One worker sends ``n`` emails; its RSS after a tenth of them and at the end."""
     with ours.deployment() as d:
         [worker] = d.start_workers(1)
-        _, times = ours_module.at_once(n, lead=2 + n / 4000)
+        _, times = ours_module.at_once(n, lead=lead + n / 4000)
         d.schedule(times)
         samples: list[tuple[int, float]] = []
         deadline = time.monotonic() + 120 + n / 50

@@ -202,15 +202,16 @@ def spread(n: int, seconds: float, lead: float) -> tuple[dt.datetime, list[dt.da
     return t0, [t0 + dt.timedelta(seconds=seconds * i / n) for i in range(n)]
 
 
-def throughput(ours: Ours, *, n: int, workers: int = 2, backlog: bool = False) -> dict[str, Any]:
+def throughput(ours: Ours, *, n: int, workers: int = 2, backlog: bool = False, lead: float = 3.0) -> dict[str, Any]:
     """``n`` emails due at one instant; emails/s from that instant to the last delivery.
 
     And the CPU every process of the deployment spent per email, from the end of
-    the scheduling to the last delivery.
+    the scheduling to the last delivery. ``lead``: seconds from scheduling to that
+    instant (plus a little per email), time for the scheduling and the workers to be waiting.
     """
     with ours.deployment(backlog=backlog) as d:
         d.start_workers(workers)
-        t0, times = at_once(n, lead=3 + n / 4000)
+        t0, times = at_once(n, lead=lead + n / 4000)
         d.schedule(times)
         late = time.time() - t0.timestamp()
         meter = d.cpu_meter()
@@ -244,21 +245,23 @@ def enqueue(ours: Ours, *, n: int) -> dict[str, Any]:
         return {"enqueue_s": n / (time.perf_counter() - started)}
 
 
-def burst(ours: Ours, *, n: int, workers: int = 2, backlog: bool = False) -> dict[str, Any]:
+def burst(ours: Ours, *, n: int, workers: int = 2, backlog: bool = False, lead: float = 3.0) -> dict[str, Any]:
     """``n`` emails due at the same instant: how long after it the last one arrives."""
     with ours.deployment(backlog=backlog) as d:
         d.start_workers(workers)
-        t0, times = at_once(n, lead=3)
+        t0, times = at_once(n, lead=lead)
         d.schedule(times)
         last = d.sink.wait_for(n, timeout=60)
         return {"last_s": last - t0.timestamp(), **rig.lateness_stats(d.lateness())}
 
 
-def spread_run(ours: Ours, *, n: int, seconds: float, workers: int = 2, backlog: bool = False) -> dict[str, Any]:
+def spread_run(
+    ours: Ours, *, n: int, seconds: float, workers: int = 2, backlog: bool = False, lead: float = 3.0
+) -> dict[str, Any]:
     """``n`` emails evenly spread over ``seconds``: lateness of each at the sink."""
     with ours.deployment(backlog=backlog) as d:
         d.start_workers(workers)
-        _, times = spread(n, seconds, lead=3)
+        _, times = spread(n, seconds, lead=lead)
         d.schedule(times)
         d.sink.wait_for(n, timeout=seconds + 60)
         return rig.lateness_stats(d.lateness())

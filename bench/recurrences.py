@@ -203,6 +203,7 @@ def run_variant(
     n_ticks: int,
     one_off: list[float] | None = None,
     occurrence_spread: bool = False,
+    lead: float = 3.0,
 ) -> dict[str, Any]:
     """One variant: ``recurrences`` active ones beside the spread; or ``one_off``, the seconds after
     the spread's start of one-off stand-ins for the occurrences; or, ``occurrence_spread``, the
@@ -210,7 +211,7 @@ def run_variant(
     scale = round(spread_n * 60 / seconds) if occurrence_spread else 1
     with ours.deployment(env={"RECURRENCE_TIME_SCALE": str(scale)}) as d:
         try:
-            return _measure(d, recurrences, spread_n, seconds, n_ticks, one_off, occurrence_spread)
+            return _measure(d, recurrences, spread_n, seconds, n_ticks, one_off, occurrence_spread, lead)
         finally:
             recurrence_rules.set_time_scale(1)
 
@@ -223,17 +224,18 @@ def _measure(
     n_ticks: int,
     one_off: list[float] | None,
     occurrence_spread: bool,
+    lead: float,
 ) -> dict[str, Any]:
     if recurrences:
         fill(d, recurrences)
     expected = 0
     if occurrence_spread:
-        t0 = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=4)
+        t0 = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=lead + 1)  # (the workers start after the fill)
         expected = sum(at <= t0 + dt.timedelta(seconds=seconds) for at in fill_spread(d, spread_n, t0, seconds))
     warm = asyncio.run(ticks(d, 1, first_only=True))
     d.start_workers(2)
     if not occurrence_spread:
-        t0, times = spread(spread_n, seconds, lead=3)
+        t0, times = spread(spread_n, seconds, lead=lead)
         if one_off:
             d.schedule([t0 + dt.timedelta(seconds=x) for x in one_off], subject="bench-burst")
         d.schedule(times)
@@ -314,6 +316,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--spread", type=int, default=900, help="ordinary emails in the spread")
     parser.add_argument("--seconds", type=float, default=60.0, help="over this many seconds")
     parser.add_argument("--ticks", type=int, default=6, help="reconciler ticks timed")
+    parser.add_argument(
+        "--lead", type=float, default=3.0, help="seconds from scheduling the spread to its start (the tests': 1)"
+    )
     args = parser.parse_args(argv)
     with (
         tempfile.TemporaryDirectory(prefix="bench-recurrences-") as work,
@@ -329,7 +334,7 @@ def main(argv: list[str] | None = None) -> int:
             for _ in range(args.runs):
                 # Interleaved, so a slow moment of the machine hits all of them; the one-off
                 # stand-ins copy the instants of the occurrences the run before them sent.
-                kwargs = {"spread_n": args.spread, "seconds": args.seconds, "n_ticks": args.ticks}
+                kwargs = {"spread_n": args.spread, "seconds": args.seconds, "n_ticks": args.ticks, "lead": args.lead}
                 active = run_variant(ours, recurrences=args.recurrences, **kwargs)
                 results["active"].append(active)
                 results["one-off"].append(run_variant(ours, recurrences=0, one_off=active["burst_offsets"], **kwargs))

@@ -18,7 +18,7 @@ from typing import Any
 import psycopg
 import psycopg_pool
 from flask import Flask, abort, g, request, session
-from flask.sessions import SecureCookieSessionInterface
+from flask.sessions import SecureCookieSessionInterface, SessionMixin
 from flask_wtf import csrf as wtf_csrf
 from werkzeug.middleware.proxy_fix import ProxyFix
 
@@ -49,6 +49,22 @@ class SessionInterface(SecureCookieSessionInterface):
 
     def get_cookie_secure(self, app: Flask) -> bool:
         return bool(super().get_cookie_secure(app) or (request and request.is_secure))
+
+    def should_set_cookie(self, app: Flask, session: SessionMixin) -> bool:
+        """Send the cookie back when this request changed the session, or (the 14 days running
+        again) when the browser navigated to a page; never an unchanged copy to a script.
+
+        A page's own requests (its live stream, snapshots, fragment refreshes) carry the cookie
+        as it was when they left. One answered just after a form's POST had changed the session
+        (the flash it redirects to, an organization switch) would write that older copy back,
+        and the page the POST redirected to would lose the change: the reschedule error that
+        never showed in tests/security/test_markup_in_browser.py. Browsers say which requests
+        are navigations (``Sec-Fetch-Mode``); a client that does not say is refreshed as before.
+        """
+        if session.modified:
+            return True
+        navigation = request.headers.get("Sec-Fetch-Mode", "navigate") == "navigate"
+        return navigation and super().should_set_cookie(app, session)
 
 
 def init_app(app: Flask, settings: Settings) -> None:

@@ -17,11 +17,12 @@ pytestmark = pytest.mark.slow
 
 
 def test_the_quick_benchmark_runs_every_scenario_and_writes_its_table(tmp_path: pathlib.Path) -> None:
-    """`python -m bench --quick` measures us and raw Procrastinate, one row per figure; BullMQ is left out."""
+    """`python -m bench --smoke` (a quick run, smaller) measures us and raw Procrastinate, one row per
+    figure; BullMQ is left out."""
     out = tmp_path / "RESULTS.md"
 
     result = subprocess.run(
-        [sys.executable, "-m", "bench", "--quick", "--out", str(out)],
+        [sys.executable, "-m", "bench", "--smoke", "--out", str(out)],
         cwd=ROOT,
         env=os.environ | {"PYTHONPATH": str(ROOT)},
         capture_output=True,
@@ -53,7 +54,7 @@ def test_the_recurrences_benchmark_runs_and_prints_its_table() -> None:
     """`python -m bench.recurrences`, small: the four variants measured, every row filled."""
     result = subprocess.run(
         [sys.executable, "-m", "bench.recurrences", "--recurrences", "2000", "--spread", "40", "--seconds", "3",
-         "--ticks", "1"],
+         "--ticks", "1", "--lead", "1"],
         cwd=ROOT,
         env=os.environ | {"PYTHONPATH": str(ROOT)},
         capture_output=True,

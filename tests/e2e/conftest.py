@@ -41,9 +41,21 @@ def browser() -> Iterator[Any]:
         launched.close()
 
 
+def server_first(request: pytest.FixtureRequest) -> None:
+    """Start the test's server (if it has one) before its page, so that the page closes first.
+
+    A gunicorn stopped while the browser still holds connections waits for them (2 s for
+    kept-alive ones, up to a second for a live stream): closed first, the browser has let
+    them go, and each browser test's teardown is that much shorter.
+    """
+    if "server" in request.fixturenames:
+        request.getfixturevalue("server")
+
+
 @pytest.fixture
-def page(browser: Any) -> Iterator[Any]:
+def page(browser: Any, request: pytest.FixtureRequest) -> Iterator[Any]:
     """A fresh browser context in a zone that is not the server's, so time handling is tested."""
+    server_first(request)
     context = browser.new_context(viewport={"width": 1200, "height": 800}, timezone_id="Europe/Paris")
     opened = context.new_page()
     opened.set_default_timeout(20_000)

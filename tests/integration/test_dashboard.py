@@ -167,6 +167,34 @@ def test_reschedule_from_the_page_reads_the_time_in_the_browsers_zone(
     assert row.send_tz == "America/New_York"
 
 
+def test_a_page_scripts_late_answer_does_not_undo_the_flash_a_post_just_set(
+    app: Any, client: FlaskClient, alice: User, conn: Conn, settings: Any, make_draft: Callable[..., Any]
+) -> None:
+    """The page's snapshot left with the cookie of before the POST; answered after the POST, it must
+    not write that cookie back (the browser keeps the last one it is sent), or the flash is lost."""
+    email = _schedule(conn, alice, settings, make_draft)
+    before = client.get_cookie("reachdbox_session").value
+    token = csrf_token(client, f"/emails/{email.id}")
+    late = app.test_client()
+    late.set_cookie("reachdbox_session", before)
+
+    posted = client.post(
+        f"/emails/{email.id}/reschedule",
+        data={"csrf_token": token, "time_zone": "Mars/Olympus", "local": "2031-01-01T09:00"},
+    )
+    snapshot = late.get(f"/live/snapshot?ids={email.id}", headers={"Sec-Fetch-Mode": "cors"})
+    for cookie in snapshot.headers.getlist("Set-Cookie"):  # what the browser would then keep
+        name, _, value = cookie.split(";")[0].partition("=")
+        client.set_cookie(name, value)
+
+    assert (posted.status_code, snapshot.status_code) == (302, 200)
+    shown = client.get(posted.headers["Location"]).get_data(as_text=True)
+    assert '<p class="flash error" role="status">Must be an IANA time zone' in shown
+    assert snapshot.headers.getlist("Set-Cookie") == []
+    # A page the browser navigates to still sends the cookie back: the 14 days start again.
+    assert "reachdbox_session=" in late.get("/", headers={"Sec-Fetch-Mode": "navigate"}).headers["Set-Cookie"]
+
+
 def test_an_action_that_is_too_late_is_explained_not_an_error_page(
     client: FlaskClient, alice: User, conn: Conn, settings: Any, make_draft: Callable[..., Any]
 ) -> None:

@@ -70,25 +70,32 @@ def private_redis() -> Iterator[PrivateRedis]:
     server.close()
 
 
+#: Emails due at once in the test below: 15 windows of 20. The 5% allowance over the ideal drain leaves
+#: 14 x (0.5 - 0.2 margin) = 4.2 s for the last window's sends (500 emails took four minutes, for 7.2 s).
+BURST = 300
+
+
 def test_four_workers_never_exceed_20_per_10s_and_drain_in_ideal_time(
     conn: Conn, owner: User, settings: Settings, make_draft: Callable[..., Any], sink: Sink, workers: Any
 ) -> None:
-    """500 emails due at once, four workers, 20/10s: no 10 s window over 20, done within 5% of ideal."""
+    """300 emails due at once, four workers, 20/10s: no 10 s window over 20, done within 5% of ideal."""
     limits = {"RATE_LIMITS": "smtp=20/10s"}
     for _ in range(4):
         workers(extra_env=limits)
     due = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=4)
-    schedule_at(conn, owner, settings, make_draft, 500, due)
+    schedule_at(conn, owner, settings, make_draft, BURST, due)
 
-    received = sink.wait_for(500, timeout=300)
+    received = sink.wait_for(BURST, timeout=300)
 
     times = [m.at for m in received]
-    ideal = (math.ceil(500 / 20) - 1) * 10  # the last 20 may leave 240 s after the first 20
+    ideal = (math.ceil(BURST / 20) - 1) * 10  # the last 20 may leave 140 s after the first 20
     drain = max(times) - due.timestamp()
-    print(f"20/10s, 500 emails: busiest 10 s window {max_in_window(times, 10)}, drain {drain:.1f}s (ideal {ideal}s)")
+    print(
+        f"20/10s, {BURST} emails: busiest 10 s window {max_in_window(times, 10)}, drain {drain:.1f}s (ideal {ideal}s)"
+    )
     assert max_in_window(times, 10.0) <= 20
     assert drain <= ideal * 1.05
-    wait_until(lambda: invariants.counts(conn) == {"sent": 500}, timeout=20, what="every email sent")
+    wait_until(lambda: invariants.counts(conn) == {"sent": BURST}, timeout=20, what="every email sent")
     assert set(sink.by_message_id().values()) == {1}
     # Waiting for a slot is neither an attempt nor polling: one attempt each, at most two claims,
     # and most emails only one: the burst is queued at its turns in bulk (gate.spread).
@@ -96,7 +103,7 @@ def test_four_workers_never_exceed_20_per_10s_and_drain_in_ideal_time(
         "SELECT max(n) AS most, count(*) FILTER (WHERE n = 2) AS twice FROM "
         "(SELECT count(*) AS n FROM email_events WHERE kind = 'claimed' GROUP BY email_id) c"
     ).fetchone()
-    assert claims["most"] <= 2 and claims["twice"] < 480 / 4, claims
+    assert claims["most"] <= 2 and claims["twice"] < (BURST - 20) / 4, claims
     assert conn.execute("SELECT max(attempts) AS a FROM emails").fetchone() == {"a": 1}
 
 

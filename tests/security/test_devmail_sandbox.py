@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 
 from tasks.core import db
+from tests.e2e.conftest import server_first
 from tests.support import procs
 from tests.support.oauth_provider import Account, OAuthProvider
 from tests.support.web import Server
@@ -49,8 +50,9 @@ def beacon() -> Iterator[str]:
 
 
 @pytest.fixture
-def page(browser: Any) -> Iterator[Any]:
+def page(browser: Any, request: pytest.FixtureRequest) -> Iterator[Any]:
     """A page with the site's Content-Security-Policy enforced, as any browser would."""
+    server_first(request)
     context = browser.new_context(viewport={"width": 1200, "height": 900})
     opened = context.new_page()
     opened.set_default_timeout(20_000)

@@ -21,6 +21,7 @@ import requests
 from tasks.core import db
 from tasks.domain import tokens
 from tasks.domain.models import User
+from tests.e2e.conftest import server_first
 from tests.support.oauth_provider import Account, OAuthProvider
 from tests.support.web import Server
 
@@ -47,7 +48,8 @@ def web_env(web_env: dict[str, str]) -> dict[str, str]:
 
 
 @pytest.fixture
-def page(browser: Any) -> Iterator[Any]:
+def page(browser: Any, request: pytest.FixtureRequest) -> Iterator[Any]:
+    server_first(request)
     context = browser.new_context(bypass_csp=True, viewport={"width": 1200, "height": 900})
     opened = context.new_page()
     opened.set_default_timeout(20_000)

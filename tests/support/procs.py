@@ -145,8 +145,18 @@ class Workers:
         return worker
 
     def stop_all(self) -> None:
+        """SIGTERM every worker at once, then wait for each (as a supervisor stops them): one
+        graceful shutdown's time, not one per worker."""
+        running = [worker for worker in self.started if worker.proc.poll() is None]
+        for worker in running:
+            worker.signal(signal.SIGTERM)  # once: a second one stops a worker at once, its sends unfinished
         for worker in self.started:
-            worker.stop()
+            if worker in running:
+                try:
+                    worker.wait(15)
+                except subprocess.TimeoutExpired:
+                    worker.kill()
+            worker.stop()  # (it has exited: closes its log)
 
 
 def maps(pid: int, text: str) -> bool:
