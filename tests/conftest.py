@@ -7,9 +7,6 @@ import datetime as dt
 import itertools
 import os
 import pathlib
-import queue
-import threading
-import time
 import urllib.parse
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -42,83 +39,6 @@ def _admin(sql: str) -> None:
         conn.execute(sql)  # names are generated here, never user input
 
 
-#: Test databases that may wait to be dropped (a copy of the template is about 10 MB).
-BEHIND = 20
-
-
-class Copies:
-    """Copies of the template database, made one test ahead and dropped behind, by a thread.
-
-    Copying the template (CREATE DATABASE ... TEMPLATE writes all of it to the WAL) and
-    dropping a test's database (WITH (FORCE)) each take from tens of milliseconds to a second
-    or more when the machine is busy, mostly waiting for the disk: done by this thread while
-    the tests run, a test waits for neither. Each test still gets a database of its own,
-    copied from the template and never used before.
-    """
-
-    def __init__(self, template: str):
-        self.template = template
-        self.spare: str | None = None
-        self.jobs: queue.Queue[tuple[str, str] | None] = queue.Queue()
-        self.lock = threading.Lock()  # held while the spare is being made
-        self.failed: list[str] = []  # drops that failed, reported at the end of the session
-        self.thread = threading.Thread(target=self._run, name="test-databases", daemon=True)
-        self.thread.start()
-        self._make_spare()
-
-    def _copy(self) -> str:
-        name = f"rdbx_t_{os.getpid()}_{next(_counter)}"
-        for attempt in itertools.count():
-            try:
-                _admin(f"CREATE DATABASE {name} TEMPLATE {self.template}")
-                return name
-            except psycopg.errors.ObjectInUse:  # a test reading the template (test_migrate.py)
-                if attempt >= 100:
-                    raise
-                time.sleep(0.1)
-        raise AssertionError("unreachable")
-
-    def _make_spare(self) -> None:
-        self.jobs.put(("spare", ""))
-
-    def _run(self) -> None:
-        while (job := self.jobs.get()) is not None:
-            kind, name = job
-            try:
-                if kind == "drop":
-                    _admin(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
-                else:
-                    with self.lock:
-                        if self.spare is None:
-                            self.spare = self._copy()
-            except psycopg.Error as exc:  # no spare: the next test copies the template itself
-                if kind == "drop":
-                    self.failed.append(f"{name}: {exc}")
-            finally:
-                self.jobs.task_done()
-
-    def take(self) -> str:
-        """A fresh copy of the template (the spare if it is ready, else one made now); the next is begun."""
-        with self.lock:
-            name, self.spare = self.spare, None
-        name = name or self._copy()
-        self._make_spare()
-        return name
-
-    def drop(self, name: str) -> None:
-        self.jobs.put(("drop", name))
-        if self.jobs.qsize() > BEHIND:  # short tests outrun the drops: let them catch up
-            self.jobs.join()
-
-    def close(self) -> None:
-        """Finish the queued work and drop the spare; fail if a test's database could not be dropped."""
-        self.jobs.put(None)
-        self.thread.join(timeout=120)
-        if self.spare:
-            _admin(f"DROP DATABASE IF EXISTS {self.spare} WITH (FORCE)")
-        assert not self.failed, f"test databases left behind: {self.failed}"
-
-
 @pytest.fixture(scope="session")
 def template_db() -> Iterator[str]:
     """A database migrated once per session, cloned for each test."""
@@ -130,19 +50,13 @@ def template_db() -> Iterator[str]:
     _admin(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
 
 
-@pytest.fixture(scope="session")
-def copies(template_db: str) -> Iterator[Copies]:
-    made = Copies(template_db)
-    yield made
-    made.close()
-
-
 @pytest.fixture
-def database_url(copies: Copies) -> Iterator[str]:
+def database_url(template_db: str) -> Iterator[str]:
     """A fresh, migrated database of this test's own."""
-    name = copies.take()
+    name = f"rdbx_t_{os.getpid()}_{next(_counter)}"
+    _admin(f"CREATE DATABASE {name} TEMPLATE {template_db}")
     yield _server_url(name)
-    copies.drop(name)
+    _admin(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
 
 
 @pytest.fixture(scope="module")
