@@ -204,7 +204,7 @@ def explain(conn: db.Conn, scope: Scope, query: str) -> str:
     if len(conn.execute(recent, found | params, prepare=False).fetchall()) >= 51:
         rows = conn.execute(head + recent, found | params, prepare=False).fetchall()
         return "-- the newest rows hold the page\n" + "\n".join(r["QUERY PLAN"] for r in rows)
-    with search.through_indexes(conn):
+    with search.through_indexes(conn, compiled):
         rows = conn.execute(head + page, found | params, prepare=False).fetchall()
     return "-- not the newest rows: through the indexes\n" + "\n".join(r["QUERY PLAN"] for r in rows)
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import re
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -573,3 +574,106 @@ def test_from_a_name_is_read_from_indexes_only_when_the_users_are_listed(web: db
     assert "BitmapOr" in plans["listed"] and "emails_from_trgm_idx" in plans["listed"], plans["listed"]
     assert "SubPlan" not in plans["listed"], plans["listed"]
     assert "BitmapOr" not in plans["sub-select"], plans["sub-select"]
+
+
+def _as_not(condition: str) -> str:
+    """A condition with !from:me written as the other negated qualifiers are: NOT (owner_id = me)."""
+    return re.sub(r"\(owner_id < (%\(s[0-9]+\)s) OR owner_id > \1\)", r"NOT coalesce(owner_id = \1, false)", condition)
+
+
+@pytest.mark.parametrize(
+    ("user", "query", "subjects"),
+    [
+        ("alice", "!from:me", ["Lunch Friday", "Report"]),  # Bob's: ids above Alice's
+        ("bob", "!from:me", ["Invoice 12", "Welcome", "Newsletter May", "Retrying"]),  # Alice's: below Bob's
+        ("bob", "!from:me status:scheduled", ["Invoice 12", "Newsletter May", "Retrying"]),
+        ("alice", "report !from:me", ["Report"]),
+        ("alice", "!from:me !status:sent", ["Report"]),
+        ("bob", "!from:me !from:me welcome", ["Welcome"]),
+        ("alice", "!from:me from:me", []),
+    ],
+)
+@pytest.mark.parametrize("first_look", [0, 1, 2, 5000])
+def test_not_from_me_finds_every_other_members_emails_in_order(
+    web: db.Conn,
+    data: Data,
+    user: str,
+    query: str,
+    subjects: list[str],
+    first_look: int,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """!from:me is written as the owner's ids below and above the user's (owner_id is never NULL): the pages,
+    cursor after cursor, are those of NOT (owner_id = me), in the same order, whether the newest rows hold them
+    or the indexes find them (first_look 0, with NOT_MINE_ROW_COST), and the emails expected."""
+    scope = in_org(data.org_a, getattr(data, user))
+    monkeypatch.setattr(search, "FIRST_LOOK", first_look)
+    compiled = search.compile_query(query, scope, conn=web)
+    assert compiled.not_mine
+    text = compiled.condition.as_string(web)
+    assert "owner_id <" in text and "owner_id >" in text
+    # The same query with the negation as a NOT (what the other negated qualifiers compile to).
+    as_not = _as_not(text)
+    assert "owner_id <" not in as_not and as_not.count("NOT coalesce(owner_id =") == query.count("!from:me")
+    negated = dataclasses.replace(compiled, condition=sql.SQL(as_not), not_mine=False)
+
+    walked = _walk(web, scope, compiled, 1)
+
+    assert walked == _walk(web, scope, negated, 1)
+    assert set(walked) == {data.ids[s] for s in subjects}
+    assert walked == _walk(web, scope, compiled, 50)
+
+
+def test_not_from_me_is_read_from_the_owners_index(web: db.Conn, data: Data) -> None:
+    """!from:me is two ranges of the owner's index, which the planner can OR and AND with other conditions'
+    indexes (a phrase's trigrams at a million emails: docs/search.md), with rows read dearer still
+    (NOT_MINE_ROW_COST) through the indexes; NOT (owner_id = me) is in no index."""
+    scope = in_org(data.org_a, data.alice)
+    compiled = search.compile_query("report !from:me", scope, conn=web)
+    text = compiled.condition.as_string(web)
+    plans = {}
+    for name, condition in {
+        "ranges": compiled.condition,
+        "not": sql.SQL(_as_not(text)),
+    }.items():
+        statement = sql.SQL("EXPLAIN SELECT id FROM emails_search WHERE {}").format(condition)
+        with search.through_indexes(web, compiled):
+            cost = web.execute("SHOW cpu_tuple_cost").fetchone()
+            web.execute("SET LOCAL enable_seqscan = off")
+            plans[name] = "\n".join(r["QUERY PLAN"] for r in web.execute(statement, compiled.params).fetchall())
+        assert cost == {"cpu_tuple_cost": search.NOT_MINE_ROW_COST}
+    assert web.execute("SHOW cpu_tuple_cost").fetchone() == {"cpu_tuple_cost": "0.01"}  # set back after
+    owner_ranges = re.findall(r"Index Cond: .*owner_id [<>] ", plans["ranges"])
+    assert len(owner_ranges) == 2 and "BitmapOr" in plans["ranges"], plans["ranges"]
+    assert not re.search(r"Index Cond: .*owner_id", plans["not"]), plans["not"]
+
+
+@pytest.mark.parametrize("view", ["all", "scheduled", "failed", "sent", "uncertain"])
+@pytest.mark.parametrize(
+    "query",
+    ['"e"', "!report", "!from:me", "from:bob !status:failed", 'subject:"e" !to:ann@', "!from:me !code:4xx r"],
+)
+def test_the_newest_rows_give_the_indexes_page_in_every_tab(
+    web: db.Conn, data: Data, view: str, query: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Phrases, negations, from: and mixes, in each dashboard tab: every page, cursor after cursor, is the one
+    the indexes give (FIRST_LOOK 0), whether the newest rows hold it whole (5000), in part, or not at all."""
+    scope = in_org(data.org_a, data.alice)
+
+    def walk(first_look: int, limit: int) -> list[uuid.UUID]:
+        monkeypatch.setattr(search, "FIRST_LOOK", first_look)
+        walked: list[uuid.UUID] = []
+        cursor = None
+        for _ in range(len(ROWS) + 1):
+            page = listing.emails_page(web, scope, view=view, q=query, cursor=cursor, limit=limit)
+            walked += [e.id for e in page.emails]
+            cursor = page.next_cursor
+            if cursor is None:
+                break
+        return walked
+
+    through_indexes = walk(0, 1)
+    assert through_indexes == walk(0, 50)
+    for first_look in (1, 2, 3, 5000):
+        for limit in (1, 2, 50):
+            assert walk(first_look, limit) == through_indexes, (first_look, limit)
