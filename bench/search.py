@@ -171,7 +171,8 @@ def kinds(names: dict[str, Any]) -> dict[str, list[str]]:
         # match no email while each term matches a sixth to a third of them, one without a
         # time to narrow it, one whose member is named (from:bob, not from:me).
         "harder (added)": ["before:-1d", 'subject:"weekly report" from:me', '"password reset" from:bob'],
-        # Added with migration 0025: a negated member, which no index holds (every email of the phrase is mine).
+        # Added with migration 0025: a negated member (every email of the phrase is mine), in no index until
+        # !from:me was written as two ranges of the owner's (docs/search.md).
         "harder (0025)": ['"password reset" !from:me'],
     }
 
