@@ -1881,6 +1881,10 @@ SELECT b.email_id, b.status AS was, b.version, e.status, e.updated_at, e.job_id,
  LIMIT %(limit)s
    FOR UPDATE OF e;
 
+-- bulk_changed_emails --
+-- Where the emails a bulk action (or its undo) just changed stand, for the live status.
+SELECT id, org_id, status, next_attempt_at FROM emails WHERE id = ANY(%(ids)s::uuid[]);
+
 -- bulk_cancel --
 -- Cancel these emails (each still as confirmed: the caller checked it under lock), with their events.
 WITH done AS (

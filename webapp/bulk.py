@@ -128,7 +128,7 @@ def undo(bulk_id: str) -> Any:
     found = bulk.get(ext.conn(), scope(), bulk_id)  # 404 outside the organization
     require(orgs.Action.SEND)  # then 403 for a viewer
     try:
-        done = bulk.undo(ext.conn(), scope(), found.id, settings=ext.settings())
+        done = bulk.undo(ext.conn(), scope(), found.id, settings=ext.settings(), changed=ext.publish_rows)
     except errors.Conflict as exc:
         flash(readable(exc), "error")
     else:

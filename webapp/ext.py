@@ -123,6 +123,13 @@ def publish(org_id: int, email_id: Any, status: str, **extra: Any) -> None:
     live.publish(resources().redis, settings().redis_prefix, org_id, email_id, status, **extra)
 
 
+def publish_rows(rows: list[dict[str, Any]]) -> None:
+    """Tell the open pages about many emails' changes this request committed (rows with id, org_id,
+    status, next_attempt_at), in a few round trips (best effort)."""
+    changes = [(r["org_id"], r["id"], r["status"], {"next_attempt_at": r["next_attempt_at"]}) for r in rows]
+    live.publish_many(resources().redis, settings().redis_prefix, changes)
+
+
 def publish_email(email: Email) -> None:
     """Tell the organization's open pages where this email now stands (``present.STATUS_FIELDS``, as the API
     names them)."""

@@ -52,6 +52,21 @@ def publish(client: redis.Redis, prefix: str, org_id: int, email_id: Any, status
     return True
 
 
+def publish_many(client: redis.Redis, prefix: str, changes: list[tuple[int, Any, str, dict[str, Any]]]) -> bool:
+    """Publish many changes (organization, email, status, extra) from a synchronous process in
+    round trips of ``BATCH`` (a bulk action's undo); False if Redis is unavailable."""
+    try:
+        for start in range(0, len(changes), BATCH):
+            with client.pipeline(transaction=False) as pipe:
+                for org_id, email_id, status, extra in changes[start : start + BATCH]:
+                    pipe.publish(channel(prefix, org_id), message(email_id, status, **extra))
+                pipe.execute()
+    except (redis.RedisError, OSError) as exc:
+        log.warning("live status not published", error=str(exc))
+        return False
+    return True
+
+
 class Publisher:
     """The worker's publisher: ordered, pipelined, never blocking a send."""
 

@@ -31,7 +31,7 @@ import dataclasses
 import datetime as dt
 import re
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from psycopg import sql
@@ -337,25 +337,41 @@ def _reason(was: str, row: db.Row) -> str:
     return "changed since confirmed: edited or moved"
 
 
-def run(conn: db.Conn, bulk_id: uuid.UUID | str, settings: Settings) -> db.Row | None:
+#: Told the emails a committed chunk (or an undo) changed, as ``bulk_changed_emails`` reads them
+#: (id, org_id, status, next_attempt_at): the live status of the pages open on them.
+Changed = Callable[[list[db.Row]], None]
+
+
+def run(
+    conn: db.Conn, bulk_id: uuid.UUID | str, settings: Settings, *, changed: Changed | None = None
+) -> db.Row | None:
     """Apply a confirmed bulk action to its snapshot, a chunk per transaction (idempotent: a
-    restarted job goes on where it stopped). Returns its row when done."""
+    restarted job goes on where it stopped). Returns its row when done. ``changed`` is told the
+    emails of each chunk once it has committed."""
     started = db.one(conn, "bulk_start", id=bulk_id)
     if started is None:  # done, undone or failed already
         return None
     spec = ACTIONS[started["action"]]
     params: dict[str, Any] = started["params"]
-    while _chunk(conn, started["id"], spec, params, settings):
-        pass
+    while (applied := _chunk(conn, started["id"], spec, params, settings)) is not None:
+        _tell(conn, applied, changed)
     return db.one(conn, "bulk_finish", id=started["id"], undoable=spec.undoable, window=UNDO_WINDOW)
 
 
-def _chunk(conn: db.Conn, bulk_id: uuid.UUID, spec: Kind, params: dict[str, Any], settings: Settings) -> bool:
-    """Do one chunk; False when nothing was left."""
+def _tell(conn: db.Conn, ids: Sequence[uuid.UUID], changed: Changed | None) -> None:
+    """Tell ``changed`` where the emails ``ids`` stand now (after their transaction committed)."""
+    if changed is not None and ids:
+        changed(db.all_rows(conn, "bulk_changed_emails", ids=list(ids)))
+
+
+def _chunk(
+    conn: db.Conn, bulk_id: uuid.UUID, spec: Kind, params: dict[str, Any], settings: Settings
+) -> list[uuid.UUID] | None:
+    """Do one chunk; return the emails it changed (None when nothing was left)."""
     with conn.transaction():
         rows = db.all_rows(conn, "bulk_chunk", bulk_id=bulk_id, limit=CHUNK)
         if not rows:
-            return False
+            return None
         ready = [r for r in rows if r["status"] == r["was"] and r["updated_at"] == r["version"]]
         versions: dict[uuid.UUID, dt.datetime] = {}
         if ready:
@@ -376,7 +392,7 @@ def _chunk(conn: db.Conn, bulk_id: uuid.UUID, spec: Kind, params: dict[str, Any]
             versions=[m[3] for m in marks],
         )
         db.run(conn, "bulk_progress", id=bulk_id, applied=len(versions), skipped=len(rows) - len(versions))
-    return True
+    return list(versions)
 
 
 def _apply(
@@ -539,8 +555,11 @@ def skipped_examples(conn: db.Conn, bulk_id: uuid.UUID, limit: int = 20) -> list
 # ---- undo ----
 
 
-def undo(conn: db.Conn, scope: Scope, bulk_id: str | uuid.UUID, *, settings: Settings) -> BulkAction:
-    """Undo a finished cancel or reschedule within ``UNDO_WINDOW``, for the emails still as it left them.
+def undo(
+    conn: db.Conn, scope: Scope, bulk_id: str | uuid.UUID, *, settings: Settings, changed: Changed | None = None
+) -> BulkAction:
+    """Undo a finished cancel or reschedule within ``UNDO_WINDOW``, for the emails still as it left them
+    (``changed`` is told those it restored, once committed).
 
     Raises ``NotFound`` outside the scope and ``Conflict`` when it cannot be undone (another
     kind of action, not finished, undone already, or too late).
@@ -601,6 +620,7 @@ def undo(conn: db.Conn, scope: Scope, bulk_id: str | uuid.UUID, *, settings: Set
             f"bulk {action.action} {action.id}",
             {"bulk_action_id": str(action.id), "restored": len(restored), "skipped": len(rows) - len(restored)},
         )
+    _tell(conn, sorted(restored), changed)
     return get(conn, scope, action.id)
 
 

@@ -7,7 +7,8 @@ retried, up to ``ATTEMPTS`` in all, and goes on where it stopped: only the email
 yet are read; after the last, the bulk action is marked failed. A worker killed during the job leaves
 it ``doing``: the reconciler fails it once the worker's heartbeat stops and gives the
 bulk action a new job (tasks/queue/reconcile.py), which goes on the same way. Every job
-of one bulk action holds the lock ``bulk:<id>``, so two never run at once.
+of one bulk action holds the lock ``bulk:<id>``, so two never run at once. Each chunk's
+emails are published to the live status once it has committed, as a send's are.
 """
 
 from __future__ import annotations
@@ -28,10 +29,10 @@ log = structlog.get_logger("tasks.queue.bulk")
 ATTEMPTS = 3
 
 
-def _run(bulk_id: str, settings: Settings, last: bool) -> None:
+def _run(bulk_id: str, settings: Settings, last: bool, changed: bulk.Changed) -> None:
     with db.connect(settings.database_url) as conn:
         try:
-            row = bulk.run(conn, bulk_id, settings)
+            row = bulk.run(conn, bulk_id, settings, changed=changed)
         except Exception:
             log.exception("bulk action failed", bulk_action_id=bulk_id, retried=not last)
             if last:
@@ -46,4 +47,14 @@ async def bulk_action(context: JobContext, bulk_id: str) -> None:
     """Apply the bulk action ``bulk_id`` (confirmed in the web or the API)."""
     rt = runtime.of(context)
     last = context.job.attempts >= ATTEMPTS - 1
-    await asyncio.to_thread(_run, bulk_id, rt.settings, last)
+    loop = asyncio.get_running_loop()
+
+    def publish(rows: list[db.Row]) -> None:
+        for r in rows:
+            rt.live.changed(r["org_id"], r["id"], r["status"], next_attempt_at=r["next_attempt_at"])
+
+    def changed(rows: list[db.Row]) -> None:
+        # From the job's thread: the worker's publisher lives on its event loop.
+        loop.call_soon_threadsafe(publish, rows)
+
+    await asyncio.to_thread(_run, bulk_id, rt.settings, last, changed)

@@ -1,17 +1,27 @@
-"""A bulk action run by real worker processes: a worker killed in the middle of the job loses
-nothing. The reconciler fails the job the dead worker left running, gives the bulk action a new
-one, and another worker goes on where the first stopped: what was applied stays applied (not
-reported as skipped), the rest is applied once."""
+"""A bulk action run by real worker processes: its changes and its undo's reach the pages live,
+and a worker killed in the middle of the job loses nothing. The reconciler fails the job the dead
+worker left running, gives the bulk action a new one, and another worker goes on where the first
+stopped: what was applied stays applied (not reported as skipped), the rest is applied once."""
 
 from __future__ import annotations
 
-import pytest
+import datetime as dt
+import json
+import time
+from collections.abc import Callable
+from typing import Any
 
-from tasks.core import db
-from tasks.domain import bulk, orgs
+import pytest
+import redis
+from flask.testing import FlaskClient
+
+from tasks.core import db, live
+from tasks.core.config import Settings
+from tasks.domain import bulk, emails, orgs
 from tasks.domain.models import Scope, User
 from tests.support import procs
 from tests.support.procs import wait_until
+from tests.support.web import csrf_token
 
 pytestmark = pytest.mark.slow
 
@@ -89,3 +99,49 @@ def test_a_worker_killed_during_a_bulk_action_loses_nothing_and_another_finishes
     # every succeeded job is), and the new one was deferred by the reconciler's look for lost jobs.
     assert jobs == [{"status": "failed", "lock": bulk.job_lock(bulk_id)}]
     assert "bulk action's job lost, deferred again" in second.output()
+
+
+def _messages(pubsub: Any, n: int, status: str) -> list[dict[str, Any]]:
+    """The next ``n`` live changes to ``status`` on the subscribed channel (at most 15 s)."""
+    seen: list[dict[str, Any]] = []
+    deadline = time.monotonic() + 15
+    while len(seen) < n and time.monotonic() < deadline:
+        msg = pubsub.get_message(timeout=1)
+        if msg and msg["type"] == "message" and (data := json.loads(msg["data"]))["status"] == status:
+            seen.append(data)
+    return seen
+
+
+def test_a_bulk_cancel_and_its_undo_reach_the_pages_live(
+    client: FlaskClient,
+    sign_in: Callable[..., Any],
+    conn: db.Conn,
+    settings: Settings,
+    make_draft: Callable[..., Any],
+    workers: procs.Workers,
+) -> None:
+    alice = sign_in(client, "alice@example.com", name="Alice")
+    at = dt.datetime.now(dt.UTC) + dt.timedelta(minutes=5)
+    made = [
+        emails.schedule(conn, owner=alice, draft=make_draft(subject="Webinar", send_at=at), settings=settings)[0]
+        for _ in range(3)
+    ]
+    pubsub = redis.Redis.from_url(settings.redis_url).pubsub()
+    pubsub.subscribe(live.channel(settings.redis_prefix, orgs.personal_org_id(conn, alice.id)))
+    pubsub.get_message(timeout=5)  # the subscribe confirmation
+    try:
+        form = {"csrf_token": csrf_token(client), "action": "cancel", "q": "webinar", "view": "all", "all": "1"}
+        response = client.post("/bulk", data=form | {"expected": "3"})
+        bulk_id = response.headers["Location"].rsplit("/", 1)[-1]
+        workers()
+
+        cancelled = _messages(pubsub, 3, "cancelled")
+        assert sorted(m["email_id"] for m in cancelled) == sorted(str(e.id) for e in made)
+        wait_until(lambda: client.get(f"/bulk/{bulk_id}.json").get_json()["state"] == "done", timeout=10, what="done")
+
+        assert client.post(f"/bulk/{bulk_id}/undo", data={"csrf_token": csrf_token(client)}).status_code == 302
+        restored = _messages(pubsub, 3, "scheduled")
+        assert sorted(m["email_id"] for m in restored) == sorted(str(e.id) for e in made)
+        assert {m["next_attempt_at"] for m in restored} == {at.isoformat()}
+    finally:
+        pubsub.close()

@@ -87,4 +87,4 @@ def get_bulk_action(bulk_id: str) -> Any:
 @bp.post("/emails/bulk/<bulk_id>/undo")
 def undo_bulk_action(bulk_id: str) -> Any:
     """Undo a finished cancel or reschedule within its seconds (409 otherwise)."""
-    return _json(bulk.undo(ext.conn(), scope(), bulk_id, settings=ext.settings()))
+    return _json(bulk.undo(ext.conn(), scope(), bulk_id, settings=ext.settings(), changed=ext.publish_rows))
