@@ -91,7 +91,9 @@ ROWS: list[dict[str, Any]] = [
 
 def _insert(conn: db.Conn, org: int, owner: int, row: dict[str, Any], batch: uuid.UUID | None) -> uuid.UUID:
     email_id = uuid.uuid4()
-    at = NOW + row["at"]
+    # From when the data is made, not NOW (the tests' collection, maybe many minutes before): the
+    # relative queries (after:-1h) are read when they run, a few minutes after this at most.
+    at = dt.datetime.now(dt.UTC) + row["at"]
     status = row["status"]
     conn.execute(
         """INSERT INTO emails (id, org_id, owner_id, from_addr, to_addrs, cc_addrs, subject, body_text, send_at,
@@ -378,25 +380,28 @@ def timeline(data: Data) -> Timeline:
     """An organization whose emails were created over two days, each due 5 minutes later (some
     sent), with the exceptions before: must still find: due 40 minutes before it was created (within
     BACKDATED), due days before it was created (written straight into the table), created long ago and due
-    tomorrow."""
-    base = NOW - 48 * HOUR
+    tomorrow. Its times are from the moment it is made (not the module's NOW, taken when the tests
+    were collected, maybe many minutes before: the data every 20 minutes would then sit elsewhere
+    against a query's relative times, which are read when it runs)."""
+    now = dt.datetime.now(dt.UTC)
+    base = now - 48 * HOUR
     plan = [
         (base + i * 20 * dt.timedelta(minutes=1), base + i * 20 * dt.timedelta(minutes=1) + 5 * MINUTE)
         for i in range(144)
     ]
-    at = NOW - 10 * HOUR
+    at = now - 10 * HOUR
     plan += [
         (at + 30 * MINUTE, at - 10 * MINUTE),  # due 40 min before it was created
-        (NOW - 2 * HOUR, NOW - 72 * HOUR),  # backdated by days
-        (NOW - 1 * HOUR, NOW - 29 * HOUR),
-        (NOW - 47 * HOUR, NOW + 24 * HOUR),  # written long ago, due tomorrow
+        (now - 2 * HOUR, now - 72 * HOUR),  # backdated by days
+        (now - 1 * HOUR, now - 29 * HOUR),
+        (now - 47 * HOUR, now + 24 * HOUR),  # written long ago, due tomorrow
     ]
     rows = []
     with db.connect(data.url) as conn:
         dora = emails.ensure_user(conn, email="dora@example.com", name="Dora")
         org = orgs.personal_org_id(conn, dora.id)
         for n, (created, send_at) in enumerate(plan):
-            email_id, status = uuid.uuid4(), "sent" if n % 3 == 0 and send_at < NOW else "scheduled"
+            email_id, status = uuid.uuid4(), "sent" if n % 3 == 0 and send_at < now else "scheduled"
             conn.execute(
                 """INSERT INTO emails (id, org_id, owner_id, from_addr, to_addrs, subject, body_text, send_at,
                                        next_attempt_at, status, message_id, sent_at, created_at)
@@ -425,11 +430,11 @@ MINUTE = dt.timedelta(minutes=1)
 @pytest.mark.parametrize(
     ("query", "matches"),
     [
-        ("before:-10h", lambda send, status: send < NOW - 10 * HOUR),
-        ("!after:-10h", lambda send, status: send < NOW - 10 * HOUR),
-        ("before:-20h status:sent", lambda send, status: send < NOW - 20 * HOUR and status == "sent"),
-        ("after:-30h before:-10h", lambda send, status: NOW - 30 * HOUR <= send < NOW - 10 * HOUR),
-        ("before:-47h", lambda send, status: send < NOW - 47 * HOUR),
+        ("before:-10h", lambda send, status, now: send < now - 10 * HOUR),
+        ("!after:-10h", lambda send, status, now: send < now - 10 * HOUR),
+        ("before:-20h status:sent", lambda send, status, now: send < now - 20 * HOUR and status == "sent"),
+        ("after:-30h before:-10h", lambda send, status, now: now - 30 * HOUR <= send < now - 10 * HOUR),
+        ("before:-47h", lambda send, status, now: send < now - 47 * HOUR),
     ],
 )
 @pytest.mark.parametrize("first_look", [0, 1, 7, 5000])
@@ -444,7 +449,10 @@ def test_before_reads_the_newest_rows_that_can_match_and_misses_none(
     """A query with before: reads the emails created before its time plus BACKDATED, and the backdated
     ones through their index: every page, cursor after cursor, is the one the whole table gives,
     whether the newest rows hold it (first_look large) or the indexes find it (0: never)."""
-    expected = [i for c, i, s, st in sorted(timeline.rows, reverse=True) if matches(s, st)]
+    # The query's relative times are read when it runs: the expectation's too (the data is every
+    # 20 minutes, far from the few milliseconds between the two).
+    now = dt.datetime.now(dt.UTC)
+    expected = [i for c, i, s, st in sorted(timeline.rows, reverse=True) if matches(s, st, now)]
     monkeypatch.setattr(search, "FIRST_LOOK", first_look)
     with db.connect(data.url) as web:
         web.execute("SET ROLE reach_web")
