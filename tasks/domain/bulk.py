@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-import re
 import uuid
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -60,9 +59,6 @@ SAMPLE = 10
 COUNT_CAP = 10_000
 #: Most emails a selection of rows picked by hand may name.
 MAX_PICKED = 1000
-#: A shift: the search's relative times (``+2h``, ``-30m``, ``+1d``, ``+1w``).
-_SHIFT = re.compile(r"([+-])([0-9]{1,6})([mhdw])")
-_UNITS = {"m": 60, "h": 3600, "d": 86400, "w": 604800}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -71,15 +67,17 @@ class Kind:
 
     name: str
     label: str
+    #: What an email it applied to was: "no email here can be {past}".
+    past: str
     applies: tuple[Status, ...]
     undoable: bool
 
 
 ACTIONS: dict[str, Kind] = {
-    "cancel": Kind("cancel", "Cancel", (Status.SCHEDULED, Status.OFFLINE), True),
-    "reschedule": Kind("reschedule", "Reschedule", (Status.SCHEDULED,), True),
-    "send_now": Kind("send_now", "Send now", (Status.SCHEDULED,), False),
-    "retry": Kind("retry", "Retry", (Status.FAILED, Status.UNCERTAIN), False),
+    "cancel": Kind("cancel", "Cancel", "cancelled", (Status.SCHEDULED, Status.OFFLINE), True),
+    "reschedule": Kind("reschedule", "Reschedule", "rescheduled", (Status.SCHEDULED,), True),
+    "send_now": Kind("send_now", "Send now", "sent now", (Status.SCHEDULED,), False),
+    "retry": Kind("retry", "Retry", "retried", (Status.FAILED, Status.UNCERTAIN), False),
 }
 
 
@@ -129,8 +127,8 @@ class Selection:
         return f"{len(self.ids)} picked of {where}" if self.ids is not None else where
 
 
-def _statement(query: str, scope: Scope, sel: Selection) -> tuple[sql.Composed, dict[str, Any]]:
-    compiled = search.compile_query(sel.q, scope)
+def _statement(conn: db.Conn, query: str, scope: Scope, sel: Selection) -> tuple[sql.Composed, dict[str, Any]]:
+    compiled = search.compile_query(sel.q, scope, conn=conn)
     parts: list[sql.Composable] = [compiled.condition]
     params: dict[str, Any] = {**compiled.params, **scope.params()}
     params["mine_only"] = sel.mine and scope.user_id is not None
@@ -149,14 +147,12 @@ def _statement(query: str, scope: Scope, sel: Selection) -> tuple[sql.Composed, 
 
 def parse_shift(text: str) -> dt.timedelta:
     """Read a shift as the search writes relative times: ``+2h``, ``-30m``, ``+1d``, ``+1w``."""
-    found = _SHIFT.fullmatch(text.strip().lower())
-    if not found:
+    delta = search.relative(text)
+    if delta is None:
         raise errors.ValidationError("shift: write it as +2h, -30m, +1d or +1w", field="shift")
-    sign, amount, unit = found.groups()
-    seconds = int(amount) * _UNITS[unit]
-    if seconds == 0:
+    if not delta:
         raise errors.ValidationError("shift: must move the emails (not +0)", field="shift")
-    return dt.timedelta(seconds=-seconds if sign == "-" else seconds)
+    return delta
 
 
 def parse_params(action: str, raw: dict[str, Any], *, now: dt.datetime | None = None) -> dict[str, Any]:
@@ -216,7 +212,7 @@ class Preview:
 def count(conn: db.Conn, scope: Scope, selection: Selection, *, cap: int | None = None) -> int:
     """How many emails the selection matches, whatever their status, counted up to ``cap`` (the
     list's "Select all N"; the confirmation page counts exactly)."""
-    statement, values = _statement("bulk_match_count", scope, selection)
+    statement, values = _statement(conn, "bulk_match_count", scope, selection)
     row = conn.execute(statement, values | {"cap": cap or COUNT_CAP}, prepare=False).fetchone()
     return int(row["n"]) if row else 0
 
@@ -226,11 +222,11 @@ def preview(
 ) -> Preview:
     """Count exactly what the action would apply to, and show a sample (nothing is written)."""
     spec = kind(action)
-    statement, values = _statement("bulk_match_counts", scope, selection)
+    statement, values = _statement(conn, "bulk_match_counts", scope, selection)
     by_status = {r["status"]: int(r["n"]) for r in conn.execute(statement, values, prepare=False).fetchall()}
     count = sum(n for s, n in by_status.items() if s in spec.applies)
     left = {s: n for s, n in sorted(by_status.items()) if s not in spec.applies}
-    statement, values = _statement("bulk_match_sample", scope, selection)
+    statement, values = _statement(conn, "bulk_match_sample", scope, selection)
     values |= {"applies": [str(s) for s in spec.applies], "limit": SAMPLE}
     sample = [Email.from_row(r) for r in conn.execute(statement, values, prepare=False).fetchall()]
     return Preview(action=spec, selection=selection, params=params or {}, count=count, left=left, sample=sample)
@@ -284,13 +280,13 @@ def confirm(
         )
         assert row is not None
         bulk_id: uuid.UUID = row["id"]
-        statement, values = _statement("bulk_snapshot", scope, selection)
+        statement, values = _statement(conn, "bulk_snapshot", scope, selection)
         values |= {"bulk_id": bulk_id, "applies": [str(s) for s in spec.applies], "bulk_org_id": scope.org_id}
         snap = conn.execute(statement, values, prepare=False).fetchone()
         assert snap is not None
         count = int(snap["n"])
         if count == 0:
-            raise errors.ValidationError(f"q: no email here can be {_past(spec)}", field="q")
+            raise errors.ValidationError(f"q: no email here can be {spec.past}", field="q")
         if expected is not None and expected != count:
             raise errors.ValidationError(
                 f"confirm_count: the selection now holds {count} emails, not {expected}: check them again",
@@ -322,10 +318,6 @@ def job_lock(bulk_id: uuid.UUID | str) -> str:
     """The lock every job of one bulk action holds (a lost job's replacement, tasks/queue/reconcile.py,
     waits for it): two never apply the same snapshot at once."""
     return f"bulk:{bulk_id}"
-
-
-def _past(spec: Kind) -> str:
-    return {"cancel": "cancelled", "reschedule": "rescheduled", "send_now": "sent now", "retry": "retried"}[spec.name]
 
 
 # ---- the job ----
@@ -446,12 +438,9 @@ def _wait_again(
     """Each email waits again until its next_at: its old job cancelled (if scheduled), a new one
     (within the horizon)."""
     jobs.cancel_jobs(conn, [r["job_id"] for r in rows if r["status"] == Status.SCHEDULED])
-    due = [
-        (r["email_id"], at)
-        for r, at in zip(rows, next_ats, strict=True)
-        if jobs.within_horizon(at, settings.schedule_horizon)
-    ]
-    job_of = dict(zip([e for e, _ in due], jobs.defer_sends(conn, due), strict=True))
+    job_of = jobs.defer_due_sends(
+        conn, [(r["email_id"], at) for r, at in zip(rows, next_ats, strict=True)], settings.schedule_horizon
+    )
     done = db.all_rows(
         conn,
         "bulk_wait_again",
@@ -626,12 +615,11 @@ def undo(
 
 def _uncancel(conn: db.Conn, bulk_id: uuid.UUID, rows: list[db.Row], settings: Settings) -> set[uuid.UUID]:
     """Bring cancelled emails back to what they were, scheduled ones with a new job (due when they were)."""
-    due = [
-        (r["email_id"], r["next_attempt_at"])
-        for r in rows
-        if r["was"] == Status.SCHEDULED and jobs.within_horizon(r["next_attempt_at"], settings.schedule_horizon)
-    ]
-    job_of = dict(zip([e for e, _ in due], jobs.defer_sends(conn, due), strict=True))
+    job_of = jobs.defer_due_sends(
+        conn,
+        [(r["email_id"], r["next_attempt_at"]) for r in rows if r["was"] == Status.SCHEDULED],
+        settings.schedule_horizon,
+    )
     conn.execute("SELECT set_config('reach.bulk_undo', 'on', true)")
     try:
         done = db.all_rows(

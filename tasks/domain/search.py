@@ -357,6 +357,16 @@ def _compile_code(b: _Builder, value: str, neg: bool, pos: int) -> None:
         raise QueryError(f'code: "{value}" is not a reply code such as 550, 5xx, 45x or 5.1.1', pos)
 
 
+def relative(text: str) -> dt.timedelta | None:
+    """Read a relative time (``-1h``, ``+30m``, ``+2d``, ``-1w``) as a signed duration; None if it is not one."""
+    found = _RELATIVE.fullmatch(text.strip().lower())
+    if not found:
+        return None
+    sign, amount, unit = found.groups()
+    delta = dt.timedelta(**{_UNITS[unit]: int(amount)})
+    return -delta if sign == "-" else delta
+
+
 def parse_time(value: str, now: dt.datetime, key: str, pos: int) -> dt.datetime:
     """Read ``before:``/``after:``'s value: ``now``, ``today`` (UTC), relative (``-1h``), or ISO 8601
     (UTC when it has no offset)."""
@@ -365,12 +375,10 @@ def parse_time(value: str, now: dt.datetime, key: str, pos: int) -> dt.datetime:
         return now
     if text.lower() == "today":
         return now.astimezone(dt.UTC).replace(hour=0, minute=0, second=0, microsecond=0)
-    relative = _RELATIVE.fullmatch(text.lower())
-    if relative:
-        sign, amount, unit = relative.groups()
-        delta = dt.timedelta(**{_UNITS[unit]: int(amount)})
+    delta = relative(text)
+    if delta is not None:
         try:
-            return now - delta if sign == "-" else now + delta
+            return now + delta
         except OverflowError:
             raise QueryError(f"{key}: {text} is too far", pos) from None
     try:

@@ -109,6 +109,19 @@ def _current(rolled_until: dt.datetime | None, now_minute: dt.datetime) -> bool:
     return rolled_until is not None and rolled_until >= now_minute - OWNER_LAG
 
 
+def _window(conn: db.Conn, range_key: str) -> tuple[dt.datetime | None, dict[str, dt.datetime], bool]:
+    """The minutes a chart over ``range_key`` (``RANGES``) reads: the rollup's watermark; the window
+    (``start``, ``last``: the current minute; the rollup answers for [start, ``rolled_until``), the
+    events themselves from ``latest`` on); and whether the rollup is current (``_current``)."""
+    if range_key not in RANGES:
+        raise errors.ValidationError(f"range must be one of {', '.join(RANGES)}", field="range")
+    rolled_until, now_minute = _state(conn)
+    start = now_minute - dt.timedelta(minutes=RANGES[range_key] - 1)
+    upto = min(rolled_until, now_minute + dt.timedelta(minutes=1)) if rolled_until else start
+    window = {"start": start, "last": now_minute, "rolled_until": upto, "latest": max(upto, start)}
+    return rolled_until, window, _current(rolled_until, now_minute)
+
+
 def _state(conn: db.Conn) -> tuple[dt.datetime | None, dt.datetime]:
     row = db.one(conn, "chart_rollup_state")
     assert row is not None
@@ -124,22 +137,15 @@ def operators(conn: db.Conn, range_key: str) -> dict[str, Any]:
     null in a minute without a sample. The database builds the columns (one row
     back, however many events), so 24 hours cost about as little as one.
     """
-    if range_key not in RANGES:
-        raise errors.ValidationError(f"range must be one of {', '.join(RANGES)}", field="range")
-    points = RANGES[range_key]
-    rolled_until, now_minute = _state(conn)
-    start = now_minute - dt.timedelta(minutes=points - 1)
-    # The rollup answers for [start, upto), email_events itself from latest on.
-    upto = min(rolled_until, now_minute + dt.timedelta(minutes=1)) if rolled_until else start
-    window = {"start": start, "last": now_minute, "rolled_until": upto, "latest": max(upto, start)}
+    rolled_until, window, current = _window(conn, range_key)
     # Sent lateness joins each sent event to its email: from the rollup alone while it is current.
-    late_latest = None if _current(rolled_until, now_minute) else window["latest"]
+    late_latest = None if current else window["latest"]
     row = db.one(conn, "chart_series", kinds=list(KINDS), retried=list(RETRIED), late_latest=late_latest, **window)
     assert row is not None  # an aggregate without GROUP BY: always one row
     rate_limited: dict[str, list[int]] = {}
     first = row["t"][0]
     for wait in db.all_rows(conn, "chart_waits", **window):
-        values = rate_limited[wait["transport"] or "(none)"] = [0] * points
+        values = rate_limited[wait["transport"] or "(none)"] = [0] * RANGES[range_key]
         for t, n in zip(wait["t"], wait["n"], strict=True):
             values[(t - first) // 60] += n
     series = {name: row[name] for name in SERIES}
@@ -166,17 +172,11 @@ def lateness(conn: db.Conn, scope: Scope, range_key: str) -> dict[str, Any]:
     (``OWNER_LAG``): each would be joined to its email, 0.3-1 s at a peak minute,
     so the current minute shows at the next run, as a user's week does.
     """
-    if range_key not in RANGES:
-        raise errors.ValidationError(f"range must be one of {', '.join(RANGES)}", field="range")
     if scope.org_id is None or scope.user_id is None:
         raise ValueError("a lateness chart is one organization's")  # operators read operators()
-    points = RANGES[range_key]
-    rolled_until, now_minute = _state(conn)
-    start = now_minute - dt.timedelta(minutes=points - 1)
-    upto = min(rolled_until, now_minute + dt.timedelta(minutes=1)) if rolled_until else start
-    latest = None if _current(rolled_until, now_minute) else max(upto, start)
+    rolled_until, window, current = _window(conn, range_key)
     row = db.one(
-        conn, "chart_lateness", start=start, last=now_minute, rolled_until=upto, latest=latest,
+        conn, "chart_lateness", **(window | {"latest": None if current else window["latest"]}),
         org_id=scope.org_id, owner_id=scope.user_id, owner_key=scope.user_id if scope.mine else 0,
         mine_only=scope.mine,
     )  # fmt: skip

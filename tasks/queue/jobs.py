@@ -51,6 +51,15 @@ def defer_sends(conn: db.Conn, items: Sequence[tuple[uuid.UUID | str, dt.datetim
     return [job.id for job in deferred if job.id is not None]
 
 
+def defer_due_sends(
+    conn: db.Conn, items: Sequence[tuple[uuid.UUID, dt.datetime]], horizon: float
+) -> dict[uuid.UUID, int]:
+    """Defer the send jobs of the ``(email_id, at)`` within the horizon, in the caller's transaction, in one
+    batch; return each one's job (an email beyond the horizon gets none: the reconciler gives it one)."""
+    due = [(e, at) for e, at in items if within_horizon(at, horizon)]
+    return dict(zip([e for e, _ in due], defer_sends(conn, due), strict=True))
+
+
 async def defer_sends_async(conn: db.AsyncConn, items: Sequence[tuple[uuid.UUID | str, dt.datetime]]) -> list[int]:
     """Defer one send job per ``(email_id, at)`` in the caller's transaction (async)."""
     if not items:
